@@ -1,0 +1,178 @@
+//! Assembles the running gateway: the proxy service on pingora, the admin
+//! listener and the reloader, and the shutdown sequence (stop accepting,
+//! drain in-flight requests, exit).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+
+use crate::admin::{self, AdminState};
+use crate::config::ConfigError;
+use crate::proxy::Gateway;
+use crate::reload::Reloader;
+use crate::snapshot::Snapshot;
+
+/// The longest a graceful shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        listener: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Requests currently being served; a graceful shutdown waits for zero.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a request as in flight for as long as it lives.
+#[derive(Debug)]
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> Self {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Loads the config at `path` and serves until SIGTERM/SIGINT.
+pub fn run(path: &Path) -> Result<(), StartupError> {
+    let snapshot = Snapshot::load(path)?;
+    let http = snapshot.listen_http;
+    let admin_listener = match snapshot.listen_admin {
+        Some(addr) => Some(bind_std(addr, "admin")?),
+        None => None,
+    };
+    if let Some(addr) = http {
+        // pingora binds inside its service and cannot report failure: check first.
+        drop(bind_std(addr, "http")?);
+    }
+
+    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+    let reloader = Reloader::new(path.to_path_buf(), shared.clone());
+
+    let mut conf = ServerConf::default();
+    conf.threads = worker_threads(shared.load().listen_threads);
+    conf.grace_period_seconds = Some(SHUTDOWN_GRACE.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(shared), "keygate proxy");
+    if let Some(addr) = http {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+
+    let proxy_listeners: Vec<SocketAddr> = http.into_iter().collect();
+    let control = ControlPlane {
+        reloader,
+        admin: admin_listener.map(|listener| (listener, proxy_listeners)),
+    };
+    let mut control = background_service("control plane", control);
+    control.threads = Some(1);
+    server.add_service(control);
+
+    tracing::info!(http = ?http, "keygate started");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainOnSignal),
+    });
+    Ok(())
+}
+
+fn worker_threads(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn bind_std(addr: SocketAddr, listener: &'static str) -> Result<std::net::TcpListener, StartupError> {
+    std::net::TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, listener, source })
+}
+
+/// The admin listener and the reloader, on their own small runtime.
+struct ControlPlane {
+    reloader: Arc<Reloader>,
+    admin: Option<(std::net::TcpListener, Vec<SocketAddr>)>,
+}
+
+#[async_trait]
+impl BackgroundService for ControlPlane {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let watcher = tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
+        if let Some((listener, proxy_listeners)) = &self.admin {
+            let listener = listener
+                .try_clone()
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std);
+            match listener {
+                Ok(listener) => {
+                    let state = AdminState::new(self.reloader.clone(), proxy_listeners.clone());
+                    admin::serve(listener, state, shutdown).await;
+                }
+                Err(e) => tracing::error!("admin listener unusable: {e}"),
+            }
+        }
+        let _ = watcher.await;
+    }
+}
+
+/// SIGTERM and SIGINT both start a graceful shutdown: pingora stops
+/// accepting, and the process exits as soon as no request is in flight (at
+/// most [`SHUTDOWN_GRACE`] later).
+struct DrainOnSignal;
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainOnSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                tracing::info!("{name}: shutting down once in-flight requests finish");
+            }
+            _ => {
+                tracing::error!("cannot listen for shutdown signals; stopping now");
+                return ShutdownSignal::FastShutdown;
+            }
+        }
+        std::thread::spawn(exit_when_drained);
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+fn exit_when_drained() {
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    // Let pingora close its listeners before counting.
+    std::thread::sleep(Duration::from_millis(100));
+    while IN_FLIGHT.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tracing::info!("drained; exiting");
+    std::process::exit(0);
+}

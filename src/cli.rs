@@ -1,0 +1,228 @@
+//! The `keygate` command line (SPEC §6): `run` (default), `check`, `reload`,
+//! `routes`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+
+use crate::config::{Config, DEFAULT_PATH};
+use crate::snapshot::{self, Snapshot};
+
+#[derive(Debug, Parser)]
+#[command(name = "keygate", version, about = "A self-hosted API gateway: TLS, host routing, policies, API keys, rate limits.")]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, env = "KEYGATE_CONFIG", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve traffic (the default).
+    Run,
+    /// Validate the configuration without serving: exit 0 if valid, 1 if not.
+    Check,
+    /// Ask the running gateway to reload its configuration (uses $KEYGATE_ROOT_KEY).
+    Reload,
+    /// Show the resolved routing table of the running gateway (or of the file).
+    Routes,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&cli.config),
+        Command::Check => check(&cli.config),
+        Command::Reload => with_runtime(reload(&cli.config)),
+        Command::Routes => with_runtime(routes(&cli.config)),
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    crate::telemetry::init_logging();
+    match crate::app::run(path) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keygate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path).and_then(|c| Snapshot::compile(&c)) {
+        Ok(snapshot) => {
+            println!(
+                "{}: ok ({} deployments, {} routes)",
+                path.display(),
+                snapshot.deployments.len(),
+                snapshot.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(task),
+        Err(e) => {
+            eprintln!("keygate: cannot start a runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn reload(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(admin) = config.file.listen.admin else {
+        eprintln!("keygate: listen.admin is not set; send SIGHUP to the gateway instead");
+        return ExitCode::FAILURE;
+    };
+    match admin_call(admin.0, http::Method::POST, "/v1/admin.reload").await {
+        Ok((200, _)) => {
+            println!("reloaded {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("keygate: reload failed ({status}): {body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("keygate: cannot reach the gateway at {}: {e}", admin.0);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn routes(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let from_gateway = match config.file.listen.admin {
+        Some(admin) => match admin_call(admin.0, http::Method::GET, "/v1/routes").await {
+            Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .map(|v| v["data"].clone()),
+            Ok((status, body)) => {
+                eprintln!("keygate: the gateway answered {status}: {body}");
+                None
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let table = match from_gateway {
+        Some(table) => table,
+        None => match Snapshot::compile(&config) {
+            Ok(snapshot) => {
+                println!("(no running gateway answered; showing the routes of {})", path.display());
+                snapshot::describe(&snapshot)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    print_routes(&table);
+    ExitCode::SUCCESS
+}
+
+fn print_routes(table: &serde_json::Value) {
+    let rows: Vec<[String; 4]> = table["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            [
+                r["host"].as_str().unwrap_or("").to_string(),
+                r["path_prefix"].as_str().unwrap_or("/").to_string(),
+                r["deployment"].as_str().unwrap_or("").to_string(),
+                if r["strip_prefix"].as_bool().unwrap_or(false) { "strip".into() } else { String::new() },
+            ]
+        })
+        .collect();
+    print_table(&["HOST", "PATH", "DEPLOYMENT", "REWRITE"], &rows);
+    println!();
+    let rows: Vec<[String; 4]> = table["deployments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let instances: Vec<&str> = d["instances"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).collect();
+            [
+                d["id"].as_str().unwrap_or("").to_string(),
+                d["environment"].as_str().unwrap_or("").to_string(),
+                d["protocol"].as_str().unwrap_or("").to_string(),
+                instances.join(", "),
+            ]
+        })
+        .collect();
+    print_table(&["DEPLOYMENT", "ENVIRONMENT", "PROTOCOL", "INSTANCES"], &rows);
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// One request to the admin listener with the root key from `$KEYGATE_ROOT_KEY`.
+async fn admin_call(addr: std::net::SocketAddr, method: http::Method, path: &str) -> Result<(u16, String), String> {
+    let connect_addr = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(connect_addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, connect_addr.to_string());
+    if let Ok(key) = std::env::var("KEYGATE_ROOT_KEY") {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let request = request.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}

@@ -1,0 +1,97 @@
+//! Human-friendly durations (`250ms`, `1h30m`, `30d`) and sizes (`64KiB`,
+//! `10MB`, bare bytes), SPEC §9.3. Parsed during deserialization so a bad
+//! value is reported at its line.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A duration written as a humantime string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(text.trim())
+            .map(HumanDuration)
+            .map_err(|e| de::Error::custom(format!("invalid duration {text:?}: {e} (use e.g. 250ms, 10s, 15m, 30d)")))
+    }
+}
+
+/// A byte size: `KiB/MiB/GiB` (binary), `KB/MB/GB` (decimal), `B` or a bare integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid size {text:?} (use e.g. 64KiB, 10MiB, 1GB or a number of bytes)"))?;
+        let multiplier: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => return Err(format!("invalid size unit {other:?} in {text:?} (KiB, MiB, GiB, KB, MB, GB or B)")),
+        };
+        number
+            .checked_mul(multiplier)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {text:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as 10MiB or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("64KiB"), Ok(ByteSize(65536)));
+        assert_eq!(ByteSize::parse("10MiB"), Ok(ByteSize(10 << 20)));
+        assert_eq!(ByteSize::parse("10MB"), Ok(ByteSize(10_000_000)));
+        assert_eq!(ByteSize::parse("123"), Ok(ByteSize(123)));
+        assert!(ByteSize::parse("10 parsecs").is_err());
+        assert!(ByteSize::parse("MiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let d: HumanDuration = serde_yaml::from_str("1h30m").unwrap();
+        assert_eq!(d.0, Duration::from_secs(5400));
+        let d: HumanDuration = serde_yaml::from_str("250ms").unwrap();
+        assert_eq!(d.0, Duration::from_millis(250));
+        assert!(serde_yaml::from_str::<HumanDuration>("soon").is_err());
+    }
+}

@@ -1,0 +1,289 @@
+//! The one place that knows keygate's error codes (SPEC §5): each failure the
+//! gateway answers itself is a [`GatewayError`], and only this module turns it
+//! into a status, a title, a docs URL and a response body.
+
+use std::fmt::Write as _;
+
+/// Every error the gateway can answer with, one variant per SPEC §5 code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    ConfigNotFound,
+    DeploymentNotFound,
+    NoRunningInstances,
+    MissingCredentials,
+    InvalidKey,
+    InsufficientPermissions,
+    RateLimited,
+    UsageExceeded,
+    FirewallDenied,
+    OpenapiValidationFailed,
+    RequestTooLarge,
+    InvalidConfiguration,
+    ServiceUnavailable,
+    BadGateway,
+    GatewayTimeout,
+    InternalServerError,
+}
+
+impl ErrorCode {
+    /// `(category, name, status)` — the code table of SPEC §5.
+    const fn entry(self) -> (&'static str, &'static str, u16) {
+        use ErrorCode::*;
+        match self {
+            ConfigNotFound => ("routing", "config_not_found", 404),
+            DeploymentNotFound => ("routing", "deployment_not_found", 404),
+            NoRunningInstances => ("capacity", "no_running_instances", 503),
+            MissingCredentials => ("client", "missing_credentials", 401),
+            InvalidKey => ("client", "invalid_key", 401),
+            InsufficientPermissions => ("client", "insufficient_permissions", 403),
+            RateLimited => ("client", "rate_limited", 429),
+            UsageExceeded => ("client", "usage_exceeded", 429),
+            FirewallDenied => ("client", "firewall_denied", 403),
+            OpenapiValidationFailed => ("client", "openapi_validation_failed", 400),
+            RequestTooLarge => ("client", "request_too_large", 413),
+            InvalidConfiguration => ("config", "invalid_configuration", 422),
+            ServiceUnavailable => ("upstream", "service_unavailable", 503),
+            BadGateway => ("upstream", "bad_gateway", 502),
+            GatewayTimeout => ("upstream", "gateway_timeout", 504),
+            InternalServerError => ("platform", "internal_server_error", 500),
+        }
+    }
+
+    pub const fn status(self) -> u16 {
+        self.entry().2
+    }
+
+    /// The full code, e.g. `err:frontline:routing:config_not_found`; also the
+    /// `error_code` metric label (SPEC §9.27).
+    pub fn code(self) -> String {
+        let (category, name, _) = self.entry();
+        format!("err:frontline:{category}:{name}")
+    }
+
+    /// The HTTP reason phrase of the status (SPEC §9.11).
+    pub fn title(self) -> &'static str {
+        http::StatusCode::from_u16(self.status())
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error")
+    }
+
+    fn default_detail(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            ConfigNotFound => "No route is configured for this host and path.",
+            DeploymentNotFound => "The route points to a deployment that does not exist.",
+            NoRunningInstances => "The deployment has no running instance.",
+            MissingCredentials => "No credentials were found in the request.",
+            InvalidKey => "The API key is invalid, disabled or expired.",
+            InsufficientPermissions => "The credentials lack the permissions this request needs.",
+            RateLimited => "Too many requests: a rate limit was exceeded.",
+            UsageExceeded => "The key has no credits left.",
+            FirewallDenied => "The request was denied by a firewall rule.",
+            OpenapiValidationFailed => "The request does not match the API specification.",
+            RequestTooLarge => "The request body is larger than this gateway accepts.",
+            InvalidConfiguration => "The deployment's policy configuration cannot be used.",
+            ServiceUnavailable => "No instance of the deployment could be reached.",
+            BadGateway => "The instance closed the connection or sent an invalid response.",
+            GatewayTimeout => "The instance did not answer in time.",
+            InternalServerError => "The gateway failed unexpectedly.",
+        }
+    }
+
+    /// `<docs_base>/<category>/<name>` (SPEC §9.11).
+    pub fn docs_url(self, docs_base: &str) -> String {
+        let (category, name, _) = self.entry();
+        format!("{}/{category}/{name}", docs_base.trim_end_matches('/'))
+    }
+}
+
+/// Where SPEC §9.11 says error docs live unless `errors.docs_base` says otherwise.
+pub const DEFAULT_DOCS_BASE: &str = "https://unkey.com/docs/errors/frontline";
+
+/// A failure the gateway answers itself, with an optional specific detail.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {}", code.code(), self.detail())]
+pub struct GatewayError {
+    pub code: ErrorCode,
+    detail: Option<String>,
+}
+
+impl GatewayError {
+    pub fn new(code: ErrorCode) -> Self {
+        Self { code, detail: None }
+    }
+
+    pub fn with_detail(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: Some(detail.into()),
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        self.detail
+            .as_deref()
+            .unwrap_or_else(|| self.code.default_detail())
+    }
+}
+
+impl From<ErrorCode> for GatewayError {
+    fn from(code: ErrorCode) -> Self {
+        Self::new(code)
+    }
+}
+
+/// The body of a gateway-made response, in the representation the client asked for.
+pub struct RenderedError {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Renders `error` as problem+json, or as an HTML page when `accept` prefers
+/// `text/html` (SPEC §9.12).
+pub fn render(
+    error: &GatewayError,
+    request_id: &str,
+    docs_base: &str,
+    accept: Option<&str>,
+) -> RenderedError {
+    let code = error.code;
+    if accept.is_some_and(prefers_html) {
+        return RenderedError {
+            status: code.status(),
+            content_type: "text/html; charset=utf-8",
+            body: html_page(error, request_id),
+        };
+    }
+    let body = serde_json::json!({
+        "meta": { "requestId": request_id },
+        "error": {
+            "code": code.code(),
+            "title": code.title(),
+            "detail": error.detail(),
+            "status": code.status(),
+            "type": code.docs_url(docs_base),
+        }
+    });
+    RenderedError {
+        status: code.status(),
+        content_type: "application/problem+json",
+        body: body.to_string(),
+    }
+}
+
+fn html_page(error: &GatewayError, request_id: &str) -> String {
+    let code = error.code;
+    let mut page = String::with_capacity(512);
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{status} {title}</title></head>\
+         <body><h1>{status} {title}</h1><p>{detail}</p><p><code>{code}</code></p>\
+         <p>Request ID: <code>{request_id}</code></p></body></html>\n",
+        status = code.status(),
+        title = escape_html(code.title()),
+        detail = escape_html(error.detail()),
+        code = escape_html(&code.code()),
+        request_id = escape_html(request_id),
+    );
+    page
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// True when `text/html` has a strictly higher q-value than JSON in `accept`;
+/// `*/*` (and `application/*`, `text/*`) count for the types they cover.
+fn prefers_html(accept: &str) -> bool {
+    let (mut html, mut json) = (0.0_f32, 0.0_f32);
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+            .find_map(|v| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let (covers_html, covers_json) = match media.as_str() {
+            "*/*" => (true, true),
+            "text/html" | "text/*" => (true, false),
+            "application/json" | "application/problem+json" | "application/*" => (false, true),
+            _ => (false, false),
+        };
+        if covers_html {
+            html = html.max(q);
+        }
+        if covers_json {
+            json = json.max(q);
+        }
+    }
+    html > json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_statuses_and_titles_follow_the_table() {
+        assert_eq!(ErrorCode::ConfigNotFound.code(), "err:frontline:routing:config_not_found");
+        assert_eq!(ErrorCode::ConfigNotFound.status(), 404);
+        assert_eq!(ErrorCode::ConfigNotFound.title(), "Not Found");
+        assert_eq!(ErrorCode::UsageExceeded.title(), "Too Many Requests");
+        assert_eq!(ErrorCode::InvalidConfiguration.title(), "Unprocessable Entity");
+        assert_eq!(
+            ErrorCode::GatewayTimeout.docs_url(DEFAULT_DOCS_BASE),
+            "https://unkey.com/docs/errors/frontline/upstream/gateway_timeout"
+        );
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let cases = [
+            ("text/html", true),
+            ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", true),
+            ("*/*", false),
+            ("application/json", false),
+            ("text/html;q=0.5, application/json", false),
+            ("text/html, application/json", false),
+            ("text/html;q=0.9, */*;q=0.8", true),
+            ("text/plain", false),
+            ("", false),
+        ];
+        for (accept, html) in cases {
+            assert_eq!(prefers_html(accept), html, "{accept}");
+        }
+    }
+
+    #[test]
+    fn problem_json_shape() {
+        let err = GatewayError::new(ErrorCode::ConfigNotFound);
+        let out = render(&err, "req_1", DEFAULT_DOCS_BASE, None);
+        assert_eq!(out.status, 404);
+        assert_eq!(out.content_type, "application/problem+json");
+        let v: serde_json::Value = serde_json::from_str(&out.body).unwrap();
+        assert_eq!(v["meta"]["requestId"], "req_1");
+        assert_eq!(v["error"]["status"], 404);
+        assert_eq!(v["error"]["title"], "Not Found");
+    }
+
+    #[test]
+    fn html_escapes_detail() {
+        let err = GatewayError::with_detail(ErrorCode::BadGateway, "<script>");
+        let out = render(&err, "req_1", DEFAULT_DOCS_BASE, Some("text/html"));
+        assert!(out.body.contains("&lt;script&gt;"));
+        assert!(out.content_type.starts_with("text/html"));
+    }
+}

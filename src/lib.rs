@@ -1,0 +1,15 @@
+//! keygate: a self-hosted API gateway. Requests flow
+//! `proxy` → `routing` → (policies) → `upstream`; `config` is compiled into a
+//! `snapshot` that `reload` swaps atomically; `errors` owns every error code.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod errors;
+pub mod proxy;
+pub mod reload;
+pub mod routing;
+pub mod snapshot;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,56 @@
+//! The one function that decides what an upstream failure means to the
+//! client (SPEC §5, §9.9): refused or unreachable → 503, too slow → 504,
+//! broken → 502.
+
+use pingora_error::{Error, ErrorSource, ErrorType};
+
+use crate::errors::ErrorCode;
+
+/// The error to answer with, or `None` when the client is gone (nothing to answer).
+pub fn classify(error: &Error) -> Option<ErrorCode> {
+    use ErrorType::*;
+    match (error.esource(), error.etype()) {
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout) => None,
+        (_, HTTPStatus(413)) => Some(ErrorCode::RequestTooLarge),
+        (ErrorSource::Upstream, ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError)
+        | (ErrorSource::Upstream, TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError) => {
+            Some(ErrorCode::ServiceUnavailable)
+        }
+        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some(ErrorCode::GatewayTimeout),
+        (ErrorSource::Upstream, _) => Some(ErrorCode::BadGateway),
+        (ErrorSource::Downstream, _) => Some(ErrorCode::BadGateway),
+        (ErrorSource::Internal | ErrorSource::Unset, _) => Some(ErrorCode::InternalServerError),
+    }
+}
+
+/// Whether the error happened while connecting (so the request never left).
+pub fn is_connect_failure(error: &Error) -> bool {
+    use ErrorType::*;
+    matches!(
+        error.etype(),
+        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(source: ErrorSource, kind: ErrorType) -> Box<Error> {
+        let mut e = Error::new(kind);
+        e.esource = source;
+        e
+    }
+
+    #[test]
+    fn mapping() {
+        use ErrorType::*;
+        assert_eq!(classify(&err(ErrorSource::Upstream, ConnectRefused)), Some(ErrorCode::ServiceUnavailable));
+        assert_eq!(classify(&err(ErrorSource::Upstream, ConnectTimedout)), Some(ErrorCode::ServiceUnavailable));
+        assert_eq!(classify(&err(ErrorSource::Upstream, ReadTimedout)), Some(ErrorCode::GatewayTimeout));
+        assert_eq!(classify(&err(ErrorSource::Upstream, ConnectionClosed)), Some(ErrorCode::BadGateway));
+        assert_eq!(classify(&err(ErrorSource::Upstream, InvalidHTTPHeader)), Some(ErrorCode::BadGateway));
+        assert_eq!(classify(&err(ErrorSource::Downstream, ConnectionClosed)), None);
+        assert_eq!(classify(&err(ErrorSource::Internal, InternalError)), Some(ErrorCode::InternalServerError));
+    }
+}

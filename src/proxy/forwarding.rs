@@ -1,0 +1,208 @@
+//! The headers an instance receives (SPEC §4, §9.8): who the client is, what
+//! it asked for, which deployment answers. Client-supplied identity headers
+//! are removed before anything else looks at the request.
+
+use std::net::IpAddr;
+
+use http::header::HOST;
+use pingora_http::RequestHeader;
+
+use crate::snapshot::{canonical_ip, TrustedProxies};
+
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const X_REQUEST_ID: &str = "x-request-id";
+pub const X_DEPLOYMENT_ID: &str = "x-deployment-id";
+pub const X_UNKEY_PRINCIPAL: &str = "x-unkey-principal";
+
+/// Removes every copy, in any case, of the headers only the gateway may set.
+pub fn strip_spoofable(request: &mut RequestHeader) {
+    request.remove_header(X_UNKEY_PRINCIPAL);
+    request.remove_header(X_DEPLOYMENT_ID);
+}
+
+/// The client IP of SPEC §4: the TCP peer, or — when the peer is a trusted
+/// proxy — the right-most untrusted address of X-Forwarded-For.
+pub fn client_ip(request: &RequestHeader, peer: IpAddr, trusted: &TrustedProxies) -> IpAddr {
+    let peer = canonical_ip(peer);
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let mut leftmost = None;
+    let chain: Vec<IpAddr> = forwarded_for_chain(request).collect();
+    for ip in chain.iter().rev() {
+        if !trusted.contains(*ip) {
+            return *ip;
+        }
+        leftmost = Some(*ip);
+    }
+    leftmost.unwrap_or(peer)
+}
+
+/// Every address of every X-Forwarded-For header, in order; junk entries are skipped.
+fn forwarded_for_chain(request: &RequestHeader) -> impl Iterator<Item = IpAddr> + '_ {
+    request
+        .headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|entry| parse_forwarded_ip(entry.trim()))
+        .map(canonical_ip)
+}
+
+/// Accepts `1.2.3.4`, `::1`, `[::1]`, `1.2.3.4:5678` and `[::1]:5678`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    if let Ok(addr) = entry.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip());
+    }
+    entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// The original Host: the Host header, else the URI authority (HTTP/2).
+pub fn original_host(request: &RequestHeader) -> Option<&str> {
+    request
+        .headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri.authority().map(|a| a.as_str()))
+}
+
+/// What the forwarding headers are computed from.
+pub struct Forwarding<'a> {
+    pub peer: Option<IpAddr>,
+    pub peer_trusted: bool,
+    pub https: bool,
+    pub request_id: &'a str,
+    pub deployment_id: &'a str,
+}
+
+/// Sets the forwarding headers on the request as it goes to the instance.
+pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Result<()> {
+    let host = original_host(request).map(str::to_owned);
+    if let Some(host) = &host {
+        if request.headers.get(HOST).is_none() {
+            request.insert_header(HOST, host.as_str())?;
+        }
+    }
+
+    if let Some(peer) = fwd.peer.map(canonical_ip) {
+        let value = match (fwd.peer_trusted, joined(request, X_FORWARDED_FOR)) {
+            (true, Some(chain)) => format!("{chain}, {peer}"),
+            _ => peer.to_string(),
+        };
+        request.insert_header(X_FORWARDED_FOR, value)?;
+    }
+    if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_HOST)) {
+        match &host {
+            Some(host) => request.insert_header(X_FORWARDED_HOST, host.as_str())?,
+            None => drop(request.remove_header(X_FORWARDED_HOST)),
+        }
+    }
+    if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_PROTO)) {
+        request.insert_header(X_FORWARDED_PROTO, if fwd.https { "https" } else { "http" })?;
+    }
+    request.insert_header(X_REQUEST_ID, fwd.request_id)?;
+    request.insert_header(X_DEPLOYMENT_ID, fwd.deployment_id)?;
+    Ok(())
+}
+
+/// All values of a header joined with ", " (RFC 9110 list syntax), if any.
+fn joined(request: &RequestHeader, name: &str) -> Option<String> {
+    let mut values = request.headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    Some(values.fold(first.to_string(), |mut acc, v| {
+        acc.push_str(", ");
+        acc.push_str(v);
+        acc
+    }))
+}
+
+/// A usable incoming X-Request-Id from a trusted proxy (SPEC §9.8).
+pub fn trusted_request_id(request: &RequestHeader) -> Option<String> {
+    let value = request.headers.get(X_REQUEST_ID)?.to_str().ok()?.trim();
+    let usable = !value.is_empty() && value.len() <= 200 && value.bytes().all(|b| b.is_ascii_graphic());
+    usable.then(|| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipnet::IpNet;
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).unwrap();
+        }
+        req
+    }
+
+    fn trusted(nets: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(nets.iter().map(|n| n.parse::<IpNet>().unwrap()).collect())
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn client_ip_rules() {
+        let req = request(&[("X-Forwarded-For", "203.0.113.9, 10.0.0.2"), ("x-forwarded-for", "10.0.0.3")]);
+        let lb = trusted(&["10.0.0.0/8"]);
+        assert_eq!(client_ip(&req, ip("10.0.0.1"), &lb), ip("203.0.113.9"));
+        assert_eq!(client_ip(&req, ip("198.51.100.1"), &lb), ip("198.51.100.1"));
+        assert_eq!(client_ip(&request(&[]), ip("10.0.0.1"), &lb), ip("10.0.0.1"));
+        let all_trusted = request(&[("X-Forwarded-For", "10.0.0.9")]);
+        assert_eq!(client_ip(&all_trusted, ip("10.0.0.1"), &lb), ip("10.0.0.9"));
+        let v6 = request(&[("X-Forwarded-For", "[2001:db8::1]:443")]);
+        assert_eq!(client_ip(&v6, ip("::ffff:10.0.0.1"), &lb), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn strips_identity_headers_in_any_case() {
+        let mut req = request(&[
+            ("X-Unkey-Principal", "{}"),
+            ("x-unkey-principal", "{}"),
+            ("X-DEPLOYMENT-ID", "evil"),
+            ("x-deployment-id", "evil2"),
+        ]);
+        strip_spoofable(&mut req);
+        assert!(req.headers.get(X_UNKEY_PRINCIPAL).is_none());
+        assert!(req.headers.get(X_DEPLOYMENT_ID).is_none());
+    }
+
+    #[test]
+    fn forwarding_headers_untrusted_and_trusted() {
+        let incoming = [
+            ("Host", "api.example.com:8080"),
+            ("X-Forwarded-For", "1.1.1.1"),
+            ("X-Forwarded-Host", "spoof"),
+            ("X-Forwarded-Proto", "https"),
+        ];
+        let fwd = |trusted| Forwarding {
+            peer: Some(ip("10.0.0.1")),
+            peer_trusted: trusted,
+            https: false,
+            request_id: "req_x",
+            deployment_id: "dep",
+        };
+        let mut req = request(&incoming);
+        apply(&mut req, &fwd(false)).unwrap();
+        let get = |req: &RequestHeader, name: &str| req.headers.get(name).unwrap().to_str().unwrap().to_string();
+        assert_eq!(get(&req, X_FORWARDED_FOR), "10.0.0.1");
+        assert_eq!(get(&req, X_FORWARDED_HOST), "api.example.com:8080");
+        assert_eq!(get(&req, X_FORWARDED_PROTO), "http");
+        assert_eq!(get(&req, X_DEPLOYMENT_ID), "dep");
+
+        let mut req = request(&incoming);
+        apply(&mut req, &fwd(true)).unwrap();
+        assert_eq!(get(&req, X_FORWARDED_FOR), "1.1.1.1, 10.0.0.1");
+        assert_eq!(get(&req, X_FORWARDED_HOST), "spoof");
+        assert_eq!(get(&req, X_FORWARDED_PROTO), "https");
+    }
+}

@@ -1,0 +1,273 @@
+//! The request lifecycle on pingora, one phase per method, top to bottom:
+//! route → policies → instance → forward → response headers. Each phase is a
+//! few lines calling into `routing`, `upstream`, `errors`; no business logic
+//! lives here.
+
+mod context;
+mod echo;
+mod failure;
+pub mod forwarding;
+mod respond;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+pub use context::RequestCtx;
+use context::RouteInfo;
+
+use crate::config::file::Protocol;
+use crate::errors::{ErrorCode, GatewayError};
+use crate::snapshot::Snapshot;
+use crate::telemetry::{metrics, new_request_id, RequestLabels, Part};
+use crate::upstream::{Attempts, Instance};
+
+/// The config snapshot every request starts from; replaced whole by reloads.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// Concurrent HTTP/2 streams per upstream h2c connection.
+const H2C_MAX_STREAMS: usize = 100;
+
+/// keygate's proxy: what pingora calls for each request.
+pub struct Gateway {
+    snapshot: SharedSnapshot,
+}
+
+impl Gateway {
+    pub fn new(snapshot: SharedSnapshot) -> Self {
+        Self { snapshot }
+    }
+}
+
+/// What `request_filter` decided.
+enum Admitted {
+    /// Forward to a network instance.
+    Forward,
+    /// Answer with the built-in echo instance.
+    Echo,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            in_flight: Some(crate::app::InFlight::start()),
+            ..RequestCtx::default()
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        self.begin(session, ctx);
+        match self.admit(session, ctx) {
+            Ok(Admitted::Forward) => Ok(false),
+            Ok(Admitted::Echo) => {
+                let mut view = session.req_header().clone();
+                self.prepare_upstream_request(&mut view, ctx)?;
+                let max_body = ctx.snapshot().map_or(0, |s| s.limits.max_request_body);
+                echo::respond(session, ctx, &view, max_body).await?;
+                Ok(true)
+            }
+            Err(error) => {
+                respond::send_error(session, ctx, &error).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(addr) = ctx.next_network_instance() else {
+            let mut error = Error::explain(ErrorType::ConnectRefused, "no instance left to try");
+            error.esource = ErrorSource::Upstream;
+            return Err(error);
+        };
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        if let Some(snapshot) = ctx.snapshot() {
+            let limits = &snapshot.limits;
+            let remaining = limits
+                .request_timeout
+                .saturating_sub(ctx.total_time())
+                .max(Duration::from_millis(1));
+            peer.options.connection_timeout = Some(limits.connect_timeout);
+            peer.options.read_timeout = Some(remaining);
+            peer.options.write_timeout = Some(remaining);
+        }
+        let h2c = ctx.deployment().is_some_and(|d| d.protocol == Protocol::H2c);
+        if h2c && !session.is_upgrade_req() {
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = H2C_MAX_STREAMS;
+        }
+        ctx.upstream_started = Some(Instant::now());
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.prepare_upstream_request(upstream_request, ctx)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_answered.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        respond::add_gateway_headers(response, ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut error: Box<Error>,
+    ) -> Box<Error> {
+        metrics().upstream_connect_failures.inc();
+        tracing::warn!(request_id = %ctx.request_id, instance = %peer, "connect to instance failed: {error}");
+        if failure::is_connect_failure(&error) && ctx.can_retry() {
+            error.set_retry(true);
+        }
+        error
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let code = failure::classify(error);
+        if let Some(code) = code {
+            if session.response_written().is_none() {
+                if let Err(e) = respond::send_error(session, ctx, &GatewayError::new(code)).await {
+                    tracing::debug!(request_id = %ctx.request_id, "could not send the error response: {e}");
+                }
+            }
+            ctx.error = Some(code);
+        }
+        FailToProxy {
+            error_code: code.map_or(0, ErrorCode::status),
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.started.is_none() {
+            return;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let (host, deployment) = match &ctx.route {
+            Some(route) => (route.host_label.to_string(), route.deployment.id.to_string()),
+            None => (String::new(), String::new()),
+        };
+        let m = metrics();
+        m.record_request(&RequestLabels {
+            host,
+            deployment,
+            status,
+            error_code: ctx.error.map(ErrorCode::code).unwrap_or_default(),
+        });
+        let total = ctx.total_time();
+        let instance = ctx.instance_time();
+        m.observe_duration(Part::Total, total);
+        m.observe_duration(Part::Gateway, total.saturating_sub(instance));
+        if ctx.upstream_started.is_some() {
+            m.observe_duration(Part::Instance, instance);
+        }
+    }
+}
+
+impl Gateway {
+    /// Loads the snapshot and works out who is asking; removes headers only
+    /// the gateway may set before anything looks at the request.
+    fn begin(&self, session: &mut Session, ctx: &mut RequestCtx) {
+        ctx.started = Some(Instant::now());
+        let snapshot = self.snapshot.load_full();
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.peer_trusted = peer.is_some_and(|ip| snapshot.trusted_proxies.contains(ip));
+        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let idle = snapshot.limits.idle_timeout.as_secs();
+        session.set_keepalive((idle > 0).then_some(idle));
+        session.set_read_timeout(Some(snapshot.limits.read_header_timeout));
+
+        let request = session.req_header_mut();
+        forwarding::strip_spoofable(request);
+        ctx.request_id = ctx
+            .peer_trusted
+            .then(|| forwarding::trusted_request_id(request))
+            .flatten()
+            .unwrap_or_else(new_request_id);
+        ctx.client_ip = peer.map(|ip| forwarding::client_ip(request, ip, &snapshot.trusted_proxies));
+        ctx.peer_ip = peer;
+        ctx.snapshot = Some(snapshot);
+    }
+
+    /// Route → policies → instance choice. An `Err` is answered as is.
+    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Admitted, GatewayError> {
+        let snapshot = ctx.snapshot.clone().ok_or(ErrorCode::InternalServerError)?;
+        let request = session.req_header();
+        let host = forwarding::original_host(request).unwrap_or("");
+        let routed = snapshot
+            .routes
+            .resolve(host, request.uri.path())
+            .ok_or(ErrorCode::ConfigNotFound)?;
+        let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let rewritten_target = match routed.upstream_target(target) {
+            std::borrow::Cow::Owned(rewritten) => Some(rewritten),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        let deployment = routed.target.deployment.clone();
+        ctx.route = Some(RouteInfo {
+            deployment: deployment.clone(),
+            host_label: routed.target.host_label.clone(),
+            rewritten_target,
+        });
+
+        if deployment.instances.is_empty() {
+            return Err(ErrorCode::NoRunningInstances.into());
+        }
+        ctx.attempts = Attempts::new(deployment.instances.len());
+        match ctx.attempts.peek(&deployment.instances) {
+            Some(Instance::Echo) => Ok(Admitted::Echo),
+            _ => Ok(Admitted::Forward),
+        }
+    }
+
+    /// The request as the instance gets it: forwarding headers, stripped prefix.
+    fn prepare_upstream_request(&self, request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+        let Some(route) = &ctx.route else {
+            return Ok(());
+        };
+        if let Some(target) = &route.rewritten_target {
+            let uri = http::Uri::try_from(target.as_str())
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request target", e))?;
+            request.set_uri(uri);
+        }
+        forwarding::apply(
+            request,
+            &forwarding::Forwarding {
+                peer: ctx.peer_ip,
+                peer_trusted: ctx.peer_trusted,
+                https: ctx.https,
+                request_id: &ctx.request_id,
+                deployment_id: &route.deployment.id,
+            },
+        )
+    }
+}

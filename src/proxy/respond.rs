@@ -1,0 +1,60 @@
+//! Responses the gateway writes itself, and the headers every response gets
+//! (X-Request-Id, Server-Timing).
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use super::context::RequestCtx;
+use crate::errors::{self, GatewayError, DEFAULT_DOCS_BASE};
+use crate::proxy::forwarding::X_REQUEST_ID;
+
+/// Adds the headers every response carries.
+pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
+    response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+    let instance = ctx.instance_time();
+    let gateway = ctx.total_time().saturating_sub(instance);
+    let mut timing = format!("gateway;dur={:.3}", gateway.as_secs_f64() * 1000.0);
+    if ctx.upstream_started.is_some() {
+        timing.push_str(&format!(", instance;dur={:.3}", instance.as_secs_f64() * 1000.0));
+    }
+    response.insert_header("server-timing", timing)
+}
+
+/// Answers the request with `error` in the SPEC §5 shape.
+pub async fn send_error(session: &mut Session, ctx: &mut RequestCtx, error: &GatewayError) -> pingora_error::Result<()> {
+    ctx.error = Some(error.code);
+    let docs_base = ctx.snapshot().map_or(DEFAULT_DOCS_BASE, |s| &s.docs_base);
+    let accept = session.req_header().headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let rendered = errors::render(error, &ctx.request_id, docs_base, accept);
+    send(session, ctx, rendered.status, rendered.content_type, rendered.body.into(), true).await
+}
+
+/// Writes a complete response. `is_error` marks it as the gateway's own error.
+pub async fn send(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    is_error: bool,
+) -> pingora_error::Result<()> {
+    let mut response = ResponseHeader::build(status, Some(6))?;
+    response.insert_header(CONTENT_TYPE, content_type)?;
+    response.insert_header(CONTENT_LENGTH, body.len())?;
+    if is_error {
+        response.insert_header("x-unkey-error-source", "gateway")?;
+    }
+    add_gateway_headers(&mut response, ctx)?;
+    // The request body may be unread: do not try to reuse the connection.
+    if !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(response), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}

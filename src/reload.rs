@@ -1,0 +1,134 @@
+//! Hot reload (SPEC §2): a new file is loaded and compiled completely, then
+//! swapped in atomically; an invalid file changes nothing but a log line and
+//! a counter. Triggered by the file watcher, SIGHUP and the admin API.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::config::ConfigError;
+use crate::proxy::SharedSnapshot;
+use crate::snapshot::Snapshot;
+use crate::telemetry::metrics;
+
+/// How long file events are collected before one reload (editors write in bursts).
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Reloads the config file into the shared snapshot.
+pub struct Reloader {
+    path: PathBuf,
+    snapshot: SharedSnapshot,
+    /// One reload at a time: two racing reloads must not swap out of order.
+    running: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, snapshot: SharedSnapshot) -> Arc<Self> {
+        Arc::new(Self {
+            path,
+            snapshot,
+            running: Mutex::new(()),
+        })
+    }
+
+    pub fn snapshot(&self) -> &SharedSnapshot {
+        &self.snapshot
+    }
+
+    /// Loads, validates and swaps in the file; on error the old snapshot stays.
+    pub async fn reload(&self, trigger: &str) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.running.lock().await;
+        let path = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigError::Read {
+                    path: self.path.clone(),
+                    message: format!("reload task failed: {e}"),
+                })
+            });
+        match loaded {
+            Ok(next) => {
+                let current = self.snapshot.load();
+                if next.listen_http != current.listen_http || next.listen_admin != current.listen_admin {
+                    tracing::warn!("listen addresses changed: they take effect after a restart");
+                }
+                let routes = next.routes.len();
+                self.snapshot.store(Arc::new(next));
+                metrics().config_reloads.inc();
+                tracing::info!(trigger, routes, "configuration reloaded");
+                Ok(())
+            }
+            Err(error) => {
+                metrics().config_reload_errors.inc();
+                tracing::error!(trigger, "configuration rejected, still serving the previous one: {error}");
+                Err(error)
+            }
+        }
+    }
+
+    /// Reloads on every change to the config file and on SIGHUP, until `shutdown`.
+    pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+        let _watcher = match watch_file(&self.path, tx.clone()) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                tracing::warn!("cannot watch {}: {e}; reload with SIGHUP or `keygate reload`", self.path.display());
+                None
+            }
+        };
+        spawn_sighup_listener(tx);
+        loop {
+            let trigger = tokio::select! {
+                trigger = rx.recv() => match trigger { Some(t) => t, None => return },
+                _ = shutdown.changed() => return,
+            };
+            if trigger == "file" {
+                tokio::time::sleep(WATCH_DEBOUNCE).await;
+                while rx.try_recv().is_ok() {}
+            }
+            let _ = self.reload(trigger).await;
+        }
+    }
+}
+
+/// Watches the file's directory (editors replace files by rename) and
+/// reports events that touch the file.
+fn watch_file(path: &Path, tx: mpsc::UnboundedSender<&'static str>) -> notify::Result<notify::RecommendedWatcher> {
+    let file_name = path.file_name().map(|n| n.to_os_string());
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        let touches_file = event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == file_name);
+        if touches_file {
+            let _ = tx.send("file");
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+fn spawn_sighup_listener(tx: mpsc::UnboundedSender<&'static str>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if tx.send("SIGHUP").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot listen for SIGHUP: {e}"),
+    }
+}

@@ -1,0 +1,184 @@
+//! The runtime form of a configuration: everything a request needs, compiled
+//! once (hosts normalised, instances resolved, CIDRs parsed, deployments
+//! resolved for routes) and swapped in whole. The request path loads one
+//! `Arc<Snapshot>` and never sees config text.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::config::file::Protocol;
+use crate::config::{Config, ConfigError};
+use crate::routing::{HostPattern, PathPrefix, RouteTable};
+use crate::upstream::Instance;
+
+/// A deployment as requests see it.
+#[derive(Debug)]
+pub struct Deployment {
+    pub id: Arc<str>,
+    pub environment: Box<str>,
+    pub instances: Vec<Instance>,
+    pub protocol: Protocol,
+}
+
+/// Where a route sends a request; `host_label` is the route's host as
+/// configured (bounded cardinality, for metrics).
+#[derive(Debug)]
+pub struct RouteTarget {
+    pub deployment: Arc<Deployment>,
+    pub host_label: Arc<str>,
+}
+
+/// Timeouts and sizes from `limits`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub read_header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_request_body: u64,
+}
+
+/// Peers whose forwarding headers are believed (SPEC §4).
+#[derive(Debug, Default, Clone)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Self(nets)
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `::ffff:1.2.3.4` is `1.2.3.4` (dual-stack sockets report IPv4 peers that way).
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Everything compiled from one configuration file.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub routes: RouteTable<RouteTarget>,
+    pub deployments: Vec<Arc<Deployment>>,
+    pub limits: Limits,
+    pub trusted_proxies: TrustedProxies,
+    pub docs_base: Box<str>,
+    pub root_keys: Vec<Box<str>>,
+    /// Listener addresses; they are bound at start-up and a reload cannot move them.
+    pub listen_http: Option<SocketAddr>,
+    pub listen_admin: Option<SocketAddr>,
+    pub listen_threads: usize,
+}
+
+impl Snapshot {
+    pub fn compile(config: &Config) -> Result<Self, ConfigError> {
+        let file = &config.file;
+        let mut by_id: HashMap<&str, Arc<Deployment>> = HashMap::new();
+        let mut deployments = Vec::with_capacity(file.deployments.len());
+        for (i, spec) in file.deployments.iter().enumerate() {
+            let mut instances = Vec::with_capacity(spec.instances.len());
+            for (j, addr) in spec.instances.iter().enumerate() {
+                let resolved = Instance::resolve(addr)
+                    .map_err(|message| config.error_at(&format!("deployments[{i}].instances[{j}]"), message))?;
+                instances.extend(resolved);
+            }
+            let deployment = Arc::new(Deployment {
+                id: spec.id.as_str().into(),
+                environment: spec.environment.as_str().into(),
+                instances,
+                protocol: spec.upstream.protocol,
+            });
+            by_id.insert(spec.id.as_str(), deployment.clone());
+            deployments.push(deployment);
+        }
+
+        let mut routes = RouteTable::default();
+        for (i, route) in file.routes.iter().enumerate() {
+            let field = |name: &str| format!("routes[{i}].{name}");
+            let host = HostPattern::parse(&route.host).map_err(|m| config.error_at(&field("host"), m))?;
+            let prefix = match &route.path_prefix {
+                Some(prefix) => PathPrefix::parse(prefix).map_err(|m| config.error_at(&field("path_prefix"), m))?,
+                None => PathPrefix::root(),
+            };
+            let deployment = by_id
+                .get(route.deployment.as_str())
+                .cloned()
+                .ok_or_else(|| config.error_at(&field("deployment"), format!("unknown deployment {:?}", route.deployment)))?;
+            let target = RouteTarget {
+                deployment,
+                host_label: route.host.to_ascii_lowercase().into(),
+            };
+            routes.insert(host, prefix, route.strip_prefix, target);
+        }
+
+        let limits = &file.limits;
+        Ok(Self {
+            routes,
+            deployments,
+            limits: Limits {
+                request_timeout: limits.request_timeout.0,
+                connect_timeout: limits.connect_timeout.0,
+                read_header_timeout: limits.read_header_timeout.0,
+                idle_timeout: limits.idle_timeout.0,
+                max_request_body: limits.max_request_body.0,
+            },
+            trusted_proxies: TrustedProxies::new(file.trusted_proxies.iter().map(|c| c.0).collect()),
+            docs_base: file.errors.docs_base.as_str().into(),
+            root_keys: file.admin.root_keys.iter().map(|k| k.as_str().into()).collect(),
+            listen_http: file.listen.http.map(|a| a.0),
+            listen_admin: file.listen.admin.map(|a| a.0),
+            listen_threads: file.listen.threads,
+        })
+    }
+
+    /// Loads and compiles the file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        Self::compile(&Config::load(path)?)
+    }
+}
+
+/// The resolved routing table as JSON, for `GET /v1/routes` and `keygate routes`.
+pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
+    let mut routes: Vec<serde_json::Value> = snapshot
+        .routes
+        .iter()
+        .map(|(host, routed)| {
+            serde_json::json!({
+                "host": host,
+                "path_prefix": routed.prefix.as_str(),
+                "strip_prefix": routed.strip_prefix,
+                "deployment": &*routed.target.deployment.id,
+            })
+        })
+        .collect();
+    routes.sort_by(|a, b| {
+        (a["host"].as_str(), a["path_prefix"].as_str()).cmp(&(b["host"].as_str(), b["path_prefix"].as_str()))
+    });
+    let deployments: Vec<serde_json::Value> = snapshot
+        .deployments
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "id": &*d.id,
+                "environment": &*d.environment,
+                "protocol": match d.protocol { Protocol::Http1 => "http1", Protocol::H2c => "h2c" },
+                "instances": d.instances.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({"routes": routes, "deployments": deployments})
+}

@@ -1,0 +1,118 @@
+//! The Prometheus metrics of SPEC §8. One process-wide registry: every
+//! counter exists (at 0) from start-up, and the request path only touches
+//! atomics and a read-mostly label map.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub host: String,
+    pub deployment: String,
+    pub status: u16,
+    pub error_code: String,
+}
+
+/// Which part of a request's latency a duration sample measures.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Part {
+    /// Client to response, all of it.
+    Total,
+    /// Time spent waiting for the instance.
+    Instance,
+    /// Total minus instance: what the gateway itself added.
+    Gateway,
+}
+
+impl EncodeLabelValue for Part {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            Part::Total => "total",
+            Part::Instance => "instance",
+            Part::Gateway => "gateway",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartLabels {
+    pub part: Part,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<PartLabels, Histogram>,
+    pub config_reloads: Counter,
+    pub config_reload_errors: Counter,
+    pub upstream_connect_failures: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration = Family::<PartLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.5, 14))
+        });
+        let config_reloads = Counter::default();
+        let config_reload_errors = Counter::default();
+        let upstream_connect_failures = Counter::default();
+        registry.register("keygate_requests", "Requests answered, by route host, deployment, status and error code", requests.clone());
+        registry.register(
+            "keygate_request_duration_seconds",
+            "Request latency: total, instance and gateway parts",
+            request_duration.clone(),
+        );
+        registry.register("keygate_config_reloads", "Successful configuration reloads", config_reloads.clone());
+        registry.register("keygate_config_reload_errors", "Configuration reloads rejected as invalid", config_reload_errors.clone());
+        registry.register(
+            "keygate_upstream_connect_failures",
+            "Failed connection attempts to instances",
+            upstream_connect_failures.clone(),
+        );
+        for part in [Part::Total, Part::Instance, Part::Gateway] {
+            drop(request_duration.get_or_create(&PartLabels { part }));
+        }
+        Self {
+            registry,
+            requests,
+            request_duration,
+            config_reloads,
+            config_reload_errors,
+            upstream_connect_failures,
+        }
+    }
+
+    pub fn record_request(&self, labels: &RequestLabels) {
+        self.requests.get_or_create(labels).inc();
+    }
+
+    pub fn observe_duration(&self, part: Part, duration: Duration) {
+        self.request_duration
+            .get_or_create(&PartLabels { part })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}

@@ -1,0 +1,29 @@
+//! Logs (tracing, to stderr) and metrics (Prometheus, served by the admin listener).
+
+mod metrics;
+
+pub use metrics::{metrics, Metrics, Part, RequestLabels};
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+/// A request id (`req_` + 20 random alphanumerics): returned to the client,
+/// sent to the instance, and in every log line about the request.
+pub fn new_request_id() -> String {
+    let mut id = String::with_capacity(24);
+    id.push_str("req_");
+    id.extend(rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from));
+    id
+}
+
+/// Installs the log subscriber once: `RUST_LOG` filters (default `info`);
+/// pingora's `log` records are bridged in.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
