@@ -122,6 +122,30 @@ fn joined(request: &RequestHeader, name: &str) -> Option<String> {
     }))
 }
 
+/// Hop-by-hop fields of RFC 9110 §7.6.1 that an instance's response must not
+/// pass on (framing — Transfer-Encoding — is pingora's to manage).
+const RESPONSE_HOP_BY_HOP: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "te", "upgrade"];
+
+/// Removes hop-by-hop fields, and those the `Connection` header nominates,
+/// from an instance's response. A `101` keeps them: they carry the upgrade.
+pub fn strip_response_hop_by_hop(response: &mut pingora_http::ResponseHeader) {
+    if response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    let nominated: Vec<String> = response
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty() && !matches!(name.as_str(), "transfer-encoding" | "content-length"))
+        .collect();
+    for name in RESPONSE_HOP_BY_HOP.iter().copied().chain(nominated.iter().map(String::as_str)) {
+        response.remove_header(name);
+    }
+}
+
 /// A usable incoming X-Request-Id from a trusted proxy (SPEC §9.8).
 pub fn trusted_request_id(request: &RequestHeader) -> Option<String> {
     let value = request.headers.get(X_REQUEST_ID)?.to_str().ok()?.trim();
@@ -174,6 +198,26 @@ mod tests {
         strip_spoofable(&mut req);
         assert!(req.headers.get(X_UNKEY_PRINCIPAL).is_none());
         assert!(req.headers.get(X_DEPLOYMENT_ID).is_none());
+    }
+
+    #[test]
+    fn response_hop_by_hop_removed_except_on_upgrade() {
+        let mut response = pingora_http::ResponseHeader::build(200, None).unwrap();
+        response.append_header("Connection", "keep-alive, X-Secret").unwrap();
+        response.append_header("Keep-Alive", "timeout=5").unwrap();
+        response.append_header("X-Secret", "1").unwrap();
+        response.append_header("X-Kept", "1").unwrap();
+        strip_response_hop_by_hop(&mut response);
+        assert!(response.headers.get("connection").is_none());
+        assert!(response.headers.get("keep-alive").is_none());
+        assert!(response.headers.get("x-secret").is_none());
+        assert!(response.headers.get("x-kept").is_some());
+
+        let mut upgrade = pingora_http::ResponseHeader::build(101, None).unwrap();
+        upgrade.append_header("Connection", "Upgrade").unwrap();
+        upgrade.append_header("Upgrade", "websocket").unwrap();
+        strip_response_hop_by_hop(&mut upgrade);
+        assert!(upgrade.headers.get("upgrade").is_some());
     }
 
     #[test]

@@ -120,10 +120,11 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_answered.get_or_insert_with(Instant::now);
+        forwarding::strip_response_hop_by_hop(upstream_response);
         Ok(())
     }
 

@@ -1,0 +1,68 @@
+//! Route lookup and table build cost: a request resolves its route once, and
+//! a reload compiles the whole table, so both must stay cheap at 100k routes.
+
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use keygate::config::Config;
+use keygate::routing::{HostPattern, PathPrefix, RouteTable};
+use keygate::snapshot::Snapshot;
+
+fn build(hosts: usize) -> RouteTable<usize> {
+    let mut table = RouteTable::default();
+    for i in 0..hosts {
+        let host = HostPattern::parse(&format!("h{i}.example.com")).expect("valid host");
+        table.insert(host, PathPrefix::root(), false, i);
+        let api = PathPrefix::parse("/api").expect("valid prefix");
+        table.insert(HostPattern::parse(&format!("h{i}.example.com")).expect("valid host"), api, true, i);
+    }
+    table.insert(HostPattern::parse("*.preview.example.com").expect("valid host"), PathPrefix::root(), false, 0);
+    table
+}
+
+fn resolve(c: &mut Criterion) {
+    let table = build(50_000);
+    let mut group = c.benchmark_group("resolve");
+    group.bench_function("exact host, root", |b| {
+        b.iter(|| table.resolve(black_box("h4242.example.com"), black_box("/users/1")))
+    });
+    group.bench_function("exact host with port and case, prefix", |b| {
+        b.iter(|| table.resolve(black_box("H4242.Example.com:8443"), black_box("/api/v1/users")))
+    });
+    group.bench_function("wildcard host", |b| {
+        b.iter(|| table.resolve(black_box("pr-17.preview.example.com"), black_box("/")))
+    });
+    group.bench_function("unknown host", |b| b.iter(|| table.resolve(black_box("nope.example.org"), black_box("/"))));
+    group.finish();
+}
+
+/// A config file with `routes` routes over 100 deployments.
+fn config_text(routes: usize) -> String {
+    let mut text = String::from("deployments:\n");
+    for d in 0..100 {
+        text.push_str(&format!("  - id: dep_{d}\n    instances: [\"127.0.0.1:{}\"]\n", 3000 + d));
+    }
+    text.push_str("routes:\n");
+    for r in 0..routes {
+        text.push_str(&format!("  - host: h{r}.example.com\n    deployment: dep_{}\n", r % 100));
+    }
+    text
+}
+
+fn compile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.bench_function("route table, 100k routes", |b| b.iter(|| build(black_box(50_000))));
+    let text = config_text(100_000);
+    let path = std::path::Path::new("bench.yaml");
+    group.bench_function("config file parse + validate + compile, 100k routes", |b| {
+        b.iter(|| {
+            let config = Config::parse(black_box(&text), path).expect("valid config");
+            Snapshot::compile(&config).expect("compiles")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, resolve, compile);
+criterion_main!(benches);
