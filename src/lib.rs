@@ -1,5 +1,5 @@
 //! keygate: a self-hosted API gateway. Requests flow
-//! `proxy` → `routing` → (policies) → `upstream`; `config` is compiled into a
+//! `proxy` → `routing` → `policy` → `upstream`; `config` is compiled into a
 //! `snapshot` that `reload` swaps atomically; `errors` owns every error code.
 
 pub mod admin;
@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod errors;
+pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

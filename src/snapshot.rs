@@ -12,6 +12,7 @@ use ipnet::IpNet;
 
 use crate::config::file::Protocol;
 use crate::config::{Config, ConfigError};
+use crate::policy::PolicyChain;
 use crate::routing::{HostPattern, PathPrefix, RouteTable};
 use crate::upstream::Instance;
 
@@ -22,6 +23,7 @@ pub struct Deployment {
     pub environment: Box<str>,
     pub instances: Vec<Instance>,
     pub protocol: Protocol,
+    pub policies: PolicyChain,
 }
 
 /// Where a route sends a request; `host_label` is the route's host as
@@ -96,11 +98,14 @@ impl Snapshot {
                     .map_err(|message| config.error_at(&format!("deployments[{i}].instances[{j}]"), message))?;
                 instances.extend(resolved);
             }
+            let policies = PolicyChain::compile(&spec.policies)
+                .map_err(|(field, message)| config.error_at(&format!("deployments[{i}].policies{field}"), message))?;
             let deployment = Arc::new(Deployment {
                 id: spec.id.as_str().into(),
                 environment: spec.environment.as_str().into(),
                 instances,
                 protocol: spec.upstream.protocol,
+                policies,
             });
             by_id.insert(spec.id.as_str(), deployment.clone());
             deployments.push(deployment);

@@ -178,6 +178,8 @@ pub struct Deployment {
     pub instances: Vec<InstanceAddr>,
     #[serde(default)]
     pub upstream: Upstream,
+    #[serde(default)]
+    pub policies: Vec<crate::policy::config::PolicySpec>,
 }
 
 impl Deployment {

@@ -30,6 +30,8 @@ pub struct RequestCtx {
     /// When the first byte went to an instance, and when its response head came back.
     pub upstream_started: Option<Instant>,
     pub upstream_answered: Option<Instant>,
+    /// What the policy chain decided (Principal, response headers).
+    pub policy: crate::policy::PolicyState,
     /// The gateway's own error, when it answered instead of an instance.
     pub error: Option<ErrorCode>,
 }

@@ -79,6 +79,8 @@ pub struct Forwarding<'a> {
     pub https: bool,
     pub request_id: &'a str,
     pub deployment_id: &'a str,
+    /// The Principal JSON when an auth policy succeeded.
+    pub principal: Option<&'a str>,
 }
 
 /// Sets the forwarding headers on the request as it goes to the instance.
@@ -108,6 +110,9 @@ pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error
     }
     request.insert_header(X_REQUEST_ID, fwd.request_id)?;
     request.insert_header(X_DEPLOYMENT_ID, fwd.deployment_id)?;
+    if let Some(principal) = fwd.principal {
+        request.insert_header(X_UNKEY_PRINCIPAL, principal)?;
+    }
     Ok(())
 }
 
@@ -234,6 +239,7 @@ mod tests {
             https: false,
             request_id: "req_x",
             deployment_id: "dep",
+            principal: None,
         };
         let mut req = request(&incoming);
         apply(&mut req, &fwd(false)).unwrap();

@@ -24,7 +24,8 @@ use context::RouteInfo;
 
 use crate::config::file::Protocol;
 use crate::errors::{ErrorCode, GatewayError};
-use crate::snapshot::Snapshot;
+use crate::policy::RequestView;
+use crate::snapshot::{Deployment, Snapshot};
 use crate::telemetry::{metrics, new_request_id, RequestLabels, Part};
 use crate::upstream::{Attempts, Instance};
 
@@ -66,7 +67,7 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         self.begin(session, ctx);
-        match self.admit(session, ctx) {
+        match self.admit(session, ctx).await {
             Ok(Admitted::Forward) => Ok(false),
             Ok(Admitted::Echo) => {
                 let mut view = session.req_header().clone();
@@ -220,7 +221,18 @@ impl Gateway {
     }
 
     /// Route → policies → instance choice. An `Err` is answered as is.
-    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Admitted, GatewayError> {
+    async fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Admitted, GatewayError> {
+        let deployment = self.route(session, ctx)?;
+        let request = RequestView {
+            head: session.req_header(),
+            client_ip: ctx.client_ip,
+        };
+        deployment.policies.evaluate(&request, &mut ctx.policy).await?;
+        Self::choose_instance(&deployment, ctx)
+    }
+
+    /// Resolves the request's route and records it in `ctx`.
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Arc<Deployment>, GatewayError> {
         let snapshot = ctx.snapshot.clone().ok_or(ErrorCode::InternalServerError)?;
         let request = session.req_header();
         let host = forwarding::original_host(request).unwrap_or("");
@@ -239,7 +251,11 @@ impl Gateway {
             host_label: routed.target.host_label.clone(),
             rewritten_target,
         });
+        Ok(deployment)
+    }
 
+    /// Picks the first instance to try (a random one; see `upstream::Attempts`).
+    fn choose_instance(deployment: &Deployment, ctx: &mut RequestCtx) -> Result<Admitted, GatewayError> {
         if deployment.instances.is_empty() {
             return Err(ErrorCode::NoRunningInstances.into());
         }
@@ -268,6 +284,7 @@ impl Gateway {
                 https: ctx.https,
                 request_id: &ctx.request_id,
                 deployment_id: &route.deployment.id,
+                principal: ctx.policy.principal.as_ref().map(|p| p.json.as_str()),
             },
         )
     }

@@ -13,6 +13,9 @@ use crate::proxy::forwarding::X_REQUEST_ID;
 /// Adds the headers every response carries.
 pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
     response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+    for (name, value) in &ctx.policy.response_headers {
+        response.insert_header(name.clone(), value.clone())?;
+    }
     let instance = ctx.instance_time();
     let gateway = ctx.total_time().saturating_sub(instance);
     let mut timing = format!("gateway;dur={:.3}", gateway.as_secs_f64() * 1000.0);

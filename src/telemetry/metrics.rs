@@ -46,6 +46,16 @@ pub struct PartLabels {
     pub part: Part,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub policy_type: String,
+    pub decision: String,
+}
+
+/// Policy types and decisions exported at 0 from start-up.
+const POLICY_TYPES: [&str; 2] = ["firewall", "ip"];
+const DECISIONS: [&str; 2] = ["allow", "deny"];
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -53,6 +63,7 @@ pub struct Metrics {
     pub config_reloads: Counter,
     pub config_reload_errors: Counter,
     pub upstream_connect_failures: Counter,
+    policy_decisions: Family<DecisionLabels, Counter>,
 }
 
 impl Metrics {
@@ -78,6 +89,20 @@ impl Metrics {
             "Failed connection attempts to instances",
             upstream_connect_failures.clone(),
         );
+        let policy_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "keygate_policy_decisions",
+            "Policy evaluations on matching requests, by policy type and decision",
+            policy_decisions.clone(),
+        );
+        for policy_type in POLICY_TYPES {
+            for decision in DECISIONS {
+                drop(policy_decisions.get_or_create(&DecisionLabels {
+                    policy_type: policy_type.into(),
+                    decision: decision.into(),
+                }));
+            }
+        }
         for part in [Part::Total, Part::Instance, Part::Gateway] {
             drop(request_duration.get_or_create(&PartLabels { part }));
         }
@@ -88,7 +113,19 @@ impl Metrics {
             config_reloads,
             config_reload_errors,
             upstream_connect_failures,
+            policy_decisions,
         }
+    }
+
+    /// The counter of one `(policy_type, decision)`; compiled policies keep it
+    /// so a decision costs one atomic increment.
+    pub fn policy_decision(&self, policy_type: &str, decision: &str) -> Counter {
+        self.policy_decisions
+            .get_or_create(&DecisionLabels {
+                policy_type: policy_type.into(),
+                decision: decision.into(),
+            })
+            .clone()
     }
 
     pub fn record_request(&self, labels: &RequestLabels) {

@@ -1,0 +1,74 @@
+//! `ip: {allow, deny}` (SPEC §3.3): CIDR rules on the client IP of SPEC §4
+//! (the trusted-proxy rule already applied). Deny wins; a non-empty allow
+//! list admits only its members.
+
+use ipnet::IpNet;
+
+use super::config::IpSpec;
+use super::{Outcome, Policy, PolicyState, RequestView};
+use crate::errors::{ErrorCode, GatewayError};
+use crate::snapshot::canonical_ip;
+
+#[derive(Debug)]
+pub struct IpRules {
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+}
+
+impl IpRules {
+    pub fn compile(spec: &IpSpec) -> Self {
+        Self {
+            allow: spec.allow.iter().map(|c| c.0).collect(),
+            deny: spec.deny.iter().map(|c| c.0).collect(),
+        }
+    }
+
+    fn admits(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip.map(canonical_ip) else {
+            return self.allow.is_empty();
+        };
+        if self.deny.iter().any(|net| net.contains(&ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+impl Policy for IpRules {
+    async fn evaluate(&self, request: &RequestView<'_>, _state: &mut PolicyState) -> Outcome {
+        if self.admits(request.client_ip) {
+            Outcome::Continue
+        } else {
+            Outcome::Reject(GatewayError::with_detail(
+                ErrorCode::FirewallDenied,
+                "The client address is not allowed to reach this deployment.",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(allow: &[&str], deny: &[&str]) -> IpRules {
+        let nets = |list: &[&str]| list.iter().map(|n| n.parse().unwrap()).collect();
+        IpRules { allow: nets(allow), deny: nets(deny) }
+    }
+
+    #[test]
+    fn allow_and_deny() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        let r = rules(&["10.0.0.0/8", "2001:db8::/32"], &["10.6.6.0/24"]);
+        assert!(r.admits(ip("10.1.2.3")));
+        assert!(!r.admits(ip("10.6.6.6")));
+        assert!(!r.admits(ip("192.168.1.1")));
+        assert!(r.admits(ip("2001:db8::1")));
+        assert!(r.admits(ip("::ffff:10.1.2.3")));
+        assert!(!r.admits(None));
+        let deny_only = rules(&[], &["::1/128"]);
+        assert!(!deny_only.admits(ip("::1")));
+        assert!(deny_only.admits(ip("127.0.0.1")));
+        assert!(deny_only.admits(None));
+    }
+}
