@@ -69,6 +69,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
         drop(bind_std(addr, "http")?);
     }
 
+    crate::telemetry::request_log::configure(&snapshot.request_log);
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
     let reloader = Reloader::new(path.to_path_buf(), shared.clone());
 

@@ -1,6 +1,7 @@
 //! Hot reload (SPEC §2): a new file is loaded and compiled completely, then
 //! swapped in atomically; an invalid file changes nothing but a log line and
 //! a counter. Triggered by the file watcher, SIGHUP and the admin API.
+//! SIGUSR1 (log rotation) is handled here too, with the other signals.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use tokio::sync::{mpsc, Mutex};
 use crate::config::ConfigError;
 use crate::proxy::SharedSnapshot;
 use crate::snapshot::Snapshot;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, request_log};
 
 /// How long file events are collected before one reload (editors write in bursts).
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(150);
@@ -57,6 +58,7 @@ impl Reloader {
                     tracing::warn!("listen addresses changed: they take effect after a restart");
                 }
                 let routes = next.routes.len();
+                request_log::configure(&next.request_log);
                 self.snapshot.store(Arc::new(next));
                 metrics().config_reloads.inc();
                 tracing::info!(trigger, routes, "configuration reloaded");
@@ -80,7 +82,7 @@ impl Reloader {
                 None
             }
         };
-        spawn_sighup_listener(tx);
+        spawn_signal_listeners(tx);
         loop {
             let trigger = tokio::select! {
                 trigger = rx.recv() => match trigger { Some(t) => t, None => return },
@@ -117,7 +119,8 @@ fn watch_file(path: &Path, tx: mpsc::UnboundedSender<&'static str>) -> notify::R
     Ok(watcher)
 }
 
-fn spawn_sighup_listener(tx: mpsc::UnboundedSender<&'static str>) {
+/// SIGHUP reloads; SIGUSR1 makes the request log reopen its file (after rotation).
+fn spawn_signal_listeners(tx: mpsc::UnboundedSender<&'static str>) {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
@@ -130,5 +133,15 @@ fn spawn_sighup_listener(tx: mpsc::UnboundedSender<&'static str>) {
             });
         }
         Err(e) => tracing::warn!("cannot listen for SIGHUP: {e}"),
+    }
+    match signal(SignalKind::user_defined1()) {
+        Ok(mut usr1) => {
+            tokio::spawn(async move {
+                while usr1.recv().await.is_some() {
+                    request_log::reopen();
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot listen for SIGUSR1: {e}"),
     }
 }

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use crate::config::file::Protocol;
 use crate::config::{Config, ConfigError};
 use crate::policy::PolicyChain;
+use crate::telemetry::request_log::RequestLogSettings;
 use crate::routing::{HostPattern, PathPrefix, RouteTable};
 use crate::upstream::Instance;
 
@@ -84,6 +85,7 @@ pub struct Snapshot {
     pub listen_http: Option<SocketAddr>,
     pub listen_admin: Option<SocketAddr>,
     pub listen_threads: usize,
+    pub request_log: RequestLogSettings,
 }
 
 impl Snapshot {
@@ -147,6 +149,7 @@ impl Snapshot {
             listen_http: file.listen.http.map(|a| a.0),
             listen_admin: file.listen.admin.map(|a| a.0),
             listen_threads: file.listen.threads,
+            request_log: RequestLogSettings::compile(file.request_log.as_ref(), config.base_dir()),
         })
     }
 

@@ -25,6 +25,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub errors: Errors,
     #[serde(default)]
+    pub request_log: Option<crate::telemetry::request_log::RequestLogSpec>,
+    #[serde(default)]
     pub deployments: Vec<Deployment>,
     #[serde(default)]
     pub routes: Vec<Route>,

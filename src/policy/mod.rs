@@ -7,6 +7,7 @@
 pub mod config;
 mod firewall;
 mod ip;
+pub mod logging;
 pub mod matcher;
 
 use std::collections::HashSet;
@@ -40,6 +41,8 @@ pub struct PolicyState {
     pub principal: Option<Principal>,
     /// Headers to add to the response, whatever it is (e.g. rate-limit headers).
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Armed by a `logging` policy: the record this request will write.
+    pub log: Option<logging::LogCapture>,
 }
 
 /// A policy's verdict on one request.
@@ -63,6 +66,7 @@ pub trait Policy {
 enum Action {
     Firewall(firewall::Firewall),
     Ip(ip::IpRules),
+    Logging(logging::Logging),
 }
 
 impl Action {
@@ -70,6 +74,7 @@ impl Action {
         match self {
             Self::Firewall(_) => "firewall",
             Self::Ip(_) => "ip",
+            Self::Logging(_) => "logging",
         }
     }
 
@@ -82,6 +87,7 @@ impl Action {
         match self {
             Self::Firewall(p) => p.evaluate(request, state).await,
             Self::Ip(p) => p.evaluate(request, state).await,
+            Self::Logging(p) => p.evaluate(request, state).await,
         }
     }
 }
@@ -165,7 +171,7 @@ fn compile_action(spec: &PolicySpec) -> Result<Action, String> {
     Ok(match spec.action()? {
         ActionSpec::Firewall(_) => Action::Firewall(firewall::Firewall),
         ActionSpec::Ip(ip) => Action::Ip(ip::IpRules::compile(ip)),
-        ActionSpec::Logging(_) => return Err("`logging` policies are not available in this version".into()),
+        ActionSpec::Logging(spec) => Action::Logging(logging::Logging::compile(spec)),
         ActionSpec::Unavailable(name) => return Err(format!("`{name}` policies are not available in this version")),
     })
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -24,6 +25,7 @@ use context::RouteInfo;
 
 use crate::config::file::Protocol;
 use crate::errors::{ErrorCode, GatewayError};
+use crate::policy::logging::ResponseFacts;
 use crate::policy::RequestView;
 use crate::snapshot::{Deployment, Snapshot};
 use crate::telemetry::{metrics, new_request_id, RequestLabels, Part};
@@ -109,6 +111,19 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(log), Some(chunk)) = (ctx.policy.log.as_mut(), body.as_ref()) {
+            log.on_request_body(chunk);
+        }
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -136,6 +151,19 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         respond::add_gateway_headers(response, ctx)
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let (Some(log), Some(chunk)) = (ctx.policy.log.as_mut(), body.as_ref()) {
+            log.on_response_body(chunk);
+        }
+        Ok(None)
     }
 
     fn fail_to_connect(
@@ -191,6 +219,19 @@ impl ProxyHttp for Gateway {
         m.observe_duration(Part::Gateway, total.saturating_sub(instance));
         if ctx.upstream_started.is_some() {
             m.observe_duration(Part::Instance, instance);
+        }
+        if let Some(log) = ctx.policy.log.take() {
+            log.finish(&ResponseFacts {
+                request: session.req_header(),
+                request_id: &ctx.request_id,
+                client_ip: ctx.client_ip,
+                deployment_id: ctx.route.as_ref().map(|r| &*r.deployment.id),
+                instance: ctx.instance.as_ref().map(ToString::to_string),
+                status,
+                response_headers: session.response_written().map(|r| &r.headers),
+                total,
+                instance_time: instance,
+            });
         }
     }
 }

@@ -37,7 +37,7 @@ pub async fn send_error(session: &mut Session, ctx: &mut RequestCtx, error: &Gat
 /// Writes a complete response. `is_error` marks it as the gateway's own error.
 pub async fn send(
     session: &mut Session,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     status: u16,
     content_type: &str,
     body: Bytes,
@@ -50,6 +50,9 @@ pub async fn send(
         response.insert_header("x-unkey-error-source", "gateway")?;
     }
     add_gateway_headers(&mut response, ctx)?;
+    if let Some(log) = ctx.policy.log.as_mut() {
+        log.on_response_body(&body);
+    }
     // The request body may be unread: do not try to reuse the connection.
     if !session.is_body_done() {
         session.set_keepalive(None);

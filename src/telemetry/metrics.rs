@@ -53,7 +53,7 @@ pub struct DecisionLabels {
 }
 
 /// Policy types and decisions exported at 0 from start-up.
-const POLICY_TYPES: [&str; 2] = ["firewall", "ip"];
+const POLICY_TYPES: [&str; 3] = ["firewall", "ip", "logging"];
 const DECISIONS: [&str; 2] = ["allow", "deny"];
 
 pub struct Metrics {
@@ -63,6 +63,7 @@ pub struct Metrics {
     pub config_reloads: Counter,
     pub config_reload_errors: Counter,
     pub upstream_connect_failures: Counter,
+    pub log_records_dropped: Counter,
     policy_decisions: Family<DecisionLabels, Counter>,
 }
 
@@ -89,6 +90,12 @@ impl Metrics {
             "Failed connection attempts to instances",
             upstream_connect_failures.clone(),
         );
+        let log_records_dropped = Counter::default();
+        registry.register(
+            "keygate_log_records_dropped",
+            "Request-log records dropped because the sink's buffer was full",
+            log_records_dropped.clone(),
+        );
         let policy_decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "keygate_policy_decisions",
@@ -113,6 +120,7 @@ impl Metrics {
             config_reloads,
             config_reload_errors,
             upstream_connect_failures,
+            log_records_dropped,
             policy_decisions,
         }
     }

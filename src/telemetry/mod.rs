@@ -1,6 +1,7 @@
 //! Logs (tracing, to stderr) and metrics (Prometheus, served by the admin listener).
 
 mod metrics;
+pub mod request_log;
 
 pub use metrics::{metrics, Metrics, Part, RequestLabels};
 

@@ -1,0 +1,212 @@
+//! The request-log sink (SPEC §3.8, §9.21): JSON lines to stdout or a file,
+//! written by one background thread. Requests only `try_send` into a bounded
+//! channel — a slow or stuck sink drops records (counted in
+//! `keygate_log_records_dropped_total`), it never slows a request. A file
+//! sink follows log rotation: it reopens on SIGUSR1 or when the path's inode
+//! changes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+
+use super::metrics;
+
+/// The top-level `request_log:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLogSpec {
+    /// `stdout`, or a file path (relative to the config file's directory).
+    #[serde(default = "RequestLogSpec::default_sink")]
+    pub sink: String,
+    /// Records held while the sink is busy; more are dropped.
+    #[serde(default = "RequestLogSpec::default_buffer")]
+    pub buffer: usize,
+}
+
+impl RequestLogSpec {
+    fn default_sink() -> String {
+        "stdout".into()
+    }
+    fn default_buffer() -> usize {
+        8192
+    }
+}
+
+/// Where records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    Stdout,
+    File(PathBuf),
+}
+
+/// A compiled `request_log` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLogSettings {
+    pub sink: Sink,
+    pub buffer: usize,
+}
+
+impl Default for RequestLogSettings {
+    fn default() -> Self {
+        Self {
+            sink: Sink::Stdout,
+            buffer: RequestLogSpec::default_buffer(),
+        }
+    }
+}
+
+impl RequestLogSettings {
+    pub fn compile(spec: Option<&RequestLogSpec>, base_dir: &std::path::Path) -> Self {
+        let Some(spec) = spec else {
+            return Self::default();
+        };
+        let sink = match spec.sink.as_str() {
+            "stdout" | "-" => Sink::Stdout,
+            path => Sink::File(base_dir.join(path)),
+        };
+        Self {
+            sink,
+            buffer: spec.buffer.max(1),
+        }
+    }
+}
+
+/// How often a file sink checks whether its path was rotated away.
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+
+/// The process-wide sink: the sending half of the writer's channel and the
+/// target it writes to, both swappable by a reload.
+struct RequestLog {
+    sender: ArcSwap<Option<SyncSender<String>>>,
+    target: Arc<ArcSwap<Sink>>,
+    buffer: AtomicUsize,
+    configuring: Mutex<()>,
+}
+
+static REOPEN: AtomicBool = AtomicBool::new(false);
+
+fn request_log() -> &'static RequestLog {
+    static LOG: OnceLock<RequestLog> = OnceLock::new();
+    LOG.get_or_init(|| RequestLog {
+        sender: ArcSwap::from_pointee(None),
+        target: Arc::new(ArcSwap::from_pointee(Sink::Stdout)),
+        buffer: AtomicUsize::new(0),
+        configuring: Mutex::new(()),
+    })
+}
+
+/// Applies settings at start-up and on reload. The writer thread starts on
+/// first use; a new buffer size replaces it (the old one drains and exits); a
+/// new sink makes the writer reopen.
+pub fn configure(settings: &RequestLogSettings) {
+    let log = request_log();
+    let Ok(_one_at_a_time) = log.configuring.lock() else { return };
+    if **log.target.load() != settings.sink {
+        log.target.store(Arc::new(settings.sink.clone()));
+        REOPEN.store(true, Ordering::Relaxed);
+    }
+    if log.buffer.load(Ordering::Relaxed) == settings.buffer {
+        return;
+    }
+    let (sender, receiver) = sync_channel(settings.buffer);
+    let target = log.target.clone();
+    let spawned = std::thread::Builder::new()
+        .name("keygate-request-log".into())
+        .spawn(move || write_loop(receiver, target));
+    match spawned {
+        Ok(_) => {
+            log.sender.store(Arc::new(Some(sender)));
+            log.buffer.store(settings.buffer, Ordering::Relaxed);
+        }
+        Err(e) => tracing::error!("cannot start the request-log writer: {e}"),
+    }
+}
+
+/// Queues one JSON line; never blocks. Dropped (and counted) when the buffer is full.
+pub fn submit(line: String) {
+    let sender = request_log().sender.load();
+    let sent = match sender.as_ref() {
+        Some(tx) => tx.try_send(line),
+        None => Err(TrySendError::Disconnected(line)),
+    };
+    if sent.is_err() {
+        metrics().log_records_dropped.inc();
+    }
+}
+
+/// Asks a file sink to reopen its file (SIGUSR1, after a rotation).
+pub fn reopen() {
+    REOPEN.store(true, Ordering::Relaxed);
+}
+
+fn write_loop(receiver: Receiver<String>, target: Arc<ArcSwap<Sink>>) {
+    let mut out = Output::open(&target.load());
+    let mut last_check = Instant::now();
+    loop {
+        match receiver.recv_timeout(ROTATION_CHECK) {
+            Ok(line) => out.write_line(&line),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let rotated = last_check.elapsed() >= ROTATION_CHECK && out.path_was_replaced();
+        if rotated {
+            last_check = Instant::now();
+        }
+        if REOPEN.swap(false, Ordering::Relaxed) || rotated {
+            out = Output::open(&target.load());
+        }
+    }
+}
+
+/// The open sink and, for a file, the inode it was opened with.
+enum Output {
+    Stdout(io::Stdout),
+    File { file: File, path: PathBuf, inode: u64 },
+    Broken,
+}
+
+impl Output {
+    fn open(sink: &Sink) -> Self {
+        match sink {
+            Sink::Stdout => Self::Stdout(io::stdout()),
+            Sink::File(path) => match OpenOptions::new().create(true).append(true).open(path) {
+                Ok(file) => {
+                    let inode = file.metadata().map(|m| m.ino()).unwrap_or(0);
+                    Self::File { file, path: path.clone(), inode }
+                }
+                Err(e) => {
+                    tracing::error!("cannot open the request log {}: {e}", path.display());
+                    Self::Broken
+                }
+            },
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        let result = match self {
+            Self::Stdout(out) => writeln!(out.lock(), "{line}"),
+            Self::File { file, .. } => writeln!(file, "{line}"),
+            Self::Broken => Err(io::Error::other("sink not open")),
+        };
+        if result.is_err() {
+            metrics().log_records_dropped.inc();
+        }
+    }
+
+    /// True when the path now names another file (rotated) or none.
+    fn path_was_replaced(&self) -> bool {
+        match self {
+            Self::File { path, inode, .. } => std::fs::metadata(path).map(|m| m.ino() != *inode).unwrap_or(true),
+            Self::Broken => true,
+            Self::Stdout(_) => false,
+        }
+    }
+}
