@@ -19,6 +19,7 @@ use crate::config::ConfigError;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::snapshot::Snapshot;
+use crate::tls::Tls;
 
 /// The longest a graceful shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -34,6 +35,8 @@ pub enum StartupError {
         listener: &'static str,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Requests currently being served; a graceful shutdown waits for zero.
@@ -70,8 +73,16 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     }
 
     crate::telemetry::request_log::configure(&snapshot.request_log);
+    let https = snapshot.listen_https;
+    if let Some(addr) = https {
+        drop(bind_std(addr, "https")?);
+    }
+    let tls = match https {
+        Some(_) => Some(Arc::new(Tls::start(&snapshot.tls).map_err(StartupError::Tls)?)),
+        None => None,
+    };
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-    let reloader = Reloader::new(path.to_path_buf(), shared.clone());
+    let reloader = Reloader::new(path.to_path_buf(), shared.clone(), tls.clone());
 
     let mut conf = ServerConf::default();
     conf.threads = worker_threads(shared.load().listen_threads);
@@ -84,9 +95,16 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     if let Some(addr) = http {
         proxy.add_tcp(&addr.to_string());
     }
+    if let (Some(addr), Some(tls)) = (https, &tls) {
+        let mut settings = pingora_core::listeners::tls::TlsSettings::intermediate("", "")
+            .map_err(|e| StartupError::Tls(e.to_string()))?;
+        settings.set_cert_resolver(tls.resolver.clone());
+        settings.enable_h2();
+        proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+    }
     server.add_service(proxy);
 
-    let proxy_listeners: Vec<SocketAddr> = http.into_iter().collect();
+    let proxy_listeners: Vec<SocketAddr> = http.into_iter().chain(https).collect();
     let control = ControlPlane {
         reloader,
         admin: admin_listener.map(|listener| (listener, proxy_listeners)),
@@ -95,7 +113,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     control.threads = Some(1);
     server.add_service(control);
 
-    tracing::info!(http = ?http, "keygate started");
+    tracing::info!(http = ?http, https = ?https, "keygate started");
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal),
     });

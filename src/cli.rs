@@ -31,6 +31,17 @@ pub enum Command {
     Reload,
     /// Show the resolved routing table of the running gateway (or of the file).
     Routes,
+    /// Certificates the running gateway serves.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Host, source (file/acme/default), issuer, expiry and days left.
+    List,
 }
 
 pub fn main() -> ExitCode {
@@ -40,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Reload => with_runtime(reload(&cli.config)),
         Command::Routes => with_runtime(routes(&cli.config)),
+        Command::Certs { command: CertsCommand::List } => with_runtime(certs_list(&cli.config)),
     }
 }
 
@@ -145,6 +157,53 @@ async fn routes(path: &Path) -> ExitCode {
         },
     };
     print_routes(&table);
+    ExitCode::SUCCESS
+}
+
+async fn certs_list(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(admin) = config.file.listen.admin else {
+        eprintln!("keygate: listen.admin is not set");
+        return ExitCode::FAILURE;
+    };
+    let body = match admin_call(admin.0, http::Method::GET, "/v1/certs").await {
+        Ok((200, body)) => body,
+        Ok((status, body)) => {
+            eprintln!("keygate: the gateway answered {status}: {body}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("keygate: cannot reach the gateway at {}: {e}", admin.0);
+            return ExitCode::FAILURE;
+        }
+    };
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let rows: Vec<[String; 5]> = parsed["data"]["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let not_after = c["not_after"].as_i64().unwrap_or(0);
+            let expires = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(not_after.max(0) as u64));
+            [
+                c["host"].as_str().unwrap_or("").to_string(),
+                c["source"].as_str().unwrap_or("").to_string(),
+                c["issuer"].as_str().unwrap_or("").to_string(),
+                expires.to_string(),
+                ((not_after - now) / 86_400).to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["HOST", "SOURCE", "ISSUER", "NOT AFTER", "DAYS LEFT"], &rows);
     ExitCode::SUCCESS
 }
 

@@ -13,4 +13,5 @@ pub mod reload;
 pub mod routing;
 pub mod snapshot;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

@@ -14,6 +14,7 @@ use crate::config::ConfigError;
 use crate::proxy::SharedSnapshot;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{metrics, request_log};
+use crate::tls::Tls;
 
 /// How long file events are collected before one reload (editors write in bursts).
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(150);
@@ -22,21 +23,28 @@ const WATCH_DEBOUNCE: Duration = Duration::from_millis(150);
 pub struct Reloader {
     path: PathBuf,
     snapshot: SharedSnapshot,
+    /// The certificate store, when TLS is on: reloads apply `tls` settings to it.
+    tls: Option<Arc<Tls>>,
     /// One reload at a time: two racing reloads must not swap out of order.
     running: Mutex<()>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, snapshot: SharedSnapshot) -> Arc<Self> {
+    pub fn new(path: PathBuf, snapshot: SharedSnapshot, tls: Option<Arc<Tls>>) -> Arc<Self> {
         Arc::new(Self {
             path,
             snapshot,
+            tls,
             running: Mutex::new(()),
         })
     }
 
     pub fn snapshot(&self) -> &SharedSnapshot {
         &self.snapshot
+    }
+
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
     }
 
     /// Loads, validates and swaps in the file; on error the old snapshot stays.
@@ -54,11 +62,18 @@ impl Reloader {
         match loaded {
             Ok(next) => {
                 let current = self.snapshot.load();
-                if next.listen_http != current.listen_http || next.listen_admin != current.listen_admin {
+                if (next.listen_http, next.listen_https, next.listen_admin)
+                    != (current.listen_http, current.listen_https, current.listen_admin)
+                {
                     tracing::warn!("listen addresses changed: they take effect after a restart");
                 }
                 let routes = next.routes.len();
                 request_log::configure(&next.request_log);
+                if let Some(tls) = &self.tls {
+                    if next.tls != current.tls {
+                        tls.apply(&next.tls);
+                    }
+                }
                 self.snapshot.store(Arc::new(next));
                 metrics().config_reloads.inc();
                 tracing::info!(trigger, routes, "configuration reloaded");
@@ -72,34 +87,75 @@ impl Reloader {
         }
     }
 
-    /// Reloads on every change to the config file and on SIGHUP, until `shutdown`.
+    /// Reloads on every change to the config file and on SIGHUP, and rescans
+    /// `tls.certs_dir` when it changes, until `shutdown`.
     pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
-        let _watcher = match watch_file(&self.path, tx.clone()) {
+        let _watcher = match watch_path(&self.path, "file", tx.clone()) {
             Ok(watcher) => Some(watcher),
             Err(e) => {
                 tracing::warn!("cannot watch {}: {e}; reload with SIGHUP or `keygate reload`", self.path.display());
                 None
             }
         };
-        spawn_signal_listeners(tx);
+        let mut certs_watch = self.watch_certs_dir(None, &tx);
+        spawn_signal_listeners(tx.clone());
         loop {
             let trigger = tokio::select! {
                 trigger = rx.recv() => match trigger { Some(t) => t, None => return },
                 _ = shutdown.changed() => return,
             };
-            if trigger == "file" {
+            if trigger == "file" || trigger == "certs" {
                 tokio::time::sleep(WATCH_DEBOUNCE).await;
                 while rx.try_recv().is_ok() {}
             }
-            let _ = self.reload(trigger).await;
+            if trigger == "certs" {
+                if let (Some(tls), Some((dir, _))) = (&self.tls, &certs_watch) {
+                    tls.rescan(dir);
+                }
+                continue;
+            }
+            if self.reload(trigger).await.is_ok() {
+                certs_watch = self.watch_certs_dir(certs_watch, &tx);
+            }
+        }
+    }
+
+    /// Watches the current `tls.certs_dir` (keeping `current` when unchanged).
+    fn watch_certs_dir(
+        &self,
+        current: Option<(PathBuf, notify::RecommendedWatcher)>,
+        tx: &mpsc::UnboundedSender<&'static str>,
+    ) -> Option<(PathBuf, notify::RecommendedWatcher)> {
+        self.tls.as_ref()?;
+        let dir = self.snapshot.load().tls.certs_dir.clone()?;
+        if current.as_ref().is_some_and(|(watched, _)| *watched == dir) {
+            return current;
+        }
+        let tx = tx.clone();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send("certs");
+            }
+        })
+        .ok()?;
+        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some((dir, watcher)),
+            Err(e) => {
+                tracing::warn!("cannot watch tls.certs_dir {}: {e}; it is rescanned on reload", dir.display());
+                current
+            }
         }
     }
 }
 
 /// Watches the file's directory (editors replace files by rename) and
-/// reports events that touch the file.
-fn watch_file(path: &Path, tx: mpsc::UnboundedSender<&'static str>) -> notify::Result<notify::RecommendedWatcher> {
+/// reports events that touch the file as `trigger`.
+fn watch_path(
+    path: &Path,
+    trigger: &'static str,
+    tx: mpsc::UnboundedSender<&'static str>,
+) -> notify::Result<notify::RecommendedWatcher> {
     let file_name = path.file_name().map(|n| n.to_os_string());
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -112,7 +168,7 @@ fn watch_file(path: &Path, tx: mpsc::UnboundedSender<&'static str>) -> notify::R
         }
         let touches_file = event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == file_name);
         if touches_file {
-            let _ = tx.send("file");
+            let _ = tx.send(trigger);
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;

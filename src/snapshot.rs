@@ -14,6 +14,7 @@ use crate::config::file::Protocol;
 use crate::config::{Config, ConfigError};
 use crate::policy::PolicyChain;
 use crate::telemetry::request_log::RequestLogSettings;
+use crate::tls::TlsSettings;
 use crate::routing::{HostPattern, PathPrefix, RouteTable};
 use crate::upstream::Instance;
 
@@ -83,9 +84,11 @@ pub struct Snapshot {
     pub root_keys: Vec<Box<str>>,
     /// Listener addresses; they are bound at start-up and a reload cannot move them.
     pub listen_http: Option<SocketAddr>,
+    pub listen_https: Option<SocketAddr>,
     pub listen_admin: Option<SocketAddr>,
     pub listen_threads: usize,
     pub request_log: RequestLogSettings,
+    pub tls: TlsSettings,
 }
 
 impl Snapshot {
@@ -147,9 +150,11 @@ impl Snapshot {
             docs_base: file.errors.docs_base.as_str().into(),
             root_keys: file.admin.root_keys.iter().map(|k| k.as_str().into()).collect(),
             listen_http: file.listen.http.map(|a| a.0),
+            listen_https: file.listen.https.map(|a| a.0),
             listen_admin: file.listen.admin.map(|a| a.0),
             listen_threads: file.listen.threads,
             request_log: RequestLogSettings::compile(file.request_log.as_ref(), config.base_dir()),
+            tls: TlsSettings::compile(&file.tls, file.listen.https.is_some(), config.base_dir()),
         })
     }
 

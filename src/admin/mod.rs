@@ -130,6 +130,14 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Response<Full
             let snapshot = state.reloader.snapshot().load();
             json(StatusCode::OK, serde_json::json!({"meta": {"requestId": request_id}, "data": crate::snapshot::describe(&snapshot)}))
         }
+        (&Method::GET, "/v1/certs") => {
+            let request_id = new_request_id();
+            if let Err(error) = auth::require_root_key(&state.reloader, request.headers()) {
+                return error.into_response(&request_id);
+            }
+            let certs = state.reloader.tls().map(|tls| tls.store.list()).unwrap_or_default();
+            json(StatusCode::OK, serde_json::json!({"meta": {"requestId": request_id}, "data": {"certificates": certs}}))
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

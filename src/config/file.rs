@@ -25,6 +25,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub errors: Errors,
     #[serde(default)]
+    pub tls: crate::tls::TlsSpec,
+    #[serde(default)]
     pub request_log: Option<crate::telemetry::request_log::RequestLogSpec>,
     #[serde(default)]
     pub deployments: Vec<Deployment>,
@@ -38,6 +40,9 @@ pub struct Listen {
     /// Plain HTTP; `null` turns it off.
     #[serde(default = "Listen::default_http")]
     pub http: Option<ListenAddr>,
+    /// TLS (HTTP/1.1 and h2 via ALPN); off unless set.
+    #[serde(default)]
+    pub https: Option<ListenAddr>,
     #[serde(default = "Listen::default_admin")]
     pub admin: Option<ListenAddr>,
     /// Worker threads; 0 = number of cores.
@@ -58,6 +63,7 @@ impl Default for Listen {
     fn default() -> Self {
         Self {
             http: Self::default_http(),
+            https: None,
             admin: Self::default_admin(),
             threads: 0,
         }

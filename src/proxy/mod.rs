@@ -69,6 +69,10 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         self.begin(session, ctx);
+        if let Some(location) = https_redirect(session, ctx) {
+            respond::redirect(session, ctx, &location).await?;
+            return Ok(true);
+        }
         match self.admit(session, ctx).await {
             Ok(Admitted::Forward) => Ok(false),
             Ok(Admitted::Echo) => {
@@ -234,6 +238,28 @@ impl ProxyHttp for Gateway {
             });
         }
     }
+}
+
+/// Where a plain-HTTP request is sent when `tls.redirect_http` is on: the
+/// same host, path and query on https (SPEC §9.23). ACME challenges are
+/// never redirected.
+fn https_redirect(session: &Session, ctx: &RequestCtx) -> Option<String> {
+    let snapshot = ctx.snapshot()?;
+    let https = snapshot.listen_https?;
+    if ctx.https || !snapshot.tls.redirect_http {
+        return None;
+    }
+    let request = session.req_header();
+    if request.uri.path().starts_with("/.well-known/acme-challenge/") {
+        return None;
+    }
+    let host = crate::routing::normalize_request_host(forwarding::original_host(request)?);
+    let port = match https.port() {
+        443 => String::new(),
+        port => format!(":{port}"),
+    };
+    let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    Some(format!("https://{host}{port}{target}"))
 }
 
 impl Gateway {

@@ -34,6 +34,18 @@ pub async fn send_error(session: &mut Session, ctx: &mut RequestCtx, error: &Gat
     send(session, ctx, rendered.status, rendered.content_type, rendered.body.into(), true).await
 }
 
+/// Answers with a permanent redirect (308 keeps the method and body).
+pub async fn redirect(session: &mut Session, ctx: &mut RequestCtx, location: &str) -> pingora_error::Result<()> {
+    let mut response = ResponseHeader::build(308, Some(4))?;
+    response.insert_header(http::header::LOCATION, location)?;
+    response.insert_header(CONTENT_LENGTH, 0)?;
+    add_gateway_headers(&mut response, ctx)?;
+    if !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(response), true).await
+}
+
 /// Writes a complete response. `is_error` marks it as the gateway's own error.
 pub async fn send(
     session: &mut Session,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -52,6 +53,11 @@ pub struct DecisionLabels {
     pub decision: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostLabel {
+    pub host: String,
+}
+
 /// Policy types and decisions exported at 0 from start-up.
 const POLICY_TYPES: [&str; 3] = ["firewall", "ip", "logging"];
 const DECISIONS: [&str; 2] = ["allow", "deny"];
@@ -64,6 +70,7 @@ pub struct Metrics {
     pub config_reload_errors: Counter,
     pub upstream_connect_failures: Counter,
     pub log_records_dropped: Counter,
+    certificate_expiry: Family<HostLabel, Gauge>,
     policy_decisions: Family<DecisionLabels, Counter>,
 }
 
@@ -89,6 +96,12 @@ impl Metrics {
             "keygate_upstream_connect_failures",
             "Failed connection attempts to instances",
             upstream_connect_failures.clone(),
+        );
+        let certificate_expiry = Family::<HostLabel, Gauge>::default();
+        registry.register(
+            "keygate_certificate_expiry_seconds",
+            "notAfter of the certificate served for a host, as a unix timestamp",
+            certificate_expiry.clone(),
         );
         let log_records_dropped = Counter::default();
         registry.register(
@@ -121,8 +134,15 @@ impl Metrics {
             config_reload_errors,
             upstream_connect_failures,
             log_records_dropped,
+            certificate_expiry,
             policy_decisions,
         }
+    }
+
+    pub fn set_certificate_expiry(&self, host: &str, not_after: i64) {
+        self.certificate_expiry
+            .get_or_create(&HostLabel { host: host.to_string() })
+            .set(not_after);
     }
 
     /// The counter of one `(policy_type, decision)`; compiled policies keep it
