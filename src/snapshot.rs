@@ -14,6 +14,7 @@ use crate::config::file::Protocol;
 use crate::config::{Config, ConfigError};
 use crate::policy::PolicyChain;
 use crate::telemetry::request_log::RequestLogSettings;
+use crate::state::StateSettings;
 use crate::tls::TlsSettings;
 use crate::routing::{HostPattern, PathPrefix, RouteTable};
 use crate::upstream::Instance;
@@ -89,6 +90,7 @@ pub struct Snapshot {
     pub listen_threads: usize,
     pub request_log: RequestLogSettings,
     pub tls: TlsSettings,
+    pub state: StateSettings,
 }
 
 impl Snapshot {
@@ -155,6 +157,7 @@ impl Snapshot {
             listen_threads: file.listen.threads,
             request_log: RequestLogSettings::compile(file.request_log.as_ref(), config.base_dir()),
             tls: TlsSettings::compile(&file.tls, file.listen.https.is_some(), config.base_dir()),
+            state: StateSettings::compile(&file.state, config.base_dir()),
         })
     }
 

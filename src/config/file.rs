@@ -27,6 +27,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub tls: crate::tls::TlsSpec,
     #[serde(default)]
+    pub state: crate::state::StateSpec,
+    #[serde(default)]
     pub request_log: Option<crate::telemetry::request_log::RequestLogSpec>,
     #[serde(default)]
     pub deployments: Vec<Deployment>,
