@@ -44,7 +44,11 @@ const CHAIN: &str = r#"
 
 fn chain() -> PolicyChain {
     let specs: Vec<PolicySpec> = serde_yaml::from_str(CHAIN).expect("valid chain");
-    PolicyChain::compile(&specs).expect("compiles")
+    let keys = keygate::keys::Keys {
+        service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),
+        statics: Default::default(),
+    };
+    PolicyChain::compile(&specs, &keys).expect("compiles")
 }
 
 fn request() -> http::request::Parts {

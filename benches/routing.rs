@@ -55,10 +55,11 @@ fn compile(c: &mut Criterion) {
     group.bench_function("route table, 100k routes", |b| b.iter(|| build(black_box(50_000))));
     let text = config_text(100_000);
     let path = std::path::Path::new("bench.yaml");
+    let keys = keygate::keys::KeyService::in_memory().expect("in-memory key store");
     group.bench_function("config file parse + validate + compile, 100k routes", |b| {
         b.iter(|| {
             let config = Config::parse(black_box(&text), path).expect("valid config");
-            Snapshot::compile(&config).expect("compiles")
+            Snapshot::compile(&config, &keys).expect("compiles")
         })
     });
     group.finish();

@@ -1,5 +1,5 @@
 //! Assembles the running gateway: the proxy service on pingora, the admin
-//! listener and the reloader, and the shutdown sequence (stop accepting,
+//! listener, the reloader and the instance supervisor, and the shutdown sequence (stop accepting,
 //! drain in-flight requests, exit).
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use crate::config::ConfigError;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::snapshot::Snapshot;
-use crate::tls::Tls;
+use crate::tls::{AcmeTask, ChallengeTokens, Tls};
 
 /// The longest a graceful shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -37,6 +37,8 @@ pub enum StartupError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::store::StoreError),
 }
 
 /// Requests currently being served; a graceful shutdown waits for zero.
@@ -61,7 +63,10 @@ impl Drop for InFlight {
 
 /// Loads the config at `path` and serves until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), StartupError> {
-    let snapshot = Snapshot::load(path)?;
+    // The embedded key store is opened once, on the first config's state.dir.
+    let config = crate::config::Config::load(path)?;
+    let keys = crate::keys::KeyService::open(&crate::state::StateSettings::compile(&config.file.state, config.base_dir()))?;
+    let snapshot = Snapshot::compile(&config, &keys)?;
     let http = snapshot.listen_http;
     let admin_listener = match snapshot.listen_admin {
         Some(addr) => Some(bind_std(addr, "admin")?),
@@ -86,12 +91,15 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
 
     let mut conf = ServerConf::default();
     conf.threads = worker_threads(shared.load().listen_threads);
+    conf.work_stealing = false;
     conf.grace_period_seconds = Some(SHUTDOWN_GRACE.as_secs());
     conf.graceful_shutdown_timeout_seconds = Some(1);
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(shared), "keygate proxy");
+    let challenges = Arc::new(ChallengeTokens::default());
+    let gateway = Gateway::new(shared.clone(), challenges.clone());
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "keygate proxy");
     if let Some(addr) = http {
         proxy.add_tcp(&addr.to_string());
     }
@@ -112,6 +120,12 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     let mut control = background_service("control plane", control);
     control.threads = Some(1);
     server.add_service(control);
+    if let Some(tls) = &tls {
+        // Runs even without `tls.acme`: a reload may add it.
+        let mut acme = background_service("acme", AcmeTask::new(shared.clone(), tls.store.clone(), challenges));
+        acme.threads = Some(1);
+        server.add_service(acme);
+    }
 
     tracing::info!(http = ?http, https = ?https, "keygate started");
     server.run(RunArgs {
@@ -141,6 +155,7 @@ struct ControlPlane {
 impl BackgroundService for ControlPlane {
     async fn start(&self, shutdown: ShutdownWatch) {
         let watcher = tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
+        let supervisor = tokio::spawn(crate::upstream::supervisor::run(self.reloader.snapshot().clone(), shutdown.clone()));
         if let Some((listener, proxy_listeners)) = &self.admin {
             let listener = listener
                 .try_clone()
@@ -154,7 +169,7 @@ impl BackgroundService for ControlPlane {
                 Err(e) => tracing::error!("admin listener unusable: {e}"),
             }
         }
-        let _ = watcher.await;
+        let _ = tokio::join!(watcher, supervisor);
     }
 }
 

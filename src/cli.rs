@@ -31,6 +31,8 @@ pub enum Command {
     Reload,
     /// Show the resolved routing table of the running gateway (or of the file).
     Routes,
+    /// API keys: create, list, get, update, revoke, verify (embedded store, or --admin URL).
+    Keys(crate::keys::cli::KeysArgs),
     /// Certificates the running gateway serves.
     Certs {
         #[command(subcommand)]
@@ -51,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Reload => with_runtime(reload(&cli.config)),
         Command::Routes => with_runtime(routes(&cli.config)),
+        Command::Keys(args) => with_runtime(crate::keys::cli::main(&cli.config, args)),
         Command::Certs { command: CertsCommand::List } => with_runtime(certs_list(&cli.config)),
     }
 }
@@ -67,7 +70,7 @@ fn run(path: &Path) -> ExitCode {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match Config::load(path).and_then(|c| Snapshot::compile(&c)) {
+    match Config::load(path).and_then(|c| compile_offline(&c)) {
         Ok(snapshot) => {
             println!(
                 "{}: ok ({} deployments, {} routes)",
@@ -82,6 +85,17 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Compiles a config without serving: keyspaces are checked against the
+/// store in its `state.dir` if there is one (it is never created here).
+fn compile_offline(config: &Config) -> Result<Snapshot, crate::config::ConfigError> {
+    let state = crate::state::StateSettings::compile(&config.file.state, config.base_dir());
+    let keys = crate::keys::KeyService::open_existing(&state).map_err(|e| crate::config::ConfigError::Read {
+        path: state.dir.clone(),
+        message: e.to_string(),
+    })?;
+    Snapshot::compile(config, &keys)
 }
 
 fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
@@ -145,7 +159,7 @@ async fn routes(path: &Path) -> ExitCode {
     };
     let table = match from_gateway {
         Some(table) => table,
-        None => match Snapshot::compile(&config) {
+        None => match compile_offline(&config) {
             Ok(snapshot) => {
                 println!("(no running gateway answered; showing the routes of {})", path.display());
                 snapshot::describe(&snapshot)
@@ -228,19 +242,31 @@ fn print_routes(table: &serde_json::Value) {
         .into_iter()
         .flatten()
         .map(|d| {
-            let instances: Vec<&str> = d["instances"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).collect();
+            let instances: Vec<String> = d["instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    let state = match (i["healthy"].as_bool(), i["available"].as_bool()) {
+                        (Some(false), _) => "unhealthy",
+                        (_, Some(false)) => "ejected",
+                        _ => "up",
+                    };
+                    format!("{} ({state})", i["address"].as_str().unwrap_or("?"))
+                })
+                .collect();
             [
                 d["id"].as_str().unwrap_or("").to_string(),
                 d["environment"].as_str().unwrap_or("").to_string(),
-                d["protocol"].as_str().unwrap_or("").to_string(),
+                format!("{}/{}", d["protocol"].as_str().unwrap_or(""), d["selection"].as_str().unwrap_or("")),
                 instances.join(", "),
             ]
         })
         .collect();
-    print_table(&["DEPLOYMENT", "ENVIRONMENT", "PROTOCOL", "INSTANCES"], &rows);
+    print_table(&["DEPLOYMENT", "ENVIRONMENT", "PROTOCOL/SELECTION", "INSTANCES (STATE)"], &rows);
 }
 
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -26,38 +26,37 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// `(category, name, status)` — the code table of SPEC §5.
-    const fn entry(self) -> (&'static str, &'static str, u16) {
+    /// `(code, status)` — the code table of SPEC §5.
+    const fn entry(self) -> (&'static str, u16) {
         use ErrorCode::*;
         match self {
-            ConfigNotFound => ("routing", "config_not_found", 404),
-            DeploymentNotFound => ("routing", "deployment_not_found", 404),
-            NoRunningInstances => ("capacity", "no_running_instances", 503),
-            MissingCredentials => ("client", "missing_credentials", 401),
-            InvalidKey => ("client", "invalid_key", 401),
-            InsufficientPermissions => ("client", "insufficient_permissions", 403),
-            RateLimited => ("client", "rate_limited", 429),
-            UsageExceeded => ("client", "usage_exceeded", 429),
-            FirewallDenied => ("client", "firewall_denied", 403),
-            OpenapiValidationFailed => ("client", "openapi_validation_failed", 400),
-            RequestTooLarge => ("client", "request_too_large", 413),
-            InvalidConfiguration => ("config", "invalid_configuration", 422),
-            ServiceUnavailable => ("upstream", "service_unavailable", 503),
-            BadGateway => ("upstream", "bad_gateway", 502),
-            GatewayTimeout => ("upstream", "gateway_timeout", 504),
-            InternalServerError => ("platform", "internal_server_error", 500),
+            ConfigNotFound => ("err:frontline:routing:config_not_found", 404),
+            DeploymentNotFound => ("err:frontline:routing:deployment_not_found", 404),
+            NoRunningInstances => ("err:frontline:capacity:no_running_instances", 503),
+            MissingCredentials => ("err:frontline:client:missing_credentials", 401),
+            InvalidKey => ("err:frontline:client:invalid_key", 401),
+            InsufficientPermissions => ("err:frontline:client:insufficient_permissions", 403),
+            RateLimited => ("err:frontline:client:rate_limited", 429),
+            UsageExceeded => ("err:frontline:client:usage_exceeded", 429),
+            FirewallDenied => ("err:frontline:client:firewall_denied", 403),
+            OpenapiValidationFailed => ("err:frontline:client:openapi_validation_failed", 400),
+            RequestTooLarge => ("err:frontline:client:request_too_large", 413),
+            InvalidConfiguration => ("err:frontline:config:invalid_configuration", 422),
+            ServiceUnavailable => ("err:frontline:upstream:service_unavailable", 503),
+            BadGateway => ("err:frontline:upstream:bad_gateway", 502),
+            GatewayTimeout => ("err:frontline:upstream:gateway_timeout", 504),
+            InternalServerError => ("err:frontline:platform:internal_server_error", 500),
         }
     }
 
     pub const fn status(self) -> u16 {
-        self.entry().2
+        self.entry().1
     }
 
     /// The full code, e.g. `err:frontline:routing:config_not_found`; also the
     /// `error_code` metric label (SPEC §9.27).
-    pub fn code(self) -> String {
-        let (category, name, _) = self.entry();
-        format!("err:frontline:{category}:{name}")
+    pub const fn code(self) -> &'static str {
+        self.entry().0
     }
 
     /// The HTTP reason phrase of the status (SPEC §9.11).
@@ -92,8 +91,8 @@ impl ErrorCode {
 
     /// `<docs_base>/<category>/<name>` (SPEC §9.11).
     pub fn docs_url(self, docs_base: &str) -> String {
-        let (category, name, _) = self.entry();
-        format!("{}/{category}/{name}", docs_base.trim_end_matches('/'))
+        let path = self.code().trim_start_matches("err:frontline:").replace(':', "/");
+        format!("{}/{path}", docs_base.trim_end_matches('/'))
     }
 }
 
@@ -184,7 +183,7 @@ fn html_page(error: &GatewayError, request_id: &str) -> String {
         status = code.status(),
         title = escape_html(code.title()),
         detail = escape_html(error.detail()),
-        code = escape_html(&code.code()),
+        code = escape_html(code.code()),
         request_id = escape_html(request_id),
     );
     page

@@ -51,7 +51,8 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) -> Result<(), ConfigError> {
         let _one_at_a_time = self.running.lock().await;
         let path = self.path.clone();
-        let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path))
+        let keys = self.snapshot.load().keys.service.clone();
+        let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path, &keys))
             .await
             .unwrap_or_else(|e| {
                 Err(ConfigError::Read {

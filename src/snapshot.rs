@@ -17,15 +17,20 @@ use crate::telemetry::request_log::RequestLogSettings;
 use crate::state::StateSettings;
 use crate::tls::TlsSettings;
 use crate::routing::{HostPattern, PathPrefix, RouteTable};
-use crate::upstream::Instance;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::{InstanceSet, PassivePolicy, Strategy};
 
 /// A deployment as requests see it.
 #[derive(Debug)]
 pub struct Deployment {
     pub id: Arc<str>,
     pub environment: Box<str>,
-    pub instances: Vec<Instance>,
+    pub instances: InstanceSet,
     pub protocol: Protocol,
+    pub selection: Strategy,
+    pub passive: PassivePolicy,
+    pub health_check: Option<HealthCheck>,
+    pub dns_refresh: Duration,
     pub policies: PolicyChain,
 }
 
@@ -91,27 +96,52 @@ pub struct Snapshot {
     pub request_log: RequestLogSettings,
     pub tls: TlsSettings,
     pub state: StateSettings,
+    /// The key service and this config's static keys (`keyspaces`).
+    pub keys: crate::keys::Keys,
 }
 
 impl Snapshot {
-    pub fn compile(config: &Config) -> Result<Self, ConfigError> {
+    /// Compiles `config`; `keys` is the process's key service (static keys
+    /// join it, `keyauth` policies verify through it).
+    pub fn compile(config: &Config, keys: &Arc<crate::keys::KeyService>) -> Result<Self, ConfigError> {
         let file = &config.file;
+        let statics = crate::keys::StaticKeys::compile(&file.keyspaces, keys)
+            .map_err(|(field, message)| config.error_at(&format!("keyspaces{field}"), message))?;
+        let keys = crate::keys::Keys {
+            service: keys.clone(),
+            statics: Arc::new(statics),
+        };
         let mut by_id: HashMap<&str, Arc<Deployment>> = HashMap::new();
         let mut deployments = Vec::with_capacity(file.deployments.len());
         for (i, spec) in file.deployments.iter().enumerate() {
-            let mut instances = Vec::with_capacity(spec.instances.len());
+            let id: Arc<str> = spec.id.as_str().into();
+            let mut entries = Vec::with_capacity(spec.instances.len());
             for (j, addr) in spec.instances.iter().enumerate() {
-                let resolved = Instance::resolve(addr)
+                let entry = crate::upstream::resolve(addr)
                     .map_err(|message| config.error_at(&format!("deployments[{i}].instances[{j}]"), message))?;
-                instances.extend(resolved);
+                entries.push(entry);
             }
-            let policies = PolicyChain::compile(&spec.policies)
+            let upstream = &spec.upstream;
+            let health_check = match &upstream.health_check {
+                Some(check) => Some(HealthCheck::compile(check, upstream.protocol).map_err(|(field, message)| {
+                    config.error_at(&format!("deployments[{i}].upstream.health_check.{field}"), message)
+                })?),
+                None => None,
+            };
+            let policies = PolicyChain::compile(&spec.policies, &keys)
                 .map_err(|(field, message)| config.error_at(&format!("deployments[{i}].policies{field}"), message))?;
             let deployment = Arc::new(Deployment {
-                id: spec.id.as_str().into(),
+                instances: InstanceSet::new(id.clone(), entries),
+                id,
                 environment: spec.environment.as_str().into(),
-                instances,
-                protocol: spec.upstream.protocol,
+                protocol: upstream.protocol,
+                selection: upstream.selection,
+                passive: PassivePolicy {
+                    failures: upstream.passive.failures,
+                    ejection: upstream.passive.ejection.0,
+                },
+                health_check,
+                dns_refresh: upstream.dns_refresh.0.max(Duration::from_secs(1)),
                 policies,
             });
             by_id.insert(spec.id.as_str(), deployment.clone());
@@ -156,14 +186,16 @@ impl Snapshot {
             listen_admin: file.listen.admin.map(|a| a.0),
             listen_threads: file.listen.threads,
             request_log: RequestLogSettings::compile(file.request_log.as_ref(), config.base_dir()),
-            tls: TlsSettings::compile(&file.tls, file.listen.https.is_some(), config.base_dir()),
+            tls: TlsSettings::compile(&file.tls, &file.listen, config.base_dir())
+                .map_err(|(field, message)| config.error_at(&format!("tls.{field}"), message))?,
             state: StateSettings::compile(&file.state, config.base_dir()),
+            keys,
         })
     }
 
     /// Loads and compiles the file at `path`.
-    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        Self::compile(&Config::load(path)?)
+    pub fn load(path: &std::path::Path, keys: &Arc<crate::keys::KeyService>) -> Result<Self, ConfigError> {
+        Self::compile(&Config::load(path)?, keys)
     }
 }
 
@@ -192,7 +224,13 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
                 "id": &*d.id,
                 "environment": &*d.environment,
                 "protocol": match d.protocol { Protocol::Http1 => "http1", Protocol::H2c => "h2c" },
-                "instances": d.instances.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "selection": match d.selection { Strategy::Random => "random", Strategy::P2c => "p2c" },
+                "instances": d.instances.current().iter().map(|e| serde_json::json!({
+                    "address": e.target.to_string(),
+                    "healthy": e.is_healthy(),
+                    "available": e.is_available(),
+                    "in_flight": e.in_flight(),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -8,23 +8,37 @@ use http_body_util::Full;
 use crate::reload::Reloader;
 
 /// An admin API failure.
+#[derive(Debug)]
 pub struct AdminError {
     status: StatusCode,
     code: &'static str,
     detail: String,
+    /// Field-level validation errors (`{location, message, fix?}`), Unkey's `error.errors`.
+    errors: Vec<serde_json::Value>,
 }
 
 impl AdminError {
-    pub fn invalid_input(detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "err:unkey:application:invalid_input",
+            status,
+            code,
             detail: detail.into(),
+            errors: Vec::new(),
         }
     }
 
+    pub fn invalid_input(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "err:unkey:application:invalid_input", detail)
+    }
+
+    pub fn with_errors(mut self, errors: Vec<serde_json::Value>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+
     pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "meta": {"requestId": request_id},
             "error": {
                 "code": self.code,
@@ -34,6 +48,9 @@ impl AdminError {
                 "type": format!("https://unkey.com/docs/errors/{}", self.code.trim_start_matches("err:").replace(':', "/")),
             }
         });
+        if !self.errors.is_empty() {
+            body["error"]["errors"] = serde_json::Value::Array(self.errors);
+        }
         let mut response = super::json(self.status, body);
         response
             .headers_mut()
@@ -53,21 +70,21 @@ pub fn require_root_key(reloader: &Reloader, headers: &HeaderMap) -> Result<(), 
         .map(|(_, key)| key.trim())
         .filter(|key| !key.is_empty());
     let Some(presented) = presented else {
-        return Err(AdminError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "err:unkey:authentication:missing",
-            detail: "Authorization: Bearer <root key> is required.".into(),
-        });
+        return Err(AdminError::new(
+            StatusCode::UNAUTHORIZED,
+            "err:unkey:authentication:missing",
+            "Authorization: Bearer <root key> is required.",
+        ));
     };
     let snapshot = reloader.snapshot().load();
     if snapshot.root_keys.iter().any(|key| constant_time_eq(key.as_bytes(), presented.as_bytes())) {
         Ok(())
     } else {
-        Err(AdminError {
-            status: StatusCode::FORBIDDEN,
-            code: "err:unkey:authorization:forbidden",
-            detail: "The root key is not valid.".into(),
-        })
+        Err(AdminError::new(
+            StatusCode::FORBIDDEN,
+            "err:unkey:authorization:forbidden",
+            "The root key is not valid.",
+        ))
     }
 }
 

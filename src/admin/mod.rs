@@ -17,10 +17,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::keys::admin as keys;
 use crate::reload::Reloader;
 use crate::telemetry::{metrics, new_request_id};
 
-pub use auth::AdminError;
+pub use auth::{require_root_key, AdminError};
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -138,6 +139,17 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Response<Full
             let certs = state.reloader.tls().map(|tls| tls.store.list()).unwrap_or_default();
             json(StatusCode::OK, serde_json::json!({"meta": {"requestId": request_id}, "data": {"certificates": certs}}))
         }
+        (&Method::POST, "/v2/apis.createApi") => keys::serve(&state.reloader, request, keys::Op::CreateApi).await,
+        (&Method::POST, "/v2/apis.getApi") => keys::serve(&state.reloader, request, keys::Op::GetApi).await,
+        (&Method::POST, "/v2/apis.listKeys") => keys::serve(&state.reloader, request, keys::Op::ListKeys).await,
+        (&Method::POST, "/v2/apis.deleteApi") => keys::serve(&state.reloader, request, keys::Op::DeleteApi).await,
+        (&Method::POST, "/v2/keys.createKey") => keys::serve(&state.reloader, request, keys::Op::CreateKey).await,
+        (&Method::POST, "/v2/keys.getKey") => keys::serve(&state.reloader, request, keys::Op::GetKey).await,
+        (&Method::POST, "/v2/keys.updateKey") => keys::serve(&state.reloader, request, keys::Op::UpdateKey).await,
+        (&Method::POST, "/v2/keys.deleteKey") => keys::serve(&state.reloader, request, keys::Op::DeleteKey).await,
+        (&Method::POST, "/v2/keys.updateCredits") => keys::serve(&state.reloader, request, keys::Op::UpdateCredits).await,
+        (&Method::POST, "/v2/keys.rerollKey") => keys::serve(&state.reloader, request, keys::Op::RerollKey).await,
+        (&Method::POST, "/v2/keys.verifyKey") => keys::serve(&state.reloader, request, keys::Op::VerifyKey).await,
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

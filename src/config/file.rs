@@ -31,6 +31,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub request_log: Option<crate::telemetry::request_log::RequestLogSpec>,
     #[serde(default)]
+    pub keyspaces: Vec<crate::keys::statics::KeyspaceSpec>,
+    #[serde(default)]
     pub deployments: Vec<Deployment>,
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -203,6 +205,8 @@ impl Deployment {
 pub enum InstanceAddr {
     /// A host (IP or name, resolved at load) and port.
     Host { host: String, port: u16 },
+    /// `dns:name:port`: every A/AAAA record is an instance, re-resolved periodically.
+    Dns { name: String, port: u16 },
     /// The built-in echo server: answers with the request it saw, as JSON.
     Echo,
 }
@@ -217,10 +221,15 @@ impl FromStr for InstanceAddr {
         if let Some(rest) = text.strip_prefix("builtin:") {
             return Err(format!("unknown builtin instance {rest:?} (only builtin:echo exists)"));
         }
-        if text.starts_with("dns:") {
-            return Err(format!("{text:?}: dns: instances are not supported in this version; use host:port"));
+        let invalid = || {
+            format!("invalid instance address {text:?} (use host:port, e.g. 127.0.0.1:3000, dns:name:port, or builtin:echo)")
+        };
+        if let Some(rest) = text.strip_prefix("dns:") {
+            return match rest.parse::<InstanceAddr>() {
+                Ok(Self::Host { host, port }) => Ok(Self::Dns { name: host, port }),
+                _ => Err(invalid()),
+            };
         }
-        let invalid = || format!("invalid instance address {text:?} (use host:port, e.g. 127.0.0.1:3000, or builtin:echo)");
         let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
         let port: u16 = port.parse().map_err(|_| invalid())?;
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
@@ -244,11 +253,68 @@ impl<'de> Deserialize<'de> for InstanceAddr {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     #[serde(default)]
     pub protocol: Protocol,
+    #[serde(default)]
+    pub health_check: Option<crate::upstream::health::HealthCheckSpec>,
+    /// `random` or `p2c` (power of two choices on requests in flight).
+    #[serde(default)]
+    pub selection: crate::upstream::Strategy,
+    #[serde(default)]
+    pub passive: Passive,
+    /// How often `dns:` instances are re-resolved (at least 1s).
+    #[serde(default = "Upstream::default_dns_refresh")]
+    pub dns_refresh: HumanDuration,
+}
+
+impl Upstream {
+    fn default_dns_refresh() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(10))
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self {
+            protocol: Protocol::default(),
+            health_check: None,
+            selection: crate::upstream::Strategy::default(),
+            passive: Passive::default(),
+            dns_refresh: Self::default_dns_refresh(),
+        }
+    }
+}
+
+/// Passive ejection: `failures` consecutive connect failures on live traffic
+/// take an instance out for `ejection` (doubling on repeats; 0 failures = off).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Passive {
+    #[serde(default = "Passive::default_failures")]
+    pub failures: u32,
+    #[serde(default = "Passive::default_ejection")]
+    pub ejection: HumanDuration,
+}
+
+impl Passive {
+    fn default_failures() -> u32 {
+        3
+    }
+    fn default_ejection() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(10))
+    }
+}
+
+impl Default for Passive {
+    fn default() -> Self {
+        Self {
+            failures: Self::default_failures(),
+            ejection: Self::default_ejection(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -284,7 +350,8 @@ mod tests {
         );
         assert_eq!("[::1]:80".parse(), Ok(InstanceAddr::Host { host: "::1".into(), port: 80 }));
         assert_eq!("app:80".parse(), Ok(InstanceAddr::Host { host: "app".into(), port: 80 }));
-        for bad in ["127.0.0.1", "x:0", ":80", "a b:80", "builtin:nope", "h:99999"] {
+        assert_eq!("dns:app:80".parse(), Ok(InstanceAddr::Dns { name: "app".into(), port: 80 }));
+        for bad in ["127.0.0.1", "x:0", ":80", "a b:80", "builtin:nope", "h:99999", "dns:", "dns:app"] {
             assert!(bad.parse::<InstanceAddr>().is_err(), "{bad}");
         }
     }

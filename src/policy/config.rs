@@ -25,7 +25,7 @@ pub struct PolicySpec {
     #[serde(default)]
     pub logging: Option<LoggingSpec>,
     #[serde(default)]
-    pub keyauth: Option<IgnoredAny>,
+    pub keyauth: Option<super::keyauth::KeyAuthSpec>,
     #[serde(default)]
     pub jwtauth: Option<IgnoredAny>,
     #[serde(default)]
@@ -120,6 +120,7 @@ pub enum ActionSpec<'a> {
     Firewall(&'a FirewallSpec),
     Ip(&'a IpSpec),
     Logging(&'a LoggingSpec),
+    KeyAuth(&'a super::keyauth::KeyAuthSpec),
     /// An action of SPEC §3 this version cannot run yet.
     Unavailable(&'static str),
 }
@@ -137,8 +138,10 @@ impl PolicySpec {
         if let Some(spec) = &self.logging {
             found.push(ActionSpec::Logging(spec));
         }
+        if let Some(spec) = &self.keyauth {
+            found.push(ActionSpec::KeyAuth(spec));
+        }
         for (key, present) in [
-            ("keyauth", self.keyauth.is_some()),
             ("jwtauth", self.jwtauth.is_some()),
             ("ratelimit", self.ratelimit.is_some()),
             ("openapi", self.openapi.is_some()),

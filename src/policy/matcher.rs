@@ -137,7 +137,7 @@ impl Condition {
 }
 
 /// The percent-decoded values of parameter `name` in a query string.
-fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
+pub(super) fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())

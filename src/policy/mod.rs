@@ -7,6 +7,7 @@
 pub mod config;
 mod firewall;
 mod ip;
+pub mod keyauth;
 pub mod logging;
 pub mod matcher;
 
@@ -16,6 +17,7 @@ use std::net::IpAddr;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::errors::GatewayError;
+use crate::keys::Keys;
 use config::{ActionSpec, PolicySpec};
 use matcher::Condition;
 
@@ -67,6 +69,7 @@ enum Action {
     Firewall(firewall::Firewall),
     Ip(ip::IpRules),
     Logging(logging::Logging),
+    KeyAuth(keyauth::KeyAuth),
 }
 
 impl Action {
@@ -75,12 +78,13 @@ impl Action {
             Self::Firewall(_) => "firewall",
             Self::Ip(_) => "ip",
             Self::Logging(_) => "logging",
+            Self::KeyAuth(_) => "keyauth",
         }
     }
 
     /// Auth actions are skipped once a Principal is set.
     fn is_auth(&self) -> bool {
-        false
+        matches!(self, Self::KeyAuth(_))
     }
 
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
@@ -88,6 +92,7 @@ impl Action {
             Self::Firewall(p) => p.evaluate(request, state).await,
             Self::Ip(p) => p.evaluate(request, state).await,
             Self::Logging(p) => p.evaluate(request, state).await,
+            Self::KeyAuth(p) => p.evaluate(request, state).await,
         }
     }
 }
@@ -111,15 +116,16 @@ pub struct PolicyChain {
 pub type CompileError = (String, String);
 
 impl PolicyChain {
-    /// Compiles `specs`; errors name the field below `policies`, e.g. `[2].match[0].path.regex`.
-    pub fn compile(specs: &[PolicySpec]) -> Result<Self, CompileError> {
+    /// Compiles `specs`; errors name the field below `policies`, e.g.
+    /// `[2].match[0].path.regex`. `keys` is what `keyauth` verifies against.
+    pub fn compile(specs: &[PolicySpec], keys: &Keys) -> Result<Self, CompileError> {
         let mut ids = HashSet::new();
         let mut policies = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             if !ids.insert(spec.id.as_str()) {
                 return Err((format!("[{i}].id"), format!("duplicate policy id {:?} in this deployment", spec.id)));
             }
-            let action = compile_action(spec).map_err(|m| (format!("[{i}]"), m))?;
+            let action = compile_action(spec, keys).map_err(|(field, m)| (format!("[{i}]{field}"), m))?;
             let conditions = spec
                 .matches
                 .iter()
@@ -167,12 +173,18 @@ impl PolicyChain {
     }
 }
 
-fn compile_action(spec: &PolicySpec) -> Result<Action, String> {
-    Ok(match spec.action()? {
+/// Errors name the field below the policy (`.keyauth.permission_query`) or the policy itself (``).
+fn compile_action(spec: &PolicySpec, keys: &Keys) -> Result<Action, CompileError> {
+    Ok(match spec.action().map_err(|m| (String::new(), m))? {
         ActionSpec::Firewall(_) => Action::Firewall(firewall::Firewall),
         ActionSpec::Ip(ip) => Action::Ip(ip::IpRules::compile(ip)),
         ActionSpec::Logging(spec) => Action::Logging(logging::Logging::compile(spec)),
-        ActionSpec::Unavailable(name) => return Err(format!("`{name}` policies are not available in this version")),
+        ActionSpec::KeyAuth(spec) => Action::KeyAuth(
+            keyauth::KeyAuth::compile(spec, keys).map_err(|(field, m)| (format!(".keyauth{field}"), m))?,
+        ),
+        ActionSpec::Unavailable(name) => {
+            return Err((String::new(), format!("`{name}` policies are not available in this version")))
+        }
     })
 }
 
@@ -191,7 +203,11 @@ mod tests {
 
     fn chain(yaml: &str) -> Result<PolicyChain, CompileError> {
         let specs: Vec<PolicySpec> = serde_yaml::from_str(yaml).unwrap();
-        PolicyChain::compile(&specs)
+        let keys = Keys {
+            service: crate::keys::KeyService::in_memory().unwrap(),
+            statics: Default::default(),
+        };
+        PolicyChain::compile(&specs, &keys)
     }
 
     async fn run(chain: &PolicyChain, target: &str, ip: &str) -> Result<(), ErrorCode> {
@@ -220,6 +236,7 @@ mod tests {
         assert!(err("- {id: a}").1.contains("exactly one action"));
         assert!(err("- {id: a, firewall: {action: deny}, ip: {deny: ['::1']}}").1.contains("has 2"));
         assert_eq!(err("- {id: a, match: [{path: {regex: '('}}], firewall: {action: deny}}").0, "[0].match[0].path.regex");
-        assert!(err("- {id: a, keyauth: {}}").1.contains("not available"));
+        assert!(err("- {id: a, jwtauth: {}}").1.contains("not available"));
+        assert_eq!(err("- {id: a, keyauth: {keyspaces: [nope]}}").0, "[0].keyauth.keyspaces[0]");
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::errors::ErrorCode;
 use crate::snapshot::{Deployment, Snapshot};
-use crate::upstream::{Attempts, Instance};
+use crate::upstream::{Endpoint, InFlightGuard, Picker, Target};
 
 /// Per-request state. The snapshot is loaded once, in `request_filter`, and
 /// the request finishes on it even if a reload swaps in another.
@@ -25,8 +25,14 @@ pub struct RequestCtx {
     pub peer_trusted: bool,
     pub https: bool,
     pub route: Option<RouteInfo>,
-    pub attempts: Attempts,
-    pub instance: Option<Instance>,
+    /// The request's view of the deployment's instances and what it tried.
+    pub picker: Option<Picker>,
+    /// Chosen while admitting the request; the first `upstream_peer` uses it.
+    pub first_pick: Option<Arc<Endpoint>>,
+    /// The instance being tried (finally: the one that answered).
+    pub instance: Option<Arc<Endpoint>>,
+    /// Counts this request on `instance` for power-of-two-choices.
+    pub instance_load: Option<InFlightGuard>,
     /// When the first byte went to an instance, and when its response head came back.
     pub upstream_started: Option<Instant>,
     pub upstream_answered: Option<Instant>,
@@ -66,24 +72,24 @@ impl RequestCtx {
         self.started.map_or(Duration::ZERO, |s| s.elapsed())
     }
 
-    /// Takes the next instance to try, skipping those answered in-process.
+    /// Takes the next instance to try (the one chosen at admission first)
+    /// and counts the request on it.
     pub fn next_network_instance(&mut self) -> Option<std::net::SocketAddr> {
-        let deployment = self.route.as_ref()?.deployment.clone();
-        while let Some(instance) = self.attempts.next(&deployment.instances) {
-            if let Instance::Network(addr) = instance {
-                self.instance = Some(instance.clone());
-                return Some(*addr);
+        let endpoint = match self.first_pick.take() {
+            Some(first) => first,
+            None => {
+                let strategy = self.route.as_ref()?.deployment.selection;
+                self.picker.as_mut()?.pick(strategy, true)?
             }
-        }
-        None
+        };
+        let Target::Network(addr) = endpoint.target else { return None };
+        self.instance_load = Some(endpoint.begin_request());
+        self.instance = Some(endpoint);
+        Some(addr)
     }
 
     /// Whether a connect failure can move on to another instance.
     pub fn can_retry(&self) -> bool {
-        self.route.as_ref().is_some_and(|r| {
-            let instances = &r.deployment.instances;
-            self.attempts.remaining(instances)
-                && instances.iter().any(|i| matches!(i, Instance::Network(_)))
-        })
+        self.picker.as_ref().is_some_and(Picker::has_untried)
     }
 }

@@ -28,8 +28,9 @@ use crate::errors::{ErrorCode, GatewayError};
 use crate::policy::logging::ResponseFacts;
 use crate::policy::RequestView;
 use crate::snapshot::{Deployment, Snapshot};
-use crate::telemetry::{metrics, new_request_id, RequestLabels, Part};
-use crate::upstream::{Attempts, Instance};
+use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
+use crate::tls::ChallengeTokens;
+use crate::upstream::{Picker, Target};
 
 /// The config snapshot every request starts from; replaced whole by reloads.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
@@ -40,11 +41,13 @@ const H2C_MAX_STREAMS: usize = 100;
 /// keygate's proxy: what pingora calls for each request.
 pub struct Gateway {
     snapshot: SharedSnapshot,
+    /// Pending ACME HTTP-01 answers (published by the ACME task).
+    challenges: Arc<ChallengeTokens>,
 }
 
 impl Gateway {
-    pub fn new(snapshot: SharedSnapshot) -> Self {
-        Self { snapshot }
+    pub fn new(snapshot: SharedSnapshot, challenges: Arc<ChallengeTokens>) -> Self {
+        Self { snapshot, challenges }
     }
 }
 
@@ -69,6 +72,10 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         self.begin(session, ctx);
+        if let Some(answer) = self.challenges.answer(session.req_header().uri.path()) {
+            respond::send(session, ctx, 200, "text/plain", answer.into(), false).await?;
+            return Ok(true);
+        }
         if let Some(location) = https_redirect(session, ctx) {
             respond::redirect(session, ctx, &location).await?;
             return Ok(true);
@@ -178,6 +185,9 @@ impl ProxyHttp for Gateway {
         mut error: Box<Error>,
     ) -> Box<Error> {
         metrics().upstream_connect_failures.inc();
+        if let (Some(endpoint), Some(route)) = (&ctx.instance, &ctx.route) {
+            endpoint.connect_failed(&route.deployment.passive);
+        }
         tracing::warn!(request_id = %ctx.request_id, instance = %peer, "connect to instance failed: {error}");
         if failure::is_connect_failure(&error) && ctx.can_retry() {
             error.set_retry(true);
@@ -185,10 +195,28 @@ impl ProxyHttp for Gateway {
         error
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(endpoint) = &ctx.instance {
+            endpoint.connected();
+        }
+        metrics().upstream_connection(reused);
+        Ok(())
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let code = failure::classify(error);
         if let Some(code) = code {
             if session.response_written().is_none() {
+                // pingora drops the connection after a proxy failure: say so.
+                session.set_keepalive(None);
                 if let Err(e) = respond::send_error(session, ctx, &GatewayError::new(code)).await {
                     tracing::debug!(request_id = %ctx.request_id, "could not send the error response: {e}");
                 }
@@ -207,15 +235,15 @@ impl ProxyHttp for Gateway {
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let (host, deployment) = match &ctx.route {
-            Some(route) => (route.host_label.to_string(), route.deployment.id.to_string()),
-            None => (String::new(), String::new()),
+            Some(route) => (Label(Some(route.host_label.clone())), Label(Some(route.deployment.id.clone()))),
+            None => (Label::default(), Label::default()),
         };
         let m = metrics();
         m.record_request(&RequestLabels {
             host,
             deployment,
             status,
-            error_code: ctx.error.map(ErrorCode::code).unwrap_or_default(),
+            error_code: ctx.error.map_or("", ErrorCode::code),
         });
         let total = ctx.total_time();
         let instance = ctx.instance_time();
@@ -230,7 +258,7 @@ impl ProxyHttp for Gateway {
                 request_id: &ctx.request_id,
                 client_ip: ctx.client_ip,
                 deployment_id: ctx.route.as_ref().map(|r| &*r.deployment.id),
-                instance: ctx.instance.as_ref().map(ToString::to_string),
+                instance: ctx.instance.as_ref().map(|e| e.target.to_string()),
                 status,
                 response_headers: session.response_written().map(|r| &r.headers),
                 total,
@@ -321,16 +349,21 @@ impl Gateway {
         Ok(deployment)
     }
 
-    /// Picks the first instance to try (a random one; see `upstream::Attempts`).
+    /// Picks the first instance to try among the available ones (see
+    /// `upstream::select`); none available is `no_running_instances`.
     fn choose_instance(deployment: &Deployment, ctx: &mut RequestCtx) -> Result<Admitted, GatewayError> {
-        if deployment.instances.is_empty() {
-            return Err(ErrorCode::NoRunningInstances.into());
-        }
-        ctx.attempts = Attempts::new(deployment.instances.len());
-        match ctx.attempts.peek(&deployment.instances) {
-            Some(Instance::Echo) => Ok(Admitted::Echo),
-            _ => Ok(Admitted::Forward),
-        }
+        let mut picker = Picker::new(deployment.instances.current());
+        let first = picker
+            .pick(deployment.selection, false)
+            .ok_or(ErrorCode::NoRunningInstances)?;
+        let admitted = match first.target {
+            Target::Echo => Admitted::Echo,
+            Target::Network(_) => Admitted::Forward,
+        };
+        ctx.instance = Some(first.clone());
+        ctx.first_pick = Some(first);
+        ctx.picker = Some(picker);
+        Ok(admitted)
     }
 
     /// The request as the instance gets it: forwarding headers, stripped prefix.

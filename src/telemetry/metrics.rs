@@ -14,10 +14,22 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub host: String,
-    pub deployment: String,
+    pub host: Label,
+    pub deployment: Label,
     pub status: u16,
-    pub error_code: String,
+    pub error_code: &'static str,
+}
+
+/// A label value shared with the snapshot (route host, deployment id), so
+/// counting a request clones a pointer instead of allocating a string.
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
+pub struct Label(pub Option<std::sync::Arc<str>>);
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(self.0.as_deref().unwrap_or(""))
+    }
 }
 
 /// Which part of a request's latency a duration sample measures.
@@ -54,8 +66,23 @@ pub struct DecisionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabel {
+    pub deployment: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReusedLabel {
+    pub reused: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HostLabel {
     pub host: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
 }
 
 /// Policy types and decisions exported at 0 from start-up.
@@ -65,12 +92,16 @@ const DECISIONS: [&str; 2] = ["allow", "deny"];
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    request_duration: Family<PartLabels, Histogram>,
+    /// The `total`, `instance` and `gateway` series, resolved once.
+    durations: [Histogram; 3],
     pub config_reloads: Counter,
     pub config_reload_errors: Counter,
     pub upstream_connect_failures: Counter,
     pub log_records_dropped: Counter,
     certificate_expiry: Family<HostLabel, Gauge>,
+    acme_orders: Family<ResultLabel, Counter>,
+    instances_healthy: Family<DeploymentLabel, Gauge>,
+    upstream_connections: Family<ReusedLabel, Counter>,
     policy_decisions: Family<DecisionLabels, Counter>,
 }
 
@@ -103,6 +134,26 @@ impl Metrics {
             "notAfter of the certificate served for a host, as a unix timestamp",
             certificate_expiry.clone(),
         );
+        let acme_orders = Family::<ResultLabel, Counter>::default();
+        registry.register("keygate_acme_orders", "ACME certificate orders, by result", acme_orders.clone());
+        for result in ["success", "failure"] {
+            drop(acme_orders.get_or_create(&ResultLabel { result: result.into() }));
+        }
+        let instances_healthy = Family::<DeploymentLabel, Gauge>::default();
+        registry.register(
+            "keygate_instances_healthy",
+            "Instances of a deployment that are healthy and not ejected",
+            instances_healthy.clone(),
+        );
+        let upstream_connections = Family::<ReusedLabel, Counter>::default();
+        registry.register(
+            "keygate_upstream_connections",
+            "Requests sent to an instance, by whether a pooled keep-alive connection was reused",
+            upstream_connections.clone(),
+        );
+        for reused in ["true", "false"] {
+            drop(upstream_connections.get_or_create(&ReusedLabel { reused: reused.into() }));
+        }
         let log_records_dropped = Counter::default();
         registry.register(
             "keygate_log_records_dropped",
@@ -123,20 +174,43 @@ impl Metrics {
                 }));
             }
         }
-        for part in [Part::Total, Part::Instance, Part::Gateway] {
-            drop(request_duration.get_or_create(&PartLabels { part }));
-        }
+        let durations = [Part::Total, Part::Instance, Part::Gateway]
+            .map(|part| request_duration.get_or_create(&PartLabels { part }).clone());
         Self {
             registry,
             requests,
-            request_duration,
+            durations,
             config_reloads,
             config_reload_errors,
             upstream_connect_failures,
             log_records_dropped,
             certificate_expiry,
+            acme_orders,
+            instances_healthy,
+            upstream_connections,
             policy_decisions,
         }
+    }
+
+    pub fn set_instances_healthy(&self, deployment: &str, healthy: usize) {
+        self.instances_healthy
+            .get_or_create(&DeploymentLabel { deployment: deployment.to_string() })
+            .set(i64::try_from(healthy).unwrap_or(i64::MAX));
+    }
+
+    pub fn remove_instances_healthy(&self, deployment: &str) {
+        self.instances_healthy.remove(&DeploymentLabel { deployment: deployment.to_string() });
+    }
+
+    pub fn upstream_connection(&self, reused: bool) {
+        let reused = if reused { "true" } else { "false" };
+        self.upstream_connections.get_or_create(&ReusedLabel { reused: reused.into() }).inc();
+    }
+
+    /// Counts one finished ACME order.
+    pub fn acme_order(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.acme_orders.get_or_create(&ResultLabel { result: result.into() }).inc();
     }
 
     pub fn set_certificate_expiry(&self, host: &str, not_after: i64) {
@@ -161,9 +235,12 @@ impl Metrics {
     }
 
     pub fn observe_duration(&self, part: Part, duration: Duration) {
-        self.request_duration
-            .get_or_create(&PartLabels { part })
-            .observe(duration.as_secs_f64());
+        let index = match part {
+            Part::Total => 0,
+            Part::Instance => 1,
+            Part::Gateway => 2,
+        };
+        self.durations[index].observe(duration.as_secs_f64());
     }
 
     /// The Prometheus text exposition of every metric.

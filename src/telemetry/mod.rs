@@ -3,7 +3,7 @@
 mod metrics;
 pub mod request_log;
 
-pub use metrics::{metrics, Metrics, Part, RequestLabels};
+pub use metrics::{metrics, Label, Metrics, Part, RequestLabels};
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -25,6 +25,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

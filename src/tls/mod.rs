@@ -1,7 +1,10 @@
 //! TLS termination (SPEC §2 `tls`): the certificate store consulted per
-//! handshake, its sources (the certs directory, a generated default) and
-//! the settings the plain-HTTP listener needs (redirects).
+//! handshake, its sources (the certs directory, ACME, a generated default)
+//! and the settings the plain-HTTP listener needs (redirects, HTTP-01
+//! challenges).
 
+pub mod acme;
+pub mod challenges;
 mod dir;
 pub mod pem;
 mod resolver;
@@ -13,8 +16,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub use acme::AcmeTask;
+pub use challenges::ChallengeTokens;
 pub use resolver::SniResolver;
 pub use store::CertStore;
+
+use crate::config::file::Listen;
 
 /// The `tls:` section.
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +34,8 @@ pub struct TlsSpec {
     pub redirect_http: Option<bool>,
     #[serde(default)]
     pub certs_dir: Option<String>,
+    #[serde(default)]
+    pub acme: Option<acme::AcmeSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -43,11 +52,26 @@ pub struct TlsSettings {
     pub tls13_only: bool,
     pub redirect_http: bool,
     pub certs_dir: Option<PathBuf>,
+    pub acme: Option<acme::AcmeSettings>,
 }
 
 impl TlsSettings {
-    pub fn compile(spec: &TlsSpec, https_enabled: bool, base_dir: &Path) -> Self {
-        Self {
+    /// Errors are `(field below tls, message)`.
+    pub fn compile(spec: &TlsSpec, listen: &Listen, base_dir: &Path) -> Result<Self, (String, String)> {
+        let https_enabled = listen.https.is_some();
+        let acme = match &spec.acme {
+            Some(acme) => {
+                if !https_enabled {
+                    return Err(("acme".into(), "needs listen.https: ACME certificates are served there".into()));
+                }
+                if listen.http.is_none() {
+                    return Err(("acme".into(), "needs listen.http: the CA validates over plain HTTP (HTTP-01)".into()));
+                }
+                Some(acme::AcmeSettings::compile(acme, base_dir).map_err(|(field, message)| (format!("acme.{field}"), message))?)
+            }
+            None => None,
+        };
+        Ok(Self {
             tls13_only: spec.min_version == Some(MinVersion::Tls13),
             redirect_http: spec.redirect_http.unwrap_or(https_enabled),
             certs_dir: spec
@@ -55,7 +79,8 @@ impl TlsSettings {
                 .as_deref()
                 .map(|dir| base_dir.join(dir))
                 .or_else(|| https_enabled.then(|| base_dir.join("certs"))),
-        }
+            acme,
+        })
     }
 }
 
@@ -63,23 +88,34 @@ impl TlsSettings {
 pub struct Tls {
     pub store: Arc<CertStore>,
     pub resolver: Arc<SniResolver>,
+    /// `min_version: "1.3"` as started with (see [`install_crypto_provider`]).
+    tls13_only: bool,
 }
 
 impl Tls {
-    /// A store with the generated default certificate and the certs directory loaded.
+    /// A store with the generated default certificate and the certs directory
+    /// loaded; the process's TLS provider set up for `min_version`.
     pub fn start(settings: &TlsSettings) -> Result<Self, String> {
+        install_crypto_provider(settings.tls13_only)?;
         let store = Arc::new(CertStore::default());
         store.install(store::Source::Default, selfsigned::generate()?);
         if let Some(dir) = &settings.certs_dir {
             dir::load_into(&store, dir);
         }
-        let resolver = Arc::new(SniResolver::new(store.clone(), settings.tls13_only));
-        Ok(Self { store, resolver })
+        let resolver = Arc::new(SniResolver::new(store.clone()));
+        Ok(Self {
+            store,
+            resolver,
+            tls13_only: settings.tls13_only,
+        })
     }
 
-    /// Applies reloaded settings: the minimum version, and the directory (rescanned).
+    /// Applies reloaded settings: the directory (rescanned). The minimum
+    /// version is fixed at start-up.
     pub fn apply(&self, settings: &TlsSettings) {
-        self.resolver.set_tls13_only(settings.tls13_only);
+        if settings.tls13_only != self.tls13_only {
+            tracing::warn!("tls.min_version changed: it takes effect after a restart");
+        }
         if let Some(dir) = &settings.certs_dir {
             dir::load_into(&self.store, dir);
         }
@@ -89,4 +125,22 @@ impl Tls {
     pub fn rescan(&self, dir: &Path) {
         dir::load_into(&self.store, dir);
     }
+}
+
+/// Installs ring as the process's rustls provider, before pingora builds the
+/// listener's TLS config from it. pingora enables TLS 1.2 and 1.3 and its
+/// certificate resolver never learns the negotiated version, so
+/// `min_version: "1.3"` is enforced here: the provider carries only TLS 1.3
+/// cipher suites, and a client limited to 1.2 finds none in common.
+fn install_crypto_provider(tls13_only: bool) -> Result<(), String> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if tls13_only {
+        provider
+            .cipher_suites
+            .retain(|suite| suite.version() == &rustls::version::TLS13);
+    }
+    if provider.install_default().is_err() && tls13_only {
+        return Err("cannot enforce tls.min_version 1.3: a TLS provider was installed before".into());
+    }
+    Ok(())
 }

@@ -15,7 +15,8 @@ pub struct Certificate {
     /// Lowercase DNS names from the SANs (`*.` kept for wildcards).
     pub hosts: Vec<String>,
     pub issuer: String,
-    /// notAfter, unix seconds.
+    /// notBefore and notAfter, unix seconds.
+    pub not_before: i64,
     pub not_after: i64,
 }
 
@@ -53,6 +54,7 @@ impl Certificate {
             key: Arc::new(certified),
             hosts: dns_names(&parsed),
             issuer: parsed.issuer().to_string(),
+            not_before: parsed.validity().not_before.timestamp(),
             not_after,
         })
     }

@@ -3,6 +3,7 @@
 //! Lookup order: exact SNI → the one-label wildcard → the default.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -55,6 +56,8 @@ struct CertMap {
 pub struct CertStore {
     live: ArcSwap<CertMap>,
     sources: Mutex<HashMap<Source, Arc<Certificate>>>,
+    /// Bumped on every change, so the ACME task notices new static certificates.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -68,6 +71,7 @@ impl Default for CertStore {
         Self {
             live: ArcSwap::from_pointee(CertMap::default()),
             sources: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -85,12 +89,19 @@ impl CertStore {
         found.or_else(|| map.default.clone()).map(|c| c.key.clone())
     }
 
-    /// Whether a host has a certificate of its own (not just the default).
-    pub fn covers(&self, host: &str) -> bool {
-        let map = self.live.load();
-        let host = host.to_ascii_lowercase();
-        map.exact.contains_key(&host)
-            || host.split_once('.').is_some_and(|(_, parent)| map.wildcard.contains_key(parent))
+    /// Whether a `certs_dir` certificate serves `host`, exactly or by its wildcard.
+    pub fn has_static(&self, host: &str) -> bool {
+        let Ok(sources) = self.sources.lock() else { return false };
+        let wildcard = host.split_once('.').map(|(_, parent)| format!("*.{parent}"));
+        sources.iter().any(|(source, cert)| {
+            matches!(source, Source::File(_))
+                && cert.hosts.iter().any(|name| name == host || Some(name) == wildcard.as_ref())
+        })
+    }
+
+    /// Changes so far; differs whenever a certificate was added, replaced or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// Adds or replaces the certificate of `source`.
@@ -117,6 +128,7 @@ impl CertStore {
         let Ok(mut sources) = self.sources.lock() else { return };
         change(&mut sources);
         self.live.store(Arc::new(build_map(&sources)));
+        self.generation.fetch_add(1, Ordering::Relaxed);
         export_expiry(&sources);
     }
 

@@ -1,0 +1,324 @@
+//! API keys (SPEC §1, §3.4, §7, §9.6, §9.24–28): keyspaces and keys, the
+//! embedded store, the caches in front of it, credit balances, and the one
+//! verification procedure behind the `keyauth` policy and `keys.verifyKey`.
+//!
+//! [`KeyService`] is process-wide: opened once at start-up on `state.dir`,
+//! shared by every snapshot. [`StaticKeys`] (config keys) belong to a
+//! snapshot and are swapped with it. A verification looks in the static
+//! keys, then the positive cache, then the negative cache, and only then
+//! reads the store — off the async workers, on its own read connection.
+
+pub mod admin;
+pub mod cli;
+pub mod credits;
+pub mod model;
+pub mod permissions;
+mod principal;
+mod sqlite;
+pub mod statics;
+pub mod store;
+mod validate;
+pub mod verify;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use credits::{period_of, CreditAccount, CreditLedger};
+use model::{hash_key, now_ms, Balance, KeyHash, Refill, StoredKey};
+pub use statics::StaticKeys;
+use store::{BalanceWrite, KeyStore, StoreError};
+use verify::{ActiveKey, Verdict, Verification, VerifyRequest};
+
+use crate::ratelimit::{LocalLimiter, RateLimiter};
+use crate::state::StateSettings;
+
+/// How long a verified key is trusted without rereading the store. Admin
+/// changes on this process invalidate at once; this bounds changes made by
+/// another process (the CLI writing the store directly).
+const FOUND_TTL: Duration = Duration::from_secs(10);
+const FOUND_CAPACITY: u64 = 100_000;
+/// Unknown hashes are remembered briefly, so a flood of random keys costs
+/// one store read per distinct key at most once per TTL.
+const MISSING_TTL: Duration = Duration::from_secs(10);
+const MISSING_CAPACITY: u64 = 50_000;
+/// How often spent credits are written to the store.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The process's keys: store, caches, credit ledger and rate limiter.
+pub struct KeyService {
+    store: Arc<dyn KeyStore>,
+    ledger: CreditLedger,
+    limiter: Arc<dyn RateLimiter>,
+    found: moka::sync::Cache<KeyHash, Arc<ActiveKey>>,
+    missing: moka::sync::Cache<KeyHash, ()>,
+    /// Bumped by every invalidation: a lookup that raced with one does not cache.
+    generation: AtomicU64,
+}
+
+/// What a snapshot holds of keys: the service and this config's static keys.
+#[derive(Clone)]
+pub struct Keys {
+    pub service: Arc<KeyService>,
+    pub statics: Arc<StaticKeys>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("statics", &self.statics).finish_non_exhaustive()
+    }
+}
+
+/// How `update_key` changes credits.
+#[derive(Debug, Clone, Copy)]
+pub enum CreditChange {
+    Keep,
+    /// Unlimited from now on.
+    Unlimited,
+    /// Limited: a new refill plan, and a new balance (`None`: keep the current one).
+    Limited { remaining: Option<i64>, refill: Option<Refill> },
+}
+
+/// `keys.updateCredits` operations.
+#[derive(Debug, Clone, Copy)]
+pub enum CreditAdjustment {
+    Set(i64),
+    Increment(i64),
+    Decrement(i64),
+}
+
+impl KeyService {
+    fn with_store(store: Arc<dyn KeyStore>) -> Self {
+        Self {
+            store,
+            ledger: CreditLedger::default(),
+            limiter: Arc::new(LocalLimiter::default()),
+            found: moka::sync::Cache::builder()
+                .max_capacity(FOUND_CAPACITY)
+                .time_to_live(FOUND_TTL)
+                .build(),
+            missing: moka::sync::Cache::builder()
+                .max_capacity(MISSING_CAPACITY)
+                .time_to_live(MISSING_TTL)
+                .build(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens the embedded store in `state.dir/keys` for serving, and starts
+    /// writing spent credits back every second.
+    pub fn open(state: &StateSettings) -> Result<Arc<Self>, StoreError> {
+        let dir = state.subdir("keys").map_err(|source| StoreError::Io {
+            path: state.dir.join("keys").display().to_string(),
+            source,
+        })?;
+        let service = Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?)));
+        let weak = Arc::downgrade(&service);
+        std::thread::Builder::new()
+            .name("keygate-credits".into())
+            .spawn(move || flush_loop(weak))
+            .map_err(|source| StoreError::Io {
+                path: "credits flush thread".into(),
+                source,
+            })?;
+        Ok(service)
+    }
+
+    /// The store in `state.dir` if one exists, else an empty in-memory one:
+    /// for `keygate check`, which must not create state.
+    pub fn open_existing(state: &StateSettings) -> Result<Arc<Self>, StoreError> {
+        let dir = state.dir.join("keys");
+        if dir.join("keys.db").exists() {
+            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?))))
+        } else {
+            Self::in_memory()
+        }
+    }
+
+    /// A service over a fresh in-memory store (tests, benchmarks, `check`).
+    pub fn in_memory() -> Result<Arc<Self>, StoreError> {
+        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?))))
+    }
+
+    pub fn store(&self) -> &dyn KeyStore {
+        self.store.as_ref()
+    }
+
+    /// A config key's credit account: kept while its credits config is
+    /// unchanged (reloads do not reset balances), else reseeded — from the
+    /// store when it persisted a balance for this config.
+    pub(crate) fn static_account(&self, key_id: &str, opening: Balance, refill: Option<Refill>, origin: String) -> Arc<CreditAccount> {
+        if let Some(existing) = self.ledger.get(key_id).filter(|a| a.origin() == Some(origin.as_str())) {
+            return existing;
+        }
+        let balance = self.store.static_balance(key_id, &origin).ok().flatten().unwrap_or(opening);
+        self.ledger.replace(key_id, CreditAccount::seeded(balance, refill, origin))
+    }
+
+    /// A stored key, compiled for verification with its live credit account.
+    pub fn activate(&self, stored: StoredKey) -> ActiveKey {
+        let account = stored.record.credits.map(|plan| {
+            let opening = stored.balance;
+            self.ledger.account(&stored.record.id, plan.refill, || {
+                opening.unwrap_or_else(|| CreditAccount::opening(0, plan.refill.as_ref(), now_ms()))
+            })
+        });
+        ActiveKey::new(stored.record, stored.hash, false, account)
+    }
+
+    /// The key with this hash: static, cached, or read from the store.
+    pub async fn lookup(&self, statics: &StaticKeys, hash: &KeyHash) -> Result<Option<Arc<ActiveKey>>, StoreError> {
+        if let Some(key) = statics.by_hash(hash) {
+            return Ok(Some(key.clone()));
+        }
+        if let Some(key) = self.found.get(hash) {
+            return Ok(Some(key));
+        }
+        if self.missing.contains_key(hash) {
+            return Ok(None);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let store = self.store.clone();
+        let wanted = *hash;
+        let loaded = tokio::task::spawn_blocking(move || store.key_by_hash(&wanted))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let active = loaded.map(|stored| Arc::new(self.activate(stored)));
+        if self.generation.load(Ordering::Acquire) == generation {
+            match &active {
+                Some(key) => self.found.insert(*hash, key.clone()),
+                None => self.missing.insert(*hash, ()),
+            }
+        }
+        Ok(active)
+    }
+
+    /// Verifies a presented key (SPEC §3.4 order).
+    pub async fn verify(&self, statics: &StaticKeys, plaintext: &str, request: &VerifyRequest<'_>) -> Verification {
+        let hash = hash_key(plaintext);
+        match self.lookup(statics, &hash).await {
+            Ok(key) => verify::verify(key, request, self.limiter.as_ref(), now_ms()).await,
+            Err(e) => {
+                tracing::error!("key lookup failed: {e}");
+                Verification {
+                    verdict: Verdict::Unavailable(e.to_string()),
+                    key: None,
+                    credits: None,
+                    limits: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// Forgets what the caches know about `hash` (an admin change).
+    fn forget(&self, hash: &KeyHash) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.found.invalidate(hash);
+        self.missing.invalidate(hash);
+    }
+
+    /// The balance as it stands now (live account if any, else as stored).
+    pub fn live_balance(&self, stored: &StoredKey) -> Option<i64> {
+        let plan = stored.record.credits?;
+        match self.ledger.get(&stored.record.id) {
+            Some(account) => Some(account.available(now_ms())),
+            None => {
+                let balance = stored.balance?;
+                let account = CreditAccount::new(balance, plan.refill);
+                Some(account.available(now_ms()))
+            }
+        }
+    }
+
+    pub fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        self.store.insert_key(key)?;
+        self.forget(&key.hash);
+        Ok(())
+    }
+
+    /// Writes a changed record (and credits); effective at once on this process.
+    pub fn update_key(&self, key: &StoredKey, credits: CreditChange) -> Result<(), StoreError> {
+        let id = key.record.id.as_str();
+        let mut write = || match credits {
+            CreditChange::Keep => BalanceWrite::Keep,
+            CreditChange::Unlimited => {
+                self.ledger.remove(id);
+                BalanceWrite::Clear
+            }
+            CreditChange::Limited { remaining, refill } => {
+                let now = now_ms();
+                let current = self
+                    .ledger
+                    .get(id)
+                    .map(|a| a.available(now))
+                    .or_else(|| self.live_balance(key))
+                    .unwrap_or(0);
+                let balance = Balance {
+                    remaining: remaining.unwrap_or(current),
+                    period: period_of(refill.as_ref(), now),
+                };
+                self.ledger.replace(id, CreditAccount::new(balance, refill));
+                BalanceWrite::Set(balance)
+            }
+        };
+        self.store.update_key(key, &mut write)?;
+        self.forget(&key.hash);
+        Ok(())
+    }
+
+    /// Changes a limited key's balance under the store's write lock.
+    pub fn adjust_credits(&self, key: &StoredKey, change: CreditAdjustment) -> Result<i64, StoreError> {
+        let plan = key.record.credits.unwrap_or_default();
+        let opening = key.balance;
+        let account = self.ledger.account(&key.record.id, plan.refill, || {
+            opening.unwrap_or_else(|| CreditAccount::opening(0, plan.refill.as_ref(), now_ms()))
+        });
+        let mut remaining = 0;
+        self.store.update_key(key, &mut || {
+            remaining = match change {
+                CreditAdjustment::Set(value) => {
+                    account.set(value);
+                    value
+                }
+                CreditAdjustment::Increment(delta) => account.adjust(delta),
+                CreditAdjustment::Decrement(delta) => account.adjust(-delta),
+            };
+            BalanceWrite::Set(Balance {
+                remaining,
+                period: account.balance().period,
+            })
+        })?;
+        self.forget(&key.hash);
+        Ok(remaining)
+    }
+
+    pub fn delete_key(&self, id: &str, permanent: bool) -> Result<(), StoreError> {
+        let removed = self.store.delete_key(id, permanent, now_ms())?;
+        self.ledger.remove(&removed.key_id);
+        self.forget(&removed.hash);
+        Ok(())
+    }
+
+    pub fn delete_keyspace(&self, id: &str) -> Result<(), StoreError> {
+        for removed in self.store.delete_keyspace(id, now_ms())? {
+            self.ledger.remove(&removed.key_id);
+            self.forget(&removed.hash);
+        }
+        Ok(())
+    }
+
+    /// Writes changed balances to the store.
+    pub fn flush_credits(&self) -> Result<(), StoreError> {
+        self.store.save_balances(&mut || self.ledger.take_dirty())
+    }
+}
+
+fn flush_loop(service: Weak<KeyService>) {
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        let Some(service) = service.upgrade() else { return };
+        if let Err(e) = service.flush_credits() {
+            tracing::warn!("cannot persist credit balances (retrying): {e}");
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The embedded key store: SQLite (rusqlite, bundled) in `state.dir/keys/`.
+//!
+//! Why SQLite: with WAL and `synchronous=FULL` every acknowledged commit is
+//! on disk, and a process killed at any moment reopens to the last commit;
+//! other processes (`keygate check`, `keygate keys` without a running
+//! gateway) can open the same file while the gateway runs; secondary
+//! indexes and cursor pagination are plain SQL; and `sqlite3` lets an
+//! operator look inside. (redb was the alternative: pure Rust, but it locks
+//! its file to one process.)
+//!
+//! Writes go through one connection behind a mutex; verification misses
+//! read through their own connections, so an admin write never blocks them
+//! (WAL readers see the last commit).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::model::{Balance, KeyHash, KeyRecord, Keyspace, StoredKey};
+use super::store::{BalanceWrite, KeyStore, Removed, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keyspaces (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    keyspace_id TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    external_id TEXT,
+    record TEXT NOT NULL,
+    deleted_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS keys_by_keyspace ON keys (keyspace_id, id);
+CREATE TABLE IF NOT EXISTS credits (
+    key_id TEXT PRIMARY KEY,
+    remaining INTEGER NOT NULL,
+    period INTEGER NOT NULL,
+    origin TEXT
+);
+";
+
+const KEY_COLUMNS: &str =
+    "k.hash, k.record, c.remaining, c.period FROM keys k LEFT JOIN credits c ON c.key_id = k.id";
+
+/// Connections reserved for verification lookups.
+const READERS: usize = 2;
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/keys.db`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("keys.db");
+        let writer = Connection::open(&path)?;
+        configure(&writer)?;
+        writer.execute_batch(SCHEMA)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(&path)?;
+                configure(&reader)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()?;
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers,
+        })
+    }
+
+    /// A store that lives and dies with the process (tests, `keygate check`
+    /// when no store exists yet).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            writer: Mutex::new(conn),
+            readers: Vec::new(),
+        })
+    }
+
+    /// A free reader if there is one, else the first reader to free up
+    /// (never the writer, unless this store has no readers).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for reader in &self.readers {
+            if let Ok(guard) = reader.try_lock() {
+                return guard;
+            }
+        }
+        match self.readers.first() {
+            Some(reader) => lock(reader),
+            None => lock(&self.writer),
+        }
+    }
+}
+
+fn stored_key(row: &Row<'_>) -> Result<Result<StoredKey, StoreError>, rusqlite::Error> {
+    let hash: Vec<u8> = row.get(0)?;
+    let record: String = row.get(1)?;
+    let remaining: Option<i64> = row.get(2)?;
+    let period: Option<i64> = row.get(3)?;
+    Ok(decode(hash, &record, remaining.zip(period)))
+}
+
+fn decode(hash: Vec<u8>, record: &str, balance: Option<(i64, i64)>) -> Result<StoredKey, StoreError> {
+    let record: KeyRecord = serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
+        id: "?".into(),
+        message: e.to_string(),
+    })?;
+    let hash: KeyHash = hash.try_into().map_err(|_| StoreError::Corrupt {
+        id: record.id.clone(),
+        message: "hash is not 32 bytes".into(),
+    })?;
+    Ok(StoredKey {
+        hash,
+        balance: balance.map(|(remaining, period)| Balance { remaining, period }),
+        record,
+    })
+}
+
+fn encode(record: &KeyRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+        id: record.id.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn one_key(conn: &Connection, filter: &str, param: &dyn rusqlite::ToSql) -> Result<Option<StoredKey>, StoreError> {
+    let sql = format!("SELECT {KEY_COLUMNS} WHERE {filter} AND k.deleted_at IS NULL");
+    conn.query_row(&sql, [param], stored_key).optional()?.transpose()
+}
+
+fn write_balance(conn: &Connection, key_id: &str, balance: Balance, origin: Option<&str>) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT INTO credits (key_id, remaining, period, origin) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key_id) DO UPDATE SET remaining = ?2, period = ?3, origin = ?4",
+        params![key_id, balance.remaining, balance.period, origin],
+    )?;
+    Ok(())
+}
+
+impl KeyStore for SqliteStore {
+    fn keyspace(&self, id: &str) -> Result<Option<Keyspace>, StoreError> {
+        let conn = lock(&self.writer);
+        let keyspace = conn
+            .query_row("SELECT id, name, created_at FROM keyspaces WHERE id = ?1", [id], |row| {
+                Ok(Keyspace {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    created_at: row.get(2)?,
+                })
+            })
+            .optional()?;
+        Ok(keyspace)
+    }
+
+    fn keyspace_ids(&self) -> Result<Vec<String>, StoreError> {
+        let conn = lock(&self.writer);
+        let mut statement = conn.prepare("SELECT id FROM keyspaces ORDER BY id")?;
+        let ids = statement.query_map([], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    fn create_keyspace(&self, keyspace: &Keyspace) -> Result<(), StoreError> {
+        let conn = lock(&self.writer);
+        let inserted = conn.execute(
+            "INSERT INTO keyspaces (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![keyspace.id, keyspace.name, keyspace.created_at],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("keyspace {}", keyspace.id)));
+        }
+        Ok(())
+    }
+
+    fn delete_keyspace(&self, id: &str, now_ms: i64) -> Result<Vec<Removed>, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        if tx.execute("DELETE FROM keyspaces WHERE id = ?1", [id])? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let removed = {
+            let mut statement = tx.prepare("SELECT id, hash FROM keys WHERE keyspace_id = ?1 AND deleted_at IS NULL")?;
+            let rows = statement.query_map([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+            rows.filter_map(|row| match row {
+                Ok((key_id, hash)) => KeyHash::try_from(hash).ok().map(|hash| Ok(Removed { key_id, hash })),
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute("UPDATE keys SET deleted_at = ?2 WHERE keyspace_id = ?1 AND deleted_at IS NULL", params![id, now_ms])?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        let record = encode(&key.record)?;
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let external_id = key.record.identity.as_ref().map(|i| i.external_id.as_str());
+        let inserted = tx.execute(
+            "INSERT INTO keys (id, keyspace_id, hash, external_id, record) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![key.record.id, key.record.keyspace_id, &key.hash[..], external_id, record],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("key {}", key.record.id)));
+        }
+        if let Some(balance) = key.balance {
+            write_balance(&tx, &key.record.id, balance, None)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn key_by_id(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        one_key(&lock(&self.writer), "k.id = ?1", &id)
+    }
+
+    fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<StoredKey>, StoreError> {
+        one_key(&self.reader(), "k.hash = ?1", &&hash[..])
+    }
+
+    fn update_key(&self, key: &StoredKey, balance: &mut dyn FnMut() -> BalanceWrite) -> Result<(), StoreError> {
+        let record = encode(&key.record)?;
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let external_id = key.record.identity.as_ref().map(|i| i.external_id.as_str());
+        let updated = tx.execute(
+            "UPDATE keys SET record = ?2, external_id = ?3 WHERE id = ?1 AND deleted_at IS NULL",
+            params![key.record.id, record, external_id],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        match balance() {
+            BalanceWrite::Keep => {}
+            BalanceWrite::Set(balance) => write_balance(&tx, &key.record.id, balance, None)?,
+            BalanceWrite::Clear => {
+                tx.execute("DELETE FROM credits WHERE key_id = ?1", [&key.record.id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_key(&self, id: &str, permanent: bool, now_ms: i64) -> Result<Removed, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let hash: Option<Vec<u8>> = tx
+            .query_row("SELECT hash FROM keys WHERE id = ?1 AND deleted_at IS NULL", [id], |row| row.get(0))
+            .optional()?;
+        let hash = hash.ok_or(StoreError::NotFound)?;
+        if permanent {
+            tx.execute("DELETE FROM keys WHERE id = ?1", [id])?;
+        } else {
+            tx.execute("UPDATE keys SET deleted_at = ?2 WHERE id = ?1", params![id, now_ms])?;
+        }
+        tx.execute("DELETE FROM credits WHERE key_id = ?1", [id])?;
+        tx.commit()?;
+        let hash = KeyHash::try_from(hash).map_err(|_| StoreError::Corrupt {
+            id: id.to_string(),
+            message: "hash is not 32 bytes".into(),
+        })?;
+        Ok(Removed {
+            key_id: id.to_string(),
+            hash,
+        })
+    }
+
+    fn list_keys(
+        &self,
+        keyspace_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        external_id: Option<&str>,
+    ) -> Result<Vec<StoredKey>, StoreError> {
+        let conn = lock(&self.writer);
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} WHERE k.keyspace_id = ?1 AND k.id > ?2 AND (?3 IS NULL OR k.external_id = ?3)
+             AND k.deleted_at IS NULL ORDER BY k.id LIMIT ?4"
+        );
+        let mut statement = conn.prepare(&sql)?;
+        let rows = statement.query_map(
+            params![keyspace_id, cursor.unwrap_or(""), external_id, limit as i64],
+            stored_key,
+        )?;
+        rows.map(|row| row.map_err(StoreError::from).and_then(|key| key)).collect()
+    }
+
+    fn static_balance(&self, key_id: &str, origin: &str) -> Result<Option<Balance>, StoreError> {
+        let conn = lock(&self.writer);
+        let balance = conn
+            .query_row(
+                "SELECT remaining, period FROM credits WHERE key_id = ?1 AND origin = ?2",
+                params![key_id, origin],
+                |row| Ok(Balance { remaining: row.get(0)?, period: row.get(1)? }),
+            )
+            .optional()?;
+        Ok(balance)
+    }
+
+    fn save_balances(&self, collect: &mut dyn FnMut() -> Vec<(String, Balance, Option<String>)>) -> Result<(), StoreError> {
+        let mut conn = lock(&self.writer);
+        let balances = collect();
+        if balances.is_empty() {
+            return Ok(());
+        }
+        let tx = conn.transaction()?;
+        for (key_id, balance, origin) in &balances {
+            write_balance(&tx, key_id, *balance, origin.as_deref())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}

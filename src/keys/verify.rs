@@ -1,0 +1,318 @@
+//! Verifying a key (SPEC §3.4, §9.16, §9.32): the one procedure behind the
+//! `keyauth` policy and the admin API's `keys.verifyKey`. Checks run in the
+//! SPEC's order and nothing is charged until every check passed: credits
+//! and limits are first *looked at*, then — permissions granted — spent
+//! atomically, so a request refused for permissions costs nothing and
+//! concurrent requests can never overspend.
+
+use std::sync::Arc;
+
+use super::credits::CreditAccount;
+use super::model::{KeyHash, KeyRecord};
+use super::permissions::{Grants, PermissionQuery};
+use super::principal::PrincipalTemplate;
+use crate::ratelimit::{Decision, LimitRequest, RateLimiter};
+
+/// A key ready for verification: its record plus everything compiled from it.
+#[derive(Debug)]
+pub struct ActiveKey {
+    pub record: KeyRecord,
+    pub hash: KeyHash,
+    /// Config keys are read-only through the admin API.
+    pub from_config: bool,
+    grants: Grants,
+    principal: PrincipalTemplate,
+    account: Option<Arc<CreditAccount>>,
+    limits: Vec<BoundLimit>,
+}
+
+/// A limit of the key or its identity, with its counter's bucket.
+#[derive(Debug, Clone)]
+struct BoundLimit {
+    id: String,
+    name: String,
+    limit: u64,
+    window_ms: u64,
+    auto_apply: bool,
+    bucket: String,
+}
+
+/// Keeps `a:b`+`c` and `a`+`b:c` in different buckets.
+fn escape(part: &str) -> String {
+    part.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// Per key id + name (key limits) or identity external id + name (SPEC §9.16).
+fn bucket(scope: &str, owner: &str, name: &str) -> String {
+    format!("{scope}:{}:{}", escape(owner), escape(name))
+}
+
+impl ActiveKey {
+    pub fn new(record: KeyRecord, hash: KeyHash, from_config: bool, account: Option<Arc<CreditAccount>>) -> Self {
+        let mut limits: Vec<BoundLimit> = record
+            .ratelimits
+            .iter()
+            .map(|l| BoundLimit {
+                id: l.id.clone(),
+                name: l.name.clone(),
+                limit: l.limit,
+                window_ms: l.duration,
+                auto_apply: l.auto_apply,
+                bucket: bucket("key", &record.id, &l.name),
+            })
+            .collect();
+        if let Some(identity) = &record.identity {
+            limits.extend(identity.ratelimits.iter().map(|l| BoundLimit {
+                id: l.id.clone(),
+                name: l.name.clone(),
+                limit: l.limit,
+                window_ms: l.duration,
+                auto_apply: l.auto_apply,
+                bucket: bucket("identity", &identity.external_id, &l.name),
+            }));
+        }
+        Self {
+            grants: Grants::compile(&record.permissions),
+            principal: PrincipalTemplate::new(&record),
+            limits,
+            account,
+            hash,
+            from_config,
+            record,
+        }
+    }
+
+    pub fn account(&self) -> Option<&Arc<CreditAccount>> {
+        self.account.as_ref()
+    }
+
+    pub fn subject(&self) -> &str {
+        &self.principal.subject
+    }
+
+    /// The Principal JSON with the balance after this request.
+    pub fn principal_json(&self, credits: Option<i64>) -> String {
+        self.principal.render(credits)
+    }
+
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+}
+
+/// A limit a verification asks for by name (policy `ratelimits`, or the
+/// admin API's `ratelimits`), with inline values for keys that lack it.
+#[derive(Debug, Clone)]
+pub struct LimitRef {
+    pub name: String,
+    /// `(limit, window ms)` used when neither the key nor its identity has `name`.
+    pub inline: Option<(u64, u64)>,
+    pub cost: u64,
+}
+
+/// What a verification asks beyond "is this key good".
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyRequest<'a> {
+    /// Keyspaces the key must belong to; `None` accepts any.
+    pub keyspaces: Option<&'a [String]>,
+    /// Credits to spend; 0 verifies without spending.
+    pub cost: i64,
+    pub ratelimits: &'a [LimitRef],
+    pub permissions: Option<&'a PermissionQuery>,
+}
+
+/// The result, in the SPEC's order of checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    NotFound,
+    Disabled,
+    Expired,
+    UsageExceeded,
+    RateLimited,
+    InsufficientPermissions,
+    /// A named limit exists nowhere and has no inline values (SPEC §9.16).
+    UnknownLimit(String),
+    /// The store could not be read.
+    Unavailable(String),
+}
+
+impl Verdict {
+    /// Unkey's `verifyKey` code (SPEC §9.25).
+    pub fn unkey_code(&self) -> &'static str {
+        match self {
+            Self::Valid => "VALID",
+            Self::NotFound => "NOT_FOUND",
+            Self::Disabled => "DISABLED",
+            Self::Expired => "EXPIRED",
+            Self::UsageExceeded => "USAGE_EXCEEDED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
+            Self::UnknownLimit(_) | Self::Unavailable(_) => "FORBIDDEN",
+        }
+    }
+}
+
+/// A limit that was evaluated, for headers and the admin API.
+#[derive(Debug, Clone)]
+pub struct CheckedLimit {
+    pub id: String,
+    pub name: String,
+    pub limit: u64,
+    pub window_ms: u64,
+    pub auto_apply: bool,
+    pub decision: Decision,
+}
+
+#[derive(Debug)]
+pub struct Verification {
+    pub verdict: Verdict,
+    pub key: Option<Arc<ActiveKey>>,
+    /// The balance after this request (or as it stands, when refused); `None` when unlimited.
+    pub credits: Option<i64>,
+    pub limits: Vec<CheckedLimit>,
+}
+
+impl Verification {
+    fn refused(verdict: Verdict, key: Option<Arc<ActiveKey>>) -> Self {
+        Self {
+            verdict,
+            key,
+            credits: None,
+            limits: Vec::new(),
+        }
+    }
+}
+
+/// One limit to apply to this request.
+struct Applied<'k> {
+    bound: std::borrow::Cow<'k, BoundLimit>,
+    cost: u64,
+}
+
+fn applicable<'k>(key: &'k ActiveKey, refs: &[LimitRef]) -> Result<Vec<Applied<'k>>, String> {
+    let mut applied: Vec<Applied<'k>> = key
+        .limits
+        .iter()
+        .filter(|l| l.auto_apply)
+        .map(|l| Applied { bound: std::borrow::Cow::Borrowed(l), cost: 1 })
+        .collect();
+    for wanted in refs {
+        if let Some(existing) = applied.iter_mut().find(|a| a.bound.name == wanted.name) {
+            existing.cost = existing.cost.max(wanted.cost);
+            continue;
+        }
+        let bound = match key.limits.iter().find(|l| l.name == wanted.name) {
+            Some(found) => std::borrow::Cow::Borrowed(found),
+            None => match wanted.inline {
+                Some((limit, window_ms)) => std::borrow::Cow::Owned(BoundLimit {
+                    id: String::new(),
+                    name: wanted.name.clone(),
+                    limit,
+                    window_ms,
+                    auto_apply: false,
+                    bucket: bucket("key", &key.record.id, &wanted.name),
+                }),
+                None => return Err(wanted.name.clone()),
+            },
+        };
+        applied.push(Applied { bound, cost: wanted.cost });
+    }
+    Ok(applied)
+}
+
+/// Runs the checks on a looked-up key (`None`: no such key) at `now_ms`.
+pub async fn verify(
+    key: Option<Arc<ActiveKey>>,
+    request: &VerifyRequest<'_>,
+    limiter: &dyn RateLimiter,
+    now_ms: i64,
+) -> Verification {
+    let Some(key) = key else {
+        return Verification::refused(Verdict::NotFound, None);
+    };
+    let record = &key.record;
+    if request.keyspaces.is_some_and(|allowed| !allowed.iter().any(|k| *k == record.keyspace_id)) {
+        return Verification::refused(Verdict::NotFound, None);
+    }
+    if !record.enabled {
+        return Verification::refused(Verdict::Disabled, Some(key));
+    }
+    if record.expires.is_some_and(|at| at <= now_ms) {
+        return Verification::refused(Verdict::Expired, Some(key));
+    }
+    let balance = key.account.as_ref().map(|a| a.available(now_ms));
+    if balance.is_some_and(|left| left < request.cost) {
+        let mut refused = Verification::refused(Verdict::UsageExceeded, Some(key.clone()));
+        refused.credits = balance;
+        return refused;
+    }
+    let applied = match applicable(&key, request.ratelimits) {
+        Ok(applied) => applied,
+        Err(name) => return Verification::refused(Verdict::UnknownLimit(name), Some(key.clone())),
+    };
+    let limit_requests: Vec<LimitRequest<'_>> = applied
+        .iter()
+        .map(|a| LimitRequest {
+            bucket: &a.bound.bucket,
+            limit: a.bound.limit,
+            window_ms: a.bound.window_ms,
+            cost: a.cost,
+        })
+        .collect();
+    let checked = |decisions: Vec<Decision>| -> Vec<CheckedLimit> {
+        applied
+            .iter()
+            .zip(decisions)
+            .map(|(a, decision)| CheckedLimit {
+                id: a.bound.id.clone(),
+                name: a.bound.name.clone(),
+                limit: a.bound.limit,
+                window_ms: a.bound.window_ms,
+                auto_apply: a.bound.auto_apply,
+                decision,
+            })
+            .collect()
+    };
+    let mut result = Verification {
+        verdict: Verdict::Valid,
+        key: Some(key.clone()),
+        credits: balance,
+        limits: Vec::new(),
+    };
+    if !limit_requests.is_empty() {
+        let peek = limiter.check(&limit_requests, false, now_ms).await;
+        if peek.iter().any(|d| !d.allowed) {
+            result.verdict = Verdict::RateLimited;
+            result.limits = checked(peek);
+            return result;
+        }
+    }
+    if request.permissions.is_some_and(|q| !q.is_satisfied_by(&key.grants)) {
+        result.verdict = Verdict::InsufficientPermissions;
+        return result;
+    }
+    // Every check passed: charge, atomically.
+    if let Some(account) = &key.account {
+        match account.spend(request.cost, now_ms) {
+            Ok(left) => result.credits = Some(left),
+            Err(left) => {
+                result.verdict = Verdict::UsageExceeded;
+                result.credits = Some(left);
+                return result;
+            }
+        }
+    }
+    if !limit_requests.is_empty() {
+        let counted = limiter.check(&limit_requests, true, now_ms).await;
+        if counted.iter().any(|d| !d.allowed) {
+            if let Some(account) = &key.account {
+                account.refund(request.cost);
+                result.credits = result.credits.map(|c| c + request.cost.max(0));
+            }
+            result.verdict = Verdict::RateLimited;
+        }
+        result.limits = checked(counted);
+    }
+    result
+}

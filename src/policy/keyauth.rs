@@ -1,0 +1,251 @@
+//! `keyauth` (SPEC §3.4, §9.14–17, §9.32): finds the API key in the request
+//! (locations in order, first non-empty wins), verifies it against the
+//! policy's keyspaces through [`crate::keys::KeyService`], and on success
+//! sets the Principal. Everything from config — locations, the permission
+//! query, limits — is compiled here at load; a request only reads headers
+//! and runs the verification.
+
+use http::HeaderName;
+use serde::Deserialize;
+
+use super::{Outcome, Policy, PolicyState, Principal, RequestView};
+use crate::config::units::HumanDuration;
+use crate::errors::{ErrorCode, GatewayError};
+use crate::keys::permissions::PermissionQuery;
+use crate::keys::verify::{LimitRef, Verdict, VerifyRequest};
+use crate::keys::Keys;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAuthSpec {
+    pub keyspaces: Vec<String>,
+    /// Default: `[bearer: {}]`.
+    #[serde(default)]
+    pub locations: Vec<LocationSpec>,
+    #[serde(default)]
+    pub permission_query: Option<String>,
+    /// Credits per request; 0 verifies without spending.
+    #[serde(default = "KeyAuthSpec::default_cost")]
+    pub credits: u32,
+    #[serde(default)]
+    pub ratelimits: Vec<KeyRateLimitSpec>,
+}
+
+impl KeyAuthSpec {
+    fn default_cost() -> u32 {
+        1
+    }
+}
+
+/// One of `bearer: {}`, `header: {name, strip_prefix}`, `query: {name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationSpec {
+    #[serde(default)]
+    pub bearer: Option<BearerSpec>,
+    #[serde(default)]
+    pub header: Option<HeaderLocationSpec>,
+    #[serde(default)]
+    pub query: Option<QueryLocationSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerSpec {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderLocationSpec {
+    pub name: String,
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLocationSpec {
+    pub name: String,
+}
+
+/// `{name}` (a limit of the key or its identity) or `{name, limit, duration}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRateLimitSpec {
+    pub name: String,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub duration: Option<HumanDuration>,
+}
+
+#[derive(Debug)]
+enum Location {
+    Bearer,
+    Header { name: HeaderName, strip_prefix: Option<String> },
+    Query { name: String },
+}
+
+#[derive(Debug)]
+pub struct KeyAuth {
+    keys: Keys,
+    keyspaces: Vec<String>,
+    locations: Vec<Location>,
+    permissions: Option<PermissionQuery>,
+    cost: i64,
+    ratelimits: Vec<LimitRef>,
+}
+
+/// `(field path below keyauth, message)`.
+type SpecError = (String, String);
+
+impl KeyAuth {
+    /// Compiles the spec; every keyspace must exist in the config or the store (SPEC §9.24).
+    pub fn compile(spec: &KeyAuthSpec, keys: &Keys) -> Result<Self, SpecError> {
+        if spec.keyspaces.is_empty() {
+            return Err((".keyspaces".into(), "name at least one keyspace".into()));
+        }
+        for (i, id) in spec.keyspaces.iter().enumerate() {
+            let in_store = keys
+                .service
+                .store()
+                .keyspace(id)
+                .map_err(|e| (format!(".keyspaces[{i}]"), e.to_string()))?
+                .is_some();
+            if keys.statics.keyspace(id).is_none() && !in_store {
+                return Err((
+                    format!(".keyspaces[{i}]"),
+                    format!("unknown keyspace {id:?} (not in `keyspaces` nor created with apis.createApi)"),
+                ));
+            }
+        }
+        let mut locations = Vec::with_capacity(spec.locations.len().max(1));
+        for (i, location) in spec.locations.iter().enumerate() {
+            locations.push(compile_location(location).map_err(|m| (format!(".locations[{i}]"), m))?);
+        }
+        if locations.is_empty() {
+            locations.push(Location::Bearer);
+        }
+        let permissions = match spec.permission_query.as_deref() {
+            Some(text) => PermissionQuery::parse(text).map_err(|e| (".permission_query".to_string(), e.to_string()))?,
+            None => None,
+        };
+        let mut ratelimits = Vec::with_capacity(spec.ratelimits.len());
+        for (i, limit) in spec.ratelimits.iter().enumerate() {
+            let inline = match (limit.limit, &limit.duration) {
+                (None, None) => None,
+                (Some(n), Some(d)) if n > 0 && !d.0.is_zero() => Some((n, d.0.as_millis() as u64)),
+                _ => {
+                    return Err((
+                        format!(".ratelimits[{i}]"),
+                        "an inline limit needs both `limit` (at least 1) and `duration` (more than 0)".into(),
+                    ))
+                }
+            };
+            ratelimits.push(LimitRef {
+                name: limit.name.clone(),
+                inline,
+                cost: 1,
+            });
+        }
+        Ok(Self {
+            keys: keys.clone(),
+            keyspaces: spec.keyspaces.clone(),
+            locations,
+            permissions,
+            cost: i64::from(spec.credits),
+            ratelimits,
+        })
+    }
+
+    /// The key from the first location that has one.
+    fn credential<'r>(&'r self, head: &'r http::request::Parts) -> Option<std::borrow::Cow<'r, str>> {
+        self.locations.iter().find_map(|location| match location {
+            Location::Bearer => head
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, key)| key.trim())
+                .filter(|key| !key.is_empty())
+                .map(std::borrow::Cow::Borrowed),
+            Location::Header { name, strip_prefix } => head
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|value| match strip_prefix {
+                    Some(prefix) => value
+                        .get(..prefix.len())
+                        .filter(|lead| lead.eq_ignore_ascii_case(prefix))
+                        .map(|_| &value[prefix.len()..]),
+                    None => Some(value),
+                })
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(std::borrow::Cow::Borrowed),
+            Location::Query { name } => head
+                .uri
+                .query()
+                .and_then(|query| super::matcher::query_values(query, name).find(|v| !v.is_empty())),
+        })
+    }
+}
+
+fn compile_location(spec: &LocationSpec) -> Result<Location, String> {
+    match (&spec.bearer, &spec.header, &spec.query) {
+        (Some(_), None, None) => Ok(Location::Bearer),
+        (None, Some(header), None) => {
+            let name = HeaderName::from_bytes(header.name.as_bytes())
+                .map_err(|_| format!("invalid header name {:?}", header.name))?;
+            let strip_prefix = header.strip_prefix.clone().filter(|p| !p.is_empty());
+            Ok(Location::Header { name, strip_prefix })
+        }
+        (None, None, Some(query)) if !query.name.is_empty() => Ok(Location::Query { name: query.name.clone() }),
+        (None, None, Some(_)) => Err("query.name must not be empty".into()),
+        _ => Err("a location is exactly one of bearer, header or query".into()),
+    }
+}
+
+impl Policy for KeyAuth {
+    async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
+        let Some(key) = self.credential(request.head) else {
+            return Outcome::Reject(ErrorCode::MissingCredentials.into());
+        };
+        let verify = VerifyRequest {
+            keyspaces: Some(&self.keyspaces),
+            cost: self.cost,
+            ratelimits: &self.ratelimits,
+            permissions: self.permissions.as_ref(),
+        };
+        let result = self.keys.service.verify(&self.keys.statics, &key, &verify).await;
+        if !result.limits.is_empty() {
+            let decisions: Vec<_> = result.limits.iter().map(|l| l.decision).collect();
+            let limited = result.verdict == Verdict::RateLimited;
+            state
+                .response_headers
+                .extend(crate::ratelimit::headers(&decisions, limited, crate::keys::model::now_ms()));
+        }
+        let code = match result.verdict {
+            Verdict::Valid => {
+                if let Some(key) = &result.key {
+                    state.principal = Some(Principal {
+                        subject: key.subject().to_string(),
+                        json: key.principal_json(result.credits),
+                    });
+                }
+                return Outcome::Continue;
+            }
+            Verdict::NotFound | Verdict::Disabled | Verdict::Expired => ErrorCode::InvalidKey,
+            Verdict::UsageExceeded => ErrorCode::UsageExceeded,
+            Verdict::RateLimited => ErrorCode::RateLimited,
+            Verdict::InsufficientPermissions => ErrorCode::InsufficientPermissions,
+            Verdict::UnknownLimit(name) => {
+                tracing::error!(limit = %name, "keyauth names a rate limit that neither the key nor its identity has, without inline limit/duration");
+                ErrorCode::InternalServerError
+            }
+            Verdict::Unavailable(_) => ErrorCode::InternalServerError,
+        };
+        Outcome::Reject(GatewayError::new(code))
+    }
+}
