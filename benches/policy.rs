@@ -74,10 +74,7 @@ fn evaluate(chain: &PolicyChain, view: &RequestView<'_>, state: &mut PolicyState
 fn policy_chain(c: &mut Criterion) {
     let chain = chain();
     let head = request();
-    let view = RequestView {
-        head: &head,
-        client_ip: Some("203.0.113.9".parse().expect("valid ip")),
-    };
+    let view = RequestView::new(&head, Some("203.0.113.9".parse().expect("valid ip")));
     let mut state = PolicyState::default();
 
     let before = ALLOCATIONS.load(Ordering::Relaxed);

@@ -6,7 +6,7 @@
 #     DURATION=30s CONNS=128 scripts/bench-proxy.sh
 #
 # What it does:
-#   1. cargo build --release --bin keygate --example bench_upstream
+#   1. cargo build --release --bin keygate --example bench_upstream --example pingora_baseline
 #      (skip with SKIP_BUILD=1; the binaries must then already exist)
 #   2. starts examples/bench_upstream on $UPSTREAM (GET /small -> "ok\n", GET /1m -> 1 MiB)
 #   3. starts keygate with a generated config (listen.threads: 1, one deployment,
@@ -40,12 +40,14 @@ UPSTREAM=${UPSTREAM:-127.0.0.1:9100}
 KG_HTTP=${KG_HTTP:-127.0.0.1:18080}
 KG_ADMIN=${KG_ADMIN:-127.0.0.1:19901}
 NGINX_HTTP=${NGINX_HTTP:-127.0.0.1:18081}
+PINGORA_HTTP=${PINGORA_HTTP:-127.0.0.1:18082}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 PATHS=${PATHS:-/small /1m}
 DIRECT=${DIRECT:-1}
+BASELINE=${BASELINE:-1}   # 1: also measure a bare pingora proxy (examples/pingora_baseline.rs)
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
@@ -144,18 +146,19 @@ start() { # name cmd... ; runs in background, logs to $TMP/name.log, pid in LAST
     PIDS+=("$LAST_PID")
 }
 
-for addr in "$UPSTREAM" "$KG_HTTP" "$KG_ADMIN" "$NGINX_HTTP"; do
+for addr in "$UPSTREAM" "$KG_HTTP" "$KG_ADMIN" "$NGINX_HTTP" "$PINGORA_HTTP"; do
     port_open "$addr" && die "$addr is already in use (set UPSTREAM/KG_HTTP/KG_ADMIN/NGINX_HTTP)"
 done
 
 # ---------------------------------------------------------------- build
 if [[ $SKIP_BUILD != 1 ]]; then
     log "building release binaries (keygate, bench_upstream)"
-    timeout "$BUILD_TIMEOUT" cargo build --release --bin keygate --example bench_upstream
+    timeout "$BUILD_TIMEOUT" cargo build --release --bin keygate --example bench_upstream --example pingora_baseline
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KEYGATE_BIN=$TARGET_DIR/release/keygate
 UPSTREAM_BIN=$TARGET_DIR/release/examples/bench_upstream
+BASELINE_BIN=$TARGET_DIR/release/examples/pingora_baseline
 [[ -x $KEYGATE_BIN ]] || die "missing $KEYGATE_BIN"
 [[ -x $UPSTREAM_BIN ]] || die "missing $UPSTREAM_BIN"
 
@@ -184,6 +187,17 @@ log "starting keygate on $KG_HTTP (admin $KG_ADMIN, 1 thread)"
 start keygate env RUST_LOG="${RUST_LOG:-warn}" "$KEYGATE_BIN" run --config "$TMP/keygate/keygate.yaml"
 kg_pid=$LAST_PID
 wait_http_200 "http://$KG_ADMIN/readyz" 30 "$kg_pid" keygate
+
+# ---------------------------------------------------------------- pingora
+# A bare pingora proxy (examples/pingora_baseline.rs): the framework's floor,
+# so the report separates keygate's own cost from pingora's.
+pg_pid=
+if [[ $BASELINE == 1 && -x $BASELINE_BIN ]]; then
+    log "starting the bare pingora baseline on $PINGORA_HTTP"
+    start pingora "$BASELINE_BIN" "$PINGORA_HTTP" "$UPSTREAM"
+    pg_pid=$LAST_PID
+    wait_http_200 "http://$PINGORA_HTTP/small" 10 "$pg_pid" pingora
+fi
 
 # ---------------------------------------------------------------- nginx
 NG=$TMP/nginx
@@ -303,10 +317,11 @@ run_wrk() { # name addr path
 
 for path in $PATHS; do
     if [[ $DIRECT == 1 ]]; then run_wrk direct "$UPSTREAM" "$path"; fi
+    if [[ -n $pg_pid ]]; then run_wrk pingora "$PINGORA_HTTP" "$path"; fi
     run_wrk keygate "$KG_HTTP" "$path"
     run_wrk nginx "$NGINX_HTTP" "$path"
     # Make sure nothing died mid-run.
-    for pid in "$up_pid" "$kg_pid" "$ng_pid"; do
+    for pid in "$up_pid" "$kg_pid" "$ng_pid" $pg_pid; do
         kill -0 "$pid" 2>/dev/null || die "a server process ($pid) died during the run; see $TMP/*.log"
     done
 done
@@ -325,5 +340,7 @@ awk -F'\t' '
         for (i = 1; i <= n; i++) {
             p = order[i]; k = rps["keygate" SUBSEP p]; g = rps["nginx" SUBSEP p]
             if (g > 0) printf "keygate/nginx RPS ratio %-7s %.2f\n", p, k / g
+            b = rps["pingora" SUBSEP p]
+            if (b > 0) printf "keygate/bare-pingora RPS ratio %-7s %.2f\n", p, k / b
         }
     }' "$RESULTS"

@@ -156,6 +156,7 @@ impl BackgroundService for ControlPlane {
     async fn start(&self, shutdown: ShutdownWatch) {
         let watcher = tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
         let supervisor = tokio::spawn(crate::upstream::supervisor::run(self.reloader.snapshot().clone(), shutdown.clone()));
+        let openapi_fetcher = tokio::spawn(crate::openapi::fetch::run(self.reloader.snapshot().clone(), shutdown.clone()));
         if let Some((listener, proxy_listeners)) = &self.admin {
             let listener = listener
                 .try_clone()
@@ -169,7 +170,7 @@ impl BackgroundService for ControlPlane {
                 Err(e) => tracing::error!("admin listener unusable: {e}"),
             }
         }
-        let _ = tokio::join!(watcher, supervisor);
+        let _ = tokio::join!(watcher, supervisor, openapi_fetcher);
     }
 }
 
@@ -207,6 +208,7 @@ fn exit_when_drained() {
     while IN_FLIGHT.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    crate::keys::flush_before_exit();
     tracing::info!("drained; exiting");
     std::process::exit(0);
 }

@@ -108,13 +108,14 @@ fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
+/// The config at `path`, or `None` with the error printed.
+fn load_or_report(path: &Path) -> Option<Config> {
+    Config::load(path).map_err(|e| eprintln!("{e}")).ok()
+}
+
 async fn reload(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_or_report(path) else {
+        return ExitCode::FAILURE;
     };
     let Some(admin) = config.file.listen.admin else {
         eprintln!("keygate: listen.admin is not set; send SIGHUP to the gateway instead");
@@ -137,12 +138,8 @@ async fn reload(path: &Path) -> ExitCode {
 }
 
 async fn routes(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_or_report(path) else {
+        return ExitCode::FAILURE;
     };
     let from_gateway = match config.file.listen.admin {
         Some(admin) => match admin_call(admin.0, http::Method::GET, "/v1/routes").await {
@@ -175,12 +172,8 @@ async fn routes(path: &Path) -> ExitCode {
 }
 
 async fn certs_list(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_or_report(path) else {
+        return ExitCode::FAILURE;
     };
     let Some(admin) = config.file.listen.admin else {
         eprintln!("keygate: listen.admin is not set");

@@ -99,24 +99,45 @@ impl ErrorCode {
 /// Where SPEC §9.11 says error docs live unless `errors.docs_base` says otherwise.
 pub const DEFAULT_DOCS_BASE: &str = "https://unkey.com/docs/errors/frontline";
 
-/// A failure the gateway answers itself, with an optional specific detail.
+/// One of several problems behind an error (e.g. every OpenAPI violation),
+/// rendered as `error.errors[]`: where (`body/items/2/price`, `query.limit`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorItem {
+    pub location: String,
+    pub message: String,
+}
+
+/// A failure the gateway answers itself, with an optional specific detail
+/// and the individual problems behind it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {}", code.code(), self.detail())]
 pub struct GatewayError {
     pub code: ErrorCode,
     detail: Option<String>,
+    items: Vec<ErrorItem>,
 }
 
 impl GatewayError {
     pub fn new(code: ErrorCode) -> Self {
-        Self { code, detail: None }
+        Self { code, detail: None, items: Vec::new() }
     }
 
     pub fn with_detail(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
             code,
             detail: Some(detail.into()),
+            items: Vec::new(),
         }
+    }
+
+    /// Adds the individual problems, rendered as `error.errors`.
+    pub fn with_items(mut self, items: Vec<ErrorItem>) -> Self {
+        self.items = items;
+        self
+    }
+
+    pub fn items(&self) -> &[ErrorItem] {
+        &self.items
     }
 
     pub fn detail(&self) -> &str {
@@ -155,7 +176,7 @@ pub fn render(
             body: html_page(error, request_id),
         };
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "meta": { "requestId": request_id },
         "error": {
             "code": code.code(),
@@ -165,6 +186,14 @@ pub fn render(
             "type": code.docs_url(docs_base),
         }
     });
+    if !error.items.is_empty() {
+        let items = error
+            .items
+            .iter()
+            .map(|i| serde_json::json!({"location": i.location, "message": i.message}))
+            .collect();
+        body["error"]["errors"] = serde_json::Value::Array(items);
+    }
     RenderedError {
         status: code.status(),
         content_type: "application/problem+json",
@@ -178,12 +207,27 @@ fn html_page(error: &GatewayError, request_id: &str) -> String {
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{status} {title}</title></head>\
-         <body><h1>{status} {title}</h1><p>{detail}</p><p><code>{code}</code></p>\
-         <p>Request ID: <code>{request_id}</code></p></body></html>\n",
+         <body><h1>{status} {title}</h1><p>{detail}</p><p><code>{code}</code></p>",
         status = code.status(),
         title = escape_html(code.title()),
         detail = escape_html(error.detail()),
         code = escape_html(code.code()),
+    );
+    if !error.items.is_empty() {
+        page.push_str("<ul>");
+        for item in &error.items {
+            let _ = write!(
+                page,
+                "<li><code>{}</code>: {}</li>",
+                escape_html(&item.location),
+                escape_html(&item.message)
+            );
+        }
+        page.push_str("</ul>");
+    }
+    let _ = write!(
+        page,
+        "<p>Request ID: <code>{request_id}</code></p></body></html>\n",
         request_id = escape_html(request_id),
     );
     page
@@ -276,6 +320,23 @@ mod tests {
         assert_eq!(v["meta"]["requestId"], "req_1");
         assert_eq!(v["error"]["status"], 404);
         assert_eq!(v["error"]["title"], "Not Found");
+    }
+
+    #[test]
+    fn items_render_as_an_errors_array() {
+        let err = GatewayError::with_detail(ErrorCode::OpenapiValidationFailed, "body/a: bad").with_items(vec![
+            ErrorItem { location: "body/a".into(), message: "bad".into() },
+            ErrorItem { location: "query.limit".into(), message: "<worse>".into() },
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&render(&err, "req_1", DEFAULT_DOCS_BASE, None).body).unwrap();
+        assert_eq!(v["error"]["status"], 400);
+        assert_eq!(v["error"]["errors"][1]["location"], "query.limit");
+        assert_eq!(v["error"]["errors"].as_array().map(Vec::len), Some(2));
+        let html = render(&err, "req_1", DEFAULT_DOCS_BASE, Some("text/html")).body;
+        assert!(html.contains("&lt;worse&gt;"));
+        let plain: serde_json::Value =
+            serde_json::from_str(&render(&GatewayError::new(ErrorCode::InvalidKey), "r", DEFAULT_DOCS_BASE, None).body).unwrap();
+        assert!(plain["error"].get("errors").is_none());
     }
 
     #[test]

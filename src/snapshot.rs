@@ -31,6 +31,8 @@ pub struct Deployment {
     pub passive: PassivePolicy,
     pub health_check: Option<HealthCheck>,
     pub dns_refresh: Duration,
+    /// `openapi:` — the spec `openapi` policies check requests against.
+    pub openapi: Option<Arc<crate::openapi::SpecSlot>>,
     pub policies: PolicyChain,
 }
 
@@ -128,7 +130,15 @@ impl Snapshot {
                 })?),
                 None => None,
             };
-            let policies = PolicyChain::compile(&spec.policies, &keys)
+            let openapi = match &spec.openapi {
+                Some(source) => Some(Arc::new(
+                    crate::openapi::SpecSlot::load(source, &spec.id, config.base_dir())
+                        .map_err(|(field, message)| config.error_at(&format!("deployments[{i}].openapi{field}"), message))?,
+                )),
+                None => None,
+            };
+            let resources = crate::policy::DeploymentResources { openapi: openapi.as_ref(), base_dir: config.base_dir() };
+            let policies = PolicyChain::compile_for(&spec.policies, &keys, resources)
                 .map_err(|(field, message)| config.error_at(&format!("deployments[{i}].policies{field}"), message))?;
             let deployment = Arc::new(Deployment {
                 instances: InstanceSet::new(id.clone(), entries),
@@ -142,6 +152,7 @@ impl Snapshot {
                 },
                 health_check,
                 dns_refresh: upstream.dns_refresh.0.max(Duration::from_secs(1)),
+                openapi,
                 policies,
             });
             by_id.insert(spec.id.as_str(), deployment.clone());

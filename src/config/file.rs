@@ -190,6 +190,9 @@ pub struct Deployment {
     pub instances: Vec<InstanceAddr>,
     #[serde(default)]
     pub upstream: Upstream,
+    /// The OpenAPI spec `openapi` policies validate against.
+    #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenapiSourceSpec>,
     #[serde(default)]
     pub policies: Vec<crate::policy::config::PolicySpec>,
 }

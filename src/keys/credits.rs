@@ -154,8 +154,9 @@ impl CreditAccount {
         }
     }
 
-    pub fn refill(&self) -> Option<&Refill> {
-        self.refill.as_ref()
+    /// Marks the balance as not yet persisted (a flush failed).
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// True once per change: the caller persists [`Self::balance`].

@@ -21,7 +21,7 @@ mod validate;
 pub mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use credits::{period_of, CreditAccount, CreditLedger};
@@ -44,6 +44,19 @@ const MISSING_TTL: Duration = Duration::from_secs(10);
 const MISSING_CAPACITY: u64 = 50_000;
 /// How often spent credits are written to the store.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The serving process's service, for the last credit flush before exit.
+static SERVING: OnceLock<Weak<KeyService>> = OnceLock::new();
+
+/// Writes spent credits before a graceful exit (at most a second is
+/// otherwise still in memory).
+pub fn flush_before_exit() {
+    if let Some(service) = SERVING.get().and_then(Weak::upgrade) {
+        if let Err(e) = service.flush_credits() {
+            tracing::warn!("cannot persist credit balances before exiting: {e}");
+        }
+    }
+}
 
 /// The process's keys: store, caches, credit ledger and rate limiter.
 pub struct KeyService {
@@ -114,6 +127,8 @@ impl KeyService {
         })?;
         let service = Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?)));
         let weak = Arc::downgrade(&service);
+        // Only the first (serving) store is flushed at exit.
+        let _ = SERVING.set(weak.clone());
         std::thread::Builder::new()
             .name("keygate-credits".into())
             .spawn(move || flush_loop(weak))
@@ -151,7 +166,11 @@ impl KeyService {
         if let Some(existing) = self.ledger.get(key_id).filter(|a| a.origin() == Some(origin.as_str())) {
             return existing;
         }
-        let balance = self.store.static_balance(key_id, &origin).ok().flatten().unwrap_or(opening);
+        let persisted = self.store.static_balance(key_id, &origin).unwrap_or_else(|e| {
+            tracing::warn!(key_id, "cannot read the persisted balance, starting from the config: {e}");
+            None
+        });
+        let balance = persisted.unwrap_or(opening);
         self.ledger.replace(key_id, CreditAccount::seeded(balance, refill, origin))
     }
 
@@ -163,7 +182,7 @@ impl KeyService {
                 opening.unwrap_or_else(|| CreditAccount::opening(0, plan.refill.as_ref(), now_ms()))
             })
         });
-        ActiveKey::new(stored.record, stored.hash, false, account)
+        ActiveKey::new(stored.record, account)
     }
 
     /// The key with this hash: static, cached, or read from the store.
@@ -307,9 +326,21 @@ impl KeyService {
         Ok(())
     }
 
-    /// Writes changed balances to the store.
+    /// Writes changed balances to the store (kept for the next try if that fails).
     pub fn flush_credits(&self) -> Result<(), StoreError> {
-        self.store.save_balances(&mut || self.ledger.take_dirty())
+        let mut taken = Vec::new();
+        let saved = self.store.save_balances(&mut || {
+            taken = self.ledger.take_dirty();
+            taken.clone()
+        });
+        if saved.is_err() {
+            for (key_id, _, _) in &taken {
+                if let Some(account) = self.ledger.get(key_id) {
+                    account.mark_dirty();
+                }
+            }
+        }
+        saved
     }
 }
 

@@ -171,13 +171,6 @@ impl KeyStore for SqliteStore {
         Ok(keyspace)
     }
 
-    fn keyspace_ids(&self) -> Result<Vec<String>, StoreError> {
-        let conn = lock(&self.writer);
-        let mut statement = conn.prepare("SELECT id FROM keyspaces ORDER BY id")?;
-        let ids = statement.query_map([], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?;
-        Ok(ids)
-    }
-
     fn create_keyspace(&self, keyspace: &Keyspace) -> Result<(), StoreError> {
         let conn = lock(&self.writer);
         let inserted = conn.execute(

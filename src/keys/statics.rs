@@ -156,7 +156,7 @@ impl StaticKeys {
                     let refill = record.credits.and_then(|c| c.refill);
                     service.static_account(&record.id, balance, refill, origin)
                 });
-                let active = Arc::new(ActiveKey::new(record, hash, true, account));
+                let active = Arc::new(ActiveKey::new(record, account));
                 statics.by_hash.insert(hash, active.clone());
                 statics.by_id.insert(active.record.id.clone(), active);
             }

@@ -34,7 +34,6 @@ pub struct Removed {
 /// durable when it returns.
 pub trait KeyStore: Send + Sync {
     fn keyspace(&self, id: &str) -> Result<Option<Keyspace>, StoreError>;
-    fn keyspace_ids(&self) -> Result<Vec<String>, StoreError>;
     /// `Conflict` when the id is taken.
     fn create_keyspace(&self, keyspace: &Keyspace) -> Result<(), StoreError>;
     /// Deletes the keyspace and every key in it; `NotFound` when absent.

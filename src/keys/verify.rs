@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::credits::CreditAccount;
-use super::model::{KeyHash, KeyRecord};
+use super::model::KeyRecord;
 use super::permissions::{Grants, PermissionQuery};
 use super::principal::PrincipalTemplate;
 use crate::ratelimit::{Decision, LimitRequest, RateLimiter};
@@ -17,9 +17,6 @@ use crate::ratelimit::{Decision, LimitRequest, RateLimiter};
 #[derive(Debug)]
 pub struct ActiveKey {
     pub record: KeyRecord,
-    pub hash: KeyHash,
-    /// Config keys are read-only through the admin API.
-    pub from_config: bool,
     grants: Grants,
     principal: PrincipalTemplate,
     account: Option<Arc<CreditAccount>>,
@@ -48,7 +45,7 @@ fn bucket(scope: &str, owner: &str, name: &str) -> String {
 }
 
 impl ActiveKey {
-    pub fn new(record: KeyRecord, hash: KeyHash, from_config: bool, account: Option<Arc<CreditAccount>>) -> Self {
+    pub fn new(record: KeyRecord, account: Option<Arc<CreditAccount>>) -> Self {
         let mut limits: Vec<BoundLimit> = record
             .ratelimits
             .iter()
@@ -76,8 +73,6 @@ impl ActiveKey {
             principal: PrincipalTemplate::new(&record),
             limits,
             account,
-            hash,
-            from_config,
             record,
         }
     }
@@ -93,10 +88,6 @@ impl ActiveKey {
     /// The Principal JSON with the balance after this request.
     pub fn principal_json(&self, credits: Option<i64>) -> String {
         self.principal.render(credits)
-    }
-
-    pub fn grants(&self) -> &Grants {
-        &self.grants
     }
 }
 

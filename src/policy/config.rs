@@ -27,11 +27,11 @@ pub struct PolicySpec {
     #[serde(default)]
     pub keyauth: Option<super::keyauth::KeyAuthSpec>,
     #[serde(default)]
-    pub jwtauth: Option<IgnoredAny>,
+    pub jwtauth: Option<super::jwtauth::JwtAuthSpec>,
     #[serde(default)]
     pub ratelimit: Option<IgnoredAny>,
     #[serde(default)]
-    pub openapi: Option<IgnoredAny>,
+    pub openapi: Option<super::openapi::OpenapiPolicySpec>,
 }
 
 fn enabled_by_default() -> bool {
@@ -121,6 +121,8 @@ pub enum ActionSpec<'a> {
     Ip(&'a IpSpec),
     Logging(&'a LoggingSpec),
     KeyAuth(&'a super::keyauth::KeyAuthSpec),
+    Openapi(&'a super::openapi::OpenapiPolicySpec),
+    JwtAuth(&'a super::jwtauth::JwtAuthSpec),
     /// An action of SPEC §3 this version cannot run yet.
     Unavailable(&'static str),
 }
@@ -141,10 +143,14 @@ impl PolicySpec {
         if let Some(spec) = &self.keyauth {
             found.push(ActionSpec::KeyAuth(spec));
         }
+        if let Some(spec) = &self.openapi {
+            found.push(ActionSpec::Openapi(spec));
+        }
+        if let Some(spec) = &self.jwtauth {
+            found.push(ActionSpec::JwtAuth(spec));
+        }
         for (key, present) in [
-            ("jwtauth", self.jwtauth.is_some()),
             ("ratelimit", self.ratelimit.is_some()),
-            ("openapi", self.openapi.is_some()),
         ] {
             if present {
                 found.push(ActionSpec::Unavailable(key));

@@ -29,6 +29,9 @@ pub struct KeyAuthSpec {
     pub credits: u32,
     #[serde(default)]
     pub ratelimits: Vec<KeyRateLimitSpec>,
+    /// Remove the key from the request before it goes to the instance.
+    #[serde(default)]
+    pub strip_credential: bool,
 }
 
 impl KeyAuthSpec {
@@ -85,6 +88,23 @@ enum Location {
     Query { name: String },
 }
 
+/// Where a key was found, for `strip_credential`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialLocation {
+    Header(HeaderName),
+    Query(String),
+}
+
+impl Location {
+    fn credential_location(&self) -> CredentialLocation {
+        match self {
+            Self::Bearer => CredentialLocation::Header(http::header::AUTHORIZATION),
+            Self::Header { name, .. } => CredentialLocation::Header(name.clone()),
+            Self::Query { name } => CredentialLocation::Query(name.clone()),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct KeyAuth {
     keys: Keys,
@@ -93,6 +113,7 @@ pub struct KeyAuth {
     permissions: Option<PermissionQuery>,
     cost: i64,
     ratelimits: Vec<LimitRef>,
+    strip_credential: bool,
 }
 
 /// `(field path below keyauth, message)`.
@@ -154,12 +175,17 @@ impl KeyAuth {
             permissions,
             cost: i64::from(spec.credits),
             ratelimits,
+            strip_credential: spec.strip_credential,
         })
     }
 
-    /// The key from the first location that has one.
-    fn credential<'r>(&'r self, head: &'r http::request::Parts) -> Option<std::borrow::Cow<'r, str>> {
-        self.locations.iter().find_map(|location| match location {
+    /// The key from the first location that has one, and that location.
+    fn credential<'r>(&'r self, head: &'r http::request::Parts) -> Option<(std::borrow::Cow<'r, str>, &'r Location)> {
+        self.locations.iter().find_map(|location| Self::read(location, head).map(|key| (key, location)))
+    }
+
+    fn read<'r>(location: &'r Location, head: &'r http::request::Parts) -> Option<std::borrow::Cow<'r, str>> {
+        match location {
             Location::Bearer => head
                 .headers
                 .get(http::header::AUTHORIZATION)
@@ -188,7 +214,7 @@ impl KeyAuth {
                 .uri
                 .query()
                 .and_then(|query| super::matcher::query_values(query, name).find(|v| !v.is_empty())),
-        })
+        }
     }
 }
 
@@ -209,7 +235,7 @@ fn compile_location(spec: &LocationSpec) -> Result<Location, String> {
 
 impl Policy for KeyAuth {
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
-        let Some(key) = self.credential(request.head) else {
+        let Some((key, location)) = self.credential(request.head) else {
             return Outcome::Reject(ErrorCode::MissingCredentials.into());
         };
         let verify = VerifyRequest {
@@ -233,6 +259,9 @@ impl Policy for KeyAuth {
                         subject: key.subject().to_string(),
                         json: key.principal_json(result.credits),
                     });
+                }
+                if self.strip_credential {
+                    state.strip_credential = Some(location.credential_location());
                 }
                 return Outcome::Continue;
             }

@@ -9,7 +9,7 @@ use percent_encoding::percent_decode_str;
 use regex::Regex;
 
 use super::config::{FieldMatchSpec, MatchSpec, StringMatchSpec};
-use super::RequestView;
+use super::{join, RequestView};
 
 /// A compiled string test.
 #[derive(Debug)]
@@ -151,14 +151,6 @@ fn decode(text: &str) -> Cow<'_, str> {
     percent_decode_str(text).decode_utf8_lossy()
 }
 
-fn join(head: &str, tail: &str) -> String {
-    if tail.is_empty() {
-        head.to_string()
-    } else {
-        format!("{head}.{tail}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +170,7 @@ mod tests {
 
     fn check(yaml: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> bool {
         let head = request(method, target, headers);
-        condition(yaml).matches(&RequestView { head: &head, client_ip: None })
+        condition(yaml).matches(&RequestView::new(&head, None))
     }
 
     #[test]

@@ -7,12 +7,18 @@
 pub mod config;
 mod firewall;
 mod ip;
+pub mod jwtauth;
 pub mod keyauth;
 pub mod logging;
 pub mod matcher;
+pub mod openapi;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use prometheus_client::metrics::counter::Counter;
 
@@ -26,6 +32,16 @@ pub struct RequestView<'a> {
     pub head: &'a http::request::Parts,
     /// The client IP of SPEC §4 (trusted-proxy rule applied).
     pub client_ip: Option<IpAddr>,
+    /// The whole request body, when a policy that needs it (`openapi`) made
+    /// the proxy buffer it; see [`PolicyChain::evaluate_from`].
+    pub body: Option<&'a Bytes>,
+}
+
+impl<'a> RequestView<'a> {
+    /// A view of the head only (no buffered body).
+    pub fn new(head: &'a http::request::Parts, client_ip: Option<IpAddr>) -> Self {
+        Self { head, client_ip, body: None }
+    }
 }
 
 /// The authenticated caller, set by the first successful auth policy and
@@ -45,6 +61,9 @@ pub struct PolicyState {
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Armed by a `logging` policy: the record this request will write.
     pub log: Option<logging::LogCapture>,
+    /// Set by `keyauth` with `strip_credential: true`: where the key was, so
+    /// it is removed before the request goes to the instance (SPEC §9.14).
+    pub strip_credential: Option<keyauth::CredentialLocation>,
 }
 
 /// A policy's verdict on one request.
@@ -70,6 +89,8 @@ enum Action {
     Ip(ip::IpRules),
     Logging(logging::Logging),
     KeyAuth(keyauth::KeyAuth),
+    Openapi(openapi::OpenapiPolicy),
+    JwtAuth(jwtauth::JwtAuth),
 }
 
 impl Action {
@@ -79,12 +100,19 @@ impl Action {
             Self::Ip(_) => "ip",
             Self::Logging(_) => "logging",
             Self::KeyAuth(_) => "keyauth",
+            Self::Openapi(_) => "openapi",
+            Self::JwtAuth(_) => "jwtauth",
         }
+    }
+
+    /// Whether the action reads the request body (which the proxy then buffers).
+    fn needs_body(&self) -> bool {
+        matches!(self, Self::Openapi(_))
     }
 
     /// Auth actions are skipped once a Principal is set.
     fn is_auth(&self) -> bool {
-        matches!(self, Self::KeyAuth(_))
+        matches!(self, Self::KeyAuth(_) | Self::JwtAuth(_))
     }
 
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
@@ -93,6 +121,8 @@ impl Action {
             Self::Ip(p) => p.evaluate(request, state).await,
             Self::Logging(p) => p.evaluate(request, state).await,
             Self::KeyAuth(p) => p.evaluate(request, state).await,
+            Self::Openapi(p) => p.evaluate(request, state).await,
+            Self::JwtAuth(p) => p.evaluate(request, state).await,
         }
     }
 }
@@ -115,17 +145,47 @@ pub struct PolicyChain {
 /// A compile error: `(field path below the chain, message)`.
 pub type CompileError = (String, String);
 
+/// What a deployment offers its policies at compile time besides the keys.
+#[derive(Debug, Clone, Copy)]
+pub struct DeploymentResources<'a> {
+    /// The deployment's `openapi:` spec, for `openapi` policies.
+    pub openapi: Option<&'a Arc<crate::openapi::SpecSlot>>,
+    /// Where relative paths in policies resolve (the config file's directory).
+    pub base_dir: &'a Path,
+}
+
+impl Default for DeploymentResources<'_> {
+    fn default() -> Self {
+        Self { openapi: None, base_dir: Path::new(".") }
+    }
+}
+
+/// Where [`PolicyChain::evaluate_from`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The chain ran to its end: the request may go on.
+    Done,
+    /// The policy at this index needs the request body: buffer it, put it in
+    /// the view and resume from here.
+    NeedsBody(usize),
+}
+
 impl PolicyChain {
     /// Compiles `specs`; errors name the field below `policies`, e.g.
     /// `[2].match[0].path.regex`. `keys` is what `keyauth` verifies against.
     pub fn compile(specs: &[PolicySpec], keys: &Keys) -> Result<Self, CompileError> {
+        Self::compile_for(specs, keys, DeploymentResources::default())
+    }
+
+    /// [`Self::compile`] with the deployment's own resources (its OpenAPI spec, base directory).
+    pub fn compile_for(specs: &[PolicySpec], keys: &Keys, resources: DeploymentResources<'_>) -> Result<Self, CompileError> {
         let mut ids = HashSet::new();
         let mut policies = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             if !ids.insert(spec.id.as_str()) {
                 return Err((format!("[{i}].id"), format!("duplicate policy id {:?} in this deployment", spec.id)));
             }
-            let action = compile_action(spec, keys).map_err(|(field, m)| (format!("[{i}]{field}"), m))?;
+            let action = compile_action(spec, keys, resources).map_err(|(field, m)| (format!("[{i}]{field}"), m))?;
             let conditions = spec
                 .matches
                 .iter()
@@ -150,14 +210,40 @@ impl PolicyChain {
         self.policies.is_empty()
     }
 
-    /// Runs the chain; the first rejection ends it.
+    /// Runs the chain on a complete view (a policy that reads the body gets
+    /// `request.body` as it is); the first rejection ends it.
     pub async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Result<(), GatewayError> {
-        for policy in &self.policies {
+        self.run(0, request, state, false).await.map(|_| ())
+    }
+
+    /// Runs the chain from policy `start`, stopping before a matching policy
+    /// that needs the body while `request.body` is `None` — so policies in
+    /// front of it (auth) can reject before anything is buffered.
+    pub async fn evaluate_from(
+        &self,
+        start: usize,
+        request: &RequestView<'_>,
+        state: &mut PolicyState,
+    ) -> Result<Progress, GatewayError> {
+        self.run(start, request, state, request.body.is_none()).await
+    }
+
+    async fn run(
+        &self,
+        start: usize,
+        request: &RequestView<'_>,
+        state: &mut PolicyState,
+        stop_for_body: bool,
+    ) -> Result<Progress, GatewayError> {
+        for (index, policy) in self.policies.iter().enumerate().skip(start) {
             if !policy.conditions.iter().all(|c| c.matches(request)) {
                 continue;
             }
             if policy.action.is_auth() && state.principal.is_some() {
                 continue;
+            }
+            if stop_for_body && policy.action.needs_body() {
+                return Ok(Progress::NeedsBody(index));
             }
             match policy.action.evaluate(request, state).await {
                 Outcome::Continue => {
@@ -169,12 +255,12 @@ impl PolicyChain {
                 }
             }
         }
-        Ok(())
+        Ok(Progress::Done)
     }
 }
 
 /// Errors name the field below the policy (`.keyauth.permission_query`) or the policy itself (``).
-fn compile_action(spec: &PolicySpec, keys: &Keys) -> Result<Action, CompileError> {
+fn compile_action(spec: &PolicySpec, keys: &Keys, resources: DeploymentResources<'_>) -> Result<Action, CompileError> {
     Ok(match spec.action().map_err(|m| (String::new(), m))? {
         ActionSpec::Firewall(_) => Action::Firewall(firewall::Firewall),
         ActionSpec::Ip(ip) => Action::Ip(ip::IpRules::compile(ip)),
@@ -182,13 +268,20 @@ fn compile_action(spec: &PolicySpec, keys: &Keys) -> Result<Action, CompileError
         ActionSpec::KeyAuth(spec) => Action::KeyAuth(
             keyauth::KeyAuth::compile(spec, keys).map_err(|(field, m)| (format!(".keyauth{field}"), m))?,
         ),
+        ActionSpec::Openapi(spec) => Action::Openapi(
+            openapi::OpenapiPolicy::compile(spec, resources.openapi).map_err(|m| (".openapi".to_string(), m))?,
+        ),
+        ActionSpec::JwtAuth(spec) => Action::JwtAuth(
+            jwtauth::JwtAuth::compile(spec, resources.base_dir).map_err(|(field, m)| (format!(".jwtauth{field}"), m))?,
+        ),
         ActionSpec::Unavailable(name) => {
             return Err((String::new(), format!("`{name}` policies are not available in this version")))
         }
     })
 }
 
-fn join(head: &str, tail: &str) -> String {
+/// `head.tail`, or `head` when `tail` is empty: builds compile-error field paths.
+pub(crate) fn join(head: &str, tail: &str) -> String {
     if tail.is_empty() {
         head.to_string()
     } else {
@@ -212,7 +305,7 @@ mod tests {
 
     async fn run(chain: &PolicyChain, target: &str, ip: &str) -> Result<(), ErrorCode> {
         let head = http::Request::get(target).body(()).unwrap().into_parts().0;
-        let view = RequestView { head: &head, client_ip: Some(ip.parse().unwrap()) };
+        let view = RequestView::new(&head, Some(ip.parse().unwrap()));
         chain.evaluate(&view, &mut PolicyState::default()).await.map_err(|e| e.code)
     }
 
@@ -236,7 +329,12 @@ mod tests {
         assert!(err("- {id: a}").1.contains("exactly one action"));
         assert!(err("- {id: a, firewall: {action: deny}, ip: {deny: ['::1']}}").1.contains("has 2"));
         assert_eq!(err("- {id: a, match: [{path: {regex: '('}}], firewall: {action: deny}}").0, "[0].match[0].path.regex");
-        assert!(err("- {id: a, jwtauth: {}}").1.contains("not available"));
+        assert!(err("- {id: a, ratelimit: {}}").1.contains("not available"));
+        assert!(err("- {id: a, jwtauth: {}}").1.contains("exactly one of jwks_uri"));
+        assert_eq!(err("- {id: a, jwtauth: {jwks_uri: 'https://idp/jwks', algorithms: [HS256]}}").0, "[0].jwtauth.algorithms[0]");
+        assert_eq!(err("- {id: a, jwtauth: {jwks_uri: 'https://idp/jwks', algorithms: [none]}}").0, "[0].jwtauth.algorithms[0]");
+        assert_eq!(err("- {id: a, jwtauth: {public_key_pem: 'nope'}}").0, "[0].jwtauth.public_key_pem");
+        assert_eq!(err("- {id: a, openapi: {}}").0, "[0].openapi");
         assert_eq!(err("- {id: a, keyauth: {keyspaces: [nope]}}").0, "[0].keyauth.keyspaces[0]");
     }
 }

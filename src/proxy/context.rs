@@ -38,6 +38,9 @@ pub struct RequestCtx {
     pub upstream_answered: Option<Instant>,
     /// What the policy chain decided (Principal, response headers).
     pub policy: crate::policy::PolicyState,
+    /// The whole request body, when a policy needed it before forwarding
+    /// (`openapi`); replayed upstream by `request_body_filter`.
+    pub request_body: Option<bytes::Bytes>,
     /// The gateway's own error, when it answered instead of an instance.
     pub error: Option<ErrorCode>,
 }

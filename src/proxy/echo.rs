@@ -13,8 +13,9 @@ use super::context::RequestCtx;
 use super::respond;
 use crate::errors::{ErrorCode, GatewayError};
 
-/// Reads the request body (up to `max_body`) and answers with the JSON echo.
-/// `upstream_view` is the request head as it would go to an instance.
+/// Reads the request body (up to `max_body`; or takes the one a policy
+/// already buffered) and answers with the JSON echo. `upstream_view` is the
+/// request head as it would go to an instance.
 pub async fn respond(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -22,6 +23,9 @@ pub async fn respond(
     max_body: u64,
 ) -> pingora_error::Result<()> {
     let mut body = BytesMut::new();
+    if let Some(buffered) = &ctx.request_body {
+        body.extend_from_slice(buffered);
+    }
     while let Some(chunk) = session.read_request_body().await? {
         if body.len() as u64 + chunk.len() as u64 > max_body {
             let error = GatewayError::new(ErrorCode::RequestTooLarge);

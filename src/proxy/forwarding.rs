@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use http::header::HOST;
 use pingora_http::RequestHeader;
 
+use crate::policy::keyauth::CredentialLocation;
 use crate::snapshot::{canonical_ip, TrustedProxies};
 
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -114,6 +115,34 @@ pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error
         request.insert_header(X_UNKEY_PRINCIPAL, principal)?;
     }
     Ok(())
+}
+
+/// Removes the API key `keyauth` found (its header, or its query parameter)
+/// from the request as it goes to the instance.
+pub fn strip_credential(request: &mut RequestHeader, location: &CredentialLocation) -> pingora_error::Result<()> {
+    match location {
+        CredentialLocation::Header(name) => {
+            request.remove_header(name);
+            Ok(())
+        }
+        CredentialLocation::Query(name) => {
+            let Some(query) = request.uri.query() else { return Ok(()) };
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| {
+                    let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
+                    percent_encoding::percent_decode_str(key).decode_utf8_lossy() != name.as_str()
+                })
+                .collect();
+            let path = request.uri.path();
+            let target = if kept.is_empty() { path.to_string() } else { format!("{path}?{}", kept.join("&")) };
+            let uri = http::Uri::try_from(target).map_err(|e| {
+                pingora_error::Error::because(pingora_error::ErrorType::InternalError, "removing the credential from the query", e)
+            })?;
+            request.set_uri(uri);
+            Ok(())
+        }
+    }
 }
 
 /// All values of a header joined with ", " (RFC 9110 list syntax), if any.

@@ -3,6 +3,7 @@
 //! few lines calling into `routing`, `upstream`, `errors`; no business logic
 //! lives here.
 
+mod body;
 mod context;
 mod echo;
 mod failure;
@@ -26,7 +27,7 @@ use context::RouteInfo;
 use crate::config::file::Protocol;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::policy::logging::ResponseFacts;
-use crate::policy::RequestView;
+use crate::policy::{Progress, RequestView};
 use crate::snapshot::{Deployment, Snapshot};
 use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
 use crate::tls::ChallengeTokens;
@@ -80,7 +81,7 @@ impl ProxyHttp for Gateway {
             respond::redirect(session, ctx, &location).await?;
             return Ok(true);
         }
-        match self.admit(session, ctx).await {
+        match self.admit(session, ctx).await? {
             Ok(Admitted::Forward) => Ok(false),
             Ok(Admitted::Echo) => {
                 let mut view = session.req_header().clone();
@@ -126,9 +127,12 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(buffered) = &ctx.request_body {
+            body::replay(body, end_of_stream, buffered);
+        }
         if let (Some(log), Some(chunk)) = (ctx.policy.log.as_mut(), body.as_ref()) {
             log.on_request_body(chunk);
         }
@@ -315,15 +319,31 @@ impl Gateway {
         ctx.snapshot = Some(snapshot);
     }
 
-    /// Route → policies → instance choice. An `Err` is answered as is.
-    async fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Admitted, GatewayError> {
-        let deployment = self.route(session, ctx)?;
-        let request = RequestView {
-            head: session.req_header(),
-            client_ip: ctx.client_ip,
+    /// Route → policies (buffering the body first if one needs it) →
+    /// instance choice. An inner `Err` is answered as is; an outer one is a
+    /// failed client connection.
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Result<Admitted, GatewayError>> {
+        let deployment = match self.route(session, ctx) {
+            Ok(deployment) => deployment,
+            Err(error) => return Ok(Err(error)),
         };
-        deployment.policies.evaluate(&request, &mut ctx.policy).await?;
-        Self::choose_instance(&deployment, ctx)
+        let request = RequestView::new(session.req_header(), ctx.client_ip);
+        let progress = deployment.policies.evaluate_from(0, &request, &mut ctx.policy).await;
+        if let Ok(Progress::NeedsBody(resume)) = progress {
+            let max = ctx.snapshot().map_or(0, |s| s.limits.max_request_body);
+            match body::buffer(session, max).await {
+                Ok(bytes) => ctx.request_body = Some(bytes),
+                Err(body::BufferError::TooLarge(error)) => return Ok(Err(error)),
+                Err(body::BufferError::Read(error)) => return Err(error),
+            }
+            let request = RequestView { body: ctx.request_body.as_ref(), ..RequestView::new(session.req_header(), ctx.client_ip) };
+            if let Err(error) = deployment.policies.evaluate_from(resume, &request, &mut ctx.policy).await {
+                return Ok(Err(error));
+            }
+        } else if let Err(error) = progress {
+            return Ok(Err(error));
+        }
+        Ok(Self::choose_instance(&deployment, ctx))
     }
 
     /// Resolves the request's route and records it in `ctx`.
@@ -386,6 +406,10 @@ impl Gateway {
                 deployment_id: &route.deployment.id,
                 principal: ctx.policy.principal.as_ref().map(|p| p.json.as_str()),
             },
-        )
+        )?;
+        match &ctx.policy.strip_credential {
+            Some(location) => forwarding::strip_credential(request, location),
+            None => Ok(()),
+        }
     }
 }

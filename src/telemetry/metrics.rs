@@ -98,6 +98,10 @@ pub struct Metrics {
     pub config_reload_errors: Counter,
     pub upstream_connect_failures: Counter,
     pub log_records_dropped: Counter,
+    /// `openapi.fetch_path` fetches that failed (no instance answered a parsable spec).
+    pub openapi_fetch_failures: Counter,
+    /// `jwtauth` key-set fetches (JWKS, OIDC discovery) that failed.
+    pub jwks_fetch_failures: Counter,
     certificate_expiry: Family<HostLabel, Gauge>,
     acme_orders: Family<ResultLabel, Counter>,
     instances_healthy: Family<DeploymentLabel, Gauge>,
@@ -160,6 +164,18 @@ impl Metrics {
             "Request-log records dropped because the sink's buffer was full",
             log_records_dropped.clone(),
         );
+        let openapi_fetch_failures = Counter::default();
+        registry.register(
+            "keygate_openapi_fetch_failures",
+            "Failed fetches of a deployment's openapi.fetch_path (the last good spec stays in use)",
+            openapi_fetch_failures.clone(),
+        );
+        let jwks_fetch_failures = Counter::default();
+        registry.register(
+            "keygate_jwks_fetch_failures",
+            "Failed fetches of jwtauth key sets (JWKS or OIDC discovery)",
+            jwks_fetch_failures.clone(),
+        );
         let policy_decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "keygate_policy_decisions",
@@ -184,6 +200,8 @@ impl Metrics {
             config_reload_errors,
             upstream_connect_failures,
             log_records_dropped,
+            openapi_fetch_failures,
+            jwks_fetch_failures,
             certificate_expiry,
             acme_orders,
             instances_healthy,

@@ -120,12 +120,13 @@ impl BackgroundService for AcmeTask {
                 .as_ref()
                 .map_or(true, |(old, old_generation)| !Arc::ptr_eq(old, &snapshot) || *old_generation != generation);
             if changed || Instant::now() >= due {
+                // Recorded before the cycle: a certs_dir change during a long
+                // order is not missed (what the cycle installs costs one idle cycle).
+                seen = Some((snapshot.clone(), generation));
                 tokio::select! {
                     next = manager.cycle(&snapshot) => due = next,
                     _ = shutdown.changed() => return,
                 }
-                // What the cycle itself installed is not news.
-                seen = Some((snapshot, self.store.generation()));
             }
             let nap = WATCH_INTERVAL.min(due.saturating_duration_since(Instant::now()));
             tokio::select! {

@@ -144,3 +144,28 @@ fn install_crypto_provider(tls13_only: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::ListenAddr;
+
+    #[test]
+    fn acme_needs_both_proxy_listeners() {
+        let spec: TlsSpec = serde_yaml::from_str("acme: {email: ops@example.com}").unwrap();
+        let addr = |a: &str| Some(ListenAddr(a.parse().unwrap()));
+        let mut listen = Listen::default();
+        let (field, message) = TlsSettings::compile(&spec, &listen, Path::new(".")).unwrap_err();
+        assert_eq!(field, "acme");
+        assert!(message.contains("listen.https"), "{message}");
+
+        listen.https = addr("127.0.0.1:8443");
+        listen.http = None;
+        let (_, message) = TlsSettings::compile(&spec, &listen, Path::new(".")).unwrap_err();
+        assert!(message.contains("listen.http:"), "{message}");
+
+        listen.http = addr("127.0.0.1:8080");
+        let settings = TlsSettings::compile(&spec, &listen, Path::new(".")).unwrap();
+        assert_eq!(settings.acme.and_then(|a| a.email).as_deref(), Some("ops@example.com"));
+    }
+}

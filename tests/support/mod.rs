@@ -893,6 +893,8 @@ struct UpState {
     kind: Kind,
     hits: AtomicUsize,
     completed: AtomicUsize,
+    /// TCP connections accepted (a request that never reaches the instance opens none).
+    connections: AtomicUsize,
     seen: Mutex<Vec<Seen>>,
     release: tokio::sync::watch::Sender<bool>,
 }
@@ -932,6 +934,7 @@ impl Upstream {
             kind,
             hits: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
             release,
         });
@@ -941,6 +944,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
@@ -964,6 +968,10 @@ impl Upstream {
     /// Requests that reached the handler (counted on arrival).
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+    /// TCP connections the upstream accepted.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
     /// Requests whose response head was produced.
     pub fn completed(&self) -> usize {
@@ -1078,6 +1086,72 @@ async fn handle(st: Arc<UpState>, req: Request<Incoming>) -> Result<Response<Bod
     };
     st.completed.fetch_add(1, Ordering::SeqCst);
     Ok(resp)
+}
+
+/// An HTTP/1.1 server of documents (JWKS, OIDC discovery, OpenAPI specs):
+/// `set(path, content_type, body)` publishes or replaces one, other paths
+/// answer 404; `hits(path)` counts requests per path. Stops on drop.
+pub struct DocServer {
+    pub addr: SocketAddr,
+    docs: Arc<Mutex<HashMap<String, (String, Bytes)>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    task: JoinHandle<()>,
+}
+
+impl DocServer {
+    pub async fn start() -> DocServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let docs: Arc<Mutex<HashMap<String, (String, Bytes)>>> = Arc::default();
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let (d, h) = (docs.clone(), hits.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (d, h) = (d.clone(), h.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let path = req.uri().path().to_string();
+                        *h.lock().unwrap().entry(path.clone()).or_default() += 1;
+                        let doc = d.lock().unwrap().get(&path).cloned();
+                        async move {
+                            let resp = match doc {
+                                Some((ct, body)) => Response::builder().header("content-type", ct).body(full(body)),
+                                None => Response::builder().status(404).body(full("not found")),
+                            };
+                            Ok::<_, Infallible>(resp.unwrap())
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        DocServer { addr, docs, hits, task }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set(&self, path: &str, content_type: &str, body: impl Into<Bytes>) {
+        self.docs
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (content_type.to_string(), body.into()));
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for DocServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A TCP server that reads a request head and closes the connection without

@@ -491,8 +491,14 @@ where
 
         let buffer = session.as_ref().get_retry_buffer();
 
+        // keygate patch: the body was read whole before proxying (request_filter)
+        // and is not in the retry buffer: call request_body_filter once with
+        // (None, end_of_stream) so the application can supply those bytes.
+        let consumed_before_proxy =
+            buffer.is_none() && downstream_state.is_done() && !session.as_mut().is_body_empty();
+
         // retry, send buffer if it exists or body empty
-        if buffer.is_some() || session.as_mut().is_body_empty() {
+        if buffer.is_some() || session.as_mut().is_body_empty() || consumed_before_proxy {
             let send_permit = tx
                 .reserve()
                 .await

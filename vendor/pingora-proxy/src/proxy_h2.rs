@@ -537,6 +537,11 @@ where
                 write_timeout,
             )
             .await?;
+        } else if downstream_state.is_done() && !session.as_mut().is_body_empty() {
+            // keygate patch: the body was read whole before proxying
+            // (request_filter): let request_body_filter supply it, then END_STREAM.
+            self.send_body_to2(session, None, true, client_body, ctx, write_timeout)
+                .await?;
         }
 
         let mut response_state = ResponseStateMachine::new();

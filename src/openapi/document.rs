@@ -1,0 +1,237 @@
+//! Reading an OpenAPI document: YAML or JSON text into one JSON value, the
+//! version check (3.0.x / 3.1.x), the "local `$ref`s only" rule, and the
+//! rewrite of OpenAPI 3.0 schema dialect (`nullable`, boolean
+//! `exclusiveMinimum`/`exclusiveMaximum`) into JSON Schema 2020-12, so one
+//! validator handles both versions.
+
+use serde_json::{Map, Value};
+
+use super::SpecError;
+
+/// The OpenAPI major.minor line a document declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V30,
+    V31,
+}
+
+/// Parses `text` (YAML, which includes JSON), checks the version and the
+/// references, and returns the document in JSON Schema 2020-12 dialect.
+pub fn load(text: &str) -> Result<Value, SpecError> {
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))?;
+    let mut doc = to_json(yaml)?;
+    let version = version(&doc)?;
+    check_refs(&doc, &mut String::new())?;
+    if version == Version::V30 {
+        rewrite_30(&mut doc);
+    }
+    Ok(doc)
+}
+
+fn version(doc: &Value) -> Result<Version, SpecError> {
+    let declared = match doc.get("openapi") {
+        Some(Value::String(v)) => v.as_str(),
+        _ if doc.get("swagger").is_some() => return Err(SpecError::Version("Swagger 2.0".into())),
+        _ => return Err(SpecError::Version("no `openapi` version field".into())),
+    };
+    if declared.starts_with("3.0.") || declared == "3.0" {
+        Ok(Version::V30)
+    } else if declared.starts_with("3.1.") || declared == "3.1" {
+        Ok(Version::V31)
+    } else {
+        Err(SpecError::Version(declared.to_string()))
+    }
+}
+
+/// YAML allows non-string keys (`200:` in `responses`); JSON keys are strings.
+fn to_json(yaml: serde_yaml::Value) -> Result<Value, SpecError> {
+    use serde_yaml::Value as Y;
+    Ok(match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(&n).map_err(|e| SpecError::Parse(e.to_string()))?,
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
+        Y::Mapping(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for (key, value) in map {
+                let key = match key {
+                    Y::String(s) => s,
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => return Err(SpecError::Parse(format!("unsupported mapping key {other:?}"))),
+                };
+                out.insert(key, to_json(value)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => to_json(tagged.value)?,
+    })
+}
+
+/// Keys whose values are example data, never schemas or references.
+fn is_example(key: &str) -> bool {
+    key == "example" || key == "examples"
+}
+
+/// Every `$ref` must point into this document (`#/...`).
+fn check_refs(value: &Value, at: &mut String) -> Result<(), SpecError> {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                if !target.starts_with('#') {
+                    return Err(SpecError::ExternalRef {
+                        at: if at.is_empty() { "/".into() } else { at.clone() },
+                        target: target.clone(),
+                    });
+                }
+            }
+            for (key, child) in map {
+                if is_example(key) {
+                    continue;
+                }
+                let len = at.len();
+                at.push('/');
+                at.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                check_refs(child, at)?;
+                at.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                let len = at.len();
+                at.push_str(&format!("/{i}"));
+                check_refs(child, at)?;
+                at.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// OpenAPI 3.0 schema objects → JSON Schema 2020-12: `nullable: true` admits
+/// `null`; boolean `exclusiveMinimum`/`exclusiveMaximum` become numeric.
+fn rewrite_30(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if !is_example(key) {
+                    rewrite_30(child);
+                }
+            }
+            for (flag, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+                if let Some(Value::Bool(exclusive)) = map.get(flag).cloned() {
+                    map.remove(flag);
+                    if exclusive {
+                        if let Some(limit) = map.remove(bound) {
+                            map.insert(flag.to_string(), limit);
+                        }
+                    }
+                }
+            }
+            if let Some(Value::Bool(nullable)) = map.get("nullable").cloned() {
+                map.remove("nullable");
+                if nullable {
+                    admit_null(map);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(rewrite_30),
+        _ => {}
+    }
+}
+
+fn admit_null(schema: &mut Map<String, Value>) {
+    if let Some(Value::Array(values)) = schema.get_mut("enum") {
+        if !values.contains(&Value::Null) {
+            values.push(Value::Null);
+        }
+    }
+    match schema.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = std::mem::take(t);
+            schema.insert("type".into(), Value::Array(vec![Value::String(t), "null".into()]));
+        }
+        Some(Value::Array(types)) => {
+            if !types.iter().any(|t| t == "null") {
+                types.push("null".into());
+            }
+        }
+        _ => {
+            // No `type` to widen (`$ref`, `allOf`, ...): either null or the rest.
+            let rest = std::mem::take(schema);
+            schema.insert(
+                "anyOf".into(),
+                Value::Array(vec![Value::Object(rest), serde_json::json!({"type": "null"})]),
+            );
+        }
+    }
+}
+
+/// The value at a local reference (`#/components/schemas/User`), following
+/// chains of `$ref`s; `None` when it does not resolve (or loops).
+pub fn resolve<'a>(doc: &'a Value, mut value: &'a Value) -> Option<(&'a Value, Option<String>)> {
+    let mut pointer = None;
+    for _ in 0..32 {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(target) => {
+                let fragment = target.strip_prefix('#')?;
+                let decoded = percent_encoding::percent_decode_str(fragment).decode_utf8().ok()?;
+                value = doc.pointer(&decoded)?;
+                pointer = Some(decoded.into_owned());
+            }
+            None => return Some((value, pointer)),
+        }
+    }
+    None
+}
+
+/// `segment` escaped for a JSON pointer.
+pub fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rewrites_openapi_30_dialect() {
+        let doc = load(
+            "openapi: 3.0.3\ncomponents:\n  schemas:\n    A: {type: string, nullable: true}\n    B: {type: integer, minimum: 1, exclusiveMinimum: true, maximum: 9, exclusiveMaximum: false}\n    C: {allOf: [{$ref: '#/components/schemas/A'}], nullable: true}\n    D: {type: string, enum: [a, b], nullable: true}\n",
+        )
+        .unwrap();
+        let s = &doc["components"]["schemas"];
+        assert_eq!(s["A"], json!({"type": ["string", "null"]}));
+        assert_eq!(s["B"], json!({"type": "integer", "exclusiveMinimum": 1, "maximum": 9}));
+        assert_eq!(s["C"]["anyOf"][1], json!({"type": "null"}));
+        assert_eq!(s["D"]["enum"], json!(["a", "b", null]));
+    }
+
+    #[test]
+    fn versions_and_refs() {
+        assert!(matches!(load("swagger: '2.0'"), Err(SpecError::Version(_))));
+        assert!(matches!(load("openapi: 4.0.0"), Err(SpecError::Version(_))));
+        assert!(matches!(load("openapi: [unclosed"), Err(SpecError::Parse(_))));
+        let err = load("openapi: 3.1.0\npaths:\n  /a:\n    get:\n      parameters: [{$ref: 'other.yaml#/p'}]\n").unwrap_err();
+        assert!(
+            matches!(&err, SpecError::ExternalRef { at, target } if at == "/paths/~1a/get/parameters/0" && target == "other.yaml#/p"),
+            "{err}"
+        );
+        let doc = load("{\"openapi\": \"3.1.0\", \"responses\": {\"200\": {}}}").unwrap();
+        assert!(doc["responses"].get("200").is_some());
+        let doc = load("openapi: 3.1.0\nresponses:\n  200: {description: ok}\n").unwrap();
+        assert!(doc["responses"].get("200").is_some());
+    }
+
+    #[test]
+    fn resolves_reference_chains() {
+        let doc = json!({"a": {"$ref": "#/b"}, "b": {"$ref": "#/c~1d"}, "c/d": {"type": "string"}, "loop": {"$ref": "#/loop"}});
+        let (value, pointer) = resolve(&doc, &doc["a"]).unwrap();
+        assert_eq!(value, &json!({"type": "string"}));
+        assert_eq!(pointer.as_deref(), Some("/c~1d"));
+        assert!(resolve(&doc, &doc["loop"]).is_none());
+    }
+}

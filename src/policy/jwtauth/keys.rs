@@ -1,0 +1,296 @@
+//! Where `jwtauth` gets its verification keys: a static PEM (inline or
+//! file), a JWKS URL, or an OIDC issuer whose discovery document names the
+//! JWKS URL. Key sets are cached for `jwks_cache` and fetched off the hot
+//! path's lock-free read (an `ArcSwap` load); a token whose `kid` is not in
+//! the set triggers a refetch at most once per [`UNKNOWN_KID_REFETCH`], so
+//! random kids cannot make the gateway hammer the identity provider.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use crate::telemetry::metrics;
+
+/// The shortest time between two refetches caused by unknown `kid`s.
+pub const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(10);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+/// The kind of key an algorithm needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Rsa,
+    Ec,
+    Ed,
+}
+
+/// The family of an asymmetric algorithm; `None` for HMAC.
+pub fn family(alg: Algorithm) -> Option<Family> {
+    use Algorithm::*;
+    match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Some(Family::Rsa),
+        ES256 | ES384 => Some(Family::Ec),
+        EdDSA => Some(Family::Ed),
+        HS256 | HS384 | HS512 => None,
+    }
+}
+
+/// One verification key.
+pub struct Key {
+    kid: Option<String>,
+    /// The key's own `alg`, when its JWK names one.
+    alg: Option<Algorithm>,
+    family: Family,
+    pub decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key").field("kid", &self.kid).field("alg", &self.alg).field("family", &self.family).finish()
+    }
+}
+
+impl Key {
+    fn fits(&self, kid: Option<&str>, alg: Algorithm) -> bool {
+        let kid_ok = match kid {
+            Some(kid) => self.kid.as_deref() == Some(kid),
+            None => true,
+        };
+        kid_ok && family(alg) == Some(self.family) && self.alg.map_or(true, |a| a == alg)
+    }
+}
+
+#[derive(Debug)]
+struct KeySet {
+    keys: Vec<Arc<Key>>,
+    fetched: Instant,
+}
+
+impl KeySet {
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<Key>> {
+        self.keys.iter().find(|k| k.fits(kid, alg)).cloned()
+    }
+}
+
+/// Why no key could be found for a token.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The token names a key that does not exist (or fits no allowed algorithm).
+    #[error("no signing key matches the token's kid/alg")]
+    NoMatch,
+    /// The key set cannot be had at all.
+    #[error("the signing keys could not be fetched: {0}")]
+    Unavailable(String),
+}
+
+/// Where keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    Static(Vec<Arc<Key>>),
+    Remote(Box<RemoteKeys>),
+}
+
+/// A JWKS URL (given, or discovered from an OIDC issuer) and its cache.
+#[derive(Debug)]
+pub struct RemoteKeys {
+    location: Location,
+    ttl: Duration,
+    current: ArcSwapOption<KeySet>,
+    /// Serialises fetches; remembers the discovered JWKS URL and the last unknown-kid refetch.
+    fetching: tokio::sync::Mutex<FetchState>,
+}
+
+#[derive(Debug)]
+enum Location {
+    Jwks(String),
+    Issuer(String),
+}
+
+#[derive(Debug, Default)]
+struct FetchState {
+    discovered: Option<String>,
+    last_unknown_kid: Option<Instant>,
+}
+
+impl KeySource {
+    /// Keys from PEM text: every family among `algorithms` the PEM parses as.
+    pub fn from_pem(pem: &str, algorithms: &[Algorithm]) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        let mut families: Vec<Family> = algorithms.iter().filter_map(|a| family(*a)).collect();
+        families.dedup();
+        for fam in families {
+            let parsed = match fam {
+                Family::Rsa => DecodingKey::from_rsa_pem(pem.as_bytes()),
+                Family::Ec => DecodingKey::from_ec_pem(pem.as_bytes()),
+                Family::Ed => DecodingKey::from_ed_pem(pem.as_bytes()),
+            };
+            if let Ok(decoding) = parsed {
+                keys.push(Arc::new(Key { kid: None, alg: None, family: fam, decoding }));
+            }
+        }
+        if keys.is_empty() {
+            return Err("not a PEM public key usable with the configured algorithms".into());
+        }
+        Ok(Self::Static(keys))
+    }
+
+    pub fn jwks(url: String, ttl: Duration) -> Self {
+        Self::remote(Location::Jwks(url), ttl)
+    }
+
+    pub fn oidc(issuer: String, ttl: Duration) -> Self {
+        Self::remote(Location::Issuer(issuer), ttl)
+    }
+
+    fn remote(location: Location, ttl: Duration) -> Self {
+        Self::Remote(Box::new(RemoteKeys {
+            location,
+            ttl,
+            current: ArcSwapOption::empty(),
+            fetching: tokio::sync::Mutex::new(FetchState::default()),
+        }))
+    }
+
+    /// The key for a token's `kid` (if any) and `alg`.
+    pub async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<Key>, KeyError> {
+        match self {
+            Self::Static(keys) => keys.iter().find(|k| k.fits(kid.filter(|_| k.kid.is_some()), alg)).cloned().ok_or(KeyError::NoMatch),
+            Self::Remote(remote) => remote.find(kid, alg).await,
+        }
+    }
+}
+
+impl RemoteKeys {
+    fn fresh(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full().filter(|set| set.fetched.elapsed() < self.ttl)
+    }
+
+    async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<Key>, KeyError> {
+        if let Some(key) = self.fresh().and_then(|set| set.find(kid, alg)) {
+            return Ok(key);
+        }
+        let mut state = self.fetching.lock().await;
+        if let Some(set) = self.fresh() {
+            // Someone may have fetched while we waited.
+            if let Some(key) = set.find(kid, alg) {
+                return Ok(key);
+            }
+            // A fresh set without the key: refetch, rate-limited.
+            if state.last_unknown_kid.is_some_and(|at| at.elapsed() < UNKNOWN_KID_REFETCH) {
+                return Err(KeyError::NoMatch);
+            }
+            state.last_unknown_kid = Some(Instant::now());
+        }
+        let seen = self.current.load_full();
+        match self.fetch(&mut state).await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                self.current.store(Some(set.clone()));
+                set.find(kid, alg).ok_or(KeyError::NoMatch)
+            }
+            Err(e) => {
+                metrics().jwks_fetch_failures.inc();
+                // A stale set is better than none while the provider is down.
+                match seen {
+                    Some(stale) => {
+                        tracing::warn!("JWKS refresh failed, using the previous key set: {e}");
+                        stale.find(kid, alg).ok_or(KeyError::NoMatch)
+                    }
+                    None => {
+                        tracing::warn!("JWKS fetch failed: {e}");
+                        Err(KeyError::Unavailable(e))
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self, state: &mut FetchState) -> Result<KeySet, String> {
+        let url = match (&self.location, &state.discovered) {
+            (Location::Jwks(url), _) => url.clone(),
+            (Location::Issuer(_), Some(url)) => url.clone(),
+            (Location::Issuer(issuer), None) => {
+                let url = discover(issuer).await?;
+                state.discovered = Some(url.clone());
+                url
+            }
+        };
+        let body = crate::http_get::get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
+        let keys = parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
+        Ok(KeySet { keys, fetched: Instant::now() })
+    }
+}
+
+/// `jwks_uri` from `<issuer>/.well-known/openid-configuration`.
+async fn discover(issuer: &str) -> Result<String, String> {
+    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let body = crate::http_get::get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
+    let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
+    doc.get("jwks_uri")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("{url}: no jwks_uri"))
+}
+
+/// The usable signature keys of a JWKS document; others (encryption keys,
+/// unsupported types) are skipped.
+pub fn parse_jwks(body: &[u8]) -> Result<Vec<Arc<Key>>, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let entries = doc.get("keys").and_then(Value::as_array).ok_or("no `keys` array")?;
+    let mut keys = Vec::new();
+    for entry in entries {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else {
+            tracing::debug!("skipping an unsupported JWK: {entry}");
+            continue;
+        };
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let fam = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Family::Rsa,
+            AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+            AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
+            AlgorithmParameters::OctetKey(_) => continue,
+        };
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| Algorithm::from_str(&format!("{a:?}")).ok());
+        let Ok(decoding) = DecodingKey::from_jwk(&jwk) else { continue };
+        keys.push(Arc::new(Key { kid: jwk.common.key_id.clone(), alg, family: fam, decoding }));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_parsing_skips_what_cannot_verify() {
+        let jwks = br#"{"keys":[
+            {"kty":"oct","k":"c2VjcmV0","kid":"hmac"},
+            {"kty":"RSA","use":"enc","kid":"enc","n":"sXch","e":"AQAB"},
+            {"kty":"XYZ","kid":"weird"},
+            {"kty":"OKP","crv":"Ed25519","kid":"ed","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","alg":"EdDSA"}
+        ]}"#;
+        let keys = parse_jwks(jwks).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(keys[0].fits(Some("ed"), Algorithm::EdDSA));
+        assert!(!keys[0].fits(Some("ed"), Algorithm::ES256));
+        assert!(!keys[0].fits(Some("other"), Algorithm::EdDSA));
+        assert!(parse_jwks(b"[]").is_err());
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(family(Algorithm::PS256), Some(Family::Rsa));
+        assert_eq!(family(Algorithm::ES384), Some(Family::Ec));
+        assert_eq!(family(Algorithm::HS256), None);
+    }
+}

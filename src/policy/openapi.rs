@@ -1,0 +1,51 @@
+//! `openapi` (SPEC §3.7, §9.20): checks the request — operation, parameters,
+//! content type, JSON body — against the deployment's compiled spec
+//! ([`crate::openapi`]). The policy asks the chain for the buffered body;
+//! every violation is reported in the 400, the first one in `detail`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{Outcome, Policy, PolicyState, RequestView};
+use crate::errors::{ErrorCode, GatewayError};
+use crate::openapi::SpecSlot;
+
+/// `openapi: {}` — the spec itself is the deployment's `openapi:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenapiPolicySpec {}
+
+#[derive(Debug)]
+pub struct OpenapiPolicy {
+    spec: Arc<SpecSlot>,
+}
+
+impl OpenapiPolicy {
+    /// An `openapi` policy needs the deployment's `openapi:` (SPEC §9.20).
+    pub fn compile(_spec: &OpenapiPolicySpec, slot: Option<&Arc<SpecSlot>>) -> Result<Self, String> {
+        let spec = slot.ok_or("an openapi policy needs the deployment's `openapi:` (file or fetch_path)")?;
+        Ok(Self { spec: spec.clone() })
+    }
+}
+
+impl Policy for OpenapiPolicy {
+    async fn evaluate(&self, request: &RequestView<'_>, _state: &mut PolicyState) -> Outcome {
+        let Some(spec) = self.spec.current() else {
+            return Outcome::Reject(GatewayError::with_detail(
+                ErrorCode::InvalidConfiguration,
+                "The deployment's OpenAPI spec has not been fetched from an instance yet.",
+            ));
+        };
+        let body = request.body.map_or(&[][..], |b| b.as_ref());
+        let problems = spec.check(request.head, body);
+        let Some(first) = problems.first() else {
+            return Outcome::Continue;
+        };
+        let mut detail = format!("{}: {}", first.location, first.message);
+        if problems.len() > 1 {
+            detail.push_str(&format!(" (and {} more)", problems.len() - 1));
+        }
+        Outcome::Reject(GatewayError::with_detail(ErrorCode::OpenapiValidationFailed, detail).with_items(problems))
+    }
+}
