@@ -157,6 +157,11 @@ impl BackgroundService for ControlPlane {
         let watcher = tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
         let supervisor = tokio::spawn(crate::upstream::supervisor::run(self.reloader.snapshot().clone(), shutdown.clone()));
         let openapi_fetcher = tokio::spawn(crate::openapi::fetch::run(self.reloader.snapshot().clone(), shutdown.clone()));
+        let kubernetes = self.reloader.snapshot().load().providers.kubernetes.clone().map(|settings| {
+            self.reloader.hub().expect(crate::providers::ProviderId::Kubernetes);
+            let certs = self.reloader.tls().map(|tls| tls.store.clone());
+            tokio::spawn(crate::providers::kubernetes::run(settings, self.reloader.hub().clone(), certs, shutdown.clone()))
+        });
         if let Some((listener, proxy_listeners)) = &self.admin {
             let listener = listener
                 .try_clone()
@@ -171,6 +176,9 @@ impl BackgroundService for ControlPlane {
             }
         }
         let _ = tokio::join!(watcher, supervisor, openapi_fetcher);
+        if let Some(kubernetes) = kubernetes {
+            let _ = kubernetes.await;
+        }
     }
 }
 

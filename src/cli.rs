@@ -32,7 +32,7 @@ pub enum Command {
     /// Show the resolved routing table of the running gateway (or of the file).
     Routes,
     /// API keys: create, list, get, update, revoke, verify (embedded store, or --admin URL).
-    Keys(crate::keys::cli::KeysArgs),
+    Keys(Box<crate::keys::cli::KeysArgs>),
     /// Certificates the running gateway serves.
     Certs {
         #[command(subcommand)]
@@ -53,7 +53,7 @@ pub fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Reload => with_runtime(reload(&cli.config)),
         Command::Routes => with_runtime(routes(&cli.config)),
-        Command::Keys(args) => with_runtime(crate::keys::cli::main(&cli.config, args)),
+        Command::Keys(args) => with_runtime(crate::keys::cli::main(&cli.config, *args)),
         Command::Certs { command: CertsCommand::List } => with_runtime(certs_list(&cli.config)),
     }
 }

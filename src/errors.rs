@@ -225,9 +225,9 @@ fn html_page(error: &GatewayError, request_id: &str) -> String {
         }
         page.push_str("</ul>");
     }
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<p>Request ID: <code>{request_id}</code></p></body></html>\n",
+        "<p>Request ID: <code>{request_id}</code></p></body></html>",
         request_id = escape_html(request_id),
     );
     page

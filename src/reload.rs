@@ -27,16 +27,24 @@ pub struct Reloader {
     tls: Option<Arc<Tls>>,
     /// One reload at a time: two racing reloads must not swap out of order.
     running: Mutex<()>,
+    /// Merges the file with the other routing providers and swaps the result in.
+    hub: Arc<crate::providers::Hub>,
 }
 
 impl Reloader {
     pub fn new(path: PathBuf, snapshot: SharedSnapshot, tls: Option<Arc<Tls>>) -> Arc<Self> {
         Arc::new(Self {
             path,
+            hub: crate::providers::Hub::new(snapshot.clone()),
             snapshot,
             tls,
             running: Mutex::new(()),
         })
+    }
+
+    /// Where routing providers publish (see `providers`).
+    pub fn hub(&self) -> &Arc<crate::providers::Hub> {
+        &self.hub
     }
 
     pub fn snapshot(&self) -> &SharedSnapshot {
@@ -68,6 +76,9 @@ impl Reloader {
                 {
                     tracing::warn!("listen addresses changed: they take effect after a restart");
                 }
+                if next.providers != current.providers {
+                    tracing::warn!("providers changed: they take effect after a restart");
+                }
                 let routes = next.routes.len();
                 request_log::configure(&next.request_log);
                 if let Some(tls) = &self.tls {
@@ -75,7 +86,7 @@ impl Reloader {
                         tls.apply(&next.tls);
                     }
                 }
-                self.snapshot.store(Arc::new(next));
+                self.hub.install_file(next);
                 metrics().config_reloads.inc();
                 tracing::info!(trigger, routes, "configuration reloaded");
                 Ok(())

@@ -16,7 +16,9 @@ use crate::policy::PolicyChain;
 use crate::telemetry::request_log::RequestLogSettings;
 use crate::state::StateSettings;
 use crate::tls::TlsSettings;
-use crate::routing::{HostPattern, PathPrefix, RouteTable};
+use crate::errors::ErrorCode;
+use crate::providers::{ProviderId, ProvidersSettings, Routing};
+use crate::routing::{HostPattern, PathMatch, PathPrefix, RouteTable};
 use crate::upstream::health::HealthCheck;
 use crate::upstream::{InstanceSet, PassivePolicy, Strategy};
 
@@ -36,12 +38,47 @@ pub struct Deployment {
     pub policies: PolicyChain,
 }
 
+impl Deployment {
+    /// A deployment with default upstream settings: plain HTTP/1.1 to fixed
+    /// addresses, no health checks (what providers without an `upstream:`
+    /// section, like Kubernetes, produce).
+    pub fn plain(id: Arc<str>, instances: Vec<SocketAddr>, policies: PolicyChain) -> Self {
+        let targets = instances.into_iter().map(crate::upstream::Target::Network).collect();
+        Self {
+            instances: InstanceSet::new(id.clone(), vec![crate::upstream::Entry::Fixed(targets)]),
+            id,
+            environment: "production".into(),
+            protocol: Protocol::Http1,
+            selection: Strategy::default(),
+            passive: PassivePolicy::default(),
+            health_check: None,
+            dns_refresh: Duration::from_secs(10),
+            openapi: None,
+            policies,
+        }
+    }
+}
+
 /// Where a route sends a request; `host_label` is the route's host as
 /// configured (bounded cardinality, for metrics).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteTarget {
     pub deployment: Arc<Deployment>,
     pub host_label: Arc<str>,
+    /// Set when a provider's route cannot be served as stated: the request
+    /// is answered with this error before any policy or instance (e.g. an
+    /// Ingress naming a policy that does not exist, SPEC §9.30).
+    pub refusal: Option<ErrorCode>,
+}
+
+impl RouteTarget {
+    pub fn new(deployment: Arc<Deployment>, host_label: &str) -> Self {
+        Self {
+            deployment,
+            host_label: host_label.to_ascii_lowercase().into(),
+            refusal: None,
+        }
+    }
 }
 
 /// Timeouts and sizes from `limits`.
@@ -81,11 +118,17 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Everything compiled from one configuration file.
+/// Everything compiled from one configuration file, with the routes and
+/// deployments of every provider merged in (see `providers`).
 #[derive(Debug)]
 pub struct Snapshot {
     pub routes: RouteTable<RouteTarget>,
     pub deployments: Vec<Arc<Deployment>>,
+    /// The file's own deployments and routes, kept to merge again when
+    /// another provider changes.
+    pub file_routing: Arc<Routing>,
+    /// Which providers run besides the file.
+    pub providers: ProvidersSettings,
     pub limits: Limits,
     pub trusted_proxies: TrustedProxies,
     pub docs_base: Box<str>,
@@ -159,7 +202,7 @@ impl Snapshot {
             deployments.push(deployment);
         }
 
-        let mut routes = RouteTable::default();
+        let mut routes = Vec::with_capacity(file.routes.len());
         for (i, route) in file.routes.iter().enumerate() {
             let field = |name: &str| format!("routes[{i}].{name}");
             let host = HostPattern::parse(&route.host).map_err(|m| config.error_at(&field("host"), m))?;
@@ -171,17 +214,23 @@ impl Snapshot {
                 .get(route.deployment.as_str())
                 .cloned()
                 .ok_or_else(|| config.error_at(&field("deployment"), format!("unknown deployment {:?}", route.deployment)))?;
-            let target = RouteTarget {
-                deployment,
-                host_label: route.host.to_ascii_lowercase().into(),
-            };
-            routes.insert(host, prefix, route.strip_prefix, target);
+            routes.push(crate::providers::Route {
+                host: Some(host),
+                path: PathMatch::Prefix(prefix),
+                strip_prefix: route.strip_prefix,
+                target: RouteTarget::new(deployment, &route.host),
+            });
         }
+        let file_routing = Arc::new(Routing { deployments, routes });
+        let merged = crate::providers::merge(&[(ProviderId::File, &file_routing)]);
 
         let limits = &file.limits;
         Ok(Self {
-            routes,
-            deployments,
+            routes: merged.routes,
+            deployments: merged.deployments,
+            file_routing,
+            providers: ProvidersSettings::compile(&file.providers, config.base_dir())
+                .map_err(|(field, message)| config.error_at(&format!("providers.{field}"), message))?,
             limits: Limits {
                 request_timeout: limits.request_timeout.0,
                 connect_timeout: limits.connect_timeout.0,
@@ -204,6 +253,29 @@ impl Snapshot {
         })
     }
 
+    /// This snapshot with another routing table: the file's settings stay,
+    /// the routes and deployments are `routes` and `deployments`.
+    pub fn with_routing(&self, routes: RouteTable<RouteTarget>, deployments: Vec<Arc<Deployment>>) -> Self {
+        Self {
+            routes,
+            deployments,
+            file_routing: self.file_routing.clone(),
+            providers: self.providers.clone(),
+            limits: self.limits.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            docs_base: self.docs_base.clone(),
+            root_keys: self.root_keys.clone(),
+            listen_http: self.listen_http,
+            listen_https: self.listen_https,
+            listen_admin: self.listen_admin,
+            listen_threads: self.listen_threads,
+            request_log: self.request_log.clone(),
+            tls: self.tls.clone(),
+            state: self.state.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+
     /// Loads and compiles the file at `path`.
     pub fn load(path: &std::path::Path, keys: &Arc<crate::keys::KeyService>) -> Result<Self, ConfigError> {
         Self::compile(&Config::load(path)?, keys)
@@ -220,7 +292,9 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
                 "host": host,
                 "path_prefix": routed.prefix.as_str(),
                 "strip_prefix": routed.strip_prefix,
+                "exact": routed.exact,
                 "deployment": &*routed.target.deployment.id,
+                "refusal": routed.target.refusal.map(ErrorCode::code),
             })
         })
         .collect();

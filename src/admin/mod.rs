@@ -40,10 +40,14 @@ impl AdminState {
         })
     }
 
-    /// Ready once every proxy listener accepts a connection (checked until true).
+    /// Ready once every proxy listener accepts a connection and every routing
+    /// provider has published its routes (checked until true).
     async fn is_ready(&self) -> bool {
         if self.ready.load(Ordering::Relaxed) {
             return true;
+        }
+        if !self.reloader.hub().synced() {
+            return false;
         }
         for addr in &self.proxy_listeners {
             let target = loopback_for(*addr);
@@ -102,7 +106,7 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Response<Full
             if state.is_ready().await {
                 text(StatusCode::OK, "ready\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: listeners are starting\n")
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: listeners or routing providers are starting\n")
             }
         }
         (&Method::GET, "/metrics") => {

@@ -36,6 +36,9 @@ pub struct ConfigFile {
     pub deployments: Vec<Deployment>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Routing providers besides this file (Kubernetes ingress mode).
+    #[serde(default)]
+    pub providers: crate::providers::ProvidersSpec,
 }
 
 #[derive(Debug, Deserialize)]

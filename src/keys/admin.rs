@@ -99,32 +99,26 @@ pub async fn serve(reloader: &Reloader, request: Request<Incoming>, op: Op) -> R
     }
 }
 
-/// Runs an operation on `keys`. Store work runs off the async workers.
+/// Runs an operation on `keys`. Store writes (an fsync each) run off the async workers.
 pub async fn run(op: Op, body: &[u8], keys: &Keys) -> Result<Reply, AdminError> {
-    if op == Op::VerifyKey {
-        return verify_key(body, keys).await;
-    }
+    let handler: fn(&[u8], &Keys) -> Result<Reply, AdminError> = match op {
+        Op::VerifyKey => return verify_key(body, keys).await,
+        Op::CreateApi => create_api,
+        Op::GetApi => get_api,
+        Op::ListKeys => list_keys,
+        Op::DeleteApi => delete_api,
+        Op::CreateKey => create_key,
+        Op::GetKey => get_key,
+        Op::UpdateKey => update_key,
+        Op::DeleteKey => delete_key,
+        Op::UpdateCredits => update_credits,
+        Op::RerollKey => reroll_key,
+    };
     let keys = keys.clone();
     let body = body.to_vec();
-    tokio::task::spawn_blocking(move || run_blocking(op, &body, &keys))
+    tokio::task::spawn_blocking(move || handler(&body, &keys))
         .await
         .map_err(|e| internal(StoreError::Task(e.to_string())))?
-}
-
-fn run_blocking(op: Op, body: &[u8], keys: &Keys) -> Result<Reply, AdminError> {
-    match op {
-        Op::CreateApi => create_api(body, keys),
-        Op::GetApi => get_api(body, keys),
-        Op::ListKeys => list_keys(body, keys),
-        Op::DeleteApi => delete_api(body, keys),
-        Op::CreateKey => create_key(body, keys),
-        Op::GetKey => get_key(body, keys),
-        Op::UpdateKey => update_key(body, keys),
-        Op::DeleteKey => delete_key(body, keys),
-        Op::UpdateCredits => update_credits(body, keys),
-        Op::RerollKey => reroll_key(body, keys),
-        Op::VerifyKey => Err(AdminError::invalid_input("verifyKey runs asynchronously")),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -172,7 +166,7 @@ fn store_error(error: StoreError, not_found: impl FnOnce() -> AdminError) -> Adm
 /// A key found by id: from the config (read-only) or the store.
 enum Found {
     Static(Arc<ActiveKey>),
-    Stored(StoredKey),
+    Stored(Box<StoredKey>),
 }
 
 fn find_key(keys: &Keys, id: &str) -> Result<Found, AdminError> {
@@ -180,7 +174,7 @@ fn find_key(keys: &Keys, id: &str) -> Result<Found, AdminError> {
         return Ok(Found::Static(key.clone()));
     }
     match keys.service.store().key_by_id(id).map_err(internal)? {
-        Some(stored) => Ok(Found::Stored(stored)),
+        Some(stored) => Ok(Found::Stored(Box::new(stored))),
         None => Err(key_not_found(id)),
     }
 }
@@ -188,7 +182,7 @@ fn find_key(keys: &Keys, id: &str) -> Result<Found, AdminError> {
 /// A store key, or 412 for a config key.
 fn find_stored(keys: &Keys, id: &str) -> Result<StoredKey, AdminError> {
     match find_key(keys, id)? {
-        Found::Stored(stored) => Ok(stored),
+        Found::Stored(stored) => Ok(*stored),
         Found::Static(_) => Err(protected(&format!("The key {id:?}"))),
     }
 }
@@ -467,7 +461,7 @@ fn list_keys(body: &[u8], keys: &Keys) -> Result<Reply, AdminError> {
         .store()
         .list_keys(&id, cursor.as_deref(), limit + 1, external_id.as_deref())
         .map_err(internal)?;
-    page.extend(stored.into_iter().map(|s| (s.record.id.clone(), found_json(keys, &Found::Stored(s)))));
+    page.extend(stored.into_iter().map(|s| (s.record.id.clone(), found_json(keys, &Found::Stored(Box::new(s))))));
     page.sort_by(|a, b| a.0.cmp(&b.0));
     let has_more = page.len() > limit;
     page.truncate(limit);

@@ -25,13 +25,15 @@ pub enum Patch<T> {
     Set(T),
 }
 
+/// Allowed characters and the fix to suggest.
+pub type Charset = (fn(char) -> bool, &'static str);
+
 /// What a string field accepts.
 #[derive(Clone, Copy)]
 pub struct Text {
     pub min: usize,
     pub max: usize,
-    /// Allowed characters and the fix to suggest, if restricted.
-    pub charset: Option<(fn(char) -> bool, &'static str)>,
+    pub charset: Option<Charset>,
 }
 
 pub fn id_char(c: char) -> bool {

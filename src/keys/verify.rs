@@ -223,7 +223,7 @@ pub async fn verify(
         return Verification::refused(Verdict::NotFound, None);
     };
     let record = &key.record;
-    if request.keyspaces.is_some_and(|allowed| !allowed.iter().any(|k| *k == record.keyspace_id)) {
+    if request.keyspaces.is_some_and(|allowed| !allowed.contains(&record.keyspace_id)) {
         return Verification::refused(Verdict::NotFound, None);
     }
     if !record.enabled {
@@ -273,9 +273,11 @@ pub async fn verify(
     };
     if !limit_requests.is_empty() {
         let peek = limiter.check(&limit_requests, false, now_ms).await;
-        if peek.iter().any(|d| !d.allowed) {
+        let limited = peek.iter().any(|d| !d.allowed);
+        // Headers are sent whatever the outcome (SPEC §3.4).
+        result.limits = checked(peek);
+        if limited {
             result.verdict = Verdict::RateLimited;
-            result.limits = checked(peek);
             return result;
         }
     }

@@ -11,6 +11,10 @@ use super::{Outcome, Policy, PolicyState, RequestView};
 use crate::errors::{ErrorCode, GatewayError};
 use crate::openapi::SpecSlot;
 
+/// At most this many violations are listed in one response; `detail` gives
+/// the total (a 10 MiB body could otherwise produce a response many times its size).
+const MAX_LISTED: usize = 1000;
+
 /// `openapi: {}` — the spec itself is the deployment's `openapi:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,13 +42,17 @@ impl Policy for OpenapiPolicy {
             ));
         };
         let body = request.body.map_or(&[][..], |b| b.as_ref());
-        let problems = spec.check(request.head, body);
+        let mut problems = spec.check(request.head, body);
         let Some(first) = problems.first() else {
             return Outcome::Continue;
         };
         let mut detail = format!("{}: {}", first.location, first.message);
         if problems.len() > 1 {
             detail.push_str(&format!(" (and {} more)", problems.len() - 1));
+        }
+        if problems.len() > MAX_LISTED {
+            detail.push_str(&format!("; the first {MAX_LISTED} are listed"));
+            problems.truncate(MAX_LISTED);
         }
         Outcome::Reject(GatewayError::with_detail(ErrorCode::OpenapiValidationFailed, detail).with_items(problems))
     }

@@ -319,31 +319,40 @@ impl Gateway {
         ctx.snapshot = Some(snapshot);
     }
 
-    /// Route → policies (buffering the body first if one needs it) →
-    /// instance choice. An inner `Err` is answered as is; an outer one is a
-    /// failed client connection.
+    /// Route → policies → instance choice. An inner `Err` is answered as
+    /// is; an outer one is a failed client connection.
     async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Result<Admitted, GatewayError>> {
         let deployment = match self.route(session, ctx) {
             Ok(deployment) => deployment,
             Err(error) => return Ok(Err(error)),
         };
-        let request = RequestView::new(session.req_header(), ctx.client_ip);
-        let progress = deployment.policies.evaluate_from(0, &request, &mut ctx.policy).await;
-        if let Ok(Progress::NeedsBody(resume)) = progress {
-            let max = ctx.snapshot().map_or(0, |s| s.limits.max_request_body);
-            match body::buffer(session, max).await {
-                Ok(bytes) => ctx.request_body = Some(bytes),
-                Err(body::BufferError::TooLarge(error)) => return Ok(Err(error)),
-                Err(body::BufferError::Read(error)) => return Err(error),
-            }
-            let request = RequestView { body: ctx.request_body.as_ref(), ..RequestView::new(session.req_header(), ctx.client_ip) };
-            if let Err(error) = deployment.policies.evaluate_from(resume, &request, &mut ctx.policy).await {
-                return Ok(Err(error));
-            }
-        } else if let Err(error) = progress {
+        if let Err(error) = Self::run_policies(&deployment, session, ctx).await? {
             return Ok(Err(error));
         }
         Ok(Self::choose_instance(&deployment, ctx))
+    }
+
+    /// The deployment's policy chain. When a policy needs the body (`openapi`),
+    /// it is buffered at that point and the chain resumes there.
+    async fn run_policies(
+        deployment: &Deployment,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Result<(), GatewayError>> {
+        let request = RequestView::new(session.req_header(), ctx.client_ip);
+        let resume = match deployment.policies.evaluate_from(0, &request, &mut ctx.policy).await {
+            Ok(Progress::Done) => return Ok(Ok(())),
+            Ok(Progress::NeedsBody(resume)) => resume,
+            Err(error) => return Ok(Err(error)),
+        };
+        let max = ctx.snapshot().map_or(0, |s| s.limits.max_request_body);
+        ctx.request_body = match body::buffer(session, max).await {
+            Ok(bytes) => Some(bytes),
+            Err(body::BufferError::TooLarge(error)) => return Ok(Err(error)),
+            Err(body::BufferError::Read(error)) => return Err(error),
+        };
+        let request = RequestView { body: ctx.request_body.as_ref(), ..RequestView::new(session.req_header(), ctx.client_ip) };
+        Ok(deployment.policies.evaluate_from(resume, &request, &mut ctx.policy).await.map(|_| ()))
     }
 
     /// Resolves the request's route and records it in `ctx`.
@@ -366,6 +375,9 @@ impl Gateway {
             host_label: routed.target.host_label.clone(),
             rewritten_target,
         });
+        if let Some(refusal) = routed.target.refusal {
+            return Err(refusal.into());
+        }
         Ok(deployment)
     }
 

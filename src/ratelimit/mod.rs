@@ -25,7 +25,8 @@ pub struct LimitRequest<'a> {
 pub struct Decision {
     pub allowed: bool,
     pub limit: u64,
-    /// What is left in the window after this request (if it counted).
+    /// What is left in the window: after this request when it was counted,
+    /// else before it.
     pub remaining: u64,
     /// Unix ms at the end of the current window.
     pub reset_ms: i64,
@@ -133,24 +134,25 @@ impl LocalLimiter {
         let mut guards: Vec<_> = windows.iter().map(|w| w.lock().unwrap_or_else(PoisonError::into_inner)).collect();
         let slot = |bucket: &str| buckets.binary_search(&bucket).unwrap_or(0);
 
+        let left = |limit: u64, used: f64| (limit as f64 - used.ceil()).max(0.0) as u64;
         let mut decisions = Vec::with_capacity(requests.len());
         for request in requests {
             let window = &mut guards[slot(request.bucket)];
             window.window_ms = request.window_ms;
             let (count, reset_ms) = window.roll(now_ms);
-            let after = count + request.cost as f64;
-            let allowed = after <= request.limit as f64;
-            let used = if allowed { after } else { count };
             decisions.push(Decision {
-                allowed,
+                allowed: count + request.cost as f64 <= request.limit as f64,
                 limit: request.limit,
-                remaining: (request.limit as f64 - used.ceil()).max(0.0) as u64,
+                remaining: left(request.limit, count),
                 reset_ms,
             });
         }
         if commit && decisions.iter().all(|d| d.allowed) {
-            for request in requests {
-                guards[slot(request.bucket)].current += request.cost;
+            for (request, decision) in requests.iter().zip(&mut decisions) {
+                let window = &mut guards[slot(request.bucket)];
+                window.current += request.cost;
+                let (count, _) = window.roll(now_ms);
+                decision.remaining = left(request.limit, count);
             }
         }
         decisions
@@ -213,8 +215,9 @@ mod tests {
         let limiter = LocalLimiter::default();
         let d = limiter.check_now(&[req("x", 5), req("y", 0)], true, 0);
         assert!(d[0].allowed && !d[1].allowed);
-        assert_eq!(limiter.check_now(&[req("x", 5)], false, 0)[0].remaining, 4, "nothing counted; peek");
-        assert_eq!(limiter.check_now(&[req("x", 5)], false, 0)[0].remaining, 4, "peek does not count");
+        assert_eq!(limiter.check_now(&[req("x", 5)], false, 0)[0].remaining, 5, "nothing was counted");
+        assert_eq!(limiter.check_now(&[req("x", 5)], true, 0)[0].remaining, 4);
+        assert_eq!(limiter.check_now(&[req("x", 5)], false, 0)[0].remaining, 4, "a peek does not count");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Host → route lookup (SPEC §1, §9.7, §9.29). Built once per config snapshot
 //! and only read per request: exact hosts and wildcard parents are hash maps,
-//! paths are matched by walking the request path's segments.
+//! paths are matched by walking the request path's segments. Besides the
+//! file's prefixes, providers need what Kubernetes Ingresses express: exact
+//! paths, and rules for any host (an Ingress rule without `host`, or its
+//! default backend).
 
 mod host;
 mod path;
@@ -14,8 +17,11 @@ pub use path::PathPrefix;
 #[derive(Debug)]
 pub struct Routed<T> {
     pub target: T,
+    /// The path the route was written for (for an exact route, its path).
     pub prefix: PathPrefix,
     pub strip_prefix: bool,
+    /// Matches only this very path, not the paths below it.
+    pub exact: bool,
 }
 
 impl<T> Routed<T> {
@@ -29,15 +35,26 @@ impl<T> Routed<T> {
     }
 }
 
-/// The routes of one host, by path prefix.
+/// How a route matches the request path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    /// The prefix and everything below it, on segment boundaries.
+    Prefix(PathPrefix),
+    /// This path only (byte for byte; a trailing `/` makes another path).
+    Exact(Box<str>),
+}
+
+/// The routes of one host: exact paths first, then the longest prefix.
 #[derive(Debug)]
 struct HostRoutes<T> {
+    exact: HashMap<Box<str>, Routed<T>>,
     by_prefix: HashMap<Box<str>, Routed<T>>,
 }
 
 impl<T> Default for HostRoutes<T> {
     fn default() -> Self {
         Self {
+            exact: HashMap::new(),
             by_prefix: HashMap::new(),
         }
     }
@@ -45,7 +62,14 @@ impl<T> Default for HostRoutes<T> {
 
 impl<T> HostRoutes<T> {
     fn resolve(&self, path: &str) -> Option<&Routed<T>> {
+        if let Some(exact) = self.exact.get(path) {
+            return Some(exact);
+        }
         path::ancestors(path).find_map(|candidate| self.by_prefix.get(candidate))
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Routed<T>> {
+        self.exact.values().chain(self.by_prefix.values())
     }
 }
 
@@ -54,6 +78,8 @@ impl<T> HostRoutes<T> {
 pub struct RouteTable<T> {
     exact: HashMap<Box<str>, HostRoutes<T>>,
     wildcard: HashMap<Box<str>, HostRoutes<T>>,
+    /// Routes for a host that no exact or wildcard host names.
+    any_host: HostRoutes<T>,
     len: usize,
 }
 
@@ -62,6 +88,7 @@ impl<T> Default for RouteTable<T> {
         Self {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
+            any_host: HostRoutes::default(),
             len: 0,
         }
     }
@@ -71,17 +98,31 @@ impl<T> RouteTable<T> {
     /// Adds a route; a later route for the same host and prefix replaces the
     /// earlier one (config validation rejects that case before it gets here).
     pub fn insert(&mut self, host: HostPattern, prefix: PathPrefix, strip_prefix: bool, target: T) {
-        let hosts = match &host {
-            HostPattern::Exact(name) => self.exact.entry(name.clone()).or_default(),
-            HostPattern::Wildcard(parent) => self.wildcard.entry(parent.clone()).or_default(),
+        self.add(Some(&host), PathMatch::Prefix(prefix), strip_prefix, target);
+    }
+
+    /// Adds a route for `host` (`None`: any host no other route names) and
+    /// `path`; replaces a route with the same host and path match.
+    pub fn add(&mut self, host: Option<&HostPattern>, path: PathMatch, strip_prefix: bool, target: T) {
+        let hosts = match host {
+            Some(HostPattern::Exact(name)) => self.exact.entry(name.clone()).or_default(),
+            Some(HostPattern::Wildcard(parent)) => self.wildcard.entry(parent.clone()).or_default(),
+            None => &mut self.any_host,
         };
-        let key: Box<str> = prefix.as_str().into();
+        let (map, key, prefix, exact) = match path {
+            PathMatch::Prefix(prefix) => (&mut hosts.by_prefix, prefix.as_str().into(), prefix, false),
+            PathMatch::Exact(path) => {
+                let prefix = PathPrefix::parse(&path).unwrap_or_else(|_| PathPrefix::root());
+                (&mut hosts.exact, path, prefix, true)
+            }
+        };
         let routed = Routed {
             target,
             prefix,
             strip_prefix,
+            exact,
         };
-        if hosts.by_prefix.insert(key, routed).is_none() {
+        if map.insert(key, routed).is_none() {
             self.len += 1;
         }
     }
@@ -93,25 +134,27 @@ impl<T> RouteTable<T> {
         let host = normalize_request_host(host);
         let routes = match self.exact.get(host.as_ref()) {
             Some(routes) => routes,
-            None => {
-                let (_label, parent) = host.split_once('.')?;
-                self.wildcard.get(parent)?
-            }
+            None => host
+                .split_once('.')
+                .and_then(|(_label, parent)| self.wildcard.get(parent))
+                .unwrap_or(&self.any_host),
         };
         routes.resolve(path)
     }
 
-    /// Every route as `(host as written, route)`, exact hosts first.
+    /// Every route as `(host as written, route)`, exact hosts first; routes
+    /// for any host are listed under `*`.
     pub fn iter(&self) -> impl Iterator<Item = (String, &Routed<T>)> {
         let exact = self
             .exact
             .iter()
-            .flat_map(|(host, routes)| routes.by_prefix.values().map(move |r| (host.to_string(), r)));
+            .flat_map(|(host, routes)| routes.all().map(move |r| (host.to_string(), r)));
         let wildcard = self
             .wildcard
             .iter()
-            .flat_map(|(parent, routes)| routes.by_prefix.values().map(move |r| (format!("*.{parent}"), r)));
-        exact.chain(wildcard)
+            .flat_map(|(parent, routes)| routes.all().map(move |r| (format!("*.{parent}"), r)));
+        let any = self.any_host.all().map(|r| ("*".to_string(), r));
+        exact.chain(wildcard).chain(any)
     }
 
     pub fn len(&self) -> usize {
@@ -182,6 +225,28 @@ mod tests {
         let t = table(&[("a.x.com", "/api", "exact"), ("*.x.com", "/", "wild")]);
         assert!(t.resolve("a.x.com", "/other").is_none());
         assert_eq!(t.resolve("b.x.com", "/other").map(|r| r.target), Some("wild"));
+    }
+
+    #[test]
+    fn exact_paths_beat_prefixes_and_match_only_themselves() {
+        let mut t = table(&[("h.com", "/", "root"), ("h.com", "/api", "api")]);
+        t.add(Some(&HostPattern::parse("h.com").unwrap()), PathMatch::Exact("/api".into()), false, "exact");
+        let target = |path: &str| t.resolve("h.com", path).map(|r| r.target);
+        assert_eq!(target("/api"), Some("exact"));
+        assert_eq!(target("/api/"), Some("api"));
+        assert_eq!(target("/api/x"), Some("api"));
+        assert_eq!(target("/x"), Some("root"));
+    }
+
+    #[test]
+    fn any_host_routes_serve_only_unnamed_hosts() {
+        let mut t = table(&[("a.com", "/api", "a"), ("*.w.com", "/", "wild")]);
+        t.add(None, PathMatch::Prefix(PathPrefix::root()), false, "any");
+        let target = |host: &str, path: &str| t.resolve(host, path).map(|r| r.target);
+        assert_eq!(target("other.com", "/x"), Some("any"));
+        assert_eq!(target("x.w.com", "/x"), Some("wild"));
+        assert_eq!(target("a.com", "/x"), None, "a named host never falls back");
+        assert_eq!(t.iter().filter(|(host, _)| host == "*").count(), 1);
     }
 
     #[test]

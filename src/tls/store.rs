@@ -19,6 +19,8 @@ pub enum Source {
     File(String),
     /// Issued by the ACME CA for this host.
     Acme(String),
+    /// A `kubernetes.io/tls` Secret (`namespace/name`) named by an Ingress's `spec.tls`.
+    Kubernetes(String),
     /// Generated at start-up because nothing else was configured.
     Default,
 }
@@ -28,6 +30,7 @@ impl Source {
         match self {
             Self::File(_) => "file",
             Self::Acme(_) => "acme",
+            Self::Kubernetes(_) => "kubernetes",
             Self::Default => "default",
         }
     }
@@ -89,12 +92,13 @@ impl CertStore {
         found.or_else(|| map.default.clone()).map(|c| c.key.clone())
     }
 
-    /// Whether a `certs_dir` certificate serves `host`, exactly or by its wildcard.
+    /// Whether a `certs_dir` certificate or a Kubernetes Secret serves `host`,
+    /// exactly or by its wildcard (no ACME order is needed for it).
     pub fn has_static(&self, host: &str) -> bool {
         let Ok(sources) = self.sources.lock() else { return false };
         let wildcard = host.split_once('.').map(|(_, parent)| format!("*.{parent}"));
         sources.iter().any(|(source, cert)| {
-            matches!(source, Source::File(_))
+            matches!(source, Source::File(_) | Source::Kubernetes(_))
                 && cert.hosts.iter().any(|name| name == host || Some(name) == wildcard.as_ref())
         })
     }
@@ -152,7 +156,8 @@ impl CertStore {
     }
 }
 
-/// File certificates beat ACME ones for the same host; among one kind the
+/// File certificates beat Kubernetes Secrets, which beat ACME ones for the
+/// same host; among one kind the
 /// one that expires last wins. A `default` file becomes the default.
 fn build_map(sources: &HashMap<Source, Arc<Certificate>>) -> CertMap {
     let mut ordered: Vec<(&Source, &Arc<Certificate>)> = sources.iter().collect();
@@ -182,7 +187,8 @@ fn priority(source: &Source) -> u8 {
     match source {
         Source::Default => 0,
         Source::Acme(_) => 1,
-        Source::File(_) => 2,
+        Source::Kubernetes(_) => 2,
+        Source::File(_) => 3,
     }
 }
 
