@@ -36,7 +36,7 @@ fn client() -> &'static HttpsClient {
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .expect("the ring provider supports rustls' default protocol versions")
+            .expect("the ring provider supports rustls' default protocol versions") // invariant: ring implements every default protocol version
             .with_root_certificates(roots)
             .with_no_client_auth();
         let mut tcp = HttpConnector::new();
