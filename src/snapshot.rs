@@ -180,7 +180,11 @@ impl Snapshot {
                 )),
                 None => None,
             };
-            let resources = crate::policy::DeploymentResources { openapi: openapi.as_ref(), base_dir: config.base_dir() };
+            let resources = crate::policy::DeploymentResources {
+                openapi: openapi.as_ref(),
+                base_dir: config.base_dir(),
+                deployment: &id,
+            };
             let policies = PolicyChain::compile_for(&spec.policies, &keys, resources)
                 .map_err(|(field, message)| config.error_at(&format!("deployments[{i}].policies{field}"), message))?;
             let deployment = Arc::new(Deployment {

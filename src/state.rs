@@ -3,8 +3,11 @@
 //! when replicas must agree, the Redis URL they share.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::config::units::HumanDuration;
 
 /// The `state:` section.
 #[derive(Debug, Default, Deserialize)]
@@ -16,6 +19,18 @@ pub struct StateSpec {
     /// e.g. `redis://127.0.0.1:6379`; shared counters across replicas.
     #[serde(default)]
     pub redis: Option<String>,
+    /// How often rate-limit counts are exchanged through Redis (default 50ms).
+    #[serde(default)]
+    pub sync_interval: Option<HumanDuration>,
+    /// Credits a replica takes from Redis at a time (default 1: exact and
+    /// always current; more saves round trips, and unspent leases go back
+    /// after a second without use).
+    #[serde(default)]
+    pub credit_lease: Option<u32>,
+    /// Credits per key a replica may spend while Redis is unreachable, on
+    /// top of its lease (default 10): the bound on over-spending.
+    #[serde(default)]
+    pub outage_credits: Option<u32>,
 }
 
 /// The compiled `state` section.
@@ -23,6 +38,9 @@ pub struct StateSpec {
 pub struct StateSettings {
     pub dir: PathBuf,
     pub redis: Option<String>,
+    pub sync_interval: Duration,
+    pub credit_lease: u32,
+    pub outage_credits: u32,
 }
 
 impl StateSettings {
@@ -30,6 +48,9 @@ impl StateSettings {
         Self {
             dir: base_dir.join(spec.dir.as_deref().unwrap_or("state")),
             redis: spec.redis.clone().filter(|url| !url.trim().is_empty()),
+            sync_interval: spec.sync_interval.map_or(Duration::from_millis(50), |d| d.0),
+            credit_lease: spec.credit_lease.unwrap_or(1).max(1),
+            outage_credits: spec.outage_credits.unwrap_or(10),
         }
     }
 
@@ -40,4 +61,16 @@ impl StateSettings {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path)?;
         Ok(path)
     }
+}
+
+/// A connection to `state.redis` that reconnects by itself after a failure;
+/// every call on it gives up after `timeout`. Shared by ACME, rate limits
+/// and credits.
+pub async fn connect_redis(url: &str, timeout: Duration) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(1);
+    redis::aio::ConnectionManager::new_with_config(client, config).await
 }

@@ -258,9 +258,13 @@ async fn rejected_requests_never_open_a_connection() {
     let detail = body["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("(and 79999 more); the first 1000 are listed"), "{detail}");
 
-    // Over max_request_body: 413, with or without a Content-Length.
-    let resp = post(vec![b' '; 3 << 20]).await.unwrap();
-    assert_problem(resp, 413, "err:frontline:client:request_too_large", "Payload Too Large").await;
+    // Over max_request_body: 413, with or without a Content-Length. The
+    // gateway answers as soon as it knows and closes, so the client may
+    // still be writing (a broken pipe) instead of reading the 413.
+    match post(vec![b' '; 3 << 20]).await {
+        Ok(resp) => assert_problem(resp, 413, "err:frontline:client:request_too_large", "Payload Too Large").await,
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..48).map(|_| Ok(vec![b' '; 64 * 1024])).collect();
     let resp = gw
         .request(reqwest::Method::POST, "api.test", "/v1/pets")

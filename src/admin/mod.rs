@@ -154,6 +154,7 @@ async fn handle(state: &AdminState, request: Request<Incoming>) -> Response<Full
         (&Method::POST, "/v2/keys.updateCredits") => keys::serve(&state.reloader, request, keys::Op::UpdateCredits).await,
         (&Method::POST, "/v2/keys.rerollKey") => keys::serve(&state.reloader, request, keys::Op::RerollKey).await,
         (&Method::POST, "/v2/keys.verifyKey") => keys::serve(&state.reloader, request, keys::Op::VerifyKey).await,
+        (&Method::POST, "/v2/ratelimit.limit") => keys::serve(&state.reloader, request, keys::Op::RatelimitLimit).await,
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

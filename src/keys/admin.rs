@@ -42,6 +42,8 @@ pub enum Op {
     UpdateCredits,
     RerollKey,
     VerifyKey,
+    /// Not about keys, but the same RPC shape and root key.
+    RatelimitLimit,
 }
 
 impl Op {
@@ -59,6 +61,7 @@ impl Op {
             Self::UpdateCredits => "keys.updateCredits",
             Self::RerollKey => "keys.rerollKey",
             Self::VerifyKey => "keys.verifyKey",
+            Self::RatelimitLimit => "ratelimit.limit",
         }
     }
 }
@@ -71,7 +74,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn data(data: Value) -> Self {
+    pub fn data(data: Value) -> Self {
         Self { data, pagination: None }
     }
 }
@@ -103,6 +106,7 @@ pub async fn serve(reloader: &Reloader, request: Request<Incoming>, op: Op) -> R
 pub async fn run(op: Op, body: &[u8], keys: &Keys) -> Result<Reply, AdminError> {
     let handler: fn(&[u8], &Keys) -> Result<Reply, AdminError> = match op {
         Op::VerifyKey => return verify_key(body, keys).await,
+        Op::RatelimitLimit => return crate::ratelimit::admin::limit(body, keys.service.limiter(), now_ms()),
         Op::CreateApi => create_api,
         Op::GetApi => get_api,
         Op::ListKeys => list_keys,

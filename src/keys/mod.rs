@@ -17,7 +17,7 @@ mod principal;
 mod sqlite;
 pub mod statics;
 pub mod store;
-mod validate;
+pub(crate) mod validate;
 pub mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +30,7 @@ pub use statics::StaticKeys;
 use store::{BalanceWrite, KeyStore, StoreError};
 use verify::{ActiveKey, Verdict, Verification, VerifyRequest};
 
-use crate::ratelimit::{LocalLimiter, RateLimiter};
+use crate::ratelimit::{RateLimiter, SharedSettings};
 use crate::state::StateSettings;
 
 /// How long a verified key is trusted without rereading the store. Admin
@@ -62,7 +62,7 @@ pub fn flush_before_exit() {
 pub struct KeyService {
     store: Arc<dyn KeyStore>,
     ledger: CreditLedger,
-    limiter: Arc<dyn RateLimiter>,
+    limiter: RateLimiter,
     found: moka::sync::Cache<KeyHash, Arc<ActiveKey>>,
     missing: moka::sync::Cache<KeyHash, ()>,
     /// Bumped by every invalidation: a lookup that raced with one does not cache.
@@ -101,11 +101,11 @@ pub enum CreditAdjustment {
 }
 
 impl KeyService {
-    fn with_store(store: Arc<dyn KeyStore>) -> Self {
+    fn with_store(store: Arc<dyn KeyStore>, limiter: RateLimiter) -> Self {
         Self {
             store,
             ledger: CreditLedger::default(),
-            limiter: Arc::new(LocalLimiter::default()),
+            limiter,
             found: moka::sync::Cache::builder()
                 .max_capacity(FOUND_CAPACITY)
                 .time_to_live(FOUND_TTL)
@@ -125,7 +125,18 @@ impl KeyService {
             path: state.dir.join("keys").display().to_string(),
             source,
         })?;
-        let service = Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?)));
+        let limiter = match &state.redis {
+            Some(url) => RateLimiter::shared(SharedSettings {
+                url: url.clone(),
+                sync_interval: state.sync_interval,
+            })
+            .map_err(|source| StoreError::Io {
+                path: "rate-limit sync thread".into(),
+                source,
+            })?,
+            None => RateLimiter::default(),
+        };
+        let service = Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), limiter));
         let weak = Arc::downgrade(&service);
         // Only the first (serving) store is flushed at exit.
         let _ = SERVING.set(weak.clone());
@@ -144,7 +155,7 @@ impl KeyService {
     pub fn open_existing(state: &StateSettings) -> Result<Arc<Self>, StoreError> {
         let dir = state.dir.join("keys");
         if dir.join("keys.db").exists() {
-            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?))))
+            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), RateLimiter::default())))
         } else {
             Self::in_memory()
         }
@@ -152,11 +163,17 @@ impl KeyService {
 
     /// A service over a fresh in-memory store (tests, benchmarks, `check`).
     pub fn in_memory() -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?))))
+        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default())))
     }
 
     pub fn store(&self) -> &dyn KeyStore {
         self.store.as_ref()
+    }
+
+    /// The process's rate-limit counters, which `ratelimit` policies and
+    /// `ratelimit.limit` share with key limits.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
     }
 
     /// A config key's credit account: kept while its credits config is
@@ -216,7 +233,7 @@ impl KeyService {
     pub async fn verify(&self, statics: &StaticKeys, plaintext: &str, request: &VerifyRequest<'_>) -> Verification {
         let hash = hash_key(plaintext);
         match self.lookup(statics, &hash).await {
-            Ok(key) => verify::verify(key, request, self.limiter.as_ref(), now_ms()).await,
+            Ok(key) => verify::verify(key, request, &self.limiter, now_ms()).await,
             Err(e) => {
                 tracing::error!("key lookup failed: {e}");
                 Verification {

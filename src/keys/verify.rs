@@ -11,7 +11,7 @@ use super::credits::CreditAccount;
 use super::model::KeyRecord;
 use super::permissions::{Grants, PermissionQuery};
 use super::principal::PrincipalTemplate;
-use crate::ratelimit::{Decision, LimitRequest, RateLimiter};
+use crate::ratelimit::{push_part, Decision, LimitRequest, RateLimiter};
 
 /// A key ready for verification: its record plus everything compiled from it.
 #[derive(Debug)]
@@ -34,14 +34,12 @@ struct BoundLimit {
     bucket: String,
 }
 
-/// Keeps `a:b`+`c` and `a`+`b:c` in different buckets.
-fn escape(part: &str) -> String {
-    part.replace('\\', "\\\\").replace(':', "\\:")
-}
-
 /// Per key id + name (key limits) or identity external id + name (SPEC §9.16).
 fn bucket(scope: &str, owner: &str, name: &str) -> String {
-    format!("{scope}:{}:{}", escape(owner), escape(name))
+    let mut bucket = String::from(scope);
+    push_part(&mut bucket, owner);
+    push_part(&mut bucket, name);
+    bucket
 }
 
 impl ActiveKey {
@@ -216,7 +214,7 @@ fn applicable<'k>(key: &'k ActiveKey, refs: &[LimitRef]) -> Result<Vec<Applied<'
 pub async fn verify(
     key: Option<Arc<ActiveKey>>,
     request: &VerifyRequest<'_>,
-    limiter: &dyn RateLimiter,
+    limiter: &RateLimiter,
     now_ms: i64,
 ) -> Verification {
     let Some(key) = key else {
@@ -272,7 +270,7 @@ pub async fn verify(
         limits: Vec::new(),
     };
     if !limit_requests.is_empty() {
-        let peek = limiter.check(&limit_requests, false, now_ms).await;
+        let peek = limiter.check(&limit_requests, false, now_ms);
         let limited = peek.iter().any(|d| !d.allowed);
         // Headers are sent whatever the outcome (SPEC §3.4).
         result.limits = checked(peek);
@@ -297,7 +295,7 @@ pub async fn verify(
         }
     }
     if !limit_requests.is_empty() {
-        let counted = limiter.check(&limit_requests, true, now_ms).await;
+        let counted = limiter.check(&limit_requests, true, now_ms);
         if counted.iter().any(|d| !d.allowed) {
             if let Some(account) = &key.account {
                 account.refund(request.cost);

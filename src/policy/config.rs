@@ -1,7 +1,6 @@
 //! The `policies:` section of a deployment (SPEC §3): what an operator may
 //! write. Compiled by [`super::PolicyChain::compile`]; never read per request.
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::config::file::Cidr;
@@ -29,7 +28,7 @@ pub struct PolicySpec {
     #[serde(default)]
     pub jwtauth: Option<super::jwtauth::JwtAuthSpec>,
     #[serde(default)]
-    pub ratelimit: Option<IgnoredAny>,
+    pub ratelimit: Option<super::ratelimit::RateLimitSpec>,
     #[serde(default)]
     pub openapi: Option<super::openapi::OpenapiPolicySpec>,
 }
@@ -123,8 +122,7 @@ pub enum ActionSpec<'a> {
     KeyAuth(&'a super::keyauth::KeyAuthSpec),
     Openapi(&'a super::openapi::OpenapiPolicySpec),
     JwtAuth(&'a super::jwtauth::JwtAuthSpec),
-    /// An action of SPEC §3 this version cannot run yet.
-    Unavailable(&'static str),
+    RateLimit(&'a super::ratelimit::RateLimitSpec),
 }
 
 impl PolicySpec {
@@ -149,12 +147,8 @@ impl PolicySpec {
         if let Some(spec) = &self.jwtauth {
             found.push(ActionSpec::JwtAuth(spec));
         }
-        for (key, present) in [
-            ("ratelimit", self.ratelimit.is_some()),
-        ] {
-            if present {
-                found.push(ActionSpec::Unavailable(key));
-            }
+        if let Some(spec) = &self.ratelimit {
+            found.push(ActionSpec::RateLimit(spec));
         }
         match found.len() {
             1 => Ok(found.remove(0)),

@@ -245,13 +245,7 @@ impl Policy for KeyAuth {
             permissions: self.permissions.as_ref(),
         };
         let result = self.keys.service.verify(&self.keys.statics, &key, &verify).await;
-        if !result.limits.is_empty() {
-            let decisions: Vec<_> = result.limits.iter().map(|l| l.decision).collect();
-            let limited = result.verdict == Verdict::RateLimited;
-            state
-                .response_headers
-                .extend(crate::ratelimit::headers(&decisions, limited, crate::keys::model::now_ms()));
-        }
+        state.limits.extend(result.limits.iter().map(|l| l.decision));
         let code = match result.verdict {
             Verdict::Valid => {
                 if let Some(key) = &result.key {

@@ -12,6 +12,7 @@ pub mod keyauth;
 pub mod logging;
 pub mod matcher;
 pub mod openapi;
+mod ratelimit;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -57,8 +58,9 @@ pub struct Principal {
 #[derive(Debug, Default)]
 pub struct PolicyState {
     pub principal: Option<Principal>,
-    /// Headers to add to the response, whatever it is (e.g. rate-limit headers).
-    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Every rate limit evaluated for this request (policy, key and identity
+    /// limits); the response gets the most restrictive one's headers.
+    pub limits: Vec<crate::ratelimit::Decision>,
     /// Armed by a `logging` policy: the record this request will write.
     pub log: Option<logging::LogCapture>,
     /// Set by `keyauth` with `strip_credential: true`: where the key was, so
@@ -91,6 +93,7 @@ enum Action {
     KeyAuth(keyauth::KeyAuth),
     Openapi(openapi::OpenapiPolicy),
     JwtAuth(jwtauth::JwtAuth),
+    RateLimit(ratelimit::RateLimit),
 }
 
 impl Action {
@@ -102,6 +105,7 @@ impl Action {
             Self::KeyAuth(_) => "keyauth",
             Self::Openapi(_) => "openapi",
             Self::JwtAuth(_) => "jwtauth",
+            Self::RateLimit(_) => "ratelimit",
         }
     }
 
@@ -123,6 +127,7 @@ impl Action {
             Self::KeyAuth(p) => p.evaluate(request, state).await,
             Self::Openapi(p) => p.evaluate(request, state).await,
             Self::JwtAuth(p) => p.evaluate(request, state).await,
+            Self::RateLimit(p) => p.evaluate(request, state).await,
         }
     }
 }
@@ -152,11 +157,17 @@ pub struct DeploymentResources<'a> {
     pub openapi: Option<&'a Arc<crate::openapi::SpecSlot>>,
     /// Where relative paths in policies resolve (the config file's directory).
     pub base_dir: &'a Path,
+    /// The deployment's id: rate-limit buckets are per deployment.
+    pub deployment: &'a str,
 }
 
 impl Default for DeploymentResources<'_> {
     fn default() -> Self {
-        Self { openapi: None, base_dir: Path::new(".") }
+        Self {
+            openapi: None,
+            base_dir: Path::new("."),
+            deployment: "",
+        }
     }
 }
 
@@ -274,9 +285,10 @@ fn compile_action(spec: &PolicySpec, keys: &Keys, resources: DeploymentResources
         ActionSpec::JwtAuth(spec) => Action::JwtAuth(
             jwtauth::JwtAuth::compile(spec, resources.base_dir).map_err(|(field, m)| (format!(".jwtauth{field}"), m))?,
         ),
-        ActionSpec::Unavailable(name) => {
-            return Err((String::new(), format!("`{name}` policies are not available in this version")))
-        }
+        ActionSpec::RateLimit(rate) => Action::RateLimit(
+            ratelimit::RateLimit::compile(rate, resources.deployment, &spec.id, keys.service.limiter())
+                .map_err(|(field, m)| (format!(".ratelimit{field}"), m))?,
+        ),
     })
 }
 
@@ -329,7 +341,7 @@ mod tests {
         assert!(err("- {id: a}").1.contains("exactly one action"));
         assert!(err("- {id: a, firewall: {action: deny}, ip: {deny: ['::1']}}").1.contains("has 2"));
         assert_eq!(err("- {id: a, match: [{path: {regex: '('}}], firewall: {action: deny}}").0, "[0].match[0].path.regex");
-        assert!(err("- {id: a, ratelimit: {}}").1.contains("not available"));
+        assert_eq!(err("- {id: a, ratelimit: {limit: 0, window: 1s}}").0, "[0].ratelimit.limit");
         assert!(err("- {id: a, jwtauth: {}}").1.contains("exactly one of jwks_uri"));
         assert_eq!(err("- {id: a, jwtauth: {jwks_uri: 'https://idp/jwks', algorithms: [HS256]}}").0, "[0].jwtauth.algorithms[0]");
         assert_eq!(err("- {id: a, jwtauth: {jwks_uri: 'https://idp/jwks', algorithms: [none]}}").0, "[0].jwtauth.algorithms[0]");

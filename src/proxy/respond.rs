@@ -7,14 +7,15 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::context::RequestCtx;
-use crate::errors::{self, GatewayError, DEFAULT_DOCS_BASE};
+use crate::errors::{self, ErrorCode, GatewayError, DEFAULT_DOCS_BASE};
 use crate::proxy::forwarding::X_REQUEST_ID;
 
 /// Adds the headers every response carries.
 pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
     response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
-    for (name, value) in &ctx.policy.response_headers {
-        response.insert_header(name.clone(), value.clone())?;
+    let rate_limited = ctx.error == Some(ErrorCode::RateLimited);
+    for (name, value) in crate::ratelimit::headers(&ctx.policy.limits, rate_limited, crate::keys::model::now_ms()) {
+        response.insert_header(name, value)?;
     }
     let instance = ctx.instance_time();
     let gateway = ctx.total_time().saturating_sub(instance);

@@ -86,7 +86,7 @@ pub struct ResultLabel {
 }
 
 /// Policy types and decisions exported at 0 from start-up.
-const POLICY_TYPES: [&str; 3] = ["firewall", "ip", "logging"];
+const POLICY_TYPES: [&str; 4] = ["firewall", "ip", "logging", "ratelimit"];
 const DECISIONS: [&str; 2] = ["allow", "deny"];
 
 pub struct Metrics {
@@ -102,6 +102,8 @@ pub struct Metrics {
     pub openapi_fetch_failures: Counter,
     /// `jwtauth` key-set fetches (JWKS, OIDC discovery) that failed.
     pub jwks_fetch_failures: Counter,
+    /// Calls to the shared rate-limit and credit store (`state.redis`) that failed.
+    pub ratelimit_backend_errors: Counter,
     certificate_expiry: Family<HostLabel, Gauge>,
     acme_orders: Family<ResultLabel, Counter>,
     instances_healthy: Family<DeploymentLabel, Gauge>,
@@ -176,6 +178,12 @@ impl Metrics {
             "Failed fetches of jwtauth key sets (JWKS or OIDC discovery)",
             jwks_fetch_failures.clone(),
         );
+        let ratelimit_backend_errors = Counter::default();
+        registry.register(
+            "keygate_ratelimit_backend_errors",
+            "Failed calls to state.redis for rate-limit counters and credits (decisions go on locally)",
+            ratelimit_backend_errors.clone(),
+        );
         let policy_decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "keygate_policy_decisions",
@@ -202,6 +210,7 @@ impl Metrics {
             log_records_dropped,
             openapi_fetch_failures,
             jwks_fetch_failures,
+            ratelimit_backend_errors,
             certificate_expiry,
             acme_orders,
             instances_healthy,

@@ -465,7 +465,13 @@ impl Builder<'_, '_> {
             let path = e.path().to_string();
             format!("spec.{path}: {}", e.into_inner())
         })?;
-        let resources = DeploymentResources { openapi: None, base_dir: self.context.base_dir };
+        // Rate-limit buckets are per KeygatePolicy: every Ingress selecting it shares them.
+        let owner = format!("{namespace}/{name}");
+        let resources = DeploymentResources {
+            openapi: None,
+            base_dir: self.context.base_dir,
+            deployment: &owner,
+        };
         PolicyChain::compile_for(&spec.policies, self.context.keys, resources)
             .map_err(|(field, message)| format!("spec.policies{field}: {message}"))
     }

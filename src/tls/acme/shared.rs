@@ -52,12 +52,7 @@ pub struct Shared {
 
 impl Shared {
     pub async fn connect(url: &str, directory_id: &str) -> Result<Self, AcmeError> {
-        let client = redis::Client::open(url).map_err(|e| AcmeError::Setup(format!("state.redis: {e}")))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(CALL_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT)
-            .set_number_of_retries(1);
-        let redis = ConnectionManager::new_with_config(client, config).await?;
+        let redis = crate::state::connect_redis(url, CALL_TIMEOUT).await?;
         let replica = rand::thread_rng().sample_iter(&Alphanumeric).take(16).map(char::from).collect();
         Ok(Self {
             redis,

@@ -159,17 +159,14 @@ mod tests {
     #[test]
     fn keys_are_private_and_pairs_round_trip() {
         let tmp = tempfile::tempdir().unwrap();
-        let state = StateSettings {
-            dir: tmp.path().to_path_buf(),
-            redis: None,
-        };
+        let state = StateSettings::compile(&Default::default(), tmp.path());
         let disk = AcmeDisk::open(&state, "https://ca.test/dir").unwrap();
         let generated = rcgen::generate_simple_self_signed(vec!["a.example.com".to_string()]).unwrap();
         disk.save_certificate("a.example.com", &generated.cert.pem(), &generated.key_pair.serialize_pem())
             .unwrap();
         let (crt, key) = disk.cert_paths("a.example.com");
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(crt.starts_with(tmp.path().join("acme/ca.test_dir/certs")));
+        assert!(crt.starts_with(tmp.path().join("state/acme/ca.test_dir/certs")));
         let loaded = disk.load_certificate("a.example.com").unwrap();
         assert_eq!(loaded.hosts, vec!["a.example.com".to_string()]);
         assert!(disk.load_certificate("b.example.com").is_none());

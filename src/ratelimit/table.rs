@@ -1,0 +1,295 @@
+//! The counters of every bucket, sharded so decisions on different buckets
+//! never wait on each other: a decision locks only the shard(s) its buckets
+//! hash to, for a few hundred nanoseconds. Memory stays bounded under
+//! millions of identifiers: a shard drops windows that can no longer weigh
+//! on a decision as it grows (amortised over the inserts), and a hard
+//! capacity bounds it when identifiers arrive faster than windows expire.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::window::Window;
+use super::{Decision, LimitRequest};
+
+const SHARDS: usize = 64;
+/// Buckets one process keeps at most (about 100 bytes each).
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+
+type Map = hashbrown::HashMap<Box<str>, Window, ahash::RandomState>;
+
+#[derive(Default)]
+struct Shard {
+    windows: Map,
+    /// Buckets counted since the last synchronisation (shared tables).
+    queue: Vec<Box<str>>,
+    /// Inserts since the last sweep.
+    inserts: usize,
+    /// Buckets the last sweep kept.
+    kept: usize,
+}
+
+/// A bucket's state to push to the shared store.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub bucket: Box<str>,
+    pub index: i64,
+    pub window_ms: u64,
+    pub count: u64,
+}
+
+pub(super) struct Table {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: ahash::RandomState,
+    shard_capacity: usize,
+    /// Queue counted buckets for [`Self::take_pending`].
+    shared: bool,
+}
+
+impl Table {
+    pub fn new(capacity: usize, shared: bool) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: ahash::RandomState::new(),
+            shard_capacity: (capacity / SHARDS).max(16),
+            shared,
+        }
+    }
+
+    fn shard_of(&self, bucket: &str) -> usize {
+        (self.hasher.hash_one(bucket) as usize) % SHARDS
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        self.shards[shard].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One limit: decided, and with `commit` counted when allowed.
+    pub fn check_one(&self, request: &LimitRequest<'_>, commit: bool, now_ms: i64) -> Decision {
+        let mut shard = self.lock(self.shard_of(request.bucket));
+        let (shard_capacity, shared) = (self.shard_capacity, self.shared);
+        let window = shard.window(request, now_ms, shard_capacity);
+        let decision = decide(window, request, now_ms);
+        if commit && decision.allowed {
+            let decision = count(window, request, now_ms);
+            if shared {
+                shard.queue_for_sync(request.bucket);
+            }
+            return decision;
+        }
+        decision
+    }
+
+    /// Several limits, all or nothing: with `commit`, every one is counted
+    /// if every one allows, else none (a rejected request does not count).
+    pub fn check(&self, requests: &[LimitRequest<'_>], commit: bool, now_ms: i64) -> Vec<Decision> {
+        if let [one] = requests {
+            return vec![self.check_one(one, commit, now_ms)];
+        }
+        // Lock each shard once, in ascending order: no deadlock between requests.
+        let slots: Vec<usize> = requests.iter().map(|r| self.shard_of(r.bucket)).collect();
+        let mut order = slots.clone();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: Vec<MutexGuard<'_, Shard>> = order.iter().map(|&s| self.lock(s)).collect();
+        let guard_of = |shard: usize| order.binary_search(&shard).unwrap_or(0);
+
+        let mut decisions: Vec<Decision> = requests
+            .iter()
+            .zip(&slots)
+            .map(|(request, &slot)| {
+                let window = guards[guard_of(slot)].window(request, now_ms, self.shard_capacity);
+                decide(window, request, now_ms)
+            })
+            .collect();
+        if commit && decisions.iter().all(|d| d.allowed) {
+            for ((request, &slot), decision) in requests.iter().zip(&slots).zip(&mut decisions) {
+                let shard = &mut guards[guard_of(slot)];
+                *decision = count(shard.window(request, now_ms, self.shard_capacity), request, now_ms);
+                if self.shared {
+                    shard.queue_for_sync(request.bucket);
+                }
+            }
+        }
+        decisions
+    }
+
+    /// Takes what was counted since the last call, shard by shard.
+    pub fn take_pending(&self) -> Vec<Pending> {
+        let mut out = Vec::new();
+        for shard in 0..SHARDS {
+            let mut guard = self.lock(shard);
+            let shard = &mut *guard;
+            for bucket in std::mem::take(&mut shard.queue) {
+                if let Some(window) = shard.windows.get_mut(&bucket) {
+                    window.queued = false;
+                    out.push(Pending {
+                        index: window.index,
+                        window_ms: window.window_ms,
+                        count: std::mem::take(&mut window.pending),
+                        bucket,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies what the shared store answered for `pushed`: the replicas'
+    /// totals of its window and of the one before.
+    pub fn merge(&self, pushed: &Pending, total: u64, previous_total: u64) {
+        let mut shard = self.lock(self.shard_of(&pushed.bucket));
+        let Some(window) = shard.windows.get_mut(&pushed.bucket) else { return };
+        if window.index == pushed.index {
+            window.current = window.current.max(total + window.pending);
+            window.previous = window.previous.max(previous_total);
+        } else if window.index == pushed.index + 1 {
+            window.previous = window.previous.max(total);
+        }
+    }
+
+    /// Puts back what could not be pushed, for the next try.
+    pub fn requeue(&self, pushed: Pending) {
+        let mut shard = self.lock(self.shard_of(&pushed.bucket));
+        let Some(window) = shard.windows.get_mut(&pushed.bucket) else { return };
+        if window.index == pushed.index {
+            window.pending += pushed.count;
+            if !window.queued {
+                window.queued = true;
+                shard.queue.push(pushed.bucket);
+            }
+        }
+    }
+
+    /// Buckets held (for tests and the memory bound).
+    pub fn len(&self) -> usize {
+        (0..SHARDS).map(|s| self.lock(s).windows.len()).sum()
+    }
+}
+
+impl Shard {
+    /// The bucket's window, rolled to `now_ms`; created if new.
+    fn window(&mut self, request: &LimitRequest<'_>, now_ms: i64, capacity: usize) -> &mut Window {
+        if !self.windows.contains_key(request.bucket) {
+            self.make_room(now_ms, capacity);
+        }
+        let window_ms = request.window_ms.max(1);
+        let window = self
+            .windows
+            .entry_ref(request.bucket)
+            .or_insert_with(|| Window::new(window_ms));
+        if window.window_ms != window_ms {
+            // The limit's window changed (a reload): start over.
+            *window = Window::new(window_ms);
+        }
+        window.roll(now_ms);
+        window
+    }
+
+    /// Sweeps spent windows once the inserts since the last sweep reach what
+    /// that sweep kept (amortised O(1) per insert); at capacity, forgets an
+    /// arbitrary bucket — under a flood of identifiers some counts are lost
+    /// rather than memory.
+    fn make_room(&mut self, now_ms: i64, capacity: usize) {
+        self.inserts += 1;
+        if self.inserts >= self.kept.max(64) {
+            self.windows.retain(|_, w| !w.is_spent(now_ms));
+            self.inserts = 0;
+            self.kept = self.windows.len();
+        }
+        if self.windows.len() >= capacity {
+            if let Some(bucket) = self.windows.keys().next().cloned() {
+                self.windows.remove(&bucket);
+            }
+        }
+    }
+
+    fn queue_for_sync(&mut self, bucket: &str) {
+        if let Some(window) = self.windows.get_mut(bucket) {
+            if !window.queued {
+                window.queued = true;
+                self.queue.push(bucket.into());
+            }
+        }
+    }
+}
+
+fn remaining(limit: u64, used: f64) -> u64 {
+    (limit as f64 - used.ceil()).max(0.0) as u64
+}
+
+fn decide(window: &Window, request: &LimitRequest<'_>, now_ms: i64) -> Decision {
+    let used = window.count(now_ms);
+    Decision {
+        allowed: used + request.cost as f64 <= request.limit as f64,
+        limit: request.limit,
+        remaining: remaining(request.limit, used),
+        reset_ms: window.reset_ms(),
+    }
+}
+
+fn count(window: &mut Window, request: &LimitRequest<'_>, now_ms: i64) -> Decision {
+    window.add(request.cost);
+    Decision {
+        allowed: true,
+        limit: request.limit,
+        remaining: remaining(request.limit, window.count(now_ms)),
+        reset_ms: window.reset_ms(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(bucket: &str) -> LimitRequest<'_> {
+        LimitRequest {
+            bucket,
+            limit: 10,
+            window_ms: 1000,
+            cost: 1,
+        }
+    }
+
+    #[test]
+    fn spent_windows_are_reclaimed_and_capacity_holds() {
+        let table = Table::new(DEFAULT_CAPACITY, false);
+        for i in 0..100_000 {
+            table.check_one(&request(&format!("a{i}")), true, 0);
+        }
+        assert_eq!(table.len(), 100_000);
+        // Two windows later the first identifiers can weigh on nothing.
+        for i in 0..100_000 {
+            table.check_one(&request(&format!("b{i}")), true, 5_000);
+        }
+        assert!(table.len() < 150_000, "spent windows were kept: {}", table.len());
+
+        let small = Table::new(64 * 100, false);
+        for i in 0..50_000 {
+            small.check_one(&request(&format!("c{i}")), true, 0);
+        }
+        assert!(small.len() <= 64 * 100, "{}", small.len());
+    }
+
+    #[test]
+    fn shared_tables_hand_over_counts_and_merge_totals() {
+        let table = Table::new(DEFAULT_CAPACITY, true);
+        for _ in 0..3 {
+            table.check_one(&request("x"), true, 100);
+        }
+        let pending = table.take_pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].count, pending[0].index), (3, 0));
+        assert!(table.take_pending().is_empty(), "handed over once");
+        // Another replica counted 5 more in this window and 4 in the one before.
+        table.merge(&pending[0], 8, 4);
+        let d = table.check_one(&LimitRequest { limit: 20, ..request("x") }, false, 100);
+        assert_eq!(d.remaining, 20 - 12, "8 + 4 × 90% of the previous window, rounded up");
+        // A failed push is retried with what was counted since.
+        let roomy = LimitRequest { limit: 100, ..request("x") };
+        table.check_one(&roomy, true, 200);
+        let again = table.take_pending();
+        assert_eq!(again[0].count, 1);
+        table.requeue(again.into_iter().next().unwrap());
+        table.check_one(&roomy, true, 300);
+        assert_eq!(table.take_pending()[0].count, 2);
+    }
+}

@@ -1,0 +1,69 @@
+//! One bucket's sliding window (SPEC §3.6, §9.18): epoch-aligned windows,
+//! the current window's count plus the previous one's, weighted by how much
+//! of it the sliding window still covers.
+
+/// A bucket's counters. In a shared table `current` is the replicas' total
+/// as last read from Redis plus what this replica counted since
+/// (`pending`, not yet pushed).
+#[derive(Debug, Clone)]
+pub(super) struct Window {
+    pub index: i64,
+    pub window_ms: u64,
+    pub current: u64,
+    pub previous: u64,
+    pub pending: u64,
+    /// Queued for the next synchronisation (shared tables only).
+    pub queued: bool,
+}
+
+impl Window {
+    pub fn new(window_ms: u64) -> Self {
+        Self {
+            index: i64::MIN,
+            window_ms: window_ms.max(1),
+            current: 0,
+            previous: 0,
+            pending: 0,
+            queued: false,
+        }
+    }
+
+    pub fn index_at(window_ms: u64, now_ms: i64) -> i64 {
+        now_ms.div_euclid(window_ms.max(1) as i64)
+    }
+
+    /// Moves the counters to the window `now_ms` falls in (a skipped window
+    /// leaves nothing to weigh). What was not yet pushed of a finished window
+    /// stays local: it is only part of `previous` here.
+    pub fn roll(&mut self, now_ms: i64) {
+        let index = Self::index_at(self.window_ms, now_ms);
+        if index != self.index {
+            self.previous = if index == self.index.wrapping_add(1) { self.current } else { 0 };
+            self.current = 0;
+            self.pending = 0;
+            self.index = index;
+        }
+    }
+
+    /// The sliding count at `now_ms` (after [`Self::roll`]).
+    pub fn count(&self, now_ms: i64) -> f64 {
+        let width = self.window_ms as i64;
+        let elapsed = (now_ms - self.index * width) as f64 / width as f64;
+        self.current as f64 + self.previous as f64 * (1.0 - elapsed)
+    }
+
+    /// Unix ms at the end of the current window.
+    pub fn reset_ms(&self) -> i64 {
+        (self.index + 1) * self.window_ms as i64
+    }
+
+    /// Nothing in it can weigh on a decision at `now_ms` any more.
+    pub fn is_spent(&self, now_ms: i64) -> bool {
+        Self::index_at(self.window_ms, now_ms) > self.index.saturating_add(1)
+    }
+
+    pub fn add(&mut self, cost: u64) {
+        self.current += cost;
+        self.pending += cost;
+    }
+}
