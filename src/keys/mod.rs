@@ -14,6 +14,7 @@ pub mod credits;
 pub mod model;
 pub mod permissions;
 mod principal;
+mod shared_credits;
 mod sqlite;
 pub mod statics;
 pub mod store;
@@ -28,7 +29,8 @@ use credits::{period_of, CreditAccount, CreditLedger};
 use model::{hash_key, now_ms, Balance, KeyHash, Refill, StoredKey};
 pub use statics::StaticKeys;
 use store::{BalanceWrite, KeyStore, StoreError};
-use verify::{ActiveKey, Verdict, Verification, VerifyRequest};
+use shared_credits::SharedCredits;
+use verify::{ActiveKey, Credits, Verdict, Verification, VerifyRequest};
 
 use crate::ratelimit::{RateLimiter, SharedSettings};
 use crate::state::StateSettings;
@@ -63,6 +65,8 @@ pub struct KeyService {
     store: Arc<dyn KeyStore>,
     ledger: CreditLedger,
     limiter: RateLimiter,
+    /// With `state.redis`: the ledger config keys' credits are leased from.
+    shared_credits: Option<Arc<SharedCredits>>,
     found: moka::sync::Cache<KeyHash, Arc<ActiveKey>>,
     missing: moka::sync::Cache<KeyHash, ()>,
     /// Bumped by every invalidation: a lookup that raced with one does not cache.
@@ -101,11 +105,12 @@ pub enum CreditAdjustment {
 }
 
 impl KeyService {
-    fn with_store(store: Arc<dyn KeyStore>, limiter: RateLimiter) -> Self {
+    fn with_store(store: Arc<dyn KeyStore>, limiter: RateLimiter, shared_credits: Option<Arc<SharedCredits>>) -> Self {
         Self {
             store,
             ledger: CreditLedger::default(),
             limiter,
+            shared_credits,
             found: moka::sync::Cache::builder()
                 .max_capacity(FOUND_CAPACITY)
                 .time_to_live(FOUND_TTL)
@@ -125,18 +130,25 @@ impl KeyService {
             path: state.dir.join("keys").display().to_string(),
             source,
         })?;
-        let limiter = match &state.redis {
-            Some(url) => RateLimiter::shared(SharedSettings {
-                url: url.clone(),
-                sync_interval: state.sync_interval,
-            })
-            .map_err(|source| StoreError::Io {
-                path: "rate-limit sync thread".into(),
-                source,
-            })?,
-            None => RateLimiter::default(),
+        let thread_error = |what: &str| {
+            let what = what.to_string();
+            move |source| StoreError::Io { path: what, source }
         };
-        let service = Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), limiter));
+        let (limiter, shared_credits) = match &state.redis {
+            Some(url) => {
+                let settings = SharedSettings {
+                    url: url.clone(),
+                    sync_interval: state.sync_interval,
+                };
+                let limiter = RateLimiter::shared(settings).map_err(thread_error("rate-limit sync thread"))?;
+                let credits = SharedCredits::start(url.clone(), state.credit_lease, state.outage_credits)
+                    .map_err(thread_error("credits sync thread"))?;
+                (limiter, Some(credits))
+            }
+            None => (RateLimiter::default(), None),
+        };
+        let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
+        let service = Arc::new(Self::with_store(store, limiter, shared_credits));
         let weak = Arc::downgrade(&service);
         // Only the first (serving) store is flushed at exit.
         let _ = SERVING.set(weak.clone());
@@ -155,7 +167,7 @@ impl KeyService {
     pub fn open_existing(state: &StateSettings) -> Result<Arc<Self>, StoreError> {
         let dir = state.dir.join("keys");
         if dir.join("keys.db").exists() {
-            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), RateLimiter::default())))
+            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), RateLimiter::default(), None)))
         } else {
             Self::in_memory()
         }
@@ -163,7 +175,7 @@ impl KeyService {
 
     /// A service over a fresh in-memory store (tests, benchmarks, `check`).
     pub fn in_memory() -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default())))
+        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default(), None)))
     }
 
     pub fn store(&self) -> &dyn KeyStore {
@@ -178,17 +190,22 @@ impl KeyService {
 
     /// A config key's credit account: kept while its credits config is
     /// unchanged (reloads do not reset balances), else reseeded — from the
-    /// store when it persisted a balance for this config.
-    pub(crate) fn static_account(&self, key_id: &str, opening: Balance, refill: Option<Refill>, origin: String) -> Arc<CreditAccount> {
+    /// store when it persisted a balance for this config. With
+    /// `state.redis`, replicas share the balance (the opening one seeds the
+    /// ledger if it has none for this config).
+    pub(crate) fn static_account(&self, key_id: &str, opening: Balance, refill: Option<Refill>, origin: String) -> Credits {
         if let Some(existing) = self.ledger.get(key_id).filter(|a| a.origin() == Some(origin.as_str())) {
-            return existing;
+            return Credits::Local(existing);
         }
         let persisted = self.store.static_balance(key_id, &origin).unwrap_or_else(|e| {
             tracing::warn!(key_id, "cannot read the persisted balance, starting from the config: {e}");
             None
         });
         let balance = persisted.unwrap_or(opening);
-        self.ledger.replace(key_id, CreditAccount::seeded(balance, refill, origin))
+        match &self.shared_credits {
+            Some(shared) => Credits::Shared(shared.account(key_id, balance, refill, origin)),
+            None => Credits::Local(self.ledger.replace(key_id, CreditAccount::seeded(balance, refill, origin))),
+        }
     }
 
     /// A stored key, compiled for verification with its live credit account.
@@ -199,7 +216,7 @@ impl KeyService {
                 opening.unwrap_or_else(|| CreditAccount::opening(0, plan.refill.as_ref(), now_ms()))
             })
         });
-        ActiveKey::new(stored.record, account)
+        ActiveKey::new(stored.record, account.map(Credits::Local))
     }
 
     /// The key with this hash: static, cached, or read from the store.

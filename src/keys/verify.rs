@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use super::credits::CreditAccount;
+use super::shared_credits::SharedAccount;
 use super::model::KeyRecord;
 use super::permissions::{Grants, PermissionQuery};
 use super::principal::PrincipalTemplate;
@@ -19,8 +20,48 @@ pub struct ActiveKey {
     pub record: KeyRecord,
     grants: Grants,
     principal: PrincipalTemplate,
-    account: Option<Arc<CreditAccount>>,
+    account: Option<Credits>,
     limits: Vec<BoundLimit>,
+}
+
+/// A limited key's balance: this process's own account, or its share of
+/// the ledger in `state.redis` (config keys, when replicas share credits).
+#[derive(Debug, Clone)]
+pub enum Credits {
+    Local(Arc<CreditAccount>),
+    Shared(Arc<SharedAccount>),
+}
+
+impl Credits {
+    /// The balance as this process knows it.
+    pub fn available(&self, now_ms: i64) -> i64 {
+        match self {
+            Self::Local(account) => account.available(now_ms),
+            Self::Shared(account) => account.available(),
+        }
+    }
+
+    /// The balance, after securing `cost` credits for a spend where the ledger is shared.
+    async fn reserve(&self, cost: i64, now_ms: i64) -> i64 {
+        match self {
+            Self::Local(account) => account.available(now_ms),
+            Self::Shared(account) => account.reserve(cost, now_ms).await,
+        }
+    }
+
+    fn spend(&self, cost: i64, now_ms: i64) -> Result<i64, i64> {
+        match self {
+            Self::Local(account) => account.spend(cost, now_ms),
+            Self::Shared(account) => account.spend(cost),
+        }
+    }
+
+    fn refund(&self, cost: i64) {
+        match self {
+            Self::Local(account) => account.refund(cost),
+            Self::Shared(account) => account.refund(cost),
+        }
+    }
 }
 
 /// A limit of the key or its identity, with its counter's bucket.
@@ -43,7 +84,7 @@ fn bucket(scope: &str, owner: &str, name: &str) -> String {
 }
 
 impl ActiveKey {
-    pub fn new(record: KeyRecord, account: Option<Arc<CreditAccount>>) -> Self {
+    pub fn new(record: KeyRecord, account: Option<Credits>) -> Self {
         let mut limits: Vec<BoundLimit> = record
             .ratelimits
             .iter()
@@ -75,7 +116,7 @@ impl ActiveKey {
         }
     }
 
-    pub fn account(&self) -> Option<&Arc<CreditAccount>> {
+    pub fn account(&self) -> Option<&Credits> {
         self.account.as_ref()
     }
 
@@ -230,7 +271,10 @@ pub async fn verify(
     if record.expires.is_some_and(|at| at <= now_ms) {
         return Verification::refused(Verdict::Expired, Some(key));
     }
-    let balance = key.account.as_ref().map(|a| a.available(now_ms));
+    let balance = match &key.account {
+        Some(account) => Some(account.reserve(request.cost, now_ms).await),
+        None => None,
+    };
     if balance.is_some_and(|left| left < request.cost) {
         let mut refused = Verification::refused(Verdict::UsageExceeded, Some(key.clone()));
         refused.credits = balance;

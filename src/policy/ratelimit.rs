@@ -76,7 +76,7 @@ enum Part {
 #[derive(Debug)]
 pub struct RateLimit {
     limiter: RateLimiter,
-    /// `rl:<deployment>:<policy id>`, escaped.
+    /// `policy:<deployment>:<policy id>`, escaped.
     prefix: String,
     limit: u64,
     window_ms: u64,
@@ -105,7 +105,7 @@ impl RateLimit {
                 .map(|(i, part)| compile_part(part).map_err(|m| (format!(".identifiers[{i}]"), m)))
                 .collect::<Result<_, _>>()?,
         };
-        let mut prefix = String::from("rl");
+        let mut prefix = String::from("policy");
         push_part(&mut prefix, deployment);
         push_part(&mut prefix, policy_id);
         Ok(Self {
@@ -256,10 +256,10 @@ mod tests {
             "{limit: 1, window: 1s, identifiers: [remote_ip: {}, header: {name: X-T}, authenticated_subject: {}, path: {}, principal_field: {path: source.key.meta.org}]}",
         );
         let principal = r#"{"source":{"key":{"meta":{"org":"o:1"}}}}"#;
-        assert_eq!(bucket_of(&p, &[("x-t", "t1")], Some(principal)), "rl:dep:rl:10.0.0.1:t1:user_1:/a/b:o\\:1");
-        assert_eq!(bucket_of(&p, &[], None), "rl:dep:rl:10.0.0.1:unknown:unknown:/a/b:unknown");
+        assert_eq!(bucket_of(&p, &[("x-t", "t1")], Some(principal)), "policy:dep:rl:10.0.0.1:t1:user_1:/a/b:o\\:1");
+        assert_eq!(bucket_of(&p, &[], None), "policy:dep:rl:10.0.0.1:unknown:unknown:/a/b:unknown");
         let numeric = policy("{limit: 1, window: 1s, identifiers: [principal_field: {path: a.n}]}");
-        assert_eq!(bucket_of(&numeric, &[], Some(r#"{"a":{"n":42}}"#)), "rl:dep:rl:42");
+        assert_eq!(bucket_of(&numeric, &[], Some(r#"{"a":{"n":42}}"#)), "policy:dep:rl:42");
     }
 
     #[test]
