@@ -262,7 +262,9 @@ async fn rejected_requests_never_open_a_connection() {
     // gateway answers as soon as it knows and closes, so the client may
     // still be writing (a broken pipe) instead of reading the 413.
     match post(vec![b' '; 3 << 20]).await {
-        Ok(resp) => assert_problem(resp, 413, "err:frontline:client:request_too_large", "Payload Too Large").await,
+        Ok(resp) => {
+            assert_problem(resp, 413, "err:frontline:client:request_too_large", "Payload Too Large").await;
+        }
         Err(e) => assert!(e.is_request(), "{e}"),
     }
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..48).map(|_| Ok(vec![b' '; 64 * 1024])).collect();

@@ -9,8 +9,9 @@
 //! nothing is ever held back from the other replicas.
 //!
 //! When Redis is unreachable a replica may still spend up to
-//! `state.outage_credits` per key (the documented over-spend bound), which
-//! it settles against the ledger once Redis answers again. Failures count in
+//! `state.outage_credits` per key — never more than the ledger had left when
+//! last seen — which it settles against the ledger once Redis answers again:
+//! N replicas over-spend a key by at most (N − 1) × `outage_credits`. Failures count in
 //! `keygate_ratelimit_backend_errors_total`; a request never gets a 5xx
 //! because of them.
 
@@ -31,7 +32,9 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 const IDLE: Duration = Duration::from_secs(1);
 
 /// Refills, gives back or settles, then leases; answers `{taken, remaining, period}`.
-/// KEYS[1] the key's hash. ARGV: origin, opening remaining, opening period,
+/// KEYS[1] the key's hash. ARGV: origin, seed balance, seed period (used when
+/// the ledger has nothing for this credits config: first use, a config
+/// change, or a Redis that lost its data),
 /// current period (-1: never refills), refill amount, wanted, adjustment
 /// (given back − overdrawn), the period the adjustment belongs to.
 const LEASE_SCRIPT: &str = r"
@@ -73,12 +76,12 @@ pub struct SharedCredits {
 pub struct SharedAccount {
     key_id: String,
     origin: String,
-    opening: Balance,
     refill: Option<Refill>,
     /// Leased and not yet spent, for `period`.
     held: AtomicI64,
     period: AtomicI64,
-    /// The ledger's balance after the last call (what the other replicas can still take).
+    /// The ledger's balance after the last call (what the other replicas can
+    /// still take); it seeds a ledger that lost its data.
     ledger: AtomicI64,
     /// Spent while Redis was unreachable, to settle.
     overdrawn: AtomicI64,
@@ -122,7 +125,6 @@ impl SharedCredits {
         let account = Arc::new(SharedAccount {
             key_id: key_id.to_string(),
             origin,
-            opening,
             refill,
             held: AtomicI64::new(0),
             period: AtomicI64::new(opening.period),
@@ -171,8 +173,8 @@ impl SharedCredits {
         let mut invocation = self.script.key(format!("keygate:credits:{}", account.key_id));
         invocation
             .arg(&account.origin)
-            .arg(account.opening.remaining)
-            .arg(account.opening.period)
+            .arg(account.ledger.load(Ordering::Acquire))
+            .arg(account.period.load(Ordering::Acquire))
             .arg(current)
             .arg(account.refill.as_ref().map_or(0, |r| r.amount))
             .arg(wanted)
@@ -233,10 +235,12 @@ impl SharedAccount {
                 self.ledger.store(ledger, Ordering::Release);
             }
             Err(_) => {
+                // Never more than the ledger had left when it was last seen.
                 let need = (cost - held).max(0);
+                let allowance = shared.outage_credits.min(self.ledger.load(Ordering::Acquire));
                 let granted = self
                     .overdrawn
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| (o + need <= shared.outage_credits).then_some(o + need))
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| (o + need <= allowance).then_some(o + need))
                     .is_ok();
                 self.held.store(if granted { held + need } else { held }, Ordering::Release);
             }

@@ -49,7 +49,7 @@ async fn sync_loop(table: Weak<Table>, settings: SharedSettings) {
     loop {
         ticker.tick().await;
         let Some(table) = table.upgrade() else { return };
-        let pending = table.take_pending();
+        let pending = table.take_pending(crate::keys::model::now_ms());
         if pending.is_empty() {
             continue;
         }

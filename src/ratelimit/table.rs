@@ -11,6 +11,11 @@ use super::window::Window;
 use super::{Decision, LimitRequest};
 
 const SHARDS: usize = 64;
+/// A shared table keeps reading the replicas' totals of a bucket for this
+/// long after it was last used here.
+const RECENT_MS: i64 = 1_000;
+/// Buckets re-read without new counts per synchronisation, at most.
+const MAX_REFRESH: usize = 10_000;
 /// Buckets one process keeps at most (about 100 bytes each).
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 
@@ -65,15 +70,13 @@ impl Table {
     /// One limit: decided, and with `commit` counted when allowed.
     pub fn check_one(&self, request: &LimitRequest<'_>, commit: bool, now_ms: i64) -> Decision {
         let mut shard = self.lock(self.shard_of(request.bucket));
-        let (shard_capacity, shared) = (self.shard_capacity, self.shared);
-        let window = shard.window(request, now_ms, shard_capacity);
-        let decision = decide(window, request, now_ms);
+        let window = shard.window(request, now_ms, self.shard_capacity);
+        let mut decision = decide(window, request, now_ms);
         if commit && decision.allowed {
-            let decision = count(window, request, now_ms);
-            if shared {
-                shard.queue_for_sync(request.bucket);
-            }
-            return decision;
+            decision = count(window, request, now_ms);
+        }
+        if self.shared {
+            shard.touch(request.bucket, now_ms);
         }
         decision
     }
@@ -104,30 +107,51 @@ impl Table {
             for ((request, &slot), decision) in requests.iter().zip(&slots).zip(&mut decisions) {
                 let shard = &mut guards[guard_of(slot)];
                 *decision = count(shard.window(request, now_ms, self.shard_capacity), request, now_ms);
-                if self.shared {
-                    shard.queue_for_sync(request.bucket);
-                }
+            }
+        }
+        if self.shared {
+            for (request, &slot) in requests.iter().zip(&slots) {
+                guards[guard_of(slot)].touch(request.bucket, now_ms);
             }
         }
         decisions
     }
 
-    /// Takes what was counted since the last call, shard by shard.
-    pub fn take_pending(&self) -> Vec<Pending> {
+    /// Takes what was counted since the last call, shard by shard, and the
+    /// buckets used here in the last [`RECENT_MS`] that counted nothing new
+    /// (their count of 0 still reads the replicas' totals back) — at most
+    /// [`MAX_REFRESH`] of those per call, the rest wait for the next one.
+    pub fn take_pending(&self, now_ms: i64) -> Vec<Pending> {
         let mut out = Vec::new();
+        let mut refreshes = 0;
         for shard in 0..SHARDS {
             let mut guard = self.lock(shard);
             let shard = &mut *guard;
             for bucket in std::mem::take(&mut shard.queue) {
-                if let Some(window) = shard.windows.get_mut(&bucket) {
-                    window.queued = false;
-                    out.push(Pending {
-                        index: window.index,
-                        window_ms: window.window_ms,
-                        count: std::mem::take(&mut window.pending),
-                        bucket,
-                    });
+                let Some(window) = shard.windows.get_mut(&bucket) else { continue };
+                let recent = now_ms - window.touched_ms < RECENT_MS;
+                if window.pending == 0 {
+                    if !recent {
+                        window.queued = false;
+                        continue;
+                    }
+                    if refreshes == MAX_REFRESH {
+                        shard.queue.push(bucket);
+                        continue;
+                    }
+                    refreshes += 1;
                 }
+                window.queued = recent;
+                let pending = Pending {
+                    index: window.index,
+                    window_ms: window.window_ms,
+                    count: std::mem::take(&mut window.pending),
+                    bucket,
+                };
+                if recent {
+                    shard.queue.push(pending.bucket.clone());
+                }
+                out.push(pending);
             }
         }
         out
@@ -202,8 +226,10 @@ impl Shard {
         }
     }
 
-    fn queue_for_sync(&mut self, bucket: &str) {
+    /// Notes that the bucket was used at `now_ms` and queues it for the next synchronisation.
+    fn touch(&mut self, bucket: &str, now_ms: i64) {
         if let Some(window) = self.windows.get_mut(bucket) {
+            window.touched_ms = now_ms;
             if !window.queued {
                 window.queued = true;
                 self.queue.push(bucket.into());
@@ -275,10 +301,12 @@ mod tests {
         for _ in 0..3 {
             table.check_one(&request("x"), true, 100);
         }
-        let pending = table.take_pending();
+        let pending = table.take_pending(100);
         assert_eq!(pending.len(), 1);
         assert_eq!((pending[0].count, pending[0].index), (3, 0));
-        assert!(table.take_pending().is_empty(), "handed over once");
+        let again = table.take_pending(150);
+        assert_eq!((again.len(), again[0].count), (1, 0), "recently used: totals are read again, nothing counted twice");
+        assert!(table.take_pending(5_000).is_empty(), "idle for a second: no longer read");
         // Another replica counted 5 more in this window and 4 in the one before.
         table.merge(&pending[0], 8, 4);
         let d = table.check_one(&LimitRequest { limit: 20, ..request("x") }, false, 100);
@@ -286,10 +314,10 @@ mod tests {
         // A failed push is retried with what was counted since.
         let roomy = LimitRequest { limit: 100, ..request("x") };
         table.check_one(&roomy, true, 200);
-        let again = table.take_pending();
+        let again = table.take_pending(200);
         assert_eq!(again[0].count, 1);
         table.requeue(again.into_iter().next().unwrap());
         table.check_one(&roomy, true, 300);
-        assert_eq!(table.take_pending()[0].count, 2);
+        assert_eq!(table.take_pending(300)[0].count, 2);
     }
 }

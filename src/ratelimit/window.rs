@@ -14,6 +14,8 @@ pub(super) struct Window {
     pub pending: u64,
     /// Queued for the next synchronisation (shared tables only).
     pub queued: bool,
+    /// When this replica last decided on it (shared tables only).
+    pub touched_ms: i64,
 }
 
 impl Window {
@@ -25,6 +27,7 @@ impl Window {
             previous: 0,
             pending: 0,
             queued: false,
+            touched_ms: 0,
         }
     }
 
