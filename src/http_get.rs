@@ -77,7 +77,9 @@ pub async fn get(url: &str, timeout: Duration, limit: usize) -> Result<Bytes, Ge
         .map_err(|_| GetError::Timeout { url: url.to_string(), timeout })?
 }
 
-fn with_causes(error: &dyn std::error::Error) -> String {
+/// The error with its chain of causes ("client error (Connect): tcp connect
+/// error: Connection refused"): hyper's own message names no cause.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {

@@ -1749,20 +1749,25 @@ impl Redis {
     /// Starts redis-server on a free loopback port; returns once it accepts connections.
     pub async fn start() -> Redis {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server (apt-get install redis-server)");
+        let child = Self::spawn(port);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_for(format!("redis-server on {addr}"), WAIT, || async move {
             TcpStream::connect(addr).await.is_ok()
         })
         .await;
         Redis { port, child }
+    }
+
+    /// redis-server on `port`, without persistence.
+    fn spawn(port: u16) -> Child {
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)")
     }
 
     pub fn url(&self) -> String {
@@ -1791,14 +1796,7 @@ impl Redis {
         // The port may linger briefly after the kill; retry the spawn until it binds.
         let deadline = Instant::now() + WAIT;
         loop {
-            self.child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start redis-server (apt-get install redis-server)");
+            self.child = Self::spawn(port);
             let up = poll_until(format!("redis-server restarted on {addr}"), WAIT, || {
                 let exited = self.child.try_wait().ok().flatten().is_some();
                 async move {

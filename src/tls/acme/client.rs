@@ -58,7 +58,7 @@ impl HttpClient for CaHttp {
         let pending = self.http.request(request);
         let retry_after = self.retry_after.clone();
         Box::pin(async move {
-            let response = pending.await.map_err(|e| instant_acme::Error::Other(with_causes(&e).into()))?;
+            let response = pending.await.map_err(|e| instant_acme::Error::Other(crate::http_get::with_causes(&e).into()))?;
             if response.status().is_client_error() || response.status().is_server_error() {
                 if let Some(at) = response.headers().get(RETRY_AFTER).and_then(parse_retry_after) {
                     retry_after.record(at);
@@ -67,19 +67,6 @@ impl HttpClient for CaHttp {
             Ok(BytesResponse::from(response))
         })
     }
-}
-
-/// "client error (Connect): tcp connect error: Connection refused": hyper's
-/// own message names no cause.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 /// `Retry-After: <seconds>` or an HTTP date.
