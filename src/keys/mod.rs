@@ -51,11 +51,14 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 static SERVING: OnceLock<Weak<KeyService>> = OnceLock::new();
 
 /// Writes spent credits before a graceful exit (at most a second is
-/// otherwise still in memory).
+/// otherwise still in memory), and hands leased shared credits back.
 pub fn flush_before_exit() {
     if let Some(service) = SERVING.get().and_then(Weak::upgrade) {
         if let Err(e) = service.flush_credits() {
             tracing::warn!("cannot persist credit balances before exiting: {e}");
+        }
+        if let Some(shared) = &service.shared_credits {
+            shared.give_back_all();
         }
     }
 }

@@ -117,6 +117,24 @@ impl SharedCredits {
         Ok(shared)
     }
 
+    /// Hands every lease back before the process exits (within a second), on
+    /// a connection of its own: the runtimes that served requests are gone.
+    pub fn give_back_all(&self) {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let accounts: Vec<Arc<SharedAccount>> = self.accounts.iter().map(|(_, a)| a).collect();
+        runtime.block_on(async {
+            *self.connection.lock().await = None;
+            let settle_all = async {
+                for account in accounts {
+                    account.settle(self, now_ms(), true).await;
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(1), settle_all).await.is_err() {
+                tracing::warn!("could not hand every credit lease back to state.redis before exiting");
+            }
+        });
+    }
+
     /// The key's account; kept while its credits config (`origin`) is unchanged.
     pub fn account(self: &Arc<Self>, key_id: &str, opening: Balance, refill: Option<Refill>, origin: String) -> Arc<SharedAccount> {
         if let Some(existing) = self.accounts.get(key_id).filter(|a| a.origin == origin) {
@@ -275,9 +293,9 @@ impl SharedAccount {
         }
     }
 
-    /// Hands an idle lease back and settles an overdraft.
-    async fn settle(&self, shared: &SharedCredits, now_ms: i64) {
-        let idle = now_ms - self.last_used_ms.load(Ordering::Acquire) >= IDLE.as_millis() as i64;
+    /// Hands an idle lease (any lease, with `all`) back and settles an overdraft.
+    async fn settle(&self, shared: &SharedCredits, now_ms: i64, all: bool) {
+        let idle = all || now_ms - self.last_used_ms.load(Ordering::Acquire) >= IDLE.as_millis() as i64;
         let overdrawn = self.overdrawn.load(Ordering::Acquire);
         if !(idle && self.held.load(Ordering::Acquire) > 0) && overdrawn == 0 {
             return;
@@ -305,7 +323,7 @@ async fn give_back_loop(shared: Weak<SharedCredits>) {
         let Some(shared) = shared.upgrade() else { return };
         let accounts: Vec<Arc<SharedAccount>> = shared.accounts.iter().map(|(_, a)| a).collect();
         for account in accounts {
-            account.settle(&shared, now_ms()).await;
+            account.settle(&shared, now_ms(), false).await;
         }
     }
 }
