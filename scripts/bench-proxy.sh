@@ -30,6 +30,8 @@
 #   DURATION [10s]  WARMUP [2s]  CONNS [64]  WRK_THREADS [2]  PATHS ["/small /1m"]
 #   DIRECT [1]      also benchmark the upstream directly (baseline row)
 #   SKIP_BUILD [0]  KEEP_TMP [0] keep the temp dir (configs, logs, raw wrk output)
+#   ROUNDS [1]      repeat every run, interleaved; ratios use the mean RPS (a shared
+#                   2-core VM varies by 10-20% from one run to the next)
 #   RATELIMIT [0]   1: also run keygate with a `ratelimit` policy, in memory
 #                   (kg-rl, on $KG_RL_HTTP) and shared through a redis-server the
 #                   script starts (kg-rl-redis, on $KG_RLR_HTTP), and print their
@@ -56,6 +58,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
 RATELIMIT=${RATELIMIT:-0}
+ROUNDS=${ROUNDS:-1}
 KG_RL_HTTP=${KG_RL_HTTP:-127.0.0.1:18083}
 KG_RLR_HTTP=${KG_RLR_HTTP:-127.0.0.1:18084}
 REDIS_PORT=${REDIS_PORT:-16399}
@@ -346,18 +349,20 @@ run_wrk() { # name addr path
         "$xfer" "$((${errs:-0} + ${non2xx:-0}))" >>"$RESULTS"
 }
 
-for path in $PATHS; do
-    if [[ $DIRECT == 1 ]]; then run_wrk direct "$UPSTREAM" "$path"; fi
-    if [[ -n $pg_pid ]]; then run_wrk pingora "$PINGORA_HTTP" "$path"; fi
-    run_wrk keygate "$KG_HTTP" "$path"
-    if [[ $RATELIMIT == 1 ]]; then
-        run_wrk kg-rl "$KG_RL_HTTP" "$path"
-        run_wrk kg-rl-redis "$KG_RLR_HTTP" "$path"
-    fi
-    run_wrk nginx "$NGINX_HTTP" "$path"
-    # Make sure nothing died mid-run.
-    for pid in "$up_pid" "$kg_pid" "$ng_pid" $pg_pid "${rl_pids[@]}"; do
-        kill -0 "$pid" 2>/dev/null || die "a server process ($pid) died during the run; see $TMP/*.log"
+for round in $(seq "$ROUNDS"); do
+    for path in $PATHS; do
+        if [[ $DIRECT == 1 ]]; then run_wrk direct "$UPSTREAM" "$path"; fi
+        if [[ -n $pg_pid ]]; then run_wrk pingora "$PINGORA_HTTP" "$path"; fi
+        run_wrk keygate "$KG_HTTP" "$path"
+        if [[ $RATELIMIT == 1 ]]; then
+            run_wrk kg-rl "$KG_RL_HTTP" "$path"
+            run_wrk kg-rl-redis "$KG_RLR_HTTP" "$path"
+        fi
+        run_wrk nginx "$NGINX_HTTP" "$path"
+        # Make sure nothing died mid-run.
+        for pid in "$up_pid" "$kg_pid" "$ng_pid" $pg_pid "${rl_pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null || die "a server process ($pid) died during the run; see $TMP/*.log"
+        done
     done
 done
 
@@ -369,9 +374,11 @@ awk -F'\t' '
     BEGIN { printf "%-12s %-7s %12s %10s %10s %11s %7s\n", "target", "path", "req/s", "p50 ms", "p99 ms", "transfer/s", "errors"
             printf "%-12s %-7s %12s %10s %10s %11s %7s\n", "------------", "-------", "------------", "----------", "----------", "-----------", "-------" }
     { printf "%-12s %-7s %12.0f %10.2f %10.2f %11s %7d\n", $1, $2, $3, $4, $5, $6, $7
-      rps[$1 SUBSEP $2] = $3; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } }
+      k = $1 SUBSEP $2; sum[k] += $3; runs[k]++; rps[k] = sum[k] / runs[k]
+      if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } }
     END {
         print ""
+        if (runs["keygate" SUBSEP order[1]] > 1) print "ratios of the mean RPS over " runs["keygate" SUBSEP order[1]] " rounds:"
         for (i = 1; i <= n; i++) {
             p = order[i]; k = rps["keygate" SUBSEP p]; g = rps["nginx" SUBSEP p]
             if (g > 0) printf "keygate/nginx RPS ratio %-7s %.2f\n", p, k / g
