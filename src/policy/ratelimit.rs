@@ -134,10 +134,13 @@ impl RateLimit {
                     None => UNKNOWN,
                 },
                 Part::Header(name) => match request.head.headers.get(name) {
-                    Some(value) => {
-                        scratch.push_str(&String::from_utf8_lossy(value.as_bytes()));
-                        &scratch
-                    }
+                    Some(value) => match value.to_str() {
+                        Ok(text) => text,
+                        Err(_) => {
+                            scratch.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                            &scratch
+                        }
+                    },
                     None => UNKNOWN,
                 },
                 Part::Subject => state.principal.as_ref().map_or(UNKNOWN, |p| p.subject.as_str()),

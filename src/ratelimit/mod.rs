@@ -98,12 +98,14 @@ impl RateLimiter {
 /// part is escaped, so `:` only ever separates parts.
 pub fn push_part(bucket: &mut String, part: &str) {
     bucket.push(':');
-    for c in part.chars() {
-        if c == '\\' || c == ':' {
-            bucket.push('\\');
-        }
-        bucket.push(c);
+    let mut rest = part;
+    while let Some(at) = rest.find([':', '\\']) {
+        bucket.push_str(&rest[..at]);
+        bucket.push('\\');
+        bucket.push_str(&rest[at..=at]);
+        rest = &rest[at + 1..];
     }
+    bucket.push_str(rest);
 }
 
 /// A window length in ms for the limiter (at least 1).
