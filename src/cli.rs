@@ -220,15 +220,24 @@ fn print_routes(table: &serde_json::Value) {
         .into_iter()
         .flatten()
         .map(|r| {
+            let path = r["path_prefix"].as_str().unwrap_or("/");
+            let mut notes = Vec::new();
+            if r["strip_prefix"].as_bool().unwrap_or(false) {
+                notes.push("strip prefix".to_string());
+            }
+            if let Some(code) = r["refusal"].as_str() {
+                notes.push(format!("answers {code}"));
+            }
             [
                 r["host"].as_str().unwrap_or("").to_string(),
-                r["path_prefix"].as_str().unwrap_or("/").to_string(),
+                // nginx's notation for an exact location (Kubernetes `pathType: Exact`).
+                if r["exact"].as_bool().unwrap_or(false) { format!("= {path}") } else { path.to_string() },
                 r["deployment"].as_str().unwrap_or("").to_string(),
-                if r["strip_prefix"].as_bool().unwrap_or(false) { "strip".into() } else { String::new() },
+                notes.join(", "),
             ]
         })
         .collect();
-    print_table(&["HOST", "PATH", "DEPLOYMENT", "REWRITE"], &rows);
+    print_table(&["HOST", "PATH", "DEPLOYMENT", "NOTES"], &rows);
     println!();
     let rows: Vec<[String; 4]> = table["deployments"]
         .as_array()
