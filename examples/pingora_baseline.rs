@@ -29,9 +29,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:18082".into());
     let upstream = args.next().unwrap_or_else(|| "127.0.0.1:9100".into());
-    let mut conf = ServerConf::default();
-    conf.threads = 1;
-    conf.work_stealing = false;
+    let conf = ServerConf {
+        threads: 1,
+        work_stealing: false,
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Baseline { upstream });

@@ -89,11 +89,13 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
     let reloader = Reloader::new(path.to_path_buf(), shared.clone(), tls.clone());
 
-    let mut conf = ServerConf::default();
-    conf.threads = worker_threads(shared.load().listen_threads);
-    conf.work_stealing = false;
-    conf.grace_period_seconds = Some(SHUTDOWN_GRACE.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let conf = ServerConf {
+        threads: worker_threads(shared.load().listen_threads),
+        work_stealing: false,
+        grace_period_seconds: Some(SHUTDOWN_GRACE.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

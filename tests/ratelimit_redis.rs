@@ -151,14 +151,12 @@ fn assert_ok_or_spent(o: &Outcome, what: &str) {
 /// Sends to `gw` until the first 429 (at most `max` requests); returns how
 /// many were admitted before it.
 async fn admitted_until_429(gw: &Gateway, host: &str, headers: &[(&str, &str)], max: usize, what: &str) -> u64 {
-    let mut admitted = 0;
-    for _ in 0..max {
+    for admitted in 0..max {
         let o = call(gw, host, headers).await;
         assert_ok_or_limited(&o, what);
         if o.status == 429 {
-            return admitted;
+            return admitted as u64;
         }
-        admitted += 1;
     }
     panic!("{what}: no 429 within {max} requests");
 }

@@ -173,9 +173,12 @@ mod tests {
         condition(yaml).matches(&RequestView::new(&head, None))
     }
 
+    /// `(match yaml, method, target, headers, matches)`.
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)], bool);
+
     #[test]
     fn table() {
-        let cases: &[(&str, &str, &str, &[(&str, &str)], bool)] = &[
+        let cases: &[Case<'_>] = &[
             // path
             ("path: {exact: /v1/users}", "GET", "/v1/users", &[], true),
             ("path: {exact: /v1/users}", "GET", "/v1/users/", &[], false),
