@@ -106,7 +106,7 @@ pub async fn serve(reloader: &Reloader, request: Request<Incoming>, op: Op) -> R
 pub async fn run(op: Op, body: &[u8], keys: &Keys) -> Result<Reply, AdminError> {
     let handler: fn(&[u8], &Keys) -> Result<Reply, AdminError> = match op {
         Op::VerifyKey => return verify_key(body, keys).await,
-        Op::RatelimitLimit => return crate::ratelimit::admin::limit(body, keys.service.limiter(), now_ms()),
+        Op::RatelimitLimit => return crate::ratelimit::admin::limit(body, keys.service.limiter(), now_ms()).await,
         Op::CreateApi => create_api,
         Op::GetApi => get_api,
         Op::ListKeys => list_keys,

@@ -314,6 +314,7 @@ pub async fn verify(
         limits: Vec::new(),
     };
     if !limit_requests.is_empty() {
+        limiter.prime(&limit_requests, now_ms).await;
         let peek = limiter.check(&limit_requests, false, now_ms);
         let limited = peek.iter().any(|d| !d.allowed);
         // Headers are sent whatever the outcome (SPEC §3.4).

@@ -216,7 +216,9 @@ impl Policy for RateLimit {
             window_ms: self.window_ms,
             cost: 1,
         };
-        let decision = self.limiter.check_one(&limit, true, crate::keys::model::now_ms());
+        let now = crate::keys::model::now_ms();
+        self.limiter.prime(std::slice::from_ref(&limit), now).await;
+        let decision = self.limiter.check_one(&limit, true, now);
         state.limits.push(decision);
         if decision.allowed {
             Outcome::Continue

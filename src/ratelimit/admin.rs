@@ -15,7 +15,7 @@ use crate::keys::validate::{Fields, Text};
 /// Longest window accepted: 30 days.
 const MAX_DURATION_MS: i64 = 30 * 24 * 3600 * 1000;
 
-pub fn limit(body: &[u8], limiter: &RateLimiter, now_ms: i64) -> Result<Reply, AdminError> {
+pub async fn limit(body: &[u8], limiter: &RateLimiter, now_ms: i64) -> Result<Reply, AdminError> {
     let mut f = Fields::parse(body)?;
     let namespace = f.text("namespace", Text::len(1, 255), true);
     let identifier = f.text("identifier", Text::len(1, 255), true);
@@ -31,16 +31,14 @@ pub fn limit(body: &[u8], limiter: &RateLimiter, now_ms: i64) -> Result<Reply, A
     let mut bucket = String::from("ns");
     push_part(&mut bucket, &namespace);
     push_part(&mut bucket, &identifier);
-    let decision = limiter.check_one(
-        &LimitRequest {
-            bucket: &bucket,
-            limit: limit as u64,
-            window_ms: duration as u64,
-            cost: cost as u64,
-        },
-        true,
-        now_ms,
-    );
+    let request = LimitRequest {
+        bucket: &bucket,
+        limit: limit as u64,
+        window_ms: duration as u64,
+        cost: cost as u64,
+    };
+    limiter.prime(std::slice::from_ref(&request), now_ms).await;
+    let decision = limiter.check_one(&request, true, now_ms);
     Ok(Reply::data(json!({
         "success": decision.allowed,
         "limit": decision.limit,

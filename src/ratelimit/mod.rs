@@ -50,6 +50,8 @@ pub struct Decision {
 #[derive(Clone)]
 pub struct RateLimiter {
     table: Arc<Table>,
+    /// With `state.redis`: where cold buckets' totals are read.
+    link: Option<shared::Link>,
 }
 
 impl Default for RateLimiter {
@@ -57,6 +59,7 @@ impl Default for RateLimiter {
     fn default() -> Self {
         Self {
             table: Arc::new(Table::new(table::DEFAULT_CAPACITY, false)),
+            link: None,
         }
     }
 }
@@ -72,8 +75,24 @@ impl RateLimiter {
     /// that lives as long as the limiter.
     pub fn shared(settings: SharedSettings) -> std::io::Result<Self> {
         let table = Arc::new(Table::new(table::DEFAULT_CAPACITY, true));
-        shared::start_sync(Arc::downgrade(&table), settings)?;
-        Ok(Self { table })
+        let link = shared::start_sync(Arc::downgrade(&table), settings)?;
+        Ok(Self { table, link: Some(link) })
+    }
+
+    /// With shared counters, call before deciding: a bucket this replica has
+    /// not used for a second gets the replicas' totals read first (one round
+    /// trip, at most 100 ms), so a cold replica does not admit a whole limit
+    /// on its own. Hot buckets, and in-memory limiters, return at once.
+    pub async fn prime(&self, requests: &[LimitRequest<'_>], now_ms: i64) {
+        let Some(link) = &self.link else { return };
+        for request in requests {
+            if self.table.is_cold(request.bucket, now_ms) {
+                let index = window::Window::index_at(request.window_ms, now_ms);
+                // Unanswered: decide locally, and do not ask again for a second.
+                let (total, previous) = shared::read_totals(link, request.bucket, index).await.unwrap_or((0, 0));
+                self.table.warm(request, now_ms, total, previous);
+            }
+        }
     }
 
     /// Evaluates one limit at `now_ms`; with `commit`, counts the request when allowed.

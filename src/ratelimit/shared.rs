@@ -13,9 +13,10 @@
 //! retried every interval and `keygate_ratelimit_backend_errors_total`
 //! counts the failures; the held-back counts are pushed when Redis returns.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use redis::aio::ConnectionManager;
 
 use super::table::{Pending, Table};
@@ -24,6 +25,12 @@ use super::table::{Pending, Table};
 const BATCH: usize = 512;
 /// A Redis call that takes longer than this counts as a failure.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a decision on a cold bucket waits for the replicas' totals.
+const READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The synchronisation thread's connection, once it has one, for decisions
+/// that read a cold bucket's totals first.
+pub(super) type Link = Arc<ArcSwapOption<ConnectionManager>>;
 
 /// `state.redis` and how often counts are exchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,16 +40,19 @@ pub struct SharedSettings {
 }
 
 /// Starts the synchronisation thread; it ends when the table is dropped.
-pub(super) fn start_sync(table: Weak<Table>, settings: SharedSettings) -> std::io::Result<()> {
+pub(super) fn start_sync(table: Weak<Table>, settings: SharedSettings) -> std::io::Result<Link> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let link = Link::default();
+    let shared = link.clone();
     std::thread::Builder::new()
         .name("keygate-ratelimit-sync".into())
-        .spawn(move || runtime.block_on(sync_loop(table, settings)))?;
-    Ok(())
+        .spawn(move || runtime.block_on(sync_loop(table, settings, shared)))?;
+    Ok(link)
 }
 
-async fn sync_loop(table: Weak<Table>, settings: SharedSettings) {
-    let mut redis: Option<ConnectionManager> = None;
+async fn sync_loop(table: Weak<Table>, settings: SharedSettings, link: Link) {
+    let mut redis: Option<ConnectionManager> = crate::state::connect_redis(&settings.url, CALL_TIMEOUT).await.ok();
+    link.store(redis.clone().map(Arc::new));
     let mut healthy = true;
     let mut ticker = tokio::time::interval(settings.sync_interval.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -56,7 +66,10 @@ async fn sync_loop(table: Weak<Table>, settings: SharedSettings) {
         let result = match &mut redis {
             Some(connection) => push(connection, &pending).await,
             None => match crate::state::connect_redis(&settings.url, CALL_TIMEOUT).await {
-                Ok(connection) => push(redis.insert(connection), &pending).await,
+                Ok(connection) => {
+                    link.store(Some(Arc::new(connection.clone())));
+                    push(redis.insert(connection), &pending).await
+                }
                 Err(e) => Err(e),
             },
         };
@@ -114,4 +127,19 @@ async fn push(redis: &mut ConnectionManager, pending: &[Pending]) -> redis::Redi
         }
     }
     Ok(totals)
+}
+
+/// The replicas' totals of a bucket's window `index` and the one before, or
+/// `None` (counted as a backend error) when Redis does not answer in time.
+pub(super) async fn read_totals(link: &Link, bucket: &str, index: i64) -> Option<(u64, u64)> {
+    let mut redis = ConnectionManager::clone(&*link.load_full()?);
+    let mut pipe = redis::pipe();
+    pipe.cmd("GET").arg(key(bucket, index)).cmd("GET").arg(key(bucket, index - 1));
+    match tokio::time::timeout(READ_TIMEOUT, pipe.query_async::<(Option<u64>, Option<u64>)>(&mut redis)).await {
+        Ok(Ok((total, previous))) => Some((total.unwrap_or(0), previous.unwrap_or(0))),
+        Ok(Err(_)) | Err(_) => {
+            crate::telemetry::metrics().ratelimit_backend_errors.inc();
+            None
+        }
+    }
 }

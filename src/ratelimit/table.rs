@@ -170,6 +170,23 @@ impl Table {
         }
     }
 
+    /// Whether this replica has not used `bucket` for [`RECENT_MS`] (or never):
+    /// its counts may be far behind the other replicas'.
+    pub fn is_cold(&self, bucket: &str, now_ms: i64) -> bool {
+        let shard = self.lock(self.shard_of(bucket));
+        shard.windows.get(bucket).map_or(true, |w| now_ms - w.touched_ms >= RECENT_MS)
+    }
+
+    /// Takes in the replicas' totals read for a cold bucket, and marks it
+    /// used so the synchronisation keeps it current.
+    pub fn warm(&self, request: &LimitRequest<'_>, now_ms: i64, total: u64, previous_total: u64) {
+        let mut shard = self.lock(self.shard_of(request.bucket));
+        let window = shard.window(request, now_ms, self.shard_capacity);
+        window.current = window.current.max(total + window.pending);
+        window.previous = window.previous.max(previous_total);
+        shard.touch(request.bucket, now_ms);
+    }
+
     /// Puts back what could not be pushed, for the next try.
     pub fn requeue(&self, pushed: Pending) {
         let mut shard = self.lock(self.shard_of(&pushed.bucket));
