@@ -13,17 +13,29 @@ use crate::proxy::forwarding::X_REQUEST_ID;
 /// Adds the headers every response carries.
 pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
     response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
-    let rate_limited = ctx.error == Some(ErrorCode::RateLimited);
-    for (name, value) in crate::ratelimit::headers(&ctx.policy.limits, rate_limited, crate::keys::model::now_ms()) {
-        response.insert_header(name, value)?;
+    if !ctx.policy.limits.is_empty() {
+        let rate_limited = ctx.error == Some(ErrorCode::RateLimited);
+        for (name, value) in crate::ratelimit::headers(&ctx.policy.limits, rate_limited, crate::keys::model::now_ms()) {
+            response.insert_header(name, value)?;
+        }
     }
     let instance = ctx.instance_time();
     let gateway = ctx.total_time().saturating_sub(instance);
-    let mut timing = format!("gateway;dur={:.3}", gateway.as_secs_f64() * 1000.0);
+    let mut timing = String::with_capacity(48);
+    timing.push_str("gateway;dur=");
+    push_ms(&mut timing, gateway);
     if ctx.upstream_started.is_some() {
-        timing.push_str(&format!(", instance;dur={:.3}", instance.as_secs_f64() * 1000.0));
+        timing.push_str(", instance;dur=");
+        push_ms(&mut timing, instance);
     }
     response.insert_header("server-timing", timing)
+}
+
+/// Milliseconds with three decimals (`1.234`), without float formatting.
+fn push_ms(out: &mut String, duration: std::time::Duration) {
+    use std::fmt::Write as _;
+    let micros = duration.as_micros();
+    let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
 }
 
 /// Answers the request with `error` in the SPEC §5 shape.
@@ -76,4 +88,19 @@ pub async fn send(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_ms;
+    use std::time::Duration;
+
+    #[test]
+    fn milliseconds_with_three_decimals() {
+        for (micros, text) in [(1_234, "1.234"), (5, "0.005"), (0, "0.000"), (61_000_070, "61000.070")] {
+            let mut out = String::new();
+            push_ms(&mut out, Duration::from_micros(micros));
+            assert_eq!(out, text);
+        }
+    }
 }

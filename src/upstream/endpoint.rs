@@ -68,7 +68,9 @@ impl Endpoint {
 
     /// Healthy by active checks and not passively ejected.
     pub fn is_available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) <= now_ms()
+        // Never ejected (the usual case): no clock read.
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        self.healthy.load(Ordering::Relaxed) && (until == 0 || until <= now_ms())
     }
 
     pub fn is_healthy(&self) -> bool {
