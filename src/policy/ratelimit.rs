@@ -20,6 +20,11 @@ use crate::ratelimit::{push_part, window_ms, LimitRequest, RateLimiter};
 const MAX_PARTS: usize = 5;
 /// The value of a part the request does not have.
 const UNKNOWN: &str = "unknown";
+/// A longer bucket key (long header values) is replaced by the policy prefix,
+/// `#` and its SHA-256, so memory per bucket stays bounded whatever clients
+/// send. Parts always follow the prefix after a `:`, so no set of parts can
+/// spell a digested key.
+const MAX_BUCKET_BYTES: usize = 256;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +169,14 @@ impl RateLimit {
             };
             push_part(&mut bucket, value);
         }
+        if bucket.len() > MAX_BUCKET_BYTES {
+            let digest = ring::digest::digest(&ring::digest::SHA256, bucket.as_bytes());
+            bucket.truncate(self.prefix.len());
+            bucket.push('#');
+            for byte in digest.as_ref() {
+                let _ = write!(bucket, "{byte:02x}");
+            }
+        }
         bucket
     }
 }
@@ -265,6 +278,16 @@ mod tests {
         assert_eq!(bucket_of(&p, &[], None), "policy:dep:rl:10.0.0.1:unknown:unknown:/a/b:unknown");
         let numeric = policy("{limit: 1, window: 1s, identifiers: [principal_field: {path: a.n}]}");
         assert_eq!(bucket_of(&numeric, &[], Some(r#"{"a":{"n":42}}"#)), "policy:dep:rl:42");
+    }
+
+    #[test]
+    fn long_keys_are_digested() {
+        let p = policy("{limit: 1, window: 1s, identifiers: [header: {name: A}]}");
+        let long = "x".repeat(10_000);
+        let bucket = bucket_of(&p, &[("a", &long)], None);
+        assert!(bucket.starts_with("policy:dep:rl#") && bucket.len() == "policy:dep:rl#".len() + 64, "{bucket}");
+        let other = bucket_of(&p, &[("a", &format!("{long}y"))], None);
+        assert_ne!(bucket, other);
     }
 
     #[test]

@@ -16,7 +16,8 @@ const SHARDS: usize = 64;
 const RECENT_MS: i64 = 1_000;
 /// Buckets re-read without new counts per synchronisation, at most.
 const MAX_REFRESH: usize = 10_000;
-/// Buckets one process keeps at most (about 100 bytes each).
+/// Buckets one process keeps at most (about 150 bytes each with typical
+/// keys; keys are at most 256 bytes, see `policy::ratelimit`).
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 
 type Map = hashbrown::HashMap<Box<str>, Window, ahash::RandomState>;
