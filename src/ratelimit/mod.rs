@@ -184,6 +184,21 @@ mod tests {
     }
 
     #[test]
+    fn extreme_windows_and_costs_do_not_overflow() {
+        let limiter = RateLimiter::default();
+        for window_ms in [0, 1, u64::MAX] {
+            let huge = LimitRequest {
+                bucket: "w",
+                limit: u64::MAX,
+                window_ms,
+                cost: u64::MAX / 2,
+            };
+            let d = limiter.check_one(&huge, true, i64::MAX / 2);
+            assert!(d.reset_ms > 0, "{window_ms}: {d:?}");
+        }
+    }
+
+    #[test]
     fn all_or_nothing_and_peek() {
         let limiter = RateLimiter::default();
         let d = limiter.check(&[req("x", 5), req("y", 0)], true, 0);

@@ -164,7 +164,7 @@ impl Table {
         let mut shard = self.lock(self.shard_of(&pushed.bucket));
         let Some(window) = shard.windows.get_mut(&pushed.bucket) else { return };
         if window.index == pushed.index {
-            window.current = window.current.max(total + window.pending);
+            window.current = window.current.max(total.saturating_add(window.pending));
             window.previous = window.previous.max(previous_total);
         } else if window.index == pushed.index + 1 {
             window.previous = window.previous.max(total);
@@ -183,7 +183,7 @@ impl Table {
     pub fn warm(&self, request: &LimitRequest<'_>, now_ms: i64, total: u64, previous_total: u64) {
         let mut shard = self.lock(self.shard_of(request.bucket));
         let window = shard.window(request, now_ms, self.shard_capacity);
-        window.current = window.current.max(total + window.pending);
+        window.current = window.current.max(total.saturating_add(window.pending));
         window.previous = window.previous.max(previous_total);
         shard.touch(request.bucket, now_ms);
     }
@@ -193,7 +193,7 @@ impl Table {
         let mut shard = self.lock(self.shard_of(&pushed.bucket));
         let Some(window) = shard.windows.get_mut(&pushed.bucket) else { return };
         if window.index == pushed.index {
-            window.pending += pushed.count;
+            window.pending = window.pending.saturating_add(pushed.count);
             if !window.queued {
                 window.queued = true;
                 shard.queue.push(pushed.bucket);
@@ -213,7 +213,7 @@ impl Shard {
         if !self.windows.contains_key(request.bucket) {
             self.make_room(now_ms, capacity);
         }
-        let window_ms = request.window_ms.max(1);
+        let window_ms = super::window::clamp(request.window_ms);
         let window = self
             .windows
             .entry_ref(request.bucket)

@@ -2,6 +2,15 @@
 //! the current window's count plus the previous one's, weighted by how much
 //! of it the sliding window still covers.
 
+/// Longer windows are treated as this long (about 35 years), so the window
+/// arithmetic can never overflow whatever a config or an API call asks for.
+const MAX_WINDOW_MS: u64 = 1 << 40;
+
+/// A window length the arithmetic below accepts: 1 ms to [`MAX_WINDOW_MS`].
+pub(super) fn clamp(window_ms: u64) -> u64 {
+    window_ms.clamp(1, MAX_WINDOW_MS)
+}
+
 /// A bucket's counters. In a shared table `current` is the replicas' total
 /// as last read from Redis plus what this replica counted since
 /// (`pending`, not yet pushed).
@@ -22,7 +31,7 @@ impl Window {
     pub fn new(window_ms: u64) -> Self {
         Self {
             index: i64::MIN,
-            window_ms: window_ms.max(1),
+            window_ms: clamp(window_ms),
             current: 0,
             previous: 0,
             pending: 0,
@@ -32,7 +41,7 @@ impl Window {
     }
 
     pub fn index_at(window_ms: u64, now_ms: i64) -> i64 {
-        now_ms.div_euclid(window_ms.max(1) as i64)
+        now_ms.div_euclid(clamp(window_ms) as i64)
     }
 
     /// Moves the counters to the window `now_ms` falls in (a skipped window
@@ -66,7 +75,7 @@ impl Window {
     }
 
     pub fn add(&mut self, cost: u64) {
-        self.current += cost;
-        self.pending += cost;
+        self.current = self.current.saturating_add(cost);
+        self.pending = self.pending.saturating_add(cost);
     }
 }
