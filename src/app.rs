@@ -160,7 +160,7 @@ impl BackgroundService for ControlPlane {
         let supervisor = tokio::spawn(crate::upstream::supervisor::run(self.reloader.snapshot().clone(), shutdown.clone()));
         let openapi_fetcher = tokio::spawn(crate::openapi::fetch::run(self.reloader.snapshot().clone(), shutdown.clone()));
         let kubernetes = self.reloader.snapshot().load().providers.kubernetes.clone().map(|settings| {
-            self.reloader.hub().expect(crate::providers::ProviderId::Kubernetes);
+            self.reloader.hub().await_first_publish(crate::providers::ProviderId::Kubernetes);
             let certs = self.reloader.tls().map(|tls| tls.store.clone());
             tokio::spawn(crate::providers::kubernetes::run(settings, self.reloader.hub().clone(), certs, shutdown.clone()))
         });

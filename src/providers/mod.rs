@@ -182,7 +182,7 @@ impl Hub {
     }
 
     /// Marks `provider` as started: [`Hub::synced`] is false until it publishes.
-    pub fn expect(&self, provider: ProviderId) {
+    pub fn await_first_publish(&self, provider: ProviderId) {
         if let Ok(mut state) = self.state.lock() {
             state.waiting.insert(provider);
         }
