@@ -144,9 +144,14 @@ impl KeyService {
                     sync_interval: state.sync_interval,
                 };
                 let limiter = RateLimiter::shared(settings).map_err(thread_error("rate-limit sync thread"))?;
-                let credits = SharedCredits::start(url.clone(), state.credit_lease, state.outage_credits)
-                    .map_err(thread_error("credits sync thread"))?;
-                (limiter, Some(credits))
+                let credits = match limiter.redis_link() {
+                    Some(link) => Some(
+                        SharedCredits::start(link, state.credit_lease, state.outage_credits)
+                            .map_err(thread_error("credits sync thread"))?,
+                    ),
+                    None => None,
+                };
+                (limiter, credits)
             }
             None => (RateLimiter::default(), None),
         };

@@ -17,17 +17,17 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
+
+use crate::ratelimit::RedisLink;
 
 use super::credits::period_of;
 use super::model::{now_ms, Balance, Refill};
 
 /// A Redis call on the request path gives up after this.
 const CALL_TIMEOUT: Duration = Duration::from_millis(300);
-/// After a failed connection attempt, requests do not try again for this long.
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// Unspent leases idle this long go back to the ledger.
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -58,15 +58,13 @@ redis.call('HSET', k, 'remaining', remaining, 'period', period)
 return {taken, remaining, period}
 ";
 
-/// `state.redis` for credits: connected on first use, reconnecting by itself.
+/// The credits ledger in `state.redis`, reached over the rate limiter's
+/// connection (one per process, kept up by its synchronisation thread).
 pub struct SharedCredits {
-    url: String,
+    redis: RedisLink,
     lease: i64,
     outage_credits: i64,
     script: redis::Script,
-    connection: tokio::sync::Mutex<Option<ConnectionManager>>,
-    /// When connecting last failed (requests skip Redis until `RECONNECT_AFTER`).
-    failed_at: std::sync::Mutex<Option<Instant>>,
     /// The last call succeeded (failures are logged on the change only).
     healthy: std::sync::atomic::AtomicBool,
     accounts: moka::sync::Cache<String, Arc<SharedAccount>>,
@@ -98,14 +96,12 @@ impl std::fmt::Debug for SharedAccount {
 
 impl SharedCredits {
     /// Starts the thread that hands back idle leases and settles overdrafts.
-    pub fn start(url: String, lease: u32, outage_credits: u32) -> std::io::Result<Arc<Self>> {
+    pub fn start(redis: RedisLink, lease: u32, outage_credits: u32) -> std::io::Result<Arc<Self>> {
         let shared = Arc::new(Self {
-            url,
+            redis,
             lease: i64::from(lease.max(1)),
             outage_credits: i64::from(outage_credits),
             script: redis::Script::new(LEASE_SCRIPT),
-            connection: tokio::sync::Mutex::new(None),
-            failed_at: std::sync::Mutex::new(None),
             healthy: std::sync::atomic::AtomicBool::new(true),
             accounts: moka::sync::Cache::builder().build(),
         });
@@ -117,13 +113,13 @@ impl SharedCredits {
         Ok(shared)
     }
 
-    /// Hands every lease back before the process exits (within a second), on
-    /// a connection of its own: the runtimes that served requests are gone.
+    /// Hands every lease back before the process exits (within a second).
+    /// The connection lives on the rate limiter's thread, which outlives the
+    /// runtimes that served requests.
     pub fn give_back_all(&self) {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         let accounts: Vec<Arc<SharedAccount>> = self.accounts.iter().map(|(_, a)| a).collect();
         runtime.block_on(async {
-            *self.connection.lock().await = None;
             let settle_all = async {
                 for account in accounts {
                     account.settle(self, now_ms(), true).await;
@@ -156,31 +152,16 @@ impl SharedCredits {
         account
     }
 
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        let recently_failed = self
-            .failed_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|at| at.elapsed() < RECONNECT_AFTER);
-        if recently_failed {
-            return Err(redis::RedisError::from((redis::ErrorKind::IoError, "state.redis was unreachable a moment ago")));
-        }
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok(connection.clone());
-        }
-        match crate::state::connect_redis(&self.url, CALL_TIMEOUT).await {
-            Ok(connection) => Ok(slot.insert(connection).clone()),
-            Err(e) => {
-                *self.failed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
-                Err(e)
-            }
+    fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        match self.redis.load_full() {
+            Some(connection) => Ok(ConnectionManager::clone(&connection)),
+            None => Err(redis::RedisError::from((redis::ErrorKind::IoError, "state.redis is not connected"))),
         }
     }
 
     /// One script call: `(taken, ledger balance, period)`.
     async fn call(&self, account: &SharedAccount, now_ms: i64, wanted: i64, adjustment: i64, adjustment_period: i64) -> redis::RedisResult<(i64, i64, i64)> {
-        let mut connection = match self.connection().await {
+        let mut connection = match self.connection() {
             Ok(connection) => connection,
             Err(e) => {
                 self.record(Some(&e));

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-pub use shared::SharedSettings;
+pub use shared::{Link as RedisLink, SharedSettings};
 use table::Table;
 
 /// One limit to evaluate for a request.
@@ -93,6 +93,11 @@ impl RateLimiter {
                 self.table.warm(request, now_ms, total, previous);
             }
         }
+    }
+
+    /// The connection to `state.redis` this limiter keeps up, for the credits ledger.
+    pub fn redis_link(&self) -> Option<RedisLink> {
+        self.link.clone()
     }
 
     /// Evaluates one limit at `now_ms`; with `commit`, counts the request when allowed.

@@ -25,12 +25,16 @@ use super::table::{Pending, Table};
 const BATCH: usize = 512;
 /// A Redis call that takes longer than this counts as a failure.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often a replica that could not connect at all tries again.
+const CONNECT_EVERY: Duration = Duration::from_secs(1);
 /// How long a decision on a cold bucket waits for the replicas' totals.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// The synchronisation thread's connection, once it has one, for decisions
-/// that read a cold bucket's totals first.
-pub(super) type Link = Arc<ArcSwapOption<ConnectionManager>>;
+/// The synchronisation thread's connection to `state.redis`, once it has
+/// one: also used by decisions that read a cold bucket's totals first, and
+/// by the credits ledger. The thread keeps it up (a `ConnectionManager`
+/// reconnects by itself; a first connection is retried every second).
+pub type Link = Arc<ArcSwapOption<ConnectionManager>>;
 
 /// `state.redis` and how often counts are exchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,27 +55,34 @@ pub(super) fn start_sync(table: Weak<Table>, settings: SharedSettings) -> std::i
 }
 
 async fn sync_loop(table: Weak<Table>, settings: SharedSettings, link: Link) {
-    let mut redis: Option<ConnectionManager> = crate::state::connect_redis(&settings.url, CALL_TIMEOUT).await.ok();
-    link.store(redis.clone().map(Arc::new));
+    let mut redis: Option<ConnectionManager> = None;
+    let mut connect_error = None;
+    let mut last_attempt: Option<std::time::Instant> = None;
     let mut healthy = true;
     let mut ticker = tokio::time::interval(settings.sync_interval.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let Some(table) = table.upgrade() else { return };
+        if redis.is_none() && last_attempt.map_or(true, |at| at.elapsed() >= CONNECT_EVERY) {
+            last_attempt = Some(std::time::Instant::now());
+            match crate::state::connect_redis(&settings.url, CALL_TIMEOUT).await {
+                Ok(connection) => {
+                    link.store(Some(Arc::new(connection.clone())));
+                    redis = Some(connection);
+                }
+                Err(e) => connect_error = Some(e),
+            }
+        }
         let pending = table.take_pending(crate::keys::model::now_ms());
         if pending.is_empty() {
             continue;
         }
         let result = match &mut redis {
             Some(connection) => push(connection, &pending).await,
-            None => match crate::state::connect_redis(&settings.url, CALL_TIMEOUT).await {
-                Ok(connection) => {
-                    link.store(Some(Arc::new(connection.clone())));
-                    push(redis.insert(connection), &pending).await
-                }
-                Err(e) => Err(e),
-            },
+            None => Err(connect_error
+                .take()
+                .unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "not connected yet")))),
         };
         match result {
             Ok(totals) => {

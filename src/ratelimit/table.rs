@@ -76,8 +76,8 @@ impl Table {
         if commit && decision.allowed {
             decision = count(window, request, now_ms);
         }
-        if self.shared {
-            shard.touch(request.bucket, now_ms);
+        if self.shared && window.mark_used(now_ms) {
+            shard.queue.push(request.bucket.into());
         }
         decision
     }
@@ -112,7 +112,10 @@ impl Table {
         }
         if self.shared {
             for (request, &slot) in requests.iter().zip(&slots) {
-                guards[guard_of(slot)].touch(request.bucket, now_ms);
+                let shard = &mut guards[guard_of(slot)];
+                if shard.window(request, now_ms, self.shard_capacity).mark_used(now_ms) {
+                    shard.queue.push(request.bucket.into());
+                }
             }
         }
         decisions
@@ -185,7 +188,9 @@ impl Table {
         let window = shard.window(request, now_ms, self.shard_capacity);
         window.current = window.current.max(total.saturating_add(window.pending));
         window.previous = window.previous.max(previous_total);
-        shard.touch(request.bucket, now_ms);
+        if window.mark_used(now_ms) {
+            shard.queue.push(request.bucket.into());
+        }
     }
 
     /// Puts back what could not be pushed, for the next try.
@@ -240,17 +245,6 @@ impl Shard {
         if self.windows.len() >= capacity {
             if let Some(bucket) = self.windows.keys().next().cloned() {
                 self.windows.remove(&bucket);
-            }
-        }
-    }
-
-    /// Notes that the bucket was used at `now_ms` and queues it for the next synchronisation.
-    fn touch(&mut self, bucket: &str, now_ms: i64) {
-        if let Some(window) = self.windows.get_mut(bucket) {
-            window.touched_ms = now_ms;
-            if !window.queued {
-                window.queued = true;
-                self.queue.push(bucket.into());
             }
         }
     }

@@ -74,6 +74,13 @@ impl Window {
         Self::index_at(self.window_ms, now_ms) > self.index.saturating_add(1)
     }
 
+    /// Notes a decision at `now_ms`; true when the bucket must join the
+    /// synchronisation queue (it was not in it).
+    pub fn mark_used(&mut self, now_ms: i64) -> bool {
+        self.touched_ms = now_ms;
+        !std::mem::replace(&mut self.queued, true)
+    }
+
     pub fn add(&mut self, cost: u64) {
         self.current = self.current.saturating_add(cost);
         self.pending = self.pending.saturating_add(cost);
