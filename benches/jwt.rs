@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
-use keygate::policy::config::PolicySpec;
+use keygate::config::policy::PolicySpec;
 use keygate::policy::{PolicyChain, PolicyState, RequestView};
 
 /// A fresh RSA key (PKCS#8 PEM and DER) from the openssl CLI.

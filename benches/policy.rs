@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
-use keygate::policy::config::PolicySpec;
+use keygate::config::policy::PolicySpec;
 use keygate::policy::{PolicyChain, PolicyState, RequestView};
 
 struct CountingAllocator;

@@ -9,7 +9,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use futures_util::FutureExt;
-use keygate::policy::config::PolicySpec;
+use keygate::config::policy::PolicySpec;
 use keygate::policy::{PolicyChain, PolicyState, RequestView};
 use keygate::ratelimit::{LimitRequest, RateLimiter};
 
@@ -26,7 +26,7 @@ fn limit(bucket: &str) -> LimitRequest<'_> {
 
 fn decisions(c: &mut Criterion) {
     let limiter = RateLimiter::default();
-    let now = keygate::keys::model::now_ms();
+    let now = keygate::clock::now_ms();
     c.bench_function("ratelimit: in-memory decision, one hot bucket", |b| {
         b.iter(|| limiter.check_one(black_box(&limit("policy:dep:rl:203.0.113.9")), true, now))
     });
@@ -100,7 +100,7 @@ fn lua_per_decision(c: &mut Criterion) {
     c.bench_function("ratelimit: Lua script per decision (round trip, not taken)", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let now = keygate::keys::model::now_ms();
+                let now = keygate::clock::now_ms();
                 let allowed: i64 = script
                     .key("bench:lua")
                     .arg(now)

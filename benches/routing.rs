@@ -6,7 +6,7 @@ use std::time::Duration;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use keygate::config::Config;
 use keygate::routing::{HostPattern, PathPrefix, RouteTable};
-use keygate::snapshot::Snapshot;
+use keygate::runtime::{Services, Snapshot};
 
 fn build(hosts: usize) -> RouteTable<usize> {
     let mut table = RouteTable::default();
@@ -55,11 +55,11 @@ fn compile(c: &mut Criterion) {
     group.bench_function("route table, 100k routes", |b| b.iter(|| build(black_box(50_000))));
     let text = config_text(100_000);
     let path = std::path::Path::new("bench.yaml");
-    let keys = keygate::keys::KeyService::in_memory().expect("in-memory key store");
+    let services = Services::in_memory().expect("in-memory services");
     group.bench_function("config file parse + validate + compile, 100k routes", |b| {
         b.iter(|| {
             let config = Config::parse(black_box(&text), path).expect("valid config");
-            Snapshot::compile(&config, &keys).expect("compiles")
+            Snapshot::compile(&config, &services).expect("compiles")
         })
     });
     group.finish();

@@ -1,24 +1,25 @@
 //! Assembles the running gateway: the proxy service on pingora, the admin
-//! listener, the reloader and the instance supervisor, and the shutdown sequence (stop accepting,
-//! drain in-flight requests, exit).
+//! listener, the file watcher and the background tasks, and the shutdown
+//! sequence (stop accepting, drain in-flight requests, exit). Nothing here
+//! decides anything; it only connects the parts.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 
 use crate::admin::{self, AdminState};
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError};
+use crate::keys::KeyService;
+use crate::providers::file::Reloader;
 use crate::proxy::Gateway;
-use crate::reload::Reloader;
-use crate::snapshot::Snapshot;
+use crate::runtime::{Hub, InFlightCounter, KubernetesSettings, ProviderId, Services, Snapshot};
+use crate::state::StateSettings;
 use crate::tls::{AcmeTask, ChallengeTokens, Tls};
 
 /// The longest a graceful shutdown waits for in-flight requests.
@@ -41,56 +42,37 @@ pub enum StartupError {
     Keys(#[from] crate::keys::store::StoreError),
 }
 
-/// Requests currently being served; a graceful shutdown waits for zero.
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts a request as in flight for as long as it lives.
-#[derive(Debug)]
-pub struct InFlight(());
-
-impl InFlight {
-    pub fn start() -> Self {
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        Self(())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Loads the config at `path` and serves until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), StartupError> {
-    // The embedded key store is opened once, on the first config's state.dir.
-    let config = crate::config::Config::load(path)?;
-    let keys = crate::keys::KeyService::open(&crate::state::StateSettings::compile(&config.file.state, config.base_dir()))?;
-    let snapshot = Snapshot::compile(&config, &keys)?;
-    let http = snapshot.listen_http;
-    let admin_listener = match snapshot.listen_admin {
+    // The services (key store, limiter) are opened once, on the first config's state.
+    let config = Config::load(path)?;
+    let services = Services::open(&StateSettings::compile(&config.file.state, config.base_dir()))?;
+    let snapshot = Snapshot::compile(&config, &services)?;
+    let listen = snapshot.listen;
+    let admin_listener = match listen.admin {
         Some(addr) => Some(bind_std(addr, "admin")?),
         None => None,
     };
-    if let Some(addr) = http {
-        // pingora binds inside its service and cannot report failure: check first.
+    // pingora binds inside its service and cannot report failure: check first.
+    if let Some(addr) = listen.http {
         drop(bind_std(addr, "http")?);
+    }
+    if let Some(addr) = listen.https {
+        drop(bind_std(addr, "https")?);
     }
 
     crate::telemetry::request_log::configure(&snapshot.request_log);
-    let https = snapshot.listen_https;
-    if let Some(addr) = https {
-        drop(bind_std(addr, "https")?);
-    }
-    let tls = match https {
+    let tls = match listen.https {
         Some(_) => Some(Arc::new(Tls::start(&snapshot.tls).map_err(StartupError::Tls)?)),
         None => None,
     };
-    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-    let reloader = Reloader::new(path.to_path_buf(), shared.clone(), tls.clone());
+    let kubernetes = snapshot.providers.kubernetes.clone();
+    let hub = Hub::new(snapshot);
+    let reloader = Reloader::new(path.to_path_buf(), hub.clone(), services.clone(), tls.clone());
+    let in_flight = InFlightCounter::default();
 
     let conf = ServerConf {
-        threads: worker_threads(shared.load().listen_threads),
+        threads: worker_threads(listen.threads),
         work_stealing: false,
         grace_period_seconds: Some(SHUTDOWN_GRACE.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
@@ -100,12 +82,12 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     server.bootstrap();
 
     let challenges = Arc::new(ChallengeTokens::default());
-    let gateway = Gateway::new(shared.clone(), challenges.clone());
+    let gateway = Gateway::new(hub.shared().clone(), challenges.clone(), in_flight.clone());
     let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "keygate proxy");
-    if let Some(addr) = http {
+    if let Some(addr) = listen.http {
         proxy.add_tcp(&addr.to_string());
     }
-    if let (Some(addr), Some(tls)) = (https, &tls) {
+    if let (Some(addr), Some(tls)) = (listen.https, &tls) {
         let mut settings = pingora_core::listeners::tls::TlsSettings::intermediate("", "")
             .map_err(|e| StartupError::Tls(e.to_string()))?;
         settings.set_cert_resolver(tls.resolver.clone());
@@ -114,24 +96,32 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     }
     server.add_service(proxy);
 
-    let proxy_listeners: Vec<SocketAddr> = http.into_iter().chain(https).collect();
+    if let Some(tls) = &tls {
+        // Runs even without `tls.acme`: a reload may add it.
+        let mut acme = background_service("acme", AcmeTask::new(hub.subscribe(), tls.store.clone(), challenges));
+        acme.threads = Some(1);
+        server.add_service(acme);
+    }
+    let proxy_listeners: Vec<SocketAddr> = listen.http.into_iter().chain(listen.https).collect();
+    let admin = admin_listener.map(|listener| (listener, AdminState::new(hub.clone(), reloader.clone(), tls.clone(), proxy_listeners)));
     let control = ControlPlane {
+        hub,
         reloader,
-        admin: admin_listener.map(|listener| (listener, proxy_listeners)),
+        services: services.clone(),
+        tls,
+        kubernetes,
+        admin,
     };
     let mut control = background_service("control plane", control);
     control.threads = Some(1);
     server.add_service(control);
-    if let Some(tls) = &tls {
-        // Runs even without `tls.acme`: a reload may add it.
-        let mut acme = background_service("acme", AcmeTask::new(shared.clone(), tls.store.clone(), challenges));
-        acme.threads = Some(1);
-        server.add_service(acme);
-    }
 
-    tracing::info!(http = ?http, https = ?https, "keygate started");
+    tracing::info!(http = ?listen.http, https = ?listen.https, "keygate started");
     server.run(RunArgs {
-        shutdown_signal: Box::new(DrainOnSignal),
+        shutdown_signal: Box::new(DrainOnSignal {
+            in_flight,
+            keys: services.keys,
+        }),
     });
     Ok(())
 }
@@ -147,33 +137,39 @@ fn bind_std(addr: SocketAddr, listener: &'static str) -> Result<std::net::TcpLis
     std::net::TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, listener, source })
 }
 
-/// The admin listener and the reloader, on their own small runtime.
+/// The admin listener, the file watcher and the background tasks that
+/// follow the configuration, on their own small runtime.
 struct ControlPlane {
+    hub: Arc<Hub>,
     reloader: Arc<Reloader>,
-    admin: Option<(std::net::TcpListener, Vec<SocketAddr>)>,
+    services: Services,
+    tls: Option<Arc<Tls>>,
+    kubernetes: Option<KubernetesSettings>,
+    admin: Option<(std::net::TcpListener, Arc<AdminState>)>,
 }
 
 #[async_trait]
 impl BackgroundService for ControlPlane {
     async fn start(&self, shutdown: ShutdownWatch) {
         let watcher = tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
-        let supervisor = tokio::spawn(crate::upstream::supervisor::run(self.reloader.snapshot().clone(), shutdown.clone()));
-        let openapi_fetcher = tokio::spawn(crate::openapi::fetch::run(self.reloader.snapshot().clone(), shutdown.clone()));
-        let kubernetes = self.reloader.snapshot().load().providers.kubernetes.clone().map(|settings| {
-            self.reloader.hub().await_first_publish(crate::providers::ProviderId::Kubernetes);
-            let certs = self.reloader.tls().map(|tls| tls.store.clone());
-            tokio::spawn(crate::providers::kubernetes::run(settings, self.reloader.hub().clone(), certs, shutdown.clone()))
+        let supervisor = tokio::spawn(crate::upstream::supervisor::run(self.hub.subscribe(), shutdown.clone()));
+        let openapi_fetcher = tokio::spawn(crate::openapi::fetch::run(
+            self.services.fetched_specs.clone(),
+            self.hub.subscribe(),
+            shutdown.clone(),
+        ));
+        let kubernetes = self.kubernetes.clone().map(|settings| {
+            self.hub.await_first_publish(ProviderId::Kubernetes);
+            let certs = self.tls.as_ref().map(|tls| tls.store.clone());
+            tokio::spawn(crate::providers::kubernetes::run(settings, self.hub.clone(), certs, shutdown.clone()))
         });
-        if let Some((listener, proxy_listeners)) = &self.admin {
+        if let Some((listener, state)) = &self.admin {
             let listener = listener
                 .try_clone()
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .and_then(tokio::net::TcpListener::from_std);
             match listener {
-                Ok(listener) => {
-                    let state = AdminState::new(self.reloader.clone(), proxy_listeners.clone());
-                    admin::serve(listener, state, shutdown).await;
-                }
+                Ok(listener) => admin::serve(listener, state.clone(), shutdown).await,
                 Err(e) => tracing::error!("admin listener unusable: {e}"),
             }
         }
@@ -186,8 +182,11 @@ impl BackgroundService for ControlPlane {
 
 /// SIGTERM and SIGINT both start a graceful shutdown: pingora stops
 /// accepting, and the process exits as soon as no request is in flight (at
-/// most [`SHUTDOWN_GRACE`] later).
-struct DrainOnSignal;
+/// most [`SHUTDOWN_GRACE`] later), after writing spent credits.
+struct DrainOnSignal {
+    in_flight: InFlightCounter,
+    keys: Arc<KeyService>,
+}
 
 #[async_trait]
 impl ShutdownSignalWatch for DrainOnSignal {
@@ -206,19 +205,20 @@ impl ShutdownSignalWatch for DrainOnSignal {
                 return ShutdownSignal::FastShutdown;
             }
         }
-        std::thread::spawn(exit_when_drained);
+        let (in_flight, keys) = (self.in_flight.clone(), self.keys.clone());
+        std::thread::spawn(move || exit_when_drained(&in_flight, &keys));
         ShutdownSignal::GracefulTerminate
     }
 }
 
-fn exit_when_drained() {
+fn exit_when_drained(in_flight: &InFlightCounter, keys: &KeyService) {
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     // Let pingora close its listeners before counting.
     std::thread::sleep(Duration::from_millis(100));
-    while IN_FLIGHT.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+    while in_flight.current() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    crate::keys::flush_before_exit();
+    keys.flush_before_exit();
     tracing::info!("drained; exiting");
     std::process::exit(0);
 }

@@ -1,23 +1,25 @@
-//! keygate: a self-hosted API gateway. Requests flow
-//! `proxy` → `routing` → `policy` → `upstream`; `config` is compiled into a
-//! `snapshot` that `reload` swaps atomically, with the routes of the other
-//! `providers` (Kubernetes) merged in; `errors` owns every error code.
+//! keygate: a self-hosted API gateway. See `docs/architecture.md` for the
+//! layers: `cli` → `app` → `proxy`, `admin`, `providers` → `runtime` (the
+//! compiled snapshot) → `policy`, `routing`, `upstream`, `tls`, `openapi` →
+//! `keys`, `ratelimit` → `telemetry`, `state`, `net`, `http_client` →
+//! `config`, `errors`. Nothing imports upward.
 
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod errors;
 pub mod http_get;
 pub mod keys;
+pub mod net;
 pub mod openapi;
 pub mod policy;
 pub mod providers;
 pub mod proxy;
 pub mod ratelimit;
-pub mod reload;
 pub mod routing;
-pub mod snapshot;
+pub mod runtime;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

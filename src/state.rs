@@ -5,33 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::config::units::HumanDuration;
-
-/// The `state:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateSpec {
-    /// Relative to the config file's directory; default `state/`.
-    #[serde(default)]
-    pub dir: Option<String>,
-    /// e.g. `redis://127.0.0.1:6379`; shared counters across replicas.
-    #[serde(default)]
-    pub redis: Option<String>,
-    /// How often rate-limit counts are exchanged through Redis (default 50ms).
-    #[serde(default)]
-    pub sync_interval: Option<HumanDuration>,
-    /// Credits a replica takes from Redis at a time (default 1: exact and
-    /// always current; more saves round trips, and unspent leases go back
-    /// after a second without use).
-    #[serde(default)]
-    pub credit_lease: Option<u32>,
-    /// Credits per key a replica may spend while Redis is unreachable, on
-    /// top of its lease (default 10): the bound on over-spending.
-    #[serde(default)]
-    pub outage_credits: Option<u32>,
-}
+use crate::config::state::StateSpec;
 
 /// The compiled `state` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,67 +1,14 @@
-//! Root-key authentication for the admin API and its error answers
-//! (`err:unkey:*` codes, SPEC §9.25, in the SPEC §5 shape).
+//! Root-key authentication for the admin API: `Authorization: Bearer <root
+//! key>` for a key in `admin.root_keys`.
 
-use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode};
-use http_body_util::Full;
+use http::HeaderMap;
+use subtle::ConstantTimeEq;
 
-use crate::reload::Reloader;
+use crate::errors::{ErrorCode, GatewayError};
 
-/// An admin API failure.
-#[derive(Debug)]
-pub struct AdminError {
-    status: StatusCode,
-    code: &'static str,
-    detail: String,
-    /// Field-level validation errors (`{location, message, fix?}`), Unkey's `error.errors`.
-    errors: Vec<serde_json::Value>,
-}
-
-impl AdminError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            errors: Vec::new(),
-        }
-    }
-
-    pub fn invalid_input(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "err:unkey:application:invalid_input", detail)
-    }
-
-    pub fn with_errors(mut self, errors: Vec<serde_json::Value>) -> Self {
-        self.errors = errors;
-        self
-    }
-
-
-    pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
-        let mut body = serde_json::json!({
-            "meta": {"requestId": request_id},
-            "error": {
-                "code": self.code,
-                "title": self.status.canonical_reason().unwrap_or("Error"),
-                "detail": self.detail,
-                "status": self.status.as_u16(),
-                "type": format!("https://unkey.com/docs/errors/{}", self.code.trim_start_matches("err:").replace(':', "/")),
-            }
-        });
-        if !self.errors.is_empty() {
-            body["error"]["errors"] = serde_json::Value::Array(self.errors);
-        }
-        let mut response = super::json(self.status, body);
-        response
-            .headers_mut()
-            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/problem+json"));
-        response
-    }
-}
-
-/// Accepts `Authorization: Bearer <root key>` for a key in `admin.root_keys`:
-/// 401 when missing, 403 when wrong (or when no root key is configured).
-pub fn require_root_key(reloader: &Reloader, headers: &HeaderMap) -> Result<(), AdminError> {
+/// 401 when no bearer token is presented, 403 when it is not a root key
+/// (or no root key is configured).
+pub fn require_root_key(root_keys: &[Box<str>], headers: &HeaderMap) -> Result<(), GatewayError> {
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -70,25 +17,38 @@ pub fn require_root_key(reloader: &Reloader, headers: &HeaderMap) -> Result<(), 
         .map(|(_, key)| key.trim())
         .filter(|key| !key.is_empty());
     let Some(presented) = presented else {
-        return Err(AdminError::new(
-            StatusCode::UNAUTHORIZED,
-            "err:unkey:authentication:missing",
-            "Authorization: Bearer <root key> is required.",
-        ));
+        return Err(ErrorCode::AuthenticationMissing.into());
     };
-    let snapshot = reloader.snapshot().load();
-    if snapshot.root_keys.iter().any(|key| constant_time_eq(key.as_bytes(), presented.as_bytes())) {
+    // Every configured key is compared, in constant time, so neither the
+    // position nor the first differing byte leaks through timing.
+    let matched = root_keys
+        .iter()
+        .fold(subtle::Choice::from(0), |found, key| found | key.as_bytes().ct_eq(presented.as_bytes()));
+    if bool::from(matched) {
         Ok(())
     } else {
-        Err(AdminError::new(
-            StatusCode::FORBIDDEN,
-            "err:unkey:authorization:forbidden",
-            "The root key is not valid.",
-        ))
+        Err(ErrorCode::AuthorizationForbidden.into())
     }
 }
 
-/// Compares without leaking where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, authorization.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn missing_wrong_and_right_keys() {
+        let keys: Vec<Box<str>> = vec!["first".into(), "second".into()];
+        let code = |h: &HeaderMap| require_root_key(&keys, h).err().map(|e| e.code);
+        assert_eq!(code(&HeaderMap::new()), Some(ErrorCode::AuthenticationMissing));
+        assert_eq!(code(&headers("Basic second")), Some(ErrorCode::AuthenticationMissing));
+        assert_eq!(code(&headers("Bearer secon")), Some(ErrorCode::AuthorizationForbidden));
+        assert_eq!(code(&headers("bearer second")), None);
+        assert_eq!(require_root_key(&[], &headers("Bearer x")).err().map(|e| e.code), Some(ErrorCode::AuthorizationForbidden));
+    }
 }

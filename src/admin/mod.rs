@@ -1,7 +1,17 @@
-//! The admin listener (SPEC §7): health, readiness, metrics and the admin
-//! API. Plain hyper, on its own runtime; never serves proxied traffic.
+//! The admin listener: health, readiness, metrics and the admin API. Plain
+//! hyper, on its own runtime; never serves proxied traffic.
+//!
+//! Adding an endpoint: a handler in the module that owns its subject
+//! (`keys/` for Unkey's key API, `routes` for the gateway's own state), and
+//! one line in [`route`]. Handlers return [`envelope::Reply`] or a
+//! [`GatewayError`]; the envelope and the error body are written here.
 
 mod auth;
+pub mod envelope;
+pub mod fields;
+pub mod keys;
+mod ratelimit;
+pub mod routes;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,26 +25,34 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::keys::admin as keys;
-use crate::reload::Reloader;
+use crate::errors::GatewayError;
+use crate::providers::file::Reloader;
+use crate::runtime::Hub;
 use crate::telemetry::{metrics, new_request_id};
-
-pub use auth::{require_root_key, AdminError};
+use crate::tls::Tls;
+use envelope::{text, Reply};
+use keys::Op;
 
 /// What the admin handlers share.
 pub struct AdminState {
+    pub hub: Arc<Hub>,
     pub reloader: Arc<Reloader>,
+    /// The certificate store, when TLS is on.
+    pub tls: Option<Arc<Tls>>,
     /// Proxy listeners that must accept connections before `/readyz` says yes.
     pub proxy_listeners: Vec<SocketAddr>,
     ready: AtomicBool,
 }
 
 impl AdminState {
-    pub fn new(reloader: Arc<Reloader>, proxy_listeners: Vec<SocketAddr>) -> Arc<Self> {
+    pub fn new(hub: Arc<Hub>, reloader: Arc<Reloader>, tls: Option<Arc<Tls>>, proxy_listeners: Vec<SocketAddr>) -> Arc<Self> {
         Arc::new(Self {
+            hub,
             reloader,
+            tls,
             proxy_listeners,
             ready: AtomicBool::new(false),
         })
@@ -46,7 +64,7 @@ impl AdminState {
         if self.ready.load(Ordering::Relaxed) {
             return true;
         }
-        if !self.reloader.hub().synced() {
+        if !self.hub.synced() {
             return false;
         }
         for addr in &self.proxy_listeners {
@@ -88,7 +106,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: 
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request).await) }
+                async move { Ok::<_, Infallible>(route(&state, request).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
@@ -98,81 +116,77 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: 
     }
 }
 
-async fn handle(state: &AdminState, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = request.uri().path().to_string();
-    match (request.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") => {
-            if state.is_ready().await {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: listeners or routing providers are starting\n")
-            }
-        }
-        (&Method::GET, "/metrics") => {
-            let mut response = text(StatusCode::OK, metrics().encode());
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
-        }
-        (&Method::POST, "/v1/admin.reload") => {
-            let request_id = new_request_id();
-            if let Err(error) = auth::require_root_key(&state.reloader, request.headers()) {
-                return error.into_response(&request_id);
-            }
-            match state.reloader.reload("admin API").await {
-                Ok(()) => json(StatusCode::OK, serde_json::json!({"meta": {"requestId": request_id}, "data": {"reloaded": true}})),
-                Err(e) => AdminError::invalid_input(e.to_string()).into_response(&request_id),
-            }
-        }
-        (&Method::GET, "/v1/routes") => {
-            let request_id = new_request_id();
-            if let Err(error) = auth::require_root_key(&state.reloader, request.headers()) {
-                return error.into_response(&request_id);
-            }
-            let snapshot = state.reloader.snapshot().load();
-            json(StatusCode::OK, serde_json::json!({"meta": {"requestId": request_id}, "data": crate::snapshot::describe(&snapshot)}))
-        }
-        (&Method::GET, "/v1/certs") => {
-            let request_id = new_request_id();
-            if let Err(error) = auth::require_root_key(&state.reloader, request.headers()) {
-                return error.into_response(&request_id);
-            }
-            let certs = state.reloader.tls().map(|tls| tls.store.list()).unwrap_or_default();
-            json(StatusCode::OK, serde_json::json!({"meta": {"requestId": request_id}, "data": {"certificates": certs}}))
-        }
-        (&Method::POST, "/v2/apis.createApi") => keys::serve(&state.reloader, request, keys::Op::CreateApi).await,
-        (&Method::POST, "/v2/apis.getApi") => keys::serve(&state.reloader, request, keys::Op::GetApi).await,
-        (&Method::POST, "/v2/apis.listKeys") => keys::serve(&state.reloader, request, keys::Op::ListKeys).await,
-        (&Method::POST, "/v2/apis.deleteApi") => keys::serve(&state.reloader, request, keys::Op::DeleteApi).await,
-        (&Method::POST, "/v2/keys.createKey") => keys::serve(&state.reloader, request, keys::Op::CreateKey).await,
-        (&Method::POST, "/v2/keys.getKey") => keys::serve(&state.reloader, request, keys::Op::GetKey).await,
-        (&Method::POST, "/v2/keys.updateKey") => keys::serve(&state.reloader, request, keys::Op::UpdateKey).await,
-        (&Method::POST, "/v2/keys.deleteKey") => keys::serve(&state.reloader, request, keys::Op::DeleteKey).await,
-        (&Method::POST, "/v2/keys.updateCredits") => keys::serve(&state.reloader, request, keys::Op::UpdateCredits).await,
-        (&Method::POST, "/v2/keys.rerollKey") => keys::serve(&state.reloader, request, keys::Op::RerollKey).await,
-        (&Method::POST, "/v2/keys.verifyKey") => keys::serve(&state.reloader, request, keys::Op::VerifyKey).await,
-        (&Method::POST, "/v2/ratelimit.limit") => keys::serve(&state.reloader, request, keys::Op::RatelimitLimit).await,
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+/// An admin API call, once the path is known.
+enum Call {
+    Reload,
+    Routes,
+    Certs,
+    Rpc(Op),
+}
+
+/// The endpoint table: open endpoints first, then those behind a root key.
+async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let call = match (request.method(), path) {
+        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => return readiness(state).await,
+        (&Method::GET, "/metrics") => return prometheus(state),
+        (&Method::POST, "/v1/admin.reload") => Call::Reload,
+        (&Method::GET, "/v1/routes") => Call::Routes,
+        (&Method::GET, "/v1/certs") => Call::Certs,
+        (&Method::POST, rpc) => match rpc.strip_prefix("/v2/").and_then(Op::from_name) {
+            Some(op) => Call::Rpc(op),
+            None => return text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    let request_id = new_request_id();
+    let snapshot = state.hub.current();
+    let answer = match auth::require_root_key(&snapshot.root_keys, request.headers()) {
+        Ok(()) => authorized(state, call, request).await,
+        Err(error) => Err(error),
+    };
+    match answer {
+        Ok(reply) => envelope::ok(&request_id, reply),
+        Err(error) => envelope::error(&request_id, &snapshot.docs_base, &error),
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
+async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) -> Result<Reply, GatewayError> {
+    match call {
+        Call::Reload => match state.reloader.reload("admin API").await {
+            Ok(()) => Ok(Reply::data(json!({"reloaded": true}))),
+            Err(e) => Err(envelope::invalid_input(e.to_string())),
+        },
+        Call::Routes => Ok(Reply::data(routes::describe(&state.hub.current()))),
+        Call::Certs => {
+            let certs = state.tls.as_ref().map(|tls| tls.store.list()).unwrap_or_default();
+            Ok(Reply::data(json!({"certificates": certs})))
+        }
+        Call::Rpc(op) => {
+            let body = envelope::read_body(request).await?;
+            let keys = state.hub.current().keys.clone();
+            keys::run(op, &body, &keys).await
+        }
+    }
 }
 
-pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+async fn readiness(state: &AdminState) -> Response<Full<Bytes>> {
+    if state.is_ready().await {
+        text(StatusCode::OK, "ready\n")
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "not ready: listeners or routing providers are starting\n")
+    }
+}
+
+/// The Prometheus text format; instance health is counted as of now.
+fn prometheus(state: &AdminState) -> Response<Full<Bytes>> {
+    let snapshot = state.hub.current();
+    metrics().set_instances_healthy(snapshot.deployments.iter().map(|d| (&*d.id, d.instances.available())));
+    let mut response = text(StatusCode::OK, metrics().encode());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     response
 }

@@ -2,9 +2,16 @@
 //! strictly and cross-check it. The result is only an input to
 //! [`crate::snapshot::Snapshot::compile`]; nothing here runs per request.
 
+pub mod deployment;
 mod env;
 pub mod file;
+pub mod keys;
 mod locate;
+pub mod policy;
+pub mod providers;
+pub mod state;
+pub mod telemetry;
+pub mod tls;
 pub mod units;
 mod validate;
 
@@ -13,6 +20,11 @@ use std::path::{Path, PathBuf};
 
 pub use file::ConfigFile;
 use locate::LineIndex;
+
+/// `#[serde(default = "enabled")]`: policies and keys are on unless switched off.
+fn enabled() -> bool {
+    true
+}
 
 /// Where SPEC §2 says the config is unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "config/keygate.yaml";

@@ -1,10 +1,9 @@
-//! Cross-checks that need the whole file: ids are unique, routes name known
-//! deployments, no two routes claim the same host and path.
+//! Cross-checks that need the whole file: deployment ids are unique and
+//! root keys are not empty. (Routes are checked where they are compiled.)
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::{Config, ConfigError};
-use crate::routing::{HostPattern, PathPrefix};
 
 pub(super) fn cross_check(config: &Config) -> Result<(), ConfigError> {
     let file = &config.file;
@@ -18,30 +17,6 @@ pub(super) fn cross_check(config: &Config) -> Result<(), ConfigError> {
             return Err(config.error_at(
                 &format!("deployments[{i}].id"),
                 format!("duplicate deployment id {:?}", deployment.id),
-            ));
-        }
-    }
-
-    let mut claimed: HashMap<(HostPattern, String), usize> = HashMap::new();
-    for (i, route) in file.routes.iter().enumerate() {
-        let host = HostPattern::parse(&route.host)
-            .map_err(|message| config.error_at(&format!("routes[{i}].host"), message))?;
-        let prefix = PathPrefix::parse(route.path_prefix.as_deref().unwrap_or("/"))
-            .map_err(|message| config.error_at(&format!("routes[{i}].path_prefix"), message))?;
-        if !deployment_ids.contains(route.deployment.as_str()) {
-            return Err(config.error_at(
-                &format!("routes[{i}].deployment"),
-                format!("unknown deployment {:?}", route.deployment),
-            ));
-        }
-        if let Some(first) = claimed.insert((host, prefix.as_str().to_string()), i) {
-            return Err(config.error_at(
-                &format!("routes[{i}].host"),
-                format!(
-                    "duplicate route: host {:?} with path prefix {:?} is already routed by routes[{first}]",
-                    route.host,
-                    prefix.as_str()
-                ),
             ));
         }
     }
@@ -67,36 +42,8 @@ mod tests {
     const DEPLOYMENT: &str = "deployments:\n  - id: a\n    instances: [\"builtin:echo\"]\n";
 
     #[test]
-    fn route_to_unknown_deployment() {
-        let err = error(&format!("{DEPLOYMENT}routes:\n  - host: x.com\n    deployment: b\n"));
-        assert_eq!(err, "k.yaml:6: routes[0].deployment: unknown deployment \"b\"");
-    }
-
-    #[test]
     fn duplicate_deployment_ids() {
         let err = error(&format!("{DEPLOYMENT}  - id: a\n"));
         assert!(err.starts_with("k.yaml:4: deployments[1].id: duplicate"), "{err}");
-    }
-
-    #[test]
-    fn duplicate_hosts_after_normalisation() {
-        let err = error(&format!(
-            "{DEPLOYMENT}routes:\n  - host: X.com\n    deployment: a\n  - host: x.com.\n    deployment: a\n"
-        ));
-        assert!(err.contains("routes[1].host: duplicate route"), "{err}");
-    }
-
-    #[test]
-    fn same_host_different_prefixes_is_fine() {
-        let text = format!(
-            "{DEPLOYMENT}routes:\n  - host: x.com\n    deployment: a\n  - host: x.com\n    path_prefix: /v1\n    deployment: a\n"
-        );
-        assert!(Config::parse(&text, Path::new("k.yaml")).is_ok());
-    }
-
-    #[test]
-    fn bad_host_and_prefix() {
-        assert!(error(&format!("{DEPLOYMENT}routes:\n  - host: \"a.*.com\"\n    deployment: a\n")).contains("routes[0].host"));
-        assert!(error(&format!("{DEPLOYMENT}routes:\n  - host: a.com\n    path_prefix: v1\n    deployment: a\n")).contains("routes[0].path_prefix"));
     }
 }

@@ -8,8 +8,6 @@
 //! keys, then the positive cache, then the negative cache, and only then
 //! reads the store — off the async workers, on its own read connection.
 
-pub mod admin;
-pub mod cli;
 pub mod credits;
 pub mod model;
 pub mod permissions;
@@ -18,21 +16,21 @@ mod shared_credits;
 mod sqlite;
 pub mod statics;
 pub mod store;
-pub(crate) mod validate;
 pub mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use credits::{period_of, CreditAccount, CreditLedger};
-use model::{hash_key, now_ms, Balance, KeyHash, Refill, StoredKey};
+use model::{hash_key, Balance, KeyHash, Refill, StoredKey};
+use crate::clock::now_ms;
 pub use statics::StaticKeys;
 use store::{BalanceWrite, KeyStore, StoreError};
 use shared_credits::SharedCredits;
 use verify::{ActiveKey, Credits, Verdict, Verification, VerifyRequest};
 
-use crate::ratelimit::{RateLimiter, SharedSettings};
+use crate::ratelimit::RateLimiter;
 use crate::state::StateSettings;
 
 /// How long a verified key is trusted without rereading the store. Admin
@@ -46,22 +44,6 @@ const MISSING_TTL: Duration = Duration::from_secs(10);
 const MISSING_CAPACITY: u64 = 50_000;
 /// How often spent credits are written to the store.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-
-/// The serving process's service, for the last credit flush before exit.
-static SERVING: OnceLock<Weak<KeyService>> = OnceLock::new();
-
-/// Writes spent credits before a graceful exit (at most a second is
-/// otherwise still in memory), and hands leased shared credits back.
-pub fn flush_before_exit() {
-    if let Some(service) = SERVING.get().and_then(Weak::upgrade) {
-        if let Err(e) = service.flush_credits() {
-            tracing::warn!("cannot persist credit balances before exiting: {e}");
-        }
-        if let Some(shared) = &service.shared_credits {
-            shared.give_back_all();
-        }
-    }
-}
 
 /// The process's keys: store, caches, credit ledger and rate limiter.
 pub struct KeyService {
@@ -127,39 +109,26 @@ impl KeyService {
     }
 
     /// Opens the embedded store in `state.dir/keys` for serving, and starts
-    /// writing spent credits back every second.
-    pub fn open(state: &StateSettings) -> Result<Arc<Self>, StoreError> {
+    /// writing spent credits back every second. Key and identity limits
+    /// count in `limiter`; with `state.redis`, config keys' credits are
+    /// leased from the replicas' shared ledger over the limiter's link.
+    pub fn open(state: &StateSettings, limiter: RateLimiter) -> Result<Arc<Self>, StoreError> {
         let dir = state.subdir("keys").map_err(|source| StoreError::Io {
             path: state.dir.join("keys").display().to_string(),
             source,
         })?;
-        let thread_error = |what: &str| {
-            let what = what.to_string();
-            move |source| StoreError::Io { path: what, source }
-        };
-        let (limiter, shared_credits) = match &state.redis {
-            Some(url) => {
-                let settings = SharedSettings {
-                    url: url.clone(),
-                    sync_interval: state.sync_interval,
-                };
-                let limiter = RateLimiter::shared(settings).map_err(thread_error("rate-limit sync thread"))?;
-                let credits = match limiter.redis_link() {
-                    Some(link) => Some(
-                        SharedCredits::start(link, state.credit_lease, state.outage_credits)
-                            .map_err(thread_error("credits sync thread"))?,
-                    ),
-                    None => None,
-                };
-                (limiter, credits)
-            }
-            None => (RateLimiter::default(), None),
+        let shared_credits = match limiter.redis_link() {
+            Some(link) => Some(SharedCredits::start(link, state.credit_lease, state.outage_credits).map_err(|source| {
+                StoreError::Io {
+                    path: "credits sync thread".into(),
+                    source,
+                }
+            })?),
+            None => None,
         };
         let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
         let service = Arc::new(Self::with_store(store, limiter, shared_credits));
         let weak = Arc::downgrade(&service);
-        // Only the first (serving) store is flushed at exit.
-        let _ = SERVING.set(weak.clone());
         std::thread::Builder::new()
             .name("keygate-credits".into())
             .spawn(move || flush_loop(weak))
@@ -184,6 +153,17 @@ impl KeyService {
     /// A service over a fresh in-memory store (tests, benchmarks, `check`).
     pub fn in_memory() -> Result<Arc<Self>, StoreError> {
         Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default(), None)))
+    }
+
+    /// Writes spent credits before a graceful exit (at most a second is
+    /// otherwise still in memory), and hands leased shared credits back.
+    pub fn flush_before_exit(&self) {
+        if let Err(e) = self.flush_credits() {
+            tracing::warn!("cannot persist credit balances before exiting: {e}");
+        }
+        if let Some(shared) = &self.shared_credits {
+            shared.give_back_all();
+        }
     }
 
     pub fn store(&self) -> &dyn KeyStore {

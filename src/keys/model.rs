@@ -30,13 +30,6 @@ pub fn parse_hash(text: &str) -> Option<KeyHash> {
     Some(hash)
 }
 
-/// Milliseconds since the unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// A new id: `prefix_` + base58 of 16 random bytes (Unkey's id shape).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", random_base58(16))

@@ -24,7 +24,8 @@ use redis::aio::ConnectionManager;
 use crate::ratelimit::RedisLink;
 
 use super::credits::period_of;
-use super::model::{now_ms, Balance, Refill};
+use super::model::{Balance, Refill};
+use crate::clock::now_ms;
 
 /// A Redis call on the request path gives up after this.
 const CALL_TIMEOUT: Duration = Duration::from_millis(300);

@@ -7,103 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use super::credits::period_of;
 use super::model::{hash_key, normalized, parse_hash, Balance, CreditPlan, Identity, KeyHash, KeyRecord, Keyspace, RateLimit, Refill, RefillInterval};
 use super::verify::ActiveKey;
 use super::KeyService;
-use crate::config::units::HumanDuration;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyspaceSpec {
-    pub id: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub keys: Vec<StaticKeySpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticKeySpec {
-    pub id: String,
-    /// The plaintext (local testing only) ...
-    #[serde(default)]
-    pub key: Option<String>,
-    /// ... or `sha256:<hex>`.
-    #[serde(default)]
-    pub hash: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub meta: Map<String, Value>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub permissions: Vec<String>,
-    #[serde(default)]
-    pub identity: Option<IdentitySpec>,
-    /// RFC 3339 or unix ms.
-    #[serde(default)]
-    pub expires: Option<ExpiresSpec>,
-    #[serde(default = "enabled_by_default")]
-    pub enabled: bool,
-    #[serde(default)]
-    pub credits: Option<CreditsSpec>,
-    #[serde(default)]
-    pub ratelimits: Vec<RateLimitSpec>,
-}
-
-fn enabled_by_default() -> bool {
-    true
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentitySpec {
-    pub external_id: String,
-    #[serde(default)]
-    pub meta: Map<String, Value>,
-    #[serde(default)]
-    pub ratelimits: Vec<RateLimitSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum ExpiresSpec {
-    UnixMs(i64),
-    Rfc3339(String),
-}
-
-#[derive(Debug, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreditsSpec {
-    pub remaining: i64,
-    #[serde(default)]
-    pub refill: Option<RefillSpec>,
-}
-
-#[derive(Debug, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefillSpec {
-    pub interval: RefillInterval,
-    pub amount: i64,
-    #[serde(default)]
-    pub refill_day: Option<u8>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitSpec {
-    pub name: String,
-    pub limit: u64,
-    pub duration: HumanDuration,
-    #[serde(default)]
-    pub auto_apply: bool,
-}
+use crate::config::keys::{ExpiresSpec, KeyspaceSpec, NamedLimitSpec, RefillIntervalSpec, StaticKeySpec};
 
 /// Config keyspaces and keys of one snapshot.
 #[derive(Debug, Default)]
@@ -241,13 +150,17 @@ fn compile_key(spec: &StaticKeySpec, keyspace_id: &str) -> Result<CompiledKey, S
                 if r.amount < 1 {
                     return err(".credits.refill.amount", "must be 1 or more");
                 }
-                match (r.interval, r.refill_day) {
+                let interval = match r.interval {
+                    RefillIntervalSpec::Daily => RefillInterval::Daily,
+                    RefillIntervalSpec::Monthly => RefillInterval::Monthly,
+                };
+                match (interval, r.refill_day) {
                     (RefillInterval::Daily, Some(_)) => return err(".credits.refill.refill_day", "only for monthly refills"),
                     (_, Some(day)) if !(1..=31).contains(&day) => return err(".credits.refill.refill_day", "must be 1..31"),
                     _ => {}
                 }
                 Some(Refill {
-                    interval: r.interval,
+                    interval,
                     amount: r.amount,
                     refill_day: r.refill_day,
                 })
@@ -257,7 +170,7 @@ fn compile_key(spec: &StaticKeySpec, keyspace_id: &str) -> Result<CompiledKey, S
         let origin = serde_json::to_string(spec_credits).unwrap_or_default();
         let opening = Balance {
             remaining: spec_credits.remaining,
-            period: period_of(refill.as_ref(), super::model::now_ms()),
+            period: period_of(refill.as_ref(), crate::clock::now_ms()),
         };
         credits = Some((opening, origin));
     }
@@ -280,7 +193,7 @@ fn compile_key(spec: &StaticKeySpec, keyspace_id: &str) -> Result<CompiledKey, S
     Ok((record, hash, credits))
 }
 
-fn compile_limits(specs: &[RateLimitSpec], owner: &str) -> Result<Vec<RateLimit>, SpecError> {
+fn compile_limits(specs: &[NamedLimitSpec], owner: &str) -> Result<Vec<RateLimit>, SpecError> {
     let mut limits: Vec<RateLimit> = Vec::with_capacity(specs.len());
     for (k, spec) in specs.iter().enumerate() {
         if spec.name.is_empty() {
@@ -329,7 +242,7 @@ mod tests {
         assert!(one.account().is_none());
         let two = statics.by_hash(&hash_key("sk_two")).unwrap();
         assert_eq!(two.record.id, "k2");
-        assert_eq!(two.account().map(|a| a.available(super::super::model::now_ms())), Some(5));
+        assert_eq!(two.account().map(|a| a.available(crate::clock::now_ms())), Some(5));
         assert_eq!(statics.keys_in("ks_main").len(), 2);
     }
 

@@ -99,7 +99,7 @@ fn is_json(range: &str) -> bool {
 }
 
 fn item(location: &str, message: String) -> ErrorItem {
-    ErrorItem { location: location.to_string(), message }
+    ErrorItem::new(location, message)
 }
 
 #[cfg(test)]

@@ -104,10 +104,7 @@ impl CompiledSpec {
     pub fn check(&self, head: &http::request::Parts, body: &[u8]) -> Vec<ErrorItem> {
         let path = head.uri.path();
         let Some(matched) = self.router.find(path) else {
-            return vec![ErrorItem {
-                location: "path".into(),
-                message: format!("no operation in the API specification matches {} {path}", head.method),
-            }];
+            return vec![ErrorItem::new("path", format!("no operation in the API specification matches {} {path}", head.method))];
         };
         let item = &self.paths[matched.target];
         let operation = item
@@ -117,10 +114,10 @@ impl CompiledSpec {
             .or_else(|| (head.method == Method::HEAD).then(|| item.operations.iter().find(|(m, _)| *m == Method::GET)).flatten());
         let Some((_, operation)) = operation else {
             let allowed: Vec<&str> = item.operations.iter().map(|(m, _)| m.as_str()).collect();
-            return vec![ErrorItem {
-                location: "method".into(),
-                message: format!("{} is not an operation of {} (allowed: {})", head.method, item.template, allowed.join(", ")),
-            }];
+            return vec![ErrorItem::new(
+                "method",
+                format!("{} is not an operation of {} (allowed: {})", head.method, item.template, allowed.join(", ")),
+            )];
         };
         let mut problems = Vec::new();
         let inputs = Inputs::new(&matched.params, head.uri.query(), &head.headers);

@@ -1,5 +1,4 @@
-//! OpenAPI request validation (SPEC §2 `deployments[].openapi`, §3.7,
-//! §9.20). A deployment's OpenAPI 3.0 or 3.1 document — from `openapi.file`,
+//! OpenAPI request validation. A deployment's OpenAPI 3.0 or 3.1 document — from `openapi.file`,
 //! or fetched from its instances (`openapi.fetch_path`) — is compiled once
 //! into a [`CompiledSpec`]: an operation router plus per-operation parameter
 //! and body validators. The `openapi` policy only runs it. A fetched spec
@@ -17,9 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use serde::Deserialize;
-
 pub use compile::CompiledSpec;
+pub use fetch::FetchedSpecs;
+
+use crate::config::deployment::OpenapiSourceSpec;
 
 /// Why a document cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,16 +41,6 @@ pub fn compile(text: &str) -> Result<CompiledSpec, SpecError> {
     CompiledSpec::compile(&document::load(text)?)
 }
 
-/// `deployments[].openapi`: exactly one of `file` and `fetch_path`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenapiSourceSpec {
-    #[serde(default)]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub fetch_path: Option<String>,
-}
-
 /// Where a deployment's spec comes from.
 #[derive(Debug)]
 enum Source {
@@ -70,7 +60,8 @@ pub struct SpecSlot {
 impl SpecSlot {
     /// Loads `spec` for `deployment`; a file is read and compiled now
     /// (relative to `base_dir`). Errors are `(field below openapi, message)`.
-    pub fn load(spec: &OpenapiSourceSpec, deployment: &str, base_dir: &Path) -> Result<Self, (String, String)> {
+    /// A `fetch_path` slot starts with the spec last fetched for it, if any.
+    pub fn load(spec: &OpenapiSourceSpec, deployment: &str, base_dir: &Path, fetched: &FetchedSpecs) -> Result<Self, (String, String)> {
         match (&spec.file, &spec.fetch_path) {
             (Some(file), None) => {
                 let path = base_dir.join(file);
@@ -85,7 +76,7 @@ impl SpecSlot {
                     return Err((".fetch_path".into(), format!("{fetch_path:?} must be an absolute path (start with /)")));
                 }
                 Ok(Self {
-                    current: ArcSwapOption::new(fetch::last_good(deployment, fetch_path)),
+                    current: ArcSwapOption::new(fetched.last_good(deployment, fetch_path)),
                     source: Source::Fetch(fetch_path.clone()),
                 })
             }

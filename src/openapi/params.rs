@@ -208,13 +208,13 @@ impl Param {
             for error in validator.iter_errors(&value) {
                 let at = error.instance_path().to_string();
                 let label = if at.is_empty() { self.label.clone() } else { format!("{}{at}", self.label) };
-                out.push(ErrorItem { location: label, message: error.to_string() });
+                out.push(ErrorItem::new(label, error.to_string()));
             }
         }
     }
 
     fn item(&self, message: String) -> ErrorItem {
-        ErrorItem { location: self.label.clone(), message }
+        ErrorItem::new(self.label.clone(), message)
     }
 
     fn coerce(&self, values: &[Cow<'_, str>]) -> Result<Value, String> {

@@ -2,35 +2,33 @@
 //! (the trusted-proxy rule already applied). Deny wins; a non-empty allow
 //! list admits only its members.
 
-use ipnet::IpNet;
-
-use super::config::IpSpec;
 use super::{Outcome, Policy, PolicyState, RequestView};
+use crate::config::policy::IpSpec;
 use crate::errors::{ErrorCode, GatewayError};
-use crate::snapshot::canonical_ip;
+use crate::net::IpSet;
 
 #[derive(Debug)]
 pub struct IpRules {
-    allow: Vec<IpNet>,
-    deny: Vec<IpNet>,
+    allow: IpSet,
+    deny: IpSet,
 }
 
 impl IpRules {
     pub fn compile(spec: &IpSpec) -> Self {
         Self {
-            allow: spec.allow.iter().map(|c| c.0).collect(),
-            deny: spec.deny.iter().map(|c| c.0).collect(),
+            allow: IpSet::new(spec.allow.iter().map(|c| c.0).collect()),
+            deny: IpSet::new(spec.deny.iter().map(|c| c.0).collect()),
         }
     }
 
     fn admits(&self, ip: Option<std::net::IpAddr>) -> bool {
-        let Some(ip) = ip.map(canonical_ip) else {
+        let Some(ip) = ip else {
             return self.allow.is_empty();
         };
-        if self.deny.iter().any(|net| net.contains(&ip)) {
+        if self.deny.contains(ip) {
             return false;
         }
-        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip))
+        self.allow.is_empty() || self.allow.contains(ip)
     }
 }
 
@@ -52,7 +50,7 @@ mod tests {
     use super::*;
 
     fn rules(allow: &[&str], deny: &[&str]) -> IpRules {
-        let nets = |list: &[&str]| list.iter().map(|n| n.parse().unwrap()).collect();
+        let nets = |list: &[&str]| IpSet::new(list.iter().map(|n| n.parse().unwrap()).collect());
         IpRules { allow: nets(allow), deny: nets(deny) }
     }
 

@@ -6,80 +6,13 @@
 //! and runs the verification.
 
 use http::HeaderName;
-use serde::Deserialize;
 
 use super::{Outcome, Policy, PolicyState, Principal, RequestView};
-use crate::config::units::HumanDuration;
+use crate::config::policy::{KeyAuthSpec, LocationSpec};
 use crate::errors::{ErrorCode, GatewayError};
 use crate::keys::permissions::PermissionQuery;
 use crate::keys::verify::{LimitRef, Verdict, VerifyRequest};
 use crate::keys::Keys;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyAuthSpec {
-    pub keyspaces: Vec<String>,
-    /// Default: `[bearer: {}]`.
-    #[serde(default)]
-    pub locations: Vec<LocationSpec>,
-    #[serde(default)]
-    pub permission_query: Option<String>,
-    /// Credits per request; 0 verifies without spending.
-    #[serde(default = "KeyAuthSpec::default_cost")]
-    pub credits: u32,
-    #[serde(default)]
-    pub ratelimits: Vec<KeyRateLimitSpec>,
-    /// Remove the key from the request before it goes to the instance.
-    #[serde(default)]
-    pub strip_credential: bool,
-}
-
-impl KeyAuthSpec {
-    fn default_cost() -> u32 {
-        1
-    }
-}
-
-/// One of `bearer: {}`, `header: {name, strip_prefix}`, `query: {name}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocationSpec {
-    #[serde(default)]
-    pub bearer: Option<BearerSpec>,
-    #[serde(default)]
-    pub header: Option<HeaderLocationSpec>,
-    #[serde(default)]
-    pub query: Option<QueryLocationSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BearerSpec {}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeaderLocationSpec {
-    pub name: String,
-    #[serde(default)]
-    pub strip_prefix: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueryLocationSpec {
-    pub name: String,
-}
-
-/// `{name}` (a limit of the key or its identity) or `{name, limit, duration}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRateLimitSpec {
-    pub name: String,
-    #[serde(default)]
-    pub limit: Option<u64>,
-    #[serde(default)]
-    pub duration: Option<HumanDuration>,
-}
 
 #[derive(Debug)]
 enum Location {

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::config::LoggingSpec;
+use crate::config::policy::LoggingSpec;
 use super::{Outcome, Policy, PolicyState, RequestView};
 use crate::telemetry::request_log;
 

@@ -8,7 +8,7 @@ use http::header::HeaderName;
 use percent_encoding::percent_decode_str;
 use regex::Regex;
 
-use super::config::{FieldMatchSpec, MatchSpec, StringMatchSpec};
+use crate::config::policy::{FieldMatchSpec, MatchSpec, StringMatchSpec};
 use super::{join, RequestView};
 
 /// A compiled string test.

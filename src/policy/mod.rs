@@ -4,7 +4,6 @@
 //! policy does lives in its own file behind the [`Policy`] trait, and
 //! policies never see pingora — only a [`RequestView`].
 
-pub mod config;
 mod firewall;
 mod ip;
 pub mod jwtauth;
@@ -25,7 +24,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::errors::GatewayError;
 use crate::keys::Keys;
-use config::{ActionSpec, PolicySpec};
+use crate::config::policy::{ActionSpec, PolicySpec};
 use matcher::Condition;
 
 /// What a policy sees of a request.

@@ -5,20 +5,14 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use super::{Outcome, Policy, PolicyState, RequestView};
+use crate::config::policy::OpenapiPolicySpec;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::openapi::SpecSlot;
 
 /// At most this many violations are listed in one response; `detail` gives
 /// the total (a 10 MiB body could otherwise produce a response many times its size).
 const MAX_LISTED: usize = 1000;
-
-/// `openapi: {}` — the spec itself is the deployment's `openapi:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenapiPolicySpec {}
 
 #[derive(Debug)]
 pub struct OpenapiPolicy {

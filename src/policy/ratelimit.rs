@@ -8,11 +8,10 @@
 use std::fmt::Write as _;
 
 use http::HeaderName;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Outcome, Policy, PolicyState, RequestView};
-use crate::config::units::HumanDuration;
+use crate::config::policy::{IdentifierSpec, RateLimitSpec};
 use crate::errors::ErrorCode;
 use crate::ratelimit::{push_part, window_ms, LimitRequest, RateLimiter};
 
@@ -25,48 +24,6 @@ const UNKNOWN: &str = "unknown";
 /// send. Parts always follow the prefix after a `:`, so no set of parts can
 /// spell a digested key.
 const MAX_BUCKET_BYTES: usize = 256;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitSpec {
-    pub limit: u64,
-    pub window: HumanDuration,
-    /// Default: `[remote_ip: {}]`.
-    #[serde(default)]
-    pub identifiers: Option<Vec<IdentifierSpec>>,
-}
-
-/// Exactly one of the keys.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentifierSpec {
-    #[serde(default)]
-    pub remote_ip: Option<Empty>,
-    #[serde(default)]
-    pub header: Option<NamedSpec>,
-    #[serde(default)]
-    pub authenticated_subject: Option<Empty>,
-    #[serde(default)]
-    pub path: Option<Empty>,
-    #[serde(default)]
-    pub principal_field: Option<FieldPathSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedSpec {
-    pub name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldPathSpec {
-    pub path: String,
-}
 
 #[derive(Debug)]
 enum Part {
@@ -229,7 +186,7 @@ impl Policy for RateLimit {
             window_ms: self.window_ms,
             cost: 1,
         };
-        let now = crate::keys::model::now_ms();
+        let now = crate::clock::now_ms();
         self.limiter.prime(std::slice::from_ref(&limit), now).await;
         let decision = self.limiter.check_one(&limit, true, now);
         state.limits.push(decision);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::errors::ErrorCode;
-use crate::snapshot::{Deployment, Snapshot};
+use crate::runtime::{Deployment, InFlight, Snapshot};
 use crate::upstream::{Endpoint, InFlightGuard, Picker, Target};
 
 /// Per-request state. The snapshot is loaded once, in `request_filter`, and
@@ -13,7 +13,7 @@ use crate::upstream::{Endpoint, InFlightGuard, Picker, Target};
 #[derive(Default)]
 pub struct RequestCtx {
     /// Keeps a graceful shutdown waiting until this request is done.
-    pub in_flight: Option<crate::app::InFlight>,
+    pub in_flight: Option<InFlight>,
     pub snapshot: Option<Arc<Snapshot>>,
     pub request_id: String,
     pub started: Option<Instant>,

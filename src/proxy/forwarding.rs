@@ -8,7 +8,7 @@ use http::header::HOST;
 use pingora_http::RequestHeader;
 
 use crate::policy::keyauth::CredentialLocation;
-use crate::snapshot::{canonical_ip, TrustedProxies};
+use crate::net::{canonical_ip, IpSet};
 
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
@@ -25,7 +25,7 @@ pub fn strip_spoofable(request: &mut RequestHeader) {
 
 /// The client IP of SPEC §4: the TCP peer, or — when the peer is a trusted
 /// proxy — the right-most untrusted address of X-Forwarded-For.
-pub fn client_ip(request: &RequestHeader, peer: IpAddr, trusted: &TrustedProxies) -> IpAddr {
+pub fn client_ip(request: &RequestHeader, peer: IpAddr, trusted: &IpSet) -> IpAddr {
     let peer = canonical_ip(peer);
     if !trusted.contains(peer) {
         return peer;
@@ -200,8 +200,8 @@ mod tests {
         req
     }
 
-    fn trusted(nets: &[&str]) -> TrustedProxies {
-        TrustedProxies::new(nets.iter().map(|n| n.parse::<IpNet>().unwrap()).collect())
+    fn trusted(nets: &[&str]) -> IpSet {
+        IpSet::new(nets.iter().map(|n| n.parse::<IpNet>().unwrap()).collect())
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -13,7 +13,6 @@ mod respond;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -24,17 +23,13 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 pub use context::RequestCtx;
 use context::RouteInfo;
 
-use crate::config::file::Protocol;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::policy::logging::ResponseFacts;
 use crate::policy::{Progress, RequestView};
-use crate::snapshot::{Deployment, Snapshot};
+use crate::runtime::{Deployment, InFlightCounter, SharedSnapshot};
 use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
 use crate::tls::ChallengeTokens;
-use crate::upstream::{Picker, Target};
-
-/// The config snapshot every request starts from; replaced whole by reloads.
-pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+use crate::upstream::{Picker, Protocol, Target};
 
 /// Concurrent HTTP/2 streams per upstream h2c connection.
 const H2C_MAX_STREAMS: usize = 100;
@@ -44,11 +39,17 @@ pub struct Gateway {
     snapshot: SharedSnapshot,
     /// Pending ACME HTTP-01 answers (published by the ACME task).
     challenges: Arc<ChallengeTokens>,
+    /// What a graceful shutdown waits for.
+    in_flight: InFlightCounter,
 }
 
 impl Gateway {
-    pub fn new(snapshot: SharedSnapshot, challenges: Arc<ChallengeTokens>) -> Self {
-        Self { snapshot, challenges }
+    pub fn new(snapshot: SharedSnapshot, challenges: Arc<ChallengeTokens>, in_flight: InFlightCounter) -> Self {
+        Self {
+            snapshot,
+            challenges,
+            in_flight,
+        }
     }
 }
 
@@ -66,7 +67,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            in_flight: Some(crate::app::InFlight::start()),
+            in_flight: Some(self.in_flight.start()),
             ..RequestCtx::default()
         }
     }
@@ -277,7 +278,7 @@ impl ProxyHttp for Gateway {
 /// never redirected.
 fn https_redirect(session: &Session, ctx: &RequestCtx) -> Option<String> {
     let snapshot = ctx.snapshot()?;
-    let https = snapshot.listen_https?;
+    let https = snapshot.listen.https?;
     if ctx.https || !snapshot.tls.redirect_http {
         return None;
     }

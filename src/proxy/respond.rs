@@ -7,7 +7,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::context::RequestCtx;
-use crate::errors::{self, ErrorCode, GatewayError, DEFAULT_DOCS_BASE};
+use crate::errors::{self, ErrorCode, GatewayError, Representation, DEFAULT_DOCS_BASE};
 use crate::proxy::forwarding::X_REQUEST_ID;
 
 /// Adds the headers every response carries.
@@ -15,7 +15,7 @@ pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> p
     response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
     if !ctx.policy.limits.is_empty() {
         let rate_limited = ctx.error == Some(ErrorCode::RateLimited);
-        for (name, value) in crate::ratelimit::headers(&ctx.policy.limits, rate_limited, crate::keys::model::now_ms()) {
+        for (name, value) in crate::ratelimit::headers(&ctx.policy.limits, rate_limited, crate::clock::now_ms()) {
             response.insert_header(name, value)?;
         }
     }
@@ -43,7 +43,7 @@ pub async fn send_error(session: &mut Session, ctx: &mut RequestCtx, error: &Gat
     ctx.error = Some(error.code);
     let docs_base = ctx.snapshot().map_or(DEFAULT_DOCS_BASE, |s| &s.docs_base);
     let accept = session.req_header().headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let rendered = errors::render(error, &ctx.request_id, docs_base, accept);
+    let rendered = errors::render(error, &ctx.request_id, docs_base, Representation::for_accept(accept));
     send(session, ctx, rendered.status, rendered.content_type, rendered.body.into(), true).await
 }
 

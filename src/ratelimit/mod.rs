@@ -10,7 +10,6 @@
 //! agree on counts within one interval; when Redis is unreachable the local
 //! counts carry on alone and are pushed once it is back.
 
-pub mod admin;
 mod shared;
 mod table;
 mod window;

@@ -74,7 +74,7 @@ async fn sync_loop(table: Weak<Table>, settings: SharedSettings, link: Link) {
                 Err(e) => connect_error = Some(e),
             }
         }
-        let pending = table.take_pending(crate::keys::model::now_ms());
+        let pending = table.take_pending(crate::clock::now_ms());
         if pending.is_empty() {
             continue;
         }

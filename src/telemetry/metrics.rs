@@ -219,14 +219,15 @@ impl Metrics {
         }
     }
 
-    pub fn set_instances_healthy(&self, deployment: &str, healthy: usize) {
-        self.instances_healthy
-            .get_or_create(&DeploymentLabel { deployment: deployment.to_string() })
-            .set(i64::try_from(healthy).unwrap_or(i64::MAX));
-    }
-
-    pub fn remove_instances_healthy(&self, deployment: &str) {
-        self.instances_healthy.remove(&DeploymentLabel { deployment: deployment.to_string() });
+    /// Sets `keygate_instances_healthy` to exactly these deployments' counts
+    /// (computed when scraped: availability also changes as ejections expire).
+    pub fn set_instances_healthy<'a>(&self, counts: impl IntoIterator<Item = (&'a str, usize)>) {
+        self.instances_healthy.clear();
+        for (deployment, healthy) in counts {
+            self.instances_healthy
+                .get_or_create(&DeploymentLabel { deployment: deployment.to_string() })
+                .set(i64::try_from(healthy).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn upstream_connection(&self, reused: bool) {

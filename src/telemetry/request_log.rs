@@ -15,30 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use serde::Deserialize;
-
 use super::metrics;
-
-/// The top-level `request_log:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequestLogSpec {
-    /// `stdout`, or a file path (relative to the config file's directory).
-    #[serde(default = "RequestLogSpec::default_sink")]
-    pub sink: String,
-    /// Records held while the sink is busy; more are dropped.
-    #[serde(default = "RequestLogSpec::default_buffer")]
-    pub buffer: usize,
-}
-
-impl RequestLogSpec {
-    fn default_sink() -> String {
-        "stdout".into()
-    }
-    fn default_buffer() -> usize {
-        8192
-    }
-}
+use crate::config::telemetry::RequestLogSpec;
 
 /// Where records go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,8 +26,9 @@ use async_trait::async_trait;
 use instant_acme::Account;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
+use tokio::sync::watch;
 
-pub use settings::{AcmeHosts, AcmeSettings, AcmeSpec};
+pub use settings::{AcmeHosts, AcmeSettings};
 
 use self::client::RetryAfter;
 use self::shared::{Mirror, Shared, SharedCertificate};
@@ -35,15 +36,11 @@ use self::store::AcmeDisk;
 use super::challenges::ChallengeTokens;
 use super::pem::Certificate;
 use super::store::{CertStore, Source};
-use crate::proxy::SharedSnapshot;
-use crate::snapshot::Snapshot;
 use crate::state::StateSettings;
 use crate::telemetry::metrics;
 
 /// Renewals are re-checked at least this often when nothing else wakes the task.
 const RECHECK: Duration = Duration::from_secs(3600);
-/// How often the task looks for a reloaded config or changed static certificates.
-const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// One order — account, challenges, issuance — gives up after this long.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
 /// While another replica holds a host's order lock, look for its result this often.
@@ -94,43 +91,50 @@ impl AcmeError {
     }
 }
 
-/// The ACME background service: watches the snapshot and the store.
-pub struct AcmeTask {
-    snapshot: SharedSnapshot,
+/// What the ACME task needs of the running configuration.
+pub trait AcmeSource: Send + Sync + 'static {
+    /// `tls.acme`, when set.
+    fn acme(&self) -> Option<&AcmeSettings>;
+    fn state(&self) -> &StateSettings;
+    /// Every exact route host (what `hosts: auto` orders for).
+    fn route_hosts(&self) -> Vec<String>;
+}
+
+/// The ACME background service: follows the configuration and the store.
+pub struct AcmeTask<C> {
+    config: watch::Receiver<Arc<C>>,
     store: Arc<CertStore>,
     tokens: Arc<ChallengeTokens>,
 }
 
-impl AcmeTask {
-    pub fn new(snapshot: SharedSnapshot, store: Arc<CertStore>, tokens: Arc<ChallengeTokens>) -> Self {
-        Self { snapshot, store, tokens }
+impl<C: AcmeSource> AcmeTask<C> {
+    pub fn new(config: watch::Receiver<Arc<C>>, store: Arc<CertStore>, tokens: Arc<ChallengeTokens>) -> Self {
+        Self { config, store, tokens }
     }
 }
 
 #[async_trait]
-impl BackgroundService for AcmeTask {
+impl<C: AcmeSource> BackgroundService for AcmeTask<C> {
+    /// A cycle runs at start, on every new configuration, on every change to
+    /// the certificate store (static certificates come and go) and when the
+    /// next renewal or retry is due.
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut manager = Manager::new(self.store.clone(), self.tokens.clone());
-        let mut seen: Option<(Arc<Snapshot>, u64)> = None;
-        let mut due = Instant::now();
+        let mut config = self.config.clone();
+        let mut certs = self.store.changes();
         loop {
-            let snapshot = self.snapshot.load_full();
-            let generation = self.store.generation();
-            let changed = seen
-                .as_ref()
-                .map_or(true, |(old, old_generation)| !Arc::ptr_eq(old, &snapshot) || *old_generation != generation);
-            if changed || Instant::now() >= due {
-                // Recorded before the cycle: a certs_dir change during a long
-                // order is not missed (what the cycle installs costs one idle cycle).
-                seen = Some((snapshot.clone(), generation));
-                tokio::select! {
-                    next = manager.cycle(&snapshot) => due = next,
-                    _ = shutdown.changed() => return,
-                }
-            }
-            let nap = WATCH_INTERVAL.min(due.saturating_duration_since(Instant::now()));
+            // Marked seen before the cycle: a certs_dir change during a long
+            // order is not missed (what the cycle installs costs one idle cycle).
+            let current = config.borrow_and_update().clone();
+            certs.borrow_and_update();
+            let due = tokio::select! {
+                next = manager.cycle(&*current) => next,
+                _ = shutdown.changed() => return,
+            };
             tokio::select! {
-                () = tokio::time::sleep(nap) => {}
+                changed = config.changed() => if changed.is_err() { return },
+                changed = certs.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep_until(due.into()) => {}
                 _ = shutdown.changed() => return,
             }
         }
@@ -192,17 +196,17 @@ impl Manager {
 
     /// Brings every wanted host's certificate up to date as far as the CA
     /// allows right now; returns when the next cycle is due.
-    async fn cycle(&mut self, snapshot: &Snapshot) -> Instant {
+    async fn cycle(&mut self, config: &impl AcmeSource) -> Instant {
         let recheck = Instant::now() + RECHECK;
-        let Some(settings) = &snapshot.tls.acme else {
+        let Some(settings) = config.acme() else {
             self.ca = None;
             return recheck;
         };
-        if let Err(error) = self.use_ca(settings, &snapshot.state).await {
+        if let Err(error) = self.use_ca(settings, config.state()).await {
             tracing::error!("ACME is paused: {error}");
             return Instant::now() + self.retry_base;
         }
-        let hosts = self.wanted_hosts(snapshot, settings);
+        let hosts = self.wanted_hosts(config.route_hosts(), settings);
         self.backoff.retain(|host, _| hosts.contains(host));
 
         let mut next = recheck;
@@ -263,12 +267,12 @@ impl Manager {
 
     /// `hosts: auto` = every exact route host without a static certificate
     /// that a public CA can issue for; or the explicit list.
-    fn wanted_hosts(&mut self, snapshot: &Snapshot, settings: &AcmeSettings) -> BTreeSet<String> {
+    fn wanted_hosts(&mut self, route_hosts: Vec<String>, settings: &AcmeSettings) -> BTreeSet<String> {
         if let AcmeHosts::List(hosts) = &settings.hosts {
             return hosts.iter().cloned().collect();
         }
         let mut wanted = BTreeSet::new();
-        for (host, _) in snapshot.routes.iter() {
+        for host in route_hosts {
             if let Some(reason) = not_orderable(&host) {
                 if self.reported.insert(host.clone()) {
                     tracing::info!(host, "no ACME certificate for this route host: {reason}");

@@ -14,37 +14,13 @@ pub mod store;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 pub use acme::AcmeTask;
 pub use challenges::ChallengeTokens;
 pub use resolver::SniResolver;
 pub use store::CertStore;
 
-use crate::config::file::Listen;
-
-/// The `tls:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSpec {
-    #[serde(default)]
-    pub min_version: Option<MinVersion>,
-    /// Default: true when `listen.https` is set (SPEC §9.23).
-    #[serde(default)]
-    pub redirect_http: Option<bool>,
-    #[serde(default)]
-    pub certs_dir: Option<String>,
-    #[serde(default)]
-    pub acme: Option<acme::AcmeSpec>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum MinVersion {
-    #[serde(rename = "1.2")]
-    Tls12,
-    #[serde(rename = "1.3")]
-    Tls13,
-}
+use crate::config::file::ListenSpec;
+use crate::config::tls::{MinVersionSpec, TlsSpec};
 
 /// The compiled `tls` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +33,7 @@ pub struct TlsSettings {
 
 impl TlsSettings {
     /// Errors are `(field below tls, message)`.
-    pub fn compile(spec: &TlsSpec, listen: &Listen, base_dir: &Path) -> Result<Self, (String, String)> {
+    pub fn compile(spec: &TlsSpec, listen: &ListenSpec, base_dir: &Path) -> Result<Self, (String, String)> {
         let https_enabled = listen.https.is_some();
         let acme = match &spec.acme {
             Some(acme) => {
@@ -72,7 +48,7 @@ impl TlsSettings {
             None => None,
         };
         Ok(Self {
-            tls13_only: spec.min_version == Some(MinVersion::Tls13),
+            tls13_only: spec.min_version == Some(MinVersionSpec::Tls13),
             redirect_http: spec.redirect_http.unwrap_or(https_enabled),
             certs_dir: spec
                 .certs_dir
@@ -154,7 +130,7 @@ mod tests {
     fn acme_needs_both_proxy_listeners() {
         let spec: TlsSpec = serde_yaml::from_str("acme: {email: ops@example.com}").unwrap();
         let addr = |a: &str| Some(ListenAddr(a.parse().unwrap()));
-        let mut listen = Listen::default();
+        let mut listen = ListenSpec::default();
         let (field, message) = TlsSettings::compile(&spec, &listen, Path::new(".")).unwrap_err();
         assert_eq!(field, "acme");
         assert!(message.contains("listen.https"), "{message}");

@@ -3,11 +3,11 @@
 //! Lookup order: exact SNI → the one-label wildcard → the default.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
+use tokio::sync::watch;
 
 use super::pem::Certificate;
 use crate::telemetry::metrics;
@@ -60,7 +60,7 @@ pub struct CertStore {
     live: ArcSwap<CertMap>,
     sources: Mutex<HashMap<Source, Arc<Certificate>>>,
     /// Bumped on every change, so the ACME task notices new static certificates.
-    generation: AtomicU64,
+    generation: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -74,7 +74,7 @@ impl Default for CertStore {
         Self {
             live: ArcSwap::from_pointee(CertMap::default()),
             sources: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
+            generation: watch::Sender::new(0),
         }
     }
 }
@@ -103,9 +103,9 @@ impl CertStore {
         })
     }
 
-    /// Changes so far; differs whenever a certificate was added, replaced or removed.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
+    /// Announces every change: a certificate added, replaced or removed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Adds or replaces the certificate of `source`.
@@ -132,7 +132,7 @@ impl CertStore {
         let Ok(mut sources) = self.sources.lock() else { return };
         change(&mut sources);
         self.live.store(Arc::new(build_map(&sources)));
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.generation.send_modify(|generation| *generation += 1);
         export_expiry(&sources);
     }
 

@@ -10,50 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde::Deserialize;
 
 use super::endpoint::Endpoint;
-use crate::config::file::Protocol;
-use crate::config::units::HumanDuration;
-
-/// The `upstream.health_check` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheckSpec {
-    #[serde(default = "HealthCheckSpec::default_path")]
-    pub path: String,
-    #[serde(default = "HealthCheckSpec::default_method")]
-    pub method: String,
-    #[serde(default = "HealthCheckSpec::default_interval")]
-    pub interval: HumanDuration,
-    #[serde(default = "HealthCheckSpec::default_timeout")]
-    pub timeout: HumanDuration,
-    #[serde(default = "HealthCheckSpec::default_failure_threshold")]
-    pub failure_threshold: u32,
-    #[serde(default = "HealthCheckSpec::default_initial_delay")]
-    pub initial_delay: HumanDuration,
-}
-
-impl HealthCheckSpec {
-    fn default_path() -> String {
-        "/healthz".into()
-    }
-    fn default_method() -> String {
-        "GET".into()
-    }
-    fn default_interval() -> HumanDuration {
-        HumanDuration(Duration::from_secs(10))
-    }
-    fn default_timeout() -> HumanDuration {
-        HumanDuration(Duration::from_secs(2))
-    }
-    fn default_failure_threshold() -> u32 {
-        3
-    }
-    fn default_initial_delay() -> HumanDuration {
-        HumanDuration(Duration::ZERO)
-    }
-}
+use super::Protocol;
+use crate::config::deployment::HealthCheckSpec;
 
 /// A compiled health check; compared across reloads to restart checkers only when it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]

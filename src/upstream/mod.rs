@@ -16,7 +16,34 @@ pub use endpoint::{Endpoint, InFlightGuard, PassivePolicy, Target};
 pub use select::{Picker, Strategy};
 pub use set::{Entry, InstanceSet};
 
-use crate::config::file::InstanceAddr;
+use crate::config::deployment::{InstanceAddr, ProtocolSpec};
+
+/// How keygate talks to a deployment's instances.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (cleartext).
+    H2c,
+}
+
+impl From<ProtocolSpec> for Protocol {
+    fn from(spec: ProtocolSpec) -> Self {
+        match spec {
+            ProtocolSpec::Http1 => Self::Http1,
+            ProtocolSpec::H2c => Self::H2c,
+        }
+    }
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::H2c => "h2c",
+        }
+    }
+}
 
 /// Resolves one configured `instances:` entry. A hostname (`app:3000`) is
 /// resolved once, at load (like nginx's `server app:3000`); `dns:name:port`

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use serde::Deserialize;
 
 use super::endpoint::{Endpoint, Target};
+use crate::config::deployment::SelectionSpec;
 
 /// `upstream.selection`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Strategy {
     /// Uniformly among available endpoints.
     Random,
@@ -19,6 +18,24 @@ pub enum Strategy {
     /// wins: steers traffic away from slow instances (the default; see README).
     #[default]
     P2c,
+}
+
+impl From<SelectionSpec> for Strategy {
+    fn from(spec: SelectionSpec) -> Self {
+        match spec {
+            SelectionSpec::Random => Self::Random,
+            SelectionSpec::P2c => Self::P2c,
+        }
+    }
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::P2c => "p2c",
+        }
+    }
 }
 
 /// Retries consider at most this many endpoints of one deployment.

@@ -1,23 +1,35 @@
-//! Keeps the background work of instances in step with the live snapshot:
-//! exactly one health checker per checked instance (started, restarted on a
-//! changed check, stopped when the instance or check goes away — no
-//! duplicates, no leaks), DNS entries re-resolved, and
-//! `keygate_instances_healthy` exported.
+//! Keeps the background work of instances in step with the running
+//! configuration: exactly one health checker per checked instance (started,
+//! restarted on a changed check, stopped when the instance or check goes
+//! away — no duplicates, no leaks), and `dns:` entries re-resolved when due.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::endpoint::{Endpoint, Target};
 use super::health::{self, HealthCheck};
-use crate::proxy::SharedSnapshot;
-use crate::telemetry::metrics;
+use super::InstanceSet;
 
-/// How often the supervisor compares what runs with what the snapshot wants.
-const TICK: Duration = Duration::from_millis(250);
+/// One deployment's instances as the supervisor sees them.
+pub struct Pool<'a> {
+    pub deployment: &'a Arc<str>,
+    pub instances: &'a InstanceSet,
+    pub health_check: Option<&'a HealthCheck>,
+    pub dns_refresh: Duration,
+}
+
+/// What the supervisor needs of the running configuration: every deployment's pool.
+pub trait Pools: Send + Sync + 'static {
+    fn pools(&self) -> Vec<Pool<'_>>;
+}
+
+/// The longest the supervisor sleeps when no DNS entry is due sooner.
+const IDLE: Duration = Duration::from_secs(3600);
 
 struct Checker {
     check: HealthCheck,
@@ -25,18 +37,20 @@ struct Checker {
     task: JoinHandle<()>,
 }
 
-/// Runs until `shutdown` flips.
-pub async fn run(snapshot: SharedSnapshot, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Follows `config` until `shutdown` flips: checkers are synced whenever a
+/// new configuration is published, DNS entries re-resolved when due.
+pub async fn run<C: Pools>(mut config: watch::Receiver<Arc<C>>, mut shutdown: watch::Receiver<bool>) {
     let mut checkers: HashMap<(Arc<str>, SocketAddr), Checker> = HashMap::new();
     let mut resolved_at: HashMap<Arc<str>, Instant> = HashMap::new();
-    let mut exported: Vec<String> = Vec::new();
     loop {
-        let current = snapshot.load_full();
-        sync_checkers(&current, &mut checkers);
-        refresh_dns(&current, &mut resolved_at).await;
-        exported = export_health(&current, exported);
+        let current = config.borrow_and_update().clone();
+        let pools = current.pools();
+        sync_checkers(&pools, &mut checkers);
+        let next_dns = refresh_dns(&pools, &mut resolved_at).await;
+        drop(pools);
         tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
+            changed = config.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep(next_dns) => {}
             _ = shutdown.changed() => break,
         }
     }
@@ -45,13 +59,13 @@ pub async fn run(snapshot: SharedSnapshot, mut shutdown: tokio::sync::watch::Rec
     }
 }
 
-fn sync_checkers(snapshot: &crate::snapshot::Snapshot, checkers: &mut HashMap<(Arc<str>, SocketAddr), Checker>) {
+fn sync_checkers(pools: &[Pool<'_>], checkers: &mut HashMap<(Arc<str>, SocketAddr), Checker>) {
     let mut wanted: HashMap<(Arc<str>, SocketAddr), (Arc<Endpoint>, HealthCheck)> = HashMap::new();
-    for deployment in &snapshot.deployments {
-        let Some(check) = &deployment.health_check else { continue };
-        for endpoint in deployment.instances.current().iter() {
+    for pool in pools {
+        let Some(check) = pool.health_check else { continue };
+        for endpoint in pool.instances.current().iter() {
             if let Target::Network(addr) = endpoint.target {
-                wanted.insert((deployment.id.clone(), addr), (endpoint.clone(), check.clone()));
+                wanted.insert((pool.deployment.clone(), addr), (endpoint.clone(), check.clone()));
             }
         }
     }
@@ -79,43 +93,35 @@ fn sync_checkers(snapshot: &crate::snapshot::Snapshot, checkers: &mut HashMap<(A
     }
 }
 
-async fn refresh_dns(snapshot: &crate::snapshot::Snapshot, resolved_at: &mut HashMap<Arc<str>, Instant>) {
-    for deployment in &snapshot.deployments {
-        let names = deployment.instances.dns_names();
+/// Re-resolves the `dns:` entries that are due; returns how long until the next is.
+async fn refresh_dns(pools: &[Pool<'_>], resolved_at: &mut HashMap<Arc<str>, Instant>) -> Duration {
+    resolved_at.retain(|id, _| pools.iter().any(|p| p.deployment == id));
+    let mut next = IDLE;
+    for pool in pools {
+        let names = pool.instances.dns_names();
         if names.is_empty() {
             continue;
         }
-        let due = resolved_at
-            .get(&deployment.id)
-            .map_or(true, |at| at.elapsed() >= deployment.dns_refresh);
-        if !due {
+        let since = resolved_at.get(pool.deployment).map(Instant::elapsed);
+        if let Some(since) = since.filter(|since| *since < pool.dns_refresh) {
+            next = next.min(pool.dns_refresh - since);
             continue;
         }
-        resolved_at.insert(deployment.id.clone(), Instant::now());
+        resolved_at.insert(pool.deployment.clone(), Instant::now());
+        next = next.min(pool.dns_refresh);
         for (name, port) in names {
             match tokio::net::lookup_host((name.as_str(), port)).await {
                 Ok(addrs) => {
                     let addrs: Vec<SocketAddr> = addrs.collect();
                     if addrs.is_empty() {
-                        tracing::warn!(deployment = %deployment.id, name, "DNS returned no address; keeping the last good set");
+                        tracing::warn!(deployment = %pool.deployment, name, "DNS returned no address; keeping the last good set");
                     } else {
-                        deployment.instances.update_dns(&name, port, addrs);
+                        pool.instances.update_dns(&name, port, addrs);
                     }
                 }
-                Err(e) => tracing::warn!(deployment = %deployment.id, name, "DNS lookup failed, keeping the last good set: {e}"),
+                Err(e) => tracing::warn!(deployment = %pool.deployment, name, "DNS lookup failed, keeping the last good set: {e}"),
             }
         }
     }
-}
-
-/// Sets `keygate_instances_healthy{deployment}`; returns the deployments exported.
-fn export_health(snapshot: &crate::snapshot::Snapshot, previous: Vec<String>) -> Vec<String> {
-    let now: Vec<String> = snapshot.deployments.iter().map(|d| d.id.to_string()).collect();
-    for gone in previous.iter().filter(|id| !now.contains(id)) {
-        metrics().remove_instances_healthy(gone);
-    }
-    for deployment in &snapshot.deployments {
-        metrics().set_instances_healthy(&deployment.id, deployment.instances.available());
-    }
-    now
+    next
 }

@@ -10,68 +10,16 @@ mod claims;
 mod keys;
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Validation};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Outcome, Policy, PolicyState, Principal, RequestView};
-use crate::config::units::HumanDuration;
+use crate::config::policy::JwtAuthSpec;
 use crate::errors::{ErrorCode, GatewayError};
 use claims::ClaimRules;
 use keys::{KeyError, KeySource};
-
-/// `jwtauth:` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtAuthSpec {
-    #[serde(default)]
-    pub jwks_uri: Option<String>,
-    #[serde(default)]
-    pub oidc_issuer: Option<String>,
-    /// Inline PEM public key.
-    #[serde(default)]
-    pub public_key_pem: Option<String>,
-    /// A PEM public key file, relative to the config file.
-    #[serde(default)]
-    pub public_key_file: Option<String>,
-    #[serde(default)]
-    pub issuer: Option<String>,
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    #[serde(default = "JwtAuthSpec::default_algorithms")]
-    pub algorithms: Vec<String>,
-    #[serde(default = "JwtAuthSpec::default_subject_claim")]
-    pub subject_claim: String,
-    #[serde(default)]
-    pub allow_anonymous: bool,
-    #[serde(default = "JwtAuthSpec::default_clock_skew")]
-    pub clock_skew: HumanDuration,
-    #[serde(default = "JwtAuthSpec::default_jwks_cache")]
-    pub jwks_cache: HumanDuration,
-    #[serde(default = "JwtAuthSpec::default_require_exp")]
-    pub require_exp: bool,
-}
-
-impl JwtAuthSpec {
-    fn default_algorithms() -> Vec<String> {
-        vec!["RS256".into()]
-    }
-    fn default_subject_claim() -> String {
-        "sub".into()
-    }
-    fn default_clock_skew() -> HumanDuration {
-        HumanDuration(Duration::from_secs(30))
-    }
-    fn default_jwks_cache() -> HumanDuration {
-        HumanDuration(Duration::from_secs(3600))
-    }
-    fn default_require_exp() -> bool {
-        true
-    }
-}
 
 #[derive(Debug)]
 pub struct JwtAuth {

@@ -1,9 +1,9 @@
-//! The Kubernetes provider (SPEC §2 `providers.kubernetes`, §9.30–31):
-//! keygate as an ingress controller. Reflectors keep a copy of the
-//! Ingresses of our class and what they refer to (`watch`); every change is
-//! translated into a complete [`Routing`](super::Routing) plus certificates
-//! (`translate`) and published to the [`Hub`]; problems become Events
-//! (`events`) and served Ingresses get the gateway's address (`status`).
+//! The Kubernetes provider (`providers.kubernetes`): keygate as an ingress
+//! controller. Reflectors keep a copy of the Ingresses of our class and
+//! what they refer to (`watch`); every change is translated into a complete
+//! [`Routing`](crate::runtime::Routing) plus certificates (`translate`) and
+//! published to the [`Hub`]; problems become Events (`events`) and served
+//! Ingresses get the gateway's address (`status`).
 
 mod crd;
 mod events;
@@ -11,16 +11,15 @@ mod status;
 mod translate;
 mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::sync::Notify;
 
 pub use crd::KeygatePolicy;
 
-use super::{Hub, ProviderId};
+use crate::runtime::{Hub, KubernetesSettings, ProviderId};
 use crate::tls::store::{CertStore, Source};
 
 /// The `spec.controller` of IngressClasses keygate serves.
@@ -32,74 +31,6 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// The longest wait between two attempts to build a client.
 const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(30);
-
-/// `providers.kubernetes`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesSpec {
-    #[serde(default = "KubernetesSpec::default_class")]
-    pub ingress_class: String,
-    /// Namespaces to watch; empty = all.
-    #[serde(default)]
-    pub namespaces: Vec<String>,
-    /// A kubeconfig file; null = the in-cluster service account.
-    #[serde(default)]
-    pub kubeconfig: Option<String>,
-    /// `<namespace>/<name>` of the Service whose address goes into Ingress
-    /// statuses; null = `$POD_NAMESPACE/keygate`.
-    #[serde(default)]
-    pub publish_service: Option<String>,
-}
-
-impl KubernetesSpec {
-    fn default_class() -> String {
-        "keygate".to_string()
-    }
-}
-
-/// The compiled `providers.kubernetes` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubernetesSettings {
-    pub ingress_class: String,
-    pub namespaces: Vec<String>,
-    pub kubeconfig: Option<PathBuf>,
-    pub publish_service: Option<(String, String)>,
-    /// Where relative paths in `KeygatePolicy` objects resolve (the config's directory).
-    pub base_dir: PathBuf,
-}
-
-impl KubernetesSettings {
-    /// Errors are `(field below providers.kubernetes, message)`.
-    pub fn compile(spec: &KubernetesSpec, base_dir: &Path) -> Result<Self, (String, String)> {
-        if spec.ingress_class.trim().is_empty() {
-            return Err(("ingress_class".into(), "the ingress class cannot be empty".into()));
-        }
-        let publish_service = match &spec.publish_service {
-            Some(text) => match text.split_once('/') {
-                Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
-                    Some((namespace.to_string(), name.to_string()))
-                }
-                _ => {
-                    return Err((
-                        "publish_service".into(),
-                        format!("{text:?} is not <namespace>/<name> (e.g. keygate/keygate)"),
-                    ))
-                }
-            },
-            None => std::env::var("POD_NAMESPACE")
-                .ok()
-                .filter(|ns| !ns.is_empty())
-                .map(|ns| (ns, "keygate".to_string())),
-        };
-        Ok(Self {
-            ingress_class: spec.ingress_class.clone(),
-            namespaces: spec.namespaces.clone(),
-            kubeconfig: spec.kubeconfig.as_ref().map(|path| base_dir.join(path)),
-            publish_service,
-            base_dir: base_dir.to_path_buf(),
-        })
-    }
-}
 
 /// Why no API client could be built.
 #[derive(Debug, thiserror::Error)]
@@ -157,14 +88,26 @@ pub async fn run(
     let cluster = watch::Cluster::watch(&client, &settings.namespaces, changed.clone());
     let mut recorder = events::Recorder::new(client.clone());
     let mut status = status::StatusWriter::new(client, settings.publish_service.clone());
-    let mut file_reloads = hub.file_reloads();
+    // A file reload changes the static keys that Ingress policies verify
+    // against: translate again then (and not on the other swaps).
+    let mut config = hub.subscribe();
+    let mut statics = hub.current().keys.statics.clone();
     let mut cert_cache = translate::CertCache::new();
     let mut installed_certs: Option<Vec<(String, i64)>> = None;
     let mut warned_no_https = false;
     loop {
         tokio::select! {
             _ = changed.notified() => {}
-            reloaded = file_reloads.changed() => if reloaded.is_err() { return },
+            changed = config.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = config.borrow_and_update().keys.statics.clone();
+                if Arc::ptr_eq(&now, &statics) {
+                    continue;
+                }
+                statics = now;
+            }
             _ = shutdown.changed() => return,
         }
         tokio::time::sleep(DEBOUNCE).await;

@@ -25,11 +25,10 @@ use super::crd::KeygatePolicy;
 use super::CONTROLLER;
 use crate::errors::ErrorCode;
 use crate::keys::Keys;
-use crate::policy::config::PolicySpec;
+use crate::config::policy::PolicySpec;
 use crate::policy::{DeploymentResources, PolicyChain};
-use crate::providers::{Route, Routing};
 use crate::routing::{HostPattern, PathMatch, PathPrefix};
-use crate::snapshot::{Deployment, RouteTarget};
+use crate::runtime::{Deployment, Route, RouteTarget, Routing};
 use crate::tls::pem::Certificate;
 
 /// The annotation that attaches a `KeygatePolicy` (same namespace) to an Ingress.

@@ -7,48 +7,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
-use serde::Deserialize;
 
-use crate::config::units::HumanDuration;
+use crate::config::tls::{AcmeSpec, HostsSpec, OneOrMany};
 use crate::routing::HostPattern;
 
 /// Let's Encrypt's production directory, what an operator gets by default.
 const DEFAULT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// SPEC §2: `renew_before: 30d`.
 const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// The `tls.acme:` section as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AcmeSpec {
-    #[serde(default)]
-    pub directory: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    /// A PEM file, or a list of them: roots trusted for the directory on top
-    /// of the system's (test CAs such as Pebble).
-    #[serde(default)]
-    pub ca_roots: Option<OneOrMany>,
-    #[serde(default)]
-    pub hosts: Option<HostsSpec>,
-    #[serde(default)]
-    pub renew_before: Option<HumanDuration>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// `auto` or a list of hostnames.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum HostsSpec {
-    Keyword(String),
-    List(Vec<String>),
-}
 
 /// Which hosts get ACME certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,7 +106,7 @@ fn run(view: &View) -> Translation {
 
 /// `(host, path) → (deployment id, instances, refusal)` of a translation.
 fn resolve(t: &Translation, host: &str, path: &str) -> Option<(String, Vec<String>, Option<ErrorCode>)> {
-    let merged = crate::providers::merge(&[(crate::providers::ProviderId::Kubernetes, &t.routing)]);
+    let merged = crate::runtime::merge(&[(crate::runtime::ProviderId::Kubernetes, &t.routing)]);
     let routed = merged.routes.resolve(host, path)?;
     let deployment = &routed.target.deployment;
     let instances = deployment.instances.current().iter().map(|e| e.target.to_string()).collect();
@@ -200,7 +200,7 @@ fn policies_are_attached_or_fail_closed() {
     };
     let t = run(&view);
     let target = |host: &str| {
-        let merged = crate::providers::merge(&[(crate::providers::ProviderId::Kubernetes, &t.routing)]);
+        let merged = crate::runtime::merge(&[(crate::runtime::ProviderId::Kubernetes, &t.routing)]);
         let routed = merged.routes.resolve(host, "/").map(|r| (r.target.refusal, r.target.deployment.policies.is_empty()));
         routed.unwrap()
     };

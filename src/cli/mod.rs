@@ -1,5 +1,7 @@
-//! The `keygate` command line (SPEC §6): `run` (default), `check`, `reload`,
-//! `routes`.
+//! The `keygate` command line: `run` (default), `check`, `reload`,
+//! `routes`, `certs`, `keys`.
+
+mod keys;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +11,7 @@ use clap::{Parser, Subcommand};
 use http_body_util::{BodyExt, Full};
 
 use crate::config::{Config, DEFAULT_PATH};
-use crate::snapshot::{self, Snapshot};
+use crate::runtime::{Services, Snapshot};
 
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about = "A self-hosted API gateway: TLS, host routing, policies, API keys, rate limits.")]
@@ -32,7 +34,7 @@ pub enum Command {
     /// Show the resolved routing table of the running gateway (or of the file).
     Routes,
     /// API keys: create, list, get, update, revoke, verify (embedded store, or --admin URL).
-    Keys(Box<crate::keys::cli::KeysArgs>),
+    Keys(Box<keys::KeysArgs>),
     /// Certificates the running gateway serves.
     Certs {
         #[command(subcommand)]
@@ -53,7 +55,7 @@ pub fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Reload => with_runtime(reload(&cli.config)),
         Command::Routes => with_runtime(routes(&cli.config)),
-        Command::Keys(args) => with_runtime(crate::keys::cli::main(&cli.config, *args)),
+        Command::Keys(args) => with_runtime(keys::main(&cli.config, *args)),
         Command::Certs { command: CertsCommand::List } => with_runtime(certs_list(&cli.config)),
     }
 }
@@ -91,11 +93,11 @@ fn check(path: &Path) -> ExitCode {
 /// store in its `state.dir` if there is one (it is never created here).
 fn compile_offline(config: &Config) -> Result<Snapshot, crate::config::ConfigError> {
     let state = crate::state::StateSettings::compile(&config.file.state, config.base_dir());
-    let keys = crate::keys::KeyService::open_existing(&state).map_err(|e| crate::config::ConfigError::Read {
+    let services = Services::offline(&state).map_err(|e| crate::config::ConfigError::Read {
         path: state.dir.clone(),
         message: e.to_string(),
     })?;
-    Snapshot::compile(config, &keys)
+    Snapshot::compile(config, &services)
 }
 
 fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
@@ -159,7 +161,7 @@ async fn routes(path: &Path) -> ExitCode {
         None => match compile_offline(&config) {
             Ok(snapshot) => {
                 println!("(no running gateway answered; showing the routes of {})", path.display());
-                snapshot::describe(&snapshot)
+                crate::admin::routes::describe(&snapshot)
             }
             Err(e) => {
                 eprintln!("{e}");

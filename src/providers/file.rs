@@ -1,7 +1,8 @@
-//! Hot reload (SPEC §2): a new file is loaded and compiled completely, then
-//! swapped in atomically; an invalid file changes nothing but a log line and
-//! a counter. Triggered by the file watcher, SIGHUP and the admin API.
-//! SIGUSR1 (log rotation) is handled here too, with the other signals.
+//! The configuration file as a provider, and its hot reload: a new file is
+//! loaded and compiled completely, then swapped in atomically; an invalid
+//! file changes nothing but a log line and a counter. Triggered by the file
+//! watcher, SIGHUP and the admin API. SIGUSR1 (log rotation) is handled here
+//! too, with the other signals.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,56 +12,43 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::config::ConfigError;
-use crate::proxy::SharedSnapshot;
-use crate::snapshot::Snapshot;
+use crate::runtime::{Hub, Services, Snapshot};
 use crate::telemetry::{metrics, request_log};
 use crate::tls::Tls;
 
 /// How long file events are collected before one reload (editors write in bursts).
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(150);
 
-/// Reloads the config file into the shared snapshot.
+/// Reloads the config file into the hub.
 pub struct Reloader {
     path: PathBuf,
-    snapshot: SharedSnapshot,
     /// The certificate store, when TLS is on: reloads apply `tls` settings to it.
     tls: Option<Arc<Tls>>,
     /// One reload at a time: two racing reloads must not swap out of order.
     running: Mutex<()>,
     /// Merges the file with the other routing providers and swaps the result in.
-    hub: Arc<crate::providers::Hub>,
+    hub: Arc<Hub>,
+    /// What every compiled snapshot shares.
+    services: Services,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, snapshot: SharedSnapshot, tls: Option<Arc<Tls>>) -> Arc<Self> {
+    pub fn new(path: PathBuf, hub: Arc<Hub>, services: Services, tls: Option<Arc<Tls>>) -> Arc<Self> {
         Arc::new(Self {
             path,
-            hub: crate::providers::Hub::new(snapshot.clone()),
-            snapshot,
+            hub,
+            services,
             tls,
             running: Mutex::new(()),
         })
-    }
-
-    /// Where routing providers publish (see `providers`).
-    pub fn hub(&self) -> &Arc<crate::providers::Hub> {
-        &self.hub
-    }
-
-    pub fn snapshot(&self) -> &SharedSnapshot {
-        &self.snapshot
-    }
-
-    pub fn tls(&self) -> Option<&Arc<Tls>> {
-        self.tls.as_ref()
     }
 
     /// Loads, validates and swaps in the file; on error the old snapshot stays.
     pub async fn reload(&self, trigger: &str) -> Result<(), ConfigError> {
         let _one_at_a_time = self.running.lock().await;
         let path = self.path.clone();
-        let keys = self.snapshot.load().keys.service.clone();
-        let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path, &keys))
+        let services = self.services.clone();
+        let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path, &services))
             .await
             .unwrap_or_else(|e| {
                 Err(ConfigError::Read {
@@ -70,11 +58,9 @@ impl Reloader {
             });
         match loaded {
             Ok(next) => {
-                let current = self.snapshot.load();
-                if (next.listen_http, next.listen_https, next.listen_admin)
-                    != (current.listen_http, current.listen_https, current.listen_admin)
-                {
-                    tracing::warn!("listen addresses changed: they take effect after a restart");
+                let current = self.hub.current();
+                if next.listen != current.listen {
+                    tracing::warn!("listen settings changed: they take effect after a restart");
                 }
                 if next.providers != current.providers {
                     tracing::warn!("providers changed: they take effect after a restart");
@@ -140,7 +126,7 @@ impl Reloader {
         tx: &mpsc::UnboundedSender<&'static str>,
     ) -> Option<(PathBuf, notify::RecommendedWatcher)> {
         self.tls.as_ref()?;
-        let dir = self.snapshot.load().tls.certs_dir.clone()?;
+        let dir = self.hub.current().tls.certs_dir.clone()?;
         if current.as_ref().is_some_and(|(watched, _)| *watched == dir) {
             return current;
         }

@@ -4,15 +4,16 @@
 //! whose `errors` list the fields. Unknown fields are errors, as in Unkey's
 //! schemas (`additionalProperties: false`).
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::admin::AdminError;
+use super::envelope::invalid_input;
+use crate::errors::{ErrorItem, GatewayError};
 
 /// A JSON object being read field by field.
 pub struct Fields {
     path: String,
     object: Map<String, Value>,
-    errors: Vec<Value>,
+    errors: Vec<ErrorItem>,
 }
 
 /// An optional field that may also be `null` (update semantics).
@@ -64,7 +65,7 @@ impl Text {
 
 impl Fields {
     /// Parses a request body; anything but a JSON object is one error at `body`.
-    pub fn parse(body: &[u8]) -> Result<Self, AdminError> {
+    pub fn parse(body: &[u8]) -> Result<Self, GatewayError> {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(object)) => Ok(Self::new("body".into(), object)),
             Ok(_) => Err(invalid(vec![error("body", "the request body must be a JSON object", None)])),
@@ -275,7 +276,7 @@ impl Fields {
     }
 
     /// Ok when every field was valid and known.
-    pub fn finish(mut self) -> Result<(), AdminError> {
+    pub fn finish(mut self) -> Result<(), GatewayError> {
         self.reject_unknown();
         if self.errors.is_empty() {
             Ok(())
@@ -285,24 +286,19 @@ impl Fields {
     }
 }
 
-fn error(location: &str, message: &str, fix: Option<&str>) -> Value {
-    let mut e = json!({"location": location, "message": message});
-    if let Some(fix) = fix {
-        e["fix"] = json!(fix);
+fn error(location: &str, message: &str, fix: Option<&str>) -> ErrorItem {
+    ErrorItem {
+        fix: fix.map(str::to_string),
+        ..ErrorItem::new(location, message)
     }
-    e
 }
 
-fn invalid(errors: Vec<Value>) -> AdminError {
+fn invalid(errors: Vec<ErrorItem>) -> GatewayError {
     let detail = match errors.first() {
-        Some(first) if errors.len() == 1 => format!(
-            "{} {}",
-            first["location"].as_str().unwrap_or("body"),
-            first["message"].as_str().unwrap_or("is invalid")
-        ),
+        Some(first) if errors.len() == 1 => format!("{} {}", first.location, first.message),
         _ => format!("{} fields failed validation", errors.len()),
     };
-    AdminError::invalid_input(detail).with_errors(errors)
+    invalid_input(detail).with_items(errors)
 }
 
 #[cfg(test)]
@@ -319,8 +315,8 @@ mod tests {
             assert_eq!(c.int("amount", 1, 10, true), None);
             f.absorb(c);
         }
-        let body = f.finish().err().unwrap().into_response("req_1");
-        assert_eq!(body.status(), 400);
+        let error = f.finish().err().unwrap();
+        assert_eq!(error.code.status(), 400);
     }
 
     #[test]

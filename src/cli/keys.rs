@@ -1,8 +1,8 @@
-//! `keygate keys create|list|get|update|revoke|verify` (SPEC §6): the admin
+//! `keygate keys create|list|get|update|revoke|verify`: the admin
 //! API operations from the command line, either against a running gateway
 //! (`--admin URL`, root key from `$KEYGATE_ROOT_KEY`) or in-process against
 //! the embedded store of the config's `state.dir`. Both paths run the same
-//! operations ([`super::admin::run`]) and print a table, or the JSON with
+//! operations ([`crate::admin::keys::run`]) and print a table, or the JSON with
 //! `--json`.
 //!
 //! Writing the store directly while a gateway runs is safe (SQLite), but
@@ -17,9 +17,11 @@ use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
-use super::admin::{run as run_op, Op};
-use super::{KeyService, Keys, StaticKeys};
+use crate::admin::keys::{run as run_op, Op};
 use crate::config::Config;
+use crate::errors::{render, Representation, DEFAULT_DOCS_BASE};
+use crate::keys::{Keys, StaticKeys};
+use crate::runtime::Services;
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
@@ -294,7 +296,7 @@ fn request(command: &KeysCommand) -> Result<(Op, Value), String> {
 async fn embedded(config_path: &Path, op: Op, body: &Value) -> Result<(bool, Value), String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let state = crate::state::StateSettings::compile(&config.file.state, config.base_dir());
-    let service = KeyService::open(&state).map_err(|e| e.to_string())?;
+    let service = Services::open(&state).map_err(|e| e.to_string())?.keys;
     let statics = StaticKeys::compile(&config.file.keyspaces, &service)
         .map_err(|(field, message)| config.error_at(&format!("keyspaces{field}"), message).to_string())?;
     let keys = Keys {
@@ -313,9 +315,8 @@ async fn embedded(config_path: &Path, op: Op, body: &Value) -> Result<(bool, Val
             Ok((true, document))
         }
         Err(error) => {
-            let response = error.into_response("cli");
-            let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok((false, serde_json::from_slice(&bytes).unwrap_or_default()))
+            let rendered = render(&error, "cli", DEFAULT_DOCS_BASE, Representation::Json);
+            Ok((false, serde_json::from_str(&rendered.body).unwrap_or_default()))
         }
     }
 }

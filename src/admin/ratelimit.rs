@@ -1,4 +1,4 @@
-//! `POST /v2/ratelimit.limit` (SPEC §7): keygate as an application's
+//! `POST /v2/ratelimit.limit`: keygate as an application's
 //! rate-limit service, with Unkey v2's field names — `namespace`,
 //! `identifier`, `limit`, `duration` (ms), `cost` — answering
 //! `{success, limit, remaining, reset}` (`reset` in unix ms). The counters
@@ -7,15 +7,15 @@
 
 use serde_json::json;
 
-use super::{push_part, LimitRequest, RateLimiter};
-use crate::admin::AdminError;
-use crate::keys::admin::Reply;
-use crate::keys::validate::{Fields, Text};
+use super::envelope::{invalid_input, Reply};
+use super::fields::{Fields, Text};
+use crate::errors::GatewayError;
+use crate::ratelimit::{push_part, LimitRequest, RateLimiter};
 
 /// Longest window accepted: 30 days.
 const MAX_DURATION_MS: i64 = 30 * 24 * 3600 * 1000;
 
-pub async fn limit(body: &[u8], limiter: &RateLimiter, now_ms: i64) -> Result<Reply, AdminError> {
+pub async fn limit(body: &[u8], limiter: &RateLimiter, now_ms: i64) -> Result<Reply, GatewayError> {
     let mut f = Fields::parse(body)?;
     let namespace = f.text("namespace", Text::len(1, 255), true);
     let identifier = f.text("identifier", Text::len(1, 255), true);
@@ -26,7 +26,7 @@ pub async fn limit(body: &[u8], limiter: &RateLimiter, now_ms: i64) -> Result<Re
     f.boolean("async");
     f.finish()?;
     let (Some(namespace), Some(identifier), Some(limit), Some(duration)) = (namespace, identifier, limit, duration) else {
-        return Err(AdminError::invalid_input("namespace, identifier, limit and duration are required"));
+        return Err(invalid_input("namespace, identifier, limit and duration are required"));
     };
     let mut bucket = String::from("ns");
     push_part(&mut bucket, &namespace);

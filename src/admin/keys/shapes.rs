@@ -1,0 +1,84 @@
+//! Unkey's JSON shapes of keys, identities, credits and limits.
+
+use serde_json::{json, Value};
+
+use super::Found;
+use crate::keys::model::{CreditPlan, Identity, KeyRecord, RateLimit, Refill};
+use crate::clock::now_ms;
+use crate::keys::Keys;
+
+pub(super) fn refill_json(refill: &Refill) -> Value {
+    let mut out = json!({"interval": refill.interval.as_str(), "amount": refill.amount});
+    if let Some(day) = refill.refill_day {
+        out["refillDay"] = json!(day);
+    }
+    out
+}
+
+pub(super) fn credits_json(plan: Option<&CreditPlan>, remaining: Option<i64>) -> Value {
+    let mut out = json!({"remaining": remaining});
+    if let Some(refill) = plan.and_then(|p| p.refill.as_ref()) {
+        out["refill"] = refill_json(refill);
+    }
+    out
+}
+
+pub(super) fn limits_json(limits: &[RateLimit]) -> Value {
+    limits
+        .iter()
+        .map(|l| json!({"id": l.id, "name": l.name, "limit": l.limit, "duration": l.duration, "autoApply": l.auto_apply}))
+        .collect()
+}
+
+pub(super) fn identity_json(identity: &Identity) -> Value {
+    let mut out = json!({"id": identity.id(), "externalId": identity.external_id, "meta": identity.meta});
+    if !identity.ratelimits.is_empty() {
+        out["ratelimits"] = limits_json(&identity.ratelimits);
+    }
+    out
+}
+
+/// Unkey's `KeyResponseData`; empty optional fields are omitted.
+pub(super) fn key_json(record: &KeyRecord, remaining: Option<i64>) -> Value {
+    let mut out = json!({
+        "keyId": record.id,
+        "start": record.start,
+        "enabled": record.enabled,
+        "createdAt": record.created_at,
+    });
+    if let Some(name) = &record.name {
+        out["name"] = json!(name);
+    }
+    if !record.meta.is_empty() {
+        out["meta"] = Value::Object(record.meta.clone());
+    }
+    if record.updated_at > 0 {
+        out["updatedAt"] = json!(record.updated_at);
+    }
+    if let Some(expires) = record.expires {
+        out["expires"] = json!(expires);
+    }
+    if !record.permissions.is_empty() {
+        out["permissions"] = json!(record.permissions);
+    }
+    if !record.roles.is_empty() {
+        out["roles"] = json!(record.roles);
+    }
+    if record.credits.is_some() {
+        out["credits"] = credits_json(record.credits.as_ref(), remaining);
+    }
+    if let Some(identity) = &record.identity {
+        out["identity"] = identity_json(identity);
+    }
+    if !record.ratelimits.is_empty() {
+        out["ratelimits"] = limits_json(&record.ratelimits);
+    }
+    out
+}
+
+pub(super) fn found_json(keys: &Keys, found: &Found) -> Value {
+    match found {
+        Found::Static(key) => key_json(&key.record, key.account().map(|a| a.available(now_ms()))),
+        Found::Stored(stored) => key_json(&stored.record, keys.service.live_balance(stored)),
+    }
+}

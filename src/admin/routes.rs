@@ -1,0 +1,46 @@
+//! The gateway's own admin endpoints: the resolved routing table
+//! (`GET /v1/routes`, what `keygate routes` prints), the certificates
+//! (`GET /v1/certs`) and `POST /v1/admin.reload`.
+
+use crate::errors::ErrorCode;
+use crate::runtime::Snapshot;
+
+/// The resolved routing table as JSON, for `GET /v1/routes` and `keygate routes`.
+pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
+    let mut routes: Vec<serde_json::Value> = snapshot
+        .routes
+        .iter()
+        .map(|(host, routed)| {
+            serde_json::json!({
+                "host": host,
+                "path_prefix": routed.prefix.as_str(),
+                "strip_prefix": routed.strip_prefix,
+                "exact": routed.exact,
+                "deployment": &*routed.target.deployment.id,
+                "refusal": routed.target.refusal.map(ErrorCode::code),
+            })
+        })
+        .collect();
+    routes.sort_by(|a, b| {
+        (a["host"].as_str(), a["path_prefix"].as_str()).cmp(&(b["host"].as_str(), b["path_prefix"].as_str()))
+    });
+    let deployments: Vec<serde_json::Value> = snapshot
+        .deployments
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "id": &*d.id,
+                "environment": &*d.environment,
+                "protocol": d.protocol.name(),
+                "selection": d.selection.name(),
+                "instances": d.instances.current().iter().map(|e| serde_json::json!({
+                    "address": e.target.to_string(),
+                    "healthy": e.is_healthy(),
+                    "available": e.is_available(),
+                    "in_flight": e.in_flight(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({"routes": routes, "deployments": deployments})
+}

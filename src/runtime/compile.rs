@@ -1,0 +1,232 @@
+//! Compiling the configuration file into a [`Snapshot`]: every section
+//! becomes its runtime form, errors name the field and line. A snapshot is
+//! only swapped in once all of it compiled.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::providers::ProvidersSettings;
+use super::publish::{merge, ProviderId, Route, Routing};
+use super::services::Services;
+use super::snapshot::{Deployment, Limits, Listeners, RouteTarget, Snapshot};
+use crate::config::deployment::DeploymentSpec;
+use crate::config::{Config, ConfigError};
+use crate::keys::{Keys, StaticKeys};
+use crate::net::IpSet;
+use crate::openapi::SpecSlot;
+use crate::policy::{DeploymentResources, PolicyChain};
+use crate::routing::{HostPattern, PathMatch, PathPrefix};
+use crate::state::StateSettings;
+use crate::telemetry::request_log::RequestLogSettings;
+use crate::tls::TlsSettings;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::{InstanceSet, PassivePolicy};
+
+impl Snapshot {
+    /// Loads and compiles the file at `path`.
+    pub fn load(path: &Path, services: &Services) -> Result<Self, ConfigError> {
+        Self::compile(&Config::load(path)?, services)
+    }
+
+    /// Compiles `config` against the process's `services` (static keys join
+    /// the key service, policies count in its limiter).
+    pub fn compile(config: &Config, services: &Services) -> Result<Self, ConfigError> {
+        let file = &config.file;
+        let route_keys = parse_routes(config)?;
+        let statics = StaticKeys::compile(&file.keyspaces, &services.keys)
+            .map_err(|(field, message)| config.error_at(&format!("keyspaces{field}"), message))?;
+        let keys = Keys {
+            service: services.keys.clone(),
+            statics: Arc::new(statics),
+        };
+        let mut by_id: HashMap<&str, Arc<Deployment>> = HashMap::new();
+        let mut deployments = Vec::with_capacity(file.deployments.len());
+        for (i, spec) in file.deployments.iter().enumerate() {
+            let deployment = Arc::new(compile_deployment(config, i, spec, &keys, services)?);
+            by_id.insert(spec.id.as_str(), deployment.clone());
+            deployments.push(deployment);
+        }
+
+        let mut routes = Vec::with_capacity(file.routes.len());
+        for ((host, prefix), route) in route_keys.into_iter().zip(&file.routes) {
+            // parse_routes checked that every route names a deployment of the file.
+            let Some(deployment) = by_id.get(route.deployment.as_str()).cloned() else { continue };
+            routes.push(Route {
+                host: Some(host),
+                path: PathMatch::Prefix(prefix),
+                strip_prefix: route.strip_prefix,
+                target: RouteTarget::new(deployment, &route.host),
+            });
+        }
+        let file_routing = Arc::new(Routing { deployments, routes });
+        let merged = merge(&[(ProviderId::File, &file_routing)]);
+
+        let limits = &file.limits;
+        Ok(Self {
+            routes: merged.routes,
+            deployments: merged.deployments,
+            file_routing,
+            providers: ProvidersSettings::compile(&file.providers, config.base_dir())
+                .map_err(|(field, message)| config.error_at(&format!("providers.{field}"), message))?,
+            limits: Limits {
+                request_timeout: limits.request_timeout.0,
+                connect_timeout: limits.connect_timeout.0,
+                read_header_timeout: limits.read_header_timeout.0,
+                idle_timeout: limits.idle_timeout.0,
+                max_request_body: limits.max_request_body.0,
+            },
+            trusted_proxies: IpSet::new(file.trusted_proxies.iter().map(|c| c.0).collect()),
+            docs_base: file.errors.docs_base.as_str().into(),
+            root_keys: file.admin.root_keys.iter().map(|k| k.as_str().into()).collect(),
+            listen: Listeners {
+                http: file.listen.http.map(|a| a.0),
+                https: file.listen.https.map(|a| a.0),
+                admin: file.listen.admin.map(|a| a.0),
+                threads: file.listen.threads,
+            },
+            request_log: RequestLogSettings::compile(file.request_log.as_ref(), config.base_dir()),
+            tls: TlsSettings::compile(&file.tls, &file.listen, config.base_dir())
+                .map_err(|(field, message)| config.error_at(&format!("tls.{field}"), message))?,
+            state: StateSettings::compile(&file.state, config.base_dir()),
+            keys,
+        })
+    }
+}
+
+/// `deployments[i]`: its instances resolved, health check, OpenAPI spec and policies compiled.
+fn compile_deployment(
+    config: &Config,
+    i: usize,
+    spec: &DeploymentSpec,
+    keys: &Keys,
+    services: &Services,
+) -> Result<Deployment, ConfigError> {
+    let at = |field: &str| format!("deployments[{i}]{field}");
+    let id: Arc<str> = spec.id.as_str().into();
+    let mut entries = Vec::with_capacity(spec.instances.len());
+    for (j, addr) in spec.instances.iter().enumerate() {
+        let entry = crate::upstream::resolve(addr).map_err(|message| config.error_at(&at(&format!(".instances[{j}]")), message))?;
+        entries.push(entry);
+    }
+    let upstream = &spec.upstream;
+    let protocol = upstream.protocol.into();
+    let health_check = match &upstream.health_check {
+        Some(check) => Some(
+            HealthCheck::compile(check, protocol)
+                .map_err(|(field, message)| config.error_at(&at(&format!(".upstream.health_check.{field}")), message))?,
+        ),
+        None => None,
+    };
+    let openapi = match &spec.openapi {
+        Some(source) => Some(Arc::new(
+            SpecSlot::load(source, &spec.id, config.base_dir(), &services.fetched_specs)
+                .map_err(|(field, message)| config.error_at(&at(&format!(".openapi{field}")), message))?,
+        )),
+        None => None,
+    };
+    let resources = DeploymentResources {
+        openapi: openapi.as_ref(),
+        base_dir: config.base_dir(),
+        deployment: &id,
+    };
+    let policies = PolicyChain::compile_for(&spec.policies, keys, resources)
+        .map_err(|(field, message)| config.error_at(&at(&format!(".policies{field}")), message))?;
+    Ok(Deployment {
+        instances: InstanceSet::new(id.clone(), entries),
+        id,
+        environment: spec.environment.as_str().into(),
+        protocol,
+        selection: upstream.selection.into(),
+        passive: PassivePolicy {
+            failures: upstream.passive.failures,
+            ejection: upstream.passive.ejection.0,
+        },
+        health_check,
+        dns_refresh: upstream.dns_refresh.0.max(Duration::from_secs(1)),
+        openapi,
+        policies,
+    })
+}
+
+/// Each route's host and path prefix, checked before anything else is
+/// compiled: valid, naming a deployment of the file, and no host and prefix
+/// routed twice (after normalisation).
+fn parse_routes(config: &Config) -> Result<Vec<(HostPattern, PathPrefix)>, ConfigError> {
+    let file = &config.file;
+    let deployment_ids: HashSet<&str> = file.deployments.iter().map(|d| d.id.as_str()).collect();
+    let mut claimed: HashMap<(HostPattern, String), usize> = HashMap::new();
+    let mut parsed = Vec::with_capacity(file.routes.len());
+    for (i, route) in file.routes.iter().enumerate() {
+        let field = |name: &str| format!("routes[{i}].{name}");
+        let host = HostPattern::parse(&route.host).map_err(|message| config.error_at(&field("host"), message))?;
+        let prefix = PathPrefix::parse(route.path_prefix.as_deref().unwrap_or("/"))
+            .map_err(|message| config.error_at(&field("path_prefix"), message))?;
+        if !deployment_ids.contains(route.deployment.as_str()) {
+            return Err(config.error_at(&field("deployment"), format!("unknown deployment {:?}", route.deployment)));
+        }
+        if let Some(first) = claimed.insert((host.clone(), prefix.as_str().to_string()), i) {
+            return Err(config.error_at(
+                &field("host"),
+                format!(
+                    "duplicate route: host {:?} with path prefix {:?} is already routed by routes[{first}]",
+                    route.host,
+                    prefix.as_str()
+                ),
+            ));
+        }
+        parsed.push((host, prefix));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn error(text: &str) -> String {
+        let config = match Config::parse(text, Path::new("k.yaml")) {
+            Ok(config) => config,
+            Err(e) => return e.to_string(),
+        };
+        Snapshot::compile(&config, &Services::in_memory().unwrap()).unwrap_err().to_string()
+    }
+
+    fn compiles(text: &str) -> bool {
+        let config = Config::parse(text, Path::new("k.yaml")).unwrap();
+        Snapshot::compile(&config, &Services::in_memory().unwrap()).is_ok()
+    }
+
+    const DEPLOYMENT: &str = "deployments:\n  - id: a\n    instances: [\"builtin:echo\"]\n";
+
+    #[test]
+    fn route_to_unknown_deployment() {
+        let err = error(&format!("{DEPLOYMENT}routes:\n  - host: x.com\n    deployment: b\n"));
+        assert_eq!(err, "k.yaml:6: routes[0].deployment: unknown deployment \"b\"");
+    }
+
+    #[test]
+    fn duplicate_hosts_after_normalisation() {
+        let err = error(&format!(
+            "{DEPLOYMENT}routes:\n  - host: X.com\n    deployment: a\n  - host: x.com.\n    deployment: a\n"
+        ));
+        assert!(err.contains("routes[1].host: duplicate route"), "{err}");
+    }
+
+    #[test]
+    fn same_host_different_prefixes_is_fine() {
+        let text = format!(
+            "{DEPLOYMENT}routes:\n  - host: x.com\n    deployment: a\n  - host: x.com\n    path_prefix: /v1\n    deployment: a\n"
+        );
+        assert!(compiles(&text));
+    }
+
+    #[test]
+    fn bad_host_and_prefix() {
+        assert!(error(&format!("{DEPLOYMENT}routes:\n  - host: \"a.*.com\"\n    deployment: a\n")).contains("routes[0].host"));
+        assert!(error(&format!("{DEPLOYMENT}routes:\n  - host: a.com\n    path_prefix: v1\n    deployment: a\n")).contains("routes[0].path_prefix"));
+    }
+}

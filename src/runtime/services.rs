@@ -1,0 +1,71 @@
+//! The process-wide services every snapshot shares: the key service (store,
+//! caches, credits), the rate limiter with its Redis link, and the specs
+//! fetched from instances. Opened once at start-up from `state`; a reload
+//! compiles a new snapshot against the same services, so counters, caches
+//! and balances survive it.
+
+use std::sync::Arc;
+
+use crate::keys::store::StoreError;
+use crate::keys::KeyService;
+use crate::openapi::FetchedSpecs;
+use crate::ratelimit::{RateLimiter, SharedSettings};
+use crate::state::StateSettings;
+
+/// What snapshots are compiled against; clones share everything.
+#[derive(Clone)]
+pub struct Services {
+    pub keys: Arc<KeyService>,
+    /// Every limit: `ratelimit` policies, key and identity limits,
+    /// `ratelimit.limit`. With `state.redis`, shared by the replicas.
+    pub limiter: RateLimiter,
+    pub fetched_specs: FetchedSpecs,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    /// The serving process's services, on `state.dir` (and `state.redis`).
+    pub fn open(state: &StateSettings) -> Result<Self, StoreError> {
+        let limiter = match &state.redis {
+            Some(url) => RateLimiter::shared(SharedSettings {
+                url: url.clone(),
+                sync_interval: state.sync_interval,
+            })
+            .map_err(|source| StoreError::Io {
+                path: "rate-limit sync thread".into(),
+                source,
+            })?,
+            None => RateLimiter::default(),
+        };
+        let keys = KeyService::open(state, limiter.clone())?;
+        Ok(Self {
+            keys,
+            limiter,
+            fetched_specs: FetchedSpecs::default(),
+        })
+    }
+
+    /// For `keygate check` and other offline uses: the store in `state.dir`
+    /// if one exists (read, never created), else an empty in-memory one.
+    pub fn offline(state: &StateSettings) -> Result<Self, StoreError> {
+        Ok(Self::with_keys(KeyService::open_existing(state)?))
+    }
+
+    /// Fresh in-memory services (tests and benchmarks).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Ok(Self::with_keys(KeyService::in_memory()?))
+    }
+
+    fn with_keys(keys: Arc<KeyService>) -> Self {
+        Self {
+            limiter: keys.limiter().clone(),
+            keys,
+            fetched_specs: FetchedSpecs::default(),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The runtime form of a configuration: everything a request needs,
+//! compiled once (hosts normalised, instances resolved, CIDRs parsed,
+//! deployments resolved for routes) and swapped in whole. The request path
+//! loads one `Arc<Snapshot>` and never sees config text.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::errors::ErrorCode;
+use crate::keys::Keys;
+use crate::net::IpSet;
+use crate::policy::PolicyChain;
+use crate::routing::RouteTable;
+use crate::state::StateSettings;
+use crate::telemetry::request_log::RequestLogSettings;
+use crate::tls::TlsSettings;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::{Entry, InstanceSet, PassivePolicy, Protocol, Strategy, Target};
+
+use super::publish::Routing;
+use super::ProvidersSettings;
+
+/// A deployment as requests see it.
+#[derive(Debug)]
+pub struct Deployment {
+    pub id: Arc<str>,
+    pub environment: Box<str>,
+    pub instances: InstanceSet,
+    pub protocol: Protocol,
+    pub selection: Strategy,
+    pub passive: PassivePolicy,
+    pub health_check: Option<HealthCheck>,
+    pub dns_refresh: Duration,
+    /// `openapi:` — the spec `openapi` policies check requests against.
+    pub openapi: Option<Arc<crate::openapi::SpecSlot>>,
+    pub policies: PolicyChain,
+}
+
+impl Deployment {
+    /// A deployment with default upstream settings: plain HTTP/1.1 to fixed
+    /// addresses, no health checks (what providers without an `upstream:`
+    /// section, like Kubernetes, produce).
+    pub fn plain(id: Arc<str>, instances: Vec<SocketAddr>, policies: PolicyChain) -> Self {
+        let targets = instances.into_iter().map(Target::Network).collect();
+        Self {
+            instances: InstanceSet::new(id.clone(), vec![Entry::Fixed(targets)]),
+            id,
+            environment: "production".into(),
+            protocol: Protocol::Http1,
+            selection: Strategy::default(),
+            passive: PassivePolicy::default(),
+            health_check: None,
+            dns_refresh: Duration::from_secs(10),
+            openapi: None,
+            policies,
+        }
+    }
+}
+
+/// Where a route sends a request; `host_label` is the route's host as
+/// configured (bounded cardinality, for metrics).
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    pub deployment: Arc<Deployment>,
+    pub host_label: Arc<str>,
+    /// Set when a provider's route cannot be served as stated: the request
+    /// is answered with this error before any policy or instance (e.g. an
+    /// Ingress naming a policy that does not exist).
+    pub refusal: Option<ErrorCode>,
+}
+
+impl RouteTarget {
+    pub fn new(deployment: Arc<Deployment>, host_label: &str) -> Self {
+        Self {
+            deployment,
+            host_label: host_label.to_ascii_lowercase().into(),
+            refusal: None,
+        }
+    }
+}
+
+/// Timeouts and sizes from `limits`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub read_header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_request_body: u64,
+}
+
+/// Listener addresses; they are bound at start-up and a reload cannot move them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listeners {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub threads: usize,
+}
+
+/// Everything compiled from one configuration file, with the routes and
+/// deployments of every provider merged in (see [`super::publish`]).
+#[derive(Debug)]
+pub struct Snapshot {
+    pub routes: RouteTable<RouteTarget>,
+    pub deployments: Vec<Arc<Deployment>>,
+    /// The file's own deployments and routes, kept to merge again when
+    /// another provider changes.
+    pub file_routing: Arc<Routing>,
+    /// Which providers run besides the file.
+    pub providers: ProvidersSettings,
+    pub limits: Limits,
+    pub trusted_proxies: IpSet,
+    pub docs_base: Box<str>,
+    pub root_keys: Vec<Box<str>>,
+    pub listen: Listeners,
+    pub request_log: RequestLogSettings,
+    pub tls: TlsSettings,
+    pub state: StateSettings,
+    /// The key service and this config's static keys (`keyspaces`).
+    pub keys: Keys,
+}
+
+impl Snapshot {
+    /// This snapshot with another routing table: the file's settings stay,
+    /// the routes and deployments are `routes` and `deployments`.
+    pub fn with_routing(&self, routes: RouteTable<RouteTarget>, deployments: Vec<Arc<Deployment>>) -> Self {
+        Self {
+            routes,
+            deployments,
+            file_routing: self.file_routing.clone(),
+            providers: self.providers.clone(),
+            limits: self.limits.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            docs_base: self.docs_base.clone(),
+            root_keys: self.root_keys.clone(),
+            listen: self.listen,
+            request_log: self.request_log.clone(),
+            tls: self.tls.clone(),
+            state: self.state.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+}
