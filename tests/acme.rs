@@ -11,7 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use support::*;
+use support::gateway::{Gateway, Launch};
+use support::net::free_port;
+use support::pebble::Pebble;
+use support::redis::Redis;
+use support::tls::{https_get, tls_handshake, TLS_ANY};
+use support::wait::{poll_until, WAIT};
 
 /// Issuance (order, HTTP-01 validation through the gateway, finalisation)
 /// takes about a second against Pebble; allow for a loaded machine.

@@ -3,7 +3,8 @@
 
 mod support;
 
-use support::{names_line, run_keygate};
+use support::gateway::run_keygate;
+use support::load_errors::names_line;
 
 /// A valid config. Line numbers matter to the tests below.
 const VALID: &str = r#"listen:

@@ -16,7 +16,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::*;
+use support::gateway::Gateway;
+use support::net::{closed_addr, free_port};
+use support::problem::assert_problem;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, wait_for, RELOAD_DEADLINE, WAIT};
 use tokio::net::TcpListener;
 
 /// An instance whose health endpoint can be switched off, and that counts

@@ -31,7 +31,12 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use keygate::providers::kubernetes::KeygatePolicy;
-use support::*;
+use support::gateway::{one_route, run_keygate, Gateway};
+use support::net::free_port;
+use support::problem::assert_problem;
+use support::tls::{https_get, self_signed_pem, tls_handshake, TLS_ANY};
+use support::upstreams::Upstream;
+use support::wait::{wait_for, RELOAD_DEADLINE, WAIT};
 use tempfile::TempDir;
 
 const NS: &str = "shop";

@@ -11,7 +11,10 @@ mod support;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use support::*;
+use support::gateway::{run_keygate, Gateway};
+use support::problem::assert_problem;
+use support::upstreams::{pattern, DocServer, Upstream};
+use support::wait::{wait_for, WAIT};
 
 const CODE: &str = "err:frontline:client:openapi_validation_failed";
 

@@ -8,7 +8,13 @@ mod support;
 
 use std::net::SocketAddr;
 
-use support::*;
+use support::gateway::{run_keygate, Gateway};
+use support::load_errors::names_line;
+use support::net::client;
+use support::problem::assert_problem;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, RELOAD_DEADLINE};
+use support::websocket::{ws_connect, WsUpstream};
 
 const FIREWALL_DETAIL: &str = "The request was denied by a firewall rule.";
 const IP_DETAIL: &str = "The client address is not allowed to reach this deployment.";

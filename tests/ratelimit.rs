@@ -18,7 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::*;
+use support::gateway::{run_keygate, Gateway};
+use support::load_errors::names_line;
+use support::problem::assert_problem;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, wait_for, RELOAD_DEADLINE};
 
 const ROOT: &str = "root_test_key";
 const RATE_LIMITED: &str = "err:frontline:client:rate_limited";

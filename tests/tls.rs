@@ -7,7 +7,13 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use support::*;
+use support::gateway::{Gateway, Launch};
+use support::net::free_port;
+use support::raw_http::raw_request;
+use support::tls::{
+    h2_get, https_get, self_signed_pem, tls_handshake, write_cert_pair, TLS12_ONLY, TLS_ANY,
+};
+use support::wait::{poll_until, wait_for, RELOAD_DEADLINE};
 use tempfile::TempDir;
 
 const ROUTES: &str = "\

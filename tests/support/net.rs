@@ -1,0 +1,28 @@
+//! Loopback addresses and the HTTP client every test uses.
+
+use std::net::TcpListener as StdTcpListener;
+use std::time::Duration;
+
+/// A loopback port that was free a moment ago (bound to :0, then released).
+pub fn free_port() -> u16 {
+    StdTcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// "127.0.0.1:PORT" for a port nobody listens on (connections are refused).
+pub fn closed_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// A reqwest client that never uses a proxy and never waits forever.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
