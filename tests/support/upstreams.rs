@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,11 +19,32 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A server on a free 127.0.0.1 port: every accepted connection is handed to
+/// `on_connection`, whose future runs on a task of its own. Accepting stops
+/// when the returned task is aborted (the servers here do that on drop).
+pub async fn serve_loopback<F, Fut>(on_connection: F) -> (SocketAddr, JoinHandle<()>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(on_connection(stream));
+        }
+    });
+    (addr, task)
+}
 
 /// Deterministic, non-repeating-looking bytes for body integrity checks.
 pub fn pattern(len: usize) -> Vec<u8> {
@@ -121,8 +143,6 @@ impl Upstream {
     }
 
     async fn serve(name: &str, kind: Kind) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (release, _) = tokio::sync::watch::channel(false);
         let state = Arc::new(UpState {
             name: name.to_string(),
@@ -134,22 +154,18 @@ impl Upstream {
             release,
         });
         let st = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                st.connections.fetch_add(1, Ordering::SeqCst);
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
-                });
+        let (addr, task) = serve_loopback(move |stream| {
+            st.connections.fetch_add(1, Ordering::SeqCst);
+            let st = st.clone();
+            async move {
+                let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
             }
-        });
+        })
+        .await;
         Upstream { addr, state, task }
     }
 
@@ -295,34 +311,30 @@ pub struct DocServer {
 
 impl DocServer {
     pub async fn start() -> DocServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let docs: Arc<Mutex<HashMap<String, (String, Bytes)>>> = Arc::default();
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let (d, h) = (docs.clone(), hits.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (d, h) = (d.clone(), h.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let path = req.uri().path().to_string();
-                        *h.lock().unwrap().entry(path.clone()).or_default() += 1;
-                        let doc = d.lock().unwrap().get(&path).cloned();
-                        async move {
-                            let resp = match doc {
-                                Some((ct, body)) => Response::builder().header("content-type", ct).body(full(body)),
-                                None => Response::builder().status(404).body(full("not found")),
-                            };
-                            Ok::<_, Infallible>(resp.unwrap())
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+        let (addr, task) = serve_loopback(move |stream| {
+            let (d, h) = (d.clone(), h.clone());
+            async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let path = req.uri().path().to_string();
+                    *h.lock().unwrap().entry(path.clone()).or_default() += 1;
+                    let doc = d.lock().unwrap().get(&path).cloned();
+                    async move {
+                        let resp = match doc {
+                            Some((ct, body)) => Response::builder().header("content-type", ct).body(full(body)),
+                            None => Response::builder().status(404).body(full("not found")),
+                        };
+                        Ok::<_, Infallible>(resp.unwrap())
+                    }
                 });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             }
-        });
+        })
+        .await;
         DocServer { addr, docs, hits, task }
     }
 
@@ -359,30 +371,24 @@ pub struct DroppingUpstream {
 
 impl DroppingUpstream {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    continue;
-                };
-                let h = h.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+        let (addr, task) = serve_loopback(move |mut s| {
+            let h = h.clone();
+            async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
-                    h.fetch_add(1, Ordering::SeqCst);
-                    drop(s);
-                });
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                drop(s);
             }
-        });
+        })
+        .await;
         DroppingUpstream { addr, hits, task }
     }
     pub fn addr_str(&self) -> String {

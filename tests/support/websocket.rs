@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+
+use super::upstreams::serve_loopback;
 
 /// Echoes text and binary frames. The text message `__name__` is answered
 /// with the server's name instead, so a test can tell which instance a
@@ -25,50 +27,44 @@ pub struct WsUpstream {
 
 impl WsUpstream {
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let handshakes = Arc::new(Mutex::new(Vec::new()));
         let (acc, hs, nm) = (accepted.clone(), handshakes.clone(), name.to_string());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+        let (addr, task) = serve_loopback(move |stream| {
+            let (acc, hs, nm) = (acc.clone(), hs.clone(), nm.clone());
+            async move {
+                let hs2 = hs.clone();
+                #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
+                let cb = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                               resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                    let h = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).to_string()))
+                        .collect();
+                    hs2.lock().unwrap().push(h);
+                    Ok(resp)
                 };
-                let (acc, hs, nm) = (acc.clone(), hs.clone(), nm.clone());
-                tokio::spawn(async move {
-                    let hs2 = hs.clone();
-                    #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
-                    let cb = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                                   resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-                        let h = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).to_string()))
-                            .collect();
-                        hs2.lock().unwrap().push(h);
-                        Ok(resp)
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
+                    return;
+                };
+                acc.fetch_add(1, Ordering::SeqCst);
+                while let Some(Ok(msg)) = ws.next().await {
+                    let reply = match msg {
+                        Message::Text(t) if t == "__name__" => Message::Text(nm.clone()),
+                        Message::Text(t) => Message::Text(t),
+                        Message::Binary(b) => Message::Binary(b),
+                        Message::Close(_) => break,
+                        _ => continue,
                     };
-                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
+                    if ws.send(reply).await.is_err() {
                         return;
-                    };
-                    acc.fetch_add(1, Ordering::SeqCst);
-                    while let Some(Ok(msg)) = ws.next().await {
-                        let reply = match msg {
-                            Message::Text(t) if t == "__name__" => Message::Text(nm.clone()),
-                            Message::Text(t) => Message::Text(t),
-                            Message::Binary(b) => Message::Binary(b),
-                            Message::Close(_) => break,
-                            _ => continue,
-                        };
-                        if ws.send(reply).await.is_err() {
-                            return;
-                        }
                     }
-                    let _ = ws.close(None).await;
-                });
+                }
+                let _ = ws.close(None).await;
             }
-        });
+        })
+        .await;
         WsUpstream {
             addr,
             name: name.to_string(),
