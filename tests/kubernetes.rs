@@ -31,7 +31,8 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use keygate::providers::kubernetes::KeygatePolicy;
-use support::gateway::{one_route, run_keygate, Gateway};
+use support::gateway::{one_route, Gateway};
+use support::load_errors::check_config;
 use support::net::free_port;
 use support::problem::assert_problem;
 use support::tls::{https_get, self_signed_pem, tls_handshake, TLS_ANY};
@@ -414,11 +415,8 @@ fn manifests_are_complete() {
         }
     }
     kinds.sort();
-    let work = tempfile::tempdir().unwrap();
-    let path = work.path().join("keygate.yaml");
-    std::fs::write(&path, config.expect("a ConfigMap with keygate.yaml")).unwrap();
-    let out = run_keygate(&["check", "--config", path.to_str().unwrap()], work.path(), &[], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check_config(&config.expect("a ConfigMap with keygate.yaml"));
+    assert!(out.success(), "{}", out.stderr);
     for want in [
         "ClusterRole",
         "ClusterRoleBinding",

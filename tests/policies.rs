@@ -8,8 +8,8 @@ mod support;
 
 use std::net::SocketAddr;
 
-use support::gateway::{run_keygate, Gateway};
-use support::load_errors::names_line;
+use support::gateway::Gateway;
+use support::load_errors::{assert_load_error, check_config};
 use support::net::client;
 use support::problem::assert_problem;
 use support::upstreams::Upstream;
@@ -181,15 +181,6 @@ fn bad_policy_config_is_a_load_error_with_path_and_line() {
         ),
     ];
     for (what, policies, needles, line) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keygate.yaml");
-        std::fs::write(&path, format!("{base}{policies}")).unwrap();
-        let out = run_keygate(&["check", "--config", path.to_str().unwrap()], dir.path(), &[], &[]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
-        for needle in *needles {
-            assert!(stderr.contains(needle), "{what}: stderr should contain {needle:?}: {stderr}");
-        }
-        assert!(names_line(&stderr, *line), "{what}: stderr should name line {line}: {stderr}");
+        assert_load_error(what, &check_config(&format!("{base}{policies}")), needles, &[*line]);
     }
 }
