@@ -33,7 +33,7 @@ use k8s_openapi::ByteString;
 use keygate::providers::kubernetes::KeygatePolicy;
 use support::gateway::{one_route, Gateway};
 use support::load_errors::check_config;
-use support::net::free_port;
+use support::net::free_addr;
 use support::problem::assert_problem;
 use support::tls::{https_get, self_signed_pem, tls_handshake, TLS_ANY};
 use support::upstreams::Upstream;
@@ -267,7 +267,7 @@ async fn a_tls_secret_is_served_by_sni() {
         spec.tls = Some(vec![IngressTLS { hosts: Some(vec!["secure.test".into()]), secret_name: Some("secure-tls".into()) }]);
     }
     cluster.api.apply(&secure);
-    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let https = free_addr();
     let listen = format!("listen:\n  http: \"@HTTP@\"\n  https: \"{https}\"\n  admin: \"@ADMIN@\"\ntls:\n  redirect_http: false\n");
     let _gw = Gateway::start(&cluster.config(&listen)).await;
 

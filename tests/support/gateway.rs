@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::net::{client, free_port};
+use super::net::{client, free_addr, free_port, loopback};
 use super::wait::WAIT;
 
 /// How long the gateway gets to become ready.
@@ -90,10 +90,10 @@ impl Gateway {
                 .tempdir()
                 .unwrap();
             let http_port = launch.http_port.unwrap_or_else(free_port);
-            let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
-            let mut admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let http = loopback(http_port);
+            let mut admin = free_addr();
             while admin == http {
-                admin = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                admin = free_addr();
             }
             let config_path = dir.path().join("keygate.yaml");
             let stderr_path = dir.path().join("keygate.stderr");

@@ -1,6 +1,6 @@
 //! Loopback addresses and the HTTP client every test uses.
 
-use std::net::TcpListener as StdTcpListener;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::time::Duration;
 
 /// A loopback port that was free a moment ago (bound to :0, then released).
@@ -10,6 +10,17 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// 127.0.0.1:`port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A loopback address whose port was free a moment ago (see [`free_port`]),
+/// for a listener the test configures (HTTPS, admin).
+pub fn free_addr() -> SocketAddr {
+    loopback(free_port())
 }
 
 /// "127.0.0.1:PORT" for a port nobody listens on (connections are refused).

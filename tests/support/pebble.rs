@@ -4,7 +4,6 @@
 //! Debian's Pebble ships no certificate for its own HTTPS endpoint, so one is
 //! generated here; tests trust it with `tls.acme.ca_roots`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,7 +12,7 @@ use serde_json::json;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 
-use super::net::free_port;
+use super::net::{free_port, loopback};
 use super::wait::{wait_for, WAIT};
 
 pub struct Pebble {
@@ -101,7 +100,7 @@ impl Pebble {
             dns: Some(dns),
         };
         for port in [acme_port, dns_management_port] {
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let addr = loopback(port);
             wait_for(format!("Pebble listening on {addr}\n{}", pebble.logs()), WAIT, || async move {
                 TcpStream::connect(addr).await.is_ok()
             })

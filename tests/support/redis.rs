@@ -2,13 +2,12 @@
 //! persistence, killed on drop; it can be stopped and restarted on the same
 //! port to simulate an outage.
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::net::free_port;
+use super::net::{free_port, loopback};
 use super::wait::{poll_until, wait_for, WAIT};
 
 pub struct Redis {
@@ -21,7 +20,7 @@ impl Redis {
     pub async fn start() -> Redis {
         let port = free_port();
         let child = Self::spawn(port);
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = loopback(port);
         wait_for(format!("redis-server on {addr}"), WAIT, || async move {
             TcpStream::connect(addr).await.is_ok()
         })
@@ -50,7 +49,7 @@ impl Redis {
     pub async fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let addr = loopback(self.port);
         wait_for(format!("redis-server on {addr} gone"), WAIT, || async move {
             TcpStream::connect(addr).await.is_err()
         })
@@ -63,7 +62,7 @@ impl Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let port = self.port;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = loopback(port);
         // The port may linger briefly after the kill; retry the spawn until it binds.
         let deadline = Instant::now() + WAIT;
         loop {
