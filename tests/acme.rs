@@ -11,7 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use support::*;
+use support::gateway::{Gateway, Launch};
+use support::net::{free_addr, free_port};
+use support::pebble::Pebble;
+use support::redis::Redis;
+use support::tls::{https_get, tls_handshake, TLS_ANY};
+use support::wait::{poll_until, WAIT};
 
 /// Issuance (order, HTTP-01 validation through the gateway, finalisation)
 /// takes about a second against Pebble; allow for a loaded machine.
@@ -43,10 +48,6 @@ fn replica_template(https: SocketAddr, pebble: &Pebble, state: &Path, hosts: &[&
     )
 }
 
-fn https_addr() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
-}
-
 /// Waits until `host` is served a certificate issued by Pebble; returns it (DER).
 async fn wait_for_pebble_cert(gw: &Gateway, https: SocketAddr, host: &str) -> Vec<u8> {
     poll_until(format!("a Pebble certificate for {host}\n{}", gw.logs()), ISSUE_WAIT, || async {
@@ -65,7 +66,7 @@ async fn a_route_host_gets_a_served_pebble_certificate_that_a_restart_reuses() {
     let http_port = free_port();
     let pebble = Pebble::start(http_port).await;
     let state = tempfile::tempdir().unwrap();
-    let https = https_addr();
+    let https = free_addr();
     let config = template(https, &pebble, state.path(), &["app.example.com", "localhost", "*.w.example.com"]);
     let gw = Launch::new(config.clone()).http_port(http_port).start().await;
     assert_eq!(orders(&gw, "success").await, 0.0, "counters exist from start-up");
@@ -96,7 +97,7 @@ async fn a_route_host_gets_a_served_pebble_certificate_that_a_restart_reuses() {
     drop(gw);
 
     // A restart serves the saved certificate and orders nothing.
-    let https = https_addr();
+    let https = free_addr();
     let config = template(https, &pebble, state.path(), &["app.example.com", "localhost", "*.w.example.com"]);
     let gw = Launch::new(config).http_port(http_port).start().await;
     let served = poll_until(format!("the saved certificate served\n{}", gw.logs()), WAIT, || async {
@@ -114,7 +115,7 @@ async fn reloaded_hosts_get_certificates_and_a_ca_outage_only_delays_orders() {
     let http_port = free_port();
     let mut pebble = Pebble::start(http_port).await;
     let state = tempfile::tempdir().unwrap();
-    let https = https_addr();
+    let https = free_addr();
     let gw = Launch::new(template(https, &pebble, state.path(), &["a.example.com"]))
         .http_port(http_port)
         .env("KEYGATE_ACME_RETRY_BASE", "400ms")
@@ -169,7 +170,7 @@ async fn a_certificate_is_renewed_before_it_expires() {
     let http_port = free_port();
     let pebble = Pebble::start_with_validity(http_port, Some(Duration::from_secs(20))).await;
     let state = tempfile::tempdir().unwrap();
-    let https = https_addr();
+    let https = free_addr();
     let gw = Launch::new(template(https, &pebble, state.path(), &["r.example.com"]))
         .http_port(http_port)
         .start()
@@ -193,7 +194,7 @@ async fn replicas_share_challenge_tokens_and_certificates_through_redis() {
     let a_http = free_port();
     let pebble = Pebble::start(a_http).await;
     let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a_https, b_https) = (https_addr(), https_addr());
+    let (a_https, b_https) = (free_addr(), free_addr());
     let a = Launch::new(replica_template(a_https, &pebble, a_state.path(), &[], Some(&redis)))
         .http_port(a_http)
         .start()
@@ -218,7 +219,7 @@ async fn replicas_wanting_the_same_host_order_it_once() {
     let a_http = free_port();
     let pebble = Pebble::start(a_http).await;
     let (a_state, b_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a_https, b_https) = (https_addr(), https_addr());
+    let (a_https, b_https) = (free_addr(), free_addr());
     let hosts = ["y.example.com"];
     let b_config = replica_template(b_https, &pebble, b_state.path(), &hosts, Some(&redis));
     let (a, b) = tokio::join!(

@@ -3,7 +3,8 @@
 
 mod support;
 
-use support::{names_line, run_keygate};
+use support::gateway::run_keygate;
+use support::load_errors::{assert_load_error, check_config_in, names_line, Checked};
 
 /// A valid config. Line numbers matter to the tests below.
 const VALID: &str = r#"listen:
@@ -38,48 +39,14 @@ fn insert_after(base: &str, n: usize, new: &str) -> String {
     lines.join("\n") + "\n"
 }
 
-struct Checked {
-    code: Option<i32>,
-    stderr: String,
-}
-
 fn check(yaml: &str, env: &[(&str, &str)]) -> Checked {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keygate.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = run_keygate(
-        &["check", "--config", path.to_str().unwrap()],
-        dir.path(),
-        env,
-        &["KEYGATE_TEST_UNSET_VAR_Q7"],
-    );
-    Checked {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
+    check_config_in(dir.path(), yaml, env, &["KEYGATE_TEST_UNSET_VAR_Q7"])
 }
 
 /// Asserts exit 1 and that stderr names every `needle` and one of `lines`.
 fn assert_invalid(what: &str, yaml: &str, needles: &[&str], lines: &[usize]) {
-    let c = check(yaml, &[]);
-    assert_eq!(
-        c.code,
-        Some(1),
-        "{what}: exit code (stderr: {})\n--- file ---\n{yaml}",
-        c.stderr
-    );
-    for n in needles {
-        assert!(
-            c.stderr.contains(n),
-            "{what}: stderr should name {n:?}:\n{}",
-            c.stderr
-        );
-    }
-    assert!(
-        lines.iter().any(|&l| names_line(&c.stderr, l)),
-        "{what}: stderr should name line {lines:?}:\n{}",
-        c.stderr
-    );
+    assert_load_error(what, &check(yaml, &[]), needles, lines);
 }
 
 #[test]

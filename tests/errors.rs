@@ -6,7 +6,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::*;
+use support::gateway::{one_route, Gateway};
+use support::net::closed_addr;
+use support::problem::assert_problem;
+use support::raw_http::{raw_request, RawConn};
+use support::upstreams::{DroppingUpstream, Upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn html_only_when_accept_strictly_prefers_it() {

@@ -6,7 +6,9 @@
 mod support;
 
 use serde_json::Value;
-use support::*;
+use support::gateway::{one_route, Gateway};
+use support::raw_http::raw_request;
+use support::upstreams::{pattern, Upstream};
 
 const HOST: &str = "fwd.test";
 

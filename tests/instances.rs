@@ -16,8 +16,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::*;
-use tokio::net::TcpListener;
+use support::gateway::Gateway;
+use support::net::{closed_addr, free_port};
+use support::problem::assert_problem;
+use support::upstreams::{serve_loopback, Upstream};
+use support::wait::{poll_until, wait_for, RELOAD_DEADLINE, WAIT};
 
 /// An instance whose health endpoint can be switched off, and that counts
 /// health probes and proxied requests separately.
@@ -31,35 +34,31 @@ struct Switchable {
 
 impl Switchable {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (healthy, probes, served) =
             (Arc::new(AtomicBool::new(true)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (h, p, s) = (healthy.clone(), probes.clone(), served.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (h, p, s) = (h.clone(), p.clone(), s.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                        let (h, p, s) = (h.clone(), p.clone(), s.clone());
-                        async move {
-                            let status = if req.uri().path() == "/healthz" {
-                                p.fetch_add(1, Ordering::SeqCst);
-                                if h.load(Ordering::SeqCst) { 200 } else { 503 }
-                            } else {
-                                s.fetch_add(1, Ordering::SeqCst);
-                                200
-                            };
-                            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
-                            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        let (addr, task) = serve_loopback(move |stream| {
+            let (h, p, s) = (h.clone(), p.clone(), s.clone());
+            async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let (h, p, s) = (h.clone(), p.clone(), s.clone());
+                    async move {
+                        let status = if req.uri().path() == "/healthz" {
+                            p.fetch_add(1, Ordering::SeqCst);
+                            if h.load(Ordering::SeqCst) { 200 } else { 503 }
+                        } else {
+                            s.fetch_add(1, Ordering::SeqCst);
+                            200
+                        };
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                        *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
             }
-        });
+        })
+        .await;
         Self { addr, healthy, probes, served, task }
     }
     fn set_healthy(&self, healthy: bool) {
@@ -222,41 +221,37 @@ async fn dns_instances_resolve_every_address() {
 /// An HTTP/2-only (prior knowledge) server answering like a gRPC service:
 /// echoes the body, then sends `grpc-status` as a trailer.
 async fn h2c_grpc_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let versions = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = versions.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        seen.lock().unwrap().push(format!("{:?}", req.version()));
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", "0".parse().unwrap());
-                        trailers.insert("grpc-message", "fine".parse().unwrap());
-                        let frames = vec![
-                            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(body)),
-                            Ok(hyper::body::Frame::trailers(trailers)),
-                        ];
-                        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-                        let resp = hyper::Response::builder()
-                            .header("content-type", "application/grpc")
-                            .body(body)
-                            .unwrap();
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+    let (addr, _) = serve_loopback(move |stream| {
+        let seen = seen.clone();
+        async move {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(format!("{:?}", req.version()));
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", "0".parse().unwrap());
+                    trailers.insert("grpc-message", "fine".parse().unwrap());
+                    let frames = vec![
+                        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(body)),
+                        Ok(hyper::body::Frame::trailers(trailers)),
+                    ];
+                    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+                    let resp = hyper::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(body)
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         }
-    });
+    })
+    .await;
     (addr, versions)
 }
 

@@ -16,7 +16,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::rand::SystemRandom;
 use ring::signature::{self, KeyPair as _};
 use serde_json::{json, Value};
-use support::*;
+use support::gateway::Gateway;
+use support::net::closed_addr;
+use support::problem::assert_problem;
+use support::upstreams::{DocServer, Upstream};
 
 const INVALID: &str = "err:frontline:client:invalid_key";
 const MISSING: &str = "err:frontline:client:missing_credentials";

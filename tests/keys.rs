@@ -11,7 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::*;
+use support::gateway::Gateway;
+use support::load_errors::names_some_line;
+use support::net::client;
+use support::problem::assert_problem;
+use support::wait::{wait_for, WAIT};
 
 const ROOT: &str = "root_test_key";
 

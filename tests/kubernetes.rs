@@ -31,7 +31,13 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use keygate::providers::kubernetes::KeygatePolicy;
-use support::*;
+use support::gateway::{one_route, Gateway};
+use support::load_errors::check_config;
+use support::net::free_addr;
+use support::problem::assert_problem;
+use support::tls::{https_get, self_signed_pem, tls_handshake, TLS_ANY};
+use support::upstreams::Upstream;
+use support::wait::{wait_for, RELOAD_DEADLINE, WAIT};
 use tempfile::TempDir;
 
 const NS: &str = "shop";
@@ -261,7 +267,7 @@ async fn a_tls_secret_is_served_by_sni() {
         spec.tls = Some(vec![IngressTLS { hosts: Some(vec!["secure.test".into()]), secret_name: Some("secure-tls".into()) }]);
     }
     cluster.api.apply(&secure);
-    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let https = free_addr();
     let listen = format!("listen:\n  http: \"@HTTP@\"\n  https: \"{https}\"\n  admin: \"@ADMIN@\"\ntls:\n  redirect_http: false\n");
     let _gw = Gateway::start(&cluster.config(&listen)).await;
 
@@ -409,11 +415,8 @@ fn manifests_are_complete() {
         }
     }
     kinds.sort();
-    let work = tempfile::tempdir().unwrap();
-    let path = work.path().join("keygate.yaml");
-    std::fs::write(&path, config.expect("a ConfigMap with keygate.yaml")).unwrap();
-    let out = run_keygate(&["check", "--config", path.to_str().unwrap()], work.path(), &[], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check_config(&config.expect("a ConfigMap with keygate.yaml"));
+    assert!(out.success(), "{}", out.stderr);
     for want in [
         "ClusterRole",
         "ClusterRoleBinding",

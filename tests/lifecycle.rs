@@ -6,7 +6,10 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::*;
+use support::gateway::{one_route, Gateway, Launch};
+use support::metrics::metric_in;
+use support::upstreams::Upstream;
+use support::wait::{wait_for, WAIT};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_endpoints_answer_without_auth() {

@@ -11,7 +11,11 @@ mod support;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use support::*;
+use support::gateway::Gateway;
+use support::load_errors::check_config_in;
+use support::problem::assert_problem;
+use support::upstreams::{pattern, DocServer, Upstream};
+use support::wait::{wait_for, WAIT};
 
 const CODE: &str = "err:frontline:client:openapi_validation_failed";
 
@@ -401,15 +405,10 @@ fn unusable_specs_are_load_errors() {
     let check = |spec: &str, policies: &str| {
         let spec_path = dir.path().join("spec.yaml");
         std::fs::write(&spec_path, spec).unwrap();
-        let config = dir.path().join("keygate.yaml");
-        std::fs::write(
-            &config,
-            format!("deployments:\n  - id: dep\n    instances: [\"builtin:echo\"]\n    {policies}\nroutes:\n  - host: api.test\n    deployment: dep\n", ),
-        )
-        .unwrap();
-        let out = run_keygate(&["check", "--config", config.to_str().unwrap()], dir.path(), &[], &[]);
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).to_string()
+        let config = format!("deployments:\n  - id: dep\n    instances: [\"builtin:echo\"]\n    {policies}\nroutes:\n  - host: api.test\n    deployment: dep\n", );
+        let out = check_config_in(dir.path(), &config, &[], &[]);
+        assert!(!out.success());
+        out.stderr
     };
     let external = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      parameters: [{$ref: 'common.yaml#/components/parameters/P'}]\n";
     let err = check(external, "openapi: {file: spec.yaml}");

@@ -8,7 +8,13 @@ mod support;
 
 use std::net::SocketAddr;
 
-use support::*;
+use support::gateway::Gateway;
+use support::load_errors::{assert_load_error, check_config};
+use support::net::client;
+use support::problem::assert_problem;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, RELOAD_DEADLINE};
+use support::websocket::{ws_connect, WsUpstream};
 
 const FIREWALL_DETAIL: &str = "The request was denied by a firewall rule.";
 const IP_DETAIL: &str = "The client address is not allowed to reach this deployment.";
@@ -175,15 +181,6 @@ fn bad_policy_config_is_a_load_error_with_path_and_line() {
         ),
     ];
     for (what, policies, needles, line) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keygate.yaml");
-        std::fs::write(&path, format!("{base}{policies}")).unwrap();
-        let out = run_keygate(&["check", "--config", path.to_str().unwrap()], dir.path(), &[], &[]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
-        for needle in *needles {
-            assert!(stderr.contains(needle), "{what}: stderr should contain {needle:?}: {stderr}");
-        }
-        assert!(names_line(&stderr, *line), "{what}: stderr should name line {line}: {stderr}");
+        assert_load_error(what, &check_config(&format!("{base}{policies}")), needles, &[*line]);
     }
 }

@@ -18,7 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::*;
+use support::gateway::Gateway;
+use support::load_errors::{assert_load_error, check_config};
+use support::problem::assert_problem;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, wait_for, RELOAD_DEADLINE};
 
 const ROOT: &str = "root_test_key";
 const RATE_LIMITED: &str = "err:frontline:client:rate_limited";
@@ -675,22 +679,12 @@ fn bad_ratelimit_config_is_a_load_error() {
         ("window 0", "      - {id: rl, ratelimit: {limit: 1, window: 0s}}\n".into(), "ratelimit.window"),
     ];
     for (what, policy, needle) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keygate.yaml");
-        std::fs::write(&path, format!("{base}{policy}")).unwrap();
-        let out = run_keygate(&["check", "--config", path.to_str().unwrap()], dir.path(), &[], &[]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
-        assert!(stderr.contains(needle), "{what}: stderr should mention {needle:?}: {stderr}");
-        assert!(names_line(&stderr, 5), "{what}: stderr should name line 5: {stderr}");
+        assert_load_error(what, &check_config(&format!("{base}{policy}")), &[*needle], &[5]);
     }
     // And a good one passes, with every identifier kind.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keygate.yaml");
     let five = "[{remote_ip: {}}, {header: {name: X-Tenant-Id}}, {authenticated_subject: {}}, {path: {}}, {principal_field: {path: source.key.meta.org_id}}]";
-    std::fs::write(&path, format!("{base}      - {{id: rl, ratelimit: {{limit: 100, window: 1m30s, identifiers: {five}}}}}\n")).unwrap();
-    let out = run_keygate(&["check", "--config", path.to_str().unwrap()], dir.path(), &[], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check_config(&format!("{base}      - {{id: rl, ratelimit: {{limit: 100, window: 1m30s, identifiers: {five}}}}}\n"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::*;
+use support::gateway::Gateway;
+use support::redis::Redis;
+use support::wait::poll_until;
 
 const ROOT: &str = "root_test_key";
 const RATE_LIMITED: &str = "err:frontline:client:rate_limited";

@@ -6,7 +6,10 @@ mod support;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::*;
+use support::gateway::{Gateway, Launch};
+use support::load_errors::names_some_line;
+use support::upstreams::{Seen, Upstream};
+use support::wait::{wait_for, RELOAD_DEADLINE, WAIT};
 
 const ROOT_KEY: &str = "test-root-key-3f9c2a";
 

@@ -8,7 +8,9 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::*;
+use support::gateway::Gateway;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, WAIT};
 
 fn config(up: &Upstream, request_log: &str) -> String {
     format!(

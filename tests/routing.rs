@@ -4,7 +4,9 @@
 mod support;
 
 use serde_json::Value;
-use support::*;
+use support::gateway::{one_route, Gateway};
+use support::problem::assert_problem;
+use support::upstreams::Upstream;
 
 /// Sends `GET path` with `Host: host` and returns the name of the upstream
 /// that answered, or `404` when the gateway answered config_not_found.

@@ -7,7 +7,13 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use support::*;
+use support::gateway::{Gateway, Launch};
+use support::net::free_addr;
+use support::raw_http::raw_request;
+use support::tls::{
+    h2_get, https_get, self_signed_pem, tls_handshake, write_cert_pair, TLS12_ONLY, TLS_ANY,
+};
+use support::wait::{poll_until, wait_for, RELOAD_DEADLINE};
 use tempfile::TempDir;
 
 const ROUTES: &str = "\
@@ -32,10 +38,6 @@ fn template(https: SocketAddr, certs: &Path, extra_tls: &str) -> String {
     )
 }
 
-fn https_addr() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
-}
-
 /// A certs dir holding pairs for the given `(file name, SANs)`.
 fn certs_dir(pairs: &[(&str, &[&str])]) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +55,7 @@ async fn sni_picks_the_certificate_for_each_host_and_the_wildcard() {
         ("b", &["b.example.com"]),
         ("wild", &["*.w.example.com"]),
     ]);
-    let https = https_addr();
+    let https = free_addr();
     let _gw = Gateway::start(&template(https, certs.path(), "")).await;
 
     for (sni, want) in [
@@ -80,7 +82,7 @@ async fn sni_picks_the_certificate_for_each_host_and_the_wildcard() {
 #[tokio::test]
 async fn unknown_sni_gets_the_default_certificate_then_config_not_found() {
     let certs = certs_dir(&[("a", &["a.example.com"])]);
-    let https = https_addr();
+    let https = free_addr();
     let _gw = Gateway::start(&template(https, certs.path(), "")).await;
 
     let hs = tls_handshake(https, "nope.example.org", TLS_ANY, &[]).await.unwrap();
@@ -93,7 +95,7 @@ async fn unknown_sni_gets_the_default_certificate_then_config_not_found() {
 #[tokio::test]
 async fn tls_1_2_and_1_3_are_accepted_by_default() {
     let certs = certs_dir(&[("a", &["a.example.com"])]);
-    let https = https_addr();
+    let https = free_addr();
     let _gw = Gateway::start(&template(https, certs.path(), "")).await;
 
     let tls12 = tls_handshake(https, "a.example.com", TLS12_ONLY, &[]).await.unwrap();
@@ -105,7 +107,7 @@ async fn tls_1_2_and_1_3_are_accepted_by_default() {
 #[tokio::test]
 async fn min_version_1_3_refuses_tls_1_2() {
     let certs = certs_dir(&[("a", &["a.example.com"])]);
-    let https = https_addr();
+    let https = free_addr();
     let _gw = Gateway::start(&template(https, certs.path(), "  min_version: \"1.3\"\n")).await;
 
     let refused = tls_handshake(https, "a.example.com", TLS12_ONLY, &[]).await;
@@ -117,7 +119,7 @@ async fn min_version_1_3_refuses_tls_1_2() {
 #[tokio::test]
 async fn h2_is_negotiated_by_alpn_and_proxied() {
     let certs = certs_dir(&[("a", &["a.example.com"])]);
-    let https = https_addr();
+    let https = free_addr();
     let _gw = Gateway::start(&template(https, certs.path(), "")).await;
 
     let hs = tls_handshake(https, "a.example.com", TLS_ANY, &[b"h2", b"http/1.1"]).await.unwrap();
@@ -136,7 +138,7 @@ async fn h2_is_negotiated_by_alpn_and_proxied() {
 #[tokio::test]
 async fn plain_http_redirects_keeping_path_and_query_but_not_acme_challenges() {
     let certs = certs_dir(&[("a", &["a.example.com"])]);
-    let https = https_addr();
+    let https = free_addr();
     let gw = Gateway::start(&template(https, certs.path(), "")).await;
 
     let resp = raw_request(
@@ -163,7 +165,7 @@ async fn plain_http_redirects_keeping_path_and_query_but_not_acme_challenges() {
 #[tokio::test]
 async fn a_pair_dropped_into_certs_dir_is_served_without_restart() {
     let certs = certs_dir(&[("a", &["a.example.com"])]);
-    let https = https_addr();
+    let https = free_addr();
     let gw = Gateway::start(&template(https, certs.path(), "")).await;
 
     let before = tls_handshake(https, "b.example.com", TLS_ANY, &[]).await.unwrap();
@@ -181,7 +183,7 @@ async fn a_pair_dropped_into_certs_dir_is_served_without_restart() {
 #[tokio::test]
 async fn a_mismatched_pair_is_refused_and_the_old_certificate_stays() {
     let certs = certs_dir(&[("a", &["a.example.com"])]);
-    let https = https_addr();
+    let https = free_addr();
     let gw = Gateway::start(&template(https, certs.path(), "")).await;
     let original = tls_handshake(https, "a.example.com", TLS_ANY, &[]).await.unwrap().leaf;
 
@@ -202,7 +204,7 @@ async fn a_mismatched_pair_is_refused_and_the_old_certificate_stays() {
 #[tokio::test]
 async fn certs_list_shows_host_source_issuer_and_expiry() {
     let certs = certs_dir(&[("a", &["a.example.com"])]);
-    let https = https_addr();
+    let https = free_addr();
     let gw = Launch::new(template(https, certs.path(), "admin:\n  root_keys: [\"test-root\"]\n"))
         .env("KEYGATE_ROOT_KEY", "test-root")
         .start()

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use support::gateway::{one_route, Gateway};
+use support::net::closed_addr;
+use support::wait::{wait_for, RELOAD_DEADLINE};
+use support::websocket::{ws_connect, ws_roundtrip, WsUpstream};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 fn ws_route(host: &str, dep: &str, instance: &str) -> String {

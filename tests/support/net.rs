@@ -1,0 +1,39 @@
+//! Loopback addresses and the HTTP client every test uses.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::time::Duration;
+
+/// A loopback port that was free a moment ago (bound to :0, then released).
+pub fn free_port() -> u16 {
+    StdTcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// 127.0.0.1:`port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A loopback address whose port was free a moment ago (see [`free_port`]),
+/// for a listener the test configures (HTTPS, admin).
+pub fn free_addr() -> SocketAddr {
+    loopback(free_port())
+}
+
+/// "127.0.0.1:PORT" for a port nobody listens on (connections are refused).
+pub fn closed_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// A reqwest client that never uses a proxy and never waits forever.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
