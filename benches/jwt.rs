@@ -10,7 +10,7 @@ use base64::Engine as _;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
 use keygate::config::policy::PolicySpec;
-use keygate::policy::{PolicyChain, PolicyState, RequestView};
+use keygate::policy::{PolicyChain, PolicyState, RequestView, Resources};
 
 /// A fresh RSA key (PKCS#8 PEM and DER) from the openssl CLI.
 fn rsa_key() -> (Vec<u8>, Vec<u8>) {
@@ -63,7 +63,7 @@ fn jwt(c: &mut Criterion) {
         service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),
         statics: Default::default(),
     };
-    let chain = PolicyChain::compile(&specs, &keys).expect("compiles");
+    let chain = PolicyChain::compile(&specs, &Resources::with_keys(&keys)).expect("compiles");
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
     let claims = serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "user_42", "org_id": "org_7", "iat": now, "exp": now + 3600});
@@ -82,7 +82,7 @@ fn jwt(c: &mut Criterion) {
     // The first request fetches the key set; every later one uses the cache.
     let mut state = PolicyState::default();
     runtime.block_on(chain.evaluate(&view, &mut state)).expect("the token verifies");
-    assert!(state.principal.is_some());
+    assert!(state.principal().is_some());
 
     c.bench_function("jwtauth: RS256 verify, cached JWKS", |b| {
         b.iter(|| {

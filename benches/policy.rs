@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
 use keygate::config::policy::PolicySpec;
-use keygate::policy::{PolicyChain, PolicyState, RequestView};
+use keygate::policy::{PolicyChain, PolicyState, RequestView, Resources};
 
 struct CountingAllocator;
 
@@ -48,7 +48,7 @@ fn chain() -> PolicyChain {
         service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),
         statics: Default::default(),
     };
-    PolicyChain::compile(&specs, &keys).expect("compiles")
+    PolicyChain::compile(&specs, &Resources::with_keys(&keys)).expect("compiles")
 }
 
 fn request() -> http::request::Parts {

@@ -10,7 +10,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use futures_util::FutureExt;
 use keygate::config::policy::PolicySpec;
-use keygate::policy::{PolicyChain, PolicyState, RequestView};
+use keygate::policy::{PolicyChain, PolicyState, RequestView, Resources};
 use keygate::ratelimit::{LimitRequest, RateLimiter};
 
 const MILLION: usize = 1_000_000;
@@ -57,7 +57,7 @@ fn policy(c: &mut Criterion) {
         service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),
         statics: Default::default(),
     };
-    let chain = PolicyChain::compile(&specs, &keys).expect("compiles");
+    let chain = PolicyChain::compile(&specs, &Resources::with_keys(&keys)).expect("compiles");
     let head = http::Request::get("/v1/users/42")
         .header("x-tenant", "acme")
         .body(())

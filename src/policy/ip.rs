@@ -1,8 +1,8 @@
-//! `ip: {allow, deny}` (SPEC §3.3): CIDR rules on the client IP of SPEC §4
-//! (the trusted-proxy rule already applied). Deny wins; a non-empty allow
+//! `ip: {allow, deny}`: CIDR rules on the client IP (the trusted-proxy rule
+//! already applied). Deny wins; a non-empty allow
 //! list admits only its members.
 
-use super::{Outcome, Policy, PolicyState, RequestView};
+use super::{CompileError, Outcome, Policy, PolicyState, RequestView, Resources};
 use crate::config::policy::IpSpec;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::net::IpSet;
@@ -14,12 +14,6 @@ pub struct IpRules {
 }
 
 impl IpRules {
-    pub fn compile(spec: &IpSpec) -> Self {
-        Self {
-            allow: IpSet::new(spec.allow.iter().map(|c| c.0).collect()),
-            deny: IpSet::new(spec.deny.iter().map(|c| c.0).collect()),
-        }
-    }
 
     fn admits(&self, ip: Option<std::net::IpAddr>) -> bool {
         let Some(ip) = ip else {
@@ -33,6 +27,16 @@ impl IpRules {
 }
 
 impl Policy for IpRules {
+    type Spec = IpSpec;
+    const KIND: &'static str = "ip";
+
+    fn from_spec(spec: &IpSpec, _resources: &Resources<'_>) -> Result<Self, CompileError> {
+        Ok(Self {
+            allow: IpSet::new(spec.allow.iter().map(|c| c.0).collect()),
+            deny: IpSet::new(spec.deny.iter().map(|c| c.0).collect()),
+        })
+    }
+
     async fn evaluate(&self, request: &RequestView<'_>, _state: &mut PolicyState) -> Outcome {
         if self.admits(request.client_ip) {
             Outcome::Continue

@@ -1,4 +1,4 @@
-//! `keyauth` (SPEC §3.4, §9.14–17, §9.32): finds the API key in the request
+//! `keyauth`: finds the API key in the request
 //! (locations in order, first non-empty wins), verifies it against the
 //! policy's keyspaces through [`crate::keys::KeyService`], and on success
 //! sets the Principal. Everything from config — locations, the permission
@@ -7,7 +7,7 @@
 
 use http::HeaderName;
 
-use super::{Outcome, Policy, PolicyState, Principal, RequestView};
+use super::{CompileError, Credential, Outcome, Policy, PolicyState, Principal, RequestView, Resources};
 use crate::config::policy::{KeyAuthSpec, LocationSpec};
 use crate::errors::{ErrorCode, GatewayError};
 use crate::keys::permissions::PermissionQuery;
@@ -21,19 +21,13 @@ enum Location {
     Query { name: String },
 }
 
-/// Where a key was found, for `strip_credential`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialLocation {
-    Header(HeaderName),
-    Query(String),
-}
-
 impl Location {
-    fn credential_location(&self) -> CredentialLocation {
+    /// Where a key found here is, for `strip_credential`.
+    fn credential(&self) -> Credential {
         match self {
-            Self::Bearer => CredentialLocation::Header(http::header::AUTHORIZATION),
-            Self::Header { name, .. } => CredentialLocation::Header(name.clone()),
-            Self::Query { name } => CredentialLocation::Query(name.clone()),
+            Self::Bearer => Credential::Header(http::header::AUTHORIZATION),
+            Self::Header { name, .. } => Credential::Header(name.clone()),
+            Self::Query { name } => Credential::Query(name.clone()),
         }
     }
 }
@@ -49,12 +43,69 @@ pub struct KeyAuth {
     strip_credential: bool,
 }
 
-/// `(field path below keyauth, message)`.
-type SpecError = (String, String);
-
 impl KeyAuth {
-    /// Compiles the spec; every keyspace must exist in the config or the store (SPEC §9.24).
-    pub fn compile(spec: &KeyAuthSpec, keys: &Keys) -> Result<Self, SpecError> {
+    /// The key from the first location that has one, and that location.
+    fn credential<'r>(&'r self, head: &'r http::request::Parts) -> Option<(std::borrow::Cow<'r, str>, &'r Location)> {
+        self.locations.iter().find_map(|location| Self::read(location, head).map(|key| (key, location)))
+    }
+
+    fn read<'r>(location: &'r Location, head: &'r http::request::Parts) -> Option<std::borrow::Cow<'r, str>> {
+        match location {
+            Location::Bearer => head
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, key)| key.trim())
+                .filter(|key| !key.is_empty())
+                .map(std::borrow::Cow::Borrowed),
+            Location::Header { name, strip_prefix } => head
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|value| match strip_prefix {
+                    Some(prefix) => value
+                        .get(..prefix.len())
+                        .filter(|lead| lead.eq_ignore_ascii_case(prefix))
+                        .map(|_| &value[prefix.len()..]),
+                    None => Some(value),
+                })
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(std::borrow::Cow::Borrowed),
+            Location::Query { name } => head
+                .uri
+                .query()
+                .and_then(|query| super::matcher::query_values(query, name).find(|v| !v.is_empty())),
+        }
+    }
+}
+
+fn compile_location(spec: &LocationSpec) -> Result<Location, String> {
+    match (&spec.bearer, &spec.header, &spec.query) {
+        (Some(_), None, None) => Ok(Location::Bearer),
+        (None, Some(header), None) => {
+            let name = HeaderName::from_bytes(header.name.as_bytes())
+                .map_err(|_| format!("invalid header name {:?}", header.name))?;
+            let strip_prefix = header.strip_prefix.clone().filter(|p| !p.is_empty());
+            Ok(Location::Header { name, strip_prefix })
+        }
+        (None, None, Some(query)) if !query.name.is_empty() => Ok(Location::Query { name: query.name.clone() }),
+        (None, None, Some(_)) => Err("query.name must not be empty".into()),
+        _ => Err("a location is exactly one of bearer, header or query".into()),
+    }
+}
+
+impl Policy for KeyAuth {
+    type Spec = KeyAuthSpec;
+    const KIND: &'static str = "keyauth";
+    const AUTHENTICATES: bool = true;
+
+    /// Every keyspace must exist in the config or the store.
+    fn from_spec(spec: &KeyAuthSpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
+        let keys = resources.keys;
         if spec.keyspaces.is_empty() {
             return Err((".keyspaces".into(), "name at least one keyspace".into()));
         }
@@ -112,61 +163,6 @@ impl KeyAuth {
         })
     }
 
-    /// The key from the first location that has one, and that location.
-    fn credential<'r>(&'r self, head: &'r http::request::Parts) -> Option<(std::borrow::Cow<'r, str>, &'r Location)> {
-        self.locations.iter().find_map(|location| Self::read(location, head).map(|key| (key, location)))
-    }
-
-    fn read<'r>(location: &'r Location, head: &'r http::request::Parts) -> Option<std::borrow::Cow<'r, str>> {
-        match location {
-            Location::Bearer => head
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, key)| key.trim())
-                .filter(|key| !key.is_empty())
-                .map(std::borrow::Cow::Borrowed),
-            Location::Header { name, strip_prefix } => head
-                .headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find_map(|value| match strip_prefix {
-                    Some(prefix) => value
-                        .get(..prefix.len())
-                        .filter(|lead| lead.eq_ignore_ascii_case(prefix))
-                        .map(|_| &value[prefix.len()..]),
-                    None => Some(value),
-                })
-                .map(str::trim)
-                .filter(|key| !key.is_empty())
-                .map(std::borrow::Cow::Borrowed),
-            Location::Query { name } => head
-                .uri
-                .query()
-                .and_then(|query| super::matcher::query_values(query, name).find(|v| !v.is_empty())),
-        }
-    }
-}
-
-fn compile_location(spec: &LocationSpec) -> Result<Location, String> {
-    match (&spec.bearer, &spec.header, &spec.query) {
-        (Some(_), None, None) => Ok(Location::Bearer),
-        (None, Some(header), None) => {
-            let name = HeaderName::from_bytes(header.name.as_bytes())
-                .map_err(|_| format!("invalid header name {:?}", header.name))?;
-            let strip_prefix = header.strip_prefix.clone().filter(|p| !p.is_empty());
-            Ok(Location::Header { name, strip_prefix })
-        }
-        (None, None, Some(query)) if !query.name.is_empty() => Ok(Location::Query { name: query.name.clone() }),
-        (None, None, Some(_)) => Err("query.name must not be empty".into()),
-        _ => Err("a location is exactly one of bearer, header or query".into()),
-    }
-}
-
-impl Policy for KeyAuth {
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
         let Some((key, location)) = self.credential(request.head) else {
             return Outcome::Reject(ErrorCode::MissingCredentials.into());
@@ -188,7 +184,7 @@ impl Policy for KeyAuth {
                     });
                 }
                 if self.strip_credential {
-                    state.strip_credential = Some(location.credential_location());
+                    state.credential = Some(location.credential());
                 }
                 return Outcome::Continue;
             }

@@ -1,10 +1,8 @@
-//! `logging` (SPEC §3.8, §9.21, §9.33): a full record of the request and its
-//! response. Matching the policy arms a [`LogCapture`] for the request; the
+//! `logging`: a full record of the request and its response. Matching the policy arms a [`LogCapture`] for the request; the
 //! proxy feeds it the bytes it streams anyway (never buffering the forwarded
 //! body) and hands it the final facts once the response is done.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +10,8 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::{CompileError, Outcome, Policy, PolicyState, RequestSummary, RequestView, Resources};
 use crate::config::policy::LoggingSpec;
-use super::{Outcome, Policy, PolicyState, RequestView};
 use crate::telemetry::request_log;
 
 /// The value a redacted header keeps in the record.
@@ -33,8 +31,8 @@ struct LogSettings {
     redact: HashSet<String>,
 }
 
-impl Logging {
-    pub fn compile(spec: &LoggingSpec) -> Self {
+impl LogSettings {
+    fn from_spec(spec: &LoggingSpec) -> Self {
         let mut redact: HashSet<String> = spec.redact_headers.iter().map(|h| h.to_ascii_lowercase()).collect();
         redact.insert("authorization".into());
         let max_body_bytes = if spec.bodies {
@@ -42,13 +40,20 @@ impl Logging {
         } else {
             0
         };
-        Self {
-            settings: Arc::new(LogSettings { max_body_bytes, redact }),
-        }
+        Self { max_body_bytes, redact }
     }
 }
 
 impl Policy for Logging {
+    type Spec = LoggingSpec;
+    const KIND: &'static str = "logging";
+
+    fn from_spec(spec: &LoggingSpec, _resources: &Resources<'_>) -> Result<Self, CompileError> {
+        Ok(Self {
+            settings: Arc::new(LogSettings::from_spec(spec)),
+        })
+    }
+
     async fn evaluate(&self, _request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
         state.log.get_or_insert_with(|| LogCapture::new(self.settings.clone()));
         Outcome::Continue
@@ -94,14 +99,14 @@ impl LogCapture {
     }
 
     /// Builds the record and queues it for the sink (never blocks).
-    pub fn finish(self, facts: &ResponseFacts<'_>) {
+    pub fn finish(self, facts: &RequestSummary<'_>) {
         match serde_json::to_string(&self.record(facts)) {
             Ok(line) => request_log::submit(line),
             Err(e) => tracing::warn!("cannot encode a request-log record: {e}"),
         }
     }
 
-    fn record(&self, facts: &ResponseFacts<'_>) -> Value {
+    fn record(&self, facts: &RequestSummary<'_>) -> Value {
         let head = facts.request;
         let header = |name: http::HeaderName| head.headers.get(name).and_then(|v| v.to_str().ok());
         let record = Record {
@@ -158,19 +163,6 @@ impl LogCapture {
     }
 }
 
-/// What the proxy knows once the response is done.
-pub struct ResponseFacts<'a> {
-    pub request: &'a http::request::Parts,
-    pub request_id: &'a str,
-    pub client_ip: Option<IpAddr>,
-    pub deployment_id: Option<&'a str>,
-    pub instance: Option<String>,
-    pub status: u16,
-    pub response_headers: Option<&'a http::HeaderMap>,
-    pub total: Duration,
-    pub instance_time: Duration,
-}
-
 #[derive(Serialize)]
 struct Record<'a> {
     ts: String,
@@ -219,7 +211,7 @@ mod tests {
 
     fn capture(yaml: &str) -> LogCapture {
         let spec: LoggingSpec = serde_yaml::from_str(yaml).unwrap();
-        LogCapture::new(Logging::compile(&spec).settings)
+        LogCapture::new(Arc::new(LogSettings::from_spec(&spec)))
     }
 
     fn request() -> http::request::Parts {
@@ -238,7 +230,7 @@ mod tests {
 
     fn record(capture: &LogCapture, response_headers: &http::HeaderMap) -> Value {
         let head = request();
-        capture.record(&ResponseFacts {
+        capture.record(&RequestSummary {
             request: &head,
             request_id: "req_1",
             client_ip: Some("203.0.113.9".parse().unwrap()),

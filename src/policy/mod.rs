@@ -1,36 +1,45 @@
-//! Policy chains (SPEC §3): each deployment's ordered policies, compiled at
-//! load into a [`PolicyChain`] and evaluated per request before any byte goes
-//! to an instance. The engine only dispatches in declaration order; what a
-//! policy does lives in its own file behind the [`Policy`] trait, and
-//! policies never see pingora — only a [`RequestView`].
+//! Policy chains: each deployment's ordered policies, compiled at load into
+//! a [`PolicyChain`] and evaluated per request before any byte goes to an
+//! instance. The engine only dispatches in declaration order; what a policy
+//! does lives in its own file behind the [`Policy`] trait, and policies never
+//! see pingora — only a [`RequestView`] and the request's [`PolicyState`].
+//!
+//! Adding a policy type: its `*Spec` in `config::policy` (one field of
+//! `PolicySpec` and one `ActionSpec` variant), a file here implementing
+//! [`Policy`], and one line in the [`actions!`] list below.
 
 mod firewall;
 mod ip;
 pub mod jwtauth;
-pub mod keyauth;
-pub mod logging;
-pub mod matcher;
-pub mod openapi;
+mod keyauth;
+mod logging;
+mod matcher;
+mod openapi;
 mod ratelimit;
+mod state;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-
 use prometheus_client::metrics::counter::Counter;
 
+pub use state::{Credential, PolicyState, Principal, RequestSummary};
+
+use crate::config::policy::{ActionSpec, PolicySpec};
 use crate::errors::GatewayError;
 use crate::keys::Keys;
-use crate::config::policy::{ActionSpec, PolicySpec};
+use crate::openapi::SpecSlot;
+use crate::ratelimit::RateLimiter;
 use matcher::Condition;
 
 /// What a policy sees of a request.
 pub struct RequestView<'a> {
     pub head: &'a http::request::Parts,
-    /// The client IP of SPEC §4 (trusted-proxy rule applied).
+    /// The client IP (the trusted-proxy rule applied).
     pub client_ip: Option<IpAddr>,
     /// The whole request body, when a policy that needs it (`openapi`) made
     /// the proxy buffer it; see [`PolicyChain::evaluate_from`].
@@ -44,48 +53,117 @@ impl<'a> RequestView<'a> {
     }
 }
 
-/// The authenticated caller, set by the first successful auth policy and
-/// forwarded as `X-Unkey-Principal`.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub subject: String,
-    /// The Principal v1 JSON of SPEC §4, serialised once.
-    pub json: String,
-}
-
-/// What policies leave behind for the rest of the request.
-#[derive(Debug, Default)]
-pub struct PolicyState {
-    pub principal: Option<Principal>,
-    /// Every rate limit evaluated for this request (policy, key and identity
-    /// limits); the response gets the most restrictive one's headers.
-    pub limits: Vec<crate::ratelimit::Decision>,
-    /// Armed by a `logging` policy: the record this request will write.
-    pub log: Option<logging::LogCapture>,
-    /// Set by `keyauth` with `strip_credential: true`: where the key was, so
-    /// it is removed before the request goes to the instance (SPEC §9.14).
-    pub strip_credential: Option<keyauth::CredentialLocation>,
-}
-
 /// A policy's verdict on one request.
 pub enum Outcome {
     Continue,
     Reject(GatewayError),
 }
 
-/// One kind of policy action.
-pub trait Policy {
-    /// Runs the action on a request whose match expressions all matched.
-    fn evaluate(
-        &self,
-        request: &RequestView<'_>,
-        state: &mut PolicyState,
-    ) -> impl std::future::Future<Output = Outcome> + Send;
+/// A compile error: `(field path, message)`; the path is below the policy's
+/// action key (`.permission_query`) or empty for the action itself.
+pub type CompileError = (String, String);
+
+/// What a deployment offers its policies at compile time.
+#[derive(Debug, Clone, Copy)]
+pub struct Resources<'a> {
+    /// What `keyauth` verifies against (the key service and static keys).
+    pub keys: &'a Keys,
+    /// Where every limit counts.
+    pub limiter: &'a RateLimiter,
+    /// The deployment's `openapi:` spec, for `openapi` policies.
+    pub openapi: Option<&'a Arc<SpecSlot>>,
+    /// Where relative paths in policies resolve (the config file's directory).
+    pub base_dir: &'a Path,
+    /// The deployment's id: rate-limit buckets are per deployment and policy.
+    pub deployment: &'a str,
+    /// The policy's own id.
+    pub policy_id: &'a str,
 }
 
-/// The actions of SPEC §3, compiled. Adding a policy = a file + a variant here.
-#[derive(Debug)]
-enum Action {
+impl<'a> Resources<'a> {
+    /// Resources outside any deployment: no OpenAPI spec, relative paths
+    /// from the working directory (tests, benchmarks).
+    pub fn with_keys(keys: &'a Keys) -> Self {
+        Self {
+            keys,
+            limiter: keys.service.limiter(),
+            openapi: None,
+            base_dir: Path::new("."),
+            deployment: "",
+            policy_id: "",
+        }
+    }
+}
+
+/// One kind of policy action. Its contract with the chain:
+/// - it is built once from its spec at load ([`Policy::from_spec`]; an
+///   error there rejects the whole config, the old one keeps serving);
+/// - [`Policy::evaluate`] runs per request, only when every match
+///   expression of the policy matched, in declaration order; `Reject` ends
+///   the chain and the gateway answers with that error;
+/// - it keeps what the rest of the request needs in [`PolicyState`].
+pub trait Policy: Sized {
+    /// What the operator writes under the action key.
+    type Spec;
+    /// The action key (`keyauth`): the `policy_type` of metrics.
+    const KIND: &'static str;
+    /// Sets the Principal: skipped once an earlier auth policy set one.
+    const AUTHENTICATES: bool = false;
+    /// Reads the whole request body: the proxy buffers it before running it.
+    const READS_BODY: bool = false;
+
+    fn from_spec(spec: &Self::Spec, resources: &Resources<'_>) -> Result<Self, CompileError>;
+
+    fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Declares the policy types: `Variant(module::Type)`, where `Variant` is
+/// also the [`ActionSpec`] variant it is compiled from.
+macro_rules! actions {
+    ($($variant:ident($module:ident::$policy:ident)),+ $(,)?) => {
+        /// A compiled policy action, one variant per policy type.
+        #[derive(Debug)]
+        enum Action {
+            $($variant($module::$policy)),+
+        }
+
+        impl Action {
+            fn compile(spec: ActionSpec<'_>, resources: &Resources<'_>) -> Result<Self, CompileError> {
+                match spec {
+                    $(ActionSpec::$variant(spec) => $module::$policy::from_spec(spec, resources)
+                        .map(Self::$variant)
+                        .map_err(|(field, message)| (format!(".{}{field}", <$module::$policy as Policy>::KIND), message)),)+
+                }
+            }
+
+            fn kind(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => <$module::$policy as Policy>::KIND,)+
+                }
+            }
+
+            fn authenticates(&self) -> bool {
+                match self {
+                    $(Self::$variant(_) => <$module::$policy as Policy>::AUTHENTICATES,)+
+                }
+            }
+
+            fn reads_body(&self) -> bool {
+                match self {
+                    $(Self::$variant(_) => <$module::$policy as Policy>::READS_BODY,)+
+                }
+            }
+
+            async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
+                match self {
+                    $(Self::$variant(policy) => policy.evaluate(request, state).await,)+
+                }
+            }
+        }
+    };
+}
+
+actions! {
     Firewall(firewall::Firewall),
     Ip(ip::IpRules),
     Logging(logging::Logging),
@@ -93,42 +171,6 @@ enum Action {
     Openapi(openapi::OpenapiPolicy),
     JwtAuth(jwtauth::JwtAuth),
     RateLimit(ratelimit::RateLimit),
-}
-
-impl Action {
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::Firewall(_) => "firewall",
-            Self::Ip(_) => "ip",
-            Self::Logging(_) => "logging",
-            Self::KeyAuth(_) => "keyauth",
-            Self::Openapi(_) => "openapi",
-            Self::JwtAuth(_) => "jwtauth",
-            Self::RateLimit(_) => "ratelimit",
-        }
-    }
-
-    /// Whether the action reads the request body (which the proxy then buffers).
-    fn needs_body(&self) -> bool {
-        matches!(self, Self::Openapi(_))
-    }
-
-    /// Auth actions are skipped once a Principal is set.
-    fn is_auth(&self) -> bool {
-        matches!(self, Self::KeyAuth(_) | Self::JwtAuth(_))
-    }
-
-    async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
-        match self {
-            Self::Firewall(p) => p.evaluate(request, state).await,
-            Self::Ip(p) => p.evaluate(request, state).await,
-            Self::Logging(p) => p.evaluate(request, state).await,
-            Self::KeyAuth(p) => p.evaluate(request, state).await,
-            Self::Openapi(p) => p.evaluate(request, state).await,
-            Self::JwtAuth(p) => p.evaluate(request, state).await,
-            Self::RateLimit(p) => p.evaluate(request, state).await,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -146,30 +188,6 @@ pub struct PolicyChain {
     policies: Vec<CompiledPolicy>,
 }
 
-/// A compile error: `(field path below the chain, message)`.
-pub type CompileError = (String, String);
-
-/// What a deployment offers its policies at compile time besides the keys.
-#[derive(Debug, Clone, Copy)]
-pub struct DeploymentResources<'a> {
-    /// The deployment's `openapi:` spec, for `openapi` policies.
-    pub openapi: Option<&'a Arc<crate::openapi::SpecSlot>>,
-    /// Where relative paths in policies resolve (the config file's directory).
-    pub base_dir: &'a Path,
-    /// The deployment's id: rate-limit buckets are per deployment.
-    pub deployment: &'a str,
-}
-
-impl Default for DeploymentResources<'_> {
-    fn default() -> Self {
-        Self {
-            openapi: None,
-            base_dir: Path::new("."),
-            deployment: "",
-        }
-    }
-}
-
 /// Where [`PolicyChain::evaluate_from`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -181,21 +199,19 @@ pub enum Progress {
 }
 
 impl PolicyChain {
-    /// Compiles `specs`; errors name the field below `policies`, e.g.
-    /// `[2].match[0].path.regex`. `keys` is what `keyauth` verifies against.
-    pub fn compile(specs: &[PolicySpec], keys: &Keys) -> Result<Self, CompileError> {
-        Self::compile_for(specs, keys, DeploymentResources::default())
-    }
-
-    /// [`Self::compile`] with the deployment's own resources (its OpenAPI spec, base directory).
-    pub fn compile_for(specs: &[PolicySpec], keys: &Keys, resources: DeploymentResources<'_>) -> Result<Self, CompileError> {
+    /// Compiles `specs` with the deployment's `resources` (its `policy_id`
+    /// is set per policy); errors name the field below `policies`, e.g.
+    /// `[2].match[0].path.regex`.
+    pub fn compile(specs: &[PolicySpec], resources: &Resources<'_>) -> Result<Self, CompileError> {
         let mut ids = HashSet::new();
         let mut policies = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             if !ids.insert(spec.id.as_str()) {
                 return Err((format!("[{i}].id"), format!("duplicate policy id {:?} in this deployment", spec.id)));
             }
-            let action = compile_action(spec, keys, resources).map_err(|(field, m)| (format!("[{i}]{field}"), m))?;
+            let action_spec = spec.action().map_err(|m| (format!("[{i}]"), m))?;
+            let resources = Resources { policy_id: &spec.id, ..*resources };
+            let action = Action::compile(action_spec, &resources).map_err(|(field, m)| (format!("[{i}]{field}"), m))?;
             let conditions = spec
                 .matches
                 .iter()
@@ -249,10 +265,10 @@ impl PolicyChain {
             if !policy.conditions.iter().all(|c| c.matches(request)) {
                 continue;
             }
-            if policy.action.is_auth() && state.principal.is_some() {
+            if policy.action.authenticates() && state.principal.is_some() {
                 continue;
             }
-            if stop_for_body && policy.action.needs_body() {
+            if stop_for_body && policy.action.reads_body() {
                 return Ok(Progress::NeedsBody(index));
             }
             match policy.action.evaluate(request, state).await {
@@ -267,28 +283,6 @@ impl PolicyChain {
         }
         Ok(Progress::Done)
     }
-}
-
-/// Errors name the field below the policy (`.keyauth.permission_query`) or the policy itself (``).
-fn compile_action(spec: &PolicySpec, keys: &Keys, resources: DeploymentResources<'_>) -> Result<Action, CompileError> {
-    Ok(match spec.action().map_err(|m| (String::new(), m))? {
-        ActionSpec::Firewall(_) => Action::Firewall(firewall::Firewall),
-        ActionSpec::Ip(ip) => Action::Ip(ip::IpRules::compile(ip)),
-        ActionSpec::Logging(spec) => Action::Logging(logging::Logging::compile(spec)),
-        ActionSpec::KeyAuth(spec) => Action::KeyAuth(
-            keyauth::KeyAuth::compile(spec, keys).map_err(|(field, m)| (format!(".keyauth{field}"), m))?,
-        ),
-        ActionSpec::Openapi(spec) => Action::Openapi(
-            openapi::OpenapiPolicy::compile(spec, resources.openapi).map_err(|m| (".openapi".to_string(), m))?,
-        ),
-        ActionSpec::JwtAuth(spec) => Action::JwtAuth(
-            jwtauth::JwtAuth::compile(spec, resources.base_dir).map_err(|(field, m)| (format!(".jwtauth{field}"), m))?,
-        ),
-        ActionSpec::RateLimit(rate) => Action::RateLimit(
-            ratelimit::RateLimit::compile(rate, resources.deployment, &spec.id, keys.service.limiter())
-                .map_err(|(field, m)| (format!(".ratelimit{field}"), m))?,
-        ),
-    })
 }
 
 /// `head.tail`, or `head` when `tail` is empty: builds compile-error field paths.
@@ -311,7 +305,7 @@ mod tests {
             service: crate::keys::KeyService::in_memory().unwrap(),
             statics: Default::default(),
         };
-        PolicyChain::compile(&specs, &keys)
+        PolicyChain::compile(&specs, &Resources::with_keys(&keys))
     }
 
     async fn run(chain: &PolicyChain, target: &str, ip: &str) -> Result<(), ErrorCode> {

@@ -1,11 +1,11 @@
-//! `openapi` (SPEC §3.7, §9.20): checks the request — operation, parameters,
+//! `openapi`: checks the request — operation, parameters,
 //! content type, JSON body — against the deployment's compiled spec
 //! ([`crate::openapi`]). The policy asks the chain for the buffered body;
 //! every violation is reported in the 400, the first one in `detail`.
 
 use std::sync::Arc;
 
-use super::{Outcome, Policy, PolicyState, RequestView};
+use super::{CompileError, Outcome, Policy, PolicyState, RequestView, Resources};
 use crate::config::policy::OpenapiPolicySpec;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::openapi::SpecSlot;
@@ -19,15 +19,19 @@ pub struct OpenapiPolicy {
     spec: Arc<SpecSlot>,
 }
 
-impl OpenapiPolicy {
-    /// An `openapi` policy needs the deployment's `openapi:` (SPEC §9.20).
-    pub fn compile(_spec: &OpenapiPolicySpec, slot: Option<&Arc<SpecSlot>>) -> Result<Self, String> {
-        let spec = slot.ok_or("an openapi policy needs the deployment's `openapi:` (file or fetch_path)")?;
+impl Policy for OpenapiPolicy {
+    type Spec = OpenapiPolicySpec;
+    const KIND: &'static str = "openapi";
+    const READS_BODY: bool = true;
+
+    /// An `openapi` policy needs the deployment's `openapi:`.
+    fn from_spec(_spec: &OpenapiPolicySpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
+        let spec = resources.openapi.ok_or_else(|| {
+            (String::new(), "an openapi policy needs the deployment's `openapi:` (file or fetch_path)".to_string())
+        })?;
         Ok(Self { spec: spec.clone() })
     }
-}
 
-impl Policy for OpenapiPolicy {
     async fn evaluate(&self, request: &RequestView<'_>, _state: &mut PolicyState) -> Outcome {
         let Some(spec) = self.spec.current() else {
             return Outcome::Reject(GatewayError::with_detail(

@@ -1,4 +1,4 @@
-//! `ratelimit` (SPEC §3.6, §9.18): a sliding-window limit per bucket, the
+//! `ratelimit`: a sliding-window limit per bucket, the
 //! bucket made of 1–5 identifier parts read from the request — client IP, a
 //! header, the authenticated subject, the path, a field of the Principal.
 //! A missing part is `unknown`; parts are escaped so they never run into
@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use http::HeaderName;
 use serde_json::Value;
 
-use super::{Outcome, Policy, PolicyState, RequestView};
+use super::{CompileError, Outcome, Policy, PolicyState, RequestView, Resources};
 use crate::config::policy::{IdentifierSpec, RateLimitSpec};
 use crate::errors::ErrorCode;
 use crate::ratelimit::{push_part, window_ms, LimitRequest, RateLimiter};
@@ -45,11 +45,9 @@ pub struct RateLimit {
     parts: Vec<Part>,
 }
 
-/// `(field path below ratelimit, message)`.
-type SpecError = (String, String);
-
 impl RateLimit {
-    pub fn compile(spec: &RateLimitSpec, deployment: &str, policy_id: &str, limiter: &RateLimiter) -> Result<Self, SpecError> {
+    /// A limit counted in `limiter`, its buckets named after `deployment` and `policy_id`.
+    fn new(spec: &RateLimitSpec, deployment: &str, policy_id: &str, limiter: &RateLimiter) -> Result<Self, CompileError> {
         if spec.limit == 0 {
             return Err((".limit".into(), "must be at least 1".into()));
         }
@@ -105,12 +103,12 @@ impl RateLimit {
                     },
                     None => UNKNOWN,
                 },
-                Part::Subject => state.principal.as_ref().map_or(UNKNOWN, |p| p.subject.as_str()),
+                Part::Subject => state.principal().map_or(UNKNOWN, |p| p.subject.as_str()),
                 Part::Path => request.head.uri.path(),
                 Part::PrincipalField(path) => {
                     // Parsed at most once per request, and only by a policy that reads a field.
                     let parsed = principal
-                        .get_or_insert_with(|| state.principal.as_ref().and_then(|p| serde_json::from_str(&p.json).ok()));
+                        .get_or_insert_with(|| state.principal().and_then(|p| serde_json::from_str(&p.json).ok()));
                     match parsed.as_ref().and_then(|json| field(json, path)) {
                         None | Some(Value::Null) => UNKNOWN,
                         Some(Value::String(text)) => {
@@ -178,6 +176,13 @@ fn field<'v>(json: &'v Value, path: &[String]) -> Option<&'v Value> {
 }
 
 impl Policy for RateLimit {
+    type Spec = RateLimitSpec;
+    const KIND: &'static str = "ratelimit";
+
+    fn from_spec(spec: &RateLimitSpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
+        Self::new(spec, resources.deployment, resources.policy_id, resources.limiter)
+    }
+
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
         let bucket = self.bucket(request, state);
         let limit = LimitRequest {
@@ -205,7 +210,7 @@ mod tests {
 
     fn policy(yaml: &str) -> RateLimit {
         let spec: RateLimitSpec = serde_yaml::from_str(yaml).unwrap();
-        RateLimit::compile(&spec, "dep", "rl", &RateLimiter::default()).unwrap()
+        RateLimit::new(&spec, "dep", "rl", &RateLimiter::default()).unwrap()
     }
 
     fn bucket_of(policy: &RateLimit, headers: &[(&str, &str)], principal: Option<&str>) -> String {
@@ -262,7 +267,7 @@ mod tests {
     fn compile_errors_name_the_field() {
         let err = |yaml: &str| {
             let spec: RateLimitSpec = serde_yaml::from_str(yaml).unwrap();
-            RateLimit::compile(&spec, "d", "p", &RateLimiter::default()).unwrap_err().0
+            RateLimit::new(&spec, "d", "p", &RateLimiter::default()).unwrap_err().0
         };
         assert_eq!(err("{limit: 0, window: 1s}"), ".limit");
         assert_eq!(err("{limit: 1, window: 0s}"), ".window");

@@ -33,9 +33,7 @@ pub async fn respond(
         }
         body.extend_from_slice(&chunk);
     }
-    if let Some(log) = ctx.policy.log.as_mut() {
-        log.on_request_body(&body);
-    }
+    ctx.policy.on_request_body(&body);
     let json = describe(upstream_view, &body);
     respond::send(session, ctx, 200, "application/json", Bytes::from(json.to_string()), false).await
 }

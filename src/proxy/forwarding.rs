@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::header::HOST;
 use pingora_http::RequestHeader;
 
-use crate::policy::keyauth::CredentialLocation;
+use crate::policy::Credential;
 use crate::net::{canonical_ip, IpSet};
 
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -119,13 +119,13 @@ pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error
 
 /// Removes the API key `keyauth` found (its header, or its query parameter)
 /// from the request as it goes to the instance.
-pub fn strip_credential(request: &mut RequestHeader, location: &CredentialLocation) -> pingora_error::Result<()> {
+pub fn strip_credential(request: &mut RequestHeader, location: &Credential) -> pingora_error::Result<()> {
     match location {
-        CredentialLocation::Header(name) => {
+        Credential::Header(name) => {
             request.remove_header(name);
             Ok(())
         }
-        CredentialLocation::Query(name) => {
+        Credential::Query(name) => {
             let Some(query) = request.uri.query() else { return Ok(()) };
             let kept: Vec<&str> = query
                 .split('&')

@@ -24,8 +24,7 @@ pub use context::RequestCtx;
 use context::RouteInfo;
 
 use crate::errors::{ErrorCode, GatewayError};
-use crate::policy::logging::ResponseFacts;
-use crate::policy::{Progress, RequestView};
+use crate::policy::{Progress, RequestSummary, RequestView};
 use crate::runtime::{Deployment, InFlightCounter, SharedSnapshot};
 use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
 use crate::tls::ChallengeTokens;
@@ -134,8 +133,8 @@ impl ProxyHttp for Gateway {
         if let Some(buffered) = &ctx.request_body {
             body::replay(body, end_of_stream, buffered);
         }
-        if let (Some(log), Some(chunk)) = (ctx.policy.log.as_mut(), body.as_ref()) {
-            log.on_request_body(chunk);
+        if let Some(chunk) = body.as_ref() {
+            ctx.policy.on_request_body(chunk);
         }
         Ok(())
     }
@@ -176,8 +175,8 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
-        if let (Some(log), Some(chunk)) = (ctx.policy.log.as_mut(), body.as_ref()) {
-            log.on_response_body(chunk);
+        if let Some(chunk) = body.as_ref() {
+            ctx.policy.on_response_body(chunk);
         }
         Ok(None)
     }
@@ -257,19 +256,17 @@ impl ProxyHttp for Gateway {
         if ctx.upstream_started.is_some() {
             m.observe_duration(Part::Instance, instance);
         }
-        if let Some(log) = ctx.policy.log.take() {
-            log.finish(&ResponseFacts {
-                request: session.req_header(),
-                request_id: &ctx.request_id,
-                client_ip: ctx.client_ip,
-                deployment_id: ctx.route.as_ref().map(|r| &*r.deployment.id),
-                instance: ctx.instance.as_ref().map(|e| e.target.to_string()),
-                status,
-                response_headers: session.response_written().map(|r| &r.headers),
-                total,
-                instance_time: instance,
-            });
-        }
+        ctx.policy.finish(&RequestSummary {
+            request: session.req_header(),
+            request_id: &ctx.request_id,
+            client_ip: ctx.client_ip,
+            deployment_id: ctx.route.as_ref().map(|r| &*r.deployment.id),
+            instance: ctx.instance.as_ref().map(|e| e.target.to_string()),
+            status,
+            response_headers: session.response_written().map(|r| &r.headers),
+            total,
+            instance_time: instance,
+        });
     }
 }
 
@@ -417,10 +414,10 @@ impl Gateway {
                 https: ctx.https,
                 request_id: &ctx.request_id,
                 deployment_id: &route.deployment.id,
-                principal: ctx.policy.principal.as_ref().map(|p| p.json.as_str()),
+                principal: ctx.policy.principal().map(|p| p.json.as_str()),
             },
         )?;
-        match &ctx.policy.strip_credential {
+        match ctx.policy.credential_to_strip() {
             Some(location) => forwarding::strip_credential(request, location),
             None => Ok(()),
         }

@@ -7,17 +7,14 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::context::RequestCtx;
-use crate::errors::{self, ErrorCode, GatewayError, Representation, DEFAULT_DOCS_BASE};
+use crate::errors::{self, GatewayError, Representation, DEFAULT_DOCS_BASE};
 use crate::proxy::forwarding::X_REQUEST_ID;
 
 /// Adds the headers every response carries.
 pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
     response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
-    if !ctx.policy.limits.is_empty() {
-        let rate_limited = ctx.error == Some(ErrorCode::RateLimited);
-        for (name, value) in crate::ratelimit::headers(&ctx.policy.limits, rate_limited, crate::clock::now_ms()) {
-            response.insert_header(name, value)?;
-        }
+    for (name, value) in ctx.policy.response_headers(ctx.error) {
+        response.insert_header(name, value)?;
     }
     let instance = ctx.instance_time();
     let gateway = ctx.total_time().saturating_sub(instance);
@@ -75,9 +72,7 @@ pub async fn send(
         response.insert_header("x-unkey-error-source", "gateway")?;
     }
     add_gateway_headers(&mut response, ctx)?;
-    if let Some(log) = ctx.policy.log.as_mut() {
-        log.on_response_body(&body);
-    }
+    ctx.policy.on_response_body(&body);
     // The request body may be unread: do not try to reuse the connection.
     if !session.is_body_done() {
         session.set_keepalive(None);

@@ -16,7 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::keys::{Keys, StaticKeys};
 use crate::net::IpSet;
 use crate::openapi::SpecSlot;
-use crate::policy::{DeploymentResources, PolicyChain};
+use crate::policy::{PolicyChain, Resources};
 use crate::routing::{HostPattern, PathMatch, PathPrefix};
 use crate::state::StateSettings;
 use crate::telemetry::request_log::RequestLogSettings;
@@ -126,12 +126,15 @@ fn compile_deployment(
         )),
         None => None,
     };
-    let resources = DeploymentResources {
+    let resources = Resources {
+        keys,
+        limiter: &services.limiter,
         openapi: openapi.as_ref(),
         base_dir: config.base_dir(),
         deployment: &id,
+        policy_id: "",
     };
-    let policies = PolicyChain::compile_for(&spec.policies, keys, resources)
+    let policies = PolicyChain::compile(&spec.policies, &resources)
         .map_err(|(field, message)| config.error_at(&at(&format!(".policies{field}")), message))?;
     Ok(Deployment {
         instances: InstanceSet::new(id.clone(), entries),

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
-use super::{Outcome, Policy, PolicyState, Principal, RequestView};
+use super::{CompileError, Outcome, Policy, PolicyState, Principal, RequestView, Resources};
 use crate::config::policy::JwtAuthSpec;
 use crate::errors::{ErrorCode, GatewayError};
 use claims::ClaimRules;
@@ -155,6 +155,14 @@ fn bearer<'a>(request: &RequestView<'a>) -> Option<&'a str> {
 }
 
 impl Policy for JwtAuth {
+    type Spec = JwtAuthSpec;
+    const KIND: &'static str = "jwtauth";
+    const AUTHENTICATES: bool = true;
+
+    fn from_spec(spec: &JwtAuthSpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
+        Self::compile(spec, resources.base_dir)
+    }
+
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
         let Some(token) = bearer(request) else {
             if self.allow_anonymous {

@@ -26,7 +26,7 @@ use super::CONTROLLER;
 use crate::errors::ErrorCode;
 use crate::keys::Keys;
 use crate::config::policy::PolicySpec;
-use crate::policy::{DeploymentResources, PolicyChain};
+use crate::policy::{PolicyChain, Resources};
 use crate::routing::{HostPattern, PathMatch, PathPrefix};
 use crate::runtime::{Deployment, Route, RouteTarget, Routing};
 use crate::tls::pem::Certificate;
@@ -466,12 +466,12 @@ impl Builder<'_, '_> {
         })?;
         // Rate-limit buckets are per KeygatePolicy: every Ingress selecting it shares them.
         let owner = format!("{namespace}/{name}");
-        let resources = DeploymentResources {
-            openapi: None,
+        let resources = Resources {
             base_dir: self.context.base_dir,
             deployment: &owner,
+            ..Resources::with_keys(self.context.keys)
         };
-        PolicyChain::compile_for(&spec.policies, self.context.keys, resources)
+        PolicyChain::compile(&spec.policies, &resources)
             .map_err(|(field, message)| format!("spec.policies{field}: {message}"))
     }
 

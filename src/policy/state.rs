@@ -1,0 +1,100 @@
+//! What the policies that ran leave behind for the rest of the request, and
+//! the hooks the proxy calls as the request goes on. The proxy only ever
+//! talks to [`PolicyState`]: it never names a policy type.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::logging::LogCapture;
+use crate::errors::ErrorCode;
+use crate::ratelimit::Decision;
+
+/// The authenticated caller, set by the first successful auth policy and
+/// forwarded as `X-Unkey-Principal`.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: String,
+    /// The Principal v1 JSON, serialised once.
+    pub json: String,
+}
+
+/// Where a verified credential was, so it can be removed before the request
+/// goes to the instance (`keyauth.strip_credential`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Header(HeaderName),
+    Query(String),
+}
+
+/// What the proxy knows once the response is done, for the policies that
+/// record requests.
+pub struct RequestSummary<'a> {
+    pub request: &'a http::request::Parts,
+    pub request_id: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub deployment_id: Option<&'a str>,
+    pub instance: Option<String>,
+    pub status: u16,
+    pub response_headers: Option<&'a http::HeaderMap>,
+    pub total: Duration,
+    pub instance_time: Duration,
+}
+
+/// One request's policy state.
+#[derive(Debug, Default)]
+pub struct PolicyState {
+    pub(super) principal: Option<Principal>,
+    /// Every rate limit evaluated for this request (policy, key and identity
+    /// limits); the response gets the most restrictive one's headers.
+    pub(super) limits: Vec<Decision>,
+    /// Armed by a `logging` policy: the record this request will write.
+    pub(super) log: Option<LogCapture>,
+    pub(super) credential: Option<Credential>,
+}
+
+impl PolicyState {
+    /// The caller, once an auth policy accepted it.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// The credential to remove before forwarding, if a policy asked for it.
+    pub fn credential_to_strip(&self) -> Option<&Credential> {
+        self.credential.as_ref()
+    }
+
+    /// Called with every chunk of the request body on its way upstream.
+    pub fn on_request_body(&mut self, chunk: &[u8]) {
+        if let Some(log) = self.log.as_mut() {
+            log.on_request_body(chunk);
+        }
+    }
+
+    /// Called with every chunk of the response body (also of the gateway's
+    /// own answers).
+    pub fn on_response_body(&mut self, chunk: &[u8]) {
+        if let Some(log) = self.log.as_mut() {
+            log.on_response_body(chunk);
+        }
+    }
+
+    /// Headers the response gets from the policies that ran: the rate-limit
+    /// headers of the most restrictive limit (`Retry-After` when the request
+    /// was refused with `rate_limited`).
+    pub fn response_headers(&self, refused_with: Option<ErrorCode>) -> Vec<(HeaderName, HeaderValue)> {
+        if self.limits.is_empty() {
+            return Vec::new();
+        }
+        let rate_limited = refused_with == Some(ErrorCode::RateLimited);
+        crate::ratelimit::headers(&self.limits, rate_limited, crate::clock::now_ms())
+    }
+
+    /// Called once, when the response is done.
+    pub fn finish(&mut self, summary: &RequestSummary<'_>) {
+        if let Some(log) = self.log.take() {
+            log.finish(summary);
+        }
+    }
+}
