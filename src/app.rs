@@ -61,7 +61,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
         drop(bind_std(addr, "https")?);
     }
 
-    crate::telemetry::request_log::configure(&snapshot.request_log);
+    services.request_log.configure(&snapshot.request_log);
     let tls = match listen.https {
         Some(_) => Some(Arc::new(Tls::start(&snapshot.tls).map_err(StartupError::Tls)?)),
         None => None,

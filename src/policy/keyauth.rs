@@ -105,7 +105,7 @@ impl Policy for KeyAuth {
 
     /// Every keyspace must exist in the config or the store.
     fn from_spec(spec: &KeyAuthSpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
-        let keys = resources.keys;
+        let keys = &resources.keys;
         if spec.keyspaces.is_empty() {
             return Err((".keyspaces".into(), "name at least one keyspace".into()));
         }

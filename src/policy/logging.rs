@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{CompileError, Outcome, Policy, PolicyState, RequestSummary, RequestView, Resources};
 use crate::config::policy::LoggingSpec;
-use crate::telemetry::request_log;
+use crate::telemetry::request_log::RequestLog;
 
 /// The value a redacted header keeps in the record.
 const REDACTED: &str = "[REDACTED]";
@@ -29,10 +29,11 @@ struct LogSettings {
     max_body_bytes: usize,
     /// Lowercase names; `authorization` always included.
     redact: HashSet<String>,
+    sink: RequestLog,
 }
 
 impl LogSettings {
-    fn from_spec(spec: &LoggingSpec) -> Self {
+    fn from_spec(spec: &LoggingSpec, sink: RequestLog) -> Self {
         let mut redact: HashSet<String> = spec.redact_headers.iter().map(|h| h.to_ascii_lowercase()).collect();
         redact.insert("authorization".into());
         let max_body_bytes = if spec.bodies {
@@ -40,7 +41,11 @@ impl LogSettings {
         } else {
             0
         };
-        Self { max_body_bytes, redact }
+        Self {
+            max_body_bytes,
+            redact,
+            sink,
+        }
     }
 }
 
@@ -48,9 +53,9 @@ impl Policy for Logging {
     type Spec = LoggingSpec;
     const KIND: &'static str = "logging";
 
-    fn from_spec(spec: &LoggingSpec, _resources: &Resources<'_>) -> Result<Self, CompileError> {
+    fn from_spec(spec: &LoggingSpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
         Ok(Self {
-            settings: Arc::new(LogSettings::from_spec(spec)),
+            settings: Arc::new(LogSettings::from_spec(spec, resources.request_log.clone())),
         })
     }
 
@@ -101,7 +106,7 @@ impl LogCapture {
     /// Builds the record and queues it for the sink (never blocks).
     pub fn finish(self, facts: &RequestSummary<'_>) {
         match serde_json::to_string(&self.record(facts)) {
-            Ok(line) => request_log::submit(line),
+            Ok(line) => self.settings.sink.submit(line),
             Err(e) => tracing::warn!("cannot encode a request-log record: {e}"),
         }
     }
@@ -211,7 +216,7 @@ mod tests {
 
     fn capture(yaml: &str) -> LogCapture {
         let spec: LoggingSpec = serde_yaml::from_str(yaml).unwrap();
-        LogCapture::new(Arc::new(LogSettings::from_spec(&spec)))
+        LogCapture::new(Arc::new(LogSettings::from_spec(&spec, RequestLog::default())))
     }
 
     fn request() -> http::request::Parts {

@@ -34,6 +34,7 @@ use crate::errors::GatewayError;
 use crate::keys::Keys;
 use crate::openapi::SpecSlot;
 use crate::ratelimit::RateLimiter;
+use crate::telemetry::request_log::RequestLog;
 use matcher::Condition;
 
 /// What a policy sees of a request.
@@ -64,12 +65,14 @@ pub enum Outcome {
 pub type CompileError = (String, String);
 
 /// What a deployment offers its policies at compile time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Resources<'a> {
     /// What `keyauth` verifies against (the key service and static keys).
-    pub keys: &'a Keys,
+    pub keys: Keys,
     /// Where every limit counts.
-    pub limiter: &'a RateLimiter,
+    pub limiter: RateLimiter,
+    /// Where `logging` policies write.
+    pub request_log: RequestLog,
     /// The deployment's `openapi:` spec, for `openapi` policies.
     pub openapi: Option<&'a Arc<SpecSlot>>,
     /// Where relative paths in policies resolve (the config file's directory).
@@ -82,11 +85,13 @@ pub struct Resources<'a> {
 
 impl<'a> Resources<'a> {
     /// Resources outside any deployment: no OpenAPI spec, relative paths
-    /// from the working directory (tests, benchmarks).
-    pub fn with_keys(keys: &'a Keys) -> Self {
+    /// from the working directory, a request log that writes nowhere (tests,
+    /// benchmarks).
+    pub fn with_keys(keys: &Keys) -> Self {
         Self {
-            keys,
-            limiter: keys.service.limiter(),
+            keys: keys.clone(),
+            limiter: keys.service.limiter().clone(),
+            request_log: RequestLog::default(),
             openapi: None,
             base_dir: Path::new("."),
             deployment: "",
@@ -210,7 +215,10 @@ impl PolicyChain {
                 return Err((format!("[{i}].id"), format!("duplicate policy id {:?} in this deployment", spec.id)));
             }
             let action_spec = spec.action().map_err(|m| (format!("[{i}]"), m))?;
-            let resources = Resources { policy_id: &spec.id, ..*resources };
+            let resources = Resources {
+                policy_id: &spec.id,
+                ..resources.clone()
+            };
             let action = Action::compile(action_spec, &resources).map_err(|(field, m)| (format!("[{i}]{field}"), m))?;
             let conditions = spec
                 .matches

@@ -180,7 +180,7 @@ impl Policy for RateLimit {
     const KIND: &'static str = "ratelimit";
 
     fn from_spec(spec: &RateLimitSpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
-        Self::new(spec, resources.deployment, resources.policy_id, resources.limiter)
+        Self::new(spec, resources.deployment, resources.policy_id, &resources.limiter)
     }
 
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::config::ConfigError;
 use crate::runtime::{Hub, Services, Snapshot};
-use crate::telemetry::{metrics, request_log};
+use crate::telemetry::metrics;
+use crate::telemetry::request_log::RequestLog;
 use crate::tls::Tls;
 
 /// How long file events are collected before one reload (editors write in bursts).
@@ -66,7 +67,7 @@ impl Reloader {
                     tracing::warn!("providers changed: they take effect after a restart");
                 }
                 let routes = next.routes.len();
-                request_log::configure(&next.request_log);
+                self.services.request_log.configure(&next.request_log);
                 if let Some(tls) = &self.tls {
                     if next.tls != current.tls {
                         tls.apply(&next.tls);
@@ -97,7 +98,7 @@ impl Reloader {
             }
         };
         let mut certs_watch = self.watch_certs_dir(None, &tx);
-        spawn_signal_listeners(tx.clone());
+        spawn_signal_listeners(tx.clone(), self.services.request_log.clone());
         loop {
             let trigger = tokio::select! {
                 trigger = rx.recv() => match trigger { Some(t) => t, None => return },
@@ -174,7 +175,7 @@ fn watch_path(
 }
 
 /// SIGHUP reloads; SIGUSR1 makes the request log reopen its file (after rotation).
-fn spawn_signal_listeners(tx: mpsc::UnboundedSender<&'static str>) {
+fn spawn_signal_listeners(tx: mpsc::UnboundedSender<&'static str>, request_log: RequestLog) {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
@@ -192,7 +193,7 @@ fn spawn_signal_listeners(tx: mpsc::UnboundedSender<&'static str>) {
         Ok(mut usr1) => {
             tokio::spawn(async move {
                 while usr1.recv().await.is_some() {
-                    request_log::reopen();
+                    request_log.reopen();
                 }
             });
         }

@@ -91,6 +91,7 @@ impl Snapshot {
                 .map_err(|(field, message)| config.error_at(&format!("tls.{field}"), message))?,
             state: StateSettings::compile(&file.state, config.base_dir()),
             keys,
+            endpoints: services.endpoints.clone(),
         })
     }
 }
@@ -127,8 +128,9 @@ fn compile_deployment(
         None => None,
     };
     let resources = Resources {
-        keys,
-        limiter: &services.limiter,
+        keys: keys.clone(),
+        limiter: services.limiter.clone(),
+        request_log: services.request_log.clone(),
         openapi: openapi.as_ref(),
         base_dir: config.base_dir(),
         deployment: &id,
@@ -137,7 +139,7 @@ fn compile_deployment(
     let policies = PolicyChain::compile(&spec.policies, &resources)
         .map_err(|(field, message)| config.error_at(&at(&format!(".policies{field}")), message))?;
     Ok(Deployment {
-        instances: InstanceSet::new(id.clone(), entries),
+        instances: InstanceSet::new(id.clone(), entries, &services.endpoints),
         id,
         environment: spec.environment.as_str().into(),
         protocol,

@@ -237,6 +237,7 @@ mod tests {
                 (*deployment).into(),
                 Vec::new(),
                 crate::policy::PolicyChain::default(),
+                &crate::upstream::Endpoints::default(),
             ));
             routing.deployments.push(deployment.clone());
             routing.routes.push(Route {

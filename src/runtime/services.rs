@@ -11,6 +11,8 @@ use crate::keys::KeyService;
 use crate::openapi::FetchedSpecs;
 use crate::ratelimit::{RateLimiter, SharedSettings};
 use crate::state::StateSettings;
+use crate::telemetry::request_log::RequestLog;
+use crate::upstream::Endpoints;
 
 /// What snapshots are compiled against; clones share everything.
 #[derive(Clone)]
@@ -20,6 +22,10 @@ pub struct Services {
     /// `ratelimit.limit`. With `state.redis`, shared by the replicas.
     pub limiter: RateLimiter,
     pub fetched_specs: FetchedSpecs,
+    /// Where `logging` policies write (configured from each snapshot's `request_log`).
+    pub request_log: RequestLog,
+    /// Instances' live state (health, ejection, load), kept across reloads.
+    pub endpoints: Endpoints,
 }
 
 impl std::fmt::Debug for Services {
@@ -47,6 +53,8 @@ impl Services {
             keys,
             limiter,
             fetched_specs: FetchedSpecs::default(),
+            request_log: RequestLog::default(),
+            endpoints: Endpoints::default(),
         })
     }
 
@@ -66,6 +74,8 @@ impl Services {
             limiter: keys.limiter().clone(),
             keys,
             fetched_specs: FetchedSpecs::default(),
+            request_log: RequestLog::default(),
+            endpoints: Endpoints::default(),
         }
     }
 }

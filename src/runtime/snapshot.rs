@@ -16,7 +16,7 @@ use crate::state::StateSettings;
 use crate::telemetry::request_log::RequestLogSettings;
 use crate::tls::TlsSettings;
 use crate::upstream::health::HealthCheck;
-use crate::upstream::{Entry, InstanceSet, PassivePolicy, Protocol, Strategy, Target};
+use crate::upstream::{Endpoints, Entry, InstanceSet, PassivePolicy, Protocol, Strategy, Target};
 
 use super::publish::Routing;
 use super::ProvidersSettings;
@@ -41,10 +41,10 @@ impl Deployment {
     /// A deployment with default upstream settings: plain HTTP/1.1 to fixed
     /// addresses, no health checks (what providers without an `upstream:`
     /// section, like Kubernetes, produce).
-    pub fn plain(id: Arc<str>, instances: Vec<SocketAddr>, policies: PolicyChain) -> Self {
+    pub fn plain(id: Arc<str>, instances: Vec<SocketAddr>, policies: PolicyChain, endpoints: &Endpoints) -> Self {
         let targets = instances.into_iter().map(Target::Network).collect();
         Self {
-            instances: InstanceSet::new(id.clone(), vec![Entry::Fixed(targets)]),
+            instances: InstanceSet::new(id.clone(), vec![Entry::Fixed(targets)], endpoints),
             id,
             environment: "production".into(),
             protocol: Protocol::Http1,
@@ -120,6 +120,8 @@ pub struct Snapshot {
     pub state: StateSettings,
     /// The key service and this config's static keys (`keyspaces`).
     pub keys: Keys,
+    /// The process's endpoints, for providers building deployments.
+    pub endpoints: Endpoints,
 }
 
 impl Snapshot {
@@ -140,6 +142,7 @@ impl Snapshot {
             tls: self.tls.clone(),
             state: self.state.clone(),
             keys: self.keys.clone(),
+            endpoints: self.endpoints.clone(),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -60,72 +60,86 @@ impl RequestLogSettings {
 /// How often a file sink checks whether its path was rotated away.
 const ROTATION_CHECK: Duration = Duration::from_secs(1);
 
-/// The process-wide sink: the sending half of the writer's channel and the
-/// target it writes to, both swappable by a reload.
-struct RequestLog {
+/// The request-log sink: the sending half of the writer's channel and the
+/// target it writes to, both swappable by a reload. Clones share it.
+#[derive(Clone)]
+pub struct RequestLog(Arc<Shared>);
+
+struct Shared {
     sender: ArcSwap<Option<SyncSender<String>>>,
     target: Arc<ArcSwap<Sink>>,
+    /// Set to make the writer reopen its file (SIGUSR1, a new sink).
+    reopen: Arc<AtomicBool>,
     buffer: AtomicUsize,
     configuring: Mutex<()>,
 }
 
-static REOPEN: AtomicBool = AtomicBool::new(false);
-
-fn request_log() -> &'static RequestLog {
-    static LOG: OnceLock<RequestLog> = OnceLock::new();
-    LOG.get_or_init(|| RequestLog {
-        sender: ArcSwap::from_pointee(None),
-        target: Arc::new(ArcSwap::from_pointee(Sink::Stdout)),
-        buffer: AtomicUsize::new(0),
-        configuring: Mutex::new(()),
-    })
+impl std::fmt::Debug for RequestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLog").finish_non_exhaustive()
+    }
 }
 
-/// Applies settings at start-up and on reload. The writer thread starts on
-/// first use; a new buffer size replaces it (the old one drains and exits); a
-/// new sink makes the writer reopen.
-pub fn configure(settings: &RequestLogSettings) {
-    let log = request_log();
-    let Ok(_one_at_a_time) = log.configuring.lock() else { return };
-    if **log.target.load() != settings.sink {
-        log.target.store(Arc::new(settings.sink.clone()));
-        REOPEN.store(true, Ordering::Relaxed);
+impl Default for RequestLog {
+    /// Not writing yet: records are dropped (and counted) until [`RequestLog::configure`].
+    fn default() -> Self {
+        Self(Arc::new(Shared {
+            sender: ArcSwap::from_pointee(None),
+            target: Arc::new(ArcSwap::from_pointee(Sink::Stdout)),
+            reopen: Arc::new(AtomicBool::new(false)),
+            buffer: AtomicUsize::new(0),
+            configuring: Mutex::new(()),
+        }))
     }
-    if log.buffer.load(Ordering::Relaxed) == settings.buffer {
-        return;
-    }
-    let (sender, receiver) = sync_channel(settings.buffer);
-    let target = log.target.clone();
-    let spawned = std::thread::Builder::new()
-        .name("keygate-request-log".into())
-        .spawn(move || write_loop(receiver, target));
-    match spawned {
-        Ok(_) => {
-            log.sender.store(Arc::new(Some(sender)));
-            log.buffer.store(settings.buffer, Ordering::Relaxed);
+}
+
+impl RequestLog {
+    /// Applies settings at start-up and on reload. The writer thread starts on
+    /// first use; a new buffer size replaces it (the old one drains and exits); a
+    /// new sink makes the writer reopen.
+    pub fn configure(&self, settings: &RequestLogSettings) {
+        let log = &self.0;
+        let Ok(_one_at_a_time) = log.configuring.lock() else { return };
+        if **log.target.load() != settings.sink {
+            log.target.store(Arc::new(settings.sink.clone()));
+            log.reopen.store(true, Ordering::Relaxed);
         }
-        Err(e) => tracing::error!("cannot start the request-log writer: {e}"),
+        if log.buffer.load(Ordering::Relaxed) == settings.buffer {
+            return;
+        }
+        let (sender, receiver) = sync_channel(settings.buffer);
+        let (target, reopen) = (log.target.clone(), log.reopen.clone());
+        let spawned = std::thread::Builder::new()
+            .name("keygate-request-log".into())
+            .spawn(move || write_loop(receiver, target, reopen));
+        match spawned {
+            Ok(_) => {
+                log.sender.store(Arc::new(Some(sender)));
+                log.buffer.store(settings.buffer, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!("cannot start the request-log writer: {e}"),
+        }
+    }
+
+    /// Queues one JSON line; never blocks. Dropped (and counted) when the buffer is full.
+    pub fn submit(&self, line: String) {
+        let sender = self.0.sender.load();
+        let sent = match sender.as_ref() {
+            Some(tx) => tx.try_send(line),
+            None => Err(TrySendError::Disconnected(line)),
+        };
+        if sent.is_err() {
+            metrics().log_records_dropped.inc();
+        }
+    }
+
+    /// Asks a file sink to reopen its file (SIGUSR1, after a rotation).
+    pub fn reopen(&self) {
+        self.0.reopen.store(true, Ordering::Relaxed);
     }
 }
 
-/// Queues one JSON line; never blocks. Dropped (and counted) when the buffer is full.
-pub fn submit(line: String) {
-    let sender = request_log().sender.load();
-    let sent = match sender.as_ref() {
-        Some(tx) => tx.try_send(line),
-        None => Err(TrySendError::Disconnected(line)),
-    };
-    if sent.is_err() {
-        metrics().log_records_dropped.inc();
-    }
-}
-
-/// Asks a file sink to reopen its file (SIGUSR1, after a rotation).
-pub fn reopen() {
-    REOPEN.store(true, Ordering::Relaxed);
-}
-
-fn write_loop(receiver: Receiver<String>, target: Arc<ArcSwap<Sink>>) {
+fn write_loop(receiver: Receiver<String>, target: Arc<ArcSwap<Sink>>, reopen: Arc<AtomicBool>) {
     let mut out = Output::open(&target.load());
     let mut last_check = Instant::now();
     loop {
@@ -138,7 +152,7 @@ fn write_loop(receiver: Receiver<String>, target: Arc<ArcSwap<Sink>>) {
         if rotated {
             last_check = Instant::now();
         }
-        if REOPEN.swap(false, Ordering::Relaxed) || rotated {
+        if reopen.swap(false, Ordering::Relaxed) || rotated {
             out = Output::open(&target.load());
         }
     }

@@ -6,7 +6,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Where an endpoint is.
@@ -49,9 +48,11 @@ pub struct Endpoint {
     healthy: AtomicBool,
     connect_failures: AtomicU32,
     ejections: AtomicU32,
-    /// Milliseconds since process start until which the endpoint is ejected.
+    /// Milliseconds since `born` until which the endpoint is ejected (0: never was).
     ejected_until: AtomicU64,
     in_flight: AtomicUsize,
+    /// The base of `ejected_until`.
+    born: Instant,
 }
 
 impl Endpoint {
@@ -63,14 +64,20 @@ impl Endpoint {
             ejections: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            born: Instant::now(),
         }
+    }
+
+    /// Milliseconds since this endpoint was created.
+    fn age_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Healthy by active checks and not passively ejected.
     pub fn is_available(&self) -> bool {
         // Never ejected (the usual case): no clock read.
         let until = self.ejected_until.load(Ordering::Relaxed);
-        self.healthy.load(Ordering::Relaxed) && (until == 0 || until <= now_ms())
+        self.healthy.load(Ordering::Relaxed) && (until == 0 || until <= self.age_ms())
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -93,7 +100,7 @@ impl Endpoint {
         self.connect_failures.store(0, Ordering::Relaxed);
         let repeats = self.ejections.fetch_add(1, Ordering::Relaxed).min(5);
         let ejection = policy.ejection.saturating_mul(1 << repeats);
-        let until = now_ms() + u64::try_from(ejection.as_millis()).unwrap_or(u64::MAX / 2);
+        let until = self.age_ms().saturating_add(u64::try_from(ejection.as_millis()).unwrap_or(u64::MAX / 2)).max(1);
         self.ejected_until.store(until, Ordering::Relaxed);
         tracing::warn!(instance = %self.target, ?ejection, "instance ejected after {failures} connect failures");
     }
@@ -123,11 +130,6 @@ impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 pub use endpoint::{Endpoint, InFlightGuard, PassivePolicy, Target};
 pub use select::{Picker, Strategy};
+pub use registry::Endpoints;
 pub use set::{Entry, InstanceSet};
 
 use crate::config::deployment::{InstanceAddr, ProtocolSpec};

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use super::endpoint::{Endpoint, Target};
-use super::registry;
+use super::registry::Endpoints;
 
 /// Where one configured `instances:` entry gets its addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ enum Source {
 #[derive(Debug)]
 pub struct InstanceSet {
     deployment: Arc<str>,
+    /// Where endpoints come from, so one that stays keeps its state.
+    registry: Endpoints,
     /// The configured entries and what they resolved to; only writers lock it.
     sources: Mutex<Vec<Source>>,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
@@ -32,7 +34,7 @@ pub enum Entry {
 }
 
 impl InstanceSet {
-    pub fn new(deployment: Arc<str>, entries: Vec<Entry>) -> Self {
+    pub fn new(deployment: Arc<str>, entries: Vec<Entry>, registry: &Endpoints) -> Self {
         let sources: Vec<Source> = entries
             .into_iter()
             .map(|e| match e {
@@ -40,9 +42,10 @@ impl InstanceSet {
                 Entry::Dns { name, port, resolved } => Source::Dns { name, port, resolved },
             })
             .collect();
-        let endpoints = flatten(&deployment, &sources);
+        let endpoints = flatten(registry, &deployment, &sources);
         Self {
             deployment,
+            registry: registry.clone(),
             sources: Mutex::new(sources),
             endpoints: ArcSwap::from_pointee(endpoints),
         }
@@ -81,7 +84,7 @@ impl InstanceSet {
             }
         }
         if changed {
-            self.endpoints.store(Arc::new(flatten(&self.deployment, &sources)));
+            self.endpoints.store(Arc::new(flatten(&self.registry, &self.deployment, &sources)));
         }
     }
 
@@ -91,7 +94,7 @@ impl InstanceSet {
     }
 }
 
-fn flatten(deployment: &Arc<str>, sources: &[Source]) -> Vec<Arc<Endpoint>> {
+fn flatten(registry: &Endpoints, deployment: &Arc<str>, sources: &[Source]) -> Vec<Arc<Endpoint>> {
     let mut out: Vec<Arc<Endpoint>> = Vec::new();
     for source in sources {
         let targets: Vec<Target> = match source {
@@ -100,7 +103,7 @@ fn flatten(deployment: &Arc<str>, sources: &[Source]) -> Vec<Arc<Endpoint>> {
         };
         for target in targets {
             if !out.iter().any(|e| e.target == target) {
-                out.push(registry::endpoint(deployment, target));
+                out.push(registry.endpoint(deployment, target));
             }
         }
     }

@@ -30,6 +30,7 @@ use crate::policy::{PolicyChain, Resources};
 use crate::routing::{HostPattern, PathMatch, PathPrefix};
 use crate::runtime::{Deployment, Route, RouteTarget, Routing};
 use crate::tls::pem::Certificate;
+use crate::upstream::Endpoints;
 
 /// The annotation that attaches a `KeygatePolicy` (same namespace) to an Ingress.
 pub const POLICY_ANNOTATION: &str = "keygate.dev/policies";
@@ -58,6 +59,8 @@ pub struct Context<'a> {
     pub keys: &'a Keys,
     /// Where relative paths in policies resolve (the config file's directory).
     pub base_dir: &'a Path,
+    /// The process's endpoints: an instance that stays keeps its state.
+    pub endpoints: &'a Endpoints,
 }
 
 /// Which object a problem is about.
@@ -356,7 +359,7 @@ impl Builder<'_, '_> {
         let id = format!("{namespace}/{}:{port_label}", service.name);
         let placeholder = |id: &str, refusal| {
             Some(Backend {
-                target: Arc::new(Deployment::plain(id.into(), Vec::new(), PolicyChain::default())),
+                target: Arc::new(Deployment::plain(id.into(), Vec::new(), PolicyChain::default(), self.context.endpoints)),
                 refusal: Some(refusal),
             })
         };
@@ -388,7 +391,7 @@ impl Builder<'_, '_> {
             },
             None => PolicyChain::default(),
         };
-        let deployment = Arc::new(Deployment::plain(id.into(), instances, chain));
+        let deployment = Arc::new(Deployment::plain(id.into(), instances, chain, self.context.endpoints));
         self.deployments.insert(key, deployment.clone());
         self.out.routing.deployments.push(deployment.clone());
         Some(Backend { target: deployment, refusal: None })

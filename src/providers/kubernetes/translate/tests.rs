@@ -100,7 +100,8 @@ fn run(view: &View) -> Translation {
         service: crate::keys::KeyService::in_memory().unwrap(),
         statics: Default::default(),
     };
-    let context = Context { ingress_class: "keygate", keys: &keys, base_dir: Path::new(".") };
+    let endpoints = crate::upstream::Endpoints::default();
+    let context = Context { ingress_class: "keygate", keys: &keys, base_dir: Path::new("."), endpoints: &endpoints };
     translate(view, &context, &mut CertCache::new())
 }
 
