@@ -1,4 +1,4 @@
-//! Where keygate keeps what it must not lose (SPEC §2 `state`): the embedded
+//! Where keygate keeps what it must not lose (`state`): the embedded
 //! store's files, ACME account and certificates — under `state.dir` — and,
 //! when replicas must agree, the Redis URL they share.
 

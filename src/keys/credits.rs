@@ -1,4 +1,4 @@
-//! Credit balances (SPEC §3.4, §9.32): one lock-free account per limited key,
+//! Credit balances: one lock-free account per limited key,
 //! shared by every request of this process, so N concurrent requests on M
 //! credits admit exactly M. Balances are persisted write-behind (see
 //! `KeyService::flush_credits`): a spend costs an atomic, never a disk write.

@@ -1,4 +1,4 @@
-//! API keys (SPEC §1, §3.4, §7, §9.6, §9.24–28): keyspaces and keys, the
+//! API keys: keyspaces and keys, the
 //! embedded store, the caches in front of it, credit balances, and the one
 //! verification procedure behind the `keyauth` policy and `keys.verifyKey`.
 //!
@@ -234,7 +234,7 @@ impl KeyService {
         Ok(active)
     }
 
-    /// Verifies a presented key (SPEC §3.4 order).
+    /// Verifies a presented key, checks in the documented order (docs/config.md, `keyauth`).
     pub async fn verify(&self, statics: &StaticKeys, plaintext: &str, request: &VerifyRequest<'_>) -> Verification {
         let hash = hash_key(plaintext);
         match self.lookup(statics, &hash).await {

@@ -1,4 +1,4 @@
-//! The key data model (SPEC §1, Unkey v2 field names): keyspaces ("APIs"),
+//! The key data model (Unkey v2 field names): keyspaces ("APIs"),
 //! key records as stored, and how keys and ids are generated and hashed.
 //! A key's plaintext exists only in the create/reroll answer; everything
 //! here holds its SHA-256.
@@ -64,7 +64,7 @@ pub fn generate_key(prefix: Option<&str>, byte_length: usize) -> NewKey {
     }
 }
 
-/// A keyspace (Unkey: an API). Its id is the `apiId` (SPEC §9.24).
+/// A keyspace (Unkey: an API). Its id is the `apiId`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keyspace {
     pub id: String,
@@ -139,7 +139,7 @@ pub struct CreditPlan {
     pub refill: Option<Refill>,
 }
 
-/// SPEC §3.4: the balance is *replaced* by `amount` at 00:00 UTC (daily) or
+/// The balance is *replaced* by `amount` at 00:00 UTC (daily) or
 /// on `refill_day` (monthly, clamped to the month's last day).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

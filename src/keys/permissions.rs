@@ -1,4 +1,4 @@
-//! Permission queries (SPEC §3.4, §9.15): `api.read AND (api.write OR
+//! Permission queries: `api.read AND (api.write OR
 //! admin)`. Parsed once — at config load for `keyauth.permission_query`, per
 //! call for the admin API's `verifyKey` — into a tree that is only evaluated
 //! per request; and a key's permission list compiled into [`Grants`].
@@ -166,7 +166,7 @@ impl PermissionQuery {
     }
 }
 
-/// A key's permission list, compiled for lookups (SPEC §9.15): exact names,
+/// A key's permission list, compiled for lookups: exact names,
 /// `prefix.*` wildcards and `*`. Permissions are case-sensitive.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {

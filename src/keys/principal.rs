@@ -1,4 +1,4 @@
-//! The Principal v1 JSON of SPEC §4/§9.17 for a key, forwarded to instances
+//! The Principal v1 JSON (docs/api.md) for a key, forwarded to instances
 //! as `X-Unkey-Principal`. Everything but the credit balance is fixed per
 //! key, so it is rendered once into two halves when the key is loaded; a
 //! request only splices in its balance.

@@ -1,4 +1,4 @@
-//! The `keyspaces:` config section (SPEC §2, §9.6): keyspaces declared in
+//! The `keyspaces:` config section: keyspaces declared in
 //! the file and their static keys, for local testing and for keys every
 //! replica must agree on. Compiled with each snapshot into [`StaticKeys`],
 //! which verification consults before the store. Static keys are read-only
@@ -30,7 +30,7 @@ pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Permission names: letters, digits and `. _ - * :` (SPEC §3.4).
+/// Permission names: letters, digits and `. _ - * :`.
 pub fn is_valid_permission(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | ':'))
 }

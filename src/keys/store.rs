@@ -1,5 +1,5 @@
 //! Where keys persist: the [`KeyStore`] trait the rest of keygate talks to,
-//! so a shared database can replace the embedded one later (SPEC §9.28).
+//! so a shared database can replace the embedded one later.
 //! The embedded implementation is [`super::sqlite::SqliteStore`].
 
 use super::model::{Balance, KeyHash, Keyspace, StoredKey};

@@ -1,6 +1,6 @@
-//! Verifying a key (SPEC §3.4, §9.16, §9.32): the one procedure behind the
+//! Verifying a key: the one procedure behind the
 //! `keyauth` policy and the admin API's `keys.verifyKey`. Checks run in the
-//! SPEC's order and nothing is charged until every check passed: credits
+//! documented order and nothing is charged until every check passed: credits
 //! and limits are first *looked at*, then — permissions granted — spent
 //! atomically, so a request refused for permissions costs nothing and
 //! concurrent requests can never overspend.
@@ -75,7 +75,7 @@ struct BoundLimit {
     bucket: String,
 }
 
-/// Per key id + name (key limits) or identity external id + name (SPEC §9.16).
+/// Per key id + name (key limits) or identity external id + name.
 fn bucket(scope: &str, owner: &str, name: &str) -> String {
     let mut bucket = String::from(scope);
     push_part(&mut bucket, owner);
@@ -151,7 +151,7 @@ pub struct VerifyRequest<'a> {
     pub permissions: Option<&'a PermissionQuery>,
 }
 
-/// The result, in the SPEC's order of checks.
+/// The result, in the documented order of checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Valid,
@@ -161,14 +161,14 @@ pub enum Verdict {
     UsageExceeded,
     RateLimited,
     InsufficientPermissions,
-    /// A named limit exists nowhere and has no inline values (SPEC §9.16).
+    /// A named limit exists nowhere and has no inline values.
     UnknownLimit(String),
     /// The store could not be read.
     Unavailable(String),
 }
 
 impl Verdict {
-    /// Unkey's `verifyKey` code (SPEC §9.25).
+    /// Unkey's `verifyKey` code.
     pub fn unkey_code(&self) -> &'static str {
         match self {
             Self::Valid => "VALID",
@@ -317,7 +317,7 @@ pub async fn verify(
         limiter.prime(&limit_requests, now_ms).await;
         let peek = limiter.check(&limit_requests, false, now_ms);
         let limited = peek.iter().any(|d| !d.allowed);
-        // Headers are sent whatever the outcome (SPEC §3.4).
+        // Headers are sent whatever the outcome.
         result.limits = checked(peek);
         if limited {
             result.verdict = Verdict::RateLimited;

@@ -197,7 +197,7 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// Text when UTF-8, else base64 with `<field>_encoding: "base64"` (SPEC §9.33).
+/// Text when UTF-8, else base64 with `<field>_encoding: "base64"`.
 fn insert_body(map: &mut Map<String, Value>, field: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => {

@@ -15,7 +15,7 @@ use crate::config::policy::{IdentifierSpec, RateLimitSpec};
 use crate::errors::ErrorCode;
 use crate::ratelimit::{push_part, window_ms, LimitRequest, RateLimiter};
 
-/// What SPEC §3.6 allows at most in one bucket key.
+/// The most identifier parts one bucket key may have.
 const MAX_PARTS: usize = 5;
 /// The value of a part the request does not have.
 const UNKNOWN: &str = "unknown";

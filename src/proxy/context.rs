@@ -19,7 +19,7 @@ pub struct RequestCtx {
     pub started: Option<Instant>,
     /// The TCP peer.
     pub peer_ip: Option<IpAddr>,
-    /// The client as SPEC §4 defines it (trusted-proxy rule applied).
+    /// The client: the TCP peer, or from a trusted proxy the right-most untrusted X-Forwarded-For address.
     pub client_ip: Option<IpAddr>,
     /// The TCP peer is in `trusted_proxies`.
     pub peer_trusted: bool,

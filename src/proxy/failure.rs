@@ -1,5 +1,5 @@
 //! The one function that decides what an upstream failure means to the
-//! client (SPEC §5, §9.9): refused or unreachable → 503, too slow → 504,
+//! client: refused or unreachable → 503, too slow → 504,
 //! broken → 502.
 
 use pingora_error::{Error, ErrorSource, ErrorType};

@@ -271,7 +271,7 @@ impl ProxyHttp for Gateway {
 }
 
 /// Where a plain-HTTP request is sent when `tls.redirect_http` is on: the
-/// same host, path and query on https (SPEC §9.23). ACME challenges are
+/// same host, path and query on https. ACME challenges are
 /// never redirected.
 fn https_redirect(session: &Session, ctx: &RequestCtx) -> Option<String> {
     let snapshot = ctx.snapshot()?;

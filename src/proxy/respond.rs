@@ -35,7 +35,7 @@ fn push_ms(out: &mut String, duration: std::time::Duration) {
     let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
 }
 
-/// Answers the request with `error` in the SPEC §5 shape.
+/// Answers the request with `error` in the shape of every gateway error.
 pub async fn send_error(session: &mut Session, ctx: &mut RequestCtx, error: &GatewayError) -> pingora_error::Result<()> {
     ctx.error = Some(error.code);
     let docs_base = ctx.snapshot().map_or(DEFAULT_DOCS_BASE, |s| &s.docs_base);

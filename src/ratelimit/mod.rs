@@ -1,4 +1,4 @@
-//! Rate limiting (SPEC §3.6, §9.16, §9.18, §9.36): the [`RateLimiter`]
+//! Rate limiting: the [`RateLimiter`]
 //! every limit goes through — `ratelimit` policies, key and identity limits
 //! of `keyauth`, and the admin API's `ratelimit.limit` — and the response
 //! headers its decisions produce.
@@ -106,7 +106,7 @@ impl RateLimiter {
 
     /// Evaluates every request at `now_ms`, one decision each, in order. With
     /// `commit`, the requests are counted — all of them, and only if every
-    /// one is allowed: a rejected request does not count (SPEC §9.18).
+    /// one is allowed: a rejected request does not count.
     pub fn check(&self, requests: &[LimitRequest<'_>], commit: bool, now_ms: i64) -> Vec<Decision> {
         self.table.check(requests, commit, now_ms)
     }
@@ -138,7 +138,7 @@ pub fn window_ms(window: Duration) -> u64 {
 
 /// `X-RateLimit-Limit/Remaining/Reset` (and `Retry-After` when
 /// `rate_limited`) from the most restrictive decision: lowest remaining,
-/// ties broken by lowest limit (SPEC §4, §9.18).
+/// ties broken by lowest limit.
 pub fn headers(decisions: &[Decision], rate_limited: bool, now_ms: i64) -> Vec<(HeaderName, HeaderValue)> {
     let Some(chosen) = decisions.iter().min_by_key(|d| (d.remaining, d.limit)) else {
         return Vec::new();

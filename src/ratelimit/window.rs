@@ -1,4 +1,4 @@
-//! One bucket's sliding window (SPEC §3.6, §9.18): epoch-aligned windows,
+//! One bucket's sliding window: epoch-aligned windows,
 //! the current window's count plus the previous one's, weighted by how much
 //! of it the sliding window still covers.
 

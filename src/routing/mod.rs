@@ -1,4 +1,4 @@
-//! Host → route lookup (SPEC §1, §9.7, §9.29). Built once per config snapshot
+//! Host → route lookup. Built once per config snapshot
 //! and only read per request: exact hosts and wildcard parents are hash maps,
 //! paths are matched by walking the request path's segments. Besides the
 //! file's prefixes, providers need what Kubernetes Ingresses express: exact

@@ -29,7 +29,7 @@ impl PathPrefix {
         &*self.0 == "/"
     }
 
-    /// The request target with this prefix removed (SPEC §9.29): `/api/x?q=1`
+    /// The request target with this prefix removed: `/api/x?q=1`
     /// → `/x?q=1`, `/api` → `/`. `target` must be a path this prefix matched.
     pub fn strip_from(&self, target: &str) -> String {
         if self.is_root() {

@@ -1,4 +1,4 @@
-//! The Prometheus metrics of SPEC §8. One process-wide registry: every
+//! The Prometheus metrics (docs/api.md lists them). One process-wide registry: every
 //! counter exists (at 0) from start-up, and the request path only touches
 //! atomics and a read-mostly label map.
 

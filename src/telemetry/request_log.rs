@@ -1,4 +1,4 @@
-//! The request-log sink (SPEC §3.8, §9.21): JSON lines to stdout or a file,
+//! The request-log sink: JSON lines to stdout or a file,
 //! written by one background thread. Requests only `try_send` into a bounded
 //! channel — a slow or stuck sink drops records (counted in
 //! `keygate_log_records_dropped_total`), it never slows a request. A file

@@ -1,4 +1,4 @@
-//! `tls.certs_dir` (SPEC §9.22): `<name>.crt` + `<name>.key` pairs, hostnames
+//! `tls.certs_dir`: `<name>.crt` + `<name>.key` pairs, hostnames
 //! from the certificates' SANs. Rescanned on every change; a pair that does
 //! not load (unreadable, key mismatch, expired) is refused with a log line
 //! and the certificate it would have replaced keeps being served.

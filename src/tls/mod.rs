@@ -1,4 +1,4 @@
-//! TLS termination (SPEC §2 `tls`): the certificate store consulted per
+//! TLS termination (`tls`): the certificate store consulted per
 //! handshake, its sources (the certs directory, ACME, a generated default)
 //! and the settings the plain-HTTP listener needs (redirects, HTTP-01
 //! challenges).

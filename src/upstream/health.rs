@@ -1,4 +1,4 @@
-//! Active health checks (SPEC §2 `upstream.health_check`, §9.9): one task per
+//! Active health checks (`upstream.health_check`): one task per
 //! instance probes it in the background; `failure_threshold` consecutive
 //! failures (non-2xx, timeout, connect error) take it out, one pass puts it
 //! back. Never on the request path.

@@ -1,4 +1,4 @@
-//! Instances (SPEC §2 `instances`/`upstream`, §4, §9.9): their live state
+//! Instances (`instances`/`upstream`): their live state
 //! (`endpoint`), a deployment's current set (`set`, DNS-refreshed), which one
 //! a request tries (`select`), and the background work that keeps them
 //! honest (`health`, `supervisor`).
