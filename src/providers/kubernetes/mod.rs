@@ -96,7 +96,7 @@ pub async fn run(
 
     let changed = Arc::new(Notify::new());
     let cluster = watch::Cluster::watch(&client, &settings.namespaces, changed.clone());
-    let mut recorder = events::Recorder::new(client.clone());
+    let mut problems = events::ProblemReporter::new(client.clone());
     let mut status = status::StatusWriter::new(client, settings.publish_service.clone());
     // A file reload changes the static keys that Ingress policies verify
     // against: translate again then (and not on the other swaps).
@@ -151,7 +151,7 @@ pub async fn run(
             _ => {}
         }
         hub.publish(ProviderId::Kubernetes, translation.routing);
-        recorder.report(&translation.problems);
+        problems.report(&translation.problems);
         status.update(&view.services, &translation.served);
     }
 }
