@@ -90,7 +90,6 @@ impl HttpClient {
             .body(Bytes::new())
             .map_err(|_| HttpError::Url(url.to_string()))?;
         let response = self.execute(request, timeout, limit).await?;
-        let failed = |message| HttpError::Transport { method: http::Method::GET, url: url.to_string(), message };
         let status = response.status();
         if !status.is_success() {
             return Err(HttpError::Status { method: http::Method::GET, url: url.to_string(), status: status.as_u16() });
@@ -103,7 +102,7 @@ impl HttpClient {
             Err(e) if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout) => {
                 Err(HttpError::Timeout { method: http::Method::GET, url: url.to_string(), timeout })
             }
-            Err(e) => Err(failed(with_causes(&*e))),
+            Err(e) => Err(HttpError::Transport { method: http::Method::GET, url: url.to_string(), message: with_causes(&*e) }),
         }
     }
 
@@ -111,9 +110,12 @@ impl HttpClient {
         let (method, url) = (request.method().clone(), request.uri().to_string());
         let mut request = reqwest::Request::try_from(request).map_err(|_| HttpError::Url(url.clone()))?;
         *request.timeout_mut() = Some(timeout);
-        let response = self.http.execute(request).await.map_err(|e| match e.is_timeout() {
-            true => HttpError::Timeout { method: method.clone(), url: url.clone(), timeout },
-            false => HttpError::Transport { method: method.clone(), url: url.clone(), message: with_causes(&e) },
+        let response = self.http.execute(request).await.map_err(|e| {
+            if e.is_timeout() {
+                HttpError::Timeout { method: method.clone(), url: url.clone(), timeout }
+            } else {
+                HttpError::Transport { method: method.clone(), url: url.clone(), message: with_causes(&e) }
+            }
         })?;
         if response.content_length().is_some_and(|length| length > limit as u64) {
             return Err(HttpError::TooLarge { method, url, limit });
