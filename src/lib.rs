@@ -10,7 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod errors;
-pub mod http_get;
+pub mod http_client;
 pub mod keys;
 pub mod net;
 pub mod openapi;

@@ -6,6 +6,10 @@
 //! ADDED/MODIFIED/DELETED events, Ingress status and Event endpoints, objects
 //! serialised from `k8s-openapi` types) and points the gateway at it with a
 //! kubeconfig. Instances are loopback upstreams named by EndpointSlices.
+//! keygate records Events through `events.k8s.io/v1` (kube's recorder); the
+//! fake converts them to the core/v1 form as the real API server does, so
+//! the assertions read `involvedObject`, `reason` and `type` as
+//! `kubectl get events` shows them.
 
 mod support;
 
@@ -316,6 +320,27 @@ async fn a_bad_annotation_is_an_event_and_other_routes_keep_working() {
     .await;
     assert_eq!(cluster.api.events().len(), 1, "reported once: {:?}", cluster.api.events());
     assert_eq!(a.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_problem_that_comes_back_continues_its_event() {
+    let cluster = Cluster::start().await;
+    let a = Upstream::inspector("a").await;
+    cluster.service("svc", &[&a]);
+    let bad = with_annotation(ingress("app", "keygate", "app.test", "svc"), "keygate.dev/policies", "Not A Name!");
+    cluster.api.apply(&bad);
+    let gw = cluster.gateway().await;
+    let invalid = || cluster.api.events().into_iter().filter(|e| e["reason"] == "InvalidAnnotation").collect::<Vec<_>>();
+    wait_for("an InvalidAnnotation Event", WAIT, || async { invalid().len() == 1 }).await;
+
+    cluster.api.apply(&ingress("app", "keygate", "app.test", "svc"));
+    wait_served_by(&gw, "app.test", Ok("a"), RELOAD_DEADLINE).await;
+    cluster.api.apply(&bad);
+    wait_for("the Event's series continued", WAIT, || async {
+        invalid().first().is_some_and(|e| e["series"]["count"] == 2)
+    })
+    .await;
+    assert_eq!(invalid().len(), 1, "one Event, seen twice: {:?}", cluster.api.events());
 }
 
 #[tokio::test]

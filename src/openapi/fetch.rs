@@ -105,7 +105,7 @@ async fn fetch(instances: &InstanceSet, path: &str) -> Result<CompiledSpec, Stri
     for endpoint in instances.current().iter().filter(|e| e.is_available()) {
         let Target::Network(addr) = endpoint.target else { continue };
         let url = format!("http://{addr}{path}");
-        let text = match crate::http_get::get(&url, FETCH_TIMEOUT, MAX_SPEC_BYTES).await {
+        let text = match crate::http_client::get(&url, FETCH_TIMEOUT, MAX_SPEC_BYTES).await {
             Ok(body) => body,
             Err(e) => {
                 problems.push(e.to_string());

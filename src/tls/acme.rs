@@ -141,9 +141,9 @@ impl<C: AcmeSource> BackgroundService for AcmeTask<C> {
     }
 }
 
-/// A consecutive-failure count and when the host may be tried again.
+/// A host's failed orders and when it may be tried again.
 struct Backoff {
-    failures: u32,
+    retries: schedule::Retries,
     retry_at: Instant,
 }
 
@@ -385,17 +385,20 @@ impl Manager {
                     ca.account = None;
                 }
                 let hint = [error.retry_hint(), ca.retry_after.take()].into_iter().flatten().max();
-                let failures = self.backoff.get(host).map_or(0, |b| b.failures) + 1;
-                let delay = schedule::retry_delay(self.retry_base, failures, hint);
+                let base = self.retry_base;
+                let backoff = self.backoff.entry(host.to_string()).or_insert_with(|| Backoff {
+                    retries: schedule::Retries::new(base),
+                    retry_at: Instant::now(),
+                });
+                let delay = backoff.retries.failed(hint);
                 tracing::warn!(
                     host,
-                    failures,
+                    failures = backoff.retries.failures(),
                     retry_in_ms = delay.as_millis() as u64,
                     "ACME order failed: {error}"
                 );
-                let retry_at = Instant::now() + delay;
-                self.backoff.insert(host.to_string(), Backoff { failures, retry_at });
-                retry_at
+                backoff.retry_at = Instant::now() + delay;
+                backoff.retry_at
             }
         }
     }

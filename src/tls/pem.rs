@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
@@ -23,13 +24,14 @@ pub struct Certificate {
 impl Certificate {
     /// Parses and checks a PEM chain + key. Never logs key material.
     pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, String> {
-        let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &chain_pem[..])
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("unreadable certificate PEM: {e}"))?;
         let leaf = chain.first().ok_or("no certificate in the PEM file")?.clone();
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
-            .map_err(|e| format!("unreadable key PEM: {e}"))?
-            .ok_or("no private key in the key file")?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+            pem::Error::NoItemsFound => "no private key in the key file".to_string(),
+            other => format!("unreadable key PEM: {other}"),
+        })?;
         let provider = rustls::crypto::ring::default_provider();
         let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => "the private key does not match the certificate".to_string(),

@@ -8,7 +8,14 @@
 //!   ones, as JSON lines of `ADDED`/`MODIFIED`/`DELETED` events; a watch from
 //!   before the compacted history gets `410 Gone` (an `ERROR` event), which
 //!   makes clients re-list;
-//! - `PATCH .../ingresses/<name>/status` (merge patch) and `POST .../events`.
+//! - `PATCH .../ingresses/<name>/status` (merge patch);
+//! - Events, in both API groups that serve them: `POST` (a name or a
+//!   `generateName`; an existing name is `409 AlreadyExists`) and `PATCH
+//!   .../events/<name>` (merge patch, how recorders continue an Event's
+//!   series). Like the real API server, one store holds them in the core/v1
+//!   form and `events.k8s.io/v1` requests and answers are converted field by
+//!   field (`regarding` ⇄ `involvedObject`, `note` ⇄ `message`, …), so
+//!   [`FakeApi::events`] shows what `kubectl get events` would.
 //!
 //! Objects are real JSON serialised from `k8s-openapi` types. `restart()`
 //! drops every connection and the history (like an API server restarted on
@@ -56,7 +63,7 @@ struct State {
     /// (collection, namespace, name) → object.
     objects: BTreeMap<(String, String, String), Value>,
     history: Vec<Change>,
-    /// Events keygate posted.
+    /// Events keygate posted, in the core/v1 form, oldest first.
     events: Vec<Value>,
 }
 
@@ -159,7 +166,7 @@ impl FakeApi {
         self.inner.state.lock().unwrap().objects.get(&key).cloned()
     }
 
-    /// The Events keygate posted so far.
+    /// The Events keygate posted so far, as core/v1 Events.
     pub fn events(&self) -> Vec<Value> {
         self.inner.state.lock().unwrap().events.clone()
     }
@@ -284,7 +291,7 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
             let items: Vec<&Value> = state
                 .objects
                 .iter()
-                .filter(|((c, ns, _), _)| *c == collection && namespace.map_or(true, |want| want == ns))
+                .filter(|((c, ns, _), _)| *c == collection && namespace.is_none_or(|want| want == ns))
                 .map(|(_, object)| object)
                 .collect();
             full(200, &json!({"apiVersion": "v1", "kind": "List",
@@ -292,14 +299,37 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
         }
         (Method::POST, None, None) if plural == "events" => {
             let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let mut event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let posted: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut event = to_core_event(&prefix, posted);
             let mut state = inner.state.lock().unwrap();
             state.rv += 1;
-            let generated = event["metadata"]["generateName"].as_str().unwrap_or("event.").to_string();
-            event["metadata"]["name"] = json!(format!("{generated}{}", state.rv));
+            let name = match event["metadata"]["name"].as_str() {
+                Some(name) => name.to_string(),
+                None => format!("{}{}", event["metadata"]["generateName"].as_str().unwrap_or("event."), state.rv),
+            };
+            let namespace = namespace.unwrap_or_default();
+            if find_event(&state.events, namespace, &name).is_some() {
+                return status_error(409, "AlreadyExists", &format!("events \"{name}\" already exists"));
+            }
+            event["metadata"]["name"] = json!(name);
+            event["metadata"]["namespace"] = json!(namespace);
             event["metadata"]["resourceVersion"] = json!(state.rv.to_string());
             state.events.push(event.clone());
-            full(201, &event)
+            full(201, &from_core_event(&prefix, event))
+        }
+        (Method::PATCH, Some(name), None) if plural == "events" => {
+            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let patch = to_core_event(&prefix, serde_json::from_slice(&body).unwrap_or(Value::Null));
+            let mut state = inner.state.lock().unwrap();
+            state.rv += 1;
+            let rv = state.rv;
+            let Some(index) = find_event(&state.events, namespace.unwrap_or_default(), name) else {
+                return status_error(404, "NotFound", &format!("events \"{name}\" not found"));
+            };
+            let event = &mut state.events[index];
+            merge_patch(event, &patch);
+            event["metadata"]["resourceVersion"] = json!(rv.to_string());
+            full(200, &from_core_event(&prefix, event.clone()))
         }
         (Method::PATCH, Some(name), Some("status")) => {
             let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -322,9 +352,76 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
     }
 }
 
+/// `events.k8s.io/v1` field names and their core/v1 equivalents (the
+/// API server's conversion; the other fields have the same name in both).
+const EVENT_FIELDS: [(&str, &str); 7] = [
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+/// An Event (or a patch of one) sent to `prefix`, in the core/v1 form.
+fn to_core_event(prefix: &str, event: Value) -> Value {
+    convert_event(prefix, event, true)
+}
+
+/// A stored core/v1 Event as a client of `prefix` gets it.
+fn from_core_event(prefix: &str, event: Value) -> Value {
+    convert_event(prefix, event, false)
+}
+
+fn convert_event(prefix: &str, mut event: Value, to_core: bool) -> Value {
+    if prefix != "apis/events.k8s.io/v1" {
+        return event;
+    }
+    if let Some(fields) = event.as_object_mut() {
+        for (events_name, core_name) in EVENT_FIELDS {
+            let (from, to) = if to_core { (events_name, core_name) } else { (core_name, events_name) };
+            if let Some(value) = fields.remove(from) {
+                fields.insert(to.to_string(), value);
+            }
+        }
+        if fields.contains_key("apiVersion") {
+            fields.insert("apiVersion".to_string(), json!(if to_core { "v1" } else { "events.k8s.io/v1" }));
+        }
+    }
+    event
+}
+
+fn find_event(events: &[Value], namespace: &str, name: &str) -> Option<usize> {
+    events
+        .iter()
+        .position(|e| e["metadata"]["namespace"] == namespace && e["metadata"]["name"] == name)
+}
+
+/// A JSON merge patch (RFC 7386): objects merge, `null` removes, anything
+/// else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (key, value) in fields {
+        if value.is_null() {
+            if let Some(object) = target.as_object_mut() {
+                object.remove(key);
+            }
+        } else {
+            merge_patch(&mut target[key.as_str()], value);
+        }
+    }
+}
+
 /// Streams the changes of `collection` after `from`, then live ones.
 fn watch(inner: &Arc<Inner>, collection: String, namespace: Option<String>, from: u64) -> Response<Body> {
-    let matches = move |change: &Change| change.collection == collection && namespace.as_ref().map_or(true, |ns| *ns == change.namespace);
+    let matches = move |change: &Change| change.collection == collection && namespace.as_ref().is_none_or(|ns| *ns == change.namespace);
     let (backlog, mut live, gone) = {
         let state = inner.state.lock().unwrap();
         let live = inner.changes.subscribe();

@@ -220,7 +220,7 @@ impl RemoteKeys {
                 url
             }
         };
-        let body = crate::http_get::get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
+        let body = crate::http_client::get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
         let keys = parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
         Ok(KeySet { keys, fetched: Instant::now() })
     }
@@ -229,7 +229,7 @@ impl RemoteKeys {
 /// `jwks_uri` from `<issuer>/.well-known/openid-configuration`.
 async fn discover(issuer: &str) -> Result<String, String> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-    let body = crate::http_get::get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
+    let body = crate::http_client::get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
     let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
     doc.get("jwks_uri")
         .and_then(Value::as_str)

@@ -2,35 +2,59 @@
 //! Event on the object (`kubectl describe ingress` shows it) and a log
 //! line. Each problem is reported once when it appears, not on every
 //! translation; one that goes away and comes back is reported again.
+//!
+//! Events go through kube's [`Recorder`] (`events.k8s.io/v1`): a problem
+//! that comes back within a few minutes, or a second one on the same object
+//! with the same reason, continues the first Event's series (its count
+//! grows, its note stays) instead of creating another, as client-go's
+//! recorder does; the log line always has the message.
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use k8s_openapi::chrono::Utc;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
+use tokio::sync::mpsc;
 
 use super::translate::Problem;
 
-/// `reportingComponent` of keygate's Events.
-const COMPONENT: &str = "keygate-ingress-controller";
+/// `reportingController` of keygate's Events.
+const CONTROLLER: &str = "keygate-ingress-controller";
+/// Events waiting for the API server; past this, new ones are only logged.
+const QUEUE: usize = 256;
 
-/// Reports problems as Events, once each.
-pub struct Recorder {
-    client: Client,
-    /// This replica (the pod name), for `reportingInstance`.
-    instance: String,
+/// Reports problems as Events, once each, in the order they appear.
+pub struct ProblemReporter {
+    events: mpsc::Sender<(Event, ObjectReference)>,
     reported: HashSet<Problem>,
 }
 
-impl Recorder {
+impl ProblemReporter {
+    /// Starts the task that publishes the Events (it ends with the reporter).
     pub fn new(client: Client) -> Self {
+        let reporter = Reporter {
+            controller: CONTROLLER.to_string(),
+            // This replica (the pod name).
+            instance: Some(
+                std::env::var("POD_NAME")
+                    .or_else(|_| std::env::var("HOSTNAME"))
+                    .unwrap_or_else(|_| "keygate".to_string()),
+            ),
+        };
+        let recorder = Recorder::new(client, reporter);
+        let (events, mut queue) = mpsc::channel::<(Event, ObjectReference)>(QUEUE);
+        // One at a time: the recorder's series bookkeeping sees each Event
+        // before the next one about the same object.
+        tokio::spawn(async move {
+            while let Some((event, object)) = queue.recv().await {
+                if let Err(error) = recorder.publish(&event, &object).await {
+                    let name = object.name.unwrap_or_default();
+                    tracing::warn!(object = name, "cannot record a Kubernetes Event: {error}");
+                }
+            }
+        });
         Self {
-            client,
-            instance: std::env::var("POD_NAME")
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_else(|_| "keygate".to_string()),
+            events,
             reported: HashSet::new(),
         }
     }
@@ -45,50 +69,32 @@ impl Recorder {
                 // Cluster-scoped objects (IngressClass) get the log line only.
                 continue;
             }
-            let event = self.event(problem);
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &problem.object.namespace);
-            let object = problem.object.to_string();
-            tokio::spawn(async move {
-                if let Err(error) = api.create(&PostParams::default(), &event).await {
-                    tracing::warn!(object, "cannot record a Kubernetes Event: {error}");
-                }
-            });
+            if self.events.try_send((event(problem), object_reference(problem))).is_err() {
+                tracing::debug!(object = %problem.object, "Kubernetes Event dropped: too many waiting");
+            }
         }
         self.reported = current;
     }
+}
 
-    fn event(&self, problem: &Problem) -> Event {
-        let now = Utc::now();
-        let object = &problem.object;
-        Event {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", object.name)),
-                namespace: Some(object.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some(object.api_version.to_string()),
-                kind: Some(object.kind.to_string()),
-                name: Some(object.name.clone()),
-                namespace: Some(object.namespace.clone()),
-                uid: object.uid.clone(),
-                ..ObjectReference::default()
-            },
-            reason: Some(problem.reason.to_string()),
-            message: Some(problem.message.clone()),
-            type_: Some("Warning".to_string()),
-            count: Some(1),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: Some(MicroTime(now)),
-            action: Some("Sync".to_string()),
-            source: Some(EventSource {
-                component: Some(COMPONENT.to_string()),
-                host: None,
-            }),
-            reporting_component: Some(COMPONENT.to_string()),
-            reporting_instance: Some(self.instance.clone()),
-            ..Event::default()
-        }
+fn event(problem: &Problem) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: problem.reason.to_string(),
+        note: Some(problem.message.clone()),
+        action: "Sync".to_string(),
+        secondary: None,
+    }
+}
+
+fn object_reference(problem: &Problem) -> ObjectReference {
+    let object = &problem.object;
+    ObjectReference {
+        api_version: Some(object.api_version.to_string()),
+        kind: Some(object.kind.to_string()),
+        name: Some(object.name.clone()),
+        namespace: Some(object.namespace.clone()),
+        uid: object.uid.clone(),
+        ..ObjectReference::default()
     }
 }

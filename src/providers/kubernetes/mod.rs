@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::Notify;
 
 pub use crd::KeygatePolicy;
@@ -29,7 +30,9 @@ pub const CONTROLLER: &str = "keygate.dev/ingress-controller";
 /// touches many EndpointSlices within milliseconds.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// The longest wait between two attempts to build a client.
+/// The first wait after a failed attempt to build a client; it doubles…
+const MIN_CONNECT_BACKOFF: Duration = Duration::from_millis(500);
+/// …up to this.
 const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why no API client could be built.
@@ -70,23 +73,30 @@ pub async fn run(
     certs: Option<Arc<CertStore>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(500);
-    let client = loop {
-        match connect(&settings).await {
-            Ok(client) => break client,
-            Err(error) => tracing::error!("Kubernetes provider: {error}; retrying in {backoff:?}"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return,
-        }
-        backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
+    let backoff = ExponentialBuilder::new()
+        .with_min_delay(MIN_CONNECT_BACKOFF)
+        .with_max_delay(MAX_CONNECT_BACKOFF)
+        .with_factor(2.0)
+        .without_max_times();
+    let connecting = (|| connect(&settings))
+        .retry(backoff)
+        .notify(|error, wait| tracing::error!("Kubernetes provider: {error}; retrying in {wait:?}"));
+    let client = tokio::select! {
+        connected = connecting => match connected {
+            Ok(client) => client,
+            // The retries are unbounded: never reached, but typed.
+            Err(error) => {
+                tracing::error!("Kubernetes provider stopped: {error}");
+                return;
+            }
+        },
+        _ = shutdown.changed() => return,
     };
     tracing::info!(ingress_class = settings.ingress_class, namespaces = ?settings.namespaces, "Kubernetes provider watching");
 
     let changed = Arc::new(Notify::new());
     let cluster = watch::Cluster::watch(&client, &settings.namespaces, changed.clone());
-    let mut recorder = events::Recorder::new(client.clone());
+    let mut problems = events::ProblemReporter::new(client.clone());
     let mut status = status::StatusWriter::new(client, settings.publish_service.clone());
     // A file reload changes the static keys that Ingress policies verify
     // against: translate again then (and not on the other swaps).
@@ -142,7 +152,7 @@ pub async fn run(
             _ => {}
         }
         hub.publish(ProviderId::Kubernetes, translation.routing);
-        recorder.report(&translation.problems);
+        problems.report(&translation.problems);
         status.update(&view.services, &translation.served);
     }
 }

@@ -1,8 +1,8 @@
-//! The connection to the CA: an HTTPS client on the ring provider (the only
-//! one in the tree) trusting the system roots plus `ca_roots`, with bounded
-//! connects, that remembers the `Retry-After` of the CA's error answers so
-//! the retry schedule can honour it; and the ACME account, created once and
-//! then restored from `state.dir`.
+//! The connection to the CA: the control plane's HTTP client
+//! ([`crate::http_client`]) trusting the system roots plus `ca_roots`,
+//! wrapped so it remembers the `Retry-After` of the CA's error answers for
+//! the retry schedule; and the ACME account, created once and then restored
+//! from `state.dir`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,19 +11,17 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::RETRY_AFTER;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::rt::TokioExecutor;
-use instant_acme::{Account, BodyWrapper, BytesResponse, HttpClient, NewAccount};
+use http_body_util::BodyExt;
+use instant_acme::{Account, BodyWrapper, BytesResponse, NewAccount};
 use rustls::pki_types::CertificateDer;
 
 use super::settings::AcmeSettings;
 use super::store::AcmeDisk;
 use super::AcmeError;
+use crate::http_client::HttpClient;
 
-/// A connect to the CA gives up after this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer the CA may send: a directory, an order or a chain.
+const MAX_CA_ANSWER: usize = 1 << 20;
 
 /// The latest `Retry-After` the CA sent with an error.
 #[derive(Debug, Clone, Default)]
@@ -42,23 +40,26 @@ impl RetryAfter {
     }
 }
 
-type Https = HyperClient<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
-
 /// instant-acme's transport, with `Retry-After` recorded on the way.
 struct CaHttp {
-    http: Https,
+    http: HttpClient,
     retry_after: RetryAfter,
 }
 
-impl HttpClient for CaHttp {
+impl instant_acme::HttpClient for CaHttp {
     fn request(
         &self,
         request: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let pending = self.http.request(request);
-        let retry_after = self.retry_after.clone();
+        let (http, retry_after) = (self.http.clone(), self.retry_after.clone());
         Box::pin(async move {
-            let response = pending.await.map_err(|e| instant_acme::Error::Other(crate::http_get::with_causes(&e).into()))?;
+            let (parts, body) = request.into_parts();
+            // instant-acme's request bodies are in memory: collecting cannot fail.
+            let Ok(body) = body.collect().await;
+            let response = http
+                .send(http::Request::from_parts(parts, body.to_bytes()), MAX_CA_ANSWER)
+                .await
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
             if response.status().is_client_error() || response.status().is_server_error() {
                 if let Some(at) = response.headers().get(RETRY_AFTER).and_then(parse_retry_after) {
                     retry_after.record(at);
@@ -78,48 +79,21 @@ fn parse_retry_after(value: &http::HeaderValue) -> Option<SystemTime> {
     }
 }
 
-/// An HTTPS client for the directory in `settings`.
-fn https_client(roots: &[CertificateDer<'static>], retry_after: RetryAfter) -> Result<Box<dyn HttpClient>, AcmeError> {
-    let mut store = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    if !native.errors.is_empty() {
-        tracing::debug!("some system CA certificates could not be read: {:?}", native.errors);
-    }
-    store.add_parsable_certificates(native.certs);
-    for root in roots {
-        store
-            .add(root.clone())
-            .map_err(|e| AcmeError::Setup(format!("tls.acme.ca_roots: unusable root certificate: {e}")))?;
-    }
-    if store.is_empty() {
+/// instant-acme's transport to the CA, trusting the system roots and `roots`.
+fn ca_http(roots: &[CertificateDer<'static>], retry_after: RetryAfter) -> Result<Box<dyn instant_acme::HttpClient>, AcmeError> {
+    let http = HttpClient::new(roots).map_err(|e| AcmeError::Setup(format!("tls.acme.ca_roots: {e}")))?;
+    if http.trusted_roots() == 0 {
         return Err(AcmeError::Setup(
             "no trusted roots for the ACME directory: install the system CA certificates or set tls.acme.ca_roots".into(),
         ));
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| AcmeError::Setup(format!("TLS client for the ACME directory: {e}")))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let mut tcp = HttpConnector::new();
-    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    tcp.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(tcp);
-    Ok(Box::new(CaHttp {
-        http: HyperClient::builder(TokioExecutor::new()).build(connector),
-        retry_after,
-    }))
+    Ok(Box::new(CaHttp { http, retry_after }))
 }
 
 /// The account for `settings.directory`: restored from `disk`, or created
 /// (terms of service agreed, contact = `email`) and saved there.
 pub async fn account(settings: &AcmeSettings, disk: &AcmeDisk, retry_after: RetryAfter) -> Result<Account, AcmeError> {
-    let http = https_client(&settings.ca_roots, retry_after)?;
+    let http = ca_http(&settings.ca_roots, retry_after)?;
     if let Some(credentials) = disk.load_account()? {
         return Ok(Account::builder_with_http(http).from_credentials(credentials).await?);
     }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use rand::Rng;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 /// The first retry waits about this long unless `KEYGATE_ACME_RETRY_BASE`
 /// says otherwise; it doubles per consecutive failure.
@@ -32,19 +32,46 @@ pub fn renew_at(not_before: i64, not_after: i64, renew_before: Duration) -> i64 
     not_after - ahead
 }
 
-/// The wait after the `failures`-th consecutive failure (1-based): `base`
-/// doubled per failure up to a cap, with "equal jitter" (half fixed, half
-/// random) so replicas and hosts that failed together spread out, and at
-/// least until the CA's `retry_after`.
-pub fn retry_delay(base: Duration, failures: u32, retry_after: Option<SystemTime>) -> Duration {
-    let exponent = failures.saturating_sub(1).min(30);
-    let backoff = base.saturating_mul(1u32 << exponent).min(MAX_RETRY);
-    let half = backoff / 2;
-    let jittered = half + half.mul_f64(rand::thread_rng().gen::<f64>());
-    let asked = retry_after
-        .and_then(|at| at.duration_since(SystemTime::now()).ok())
-        .map_or(Duration::ZERO, |d| d.min(MAX_RETRY_AFTER));
-    jittered.max(asked)
+/// One host's consecutive failed orders and the waits between its tries:
+/// `base` doubled per failure up to a cap, with "equal jitter" (half fixed,
+/// half random) so replicas and hosts that failed together spread out, and
+/// at least until the CA's `Retry-After`.
+pub struct Retries {
+    failures: u32,
+    delays: ExponentialBackoff,
+}
+
+impl Retries {
+    pub fn new(base: Duration) -> Self {
+        // backon's jitter adds up to the delay again: starting from half of
+        // `base` (capped at half of the cap) gives a wait within
+        // [base·2ⁿ⁻¹ / 2, base·2ⁿ⁻¹].
+        let delays = ExponentialBuilder::new()
+            .with_min_delay(base / 2)
+            .with_max_delay(MAX_RETRY / 2)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        Self { failures: 0, delays }
+    }
+
+    /// Counts a failure; returns the wait before the next try, at least
+    /// until the CA's `retry_after` (up to a day).
+    pub fn failed(&mut self, retry_after: Option<SystemTime>) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        // Without a maximum number of tries the delays never run out.
+        let backoff = self.delays.next().unwrap_or(MAX_RETRY);
+        let asked = retry_after
+            .and_then(|at| at.duration_since(SystemTime::now()).ok())
+            .map_or(Duration::ZERO, |d| d.min(MAX_RETRY_AFTER));
+        backoff.max(asked)
+    }
+
+    /// Consecutive failures so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
 }
 
 /// `KEYGATE_ACME_RETRY_BASE` (a humantime duration), for test CAs that
@@ -82,22 +109,28 @@ mod tests {
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
         let base = Duration::from_secs(10);
+        let mut retries = Retries::new(base);
         for failures in 1..=5u32 {
             let full = base * (1 << (failures - 1));
-            let d = retry_delay(base, failures, None);
+            let d = retries.failed(None);
+            assert_eq!(retries.failures(), failures);
             assert!(d >= full / 2 && d <= full, "failure {failures}: {d:?} not within [{:?}, {full:?}]", full / 2);
         }
-        assert!(retry_delay(base, 40, None) <= MAX_RETRY);
+        for _ in 6..40 {
+            retries.failed(None);
+        }
+        let d = retries.failed(None);
+        assert!(d >= MAX_RETRY / 2 && d <= MAX_RETRY, "{d:?}");
     }
 
     #[test]
     fn retry_after_is_honoured_but_bounded() {
         let base = Duration::from_secs(1);
         let later = SystemTime::now() + Duration::from_secs(600);
-        assert!(retry_delay(base, 1, Some(later)) > Duration::from_secs(590));
+        assert!(Retries::new(base).failed(Some(later)) > Duration::from_secs(590));
         let absurd = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
-        assert_eq!(retry_delay(base, 1, Some(absurd)), MAX_RETRY_AFTER);
+        assert_eq!(Retries::new(base).failed(Some(absurd)), MAX_RETRY_AFTER);
         let past = SystemTime::now() - Duration::from_secs(5);
-        assert!(retry_delay(base, 1, Some(past)) <= base);
+        assert!(Retries::new(base).failed(Some(past)) <= base);
     }
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use crate::config::tls::{AcmeSpec, HostsSpec, OneOrMany};
@@ -105,7 +106,7 @@ fn read_roots(spec: Option<&OneOrMany>, base_dir: &Path) -> Result<Vec<Certifica
     for (field, path) in paths {
         let full = base_dir.join(path);
         let pem = std::fs::read(&full).map_err(|e| (field.clone(), format!("cannot read {}: {e}", full.display())))?;
-        let found: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
+        let found: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| (field.clone(), format!("{}: unreadable PEM: {e}", full.display())))?;
         if found.is_empty() {

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::{
     ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::chrono::{TimeZone, Utc};
+use k8s_openapi::jiff::Timestamp;
 
 use super::*;
 
@@ -219,7 +219,7 @@ fn policies_are_attached_or_fail_closed() {
 
 #[test]
 fn the_oldest_ingress_keeps_a_contested_path_and_bad_rules_skip_alone() {
-    let at = |secs: i64| Some(Time(Utc.timestamp_opt(secs, 0).unwrap()));
+    let at = |secs: i64| Some(Time(Timestamp::from_second(secs).unwrap()));
     let mut old = (*ingress("old", "keygate", &[("a.com", "/", "Prefix", "api")])).clone();
     old.metadata.creation_timestamp = at(1_000);
     let mut new = (*ingress("new", "keygate", &[("a.com", "/", "Prefix", "other"), ("bad host!", "/", "Prefix", "api")])).clone();
