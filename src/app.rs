@@ -40,13 +40,23 @@ pub enum StartupError {
     Tls(String),
     #[error(transparent)]
     Keys(#[from] crate::keys::store::StoreError),
+    #[error(transparent)]
+    RootKey(#[from] crate::state::RootKeyError),
 }
 
 /// Loads the config at `path` and serves until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), StartupError> {
     // The services (key store, limiter) are opened once, on the first config's state.
     let config = Config::load(path)?;
-    let services = Services::open(&StateSettings::compile(&config.file.state, config.base_dir()))?;
+    let state = StateSettings::of(&config);
+    let mut services = Services::open(&state)?;
+    if config.file.admin.root_keys.is_empty() {
+        services = services.with_local_root_key(&state)?;
+        tracing::info!(
+            "admin.root_keys is not set: the admin API accepts the local root key in {}",
+            state.root_key_path().display()
+        );
+    }
     let snapshot = Snapshot::compile(&config, &services)?;
     let listen = snapshot.listen;
     let admin_listener = match listen.admin {

@@ -600,17 +600,18 @@ async fn cli_manages_keys_through_the_admin_api_and_the_embedded_store() {
     let out = gw.cli(&["keys", "--admin", &admin_url, "get", "key_nope"], &[]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("err:unkey:authentication:missing"));
 
-    // Without --admin: the embedded store of the config's state.dir (the gateway reads it too).
+    // Without --admin: the gateway at the config's listen.admin (tests/cli.rs
+    // covers the embedded store, used when no gateway answers).
     let config = gw.config_path.to_str().unwrap();
-    let out = gw.cli(&["--config", config, "keys", "create", "--api", "ks_main", "--external-id", "local", "--json"], &[]).await;
+    let out = gw.cli(&["--config", config, "keys", "create", "--api", "ks_main", "--external-id", "local", "--json"], &env).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     let local_key = created["data"]["key"].as_str().unwrap();
     let p = principal(with_bearer(&gw, "open.test", local_key).await).await;
     assert_eq!(p["subject"], "local");
-    let out = gw.cli(&["--config", config, "keys", "get", "key_static"], &[]).await;
+    let out = gw.cli(&["--config", config, "keys", "get", "key_static"], &env).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("ACME prod"));
-    let out = gw.cli(&["--config", config, "keys", "update", "key_static", "--enabled", "false"], &[]).await;
+    let out = gw.cli(&["--config", config, "keys", "update", "key_static", "--enabled", "false"], &env).await;
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("protected_resource"));
 }
 

@@ -79,7 +79,10 @@ impl Snapshot {
             },
             trusted_proxies: IpSet::new(file.trusted_proxies.iter().map(|c| c.0).collect()),
             docs_base: file.errors.docs_base.as_str().into(),
-            root_keys: file.admin.root_keys.iter().map(|k| k.as_str().into()).collect(),
+            root_keys: match (&file.admin.root_keys[..], &services.local_root_key) {
+                ([], Some(local)) => vec![local.as_ref().into()],
+                (configured, _) => configured.iter().map(|k| k.as_str().into()).collect(),
+            },
             listen: Listeners {
                 http: file.listen.http.map(|a| a.0),
                 https: file.listen.https.map(|a| a.0),
@@ -89,7 +92,7 @@ impl Snapshot {
             request_log: RequestLogSettings::compile(file.request_log.as_ref(), config.base_dir()),
             tls: TlsSettings::compile(&file.tls, &file.listen, config.base_dir())
                 .map_err(|(field, message)| config.error_at(&format!("tls.{field}"), message))?,
-            state: StateSettings::compile(&file.state, config.base_dir()),
+            state: StateSettings::of(config),
             keys,
             endpoints: services.endpoints.clone(),
         })
@@ -227,6 +230,20 @@ mod tests {
             "{DEPLOYMENT}routes:\n  - host: x.com\n    deployment: a\n  - host: x.com\n    path_prefix: /v1\n    deployment: a\n"
         );
         assert!(compiles(&text));
+    }
+
+    #[test]
+    fn the_local_root_key_stands_in_for_empty_root_keys() {
+        let services = Services {
+            local_root_key: Some("kg_root_local".into()),
+            ..Services::in_memory().unwrap()
+        };
+        let root_keys = |text: &str| {
+            let config = Config::parse(text, Path::new("k.yaml")).unwrap();
+            Snapshot::compile(&config, &services).unwrap().root_keys
+        };
+        assert_eq!(root_keys(DEPLOYMENT), vec![Box::from("kg_root_local")]);
+        assert_eq!(root_keys(&format!("admin:\n  root_keys: [set]\n{DEPLOYMENT}")), vec![Box::from("set")]);
     }
 
     #[test]

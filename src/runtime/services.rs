@@ -1,8 +1,8 @@
 //! The process-wide services every snapshot shares: the key service (store,
-//! caches, credits), the rate limiter with its Redis link, and the specs
-//! fetched from instances. Opened once at start-up from `state`; a reload
-//! compiles a new snapshot against the same services, so counters, caches
-//! and balances survive it.
+//! caches, credits), the rate limiter with its Redis link, the specs
+//! fetched from instances and the local root key. Opened once at start-up
+//! from `state`; a reload compiles a new snapshot against the same
+//! services, so counters, caches, balances and the root key survive it.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use crate::keys::store::StoreError;
 use crate::keys::KeyService;
 use crate::openapi::FetchedSpecs;
 use crate::ratelimit::{RateLimiter, SharedSettings};
-use crate::state::StateSettings;
+use crate::state::{RootKeyError, StateSettings};
 use crate::telemetry::request_log::RequestLog;
 use crate::upstream::Endpoints;
 
@@ -26,6 +26,9 @@ pub struct Services {
     pub request_log: RequestLog,
     /// Instances' live state (health, ejection, load), kept across reloads.
     pub endpoints: Endpoints,
+    /// The root key the admin API accepts while `admin.root_keys` is empty
+    /// (see [`Services::with_local_root_key`]).
+    pub local_root_key: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -55,6 +58,18 @@ impl Services {
             fetched_specs: FetchedSpecs::default(),
             request_log: RequestLog::default(),
             endpoints: Endpoints::default(),
+            local_root_key: None,
+        })
+    }
+
+    /// For a gateway started without `admin.root_keys`: the local root key
+    /// of `state.dir`, generated at the first start (`kg_root_` + base58 of
+    /// 24 random bytes) and reused after.
+    pub fn with_local_root_key(self, state: &StateSettings) -> Result<Self, RootKeyError> {
+        let key = state.root_key_or_create(|| crate::keys::model::generate_key(Some("kg_root"), 24).plaintext)?;
+        Ok(Self {
+            local_root_key: Some(key.into()),
+            ..self
         })
     }
 
@@ -76,6 +91,7 @@ impl Services {
             fetched_specs: FetchedSpecs::default(),
             request_log: RequestLog::default(),
             endpoints: Endpoints::default(),
+            local_root_key: None,
         }
     }
 }
