@@ -218,7 +218,7 @@ mod tests {
     use super::*;
 
     fn capture(yaml: &str) -> LogCapture {
-        let spec: LoggingSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: LoggingSpec = serde_saphyr::from_str(yaml).unwrap();
         LogCapture::new(Logging::compile(&spec).settings)
     }
 
