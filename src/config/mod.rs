@@ -34,7 +34,7 @@ pub const DEFAULT_PATH: &str = "config/keygate.yaml";
 
 /// The largest config file keygate reads (real ones are kilobytes): a
 /// bigger one is refused without being read whole into memory.
-pub const MAX_FILE_BYTES: u64 = 8 << 20;
+const MAX_FILE_BYTES: u64 = 8 << 20;
 
 /// A parsed and cross-checked configuration file.
 #[derive(Debug)]

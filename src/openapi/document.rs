@@ -15,12 +15,28 @@ pub enum Version {
     V31,
 }
 
+/// How many events anchors may record and aliases replay in all.
+const ALIAS_EVENTS: usize = 100_000;
+
 /// Parses `text` (YAML, which includes JSON), checks the version and the
 /// references, and returns the document in JSON Schema 2020-12 dialect.
 pub fn load(text: &str) -> Result<Value, SpecError> {
     let options = serde_saphyr::options! {
         // One line, not a source snippet: the message goes into a config error.
         with_snippet: false,
+        // Room for the largest public APIs' documents (the defaults stop at
+        // 250,000 nodes); 128 levels as before, and as serde_json allows;
+        // aliases bounded as in the config file, so a "billion laughs"
+        // document fails fast.
+        budget: serde_saphyr::budget! {
+            max_nodes: 2_000_000,
+            max_events: 4_000_000,
+            max_depth: 128,
+            max_recorded_anchor_events: ALIAS_EVENTS,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: ALIAS_EVENTS,
+        },
         // `.inf`/`.nan` read as JSON null, as they did before (JSON has neither).
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
     };
@@ -204,6 +220,20 @@ mod tests {
         assert!(doc["responses"].get("200").is_some());
         let doc = load("openapi: 3.1.0\nresponses:\n  200: {description: ok}\n").unwrap();
         assert!(doc["responses"].get("200").is_some());
+    }
+
+    #[test]
+    fn hostile_yaml_is_a_parse_error() {
+        for depth in [1_280, 40_000] {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            assert!(matches!(load(&deep), Err(SpecError::Parse(_))), "depth {depth}");
+        }
+        let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
+            bomb.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{previous}"); 10].join(", ")));
+        }
+        let err = load(&bomb).unwrap_err();
+        assert!(matches!(err, SpecError::Parse(_)), "{err}");
     }
 
     #[test]
