@@ -55,7 +55,7 @@ fn jwt(c: &mut Criterion) {
     let jwks = serde_json::json!({"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "n": n, "e": e}]}).to_string();
     let addr = serve_jwks(&runtime, jwks);
 
-    let specs: Vec<PolicySpec> = serde_yaml::from_str(&format!(
+    let specs: Vec<PolicySpec> = serde_saphyr::from_str(&format!(
         "- id: jwt\n  jwtauth: {{jwks_uri: 'http://{addr}/jwks.json', issuer: 'https://idp.test', audiences: [api], algorithms: [RS256]}}\n"
     ))
     .expect("valid policy");

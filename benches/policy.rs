@@ -43,7 +43,7 @@ const CHAIN: &str = r#"
 "#;
 
 fn chain() -> PolicyChain {
-    let specs: Vec<PolicySpec> = serde_yaml::from_str(CHAIN).expect("valid chain");
+    let specs: Vec<PolicySpec> = serde_saphyr::from_str(CHAIN).expect("valid chain");
     let keys = keygate::keys::Keys {
         service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),
         statics: Default::default(),

@@ -51,7 +51,7 @@ fn decisions(c: &mut Criterion) {
 
 fn policy(c: &mut Criterion) {
     let specs: Vec<PolicySpec> =
-        serde_yaml::from_str("- {id: rl, ratelimit: {limit: 1000000000, window: 60s, identifiers: [remote_ip: {}, header: {name: X-Tenant}]}}")
+        serde_saphyr::from_str("- {id: rl, ratelimit: {limit: 1000000000, window: 60s, identifiers: [remote_ip: {}, header: {name: X-Tenant}]}}")
             .expect("valid policy");
     let keys = keygate::keys::Keys {
         service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),

@@ -63,6 +63,13 @@ fn env_var_substitution_with_the_variable_set_is_valid() {
 }
 
 #[test]
+fn env_var_value_with_yaml_syntax_stays_one_value() {
+    let yaml = insert_after(VALID, 5, "admin:\n  root_keys: [\"${KEYGATE_TEST_KEY_Q7}\"]");
+    let c = check(&yaml, &[("KEYGATE_TEST_KEY_Q7", "a\"b', c: {d} # e\n- f")]);
+    assert_eq!(c.code, Some(0), "stderr: {}", c.stderr);
+}
+
+#[test]
 fn unknown_field() {
     let yaml = insert_after(VALID, 10, "    bogus_field: 1");
     assert_invalid(

@@ -429,8 +429,7 @@ fn manifests_are_complete() {
     let mut config = None;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document).unwrap();
+        for value in serde_saphyr::from_multiple::<serde_json::Value>(&text).unwrap() {
             if let Some(kind) = value["kind"].as_str() {
                 kinds.push(kind.to_string());
             }

@@ -1,36 +1,27 @@
-//! `${VAR}` substitution in the config text (SPEC §2, §9.2). Done on the raw
-//! text before parsing so every line keeps its number; comments are left
-//! alone so a commented-out `${VAR}` never needs to be set.
+//! `${VAR}` substitution, applied to each scalar *value*
+//! once the file is parsed: a variable's value becomes exactly that value's
+//! text, so quotes, `#`, `: ` or newlines in it can never change the file's
+//! structure. Keys and comments are never substituted.
+
+use std::borrow::Cow;
 
 /// A `${VAR}` whose variable is not set.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UnsetVariable {
     pub name: String,
-    pub line: usize,
 }
 
-/// Replaces `${VAR}` with the variable's value (`$${` writes a literal `${`),
-/// looking variables up with `lookup`.
-pub fn substitute(
-    text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, UnsetVariable> {
-    let mut out = String::with_capacity(text.len());
-    for (number, line) in text.split_inclusive('\n').enumerate() {
-        let (content, comment) = line.split_at(comment_start(line));
-        substitute_line(content, number + 1, &lookup, &mut out)?;
-        out.push_str(comment);
-    }
-    Ok(out)
-}
-
-fn substitute_line(
-    line: &str,
-    number: usize,
+/// Replaces `${VAR}` in one scalar value with the variable's value (`$${`
+/// writes a literal `${`), looking variables up with `lookup`.
+pub fn substitute<'a>(
+    value: &'a str,
     lookup: &impl Fn(&str) -> Option<String>,
-    out: &mut String,
-) -> Result<(), UnsetVariable> {
-    let mut rest = line;
+) -> Result<Cow<'a, str>, UnsetVariable> {
+    if !value.contains('$') {
+        return Ok(Cow::Borrowed(value));
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let tail = &rest[at..];
@@ -38,10 +29,7 @@ fn substitute_line(
             out.push_str("${");
             rest = after;
         } else if let Some((name, after)) = variable(tail) {
-            let value = lookup(name).ok_or_else(|| UnsetVariable {
-                name: name.to_string(),
-                line: number,
-            })?;
+            let value = lookup(name).ok_or_else(|| UnsetVariable { name: name.to_string() })?;
             out.push_str(&value);
             rest = after;
         } else {
@@ -50,7 +38,7 @@ fn substitute_line(
         }
     }
     out.push_str(rest);
-    Ok(())
+    Ok(Cow::Owned(out))
 }
 
 /// `${NAME}` at the start of `text` → (NAME, text after the `}`).
@@ -65,24 +53,6 @@ fn variable(text: &str) -> Option<(&str, &str)> {
     (valid && !name.is_empty()).then(|| (name, &body[end + 1..]))
 }
 
-/// Byte offset where a YAML comment starts on this line (or its length): a
-/// `#` at the start or after whitespace, outside quotes.
-fn comment_start(line: &str) -> usize {
-    let mut quote: Option<char> = None;
-    let mut previous = ' ';
-    for (i, c) in line.char_indices() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == '#' && previous.is_whitespace() => return i,
-            None => {}
-        }
-        previous = c;
-    }
-    line.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,24 +65,24 @@ mod tests {
         }
     }
 
+    fn sub(value: &str) -> Result<Cow<'_, str>, UnsetVariable> {
+        substitute(value, &env)
+    }
+
     #[test]
     fn substitutes_values() {
-        let out = substitute("host: ${HOST}:${PORT}\n", env).unwrap();
-        assert_eq!(out, "host: api.example.com:8080\n");
+        assert_eq!(sub("${HOST}:${PORT}").unwrap(), "api.example.com:8080");
     }
 
     #[test]
-    fn unset_variable_names_it_and_its_line() {
-        let err = substitute("a: 1\nkey: \"${NOPE}\"\n", env).unwrap_err();
-        assert_eq!(err, UnsetVariable { name: "NOPE".into(), line: 2 });
+    fn unset_variable_names_it() {
+        assert_eq!(sub("x ${NOPE}").unwrap_err(), UnsetVariable { name: "NOPE".into() });
     }
 
     #[test]
-    fn escapes_and_comments() {
-        assert_eq!(substitute("a: $${HOST}\n", env).unwrap(), "a: ${HOST}\n");
-        assert_eq!(substitute("a: 1 # ${NOPE}\n", env).unwrap(), "a: 1 # ${NOPE}\n");
-        assert_eq!(substitute("# ${NOPE}\n", env).unwrap(), "# ${NOPE}\n");
-        assert_eq!(substitute("a: \"x # ${HOST}\"\n", env).unwrap(), "a: \"x # api.example.com\"\n");
-        assert_eq!(substitute("price: $5 and $\n", env).unwrap(), "price: $5 and $\n");
+    fn escapes_and_lone_dollars() {
+        assert_eq!(sub("$${HOST}").unwrap(), "${HOST}");
+        assert_eq!(sub("price: $5 and $").unwrap(), "price: $5 and $");
+        assert_eq!(sub("${1X} ${} ${A-B}").unwrap(), "${1X} ${} ${A-B}");
     }
 }

@@ -1,30 +1,23 @@
 //! Maps a field path such as `routes[2].deployment` to the line it is on, so
 //! errors found after deserialization (cross-checks, compile steps) can point
-//! at the file the way serde's own errors do.
+//! at the file the way deserialization errors do.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use super::yaml::{Node, Value};
 
-/// Field path → 1-based line, for every key and sequence item in a YAML text.
+/// Field path → 1-based line, for every key and sequence item in the file.
 #[derive(Debug, Default)]
 pub struct LineIndex {
     lines: HashMap<String, usize>,
 }
 
 impl LineIndex {
-    /// Indexes `text`; a text that does not parse yields an empty index
-    /// (serde reports the syntax error itself).
-    pub fn build(text: &str) -> Self {
-        let mut builder = Builder::default();
-        let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut builder, false).is_err() {
-            return Self::default();
-        }
-        Self {
-            lines: builder.lines,
-        }
+    /// Indexes the parsed file. A path through an alias ends at the alias.
+    pub fn build(root: &Node) -> Self {
+        let mut index = Self::default();
+        index.add(root, String::new());
+        index
     }
 
     /// The line of `path`, or of its closest indexed ancestor.
@@ -38,96 +31,51 @@ impl LineIndex {
             path = &path[..cut];
         }
     }
-}
 
-enum Frame {
-    Mapping { key: Option<String> },
-    Sequence { index: usize },
-}
-
-#[derive(Default)]
-struct Builder {
-    stack: Vec<(String, Frame)>,
-    lines: HashMap<String, usize>,
-}
-
-impl Builder {
-    /// The path a new value (scalar or collection) at the current position gets.
-    fn value_path(&self) -> Option<String> {
-        match self.stack.last() {
-            None => Some(String::new()),
-            Some((base, Frame::Mapping { key: Some(key) })) => Some(join_key(base, key)),
-            Some((_, Frame::Mapping { key: None })) => None,
-            Some((base, Frame::Sequence { index })) => Some(format!("{base}[{index}]")),
-        }
-    }
-
-    /// Called after a complete value: advances the enclosing collection.
-    fn value_done(&mut self) {
-        match self.stack.last_mut() {
-            Some((_, Frame::Mapping { key })) => *key = None,
-            Some((_, Frame::Sequence { index })) => *index += 1,
-            None => {}
-        }
-    }
-
-    fn open(&mut self, frame: Frame, line: usize) {
-        let path = self.value_path().unwrap_or_default();
-        if !path.is_empty() {
-            self.lines.entry(path.clone()).or_insert(line);
-        }
-        self.stack.push((path, frame));
-    }
-}
-
-fn join_key(base: &str, key: &str) -> String {
-    if base.is_empty() {
-        key.to_string()
-    } else {
-        format!("{base}.{key}")
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, event: Event, mark: Marker) {
-        let line = mark.line();
-        match event {
-            Event::MappingStart(..) => self.open(Frame::Mapping { key: None }, line),
-            Event::SequenceStart(..) => self.open(Frame::Sequence { index: 0 }, line),
-            Event::MappingEnd | Event::SequenceEnd => {
-                self.stack.pop();
-                self.value_done();
+    /// Records `node` at `path` and its children below it. Recursion is
+    /// bounded by [`super::yaml::MAX_DEPTH`].
+    fn add(&mut self, node: &Node, path: String) {
+        let value = match &node.value {
+            Value::Anchored(target) => &target.value,
+            other => other,
+        };
+        match value {
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.add(item, format!("{path}[{i}]"));
+                }
             }
-            Event::Scalar(value, ..) => match self.stack.last_mut() {
-                Some((base, Frame::Mapping { key: key @ None })) => {
-                    let path = join_key(base, &value);
-                    self.lines.entry(path).or_insert(line);
-                    *key = Some(value);
-                }
-                _ => {
-                    if let Some(path) = self.value_path() {
-                        self.lines.entry(path).or_insert(line);
+            Value::Mapping(entries) => {
+                for (key, value) in entries {
+                    if let Value::Scalar { text, .. } = &key.target().value {
+                        let path = if path.is_empty() { text.clone() } else { format!("{path}.{text}") };
+                        // The key's line, even when its value starts below it.
+                        self.lines.entry(path.clone()).or_insert(key.line);
+                        self.add(value, path);
                     }
-                    self.value_done();
                 }
-            },
-            Event::Alias(_) => self.value_done(),
+            }
             _ => {}
+        }
+        if !path.is_empty() {
+            self.lines.entry(path).or_insert(node.line);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::yaml;
     use super::*;
 
     #[test]
     fn finds_keys_and_items() {
         let text = "listen:\n  http: \"x\"\nroutes:\n  - host: a\n    deployment: d\n  - host: b\n    deployment: e\n";
-        let index = LineIndex::build(text);
+        let index = LineIndex::build(&yaml::build(text, &|_| None).unwrap());
         assert_eq!(index.line_of("listen.http"), Some(2));
         assert_eq!(index.line_of("routes[1].deployment"), Some(7));
         assert_eq!(index.line_of("routes[0]"), Some(4));
         assert_eq!(index.line_of("routes[1].missing"), Some(6));
+        assert_eq!(index.line_of("routes"), Some(3));
     }
 }

@@ -1,5 +1,6 @@
-//! Configuration: read the YAML file, substitute `${VAR}`s, deserialize it
-//! strictly and cross-check it. The result is only an input to
+//! Configuration: read the YAML file (once, into a tree that knows lines),
+//! substitute `${VAR}`s in its values, deserialize it strictly and
+//! cross-check it. The result is only an input to
 //! [`crate::snapshot::Snapshot::compile`]; nothing here runs per request.
 
 pub mod deployment;
@@ -14,8 +15,10 @@ pub mod telemetry;
 pub mod tls;
 pub mod units;
 mod validate;
+mod yaml;
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use file::ConfigFile;
@@ -29,6 +32,10 @@ fn enabled() -> bool {
 /// Where SPEC §2 says the config is unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "config/keygate.yaml";
 
+/// The largest config file keygate reads (real ones are kilobytes): a
+/// bigger one is refused without being read whole into memory.
+const MAX_FILE_BYTES: u64 = 8 << 20;
+
 /// A parsed and cross-checked configuration file.
 #[derive(Debug)]
 pub struct Config {
@@ -40,44 +47,50 @@ pub struct Config {
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        let read_error = |message: String| ConfigError::Read {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let file = std::fs::File::open(path).map_err(|e| read_error(e.to_string()))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_error(e.to_string()))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_large(path));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| read_error(e.to_string()))?;
         Self::parse(&text, path)
     }
 
     /// Parses `text` as if read from `path` (relative paths resolve against its directory).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let text = env::substitute(text, |name| std::env::var(name).ok()).map_err(|unset| {
-            ConfigError::Invalid {
-                file: path.to_path_buf(),
-                line: Some(unset.line),
-                field: None,
-                message: format!("environment variable {} is not set (write $${{ for a literal ${{)", unset.name),
-            }
-        })?;
-        let lines = LineIndex::build(&text);
-        let deserializer = serde_yaml::Deserializer::from_str(&text);
-        let file: ConfigFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        Self::parse_with_env(text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::parse`], with `${VAR}`s looked up by `env`.
+    fn parse_with_env(text: &str, path: &Path, env: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let invalid = |line, field: Option<String>, message| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line,
+            field,
+            message,
+        };
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_large(path));
+        }
+        let root = yaml::build(text, env)
+            .map_err(|e| invalid(Some(e.line), None, e.message))?;
+        let file: ConfigFile = serde_path_to_error::deserialize(&root).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
-            let line = inner
-                .location()
-                .map(|l| l.line())
-                .or_else(|| lines.line_of(&field));
-            let message = strip_location(&inner.to_string(), &field);
-            ConfigError::Invalid {
-                file: path.to_path_buf(),
-                line,
-                field: (field != "." && !field.is_empty()).then_some(field),
-                message,
-            }
+            let field = (field != "." && !field.is_empty()).then_some(field);
+            invalid(Some(inner.line().unwrap_or(root.line)), field, inner.to_string())
         })?;
         let config = Self {
             file,
             path: path.to_path_buf(),
-            lines,
+            lines: LineIndex::build(&root),
         };
         validate::cross_check(&config)?;
         Ok(config)
@@ -99,16 +112,12 @@ impl Config {
     }
 }
 
-/// serde_yaml prefixes part of the field path and appends " at line L column
-/// C"; the error carries both itself.
-fn strip_location(message: &str, field: &str) -> String {
-    let message = match message.rfind(" at line ") {
-        Some(at) => &message[..at],
-        None => message,
-    };
-    match message.split_once(": ") {
-        Some((path, rest)) if !path.is_empty() && field.starts_with(path) => rest.to_string(),
-        _ => message.to_string(),
+fn too_large(path: &Path) -> ConfigError {
+    ConfigError::Invalid {
+        file: path.to_path_buf(),
+        line: None,
+        field: None,
+        message: format!("the file is larger than {} MiB", MAX_FILE_BYTES >> 20),
     }
 }
 
@@ -178,6 +187,56 @@ mod tests {
     fn yaml_syntax_error_has_a_line() {
         let err = parse("listen:\n  http: [\n").unwrap_err();
         assert!(err.starts_with("k.yaml:"), "{err}");
+    }
+
+    fn parse_with(text: &str, value: &str) -> Result<Config, String> {
+        Config::parse_with_env(text, Path::new("k.yaml"), &|name| (name == "V").then(|| value.to_string()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_variable_is_exactly_one_value() {
+        let value = "a\"b 'c' d: e # f\n  g: {h}\n- [i]";
+        for text in ["admin:\n  root_keys: [\"${V}\"]\n", "admin:\n  root_keys: ['${V}']\n", "admin:\n  root_keys:\n    - ${V}\n"] {
+            let config = parse_with(text, value).unwrap();
+            assert_eq!(config.file.admin.root_keys, [value], "{text}");
+        }
+        // An attempt to add a key stays part of the value it is in.
+        let config = parse_with("errors:\n  docs_base: ${V}\n", "x\n  extra: 1").unwrap();
+        assert_eq!(config.file.errors.docs_base, "x\n  extra: 1");
+    }
+
+    #[test]
+    fn a_plain_variable_is_typed_after_substitution() {
+        let config = parse_with("listen:\n  threads: ${V}\n", "4").unwrap();
+        assert_eq!(config.file.listen.threads, 4);
+        let err = parse_with("listen:\n  threads: \"${V}\"\n", "4").unwrap_err();
+        assert!(err.starts_with("k.yaml:2: listen.threads: invalid type: string"), "{err}");
+    }
+
+    #[test]
+    fn keys_comments_and_escapes_are_not_substituted() {
+        let err = parse_with("${V}: 1\n", "listen").unwrap_err();
+        assert!(err.contains("unknown field `${V}`"), "{err}");
+        let config = parse_with("errors:\n  docs_base: $${V} # ${UNSET}\n", "x").unwrap();
+        assert_eq!(config.file.errors.docs_base, "${V}");
+    }
+
+    #[test]
+    fn unset_variable_names_it_and_its_line() {
+        let err = parse_with("admin:\n  root_keys:\n    - \"${UNSET}\"\n", "x").unwrap_err();
+        assert_eq!(err, "k.yaml:3: environment variable UNSET is not set (write $${ for a literal ${)");
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        // Cut at the cap, the file would end inside a character.
+        std::fs::write(&path, format!("# {}\n", "é".repeat(MAX_FILE_BYTES as usize / 2))).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.ends_with("big.yaml: the file is larger than 8 MiB"), "{err}");
+        assert!(parse(&format!("# {}\n", "x".repeat(MAX_FILE_BYTES as usize))).is_err());
     }
 
     #[test]

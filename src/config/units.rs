@@ -88,10 +88,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        let d: HumanDuration = serde_yaml::from_str("1h30m").unwrap();
+        let d: HumanDuration = serde_saphyr::from_str("1h30m").unwrap();
         assert_eq!(d.0, Duration::from_secs(5400));
-        let d: HumanDuration = serde_yaml::from_str("250ms").unwrap();
+        let d: HumanDuration = serde_saphyr::from_str("250ms").unwrap();
         assert_eq!(d.0, Duration::from_millis(250));
-        assert!(serde_yaml::from_str::<HumanDuration>("soon").is_err());
+        assert!(serde_saphyr::from_str::<HumanDuration>("soon").is_err());
     }
 }

@@ -225,7 +225,7 @@ mod tests {
     use super::*;
 
     fn compile(yaml: &str) -> Result<StaticKeys, SpecError> {
-        let specs: Vec<KeyspaceSpec> = serde_yaml::from_str(yaml).unwrap();
+        let specs: Vec<KeyspaceSpec> = serde_saphyr::from_str(yaml).unwrap();
         StaticKeys::compile(&specs, &KeyService::in_memory().unwrap())
     }
 

@@ -15,11 +15,33 @@ pub enum Version {
     V31,
 }
 
+/// How many events anchors may record and aliases replay in all.
+const ALIAS_EVENTS: usize = 100_000;
+
 /// Parses `text` (YAML, which includes JSON), checks the version and the
 /// references, and returns the document in JSON Schema 2020-12 dialect.
 pub fn load(text: &str) -> Result<Value, SpecError> {
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))?;
-    let mut doc = to_json(yaml)?;
+    let options = serde_saphyr::options! {
+        // One line, not a source snippet: the message goes into a config error.
+        with_snippet: false,
+        // Room for the largest public APIs' documents (the defaults stop at
+        // 250,000 nodes); 128 levels as before, and as serde_json allows;
+        // aliases bounded as in the config file, so a "billion laughs"
+        // document fails fast.
+        budget: serde_saphyr::budget! {
+            max_nodes: 2_000_000,
+            max_events: 4_000_000,
+            max_depth: 128,
+            max_recorded_anchor_events: ALIAS_EVENTS,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: ALIAS_EVENTS,
+        },
+        // `.inf`/`.nan` read as JSON null, as they did before (JSON has neither).
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+    };
+    // YAML keys that are not strings (`200:` in `responses`) read as their text.
+    let mut doc: Value = serde_saphyr::from_str_with_options(text, options).map_err(|e| SpecError::Parse(e.to_string()))?;
     let version = version(&doc)?;
     check_refs(&doc, &mut String::new())?;
     if version == Version::V30 {
@@ -41,32 +63,6 @@ fn version(doc: &Value) -> Result<Version, SpecError> {
     } else {
         Err(SpecError::Version(declared.to_string()))
     }
-}
-
-/// YAML allows non-string keys (`200:` in `responses`); JSON keys are strings.
-fn to_json(yaml: serde_yaml::Value) -> Result<Value, SpecError> {
-    use serde_yaml::Value as Y;
-    Ok(match yaml {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => serde_json::to_value(&n).map_err(|e| SpecError::Parse(e.to_string()))?,
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
-        Y::Mapping(map) => {
-            let mut out = Map::with_capacity(map.len());
-            for (key, value) in map {
-                let key = match key {
-                    Y::String(s) => s,
-                    Y::Number(n) => n.to_string(),
-                    Y::Bool(b) => b.to_string(),
-                    other => return Err(SpecError::Parse(format!("unsupported mapping key {other:?}"))),
-                };
-                out.insert(key, to_json(value)?);
-            }
-            Value::Object(out)
-        }
-        Y::Tagged(tagged) => to_json(tagged.value)?,
-    })
 }
 
 /// Keys whose values are example data, never schemas or references.
@@ -224,6 +220,20 @@ mod tests {
         assert!(doc["responses"].get("200").is_some());
         let doc = load("openapi: 3.1.0\nresponses:\n  200: {description: ok}\n").unwrap();
         assert!(doc["responses"].get("200").is_some());
+    }
+
+    #[test]
+    fn hostile_yaml_is_a_parse_error() {
+        for depth in [1_280, 40_000] {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            assert!(matches!(load(&deep), Err(SpecError::Parse(_))), "depth {depth}");
+        }
+        let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
+            bomb.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{previous}"); 10].join(", ")));
+        }
+        let err = load(&bomb).unwrap_err();
+        assert!(matches!(err, SpecError::Parse(_)), "{err}");
     }
 
     #[test]

@@ -215,7 +215,7 @@ mod tests {
     use super::*;
 
     fn capture(yaml: &str) -> LogCapture {
-        let spec: LoggingSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: LoggingSpec = serde_saphyr::from_str(yaml).unwrap();
         LogCapture::new(Arc::new(LogSettings::from_spec(&spec, RequestLog::default())))
     }
 

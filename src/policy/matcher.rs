@@ -156,7 +156,7 @@ mod tests {
     use super::*;
 
     fn condition(yaml: &str) -> Condition {
-        let spec: MatchSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: MatchSpec = serde_saphyr::from_str(yaml).unwrap();
         Condition::compile(&spec).unwrap()
     }
 
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn compile_errors_name_the_field() {
         let bad = |yaml: &str| {
-            let spec: MatchSpec = serde_yaml::from_str(yaml).unwrap();
+            let spec: MatchSpec = serde_saphyr::from_str(yaml).unwrap();
             Condition::compile(&spec).unwrap_err()
         };
         assert_eq!(bad("path: {regex: '('}").0, "path.regex");

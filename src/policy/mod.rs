@@ -308,7 +308,7 @@ mod tests {
     use crate::errors::ErrorCode;
 
     fn chain(yaml: &str) -> Result<PolicyChain, CompileError> {
-        let specs: Vec<PolicySpec> = serde_yaml::from_str(yaml).unwrap();
+        let specs: Vec<PolicySpec> = serde_saphyr::from_str(yaml).unwrap();
         let keys = Keys {
             service: crate::keys::KeyService::in_memory().unwrap(),
             statics: Default::default(),

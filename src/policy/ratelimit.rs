@@ -209,7 +209,7 @@ mod tests {
     use crate::policy::Principal;
 
     fn policy(yaml: &str) -> RateLimit {
-        let spec: RateLimitSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: RateLimitSpec = serde_saphyr::from_str(yaml).unwrap();
         RateLimit::new(&spec, "dep", "rl", &RateLimiter::default()).unwrap()
     }
 
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn compile_errors_name_the_field() {
         let err = |yaml: &str| {
-            let spec: RateLimitSpec = serde_yaml::from_str(yaml).unwrap();
+            let spec: RateLimitSpec = serde_saphyr::from_str(yaml).unwrap();
             RateLimit::new(&spec, "d", "p", &RateLimiter::default()).unwrap_err().0
         };
         assert_eq!(err("{limit: 0, window: 1s}"), ".limit");

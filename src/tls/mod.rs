@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn acme_needs_both_proxy_listeners() {
-        let spec: TlsSpec = serde_yaml::from_str("acme: {email: ops@example.com}").unwrap();
+        let spec: TlsSpec = serde_saphyr::from_str("acme: {email: ops@example.com}").unwrap();
         let addr = |a: &str| Some(ListenAddr(a.parse().unwrap()));
         let mut listen = ListenSpec::default();
         let (field, message) = TlsSettings::compile(&spec, &listen, Path::new(".")).unwrap_err();

@@ -122,7 +122,7 @@ mod tests {
     use super::*;
 
     fn compile(yaml: &str) -> Result<AcmeSettings, (String, String)> {
-        let spec: AcmeSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: AcmeSpec = serde_saphyr::from_str(yaml).unwrap();
         AcmeSettings::compile(&spec, Path::new("."))
     }
 
