@@ -2,13 +2,14 @@
 //! signature with a key from a static PEM, a JWKS URL or an OIDC issuer
 //! ([`keys`]), checks its claims ([`claims`]) and sets the Principal
 //! (`type: JWT`, `source.jwt = {header, payload}`). jsonwebtoken parses the
-//! header, verifies the signature and checks the registered claims. Only
-//! asymmetric algorithms exist here: `alg: none`, HMAC (the
-//! public-key-as-secret confusion) and anything outside `algorithms` are
-//! rejected before a key is even looked up.
+//! header, verifies the signature (RSA and ECDSA on ring: [`ring_verify`])
+//! and checks the registered claims. Only asymmetric algorithms exist here:
+//! `alg: none`, HMAC (the public-key-as-secret confusion) and anything
+//! outside `algorithms` are rejected before a key is even looked up.
 
 mod claims;
 mod keys;
+mod ring_verify;
 
 use std::str::FromStr;
 
@@ -37,6 +38,7 @@ type SpecError = (String, String);
 impl JwtAuth {
     /// Compiles the spec; a `public_key_file` is read now, relative to `base_dir`.
     pub fn compile(spec: &JwtAuthSpec, base_dir: &std::path::Path) -> Result<Self, SpecError> {
+        ring_verify::install();
         let mut algorithms = Vec::with_capacity(spec.algorithms.len());
         for (i, name) in spec.algorithms.iter().enumerate() {
             let field = || format!(".algorithms[{i}]");
