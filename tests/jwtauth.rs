@@ -268,7 +268,7 @@ async fn alg_none_and_algorithm_confusion_are_rejected() {
     let public_pem = rsa.public_pem.clone().unwrap();
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = Some("rsa".into());
-    let confused = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(public_pem.as_bytes())).unwrap();
+    let confused = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(public_pem.as_bytes()).unwrap()).unwrap();
     assert!(invalid(&gw, &confused).await.contains("HS256"));
     // An algorithm outside the list, correctly signed.
     let mut rs512 = Header::new(Algorithm::RS512);

@@ -10,38 +10,23 @@
 //!
 //! Writes go through one connection behind a mutex; verification misses
 //! read through their own connections, so an admin write never blocks them
-//! (WAL readers see the last commit).
+//! (WAL readers see the last commit). The schema is versioned with
+//! rusqlite_migration (`MIGRATIONS`, `migrations/*.sql`); opening a store
+//! brings it to the newest version.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
 
 use super::model::{Balance, KeyHash, KeyRecord, Keyspace, StoredKey};
 use super::store::{BalanceWrite, KeyStore, Removed, StoreError};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS keyspaces (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY,
-    keyspace_id TEXT NOT NULL,
-    hash BLOB NOT NULL UNIQUE,
-    external_id TEXT,
-    record TEXT NOT NULL,
-    deleted_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS keys_by_keyspace ON keys (keyspace_id, id);
-CREATE TABLE IF NOT EXISTS credits (
-    key_id TEXT PRIMARY KEY,
-    remaining INTEGER NOT NULL,
-    period INTEGER NOT NULL,
-    origin TEXT
-);
-";
+/// The schema, one migration per version; the version a database is at is
+/// its SQLite `user_version`. Append, never edit.
+static SCHEMA_VERSIONS: &[M<'static>] = &[M::up(include_str!("migrations/01_keys.sql"))];
+const MIGRATIONS: Migrations<'static> = Migrations::from_slice(SCHEMA_VERSIONS);
 
 const KEY_COLUMNS: &str =
     "k.hash, k.record, c.remaining, c.period FROM keys k LEFT JOIN credits c ON c.key_id = k.id";
@@ -65,13 +50,27 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
+/// Brings the schema to the newest version, atomically. Two processes may
+/// open an old store at once (the gateway and `keygate keys`): with `BEGIN
+/// IMMEDIATE` the second waits for the first's transaction (busy timeout)
+/// instead of failing on a stale snapshot, and as rusqlite_migration reads
+/// the version before its transaction, the second may then re-apply a
+/// migration the first just committed; that attempt rolls back and one
+/// retry finds the store up to date.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    let migrated = MIGRATIONS.to_latest(conn).or_else(|_| MIGRATIONS.to_latest(conn));
+    conn.set_transaction_behavior(TransactionBehavior::Deferred);
+    Ok(migrated?)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `dir/keys.db`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("keys.db");
-        let writer = Connection::open(&path)?;
+        let mut writer = Connection::open(&path)?;
         configure(&writer)?;
-        writer.execute_batch(SCHEMA)?;
+        migrate(&mut writer)?;
         let readers = (0..READERS)
             .map(|_| {
                 let reader = Connection::open(&path)?;
@@ -88,8 +87,8 @@ impl SqliteStore {
     /// A store that lives and dies with the process (tests, `keygate check`
     /// when no store exists yet).
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn)?;
         Ok(Self {
             writer: Mutex::new(conn),
             readers: Vec::new(),
@@ -321,5 +320,115 @@ impl KeyStore for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema exactly as keygate created it before migrations
+    /// (`execute_batch` on every open, `user_version` left at 0).
+    const UNVERSIONED_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keyspaces (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    keyspace_id TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    external_id TEXT,
+    record TEXT NOT NULL,
+    deleted_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS keys_by_keyspace ON keys (keyspace_id, id);
+CREATE TABLE IF NOT EXISTS credits (
+    key_id TEXT PRIMARY KEY,
+    remaining INTEGER NOT NULL,
+    period INTEGER NOT NULL,
+    origin TEXT
+);
+";
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path).unwrap().query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap()
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn a_database_from_before_migrations_keeps_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            configure(&old).unwrap();
+            old.execute_batch(UNVERSIONED_SCHEMA).unwrap();
+            old.execute("INSERT INTO keyspaces (id, name, created_at) VALUES ('ks_1', 'main', 5)", []).unwrap();
+            old.execute(
+                "INSERT INTO keys (id, keyspace_id, hash, external_id, record) VALUES (?1, 'ks_1', ?2, 'user_9', ?3)",
+                params![
+                    "key_1",
+                    &[7u8; 32][..],
+                    r#"{"id":"key_1","keyspaceId":"ks_1","start":"kg_abc","name":"old","enabled":true,"createdAt":1,"updatedAt":2}"#
+                ],
+            )
+            .unwrap();
+            write_balance(&old, "key_1", Balance { remaining: 42, period: 3 }, None).unwrap();
+        }
+        assert_eq!(user_version(&path), 0);
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let key = store.key_by_hash(&[7u8; 32]).unwrap().expect("the old key is still there");
+        assert_eq!(key.record.id, "key_1");
+        assert_eq!(key.record.name.as_deref(), Some("old"));
+        assert_eq!(key.balance, Some(Balance { remaining: 42, period: 3 }));
+        assert_eq!(store.key_by_id("key_1").unwrap().map(|k| k.hash), Some([7u8; 32]));
+        assert_eq!(store.list_keys("ks_1", None, 10, Some("user_9")).unwrap().len(), 1);
+        assert_eq!(store.keyspace("ks_1").unwrap().map(|ks| ks.name), Some("main".to_string()));
+        drop(store);
+        assert_eq!(user_version(&path), 1);
+
+        // Opening again is a no-op.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(store.key_by_id("key_1").unwrap().is_some());
+        assert_eq!(user_version(&path), 1);
+    }
+
+    #[test]
+    fn connections_upgrading_a_store_at_once_all_succeed() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let old = Connection::open(dir.path().join("keys.db")).unwrap();
+            configure(&old).unwrap();
+            old.execute_batch(UNVERSIONED_SCHEMA).unwrap();
+            drop(old);
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let dir = dir.path().to_path_buf();
+                    std::thread::spawn(move || SqliteStore::open(&dir).map(drop))
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
+            assert_eq!(user_version(&dir.path().join("keys.db")), 1);
+        }
+    }
+
+    #[test]
+    fn a_database_from_a_newer_keygate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let path = dir.path().join("keys.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let error = SqliteStore::open(dir.path()).err().expect("refused");
+        assert!(matches!(error, StoreError::Schema(_)), "{error}");
+        assert_eq!(user_version(&path), 99, "left as it was");
     }
 }

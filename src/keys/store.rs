@@ -8,6 +8,9 @@ use super::model::{Balance, KeyHash, Keyspace, StoredKey};
 pub enum StoreError {
     #[error("key store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The schema cannot be brought to this keygate's version.
+    #[error("key store: the database schema cannot be brought to this keygate's version (was it written by a newer keygate?): {0}")]
+    Schema(#[from] rusqlite_migration::Error),
     #[error("key store: cannot create {path}: {source}")]
     Io {
         path: String,

@@ -8,7 +8,6 @@ use std::borrow::Cow;
 
 use http::HeaderMap;
 use jsonschema::Validator;
-use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use super::compile::Schemas;
@@ -87,15 +86,8 @@ pub struct Inputs<'a> {
 
 impl<'a> Inputs<'a> {
     pub fn new(path: &'a [(String, String)], query: Option<&'a str>, headers: &'a HeaderMap) -> Self {
-        let query = query
-            .unwrap_or("")
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (form_decode(name), form_decode(value))
-            })
-            .collect();
+        // `+` is a space, as in `match: query` and `keyauth`'s query location.
+        let query = form_urlencoded::parse(query.unwrap_or("").as_bytes()).collect();
         let cookies = headers
             .get_all(http::header::COOKIE)
             .iter()
@@ -126,14 +118,6 @@ impl<'a> Inputs<'a> {
     }
 }
 
-fn form_decode(text: &str) -> Cow<'_, str> {
-    if text.contains('+') {
-        Cow::Owned(percent_decode_str(&text.replace('+', " ")).decode_utf8_lossy().into_owned())
-    } else {
-        percent_decode_str(text).decode_utf8_lossy()
-    }
-}
-
 /// Headers OpenAPI says parameters must not describe.
 fn ignored_header(name: &str) -> bool {
     name.eq_ignore_ascii_case("accept") || name.eq_ignore_ascii_case("content-type") || name.eq_ignore_ascii_case("authorization")
@@ -156,7 +140,7 @@ impl Param {
         let (shape, schema_pointer) = if let Some(schema) = object.get("schema") {
             let style = object.get("style").and_then(Value::as_str);
             let form = match location {
-                In::Query | In::Cookie => style.map_or(true, |s| s == "form"),
+                In::Query | In::Cookie => style.is_none_or(|s| s == "form"),
                 In::Path | In::Header => false,
             };
             let explode = object.get("explode").and_then(Value::as_bool).unwrap_or(form);
@@ -322,5 +306,32 @@ mod tests {
         assert_eq!(inputs.query[3].1, "/");
         assert_eq!(inputs.query[4], (Cow::from("flag"), Cow::from("")));
         assert_eq!(inputs.cookies, vec![("a", "1"), ("session", "xyz")]);
+    }
+
+    /// `match: query` (and `keyauth`'s query location) and OpenAPI query
+    /// parameters read a query string the same way.
+    #[test]
+    fn query_decoding_agrees_with_match_query() {
+        let cases: &[(&str, &[&str])] = &[
+            ("q=a+b", &["a b"]),
+            ("q=a%20b", &["a b"]),
+            ("q=a%2Bb", &["a+b"]),
+            ("q=%zz", &["%zz"]),
+            ("q=1&x=2&q=3", &["1", "3"]),
+            ("q+r=1&q%20r=2&q=4", &["4"]),
+        ];
+        let headers = HeaderMap::new();
+        for (query, expected) in cases {
+            let inputs = Inputs::new(&[], Some(query), &headers);
+            for name in ["q", "q r"] {
+                let openapi: Vec<_> = inputs.query.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect();
+                let matcher: Vec<_> = crate::policy::matcher::query_values(query, name).collect();
+                assert_eq!(openapi, matcher, "{name:?} in {query:?}");
+            }
+            let values: Vec<_> = crate::policy::matcher::query_values(query, "q").collect();
+            assert_eq!(values, *expected, "{query:?}");
+        }
+        let spaced: Vec<_> = crate::policy::matcher::query_values("q+r=1&q%20r=2", "q r").collect();
+        assert_eq!(spaced, ["1", "2"], "names are decoded too");
     }
 }

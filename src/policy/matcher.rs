@@ -1,11 +1,10 @@
 //! Match expressions (SPEC §3.1, §9.13), compiled once: regexes built,
 //! case folded, methods parsed. Evaluating one never allocates unless a
-//! query value is percent-encoded.
+//! query name or value is encoded (`%xx` or `+`).
 
 use std::borrow::Cow;
 
 use http::header::HeaderName;
-use percent_encoding::percent_decode_str;
 use regex::Regex;
 
 use crate::config::policy::{FieldMatchSpec, MatchSpec, StringMatchSpec};
@@ -136,19 +135,11 @@ impl Condition {
     }
 }
 
-/// The percent-decoded values of parameter `name` in a query string.
-pub(super) fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(move |pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(key) == name).then(|| decode(value))
-        })
-}
-
-fn decode(text: &str) -> Cow<'_, str> {
-    percent_decode_str(text).decode_utf8_lossy()
+/// The values of parameter `name` in a query string, names and values
+/// decoded as `application/x-www-form-urlencoded` (`+` is a space) — the
+/// way the `openapi` policy reads query parameters too.
+pub(crate) fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
+    form_urlencoded::parse(query.as_bytes()).filter(move |(key, _)| key == name).map(|(_, value)| value)
 }
 
 #[cfg(test)]
@@ -212,6 +203,10 @@ mod tests {
             ("query: {name: version, value: {exact: beta}}", "GET", "/?version=alpha&version=beta", &[], true),
             ("query: {name: version, value: {exact: beta}}", "GET", "/?version=alpha", &[], false),
             ("query: {name: q, value: {exact: 'a b'}}", "GET", "/?q=a%20b", &[], true),
+            ("query: {name: q, value: {exact: 'a b'}}", "GET", "/?q=a+b", &[], true),
+            ("query: {name: q, value: {exact: 'a+b'}}", "GET", "/?q=a%2Bb", &[], true),
+            ("query: {name: q, value: {exact: 'a+b'}}", "GET", "/?q=a+b", &[], false),
+            ("query: {name: 'a b', present: true}", "GET", "/?a+b=1", &[], true),
             ("query: {name: 'a b', present: true}", "GET", "/?a%20b=1", &[], true),
             ("query: {name: debug, present: true}", "GET", "/?debug", &[], true),
             ("query: {name: debug, present: true}", "GET", "/?debugx=1", &[], false),

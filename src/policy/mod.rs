@@ -13,7 +13,7 @@ mod ip;
 pub mod jwtauth;
 mod keyauth;
 mod logging;
-mod matcher;
+pub(crate) mod matcher;
 mod openapi;
 mod ratelimit;
 mod state;

@@ -129,10 +129,8 @@ pub fn strip_credential(request: &mut RequestHeader, location: &Credential) -> p
             let Some(query) = request.uri.query() else { return Ok(()) };
             let kept: Vec<&str> = query
                 .split('&')
-                .filter(|pair| {
-                    let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
-                    percent_encoding::percent_decode_str(key).decode_utf8_lossy() != name.as_str()
-                })
+                // Names decoded the way keyauth read them (`+` is a space).
+                .filter(|pair| form_urlencoded::parse(pair.as_bytes()).next().is_none_or(|(key, _)| key != name.as_str()))
                 .collect();
             let path = request.uri.path();
             let target = if kept.is_empty() { path.to_string() } else { format!("{path}?{}", kept.join("&")) };

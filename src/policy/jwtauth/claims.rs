@@ -1,73 +1,115 @@
-//! The registered claims `jwtauth` checks once the signature holds — `exp`
-//! (required unless `require_exp: false`), `nbf`, `iat` (not in the
-//! future), `iss`, `aud` — all with `clock_skew` — and the Principal JSON of
-//! SPEC §4/§9.17 built from the verified token.
+//! The registered claims `jwtauth` checks once the signature holds, and the
+//! Principal built from the verified token. jsonwebtoken's [`Validation`]
+//! checks `exp` (required unless `require_exp: false`), `nbf`, `iss` and
+//! `aud` with `clock_skew` as leeway; it has no `iat` check, so "not issued
+//! in the future" is kept here.
 
+use std::collections::HashSet;
+
+use jsonwebtoken::errors::{Error, ErrorKind};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde_json::Value;
 
 use super::super::Principal;
 
+/// How a verified token's claims are judged.
 #[derive(Debug)]
 pub struct ClaimRules {
-    pub issuer: Option<String>,
-    /// Empty: `aud` is not checked.
-    pub audiences: Vec<String>,
+    /// One per key family among the configured algorithms: jsonwebtoken
+    /// wants every algorithm of a validation in the verifying key's family.
+    validations: Vec<Validation>,
+    issuer: Option<String>,
     /// Seconds of tolerance for `exp`, `nbf`, `iat`.
-    pub skew: u64,
-    pub require_exp: bool,
+    skew: u64,
 }
 
 impl ClaimRules {
-    /// `Err(why)` when a claim fails at unix time `now`.
-    pub fn check(&self, claims: &Value, now: u64) -> Result<(), String> {
-        let time = |name: &str| -> Result<Option<u64>, String> {
-            match claims.get(name) {
-                None => Ok(None),
-                Some(v) => v
-                    .as_f64()
-                    .filter(|t| *t >= 0.0)
-                    .map(|t| Some(t as u64))
-                    .ok_or_else(|| format!("`{name}` is not a numeric date")),
+    /// `algorithms` are the allowed (asymmetric) ones; an empty `audiences`
+    /// leaves `aud` unchecked.
+    pub fn new(algorithms: &[Algorithm], issuer: Option<String>, audiences: &[String], skew: u64, require_exp: bool) -> Self {
+        let mut validations: Vec<Validation> = Vec::new();
+        for &alg in algorithms {
+            if let Some(validation) = validations.iter_mut().find(|v| v.algorithms[0].family() == alg.family()) {
+                validation.algorithms.push(alg);
+                continue;
             }
-        };
-        match time("exp")? {
-            Some(exp) if now > exp.saturating_add(self.skew) => return Err("the token has expired".into()),
-            None if self.require_exp => return Err("the token has no `exp` claim".into()),
-            _ => {}
+            let mut validation = Validation::new(alg);
+            validation.leeway = skew;
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.validate_aud = !audiences.is_empty();
+            validation.required_spec_claims = HashSet::new();
+            if require_exp {
+                validation.required_spec_claims.insert("exp".into());
+            }
+            if !audiences.is_empty() {
+                validation.set_audience(audiences);
+                validation.required_spec_claims.insert("aud".into());
+            }
+            if let Some(issuer) = &issuer {
+                validation.set_issuer(&[issuer]);
+                validation.required_spec_claims.insert("iss".into());
+            }
+            validations.push(validation);
         }
-        if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.skew)) {
-            return Err("the token is not valid yet (`nbf`)".into());
-        }
-        if time("iat")?.is_some_and(|iat| iat > now.saturating_add(self.skew)) {
+        Self { validations, issuer, skew }
+    }
+
+    /// The validation for a token signed with `alg`; `None` when `alg` is not allowed.
+    pub fn validation(&self, alg: Algorithm) -> Option<&Validation> {
+        self.validations.iter().find(|v| v.algorithms.contains(&alg))
+    }
+
+    /// What [`Validation`] leaves out: `iat`, when present, is a numeric
+    /// date not after `now` (plus the skew). `Err(why)` otherwise.
+    pub fn check_issued_at(&self, claims: &Value, now: u64) -> Result<(), String> {
+        let Some(iat) = claims.get("iat") else { return Ok(()) };
+        let iat = iat.as_f64().filter(|t| *t >= 0.0).ok_or("`iat` is not a numeric date")?;
+        if iat as u64 > now.saturating_add(self.skew) {
             return Err("the token was issued in the future (`iat`)".into());
         }
-        if let Some(issuer) = &self.issuer {
-            if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
-                return Err(format!("the issuer is not {issuer:?}"));
-            }
-        }
-        if !self.audiences.is_empty() {
-            let fits = |a: &Value| a.as_str().is_some_and(|a| self.audiences.iter().any(|want| want == a));
-            let ok = match claims.get("aud") {
-                Some(Value::Array(list)) => list.iter().any(fits),
-                Some(one) => fits(one),
-                None => false,
-            };
-            if !ok {
-                return Err("the audience is not accepted".into());
-            }
-        }
         Ok(())
+    }
+
+    /// Why jsonwebtoken refused a token whose header was already accepted,
+    /// worded for the problem's `detail`.
+    pub fn why(&self, error: &Error) -> String {
+        match error.kind() {
+            ErrorKind::InvalidSignature => "the signature does not verify".into(),
+            ErrorKind::InvalidToken => "the header uses an unsupported extension (`crit`, `b64`)".into(),
+            ErrorKind::ExpiredSignature => "the token has expired".into(),
+            ErrorKind::ImmatureSignature => "the token is not valid yet (`nbf`)".into(),
+            ErrorKind::InvalidIssuer => match &self.issuer {
+                Some(issuer) => format!("the issuer is not {issuer:?}"),
+                None => "the issuer is not accepted".into(),
+            },
+            ErrorKind::InvalidAudience => "the audience is not accepted".into(),
+            // Also when the claim is there but unreadable (`"exp": "soon"`).
+            ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+                "aud" => "the token has no `aud` claim (the audience is required)".into(),
+                "iss" => "the token has no `iss` claim (the issuer is required)".into(),
+                "exp" | "nbf" => format!("the token has no `{claim}` claim that is a numeric date"),
+                _ => format!("the token has no `{claim}` claim"),
+            },
+            ErrorKind::InvalidClaimFormat(claim) if matches!(claim.as_str(), "exp" | "nbf") => {
+                format!("`{claim}` is not a numeric date")
+            }
+            ErrorKind::InvalidClaimFormat(claim) => format!("the `{claim}` claim is malformed"),
+            ErrorKind::Base64(_) | ErrorKind::Utf8(_) => "a part is not base64url".into(),
+            ErrorKind::Json(e) => format!("the payload is not a JSON object of claims ({e})"),
+            _ => error.to_string(),
+        }
     }
 }
 
 /// `{"version":"v1","subject":…,"type":"JWT","source":{"jwt":{"header":…,"payload":…}}}`, compact.
-pub fn principal(subject: String, header: &Value, payload: &Value) -> Principal {
+pub fn principal(subject: String, header: &Header, payload: &Value) -> Result<Principal, serde_json::Error> {
+    let header = serde_json::to_string(header)?;
     let json = format!(
         r#"{{"version":"v1","subject":{},"type":"JWT","source":{{"jwt":{{"header":{header},"payload":{payload}}}}}}}"#,
         Value::String(subject.clone())
     );
-    Principal { subject, json }
+    Ok(Principal { subject, json })
 }
 
 #[cfg(test)]
@@ -76,38 +118,46 @@ mod tests {
     use serde_json::json;
 
     fn rules() -> ClaimRules {
-        ClaimRules { issuer: Some("https://idp".into()), audiences: vec!["api".into()], skew: 30, require_exp: true }
+        ClaimRules::new(&[Algorithm::RS256, Algorithm::ES256, Algorithm::PS256], Some("https://idp".into()), &["api".into()], 30, true)
     }
 
     #[test]
-    fn claims_with_skew() {
+    fn one_validation_per_key_family() {
+        let rules = rules();
+        assert_eq!(rules.validation(Algorithm::ES256).unwrap().algorithms, [Algorithm::ES256]);
+        let rsa = rules.validation(Algorithm::PS256).unwrap();
+        assert_eq!(rsa.algorithms, [Algorithm::RS256, Algorithm::PS256]);
+        assert_eq!(rsa.leeway, 30);
+        assert!(rsa.validate_exp && rsa.validate_nbf && rsa.validate_aud);
+        let required: HashSet<String> = ["exp", "aud", "iss"].map(String::from).into();
+        assert_eq!(rsa.required_spec_claims, required);
+        assert!(rules.validation(Algorithm::ES384).is_none(), "not configured");
+        assert!(rules.validation(Algorithm::HS256).is_none());
+
+        let lax = ClaimRules::new(&[Algorithm::EdDSA], None, &[], 0, false);
+        let ed = lax.validation(Algorithm::EdDSA).unwrap();
+        assert!(ed.required_spec_claims.is_empty());
+        assert!(!ed.validate_aud, "no audiences: `aud` is not checked");
+        assert_eq!((ed.iss.as_ref(), ed.aud.as_ref()), (None, None));
+    }
+
+    #[test]
+    fn issued_at_with_skew() {
         let now = 1_000_000;
-        let ok = json!({"iss": "https://idp", "aud": ["x", "api"], "exp": now + 60, "nbf": now - 1, "iat": now});
-        assert_eq!(rules().check(&ok, now), Ok(()));
-        let with = |k: &str, v: Value| {
-            let mut c = ok.clone();
-            c[k] = v;
-            rules().check(&c, now)
-        };
-        assert!(with("exp", json!(now - 31)).unwrap_err().contains("expired"));
-        assert_eq!(with("exp", json!(now - 29)), Ok(()));
-        assert!(with("nbf", json!(now + 31)).unwrap_err().contains("nbf"));
-        assert_eq!(with("nbf", json!(now + 29)), Ok(()));
-        assert!(with("iat", json!(now + 100)).unwrap_err().contains("iat"));
-        assert!(with("iss", json!("https://evil")).unwrap_err().contains("issuer"));
-        assert!(with("aud", json!("other")).unwrap_err().contains("audience"));
-        assert_eq!(with("aud", json!("api")), Ok(()));
-        assert!(with("exp", json!("soon")).unwrap_err().contains("numeric"));
-        let mut no_exp = ok.clone();
-        no_exp.as_object_mut().unwrap().remove("exp");
-        assert!(rules().check(&no_exp, now).unwrap_err().contains("no `exp`"));
-        let lax = ClaimRules { require_exp: false, ..rules() };
-        assert_eq!(lax.check(&no_exp, now), Ok(()));
+        let at = |iat: Value| rules().check_issued_at(&json!({"iat": iat}), now);
+        assert_eq!(at(json!(now)), Ok(()));
+        assert_eq!(at(json!(now + 29)), Ok(()));
+        assert!(at(json!(now + 100)).unwrap_err().contains("iat"));
+        assert!(at(json!("soon")).unwrap_err().contains("numeric"));
+        assert_eq!(rules().check_issued_at(&json!({}), now), Ok(()));
     }
 
     #[test]
     fn principal_shape() {
-        let p = principal("user_1".into(), &json!({"alg": "RS256", "kid": "k1"}), &json!({"sub": "user_1", "org_id": "o"}));
+        let mut header = Header::new(Algorithm::RS256);
+        header.typ = None;
+        header.kid = Some("k1".into());
+        let p = principal("user_1".into(), &header, &json!({"sub": "user_1", "org_id": "o"})).unwrap();
         assert_eq!(p.subject, "user_1");
         assert_eq!(
             p.json,

@@ -5,13 +5,12 @@
 //! the set triggers a refetch at most once per [`UNKNOWN_KID_REFETCH`], so
 //! random kids cannot make the gateway hammer the identity provider.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::Value;
 
 use crate::telemetry::metrics;
@@ -21,37 +20,21 @@ pub const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(10);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
-/// The kind of key an algorithm needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Rsa,
-    Ec,
-    Ed,
-}
-
-/// The family of an asymmetric algorithm; `None` for HMAC.
-pub fn family(alg: Algorithm) -> Option<Family> {
-    use Algorithm::*;
-    match alg {
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Some(Family::Rsa),
-        ES256 | ES384 => Some(Family::Ec),
-        EdDSA => Some(Family::Ed),
-        HS256 | HS384 | HS512 => None,
-    }
-}
-
-/// One verification key.
+/// One verification key (asymmetric: its family is never HMAC).
 pub struct Key {
     kid: Option<String>,
     /// The key's own `alg`, when its JWK names one.
     alg: Option<Algorithm>,
-    family: Family,
     pub decoding: DecodingKey,
 }
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Key").field("kid", &self.kid).field("alg", &self.alg).field("family", &self.family).finish()
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("family", &self.decoding.family())
+            .finish()
     }
 }
 
@@ -61,7 +44,7 @@ impl Key {
             Some(kid) => self.kid.as_deref() == Some(kid),
             None => true,
         };
-        kid_ok && family(alg) == Some(self.family) && self.alg.map_or(true, |a| a == alg)
+        kid_ok && alg.family() == self.decoding.family() && self.alg.is_none_or(|a| a == alg)
     }
 }
 
@@ -118,19 +101,24 @@ struct FetchState {
 }
 
 impl KeySource {
-    /// Keys from PEM text: every family among `algorithms` the PEM parses as.
+    /// Keys from PEM text: every asymmetric family among `algorithms` the PEM parses as.
     pub fn from_pem(pem: &str, algorithms: &[Algorithm]) -> Result<Self, String> {
+        let mut families: Vec<AlgorithmFamily> = Vec::new();
+        for family in algorithms.iter().map(|a| a.family()) {
+            if !families.contains(&family) {
+                families.push(family);
+            }
+        }
         let mut keys = Vec::new();
-        let mut families: Vec<Family> = algorithms.iter().filter_map(|a| family(*a)).collect();
-        families.dedup();
-        for fam in families {
-            let parsed = match fam {
-                Family::Rsa => DecodingKey::from_rsa_pem(pem.as_bytes()),
-                Family::Ec => DecodingKey::from_ec_pem(pem.as_bytes()),
-                Family::Ed => DecodingKey::from_ed_pem(pem.as_bytes()),
+        for family in families {
+            let parsed = match family {
+                AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem.as_bytes()),
+                AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem.as_bytes()),
+                AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem.as_bytes()),
+                AlgorithmFamily::Hmac => continue,
             };
             if let Ok(decoding) = parsed {
-                keys.push(Arc::new(Key { kid: None, alg: None, family: fam, decoding }));
+                keys.push(Arc::new(Key { kid: None, alg: None, decoding }));
             }
         }
         if keys.is_empty() {
@@ -251,18 +239,13 @@ pub fn parse_jwks(body: &[u8]) -> Result<Vec<Arc<Key>>, String> {
         if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
             continue;
         }
-        let fam = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Family::Rsa,
-            AlgorithmParameters::EllipticCurve(_) => Family::Ec,
-            AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
-            AlgorithmParameters::OctetKey(_) => continue,
-        };
-        let alg = jwk
-            .common
-            .key_algorithm
-            .and_then(|a| Algorithm::from_str(&format!("{a:?}")).ok());
+        // Shared secrets (`oct`) never verify here: jwtauth is asymmetric only.
         let Ok(decoding) = DecodingKey::from_jwk(&jwk) else { continue };
-        keys.push(Arc::new(Key { kid: jwk.common.key_id.clone(), alg, family: fam, decoding }));
+        if decoding.family() == AlgorithmFamily::Hmac {
+            continue;
+        }
+        let alg = jwk.common.key_algorithm.and_then(|a| Algorithm::try_from(a).ok());
+        keys.push(Arc::new(Key { kid: jwk.common.key_id.clone(), alg, decoding }));
     }
     Ok(keys)
 }
@@ -288,9 +271,16 @@ mod tests {
     }
 
     #[test]
-    fn families() {
-        assert_eq!(family(Algorithm::PS256), Some(Family::Rsa));
-        assert_eq!(family(Algorithm::ES384), Some(Family::Ec));
-        assert_eq!(family(Algorithm::HS256), None);
+    fn a_jwk_alg_binds_the_key_to_that_algorithm() {
+        let jwks = br#"{"keys":[
+            {"kty":"OKP","crv":"Ed25519","kid":"any","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty":"EC","crv":"P-256","kid":"p256","alg":"ES256",
+             "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+        ]}"#;
+        let keys = parse_jwks(jwks).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(keys[0].fits(None, Algorithm::EdDSA));
+        assert!(keys[1].fits(Some("p256"), Algorithm::ES256));
+        assert!(!keys[1].fits(Some("p256"), Algorithm::ES384), "the JWK says ES256");
     }
 }
