@@ -3,6 +3,8 @@
 //! check, key lookup, signature, claims, Principal — must stay under 50 µs.
 //! The JWKS is served by a local HTTP server and fetched once, as in production.
 
+mod support;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -10,7 +12,7 @@ use base64::Engine as _;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
 use keygate::config::policy::PolicySpec;
-use keygate::policy::{PolicyChain, PolicyState, RequestView, Resources};
+use keygate::policy::{PolicyState, RequestView};
 
 /// A fresh RSA key (PKCS#8 PEM and DER) from the openssl CLI.
 fn rsa_key() -> (Vec<u8>, Vec<u8>) {
@@ -59,11 +61,7 @@ fn jwt(c: &mut Criterion) {
         "- id: jwt\n  jwtauth: {{jwks_uri: 'http://{addr}/jwks.json', issuer: 'https://idp.test', audiences: [api], algorithms: [RS256]}}\n"
     ))
     .expect("valid policy");
-    let keys = keygate::keys::Keys {
-        service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),
-        statics: Default::default(),
-    };
-    let chain = PolicyChain::compile(&specs, &Resources::with_keys(&keys)).expect("compiles");
+    let chain = support::chain(&specs);
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
     let claims = serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "user_42", "org_id": "org_7", "iat": now, "exp": now + 3600});

@@ -2,13 +2,15 @@
 //! match-only policies must cost well under a microsecond, and a request that
 //! matches none of them must not allocate. A counting allocator checks that.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
 use keygate::config::policy::PolicySpec;
-use keygate::policy::{PolicyChain, PolicyState, RequestView, Resources};
+use keygate::policy::{PolicyChain, PolicyState, RequestView};
 
 struct CountingAllocator;
 
@@ -44,11 +46,7 @@ const CHAIN: &str = r#"
 
 fn chain() -> PolicyChain {
     let specs: Vec<PolicySpec> = serde_saphyr::from_str(CHAIN).expect("valid chain");
-    let keys = keygate::keys::Keys {
-        service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),
-        statics: Default::default(),
-    };
-    PolicyChain::compile(&specs, &Resources::with_keys(&keys)).expect("compiles")
+    support::chain(&specs)
 }
 
 fn request() -> http::request::Parts {

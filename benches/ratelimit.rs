@@ -7,10 +7,12 @@
 //! design keygate did not take: one atomic Lua sliding-window script per
 //! decision, to compare a round trip with the local-first decision.
 
+mod support;
+
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use futures_util::FutureExt;
 use keygate::config::policy::PolicySpec;
-use keygate::policy::{PolicyChain, PolicyState, RequestView, Resources};
+use keygate::policy::{PolicyState, RequestView};
 use keygate::ratelimit::{LimitRequest, RateLimiter};
 
 const MILLION: usize = 1_000_000;
@@ -53,11 +55,7 @@ fn policy(c: &mut Criterion) {
     let specs: Vec<PolicySpec> =
         serde_saphyr::from_str("- {id: rl, ratelimit: {limit: 1000000000, window: 60s, identifiers: [remote_ip: {}, header: {name: X-Tenant}]}}")
             .expect("valid policy");
-    let keys = keygate::keys::Keys {
-        service: keygate::keys::KeyService::in_memory().expect("in-memory key store"),
-        statics: Default::default(),
-    };
-    let chain = PolicyChain::compile(&specs, &Resources::with_keys(&keys)).expect("compiles");
+    let chain = support::chain(&specs);
     let head = http::Request::get("/v1/users/42")
         .header("x-tenant", "acme")
         .body(())

@@ -39,7 +39,7 @@ pub enum StartupError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error(transparent)]
-    Keys(#[from] crate::keys::store::StoreError),
+    Services(#[from] crate::runtime::ServicesError),
     #[error(transparent)]
     RootKey(#[from] crate::state::RootKeyError),
 }
@@ -165,6 +165,7 @@ impl BackgroundService for ControlPlane {
         let supervisor = tokio::spawn(crate::upstream::supervisor::run(self.hub.subscribe(), shutdown.clone()));
         let openapi_fetcher = tokio::spawn(crate::openapi::fetch::run(
             self.services.fetched_specs.clone(),
+            self.services.http.clone(),
             self.hub.subscribe(),
             shutdown.clone(),
         ));

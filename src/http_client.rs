@@ -6,7 +6,7 @@
 //! bounded total time per request and a bounded body — and one error type.
 //! Never used for proxied traffic.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -138,17 +138,6 @@ fn trust_roots(extra: &[CertificateDer<'static>]) -> Result<rustls::RootCertStor
             .map_err(|e| HttpError::Setup(format!("unusable root certificate: {e}")))?;
     }
     Ok(store)
-}
-
-/// Fetches `url` with the process's default client (system roots only),
-/// built on first use: for callers compiled without a client handed to them.
-pub async fn get(url: &str, timeout: Duration, limit: usize) -> Result<Bytes, HttpError> {
-    static DEFAULT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
-    let client = DEFAULT.get_or_init(|| HttpClient::new(&[]).map_err(|e| e.to_string()));
-    match client {
-        Ok(client) => client.get(url, timeout, limit).await,
-        Err(message) => Err(HttpError::Setup(message.clone())),
-    }
 }
 
 /// The error with its chain of causes ("error sending request: client error

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{CompiledSpec, SpecSlot};
+use crate::http_client::HttpClient;
 use crate::telemetry::metrics;
 use crate::upstream::{InstanceSet, Target};
 
@@ -57,7 +58,12 @@ pub trait FetchSources: Send + Sync + 'static {
 
 /// Follows `config` until `shutdown` flips: fetches each new slot at once,
 /// refreshes every [`REFRESH`] (retries every second while a slot is empty).
-pub async fn run<C: FetchSources>(fetched: FetchedSpecs, mut config: watch::Receiver<Arc<C>>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run<C: FetchSources>(
+    fetched: FetchedSpecs,
+    http: HttpClient,
+    mut config: watch::Receiver<Arc<C>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut attempted: HashMap<Key, Instant> = HashMap::new();
     loop {
         let current = config.borrow_and_update().clone();
@@ -71,7 +77,7 @@ pub async fn run<C: FetchSources>(fetched: FetchedSpecs, mut config: watch::Rece
                 continue;
             }
             attempted.insert(key.clone(), Instant::now());
-            refresh(&fetched, &source, path, key).await;
+            refresh(&fetched, &http, &source, path, key).await;
             next = next.min(if source.slot.current().is_some() { REFRESH } else { RETRY });
         }
         tokio::select! {
@@ -82,9 +88,9 @@ pub async fn run<C: FetchSources>(fetched: FetchedSpecs, mut config: watch::Rece
     }
 }
 
-async fn refresh(fetched: &FetchedSpecs, source: &Fetched<'_>, path: &str, key: Key) {
+async fn refresh(fetched: &FetchedSpecs, http: &HttpClient, source: &Fetched<'_>, path: &str, key: Key) {
     let (deployment, slot) = (source.deployment, source.slot);
-    match fetch(source.instances, path).await {
+    match fetch(http, source.instances, path).await {
         Ok(spec) => {
             let spec = Arc::new(spec);
             fetched.remember(key, spec.clone());
@@ -100,12 +106,12 @@ async fn refresh(fetched: &FetchedSpecs, source: &Fetched<'_>, path: &str, key: 
 }
 
 /// The spec from the first available instance that serves one that compiles.
-async fn fetch(instances: &InstanceSet, path: &str) -> Result<CompiledSpec, String> {
+async fn fetch(http: &HttpClient, instances: &InstanceSet, path: &str) -> Result<CompiledSpec, String> {
     let mut problems = Vec::new();
     for endpoint in instances.current().iter().filter(|e| e.is_available()) {
         let Target::Network(addr) = endpoint.target else { continue };
         let url = format!("http://{addr}{path}");
-        let text = match crate::http_client::get(&url, FETCH_TIMEOUT, MAX_SPEC_BYTES).await {
+        let text = match http.get(&url, FETCH_TIMEOUT, MAX_SPEC_BYTES).await {
             Ok(body) => body,
             Err(e) => {
                 problems.push(e.to_string());

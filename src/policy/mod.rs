@@ -34,6 +34,7 @@ use crate::errors::GatewayError;
 use crate::keys::Keys;
 use crate::openapi::SpecSlot;
 use crate::ratelimit::RateLimiter;
+use crate::http_client::HttpClient;
 use crate::telemetry::request_log::RequestLog;
 use matcher::Condition;
 
@@ -73,6 +74,8 @@ pub struct Resources<'a> {
     pub limiter: RateLimiter,
     /// Where `logging` policies write.
     pub request_log: RequestLog,
+    /// How `jwtauth` fetches key sets.
+    pub http: HttpClient,
     /// The deployment's `openapi:` spec, for `openapi` policies.
     pub openapi: Option<&'a Arc<SpecSlot>>,
     /// Where relative paths in policies resolve (the config file's directory).
@@ -83,22 +86,6 @@ pub struct Resources<'a> {
     pub policy_id: &'a str,
 }
 
-impl<'a> Resources<'a> {
-    /// Resources outside any deployment: no OpenAPI spec, relative paths
-    /// from the working directory, a request log that writes nowhere (tests,
-    /// benchmarks).
-    pub fn with_keys(keys: &Keys) -> Self {
-        Self {
-            keys: keys.clone(),
-            limiter: keys.service.limiter().clone(),
-            request_log: RequestLog::default(),
-            openapi: None,
-            base_dir: Path::new("."),
-            deployment: "",
-            policy_id: "",
-        }
-    }
-}
 
 /// One kind of policy action. Its contract with the chain:
 /// - it is built once from its spec at load ([`Policy::from_spec`]; an
@@ -313,7 +300,17 @@ mod tests {
             service: crate::keys::KeyService::in_memory().unwrap(),
             statics: Default::default(),
         };
-        PolicyChain::compile(&specs, &Resources::with_keys(&keys))
+        let resources = Resources {
+            limiter: keys.service.limiter().clone(),
+            request_log: RequestLog::default(),
+            http: HttpClient::new(&[]).unwrap(),
+            openapi: None,
+            base_dir: Path::new("."),
+            deployment: "",
+            policy_id: "",
+            keys,
+        };
+        PolicyChain::compile(&specs, &resources)
     }
 
     async fn run(chain: &PolicyChain, target: &str, ip: &str) -> Result<(), ErrorCode> {

@@ -94,7 +94,7 @@ impl Snapshot {
                 .map_err(|(field, message)| config.error_at(&format!("tls.{field}"), message))?,
             state: StateSettings::of(config),
             keys,
-            endpoints: services.endpoints.clone(),
+            services: services.clone(),
         })
     }
 }
@@ -131,13 +131,10 @@ fn compile_deployment(
         None => None,
     };
     let resources = Resources {
-        keys: keys.clone(),
-        limiter: services.limiter.clone(),
-        request_log: services.request_log.clone(),
         openapi: openapi.as_ref(),
         base_dir: config.base_dir(),
         deployment: &id,
-        policy_id: "",
+        ..services.policy_resources(keys)
     };
     let policies = PolicyChain::compile(&spec.policies, &resources)
         .map_err(|(field, message)| config.error_at(&at(&format!(".policies{field}")), message))?;

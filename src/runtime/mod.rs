@@ -18,5 +18,5 @@ mod snapshot;
 pub use in_flight::{InFlight, InFlightCounter};
 pub use providers::{KubernetesSettings, ProvidersSettings};
 pub use publish::{merge, Hub, Merged, ProviderId, Route, Routing, SharedSnapshot};
-pub use services::Services;
+pub use services::{Services, ServicesError};
 pub use snapshot::{Deployment, Limits, Listeners, RouteTarget, Snapshot};

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
+use crate::http_client::{HttpClient, HttpError};
 use crate::keys::store::StoreError;
+use crate::policy::Resources;
 use crate::keys::KeyService;
 use crate::openapi::FetchedSpecs;
 use crate::ratelimit::{RateLimiter, SharedSettings};
@@ -26,9 +28,20 @@ pub struct Services {
     pub request_log: RequestLog,
     /// Instances' live state (health, ejection, load), kept across reloads.
     pub endpoints: Endpoints,
+    /// The control plane's HTTP client (JWKS, OIDC discovery, OpenAPI fetches).
+    pub http: HttpClient,
     /// The root key the admin API accepts while `admin.root_keys` is empty
     /// (see [`Services::with_local_root_key`]).
     pub local_root_key: Option<Arc<str>>,
+}
+
+/// Why the services could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the control-plane HTTP client: {0}")]
+    Http(#[from] HttpError),
 }
 
 impl std::fmt::Debug for Services {
@@ -39,7 +52,7 @@ impl std::fmt::Debug for Services {
 
 impl Services {
     /// The serving process's services, on `state.dir` (and `state.redis`).
-    pub fn open(state: &StateSettings) -> Result<Self, StoreError> {
+    pub fn open(state: &StateSettings) -> Result<Self, ServicesError> {
         let limiter = match &state.redis {
             Some(url) => RateLimiter::shared(SharedSettings {
                 url: url.clone(),
@@ -58,6 +71,7 @@ impl Services {
             fetched_specs: FetchedSpecs::default(),
             request_log: RequestLog::default(),
             endpoints: Endpoints::default(),
+            http: HttpClient::new(&[])?,
             local_root_key: None,
         })
     }
@@ -75,23 +89,39 @@ impl Services {
 
     /// For `keygate check` and other offline uses: the store in `state.dir`
     /// if one exists (read, never created), else an empty in-memory one.
-    pub fn offline(state: &StateSettings) -> Result<Self, StoreError> {
-        Ok(Self::with_keys(KeyService::open_existing(state)?))
+    pub fn offline(state: &StateSettings) -> Result<Self, ServicesError> {
+        Self::with_keys(KeyService::open_existing(state)?)
     }
 
     /// Fresh in-memory services (tests and benchmarks).
-    pub fn in_memory() -> Result<Self, StoreError> {
-        Ok(Self::with_keys(KeyService::in_memory()?))
+    pub fn in_memory() -> Result<Self, ServicesError> {
+        Self::with_keys(KeyService::in_memory()?)
     }
 
-    fn with_keys(keys: Arc<KeyService>) -> Self {
-        Self {
+    fn with_keys(keys: Arc<KeyService>) -> Result<Self, ServicesError> {
+        Ok(Self {
             limiter: keys.limiter().clone(),
             keys,
             fetched_specs: FetchedSpecs::default(),
             request_log: RequestLog::default(),
             endpoints: Endpoints::default(),
+            http: HttpClient::new(&[])?,
             local_root_key: None,
+        })
+    }
+
+    /// What policies compiled against these services get, outside any
+    /// deployment (set `openapi`, `base_dir`, `deployment` to place them).
+    pub fn policy_resources<'a>(&self, keys: &crate::keys::Keys) -> Resources<'a> {
+        Resources {
+            keys: keys.clone(),
+            limiter: self.limiter.clone(),
+            request_log: self.request_log.clone(),
+            http: self.http.clone(),
+            openapi: None,
+            base_dir: std::path::Path::new("."),
+            deployment: "",
+            policy_id: "",
         }
     }
 }

@@ -18,6 +18,8 @@ use crate::tls::TlsSettings;
 use crate::upstream::health::HealthCheck;
 use crate::upstream::{Endpoints, Entry, InstanceSet, PassivePolicy, Protocol, Strategy, Target};
 
+use super::Services;
+
 use super::publish::Routing;
 use super::ProvidersSettings;
 
@@ -120,8 +122,8 @@ pub struct Snapshot {
     pub state: StateSettings,
     /// The key service and this config's static keys (`keyspaces`).
     pub keys: Keys,
-    /// The process's endpoints, for providers building deployments.
-    pub endpoints: Endpoints,
+    /// The process's services, for providers compiling deployments.
+    pub services: Services,
 }
 
 impl Snapshot {
@@ -142,7 +144,7 @@ impl Snapshot {
             tls: self.tls.clone(),
             state: self.state.clone(),
             keys: self.keys.clone(),
-            endpoints: self.endpoints.clone(),
+            services: self.services.clone(),
         }
     }
 }

@@ -14,6 +14,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::Value;
 
 use crate::telemetry::metrics;
+use crate::http_client::HttpClient;
 
 /// The shortest time between two refetches caused by unknown `kid`s.
 pub const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(10);
@@ -82,6 +83,7 @@ pub enum KeySource {
 #[derive(Debug)]
 pub struct RemoteKeys {
     location: Location,
+    http: HttpClient,
     ttl: Duration,
     current: ArcSwapOption<KeySet>,
     /// Serialises fetches; remembers the discovered JWKS URL and the last unknown-kid refetch.
@@ -127,17 +129,18 @@ impl KeySource {
         Ok(Self::Static(keys))
     }
 
-    pub fn jwks(url: String, ttl: Duration) -> Self {
-        Self::remote(Location::Jwks(url), ttl)
+    pub fn jwks(url: String, ttl: Duration, http: HttpClient) -> Self {
+        Self::remote(Location::Jwks(url), ttl, http)
     }
 
-    pub fn oidc(issuer: String, ttl: Duration) -> Self {
-        Self::remote(Location::Issuer(issuer), ttl)
+    pub fn oidc(issuer: String, ttl: Duration, http: HttpClient) -> Self {
+        Self::remote(Location::Issuer(issuer), ttl, http)
     }
 
-    fn remote(location: Location, ttl: Duration) -> Self {
+    fn remote(location: Location, ttl: Duration, http: HttpClient) -> Self {
         Self::Remote(Box::new(RemoteKeys {
             location,
+            http,
             ttl,
             current: ArcSwapOption::empty(),
             fetching: tokio::sync::Mutex::new(FetchState::default()),
@@ -203,21 +206,21 @@ impl RemoteKeys {
             (Location::Jwks(url), _) => url.clone(),
             (Location::Issuer(_), Some(url)) => url.clone(),
             (Location::Issuer(issuer), None) => {
-                let url = discover(issuer).await?;
+                let url = discover(&self.http, issuer).await?;
                 state.discovered = Some(url.clone());
                 url
             }
         };
-        let body = crate::http_client::get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
+        let body = self.http.get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
         let keys = parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
         Ok(KeySet { keys, fetched: Instant::now() })
     }
 }
 
 /// `jwks_uri` from `<issuer>/.well-known/openid-configuration`.
-async fn discover(issuer: &str) -> Result<String, String> {
+async fn discover(http: &HttpClient, issuer: &str) -> Result<String, String> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-    let body = crate::http_client::get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
+    let body = http.get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
     let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
     doc.get("jwks_uri")
         .and_then(Value::as_str)

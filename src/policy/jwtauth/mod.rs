@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::{CompileError, Outcome, Policy, PolicyState, Principal, RequestView, Resources};
 use crate::config::policy::JwtAuthSpec;
 use crate::errors::{ErrorCode, GatewayError};
+use crate::http_client::HttpClient;
 use claims::ClaimRules;
 use keys::{KeyError, KeySource};
 
@@ -36,8 +37,9 @@ pub struct JwtAuth {
 type SpecError = (String, String);
 
 impl JwtAuth {
-    /// Compiles the spec; a `public_key_file` is read now, relative to `base_dir`.
-    pub fn compile(spec: &JwtAuthSpec, base_dir: &std::path::Path) -> Result<Self, SpecError> {
+    /// Compiles the spec; a `public_key_file` is read now, relative to
+    /// `base_dir`; key sets are fetched with `http`.
+    fn compile(spec: &JwtAuthSpec, base_dir: &std::path::Path, http: &HttpClient) -> Result<Self, SpecError> {
         ring_verify::install();
         let mut algorithms = Vec::with_capacity(spec.algorithms.len());
         for (i, name) in spec.algorithms.iter().enumerate() {
@@ -63,10 +65,10 @@ impl JwtAuth {
         let ttl = spec.jwks_cache.0;
         let keys = if let Some(url) = &spec.jwks_uri {
             check_url(url).map_err(|m| (".jwks_uri".to_string(), m))?;
-            KeySource::jwks(url.clone(), ttl)
+            KeySource::jwks(url.clone(), ttl, http.clone())
         } else if let Some(issuer) = &spec.oidc_issuer {
             check_url(issuer).map_err(|m| (".oidc_issuer".to_string(), m))?;
-            KeySource::oidc(issuer.clone(), ttl)
+            KeySource::oidc(issuer.clone(), ttl, http.clone())
         } else if let Some(pem) = &spec.public_key_pem {
             KeySource::from_pem(pem, &algorithms).map_err(|m| (".public_key_pem".to_string(), m))?
         } else if let Some(file) = &spec.public_key_file {
@@ -147,7 +149,7 @@ impl Policy for JwtAuth {
     const AUTHENTICATES: bool = true;
 
     fn from_spec(spec: &JwtAuthSpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
-        Self::compile(spec, resources.base_dir)
+        Self::compile(spec, resources.base_dir, &resources.http)
     }
 
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
@@ -205,7 +207,7 @@ mod tests {
             signer.pem
         );
         let spec: JwtAuthSpec = serde_saphyr::from_str(&yaml).unwrap();
-        JwtAuth::compile(&spec, std::path::Path::new(".")).unwrap()
+        JwtAuth::compile(&spec, std::path::Path::new("."), &HttpClient::new(&[]).unwrap()).unwrap()
     }
 
     fn now() -> i64 {
@@ -307,7 +309,7 @@ mod tests {
     #[test]
     fn hmac_is_refused_at_load() {
         let spec: JwtAuthSpec = serde_saphyr::from_str("jwks_uri: https://idp.test/jwks\nalgorithms: [RS256, HS256]\n").unwrap();
-        let (field, message) = JwtAuth::compile(&spec, std::path::Path::new(".")).unwrap_err();
+        let (field, message) = JwtAuth::compile(&spec, std::path::Path::new("."), &HttpClient::new(&[]).unwrap()).unwrap_err();
         assert_eq!(field, ".algorithms[1]");
         assert!(message.contains("shared secret"), "{message}");
     }

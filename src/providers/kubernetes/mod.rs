@@ -132,7 +132,7 @@ pub async fn run(
             ingress_class: &settings.ingress_class,
             keys: &snapshot.keys,
             base_dir: &settings.base_dir,
-            endpoints: &snapshot.endpoints,
+            services: &snapshot.services,
         };
         let translation = translate::translate(&view, &context, &mut cert_cache);
         let served: Vec<(String, i64)> = translation.certificates.iter().map(|(name, c)| (name.clone(), c.not_after)).collect();

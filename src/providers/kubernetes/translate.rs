@@ -28,9 +28,8 @@ use crate::keys::Keys;
 use crate::config::policy::PolicySpec;
 use crate::policy::{PolicyChain, Resources};
 use crate::routing::{HostPattern, PathMatch, PathPrefix};
-use crate::runtime::{Deployment, Route, RouteTarget, Routing};
+use crate::runtime::{Deployment, Route, RouteTarget, Routing, Services};
 use crate::tls::pem::Certificate;
-use crate::upstream::Endpoints;
 
 /// The annotation that attaches a `KeygatePolicy` (same namespace) to an Ingress.
 pub const POLICY_ANNOTATION: &str = "keygate.dev/policies";
@@ -59,8 +58,9 @@ pub struct Context<'a> {
     pub keys: &'a Keys,
     /// Where relative paths in policies resolve (the config file's directory).
     pub base_dir: &'a Path,
-    /// The process's endpoints: an instance that stays keeps its state.
-    pub endpoints: &'a Endpoints,
+    /// The process's services: policies compile against them, an instance
+    /// that stays keeps its state.
+    pub services: &'a Services,
 }
 
 /// Which object a problem is about.
@@ -359,7 +359,7 @@ impl Builder<'_, '_> {
         let id = format!("{namespace}/{}:{port_label}", service.name);
         let placeholder = |id: &str, refusal| {
             Some(Backend {
-                target: Arc::new(Deployment::plain(id.into(), Vec::new(), PolicyChain::default(), self.context.endpoints)),
+                target: Arc::new(Deployment::plain(id.into(), Vec::new(), PolicyChain::default(), &self.context.services.endpoints)),
                 refusal: Some(refusal),
             })
         };
@@ -391,7 +391,7 @@ impl Builder<'_, '_> {
             },
             None => PolicyChain::default(),
         };
-        let deployment = Arc::new(Deployment::plain(id.into(), instances, chain, self.context.endpoints));
+        let deployment = Arc::new(Deployment::plain(id.into(), instances, chain, &self.context.services.endpoints));
         self.deployments.insert(key, deployment.clone());
         self.out.routing.deployments.push(deployment.clone());
         Some(Backend { target: deployment, refusal: None })
@@ -472,7 +472,7 @@ impl Builder<'_, '_> {
         let resources = Resources {
             base_dir: self.context.base_dir,
             deployment: &owner,
-            ..Resources::with_keys(self.context.keys)
+            ..self.context.services.policy_resources(self.context.keys)
         };
         PolicyChain::compile(&spec.policies, &resources)
             .map_err(|(field, message)| format!("spec.policies{field}: {message}"))

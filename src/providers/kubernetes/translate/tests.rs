@@ -96,12 +96,12 @@ fn policy(name: &str, spec: serde_json::Value) -> Arc<KeygatePolicy> {
 }
 
 fn run(view: &View) -> Translation {
+    let services = crate::runtime::Services::in_memory().unwrap();
     let keys = Keys {
-        service: crate::keys::KeyService::in_memory().unwrap(),
+        service: services.keys.clone(),
         statics: Default::default(),
     };
-    let endpoints = crate::upstream::Endpoints::default();
-    let context = Context { ingress_class: "keygate", keys: &keys, base_dir: Path::new("."), endpoints: &endpoints };
+    let context = Context { ingress_class: "keygate", keys: &keys, base_dir: Path::new("."), services: &services };
     translate(view, &context, &mut CertCache::new())
 }
 
