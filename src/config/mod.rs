@@ -29,7 +29,7 @@ fn enabled() -> bool {
     true
 }
 
-/// Where SPEC §2 says the config is unless `--config` says otherwise.
+/// Where the config file is unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "config/keygate.yaml";
 
 /// The largest config file keygate reads (real ones are kilobytes): a
@@ -96,7 +96,7 @@ impl Config {
         Ok(config)
     }
 
-    /// The directory relative paths in the file are resolved against (SPEC §9.1).
+    /// The directory relative paths in the file are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or_else(|| Path::new("."))
     }

@@ -1,5 +1,5 @@
 //! Human-friendly durations (`250ms`, `1h30m`, `30d`) and sizes (`64KiB`,
-//! `10MB`, bare bytes), SPEC §9.3. Parsed during deserialization so a bad
+//! `10MB`, bare bytes). Parsed during deserialization so a bad
 //! value is reported at its line.
 
 use std::fmt;

@@ -1,5 +1,5 @@
-//! Credits of config keys shared by replicas through `state.redis` (SPEC
-//! §9.28). Redis holds the ledger: one hash per key with its balance, its
+//! Credits of config keys shared by replicas through `state.redis`. Redis
+//! holds the ledger: one hash per key with its balance, its
 //! refill period and the credits config it was seeded from. A replica
 //! *leases* credits from it with one atomic script (refill, take up to the
 //! lease, give back, settle), spends them locally, and hands back what it

@@ -1,4 +1,4 @@
-//! Automatic certificates (SPEC §2 `tls.acme`, §9.23): a background task
+//! Automatic certificates (`tls.acme`): a background task
 //! that keeps an ACME certificate in the live store for every host that
 //! needs one — at start-up, when a reload adds hosts, when static
 //! certificates come or go, and before expiry.

@@ -1,4 +1,4 @@
-//! `jwtauth` (SPEC §3.5, §4, §9.17, §9.19): verifies the bearer JWT's
+//! `jwtauth`: verifies the bearer JWT's
 //! signature with a key from a static PEM, a JWKS URL or an OIDC issuer
 //! ([`keys`]), checks its claims ([`claims`]) and sets the Principal
 //! (`type: JWT`, `source.jwt = {header, payload}`). jsonwebtoken parses the

@@ -1,4 +1,4 @@
-//! The `tls.acme` section (SPEC §2): which CA, which hosts, when to renew.
+//! The `tls.acme` section: which CA, which hosts, when to renew.
 //! Checked completely at load — an unreadable `ca_roots` file or a wildcard
 //! in `hosts` fails `keygate check` — so the ACME task only ever runs with a
 //! usable configuration.
@@ -14,7 +14,7 @@ use crate::routing::HostPattern;
 
 /// Let's Encrypt's production directory, what an operator gets by default.
 const DEFAULT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
-/// SPEC §2: `renew_before: 30d`.
+/// `renew_before` unless the file says otherwise: 30 days.
 const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Which hosts get ACME certificates.
