@@ -1,12 +1,13 @@
 //! The Docker Engine API as the provider uses it, through `bollard`: the
 //! running containers (one list, then an inspect of each), one container,
 //! and the stream of container events. The API version is negotiated with
-//! the engine (`/version`), so older engines are spoken to in their version.
+//! the engine (`/version`) and every later path names it (`/v1.47/…`), so
+//! an older engine is spoken to in its version and a newer one in ours.
 
 use std::collections::HashMap;
 
 use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::{BollardRequest, Docker, API_DEFAULT_VERSION};
 use futures::{Stream, StreamExt};
 
 use super::container::{Container, RunState};
@@ -64,6 +65,9 @@ impl Engine {
             DockerEndpoint::Tcp(address) => Docker::connect_with_http(address, CALL_TIMEOUT_SECS, API_DEFAULT_VERSION)?,
         };
         let docker = docker.negotiate_version().await?;
+        let version = docker.client_version();
+        let prefix = format!("/v{}.{}", version.major_version, version.minor_version);
+        let docker = docker.with_request_modifier(move |request| versioned(request, &prefix));
         let labels = if only_enabled { vec![format!("{}=true", super::labels::ENABLE)] } else { Vec::new() };
         Ok(Self { docker, labels })
     }
@@ -127,9 +131,35 @@ impl Engine {
     }
 }
 
+/// `request` with its path under `prefix` (`/v1.47`): bollard sends
+/// unversioned paths, which the engine answers in its newest version (and
+/// which Docker deprecates).
+fn versioned(request: BollardRequest, prefix: &str) -> BollardRequest {
+    let (mut head, body) = request.into_parts();
+    let mut uri = head.uri.clone().into_parts();
+    let path = uri.path_and_query.as_ref().map_or("/", |p| p.as_str());
+    if !path.starts_with("/v1.") {
+        if let Ok(prefixed) = format!("{prefix}{path}").parse() {
+            uri.path_and_query = Some(prefixed);
+            if let Ok(rewritten) = http::Uri::from_parts(uri) {
+                head.uri = rewritten;
+            }
+        }
+    }
+    BollardRequest::from_parts(head, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_name_the_agreed_version() {
+        let request = |uri: &str| http::Request::get(uri).body(bollard::body_full(bytes::Bytes::new())).unwrap();
+        let path = |uri: &str| versioned(request(uri), "/v1.44").uri().to_string();
+        assert_eq!(path("http://127.0.0.1:2375/containers/json?all=false"), "http://127.0.0.1:2375/v1.44/containers/json?all=false");
+        assert_eq!(path("http://127.0.0.1:2375/v1.41/version"), "http://127.0.0.1:2375/v1.41/version");
+    }
 
     #[test]
     fn events_that_take_a_container_out() {
