@@ -63,13 +63,13 @@ impl Snapshot {
         let file_routing = Arc::new(Routing { deployments, routes });
         let merged = merge(&[(ProviderId::File, &file_routing)]);
         let set_resources = Resources {
+            keys: keys.clone(),
+            limiter: services.limiter.clone(),
+            request_log: services.request_log.clone(),
             openapi: None,
             base_dir: config.base_dir(),
             deployment: "",
             policy_id: "",
-            keys: keys.clone(),
-            limiter: services.limiter.clone(),
-            request_log: services.request_log.clone(),
         };
         let policy_sets = PolicySets::compile(&file.policy_sets, &set_resources)
             .map_err(|(field, message)| config.error_at(&format!("policy_sets.{field}"), message))?;
