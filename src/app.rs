@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::keys::KeyService;
 use crate::providers::file::Reloader;
 use crate::proxy::Gateway;
-use crate::runtime::{Hub, InFlightCounter, KubernetesSettings, ProviderId, Services, Snapshot};
+use crate::runtime::{DockerSettings, Hub, InFlightCounter, KubernetesSettings, ProviderId, Services, Snapshot};
 use crate::state::StateSettings;
 use crate::tls::{AcmeTask, ChallengeTokens, Tls};
 
@@ -77,6 +77,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
         None => None,
     };
     let kubernetes = snapshot.providers.kubernetes.clone();
+    let docker = snapshot.providers.docker.clone();
     let hub = Hub::new(snapshot);
     let reloader = Reloader::new(path.to_path_buf(), hub.clone(), services.clone(), tls.clone());
     let in_flight = InFlightCounter::default();
@@ -120,6 +121,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
         services: services.clone(),
         tls,
         kubernetes,
+        docker,
         admin,
     };
     let mut control = background_service("control plane", control);
@@ -155,6 +157,7 @@ struct ControlPlane {
     services: Services,
     tls: Option<Arc<Tls>>,
     kubernetes: Option<KubernetesSettings>,
+    docker: Option<DockerSettings>,
     admin: Option<(std::net::TcpListener, Arc<AdminState>)>,
 }
 
@@ -174,6 +177,10 @@ impl BackgroundService for ControlPlane {
             let certs = self.tls.as_ref().map(|tls| tls.store.clone());
             tokio::spawn(crate::providers::kubernetes::run(settings, self.hub.clone(), certs, shutdown.clone()))
         });
+        let docker = self.docker.clone().map(|settings| {
+            self.hub.await_first_publish(ProviderId::Docker);
+            tokio::spawn(crate::providers::docker::run(settings, self.hub.clone(), shutdown.clone()))
+        });
         if let Some((listener, state)) = &self.admin {
             let listener = listener
                 .try_clone()
@@ -185,8 +192,8 @@ impl BackgroundService for ControlPlane {
             }
         }
         let _ = tokio::join!(watcher, supervisor, openapi_fetcher);
-        if let Some(kubernetes) = kubernetes {
-            let _ = kubernetes.await;
+        for provider in [kubernetes, docker].into_iter().flatten() {
+            let _ = provider.await;
         }
     }
 }

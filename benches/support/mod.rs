@@ -2,16 +2,11 @@
 //! in-memory services, outside any deployment.
 
 use keygate::config::policy::PolicySpec;
-use keygate::keys::Keys;
 use keygate::policy::PolicyChain;
 use keygate::runtime::Services;
 
 /// `specs` compiled as a deployment's chain would be (no static keys).
 pub fn chain(specs: &[PolicySpec]) -> PolicyChain {
     let services = Services::in_memory().expect("in-memory services");
-    let keys = Keys {
-        service: services.keys.clone(),
-        statics: Default::default(),
-    };
-    PolicyChain::compile(specs, &services.policy_resources(&keys)).expect("compiles")
+    PolicyChain::compile(specs, &services.policy_resources(&services.keys_without_statics())).expect("compiles")
 }

@@ -18,6 +18,7 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
                 "exact": routed.exact,
                 "deployment": &*routed.target.deployment.id,
                 "refusal": routed.target.refusal.map(ErrorCode::code),
+                "provider": routed.target.provider.name(),
             })
         })
         .collect();

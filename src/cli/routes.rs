@@ -47,7 +47,7 @@ pub async fn routes(config_path: &Path, args: &ClientArgs) -> ExitCode {
 }
 
 fn print_routes(table: &Value) {
-    let rows: Vec<[String; 4]> = table["routes"]
+    let rows: Vec<[String; 5]> = table["routes"]
         .as_array()
         .into_iter()
         .flatten()
@@ -65,11 +65,12 @@ fn print_routes(table: &Value) {
                 // nginx's notation for an exact location (Kubernetes `pathType: Exact`).
                 if r["exact"].as_bool().unwrap_or(false) { format!("= {path}") } else { path.to_string() },
                 r["deployment"].as_str().unwrap_or("").to_string(),
+                r["provider"].as_str().unwrap_or("").to_string(),
                 notes.join(", "),
             ]
         })
         .collect();
-    print_table(&["HOST", "PATH", "DEPLOYMENT", "NOTES"], &rows);
+    print_table(&["HOST", "PATH", "DEPLOYMENT", "PROVIDER", "NOTES"], &rows);
     println!();
     let rows: Vec<[String; 4]> = table["deployments"]
         .as_array()

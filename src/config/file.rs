@@ -11,6 +11,7 @@ use serde::{de, Deserialize, Deserializer};
 
 use super::deployment::{DeploymentSpec, RouteSpec};
 use super::keys::KeyspaceSpec;
+use super::policy::PolicySetsSpec;
 use super::providers::ProvidersSpec;
 use super::state::StateSpec;
 use super::telemetry::RequestLogSpec;
@@ -43,9 +44,12 @@ pub struct ConfigFile {
     pub deployments: Vec<DeploymentSpec>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
-    /// Routing providers besides this file (Kubernetes ingress mode).
+    /// Routing providers besides this file (Kubernetes ingress mode, Docker).
     #[serde(default)]
     pub providers: ProvidersSpec,
+    /// Named policy lists the providers attach to their deployments.
+    #[serde(default)]
+    pub policy_sets: PolicySetsSpec,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,13 +1,20 @@
 //! A deployment's `policies:` list: what an operator may write for each
-//! policy (match expressions and exactly one action). Compiled into a
-//! policy chain at load; never read per request.
+//! policy (match expressions and exactly one action), and the top-level
+//! `policy_sets:` of named lists. Compiled into policy chains at load; never
+//! read per request.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::file::Cidr;
 use super::units::{ByteSize, HumanDuration};
+
+/// The top-level `policy_sets:`: named policy lists that routing providers
+/// attach to the deployments they build (a Docker container names one with
+/// its `keygate.policies` label), by name.
+pub type PolicySetsSpec = BTreeMap<String, Vec<PolicySpec>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

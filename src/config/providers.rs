@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub struct ProvidersSpec {
     #[serde(default)]
     pub kubernetes: Option<KubernetesSpec>,
+    #[serde(default)]
+    pub docker: Option<DockerSpec>,
 }
 
 /// `providers.kubernetes`.
@@ -31,5 +33,28 @@ pub struct KubernetesSpec {
 impl KubernetesSpec {
     fn default_class() -> String {
         "keygate".to_string()
+    }
+}
+
+/// `providers.docker`: labelled containers become deployments and routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSpec {
+    /// The Docker Engine API: `unix:///path/to/docker.sock` or `tcp://host:port`.
+    #[serde(default = "DockerSpec::default_endpoint")]
+    pub endpoint: String,
+    /// `true`: every container with an exposed port is served unless it is
+    /// labelled `keygate.enable=false`; `false`: only `keygate.enable=true`.
+    #[serde(default)]
+    pub exposed_by_default: bool,
+    /// The container network whose address keygate dials; null = the
+    /// container's first network (by name).
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+impl DockerSpec {
+    fn default_endpoint() -> String {
+        "unix:///var/run/docker.sock".to_string()
     }
 }

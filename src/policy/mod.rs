@@ -174,10 +174,11 @@ struct CompiledPolicy {
     denied: Counter,
 }
 
-/// A deployment's enabled policies, in declaration order.
-#[derive(Debug, Default)]
+/// A deployment's enabled policies, in declaration order. Clones share the
+/// compiled policies (a named policy set serves several deployments).
+#[derive(Debug, Clone, Default)]
 pub struct PolicyChain {
-    policies: Vec<CompiledPolicy>,
+    policies: Arc<[CompiledPolicy]>,
 }
 
 /// Where [`PolicyChain::evaluate_from`] stopped.
@@ -224,7 +225,7 @@ impl PolicyChain {
                 action,
             });
         }
-        Ok(Self { policies })
+        Ok(Self { policies: policies.into() })
     }
 
     pub fn is_empty(&self) -> bool {

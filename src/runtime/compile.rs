@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::providers::ProvidersSettings;
+use super::providers::{PolicySets, ProvidersSettings};
 use super::publish::{merge, ProviderId, Route, Routing};
 use super::services::Services;
 use super::snapshot::{Deployment, Limits, Listeners, RouteTarget, Snapshot};
@@ -62,6 +62,12 @@ impl Snapshot {
         }
         let file_routing = Arc::new(Routing { deployments, routes });
         let merged = merge(&[(ProviderId::File, &file_routing)]);
+        let set_resources = Resources {
+            base_dir: config.base_dir(),
+            ..services.policy_resources(&keys)
+        };
+        let policy_sets = PolicySets::compile(&file.policy_sets, &set_resources)
+            .map_err(|(field, message)| config.error_at(&format!("policy_sets.{field}"), message))?;
 
         let limits = &file.limits;
         Ok(Self {
@@ -70,6 +76,7 @@ impl Snapshot {
             file_routing,
             providers: ProvidersSettings::compile(&file.providers, config.base_dir())
                 .map_err(|(field, message)| config.error_at(&format!("providers.{field}"), message))?,
+            policy_sets: Arc::new(policy_sets),
             limits: Limits {
                 request_timeout: limits.request_timeout.0,
                 connect_timeout: limits.connect_timeout.0,
@@ -241,6 +248,17 @@ mod tests {
         };
         assert_eq!(root_keys(DEPLOYMENT), vec![Box::from("kg_root_local")]);
         assert_eq!(root_keys(&format!("admin:\n  root_keys: [set]\n{DEPLOYMENT}")), vec![Box::from("set")]);
+    }
+
+    #[test]
+    fn policy_sets_are_checked_at_load() {
+        let err = error("policy_sets:\n  open: []\n  public-api:\n    - id: auth\n      keyauth: {keyspaces: [nope]}\n");
+        assert!(err.starts_with("k.yaml:5: policy_sets.public-api[0].keyauth.keyspaces[0]: "), "{err}");
+        let err = error("policy_sets:\n  bad.name: []\n");
+        assert!(err.starts_with("k.yaml:2: policy_sets.bad.name: "), "{err}");
+        let config = Config::parse("policy_sets:\n  deny: [{id: d, firewall: {action: deny}}]\n", Path::new("k.yaml")).unwrap();
+        let snapshot = Snapshot::compile(&config, &Services::in_memory().unwrap()).unwrap();
+        assert!(snapshot.policy_sets.get("deny").is_some_and(|chain| !chain.is_empty()));
     }
 
     #[test]

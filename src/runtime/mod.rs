@@ -16,7 +16,7 @@ mod services;
 mod snapshot;
 
 pub use in_flight::{InFlight, InFlightCounter};
-pub use providers::{KubernetesSettings, ProvidersSettings};
+pub use providers::{DockerEndpoint, DockerSettings, KubernetesSettings, PolicySets, ProvidersSettings};
 pub use publish::{merge, Hub, Merged, ProviderId, Route, Routing, SharedSnapshot};
 pub use services::{Services, ServicesError};
 pub use snapshot::{Deployment, Limits, Listeners, RouteTarget, Snapshot};

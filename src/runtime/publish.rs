@@ -24,6 +24,7 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 pub enum ProviderId {
     File,
     Kubernetes,
+    Docker,
 }
 
 impl ProviderId {
@@ -31,6 +32,7 @@ impl ProviderId {
         match self {
             Self::File => "file",
             Self::Kubernetes => "kubernetes",
+            Self::Docker => "docker",
         }
     }
 }
@@ -93,7 +95,11 @@ pub fn merge(shares: &[(ProviderId, &Routing)]) -> Merged {
                 _ => {}
             }
             claimed_now.insert(host);
-            routes.add(host, route.path.clone(), route.strip_prefix, route.target.clone());
+            let target = RouteTarget {
+                provider: *id,
+                ..route.target.clone()
+            };
+            routes.add(host, route.path.clone(), route.strip_prefix, target);
         }
         for host in claimed_now {
             owners.insert(host, *id);
@@ -267,6 +273,20 @@ mod tests {
             vec![Conflict { host: "a.com".into(), kept_by: ProviderId::File, dropped_from: ProviderId::Kubernetes }]
         );
         assert_eq!(merged.deployments.len(), 4);
+    }
+
+    #[test]
+    fn every_route_names_its_provider() {
+        let file = share(&[("a.com", "file_a")]);
+        let docker = share(&[("a.com", "docker/a"), ("b.com", "docker/b")]);
+        let merged = merge(&[(ProviderId::Docker, &docker), (ProviderId::File, &file)]);
+        let provider = |host: &str| merged.routes.resolve(host, "/").map(|r| r.target.provider);
+        assert_eq!(provider("a.com"), Some(ProviderId::File));
+        assert_eq!(provider("b.com"), Some(ProviderId::Docker));
+        assert_eq!(
+            merged.conflicts,
+            vec![Conflict { host: "a.com".into(), kept_by: ProviderId::File, dropped_from: ProviderId::Docker }]
+        );
     }
 
     #[test]

@@ -110,6 +110,15 @@ impl Services {
         })
     }
 
+    /// The key service with no static keys: what policies outside any
+    /// config file verify against (tests, benchmarks).
+    pub fn keys_without_statics(&self) -> crate::keys::Keys {
+        crate::keys::Keys {
+            service: self.keys.clone(),
+            statics: Default::default(),
+        }
+    }
+
     /// What policies compiled against these services get, outside any
     /// deployment (set `openapi`, `base_dir`, `deployment` to place them).
     pub fn policy_resources<'a>(&self, keys: &crate::keys::Keys) -> Resources<'a> {

@@ -18,9 +18,9 @@ use crate::tls::TlsSettings;
 use crate::upstream::health::HealthCheck;
 use crate::upstream::{Endpoints, Entry, InstanceSet, PassivePolicy, Protocol, Strategy, Target};
 
+use super::providers::PolicySets;
+use super::publish::{ProviderId, Routing};
 use super::Services;
-
-use super::publish::Routing;
 use super::ProvidersSettings;
 
 /// A deployment as requests see it.
@@ -70,6 +70,9 @@ pub struct RouteTarget {
     /// is answered with this error before any policy or instance (e.g. an
     /// Ingress naming a policy that does not exist).
     pub refusal: Option<ErrorCode>,
+    /// Where the route comes from; the Hub stamps it when it merges the
+    /// provider's share (what `keygate routes` shows).
+    pub provider: ProviderId,
 }
 
 impl RouteTarget {
@@ -78,6 +81,7 @@ impl RouteTarget {
             deployment,
             host_label: host_label.to_ascii_lowercase().into(),
             refusal: None,
+            provider: ProviderId::File,
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct Snapshot {
     pub file_routing: Arc<Routing>,
     /// Which providers run besides the file.
     pub providers: ProvidersSettings,
+    /// `policy_sets:`, for the deployments providers build.
+    pub policy_sets: Arc<PolicySets>,
     pub limits: Limits,
     pub trusted_proxies: IpSet,
     pub docs_base: Box<str>,
@@ -135,6 +141,7 @@ impl Snapshot {
             deployments,
             file_routing: self.file_routing.clone(),
             providers: self.providers.clone(),
+            policy_sets: self.policy_sets.clone(),
             limits: self.limits.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             docs_base: self.docs_base.clone(),

@@ -97,10 +97,7 @@ fn policy(name: &str, spec: serde_json::Value) -> Arc<KeygatePolicy> {
 
 fn run(view: &View) -> Translation {
     let services = crate::runtime::Services::in_memory().unwrap();
-    let keys = Keys {
-        service: services.keys.clone(),
-        statics: Default::default(),
-    };
+    let keys = services.keys_without_statics();
     let context = Context { ingress_class: "keygate", keys: &keys, base_dir: Path::new("."), services: &services };
     translate(view, &context, &mut CertCache::new())
 }
