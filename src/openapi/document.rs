@@ -15,9 +15,14 @@ pub enum Version {
     V31,
 }
 
+/// How deep a document's collections may nest: the parser's own recursion
+/// limit, which also bounds every recursive walk of the document after it.
+const MAX_NESTING: usize = 128;
+
 /// Parses `text` (YAML, which includes JSON), checks the version and the
 /// references, and returns the document in JSON Schema 2020-12 dialect.
 pub fn load(text: &str) -> Result<Value, SpecError> {
+    check_flow_nesting(text)?;
     let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))?;
     let mut doc = to_json(yaml)?;
     let version = version(&doc)?;
@@ -26,6 +31,28 @@ pub fn load(text: &str) -> Result<Value, SpecError> {
         rewrite_30(&mut doc);
     }
     Ok(doc)
+}
+
+/// The YAML parser needs time quadratic in how deep flow collections
+/// (`[…]`, `{…}`, so every JSON document) nest before its recursion limit
+/// applies: 100,000 brackets would take minutes. Brackets are counted first
+/// (inside strings too, which can only err on the side of refusing a
+/// document with more than 128 unclosed brackets in its strings).
+fn check_flow_nesting(text: &str) -> Result<(), SpecError> {
+    let mut depth = 0usize;
+    for byte in text.bytes() {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(SpecError::Parse(format!("collections nested deeper than {MAX_NESTING}")));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn version(doc: &Value) -> Result<Version, SpecError> {
