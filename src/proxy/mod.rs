@@ -189,8 +189,8 @@ impl ProxyHttp for Gateway {
         mut error: Box<Error>,
     ) -> Box<Error> {
         metrics().upstream_connect_failures.inc();
-        if let (Some(endpoint), Some(route)) = (&ctx.instance, &ctx.route) {
-            endpoint.connect_failed(&route.deployment.passive);
+        if let (Some(attempt), Some(route)) = (&ctx.instance_load, &ctx.route) {
+            attempt.connect_failed(&route.deployment.passive);
         }
         tracing::warn!(request_id = %ctx.request_id, instance = %peer, "connect to instance failed: {error}");
         if failure::is_connect_failure(&error) && ctx.can_retry() {
