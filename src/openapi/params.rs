@@ -156,7 +156,7 @@ impl Param {
         let (shape, schema_pointer) = if let Some(schema) = object.get("schema") {
             let style = object.get("style").and_then(Value::as_str);
             let form = match location {
-                In::Query | In::Cookie => style.map_or(true, |s| s == "form"),
+                In::Query | In::Cookie => style.is_none_or(|s| s == "form"),
                 In::Path | In::Header => false,
             };
             let explode = object.get("explode").and_then(Value::as_bool).unwrap_or(form);

@@ -91,7 +91,7 @@ pub fn prepend(chunk: &mut Option<Bytes>, prefix: Bytes) {
 /// In `request_body_filter`: pingora offers `(None, end_of_stream)` for a
 /// body consumed before proxying; supply the buffered bytes instead.
 pub fn replay(chunk: &mut Option<Bytes>, end_of_stream: bool, buffered: &Bytes) {
-    if end_of_stream && chunk.as_ref().map_or(true, Bytes::is_empty) && !buffered.is_empty() {
+    if end_of_stream && chunk.as_ref().is_none_or(Bytes::is_empty) && !buffered.is_empty() {
         *chunk = Some(buffered.clone());
     }
 }
