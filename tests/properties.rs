@@ -20,7 +20,8 @@ fn config() -> ProptestConfig {
 
 /// Well-formed queries up to `depth` parentheses deep.
 fn query(depth: u32) -> impl Strategy<Value = String> {
-    let permission = "[a-z][a-z0-9._:*-]{0,12}";
+    // `p` first: a permission never spells the keywords AND / OR.
+    let permission = "p[a-z0-9._:*-]{0,12}";
     permission.prop_recursive(depth, 64, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 1..4).prop_map(|terms| terms.join(" AND ")),
