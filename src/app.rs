@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora_core::server::configuration::ServerConf;
+use pingora_core::services::listening::ConnectionLimit;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 
@@ -18,7 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::keys::KeyService;
 use crate::providers::file::Reloader;
 use crate::proxy::Gateway;
-use crate::runtime::{DockerSettings, Hub, InFlightCounter, KubernetesSettings, ProviderId, Services, Snapshot};
+use crate::runtime::{DockerSettings, Hub, InFlightCounter, KubernetesSettings, Limits, ProviderId, Services, Snapshot};
 use crate::state::StateSettings;
 use crate::tls::{AcmeTask, ChallengeTokens, Tls};
 
@@ -59,6 +62,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     }
     let snapshot = Snapshot::compile(&config, &services)?;
     let listen = snapshot.listen;
+    let limits = snapshot.limits.clone();
     let admin_listener = match listen.admin {
         Some(addr) => Some(bind_std(addr, "admin")?),
         None => None,
@@ -95,6 +99,14 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     let challenges = Arc::new(ChallengeTokens::default());
     let gateway = Gateway::new(hub.shared().clone(), challenges.clone(), in_flight.clone());
     let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "keygate proxy");
+    let connections = Arc::new(ConnectionLimit::new(limits.max_connections));
+    proxy.set_connection_limit(connections.clone());
+    if let Some(app) = proxy.app_logic_mut() {
+        app.h2_options = Some(h2_options(&limits));
+        let mut options = HttpServerOptions::default();
+        options.h2_idle_timeout = (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout);
+        app.server_options = Some(options);
+    }
     if let Some(addr) = listen.http {
         proxy.add_tcp(&addr.to_string());
     }
@@ -116,6 +128,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     let proxy_listeners: Vec<SocketAddr> = listen.http.into_iter().chain(listen.https).collect();
     let admin = admin_listener.map(|listener| (listener, AdminState::new(hub.clone(), reloader.clone(), tls.clone(), proxy_listeners)));
     let control = ControlPlane {
+        connections,
         hub,
         reloader,
         services: services.clone(),
@@ -138,6 +151,27 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// HTTP/2 on the TLS listener: pingora's bounded defaults (100 concurrent
+/// streams) with the header list capped like an HTTP/1 head; the h2 crate
+/// answers a rapid-reset flood (streams reset before they are served) with
+/// GOAWAY (`ENHANCE_YOUR_CALM`).
+fn h2_options(limits: &Limits) -> H2Options {
+    /// Streams a client may reset before the gateway served them, at once.
+    const MAX_PENDING_RESETS: usize = 20;
+    let mut options = default_h2_options();
+    options.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    options.max_pending_accept_reset_streams(MAX_PENDING_RESETS);
+    options
+}
+
+/// Applies `limits.max_connections` from every new snapshot.
+async fn follow_connection_limit(mut changes: tokio::sync::watch::Receiver<Arc<Snapshot>>, connections: Arc<ConnectionLimit>) {
+    while changes.changed().await.is_ok() {
+        let max = changes.borrow_and_update().limits.max_connections;
+        connections.set_max(max);
+    }
+}
+
 fn worker_threads(configured: usize) -> usize {
     if configured > 0 {
         return configured;
@@ -152,6 +186,8 @@ fn bind_std(addr: SocketAddr, listener: &'static str) -> Result<std::net::TcpLis
 /// The admin listener, the file watcher and the background tasks that
 /// follow the configuration, on their own small runtime.
 struct ControlPlane {
+    /// The proxy's connection cap; `limits.max_connections` follows reloads.
+    connections: Arc<ConnectionLimit>,
     hub: Arc<Hub>,
     reloader: Arc<Reloader>,
     services: Services,
@@ -165,6 +201,7 @@ struct ControlPlane {
 impl BackgroundService for ControlPlane {
     async fn start(&self, shutdown: ShutdownWatch) {
         let watcher = tokio::spawn(self.reloader.clone().watch(shutdown.clone()));
+        let connection_cap = tokio::spawn(follow_connection_limit(self.hub.subscribe(), self.connections.clone()));
         let supervisor = tokio::spawn(crate::upstream::supervisor::run(self.hub.subscribe(), shutdown.clone()));
         let openapi_fetcher = tokio::spawn(crate::openapi::fetch::run(
             self.services.fetched_specs.clone(),
@@ -192,6 +229,7 @@ impl BackgroundService for ControlPlane {
             }
         }
         let _ = tokio::join!(watcher, supervisor, openapi_fetcher);
+        connection_cap.abort();
         for provider in [kubernetes, docker].into_iter().flatten() {
             let _ = provider.await;
         }

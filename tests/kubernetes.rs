@@ -282,6 +282,24 @@ async fn a_tls_secret_is_served_by_sni() {
     let resp = https_get(https, "secure.test", "/").await.unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("x-upstream"), Some("a"));
+
+    // Rotation: the Secret's data replaced by a new certificate (same
+    // validity, as a renewal tool may issue) is served within seconds.
+    let old_leaf = tls_handshake(https, "secure.test", TLS_ANY, &[]).await.unwrap().leaf;
+    let (cert, key) = self_signed_pem(&["secure.test"]);
+    cluster.api.apply(&Secret {
+        metadata: meta(NS, "secure-tls"),
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(BTreeMap::from([
+            ("tls.crt".to_string(), ByteString(cert.into_bytes())),
+            ("tls.key".to_string(), ByteString(key.into_bytes())),
+        ])),
+        ..Secret::default()
+    });
+    wait_for("the rotated certificate is served", std::time::Duration::from_secs(3), || async {
+        tls_handshake(https, "secure.test", TLS_ANY, &[]).await.is_ok_and(|hs| hs.leaf != old_leaf)
+    })
+    .await;
 }
 
 #[tokio::test]

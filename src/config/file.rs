@@ -118,6 +118,22 @@ pub struct LimitsSpec {
     pub idle_timeout: HumanDuration,
     #[serde(default = "LimitsSpec::default_max_request_body")]
     pub max_request_body: ByteSize,
+    /// The longest pause between two reads of a request body (then 408 or close).
+    #[serde(default = "LimitsSpec::default_read_body_timeout")]
+    pub read_body_timeout: HumanDuration,
+    /// A request head (request line and header fields) larger than this is a 431.
+    #[serde(default = "LimitsSpec::default_max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+    /// More header fields than this is a 431.
+    #[serde(default = "LimitsSpec::default_max_headers")]
+    pub max_headers: usize,
+    /// Client connections held open at once; more are closed as they arrive.
+    #[serde(default = "LimitsSpec::default_max_connections")]
+    pub max_connections: usize,
+    /// Header names with `_` are dropped unless this is true (CGI-style
+    /// instances read `X_Foo` as `X-Foo`, so they could spoof a protected header).
+    #[serde(default)]
+    pub allow_underscores_in_headers: bool,
 }
 
 impl LimitsSpec {
@@ -136,6 +152,18 @@ impl LimitsSpec {
     fn default_max_request_body() -> ByteSize {
         ByteSize(10 << 20)
     }
+    fn default_read_body_timeout() -> HumanDuration {
+        HumanDuration(std::time::Duration::from_secs(60))
+    }
+    fn default_max_header_bytes() -> ByteSize {
+        ByteSize(64 << 10)
+    }
+    fn default_max_headers() -> usize {
+        100
+    }
+    fn default_max_connections() -> usize {
+        10_000
+    }
 }
 
 impl Default for LimitsSpec {
@@ -146,6 +174,11 @@ impl Default for LimitsSpec {
             read_header_timeout: Self::default_read_header_timeout(),
             idle_timeout: Self::default_idle_timeout(),
             max_request_body: Self::default_max_request_body(),
+            read_body_timeout: Self::default_read_body_timeout(),
+            max_header_bytes: Self::default_max_header_bytes(),
+            max_headers: Self::default_max_headers(),
+            max_connections: Self::default_max_connections(),
+            allow_underscores_in_headers: false,
         }
     }
 }

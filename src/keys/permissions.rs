@@ -6,9 +6,16 @@
 //! Grammar (AND binds tighter than OR, operators case-insensitive):
 //! `query := and (OR and)*`, `and := atom (AND atom)*`,
 //! `atom := permission | "(" query ")"`; a permission is letters, digits
-//! and `. _ - * :`. In a query `*` is literal.
+//! and `. _ - * :`. In a query `*` is literal. Parentheses nest at most
+//! [`MAX_NESTING`] deep: the parser (and every walk of the tree) recurses
+//! once per level, so the bound is checked before recursing and a query
+//! from a file, an admin call or a Kubernetes object can never exhaust the
+//! stack.
 
 use std::collections::HashSet;
+
+/// How deep parentheses may nest in a permission query.
+pub const MAX_NESTING: usize = 32;
 
 /// A parsed permission query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub enum QueryError {
     Unclosed(usize),
     #[error("unexpected \")\" at position {0}")]
     UnexpectedClose(usize),
+    #[error("parentheses nested deeper than {MAX_NESTING} at position {0}")]
+    TooDeep(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +93,8 @@ struct Parser<'a> {
     tokens: Vec<(Token<'a>, usize)>,
     next: usize,
     end: usize,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -121,8 +132,13 @@ impl<'a> Parser<'a> {
                 Ok(PermissionQuery::Permission(name.to_string()))
             }
             Some(Token::Open) => {
+                if self.depth == MAX_NESTING {
+                    return Err(QueryError::TooDeep(at));
+                }
                 self.next += 1;
+                self.depth += 1;
                 let inner = self.or()?;
+                self.depth -= 1;
                 match self.peek() {
                     Some(Token::Close) => {
                         self.next += 1;
@@ -148,6 +164,7 @@ impl PermissionQuery {
             tokens,
             next: 0,
             end: text.len(),
+            depth: 0,
         };
         let query = parser.or()?;
         match parser.peek() {
@@ -283,5 +300,17 @@ mod tests {
         assert_eq!(err("a OR OR b"), QueryError::ExpectedOperand(5));
         assert_eq!(err("café"), QueryError::InvalidCharacter('é', 3));
         assert!(err("(a) (b)").to_string().contains("expected AND, OR"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_recursing() {
+        let nested = |depth: usize| format!("{}a{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(PermissionQuery::parse(&nested(MAX_NESTING)).unwrap().is_some());
+        assert_eq!(PermissionQuery::parse(&nested(MAX_NESTING + 1)), Err(QueryError::TooDeep(MAX_NESTING)));
+        // 10× the bound and far beyond: a clean error, never a stack overflow.
+        for depth in [MAX_NESTING * 10, 5_000, 100_000] {
+            assert!(matches!(PermissionQuery::parse(&nested(depth)), Err(QueryError::TooDeep(_))));
+            assert!(matches!(PermissionQuery::parse(&"(".repeat(depth)), Err(QueryError::TooDeep(_))));
+        }
     }
 }

@@ -17,10 +17,14 @@ pub enum Version {
 
 /// How many events anchors may record and aliases replay in all.
 const ALIAS_EVENTS: usize = 100_000;
+/// How deep a document's collections may nest: the parser's own recursion
+/// limit, which also bounds every recursive walk of the document after it.
+const MAX_NESTING: usize = 128;
 
 /// Parses `text` (YAML, which includes JSON), checks the version and the
 /// references, and returns the document in JSON Schema 2020-12 dialect.
 pub fn load(text: &str) -> Result<Value, SpecError> {
+    check_flow_nesting(text)?;
     let options = serde_saphyr::options! {
         // One line, not a source snippet: the message goes into a config error.
         with_snippet: false,
@@ -48,6 +52,28 @@ pub fn load(text: &str) -> Result<Value, SpecError> {
         rewrite_30(&mut doc);
     }
     Ok(doc)
+}
+
+/// The YAML parser needs time quadratic in how deep flow collections
+/// (`[…]`, `{…}`, so every JSON document) nest before its recursion limit
+/// applies: 100,000 brackets would take minutes. Brackets are counted first
+/// (inside strings too, which can only err on the side of refusing a
+/// document with more than 128 unclosed brackets in its strings).
+fn check_flow_nesting(text: &str) -> Result<(), SpecError> {
+    let mut depth = 0usize;
+    for byte in text.bytes() {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(SpecError::Parse(format!("collections nested deeper than {MAX_NESTING}")));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn version(doc: &Value) -> Result<Version, SpecError> {

@@ -175,3 +175,59 @@ fn the_large_real_world_spec_compiles_and_matches() {
     assert!(!check(&spec, "POST", "/v2/keys.createKey", &json, r#"{"apiId":5}"#).is_empty());
     assert_eq!(locations(&check(&spec, "GET", "/v2/keys.createKey", &json, "")), vec!["method"]);
 }
+
+/// A JSON document nested `depth` arrays deep around `inner`.
+fn nested_arrays(depth: usize, inner: &str) -> String {
+    format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn deep_documents_are_errors_not_stack_overflows() {
+    // The parser's recursion limit (128) bounds every walker after it
+    // (YAML → JSON, `$ref` check, 3.0 rewrite, schema compile); 10× and far beyond.
+    for depth in [1_280, 100_000] {
+        let deep = format!("{{\"openapi\": \"3.1.0\", \"x\": {}}}", nested_arrays(depth, "1"));
+        assert!(matches!(compile(&deep), Err(SpecError::Parse(_))), "depth {depth}");
+        let yaml = format!("openapi: 3.0.3\nx: {}\n", nested_arrays(depth, "1"));
+        assert!(matches!(compile(&yaml), Err(SpecError::Parse(_))), "YAML depth {depth}");
+    }
+    // A schema nested as deep as the parser allows still compiles and validates.
+    let mut schema = String::from("{\"type\": \"string\"}");
+    for _ in 0..50 {
+        schema = format!("{{\"type\": \"array\", \"items\": {schema}}}");
+    }
+    let doc = format!(
+        r#"{{"openapi": "3.1.0", "paths": {{"/a": {{"post": {{"requestBody": {{"content": {{"application/json": {{"schema": {schema}}}}}}}}}}}}}}}"#
+    );
+    let spec = compile(&doc).unwrap();
+    let json = [("content-type", "application/json")];
+    assert_eq!(check(&spec, "POST", "/a", &json, &nested_arrays(50, "\"x\"")), vec![]);
+    assert_eq!(check(&spec, "POST", "/a", &json, &nested_arrays(50, "1")).len(), 1);
+}
+
+#[test]
+fn deep_request_bodies_are_rejected_cleanly() {
+    // A recursive schema accepts any depth, so only the body parser's bound applies.
+    let doc = r##"{"openapi": "3.1.0", "paths": {"/a": {"post": {"requestBody": {"content": {"application/json":
+        {"schema": {"$ref": "#/$defs/Tree"}}}}}}},
+        "$defs": {"Tree": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"$ref": "#/$defs/Tree"}}]}}}"##;
+    let spec = compile(doc).unwrap();
+    let json = [("content-type", "application/json")];
+    assert_eq!(check(&spec, "POST", "/a", &json, &nested_arrays(100, "1")), vec![]);
+    for depth in [1_280, 1_000_000] {
+        let errors = check(&spec, "POST", "/a", &json, &nested_arrays(depth, "1"));
+        assert_eq!(locations(&errors), vec!["/body"], "depth {depth}");
+        assert!(errors[0].message.contains("invalid JSON"), "{errors:?}");
+    }
+    let object = format!("{}1{}", "{\"a\":".repeat(5_000), "}".repeat(5_000));
+    assert_eq!(locations(&check(&spec, "POST", "/a", &json, &object)), vec!["/body"]);
+}
+
+#[test]
+fn deep_schema_patterns_are_errors() {
+    let pattern = format!("{}a{}", "(".repeat(5_000), ")".repeat(5_000));
+    let doc = format!(
+        r#"{{"openapi": "3.1.0", "paths": {{"/a": {{"get": {{"parameters": [{{"name": "q", "in": "query", "schema": {{"type": "string", "pattern": "{pattern}"}}}}]}}}}}}}}"#
+    );
+    assert!(compile(&doc).is_err());
+}

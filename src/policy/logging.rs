@@ -1,8 +1,9 @@
 //! `logging`: a full record of the request and its response. Matching the policy arms a [`LogCapture`] for the request; the
 //! proxy feeds it the bytes it streams anyway (never buffering the forwarded
-//! body) and hands it the final facts once the response is done.
+//! body) and hands it the final facts once the response is done. No record
+//! holds a credential (see [`super::redact`]): those headers, and those query
+//! parameters' values in `query`, are written as `[REDACTED]`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +11,10 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::redact::{redact_query, CredentialNames, REDACTED};
 use super::{CompileError, Outcome, Policy, PolicyState, RequestSummary, RequestView, Resources};
 use crate::config::policy::LoggingSpec;
 use crate::telemetry::request_log::RequestLog;
-
-/// The value a redacted header keeps in the record.
-const REDACTED: &str = "[REDACTED]";
 
 /// A compiled `logging` policy.
 #[derive(Debug)]
@@ -27,15 +26,15 @@ pub struct Logging {
 struct LogSettings {
     /// Byte cap per body; 0 when bodies are not recorded.
     max_body_bytes: usize,
-    /// Lowercase names; `authorization` always included.
-    redact: HashSet<String>,
+    /// `redact_headers`, the usual credential headers and, once the chain is
+    /// compiled ([`Logging::redacting`]), the deployment's `keyauth` locations.
+    redact: CredentialNames,
     sink: RequestLog,
 }
 
 impl LogSettings {
     fn from_spec(spec: &LoggingSpec, sink: RequestLog) -> Self {
-        let mut redact: HashSet<String> = spec.redact_headers.iter().map(|h| h.to_ascii_lowercase()).collect();
-        redact.insert("authorization".into());
+        let redact = CredentialNames::default().with_headers(&spec.redact_headers);
         let max_body_bytes = if spec.bodies {
             usize::try_from(spec.max_body_bytes.0).unwrap_or(usize::MAX)
         } else {
@@ -62,6 +61,18 @@ impl Policy for Logging {
     async fn evaluate(&self, _request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
         state.log.get_or_insert_with(|| LogCapture::new(self.settings.clone()));
         Outcome::Continue
+    }
+}
+
+impl Logging {
+    /// Also redacts the credential locations of the deployment's chain.
+    pub fn redacting(self, chain: &CredentialNames) -> Self {
+        let settings = LogSettings {
+            max_body_bytes: self.settings.max_body_bytes,
+            redact: chain.clone().union(&self.settings.redact),
+            sink: self.settings.sink.clone(),
+        };
+        Self { settings: Arc::new(settings) }
     }
 }
 
@@ -120,7 +131,7 @@ impl LogCapture {
             method: head.method.as_str(),
             host: header(http::header::HOST).or_else(|| head.uri.authority().map(|a| a.as_str())).unwrap_or(""),
             path: head.uri.path(),
-            query: head.uri.query().unwrap_or(""),
+            query: redact_query(head.uri.query().unwrap_or(""), |name| self.settings.redact.is_credential_param(name)),
             client_ip: facts.client_ip.map(|ip| ip.to_string()),
             user_agent: header(http::header::USER_AGENT),
             deployment_id: facts.deployment_id,
@@ -148,7 +159,7 @@ impl LogCapture {
     fn headers(&self, headers: &http::HeaderMap) -> Map<String, Value> {
         let mut out = Map::new();
         for (name, value) in headers {
-            let value = if self.settings.redact.contains(name.as_str()) {
+            let value = if self.settings.redact.is_credential_header(name.as_str()) {
                 REDACTED.to_string()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
@@ -175,7 +186,7 @@ struct Record<'a> {
     method: &'a str,
     host: &'a str,
     path: &'a str,
-    query: &'a str,
+    query: std::borrow::Cow<'a, str>,
     client_ip: Option<String>,
     user_agent: Option<&'a str>,
     deployment_id: Option<&'a str>,

@@ -10,6 +10,12 @@ use regex::Regex;
 use crate::config::policy::{FieldMatchSpec, MatchSpec, StringMatchSpec};
 use super::{join, RequestView};
 
+/// Bounds on a `regex` match: its compiled program (memory) and how deep
+/// its groups nest (the parser recurses once per level). Patterns past
+/// either are a config error, never an exhausted stack or heap.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const REGEX_NEST_LIMIT: u32 = 64;
+
 /// A compiled string test.
 #[derive(Debug)]
 pub enum StringMatcher {
@@ -28,7 +34,9 @@ impl StringMatcher {
             (None, Some(value), None) => Ok(Self::Prefix { value: value.as_str().into(), ignore_case }),
             (None, None, Some(pattern)) => regex::RegexBuilder::new(pattern)
                 .case_insensitive(ignore_case)
-                .size_limit(1 << 20)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .nest_limit(REGEX_NEST_LIMIT)
                 .build()
                 .map(Self::Regex)
                 .map_err(|e| ("regex".to_string(), format!("invalid regex {pattern:?}: {e}"))),
@@ -232,5 +240,22 @@ mod tests {
         assert_eq!(bad("method: ['BAD METHOD']").0, "method");
         assert_eq!(bad("{path: {exact: a}, method: [GET]}").0, "");
         assert_eq!(bad("header: {name: X, value: {regex: '['}}").0, "header.value.regex");
+    }
+
+    #[test]
+    fn regexes_are_bounded_in_nesting_and_size() {
+        let compile = |pattern: String| {
+            StringMatcher::compile(&StringMatchSpec { exact: None, prefix: None, regex: Some(pattern), ignore_case: false })
+        };
+        let nested = |depth: usize| format!("{}a{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(compile(nested(REGEX_NEST_LIMIT as usize - 1)).is_ok());
+        // 10× the bound (and far beyond): a clean error, never a stack overflow.
+        for depth in [REGEX_NEST_LIMIT as usize * 10, 100_000] {
+            let (field, message) = compile(nested(depth)).unwrap_err();
+            assert_eq!(field, "regex");
+            assert!(message.contains("nest"), "{message}");
+        }
+        let (_, message) = compile("a{1000}{1000}".to_string()).unwrap_err();
+        assert!(message.contains("size limit"), "{message}");
     }
 }

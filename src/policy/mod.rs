@@ -16,6 +16,7 @@ mod logging;
 pub(crate) mod matcher;
 mod openapi;
 mod ratelimit;
+pub mod redact;
 mod state;
 
 use std::collections::HashSet;
@@ -37,6 +38,7 @@ use crate::ratelimit::RateLimiter;
 use crate::http_client::HttpClient;
 use crate::telemetry::request_log::RequestLog;
 use matcher::Condition;
+use redact::CredentialNames;
 
 /// What a policy sees of a request.
 pub struct RequestView<'a> {
@@ -179,6 +181,8 @@ struct CompiledPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct PolicyChain {
     policies: Arc<[CompiledPolicy]>,
+    /// Where this deployment's requests carry credentials (never logged).
+    credentials: CredentialNames,
 }
 
 /// Where [`PolicyChain::evaluate_from`] stopped.
@@ -198,6 +202,7 @@ impl PolicyChain {
     pub fn compile(specs: &[PolicySpec], resources: &Resources<'_>) -> Result<Self, CompileError> {
         let mut ids = HashSet::new();
         let mut policies = Vec::with_capacity(specs.len());
+        let credentials = CredentialNames::of_chain(specs);
         for (i, spec) in specs.iter().enumerate() {
             if !ids.insert(spec.id.as_str()) {
                 return Err((format!("[{i}].id"), format!("duplicate policy id {:?} in this deployment", spec.id)));
@@ -207,7 +212,10 @@ impl PolicyChain {
                 policy_id: &spec.id,
                 ..resources.clone()
             };
-            let action = Action::compile(action_spec, &resources).map_err(|(field, m)| (format!("[{i}]{field}"), m))?;
+            let action = match Action::compile(action_spec, &resources).map_err(|(field, m)| (format!("[{i}]{field}"), m))? {
+                Action::Logging(logging) => Action::Logging(logging.redacting(&credentials)),
+                action => action,
+            };
             let conditions = spec
                 .matches
                 .iter()
@@ -225,11 +233,19 @@ impl PolicyChain {
                 action,
             });
         }
-        Ok(Self { policies: policies.into() })
+        Ok(Self {
+            policies: policies.into(),
+            credentials,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
+    }
+
+    /// Where this deployment's requests carry credentials.
+    pub fn credentials(&self) -> &CredentialNames {
+        &self.credentials
     }
 
     /// Runs the chain on a complete view (a policy that reads the body gets

@@ -41,6 +41,10 @@ pub struct RequestCtx {
     /// The whole request body, when a policy needed it before forwarding
     /// (`openapi`); replayed upstream by `request_body_filter`.
     pub request_body: Option<bytes::Bytes>,
+    /// The first piece of a chunked body, read before forwarding (so a bad
+    /// first chunk is refused before an instance sees the head); sent in
+    /// front of the next piece by `request_body_filter`.
+    pub body_prefix: Option<bytes::Bytes>,
     /// The gateway's own error, when it answered instead of an instance.
     pub error: Option<ErrorCode>,
 }

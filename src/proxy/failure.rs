@@ -1,6 +1,7 @@
-//! The one function that decides what an upstream failure means to the
-//! client: refused or unreachable → 503, too slow → 504,
-//! broken → 502.
+//! The one function that decides what a failure means to the client: an
+//! instance refused or unreachable → 503, too slow → 504, broken → 502; a
+//! malformed request (bad chunk framing, a forbidden `Connection`
+//! nomination) → 400, a stalled request body → 408, a client gone → nothing.
 
 use pingora_error::{Error, ErrorSource, ErrorType};
 
@@ -10,7 +11,8 @@ use crate::errors::ErrorCode;
 pub fn classify(error: &Error) -> Option<ErrorCode> {
     use ErrorType::*;
     match (error.esource(), error.etype()) {
-        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout) => None,
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed | WriteTimedout) => None,
+        (ErrorSource::Downstream, ReadTimedout) => Some(ErrorCode::RequestTimeout),
         (_, HTTPStatus(413)) => Some(ErrorCode::RequestTooLarge),
         (ErrorSource::Upstream, ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError)
         | (ErrorSource::Upstream, TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError) => {
@@ -18,7 +20,7 @@ pub fn classify(error: &Error) -> Option<ErrorCode> {
         }
         (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some(ErrorCode::GatewayTimeout),
         (ErrorSource::Upstream, _) => Some(ErrorCode::BadGateway),
-        (ErrorSource::Downstream, _) => Some(ErrorCode::BadGateway),
+        (ErrorSource::Downstream, _) => Some(ErrorCode::BadRequest),
         (ErrorSource::Internal | ErrorSource::Unset, _) => Some(ErrorCode::InternalServerError),
     }
 }
@@ -51,6 +53,10 @@ mod tests {
         assert_eq!(classify(&err(ErrorSource::Upstream, ConnectionClosed)), Some(ErrorCode::BadGateway));
         assert_eq!(classify(&err(ErrorSource::Upstream, InvalidHTTPHeader)), Some(ErrorCode::BadGateway));
         assert_eq!(classify(&err(ErrorSource::Downstream, ConnectionClosed)), None);
+        assert_eq!(classify(&err(ErrorSource::Downstream, ReadTimedout)), Some(ErrorCode::RequestTimeout));
+        assert_eq!(classify(&err(ErrorSource::Downstream, InvalidHTTPHeader)), Some(ErrorCode::BadRequest));
+        let chunk = ErrorType::new("InvalidChunk");
+        assert_eq!(classify(&err(ErrorSource::Downstream, chunk)), Some(ErrorCode::BadRequest));
         assert_eq!(classify(&err(ErrorSource::Internal, InternalError)), Some(ErrorCode::InternalServerError));
     }
 }

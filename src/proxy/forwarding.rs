@@ -23,6 +23,50 @@ pub fn strip_spoofable(request: &mut RequestHeader) {
     request.remove_header(X_DEPLOYMENT_ID);
 }
 
+/// Removes every header whose name contains `_`: CGI-style instances (WSGI,
+/// PHP, Rack) read `X_Unkey_Principal` as `X-Unkey-Principal`, so such a
+/// header could pass for one only the gateway sets (nginx drops them too).
+/// Allocates only when there is one.
+pub fn drop_underscored_headers(request: &mut RequestHeader) {
+    if !request.headers.keys().any(|name| name.as_str().contains('_')) {
+        return;
+    }
+    let underscored: Vec<http::HeaderName> =
+        request.headers.keys().filter(|name| name.as_str().contains('_')).cloned().collect();
+    for name in underscored {
+        request.remove_header(&name);
+    }
+}
+
+/// Headers the gateway sets itself on the way upstream.
+const GATEWAY_SET: [&str; 7] =
+    ["host", X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, X_DEPLOYMENT_ID, X_UNKEY_PRINCIPAL];
+
+/// A client's `Connection` header naming a header the gateway sets
+/// (`Connection: keep-alive, X-Forwarded-For`) would have it removed on the
+/// way upstream; the nomination is ignored instead, as nginx does.
+/// Allocates only when there is one.
+pub fn ignore_gateway_header_nominations(request: &mut RequestHeader) {
+    let nominates = |value: &str| value.split(',').any(|token| GATEWAY_SET.iter().any(|h| token.trim().eq_ignore_ascii_case(h)));
+    let values = request.headers.get_all(http::header::CONNECTION);
+    if !values.iter().any(|v| v.to_str().is_ok_and(nominates)) {
+        return;
+    }
+    let kept: Vec<&str> = values
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && !GATEWAY_SET.iter().any(|h| token.eq_ignore_ascii_case(h)))
+        .collect();
+    let kept = kept.join(", ");
+    request.remove_header(&http::header::CONNECTION);
+    if !kept.is_empty() {
+        // invariant: the value is made of tokens of valid header values joined by ", ".
+        let _ = request.insert_header(http::header::CONNECTION, kept);
+    }
+}
+
 /// The client IP of SPEC §4: the TCP peer, or — when the peer is a trusted
 /// proxy — the right-most untrusted address of X-Forwarded-For.
 pub fn client_ip(request: &RequestHeader, peer: IpAddr, trusted: &IpSet) -> IpAddr {

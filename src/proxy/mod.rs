@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora_core::protocols::http::v1::server::RequestHeadLimits;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -24,8 +25,9 @@ pub use context::RequestCtx;
 use context::RouteInfo;
 
 use crate::errors::{ErrorCode, GatewayError};
+use crate::policy::redact::{redact_query, CredentialNames};
 use crate::policy::{Progress, RequestSummary, RequestView};
-use crate::runtime::{Deployment, InFlightCounter, SharedSnapshot};
+use crate::runtime::{Deployment, InFlightCounter, Limits, SharedSnapshot};
 use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
 use crate::tls::ChallengeTokens;
 use crate::upstream::{Picker, Protocol, Target};
@@ -71,6 +73,44 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// The `limits` pingora applies while reading an HTTP/1 request head
+    /// (before `request_filter`): size (431), field count (431), request
+    /// line (414), `read_header_timeout`, and strict framing (bare LF,
+    /// Content-Length with Transfer-Encoding → 400).
+    fn request_head_limits(&self) -> Option<RequestHeadLimits> {
+        let snapshot = self.snapshot.load();
+        let limits = &snapshot.limits;
+        Some(RequestHeadLimits {
+            max_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+            max_request_line: Limits::MAX_REQUEST_LINE,
+            timeout: (!limits.read_header_timeout.is_zero()).then_some(limits.read_header_timeout),
+            strict_framing: true,
+        })
+    }
+
+    /// What the process log says about a request when proxying it failed:
+    /// never a credential from its query (see `policy::redact`).
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let request = session.req_header();
+        let credentials = ctx.deployment().map(|d| d.policies.credentials());
+        let query = request.uri.query().map(|query| {
+            redact_query(query, |name| credentials.map_or_else(
+                || CredentialNames::default().is_likely_credential_param(name),
+                |c| c.is_likely_credential_param(name),
+            ))
+        });
+        format!(
+            "{} {}{}{}, Host: {}, request id: {}",
+            request.method,
+            request.uri.path(),
+            if query.is_some() { "?" } else { "" },
+            query.unwrap_or_default(),
+            forwarding::original_host(request).unwrap_or("-"),
+            ctx.request_id,
+        )
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         self.begin(session, ctx);
         if let Some(answer) = self.challenges.answer(session.req_header().uri.path()) {
@@ -82,7 +122,10 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         match self.admit(session, ctx).await? {
-            Ok(Admitted::Forward) => Ok(false),
+            Ok(Admitted::Forward) => {
+                Self::start_chunked_body(session, ctx).await?;
+                Ok(false)
+            }
             Ok(Admitted::Echo) => {
                 let mut view = session.req_header().clone();
                 self.prepare_upstream_request(&mut view, ctx)?;
@@ -132,6 +175,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(buffered) = &ctx.request_body {
             body::replay(body, end_of_stream, buffered);
+        }
+        if let Some(prefix) = ctx.body_prefix.take() {
+            body::prepend(body, prefix);
         }
         if let Some(chunk) = body.as_ref() {
             ctx.policy.on_request_body(chunk);
@@ -189,8 +235,8 @@ impl ProxyHttp for Gateway {
         mut error: Box<Error>,
     ) -> Box<Error> {
         metrics().upstream_connect_failures.inc();
-        if let (Some(endpoint), Some(route)) = (&ctx.instance, &ctx.route) {
-            endpoint.connect_failed(&route.deployment.passive);
+        if let (Some(attempt), Some(route)) = (&ctx.instance_load, &ctx.route) {
+            attempt.connect_failed(&route.deployment.passive);
         }
         tracing::warn!(request_id = %ctx.request_id, instance = %peer, "connect to instance failed: {error}");
         if failure::is_connect_failure(&error) && ctx.can_retry() {
@@ -303,10 +349,15 @@ impl Gateway {
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let idle = snapshot.limits.idle_timeout.as_secs();
         session.set_keepalive((idle > 0).then_some(idle));
-        session.set_read_timeout(Some(snapshot.limits.read_header_timeout));
+        let body_timeout = snapshot.limits.read_body_timeout;
+        session.set_read_timeout((!body_timeout.is_zero()).then_some(body_timeout));
 
         let request = session.req_header_mut();
+        if !snapshot.limits.allow_underscores_in_headers {
+            forwarding::drop_underscored_headers(request);
+        }
         forwarding::strip_spoofable(request);
+        forwarding::ignore_gateway_header_nominations(request);
         ctx.request_id = ctx
             .peer_trusted
             .then(|| forwarding::trusted_request_id(request))
@@ -351,6 +402,21 @@ impl Gateway {
         };
         let request = RequestView { body: ctx.request_body.as_ref(), ..RequestView::new(session.req_header(), ctx.client_ip) };
         Ok(deployment.policies.evaluate_from(resume, &request, &mut ctx.policy).await.map(|_| ()))
+    }
+
+    /// A chunked body's first piece is read before anything is forwarded:
+    /// pingora sends the head upstream first, and a bad first chunk must be
+    /// a 400 that no instance ever sees.
+    async fn start_chunked_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let chunked = session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING);
+        if !chunked || ctx.request_body.is_some() {
+            return Ok(());
+        }
+        match body::read_first_piece(session).await? {
+            body::FirstPiece::Whole(body) => ctx.request_body = Some(body),
+            body::FirstPiece::Prefix(prefix) => ctx.body_prefix = Some(prefix),
+        }
+        Ok(())
     }
 
     /// Resolves the request's route and records it in `ctx`.

@@ -70,6 +70,19 @@ impl Snapshot {
             .map_err(|(field, message)| config.error_at(&format!("policy_sets.{field}"), message))?;
 
         let limits = &file.limits;
+        if !(1..=Limits::MAX_HEADERS_CEILING).contains(&limits.max_headers) {
+            return Err(config.error_at(
+                "limits.max_headers",
+                format!("must be between 1 and {}", Limits::MAX_HEADERS_CEILING),
+            ));
+        }
+        let max_header_bytes = usize::try_from(limits.max_header_bytes.0).unwrap_or(usize::MAX);
+        if max_header_bytes < 1024 {
+            return Err(config.error_at("limits.max_header_bytes", "must be at least 1KiB".to_string()));
+        }
+        if limits.max_connections == 0 {
+            return Err(config.error_at("limits.max_connections", "must be at least 1".to_string()));
+        }
         Ok(Self {
             routes: merged.routes,
             deployments: merged.deployments,
@@ -83,6 +96,11 @@ impl Snapshot {
                 read_header_timeout: limits.read_header_timeout.0,
                 idle_timeout: limits.idle_timeout.0,
                 max_request_body: limits.max_request_body.0,
+                read_body_timeout: limits.read_body_timeout.0,
+                max_header_bytes,
+                max_headers: limits.max_headers,
+                max_connections: limits.max_connections,
+                allow_underscores_in_headers: limits.allow_underscores_in_headers,
             },
             trusted_proxies: IpSet::new(file.trusted_proxies.iter().map(|c| c.0).collect()),
             docs_base: file.errors.docs_base.as_str().into(),

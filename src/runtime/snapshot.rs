@@ -94,6 +94,18 @@ pub struct Limits {
     pub read_header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_request_body: u64,
+    pub read_body_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections: usize,
+    pub allow_underscores_in_headers: bool,
+}
+
+impl Limits {
+    /// The longest request line accepted (414 beyond it).
+    pub const MAX_REQUEST_LINE: usize = 8 << 10;
+    /// The most header fields `max_headers` may allow (the parser's own bound).
+    pub const MAX_HEADERS_CEILING: usize = 256;
 }
 
 /// Listener addresses; they are bound at start-up and a reload cannot move them.

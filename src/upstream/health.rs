@@ -59,7 +59,7 @@ pub async fn run(endpoint: Weak<Endpoint>, addr: SocketAddr, check: HealthCheck)
         let Some(endpoint) = endpoint.upgrade() else { return };
         if passed {
             failures = 0;
-            endpoint.set_healthy(true);
+            endpoint.check_passed();
         } else {
             failures = failures.saturating_add(1);
             if failures >= check.failure_threshold {

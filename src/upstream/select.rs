@@ -60,7 +60,20 @@ impl Picker {
 
     /// The next endpoint to try, or `None` when no untried one is available.
     /// `network_only` skips the in-process echo (a retry needs a socket).
+    /// An endpoint on trial after an ejection is taken only by the one
+    /// request that wins its trial slot ([`Endpoint::admit`]).
     pub fn pick(&mut self, strategy: Strategy, network_only: bool) -> Option<Arc<Endpoint>> {
+        loop {
+            let index = self.choose(strategy, network_only)?;
+            self.tried |= 1 << index;
+            let endpoint = &self.endpoints[index];
+            if endpoint.admit() {
+                return Some(endpoint.clone());
+            }
+        }
+    }
+
+    fn choose(&self, strategy: Strategy, network_only: bool) -> Option<usize> {
         let candidates: u128 = self
             .endpoints
             .iter()
@@ -76,7 +89,7 @@ impl Picker {
         }
         let mut rng = rand::thread_rng();
         let nth = |n: usize| nth_set_bit(candidates, n);
-        let index = match strategy {
+        Some(match strategy {
             Strategy::Random => nth(rng.gen_range(0..count)),
             Strategy::P2c if count == 1 => nth(0),
             Strategy::P2c => {
@@ -89,9 +102,7 @@ impl Picker {
                     a
                 }
             }
-        };
-        self.tried |= 1 << index;
-        Some(self.endpoints[index].clone())
+        })
     }
 
     /// Whether a connect failure can move on to another endpoint.

@@ -404,3 +404,58 @@ impl Drop for DroppingUpstream {
         self.task.abort();
     }
 }
+
+/// A raw HTTP/1.1 instance that counts every byte it receives and answers
+/// each request head with `200 ok` (bodies are not expected): proves that
+/// nothing of a refused request reached an instance.
+pub struct ByteCountingUpstream {
+    pub addr: SocketAddr,
+    bytes: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl ByteCountingUpstream {
+    pub async fn start() -> Self {
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let counter = bytes.clone();
+        let (addr, task) = serve_loopback(move |mut s| {
+            let counter = counter.clone();
+            async move {
+                use tokio::io::AsyncWriteExt;
+                let mut pending = Vec::new();
+                let mut chunk = [0u8; 16384];
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            counter.fetch_add(n, Ordering::SeqCst);
+                            pending.extend_from_slice(&chunk[..n]);
+                        }
+                    }
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        ByteCountingUpstream { addr, bytes, task }
+    }
+    pub fn addr_str(&self) -> String {
+        self.addr.to_string()
+    }
+    /// Bytes received so far, on every connection.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ByteCountingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -103,7 +103,7 @@ pub async fn run(
     let mut config = hub.subscribe();
     let mut statics = hub.current().keys.statics.clone();
     let mut cert_cache = translate::CertCache::new();
-    let mut installed_certs: Option<Vec<(String, i64)>> = None;
+    let mut installed_certs: Option<Vec<(String, Vec<u8>)>> = None;
     let mut warned_no_https = false;
     loop {
         tokio::select! {
@@ -135,7 +135,13 @@ pub async fn run(
             services: &snapshot.services,
         };
         let translation = translate::translate(&view, &context, &mut cert_cache);
-        let served: Vec<(String, i64)> = translation.certificates.iter().map(|(name, c)| (name.clone(), c.not_after)).collect();
+        // A certificate is identified by its leaf's bytes: a Secret replaced
+        // with a new certificate of the same validity must still be installed.
+        let served: Vec<(String, Vec<u8>)> = translation
+            .certificates
+            .iter()
+            .map(|(name, c)| (name.clone(), c.key.cert.first().map(|leaf| leaf.to_vec()).unwrap_or_default()))
+            .collect();
         match &certs {
             Some(store) if installed_certs.as_ref() != Some(&served) => {
                 let fresh = translation

@@ -67,6 +67,7 @@ use pingora_core::protocols::http::client::HttpSession as ClientSession;
 use pingora_core::protocols::http::custom::CustomMessageWrite;
 use pingora_core::protocols::http::subrequest::server::SubrequestHandle;
 use pingora_core::protocols::http::v1::client::HttpSession as HttpSessionV1;
+use pingora_core::protocols::http::v1::server::RequestHeadLimits;
 use pingora_core::protocols::http::v2::server::H2Options;
 use pingora_core::protocols::http::HttpTask;
 use pingora_core::protocols::http::ServerSession as HttpSession;
@@ -347,13 +348,20 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                if matches!(e.etype, InvalidHTTPHeader) {
+                // keygate patch 4: a head over the limits is answered with its
+                // status (414, 431), an invalid one with 400.
+                let status = match e.etype {
+                    InvalidHTTPHeader => Some(400),
+                    HTTPStatus(status) if (400..500).contains(&status) => Some(status),
+                    _ => None,
+                };
+                if let Some(status) = status {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
                     downstream_session
-                        .respond_error(400)
+                        .respond_error(status)
                         .await
                         .unwrap_or_else(|e| {
                             error!("failed to send error response to downstream: {e}");
@@ -1603,6 +1611,11 @@ where
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         self.server_options.as_ref()
+    }
+
+    // keygate patch 4
+    fn h1_head_limits(&self) -> Option<RequestHeadLimits> {
+        self.inner.request_head_limits()
     }
 
     fn h2_options(&self) -> Option<H2Options> {

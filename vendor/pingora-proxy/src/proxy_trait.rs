@@ -52,6 +52,15 @@ pub trait ProxyHttp {
     /// Define how the `ctx` should be created.
     fn new_ctx(&self) -> Self::CTX;
 
+    /// keygate patch 4: limits on HTTP/1 request heads (size, field count,
+    /// request line, deadline, strict framing), asked for before each head
+    /// is read. `None` (the default) keeps pingora's own.
+    fn request_head_limits(
+        &self,
+    ) -> Option<pingora_core::protocols::http::v1::server::RequestHeadLimits> {
+        None
+    }
+
     /// Define where the proxy should send the request to.
     ///
     /// The returned [HttpPeer] contains the information regarding where and how this request should

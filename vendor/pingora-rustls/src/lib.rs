@@ -45,7 +45,7 @@ pub fn install_default_crypto_provider() {
     let _ = CryptoProvider::install_default(rustls::crypto::ring::default_provider());
 }
 pub use rustls_native_certs::load_native_certs;
-// keygate patch 5: PEM sections through rustls-pki-types (rustls-pemfile is unmaintained).
+// keygate patch 7: PEM sections through rustls-pki-types (rustls-pemfile is unmaintained).
 use rustls_pki_types::pem::{PemObject, SectionKind};
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 

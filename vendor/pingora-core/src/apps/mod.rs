@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocols::http::v2::server;
+use crate::protocols::http::v1::server::RequestHeadLimits;
 use crate::protocols::http::{ReusableHttpStream, ServerSession};
 use crate::protocols::Digest;
 use crate::protocols::Stream;
@@ -237,6 +238,15 @@ pub trait HttpServerApp {
         None
     }
 
+    /// keygate patch 4: limits on HTTP/1 request heads (size, field count,
+    /// request line, deadline, strict framing). Called for every request
+    /// head an HTTP/1 connection reads, so the answer may change at run time.
+    ///
+    /// A `None` means pingora's defaults.
+    fn h1_head_limits(&self) -> Option<RequestHeadLimits> {
+        None
+    }
+
     /// Provide HTTP server options used to override default behavior. This function will be called
     /// every time a new connection is processed.
     ///
@@ -356,12 +366,18 @@ where
                 self.server_options()
                     .and_then(|opts| opts.keepalive_request_limit),
             );
+            if let Some(limits) = self.h1_head_limits() {
+                session.set_head_limits(limits, true);
+            }
 
             let mut result = self.process_new_http(session, shutdown).await;
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
                 let mut session = ServerSession::new_http1(stream);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
+                }
+                if let Some(limits) = self.h1_head_limits() {
+                    session.set_head_limits(limits, false);
                 }
 
                 result = self.process_new_http(session, shutdown).await;

@@ -37,8 +37,64 @@ use pingora_error::Result;
 use pingora_runtime::current_handle;
 use pingora_timeout::timeout;
 use std::fs::Permissions;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// keygate patch 5: a cap on the connections a service holds open at once,
+/// shared by all its endpoints. A connection accepted beyond it is closed at
+/// once, so a flood cannot exhaust file descriptors. `max` may change while
+/// the service runs.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    max: AtomicUsize,
+    open: AtomicUsize,
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> Self {
+        ConnectionLimit {
+            max: AtomicUsize::new(max),
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn acquire(self: &Arc<Self>) -> Option<ConnectionPermit> {
+        let max = self.max.load(Ordering::Relaxed);
+        self.open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| ConnectionPermit(self.clone()))
+    }
+}
+
+/// keygate patch 5: one open connection, counted until dropped.
+struct ConnectionPermit(Arc<ConnectionLimit>);
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// keygate patch 5: accept() errors that mean "out of resources": the
+/// listener backs off (doubling from 10 ms to 1 s) instead of spinning,
+/// and accepts again by itself once descriptors or memory are freed.
+fn is_resource_exhaustion(errno: i32) -> bool {
+    // ENOMEM, ENFILE, EMFILE, ENOBUFS
+    matches!(errno, 12 | 23 | 24 | 105)
+}
 
 /// Override the runtime options used to run a listening service.
 pub type RuntimeOptsOverride = Arc<dyn Fn(&RuntimeOpts) -> Option<RuntimeOpts> + Send + Sync>;
@@ -53,6 +109,8 @@ pub struct Service<A> {
     runtime_opts_override: Option<RuntimeOptsOverride>,
     #[cfg(feature = "connection_filter")]
     connection_filter: Arc<dyn ConnectionFilter>,
+    /// keygate patch 5
+    connection_limit: Option<Arc<ConnectionLimit>>,
 }
 
 impl<A> Service<A> {
@@ -66,6 +124,7 @@ impl<A> Service<A> {
             runtime_opts_override: None,
             #[cfg(feature = "connection_filter")]
             connection_filter: Arc::new(AcceptAllFilter),
+            connection_limit: None,
         }
     }
 
@@ -80,7 +139,13 @@ impl<A> Service<A> {
             runtime_opts_override: None,
             #[cfg(feature = "connection_filter")]
             connection_filter: Arc::new(AcceptAllFilter),
+            connection_limit: None,
         }
+    }
+
+    /// keygate patch 5: caps the connections this service holds open.
+    pub fn set_connection_limit(&mut self, limit: Arc<ConnectionLimit>) {
+        self.connection_limit = Some(limit);
     }
 
     /// Set a runtime options override for this service.
@@ -203,7 +268,10 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         app_logic: Arc<A>,
         mut stack: TransportStack,
         mut shutdown: ShutdownWatch,
+        connection_limit: Option<Arc<ConnectionLimit>>,
     ) {
+        const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+        let mut backoff = FIRST_BACKOFF;
         // the accept loop, until the system is shutting down
         loop {
             let new_io = tokio::select! { // TODO: consider biased for perf reason?
@@ -227,9 +295,23 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
             };
             match new_io {
                 Ok(io) => {
+                    backoff = FIRST_BACKOFF;
+                    // keygate patch 5: over the cap, close at once.
+                    let permit = match &connection_limit {
+                        Some(limit) => match limit.acquire() {
+                            Some(permit) => Some(permit),
+                            None => {
+                                debug!("connection limit reached, closing a new connection");
+                                drop(io);
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     current_handle().spawn(async move {
+                        let _permit = permit;
                         let peer_addr = io.peer_addr();
                         match timeout(Duration::from_secs(60), io.handshake()).await {
                             Ok(handshake) => {
@@ -260,10 +342,12 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     {
                         // 24: too many open files. In this case accept() will continue return this
                         // error without blocking, which could use up all the resources
-                        if io_error == 24 {
+                        // keygate patch 5: also ENFILE, ENOMEM, ENOBUFS; a short, growing pause.
+                        if is_resource_exhaustion(io_error) {
                             // call sleep to calm the thread down and wait for others to release
                             // some resources
-                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
                         }
                     }
                 }
@@ -305,9 +389,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
                 let shutdown = shutdown.clone();
                 let my_app_logic = app_logic.clone();
                 let endpoint = endpoint.clone();
+                let connection_limit = self.connection_limit.clone();
 
                 let jh = runtime.spawn(async move {
-                    Self::run_endpoint(my_app_logic, endpoint, shutdown).await;
+                    Self::run_endpoint(my_app_logic, endpoint, shutdown, connection_limit).await;
                 });
 
                 handlers.push(jh);

@@ -26,7 +26,7 @@ use crate::protocols::ConnFdReusable;
 use crate::protocols::TcpKeepalive;
 use crate::utils::tls::{get_organization_unit, CertKey};
 use ahash::AHasher;
-// keygate patch 6: educe instead of the unmaintained derivative.
+// keygate patch 8: educe instead of the unmaintained derivative.
 use educe::Educe;
 use pingora_error::{
     ErrorType::{InternalError, SocketError},

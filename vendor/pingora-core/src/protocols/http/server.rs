@@ -313,6 +313,18 @@ impl Session {
 
     /// Set connection reuse. `duration` defines how long the connection is kept open for the next
     /// request to reuse. Noop for h2 and subrequest
+    /// keygate patch 4: limits on the HTTP/1 request head this session
+    /// reads (see [`super::v1::server::RequestHeadLimits`]); no effect on h2.
+    pub fn set_head_limits(
+        &mut self,
+        limits: super::v1::server::RequestHeadLimits,
+        from_start: bool,
+    ) {
+        if let Self::H1(s) = self {
+            s.set_head_limits(limits, from_start);
+        }
+    }
+
     pub fn set_keepalive(&mut self, duration: Option<u64>) {
         match self {
             Self::H1(s) => s.set_server_keepalive(duration),

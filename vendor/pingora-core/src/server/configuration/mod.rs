@@ -349,7 +349,7 @@ impl ServerConf {
 
     pub fn from_yaml(conf_str: &str) -> Result<Self> {
         trace!("Read conf file: {conf_str}");
-        // keygate patch 4: serde-saphyr instead of the deprecated serde_yaml.
+        // keygate patch 6: serde-saphyr instead of the deprecated serde_yaml.
         let conf: ServerConf = serde_saphyr::from_str(conf_str).or_err_with(ReadError, || {
             format!("Unable to parse yaml conf {conf_str}")
         })?;
@@ -359,7 +359,7 @@ impl ServerConf {
     }
 
     pub fn to_yaml(&self) -> String {
-        // keygate patch 4: serde-saphyr instead of the deprecated serde_yaml.
+        // keygate patch 6: serde-saphyr instead of the deprecated serde_yaml.
         serde_saphyr::to_string(self).unwrap_or_default()
     }
 

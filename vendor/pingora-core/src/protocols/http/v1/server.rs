@@ -73,6 +73,51 @@ impl ProxyTaskState {
     }
 }
 
+/// keygate patch 4: limits on a request head, set by the application per
+/// session (see `HttpServerApp::h1_head_limits`). The default is pingora's
+/// own behaviour: 1 MiB heads, 256 headers, no request-line limit, no
+/// deadline, bare-LF line endings and Content-Length beside
+/// Transfer-Encoding tolerated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestHeadLimits {
+    /// A head larger than this is answered with 431.
+    pub max_bytes: usize,
+    /// More header fields than this are answered with 431.
+    pub max_headers: usize,
+    /// A request line longer than this is answered with 414.
+    pub max_request_line: usize,
+    /// The whole head must arrive within this time: from the connection's
+    /// start for its first request, from the request's first byte on a
+    /// reused connection (the keep-alive timeout covers the wait before it).
+    pub timeout: Option<Duration>,
+    /// Refuse (400) bare-LF line endings and Content-Length together with
+    /// Transfer-Encoding instead of tolerating them.
+    pub strict_framing: bool,
+}
+
+impl Default for RequestHeadLimits {
+    fn default() -> Self {
+        RequestHeadLimits {
+            max_bytes: MAX_HEADER_SIZE,
+            max_headers: MAX_HEADERS,
+            max_request_line: usize::MAX,
+            timeout: None,
+            strict_framing: false,
+        }
+    }
+}
+
+/// keygate patch 4: a head over `RequestHeadLimits`, answered with `status`.
+fn head_limit_error<T>(status: u16, why: String) -> Result<T> {
+    Error::e_explain(HTTPStatus(status), why)
+}
+
+/// keygate patch 4: the first line ending that is a bare LF, if any.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.find_iter(b"\n")
+        .any(|at| at == 0 || head[at - 1] != b'\r')
+}
+
 /// The HTTP 1.x server session
 pub struct HttpSession {
     underlying_stream: Stream,
@@ -158,6 +203,11 @@ pub struct HttpSession {
     /// [`super::super::HttpPersistentSettings`] into the next session.
     /// Scoped narrowly so it cannot affect FIN / `abort_on_close` semantics.
     pipelined_idle_bytes_stashed: bool,
+    /// keygate patch 4: limits on the request head.
+    head_limits: RequestHeadLimits,
+    /// keygate patch 4: the head deadline runs from the session's creation
+    /// (a new connection) rather than from the request's first byte.
+    head_deadline_from_start: bool,
 }
 
 impl HttpSession {
@@ -206,7 +256,17 @@ impl HttpSession {
             pipelining_enabled: false,
             pipelined_prefix: None,
             pipelined_idle_bytes_stashed: false,
+            head_limits: RequestHeadLimits::default(),
+            head_deadline_from_start: false,
         }
+    }
+
+    /// keygate patch 4: limits for the request head this session reads;
+    /// `from_start` starts the head deadline now (a new connection) instead
+    /// of at the request's first byte.
+    pub fn set_head_limits(&mut self, limits: RequestHeadLimits, from_start: bool) {
+        self.head_limits = limits;
+        self.head_deadline_from_start = from_start;
     }
 
     async fn read_request_buf(
@@ -304,14 +364,29 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        let limits = self.head_limits;
+        // keygate patch 4: when the head must be complete.
+        let mut deadline = limits.timeout.and_then(|t| {
+            (self.head_deadline_from_start || already_read > 0)
+                .then(|| std::time::Instant::now() + t)
+        });
         loop {
-            if already_read > MAX_HEADER_SIZE {
+            if already_read > limits.max_bytes {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
                 this buffer */
-                return Error::e_explain(
-                    InvalidHTTPHeader,
-                    format!("Request header larger than {MAX_HEADER_SIZE}"),
+                return head_limit_error(
+                    431,
+                    format!("Request header larger than {}", limits.max_bytes),
+                );
+            }
+            // keygate patch 4: a request line is refused as soon as it is too long.
+            if buf.len() > limits.max_request_line
+                && buf[..=limits.max_request_line].find_byte(b'\n').is_none()
+            {
+                return head_limit_error(
+                    414,
+                    format!("Request line longer than {}", limits.max_request_line),
                 );
             }
 
@@ -323,10 +398,32 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
-                already_read += n;
             } else {
-                return Ok(None);
+                let read = self.read_request_buf(&mut buf, already_read);
+                // keygate patch 4: every read of the head within its deadline.
+                let read = match deadline {
+                    Some(at) => {
+                        let left = at.saturating_duration_since(std::time::Instant::now());
+                        match timeout(left, read).await {
+                            Ok(read) => read,
+                            Err(_) => {
+                                return Error::e_explain(
+                                    ReadTimedout,
+                                    format!("request head not complete within {:?}", limits.timeout),
+                                );
+                            }
+                        }
+                    }
+                    None => read.await,
+                };
+                if let Some(n) = read? {
+                    already_read += n;
+                    if deadline.is_none() {
+                        deadline = limits.timeout.map(|t| std::time::Instant::now() + t);
+                    }
+                } else {
+                    return Ok(None);
+                }
             }
 
             // Use loop as GOTO to retry escaped request buffer, not a real loop
@@ -336,6 +433,34 @@ impl HttpSession {
                 let parsed = parse_req_buffer(&mut req, &buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
+                        // keygate patch 4: the limits on a complete head.
+                        if s > limits.max_bytes {
+                            return head_limit_error(
+                                431,
+                                format!("Request header larger than {}", limits.max_bytes),
+                            );
+                        }
+                        if req.headers.len() > limits.max_headers {
+                            return head_limit_error(
+                                431,
+                                format!("more than {} header fields", limits.max_headers),
+                            );
+                        }
+                        if buf[..s]
+                            .find_byte(b'\n')
+                            .is_some_and(|end| end > limits.max_request_line)
+                        {
+                            return head_limit_error(
+                                414,
+                                format!("Request line longer than {}", limits.max_request_line),
+                            );
+                        }
+                        if limits.strict_framing && has_bare_lf(&buf[..s]) {
+                            return Error::e_explain(
+                                InvalidHTTPHeader,
+                                "bare LF line ending in the request head",
+                            );
+                        }
                         self.raw_header = Some(BufRef(0, s));
 
                         // We have the header name and values we parsed to be just 0 copy Bytes
@@ -409,6 +534,13 @@ impl HttpSession {
                         // also requires us to disable keepalive when both headers are present.
                         let has_both_te_and_cl =
                             contains_content_length && contains_transfer_encoding;
+                        // keygate patch 4: ambiguous framing is refused, not repaired.
+                        if has_both_te_and_cl && limits.strict_framing {
+                            return Error::e_explain(
+                                InvalidHTTPHeader,
+                                "Content-Length together with Transfer-Encoding",
+                            );
+                        }
                         if has_both_te_and_cl {
                             request_header.remove_header(&CONTENT_LENGTH);
                         }
@@ -434,6 +566,13 @@ impl HttpSession {
                         break; /* continue the read loop */
                     }
                     HeaderParseState::Invalid(e) => match e {
+                        // keygate patch 4: too many fields is a 431 too.
+                        httparse::Error::TooManyHeaders => {
+                            return head_limit_error(
+                                431,
+                                format!("more than {} header fields", limits.max_headers),
+                            );
+                        }
                         httparse::Error::Token | httparse::Error::Version => {
                             // URI escaping rebuilds the current header. Detach any request body or
                             // pipelined suffix first so normalization never copies queued requests.
