@@ -1,6 +1,7 @@
 //! The admin API's wire shape: answers are `{meta: {requestId}, data,
 //! pagination?}`, errors are rendered by `errors` (the same body as the
-//! gateway's own errors), health endpoints answer plain text.
+//! gateway's own errors, as `application/json`: Unkey's SDKs pick their
+//! typed errors by that content type), health endpoints answer plain text.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -50,7 +51,7 @@ pub fn ok(request_id: &str, reply: Reply) -> Response<Full<Bytes>> {
 
 /// An error in the shape every keygate error has.
 pub fn error(request_id: &str, docs_base: &str, error: &GatewayError) -> Response<Full<Bytes>> {
-    let rendered = render(error, request_id, docs_base, Representation::ProblemJson);
+    let rendered = render(error, request_id, docs_base, Representation::Json);
     let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, rendered.body, rendered.content_type)
 }

@@ -2,16 +2,23 @@
 //! hyper, on its own runtime; never serves proxied traffic.
 //!
 //! Adding an endpoint: a handler in the module that owns its subject
-//! (`keys/` for Unkey's key API, `routes` for the gateway's own state), and
-//! one line in [`route`]. Handlers return [`envelope::Reply`] or a
-//! [`GatewayError`]; the envelope and the error body are written here.
+//! (`routes` for the gateway's own state; for Unkey's v2 API, `keys/`,
+//! `identities`, `permissions`, `roles`, `ratelimit/` and one line in the
+//! [`rpc`] table), and one line in [`Endpoint::of`]. Handlers return
+//! [`envelope::Reply`] or a [`GatewayError`]; the envelope and the error
+//! body (JSON, as Unkey's API sends it) are written here. An unknown path
+//! is a JSON 404, a known one with another method a JSON 405.
 
 mod auth;
 pub mod envelope;
 pub mod fields;
-pub mod keys;
+mod identities;
+mod keys;
+mod permissions;
 mod ratelimit;
+mod roles;
 pub mod routes;
+pub mod rpc;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,13 +35,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::errors::GatewayError;
+use crate::errors::{ErrorCode, GatewayError};
 use crate::providers::file::Reloader;
 use crate::runtime::Hub;
 use crate::telemetry::{metrics, new_request_id};
 use crate::tls::Tls;
 use envelope::{text, Reply};
-use keys::Op;
+use rpc::Op;
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -116,34 +123,65 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: 
     }
 }
 
-/// An admin API call, once the path is known.
-enum Call {
+/// What the admin listener serves, by path.
+enum Endpoint {
+    Health,
+    Ready,
+    Metrics,
     Reload,
     Routes,
     Certs,
     Rpc(Op),
 }
 
-/// The endpoint table: open endpoints first, then those behind a root key.
+impl Endpoint {
+    /// The endpoint table.
+    fn of(path: &str) -> Option<Self> {
+        Some(match path {
+            "/healthz" => Self::Health,
+            "/readyz" => Self::Ready,
+            "/metrics" => Self::Metrics,
+            "/v1/admin.reload" => Self::Reload,
+            "/v1/routes" => Self::Routes,
+            "/v1/certs" => Self::Certs,
+            rpc => Self::Rpc(rpc.strip_prefix("/v2/").and_then(Op::from_name)?),
+        })
+    }
+
+    fn method(&self) -> Method {
+        match self {
+            Self::Health | Self::Ready | Self::Metrics | Self::Routes | Self::Certs => Method::GET,
+            Self::Reload | Self::Rpc(_) => Method::POST,
+        }
+    }
+}
+
+/// Routes a request: open endpoints first, then those behind a root key.
 async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    let call = match (request.method(), path) {
-        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") => return readiness(state).await,
-        (&Method::GET, "/metrics") => return prometheus(state),
-        (&Method::POST, "/v1/admin.reload") => Call::Reload,
-        (&Method::GET, "/v1/routes") => Call::Routes,
-        (&Method::GET, "/v1/certs") => Call::Certs,
-        (&Method::POST, rpc) => match rpc.strip_prefix("/v2/").and_then(Op::from_name) {
-            Some(op) => Call::Rpc(op),
-            None => return text(StatusCode::NOT_FOUND, "not found\n"),
-        },
-        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    let Some(endpoint) = Endpoint::of(path) else {
+        let error = GatewayError::with_detail(ErrorCode::RouteNotFound, format!("The admin API has no endpoint {path}."));
+        return refuse(state, &error);
     };
+    let allowed = endpoint.method();
+    if request.method() != allowed {
+        let detail = format!("{path} accepts {allowed} only.");
+        let mut response = refuse(state, &GatewayError::with_detail(ErrorCode::MethodNotAllowed, detail));
+        if let Ok(value) = http::HeaderValue::from_str(allowed.as_str()) {
+            response.headers_mut().insert(http::header::ALLOW, value);
+        }
+        return response;
+    }
+    match endpoint {
+        Endpoint::Health => return text(StatusCode::OK, "ok\n"),
+        Endpoint::Ready => return readiness(state).await,
+        Endpoint::Metrics => return prometheus(state),
+        Endpoint::Reload | Endpoint::Routes | Endpoint::Certs | Endpoint::Rpc(_) => {}
+    }
     let request_id = new_request_id();
     let snapshot = state.hub.current();
-    let answer = match auth::require_root_key(&snapshot.root_keys, request.headers()) {
-        Ok(()) => authorized(state, call, request).await,
+    let answer = match auth::require_root_key(&snapshot.root_keys, request.headers(), &snapshot.keys).await {
+        Ok(()) => authorized(state, endpoint, request).await,
         Err(error) => Err(error),
     };
     match answer {
@@ -152,22 +190,28 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
     }
 }
 
-async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) -> Result<Reply, GatewayError> {
-    match call {
-        Call::Reload => match state.reloader.reload("admin API").await {
+/// An error answer outside any endpoint.
+fn refuse(state: &AdminState, error: &GatewayError) -> Response<Full<Bytes>> {
+    envelope::error(&new_request_id(), &state.hub.current().docs_base, error)
+}
+
+async fn authorized(state: &AdminState, endpoint: Endpoint, request: Request<Incoming>) -> Result<Reply, GatewayError> {
+    match endpoint {
+        Endpoint::Reload => match state.reloader.reload("admin API").await {
             Ok(()) => Ok(Reply::data(json!({"reloaded": true}))),
             Err(e) => Err(envelope::invalid_input(e.to_string())),
         },
-        Call::Routes => Ok(Reply::data(routes::describe(&state.hub.current()))),
-        Call::Certs => {
+        Endpoint::Routes => Ok(Reply::data(routes::describe(&state.hub.current()))),
+        Endpoint::Certs => {
             let certs = state.tls.as_ref().map(|tls| tls.store.list()).unwrap_or_default();
             Ok(Reply::data(json!({"certificates": certs})))
         }
-        Call::Rpc(op) => {
+        Endpoint::Rpc(op) => {
             let body = envelope::read_body(request).await?;
             let keys = state.hub.current().keys.clone();
-            keys::run(op, &body, &keys).await
+            rpc::run(op, &body, &keys).await
         }
+        Endpoint::Health | Endpoint::Ready | Endpoint::Metrics => Err(ErrorCode::RouteNotFound.into()),
     }
 }
 

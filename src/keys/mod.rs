@@ -1,6 +1,8 @@
 //! API keys: keyspaces and keys, the
-//! embedded store, the caches in front of it, credit balances, and the one
-//! verification procedure behind the `keyauth` policy and `keys.verifyKey`.
+//! embedded store, the caches in front of it, credit balances, the
+//! [`catalogue`] of identities, permissions, roles and rate-limit
+//! overrides, and the one verification procedure behind the `keyauth`
+//! policy and `keys.verifyKey`.
 //!
 //! [`KeyService`] is process-wide: opened once at start-up on `state.dir`,
 //! shared by every snapshot. [`StaticKeys`] (config keys) belong to a
@@ -8,12 +10,15 @@
 //! keys, then the positive cache, then the negative cache, and only then
 //! reads the store — off the async workers, on its own read connection.
 
+pub mod catalogue;
 pub mod credits;
 pub mod model;
 pub mod permissions;
 mod principal;
+pub mod roles;
 mod shared_credits;
 mod sqlite;
+mod sqlite_catalogue;
 pub mod statics;
 pub mod store;
 pub mod verify;
@@ -22,10 +27,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, Guard};
+use catalogue::CatalogueStore;
 use credits::{period_of, CreditAccount, CreditLedger};
 use model::{hash_key, Balance, KeyHash, Refill, StoredKey};
 use crate::clock::now_ms;
 pub use statics::StaticKeys;
+use roles::RoleGrants;
 use store::{BalanceWrite, KeyStore, StoreError};
 use shared_credits::SharedCredits;
 use verify::{ActiveKey, Credits, Verdict, Verification, VerifyRequest};
@@ -48,6 +56,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// The process's keys: store, caches, credit ledger and rate limiter.
 pub struct KeyService {
     store: Arc<dyn KeyStore>,
+    catalogue: Arc<dyn CatalogueStore>,
+    /// The roles' permissions, reloaded on every catalogue change.
+    roles: ArcSwap<RoleGrants>,
     ledger: CreditLedger,
     limiter: RateLimiter,
     /// With `state.redis`: the ledger config keys' credits are leased from.
@@ -90,9 +101,19 @@ pub enum CreditAdjustment {
 }
 
 impl KeyService {
-    fn with_store(store: Arc<dyn KeyStore>, limiter: RateLimiter, shared_credits: Option<Arc<SharedCredits>>) -> Self {
-        Self {
+    /// A service on `store`; the role catalogue and the rate-limit
+    /// overrides it holds are loaded (the overrides into `limiter`).
+    fn with_store(
+        store: Arc<sqlite::SqliteStore>,
+        limiter: RateLimiter,
+        shared_credits: Option<Arc<SharedCredits>>,
+    ) -> Result<Self, StoreError> {
+        let roles = RoleGrants::new(0, store.role_grants()?);
+        limiter.overrides().install(store.all_overrides()?);
+        Ok(Self {
+            catalogue: store.clone(),
             store,
+            roles: ArcSwap::from_pointee(roles),
             ledger: CreditLedger::default(),
             limiter,
             shared_credits,
@@ -105,7 +126,7 @@ impl KeyService {
                 .time_to_live(MISSING_TTL)
                 .build(),
             generation: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Opens the embedded store in `state.dir/keys` for serving, and starts
@@ -127,7 +148,7 @@ impl KeyService {
             None => None,
         };
         let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
-        let service = Arc::new(Self::with_store(store, limiter, shared_credits));
+        let service = Arc::new(Self::with_store(store, limiter, shared_credits)?);
         let weak = Arc::downgrade(&service);
         std::thread::Builder::new()
             .name("keygate-credits".into())
@@ -144,7 +165,7 @@ impl KeyService {
     pub fn open_existing(state: &StateSettings) -> Result<Arc<Self>, StoreError> {
         let dir = state.dir.join("keys");
         if dir.join("keys.db").exists() {
-            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), RateLimiter::default(), None)))
+            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), RateLimiter::default(), None)?))
         } else {
             Self::in_memory()
         }
@@ -152,7 +173,7 @@ impl KeyService {
 
     /// A service over a fresh in-memory store (tests, benchmarks, `check`).
     pub fn in_memory() -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default(), None)))
+        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default(), None)?))
     }
 
     /// Writes spent credits before a graceful exit (at most a second is
@@ -168,6 +189,34 @@ impl KeyService {
 
     pub fn store(&self) -> &dyn KeyStore {
         self.store.as_ref()
+    }
+
+    /// Identities, permissions, roles and rate-limit overrides. After a
+    /// change, call [`Self::catalogue_changed`] (or
+    /// [`Self::overrides_changed`]) so it takes effect at once.
+    pub fn catalogue(&self) -> &dyn CatalogueStore {
+        self.catalogue.as_ref()
+    }
+
+    /// The roles' permissions as verification uses them now.
+    pub fn role_grants(&self) -> Guard<Arc<RoleGrants>> {
+        self.roles.load()
+    }
+
+    /// Identities, roles or permissions changed: keys are resolved again
+    /// (the cached ones are forgotten, every key's roles re-resolved).
+    pub fn catalogue_changed(&self) -> Result<(), StoreError> {
+        let generation = self.roles.load().generation + 1;
+        self.roles.store(Arc::new(RoleGrants::new(generation, self.catalogue.role_grants()?)));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.found.invalidate_all();
+        Ok(())
+    }
+
+    /// Rate-limit overrides changed: the limiter applies the stored ones from now on.
+    pub fn overrides_changed(&self) -> Result<(), StoreError> {
+        self.limiter.overrides().install(self.catalogue.all_overrides()?);
+        Ok(())
     }
 
     /// The process's rate-limit counters, which `ratelimit` policies and
@@ -204,7 +253,7 @@ impl KeyService {
                 opening.unwrap_or_else(|| CreditAccount::opening(0, plan.refill.as_ref(), now_ms()))
             })
         });
-        ActiveKey::new(stored.record, account.map(Credits::Local))
+        ActiveKey::new(stored.record, account.map(Credits::Local), &self.roles.load())
     }
 
     /// The key with this hash: static, cached, or read from the store.
@@ -238,7 +287,12 @@ impl KeyService {
     pub async fn verify(&self, statics: &StaticKeys, plaintext: &str, request: &VerifyRequest<'_>) -> Verification {
         let hash = hash_key(plaintext);
         match self.lookup(statics, &hash).await {
-            Ok(key) => verify::verify(key, request, &self.limiter, now_ms()).await,
+            Ok(key) => {
+                if let Some(key) = &key {
+                    key.refresh(&self.roles.load());
+                }
+                verify::verify(key, request, &self.limiter, now_ms()).await
+            }
             Err(e) => {
                 tracing::error!("key lookup failed: {e}");
                 Verification {

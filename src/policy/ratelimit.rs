@@ -3,7 +3,9 @@
 //! header, the authenticated subject, the path, a field of the Principal.
 //! A missing part is `unknown`; parts are escaped so they never run into
 //! each other. Buckets are per deployment and policy, so two policies (or
-//! two deployments) never share counts by accident.
+//! two deployments) never share counts by accident. Overrides set through
+//! the admin API with the policy's id as namespace change the limit for the
+//! identifiers they match (the parts joined by `:`).
 
 use std::fmt::Write as _;
 
@@ -13,7 +15,7 @@ use serde_json::Value;
 use super::{CompileError, Outcome, Policy, PolicyState, RequestView, Resources};
 use crate::config::policy::{IdentifierSpec, RateLimitSpec};
 use crate::errors::ErrorCode;
-use crate::ratelimit::{push_part, window_ms, LimitRequest, RateLimiter};
+use crate::ratelimit::{identifier_of, push_part, window_ms, LimitRequest, RateLimiter};
 
 /// The most identifier parts one bucket key may have.
 const MAX_PARTS: usize = 5;
@@ -40,6 +42,8 @@ pub struct RateLimit {
     limiter: RateLimiter,
     /// `policy:<deployment>:<policy id>`, escaped.
     prefix: String,
+    /// The policy id: the override namespace.
+    namespace: Box<str>,
     limit: u64,
     window_ms: u64,
     parts: Vec<Part>,
@@ -71,6 +75,7 @@ impl RateLimit {
         Ok(Self {
             limiter: limiter.clone(),
             prefix,
+            namespace: policy_id.into(),
             limit: spec.limit,
             window_ms: window_ms(spec.window.0),
             parts,
@@ -185,10 +190,14 @@ impl Policy for RateLimit {
 
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
         let bucket = self.bucket(request, state);
+        let overridden = self
+            .limiter
+            .overrides()
+            .find(&self.namespace, || identifier_of(&bucket[self.prefix.len()..]));
         let limit = LimitRequest {
             bucket: &bucket,
-            limit: self.limit,
-            window_ms: self.window_ms,
+            limit: overridden.as_ref().map_or(self.limit, |o| o.limit),
+            window_ms: overridden.as_ref().map_or(self.window_ms, |o| o.duration_ms),
             cost: 1,
         };
         let now = crate::clock::now_ms();
