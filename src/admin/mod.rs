@@ -35,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::errors::{ErrorCode, GatewayError};
+use crate::errors::{ErrorCode, GatewayError, Representation};
 use crate::providers::file::Reloader;
 use crate::runtime::Hub;
 use crate::telemetry::{metrics, new_request_id};
@@ -180,19 +180,23 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
     }
     let request_id = new_request_id();
     let snapshot = state.hub.current();
+    let representation = match endpoint {
+        Endpoint::Rpc(op) => op.error_representation(),
+        _ => Representation::Json,
+    };
     let answer = match auth::require_root_key(&snapshot.root_keys, request.headers(), &snapshot.keys).await {
         Ok(()) => authorized(state, endpoint, request).await,
         Err(error) => Err(error),
     };
     match answer {
         Ok(reply) => envelope::ok(&request_id, reply),
-        Err(error) => envelope::error(&request_id, &snapshot.docs_base, &error),
+        Err(error) => envelope::error(&request_id, &snapshot.docs_base, &error, representation),
     }
 }
 
 /// An error answer outside any endpoint.
 fn refuse(state: &AdminState, error: &GatewayError) -> Response<Full<Bytes>> {
-    envelope::error(&new_request_id(), &state.hub.current().docs_base, error)
+    envelope::error(&new_request_id(), &state.hub.current().docs_base, error, Representation::Json)
 }
 
 async fn authorized(state: &AdminState, endpoint: Endpoint, request: Request<Incoming>) -> Result<Reply, GatewayError> {

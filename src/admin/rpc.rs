@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use super::envelope::{invalid_input, Reply};
 use super::keys::{access, apis, lifecycle, migrate, verify};
 use super::{identities, permissions, ratelimit, roles};
-use crate::errors::{ErrorCode, GatewayError};
+use crate::errors::{ErrorCode, GatewayError, Representation};
 use crate::keys::store::StoreError;
 use crate::keys::Keys;
 
@@ -105,6 +105,17 @@ impl Op {
     /// The operation served at `/v2/<name>`.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|op| op.name() == name)
+    }
+
+    /// How its errors are sent: as the SDKs expect them, which is what
+    /// Unkey's OpenAPI document declares — `application/json`, except for
+    /// `identities.deleteIdentity`, declared (and so parsed into typed
+    /// errors only) as `application/problem+json`.
+    pub fn error_representation(self) -> Representation {
+        match self {
+            Self::DeleteIdentity => Representation::ProblemJson,
+            _ => Representation::Json,
+        }
     }
 }
 
