@@ -116,7 +116,7 @@ impl Fields {
     /// Takes a field: `None` absent, `Some(Null)` null.
     fn take(&mut self, name: &str, required: bool) -> Option<Value> {
         let value = self.object.remove(name);
-        if required && value.as_ref().map_or(true, Value::is_null) {
+        if required && value.as_ref().is_none_or(Value::is_null) {
             self.fail(self.at(name), "is required", None);
             return None;
         }

@@ -272,6 +272,34 @@ mod tests {
         assert_ne!(one, three);
     }
 
+    #[tokio::test]
+    async fn overrides_of_the_policy_id_change_its_limit() {
+        let limiter = RateLimiter::default();
+        let spec: RateLimitSpec = serde_yaml::from_str("{limit: 1, window: 60s, identifiers: [header: {name: A}]}").unwrap();
+        let policy = RateLimit::new(&spec, "dep", "per_a", &limiter).unwrap();
+        limiter.overrides().install(vec![crate::ratelimit::overrides::Override {
+            id: "rlor_1".into(),
+            namespace: "per_a".into(),
+            identifier: "vip:*".into(),
+            limit: 3,
+            duration_ms: 60_000,
+        }]);
+        let admitted = |value: &'static str| {
+            let policy = &policy;
+            async move {
+                let head = http::Request::get("/").header("a", value).body(()).unwrap().into_parts().0;
+                let view = RequestView::new(&head, None);
+                matches!(policy.evaluate(&view, &mut PolicyState::default()).await, Outcome::Continue)
+            }
+        };
+        for _ in 0..3 {
+            assert!(admitted("vip:1").await, "the override's limit, matched on the raw identifier");
+        }
+        assert!(!admitted("vip:1").await);
+        assert!(admitted("other").await);
+        assert!(!admitted("other").await, "the policy's own limit");
+    }
+
     #[test]
     fn compile_errors_name_the_field() {
         let err = |yaml: &str| {

@@ -94,7 +94,7 @@ pub(in crate::admin) fn list_keys(body: &[u8], keys: &Keys) -> Answer {
         record.id.as_str() > after
             && external_id
                 .as_deref()
-                .map_or(true, |e| record.identity.as_ref().is_some_and(|i| i.external_id == e))
+                .is_none_or(|e| record.identity.as_ref().is_some_and(|i| i.external_id == e))
     };
     let mut page: Vec<(String, Value)> = keys
         .statics

@@ -14,8 +14,11 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// The answer's array as rows of `columns` (`(header, cell)`).
-fn rows<const N: usize>(data: &Value, columns: [(&str, fn(&Value) -> String); N]) {
+/// A table column: its header and how a cell is made of an item.
+type Column = (&'static str, fn(&Value) -> String);
+
+/// The answer's array as rows of `columns`.
+fn rows<const N: usize>(data: &Value, columns: [Column; N]) {
     let header = columns.map(|(name, _)| name);
     let rows: Vec<[String; N]> = data.as_array().into_iter().flatten().map(|item| columns.map(|(_, cell)| cell(item))).collect();
     print_table(&header, &rows);
