@@ -39,10 +39,6 @@ fn find(keys: &Keys, name: &str) -> Result<Identity, GatewayError> {
     keys.service.catalogue().identity(name).map_err(internal)?.ok_or_else(|| not_found(name))
 }
 
-/// Makes a change visible to verification.
-fn changed(keys: &Keys) -> Result<(), GatewayError> {
-    keys.service.catalogue_changed().map_err(internal)
-}
 
 pub(super) fn create_identity(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
@@ -60,7 +56,7 @@ pub(super) fn create_identity(body: &[u8], keys: &Keys) -> Answer {
         .catalogue()
         .create_identity(&identity, now_ms())
         .map_err(|e| store_error(e, &what, ErrorCode::IdentityNotFound, ErrorCode::IdentityAlreadyExists))?;
-    changed(keys)?;
+    keys.service.identity_changed(&identity.external_id);
     Ok(Reply::data(json!({"identityId": identity.id()})))
 }
 
@@ -107,7 +103,7 @@ pub(super) fn update_identity(body: &[u8], keys: &Keys) -> Answer {
         StoreError::NotFound => not_found(&identity.external_id),
         other => internal(other),
     })?;
-    changed(keys)?;
+    keys.service.identity_changed(&identity.external_id);
     Ok(Reply::data(identity_json(&identity)))
 }
 
@@ -120,6 +116,6 @@ pub(super) fn delete_identity(body: &[u8], keys: &Keys) -> Answer {
         StoreError::NotFound => not_found(&identity.external_id),
         other => internal(other),
     })?;
-    changed(keys)?;
+    keys.service.identity_changed(&identity.external_id);
     Ok(Reply::data(json!({})))
 }

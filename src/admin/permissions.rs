@@ -98,7 +98,7 @@ pub(super) fn update_permission(body: &[u8], keys: &Keys) -> Answer {
         Patch::Keep => {}
     }
     keys.service.catalogue().update_permission(&before, &after).map_err(|e| failed(e, &after.slug))?;
-    keys.service.catalogue_changed().map_err(internal)?;
+    keys.service.roles_changed(before.slug != after.slug).map_err(internal)?;
     Ok(Reply::data(permission_json(&after)))
 }
 
@@ -108,6 +108,6 @@ pub(super) fn delete_permission(body: &[u8], keys: &Keys) -> Answer {
     f.finish()?;
     let permission = find(keys, &required(name, "permission")?)?;
     keys.service.catalogue().delete_permission(&permission).map_err(|e| failed(e, &permission.slug))?;
-    keys.service.catalogue_changed().map_err(internal)?;
+    keys.service.roles_changed(true).map_err(internal)?;
     Ok(Reply::data(json!({})))
 }

@@ -76,7 +76,7 @@ pub(super) fn create_role(body: &[u8], keys: &Keys) -> Answer {
         created_at: now_ms(),
     };
     catalogue.create_role(&role).map_err(|e| failed(e, &role.name))?;
-    keys.service.catalogue_changed().map_err(internal)?;
+    keys.service.roles_changed(false).map_err(internal)?;
     Ok(Reply::data(json!({"roleId": role.id})))
 }
 
@@ -117,7 +117,7 @@ pub(super) fn update_role(body: &[u8], keys: &Keys) -> Answer {
         Patch::Keep => {}
     }
     keys.service.catalogue().update_role(&before, &after).map_err(|e| failed(e, &after.name))?;
-    keys.service.catalogue_changed().map_err(internal)?;
+    keys.service.roles_changed(before.name != after.name).map_err(internal)?;
     let mut out = json!({"id": after.id, "name": after.name});
     if let Some(description) = &after.description {
         out["description"] = json!(description);
@@ -131,7 +131,7 @@ pub(super) fn delete_role(body: &[u8], keys: &Keys) -> Answer {
     f.finish()?;
     let role = find(keys, &required(name, "role")?)?;
     keys.service.catalogue().delete_role(&role).map_err(|e| failed(e, &role.name))?;
-    keys.service.catalogue_changed().map_err(internal)?;
+    keys.service.roles_changed(true).map_err(internal)?;
     Ok(Reply::data(json!({})))
 }
 
@@ -146,6 +146,6 @@ pub(super) fn set_role_permissions(body: &[u8], keys: &Keys) -> Answer {
     let permissions = catalogue.ensure_permissions(&required(slugs, "permissions")?, now_ms()).map_err(internal)?;
     let ids: Vec<String> = permissions.iter().map(|p| p.id.clone()).collect();
     catalogue.set_role_permissions(&role.id, &ids).map_err(internal)?;
-    keys.service.catalogue_changed().map_err(internal)?;
+    keys.service.roles_changed(false).map_err(internal)?;
     Ok(Reply::data(permissions.iter().map(permission_json).collect::<Value>()))
 }

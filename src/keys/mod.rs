@@ -120,6 +120,7 @@ impl KeyService {
             found: moka::sync::Cache::builder()
                 .max_capacity(FOUND_CAPACITY)
                 .time_to_live(FOUND_TTL)
+                .support_invalidation_closures()
                 .build(),
             missing: moka::sync::Cache::builder()
                 .max_capacity(MISSING_CAPACITY)
@@ -192,8 +193,8 @@ impl KeyService {
     }
 
     /// Identities, permissions, roles and rate-limit overrides. After a
-    /// change, call [`Self::catalogue_changed`] (or
-    /// [`Self::overrides_changed`]) so it takes effect at once.
+    /// change, call [`Self::roles_changed`], [`Self::identity_changed`] or
+    /// [`Self::overrides_changed`] so it takes effect at once.
     pub fn catalogue(&self) -> &dyn CatalogueStore {
         self.catalogue.as_ref()
     }
@@ -203,14 +204,32 @@ impl KeyService {
         self.roles.load()
     }
 
-    /// Identities, roles or permissions changed: keys are resolved again
-    /// (the cached ones are forgotten, every key's roles re-resolved).
-    pub fn catalogue_changed(&self) -> Result<(), StoreError> {
+    /// Roles or their permissions changed: every key's roles are resolved
+    /// again on its next verification (cached and config keys included).
+    /// When the change also rewrote key records (a rename or a deletion),
+    /// `records_rewritten` forgets every cached key as well.
+    pub fn roles_changed(&self, records_rewritten: bool) -> Result<(), StoreError> {
         let generation = self.roles.load().generation + 1;
         self.roles.store(Arc::new(RoleGrants::new(generation, self.catalogue.role_grants()?)));
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.found.invalidate_all();
+        if records_rewritten {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.found.invalidate_all();
+        }
         Ok(())
+    }
+
+    /// The identity `external_id` changed (or appeared, or went): its
+    /// cached keys are read again.
+    pub fn identity_changed(&self, external_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let external_id = external_id.to_string();
+        let of_identity = move |_: &KeyHash, key: &Arc<ActiveKey>| key.record.identity.as_ref().is_some_and(|i| i.external_id == external_id);
+        if let Err(e) = self.found.invalidate_entries_if(of_identity) {
+            // The cache supports invalidation closures (see `with_store`); should
+            // that ever fail, forgetting everything beats serving stale meta.
+            tracing::warn!("cannot invalidate an identity's keys alone ({e}); forgetting every cached key");
+            self.found.invalidate_all();
+        }
     }
 
     /// Rate-limit overrides changed: the limiter applies the stored ones from now on.
