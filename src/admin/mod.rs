@@ -128,6 +128,12 @@ enum Endpoint {
     Health,
     Ready,
     Metrics,
+    /// Behind a root key.
+    Call(Call),
+}
+
+/// The endpoints behind a root key.
+enum Call {
     Reload,
     Routes,
     Certs,
@@ -141,17 +147,17 @@ impl Endpoint {
             "/healthz" => Self::Health,
             "/readyz" => Self::Ready,
             "/metrics" => Self::Metrics,
-            "/v1/admin.reload" => Self::Reload,
-            "/v1/routes" => Self::Routes,
-            "/v1/certs" => Self::Certs,
-            rpc => Self::Rpc(rpc.strip_prefix("/v2/").and_then(Op::from_name)?),
+            "/v1/admin.reload" => Self::Call(Call::Reload),
+            "/v1/routes" => Self::Call(Call::Routes),
+            "/v1/certs" => Self::Call(Call::Certs),
+            rpc => Self::Call(Call::Rpc(rpc.strip_prefix("/v2/").and_then(Op::from_name)?)),
         })
     }
 
     fn method(&self) -> Method {
         match self {
-            Self::Health | Self::Ready | Self::Metrics | Self::Routes | Self::Certs => Method::GET,
-            Self::Reload | Self::Rpc(_) => Method::POST,
+            Self::Health | Self::Ready | Self::Metrics | Self::Call(Call::Routes | Call::Certs) => Method::GET,
+            Self::Call(Call::Reload | Call::Rpc(_)) => Method::POST,
         }
     }
 }
@@ -172,20 +178,20 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
         }
         return response;
     }
-    match endpoint {
+    let call = match endpoint {
         Endpoint::Health => return text(StatusCode::OK, "ok\n"),
         Endpoint::Ready => return readiness(state).await,
         Endpoint::Metrics => return prometheus(state),
-        Endpoint::Reload | Endpoint::Routes | Endpoint::Certs | Endpoint::Rpc(_) => {}
-    }
+        Endpoint::Call(call) => call,
+    };
     let request_id = new_request_id();
     let snapshot = state.hub.current();
-    let representation = match endpoint {
-        Endpoint::Rpc(op) => op.error_representation(),
-        _ => Representation::Json,
+    let representation = match call {
+        Call::Rpc(op) => op.error_representation(),
+        Call::Reload | Call::Routes | Call::Certs => Representation::Json,
     };
     let answer = match auth::require_root_key(&snapshot.root_keys, request.headers(), &snapshot.keys).await {
-        Ok(()) => authorized(state, endpoint, request).await,
+        Ok(()) => authorized(state, call, request).await,
         Err(error) => Err(error),
     };
     match answer {
@@ -199,23 +205,22 @@ fn refuse(state: &AdminState, error: &GatewayError) -> Response<Full<Bytes>> {
     envelope::error(&new_request_id(), &state.hub.current().docs_base, error, Representation::Json)
 }
 
-async fn authorized(state: &AdminState, endpoint: Endpoint, request: Request<Incoming>) -> Result<Reply, GatewayError> {
-    match endpoint {
-        Endpoint::Reload => match state.reloader.reload("admin API").await {
+async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) -> Result<Reply, GatewayError> {
+    match call {
+        Call::Reload => match state.reloader.reload("admin API").await {
             Ok(()) => Ok(Reply::data(json!({"reloaded": true}))),
             Err(e) => Err(envelope::invalid_input(e.to_string())),
         },
-        Endpoint::Routes => Ok(Reply::data(routes::describe(&state.hub.current()))),
-        Endpoint::Certs => {
+        Call::Routes => Ok(Reply::data(routes::describe(&state.hub.current()))),
+        Call::Certs => {
             let certs = state.tls.as_ref().map(|tls| tls.store.list()).unwrap_or_default();
             Ok(Reply::data(json!({"certificates": certs})))
         }
-        Endpoint::Rpc(op) => {
+        Call::Rpc(op) => {
             let body = envelope::read_body(request).await?;
             let keys = state.hub.current().keys.clone();
             rpc::run(op, &body, &keys).await
         }
-        Endpoint::Health | Endpoint::Ready | Endpoint::Metrics => Err(ErrorCode::RouteNotFound.into()),
     }
 }
 
