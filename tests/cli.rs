@@ -107,11 +107,11 @@ async fn client_commands_take_the_gateway_and_root_key_from_flags_or_the_environ
     for command in [&["routes"][..], &["reload"], &["certs", "list"]] {
         let ran = keygate(cwd, &[command, &["--admin", &url, "--root-key", "wrong"]].concat(), &[]).await;
         assert!(!ran.success && ran.stdout.is_empty(), "{command:?}: {}", ran.stdout);
-        let expected = refusal(&url, "the key from --root-key", "403 err:unkey:authorization:forbidden");
+        let expected = refusal(&url, "the key from --root-key", "401 err:unkey:authentication:key_not_found");
         assert_eq!(ran.stderr, format!("keygate: {expected}\n"), "{command:?}");
     }
     let ran = keygate(cwd, &["reload", "--admin", &url], &[("KEYGATE_ROOT_KEY", "wrong")]).await;
-    assert!(ran.stderr.contains(&refusal(&url, "the key from KEYGATE_ROOT_KEY", "403 err:unkey:authorization:forbidden")), "{}", ran.stderr);
+    assert!(ran.stderr.contains(&refusal(&url, "the key from KEYGATE_ROOT_KEY", "401 err:unkey:authentication:key_not_found")), "{}", ran.stderr);
     let ran = keygate(cwd, &["routes", "--admin", &url], &[]).await;
     assert!(!ran.success);
     assert!(ran.stderr.contains(&refusal(&url, "no root key was sent", "401 err:unkey:authentication:missing")), "{}", ran.stderr);
@@ -133,7 +133,7 @@ async fn without_root_keys_the_gateway_keeps_a_local_root_key_that_clients_use()
 
     // The admin API accepts it, and only it.
     assert_eq!(routes_status(&gw, &key).await, 200);
-    assert_eq!(routes_status(&gw, "kg_root_not_this_one").await, 403);
+    assert_eq!(routes_status(&gw, "kg_root_not_this_one").await, 401);
 
     // Client commands with the same --config read it.
     let config = gw.config_path.to_str().unwrap().to_string();

@@ -563,7 +563,7 @@ async fn ratelimit_limit_admin_api() {
     let (status, answer) = gw.admin_post("/v2/ratelimit.limit", None, &body).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("err:unkey:authentication:missing")), "{answer}");
     let (status, answer) = gw.admin_post("/v2/ratelimit.limit", Some("wrong"), &body).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("err:unkey:authorization:forbidden")), "{answer}");
+    assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("err:unkey:authentication:key_not_found")), "{answer}");
     assert!(answer["meta"]["requestId"].as_str().unwrap_or_default().starts_with("req_"), "{answer}");
 
     let before = now_ms();

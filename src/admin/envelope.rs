@@ -1,6 +1,8 @@
 //! The admin API's wire shape: answers are `{meta: {requestId}, data,
 //! pagination?}`, errors are rendered by `errors` (the same body as the
-//! gateway's own errors), health endpoints answer plain text.
+//! gateway's own errors, as `application/json` — Unkey's SDKs pick their
+//! typed errors by content type, see [`crate::admin::rpc::Op::error_representation`]),
+//! health endpoints answer plain text.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -48,9 +50,9 @@ pub fn ok(request_id: &str, reply: Reply) -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, out.to_string(), "application/json")
 }
 
-/// An error in the shape every keygate error has.
-pub fn error(request_id: &str, docs_base: &str, error: &GatewayError) -> Response<Full<Bytes>> {
-    let rendered = render(error, request_id, docs_base, Representation::ProblemJson);
+/// An error in the shape every keygate error has, as `representation`.
+pub fn error(request_id: &str, docs_base: &str, error: &GatewayError, representation: Representation) -> Response<Full<Bytes>> {
+    let rendered = render(error, request_id, docs_base, representation);
     let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, rendered.body, rendered.content_type)
 }

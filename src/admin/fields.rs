@@ -1,8 +1,9 @@
 //! Field-level validation of admin API request bodies, Unkey style: every
 //! problem is collected with its location (`body.credits.refill.amount`)
 //! and answered at once as a 400 `err:unkey:application:invalid_input`
-//! whose `errors` list the fields. Unknown fields are errors, as in Unkey's
-//! schemas (`additionalProperties: false`).
+//! whose `errors` list the fields. Fields keygate does not read are
+//! ignored, not rejected: newer revisions of Unkey's API (and so of its
+//! SDKs) add fields, and an SDK must keep working against keygate.
 
 use serde_json::{Map, Value};
 
@@ -69,8 +70,31 @@ impl Fields {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(object)) => Ok(Self::new("body".into(), object)),
             Ok(_) => Err(invalid(vec![error("body", "the request body must be a JSON object", None)])),
-            Err(e) => Err(invalid(vec![error("body", &format!("the request body is not valid JSON: {e}"), None)])),
+            Err(e) => Err(not_json(&e)),
         }
+    }
+
+    /// Parses a request body that is a JSON array of at most `max` objects:
+    /// a reader for the whole body (to [`Self::absorb`] the items into and
+    /// [`Self::finish`]) and one per item (`body[0]`, …).
+    pub fn parse_list(body: &[u8], max: usize) -> Result<(Self, Vec<Self>), GatewayError> {
+        let items = match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Array(items)) if items.len() <= max => items,
+            Ok(_) => {
+                let message = format!("the request body must be a JSON array of at most {max} objects");
+                return Err(invalid(vec![error("body", &message, None)]));
+            }
+            Err(e) => return Err(not_json(&e)),
+        };
+        let mut root = Self::new("body".into(), Map::new());
+        let mut readers = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Value::Object(object) => readers.push(Self::new(format!("body[{i}]"), object)),
+                _ => root.fail(format!("body[{i}]"), "must be an object", None),
+            }
+        }
+        Ok((root, readers))
     }
 
     fn new(path: String, object: Map<String, Value>) -> Self {
@@ -92,7 +116,7 @@ impl Fields {
     /// Takes a field: `None` absent, `Some(Null)` null.
     fn take(&mut self, name: &str, required: bool) -> Option<Value> {
         let value = self.object.remove(name);
-        if required && value.as_ref().map_or(true, Value::is_null) {
+        if required && value.as_ref().is_none_or(Value::is_null) {
             self.fail(self.at(name), "is required", None);
             return None;
         }
@@ -255,9 +279,8 @@ impl Fields {
         }
     }
 
-    /// Takes over a nested reader's errors (and reports its unknown fields).
+    /// Takes over a nested reader's errors.
     pub fn absorb(&mut self, mut child: Fields) {
-        child.reject_unknown();
         self.errors.append(&mut child.errors);
     }
 
@@ -267,17 +290,8 @@ impl Fields {
         self.fail(location, message, None);
     }
 
-    fn reject_unknown(&mut self) {
-        let unknown: Vec<String> = self.object.keys().cloned().collect();
-        for name in unknown {
-            self.fail(self.at(&name), "is not a known field", Some("remove it"));
-        }
-        self.object.clear();
-    }
-
-    /// Ok when every field was valid and known.
-    pub fn finish(mut self) -> Result<(), GatewayError> {
-        self.reject_unknown();
+    /// Ok when every field read was valid (the others are ignored).
+    pub fn finish(self) -> Result<(), GatewayError> {
         if self.errors.is_empty() {
             Ok(())
         } else {
@@ -291,6 +305,10 @@ fn error(location: &str, message: &str, fix: Option<&str>) -> ErrorItem {
         fix: fix.map(str::to_string),
         ..ErrorItem::new(location, message)
     }
+}
+
+fn not_json(e: &serde_json::Error) -> GatewayError {
+    invalid(vec![error("body", &format!("the request body is not valid JSON: {e}"), None)])
 }
 
 fn invalid(errors: Vec<ErrorItem>) -> GatewayError {
@@ -317,6 +335,32 @@ mod tests {
         }
         let error = f.finish().err().unwrap();
         assert_eq!(error.code.status(), 400);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut f = Fields::parse(br#"{"keyId": "key_1", "addedLater": {"x": 1}, "c": {"amount": 1, "new": 2}}"#).unwrap();
+        assert_eq!(f.text("keyId", Text::id(3), true).as_deref(), Some("key_1"));
+        if let Patch::Set(mut c) = f.nested("c") {
+            assert_eq!(c.int("amount", 1, 10, true), Some(1));
+            f.absorb(c);
+        }
+        assert!(f.finish().is_ok());
+    }
+
+    #[test]
+    fn lists_of_objects() {
+        let (mut root, items) = Fields::parse_list(br#"[{"n": 1}, 7, {"n": "x"}]"#, 10).unwrap();
+        assert_eq!(items.len(), 2);
+        for mut item in items {
+            item.int("n", 0, 5, true);
+            root.absorb(item);
+        }
+        let error = root.finish().unwrap_err();
+        let locations: Vec<&str> = error.items().iter().map(|i| i.location.as_str()).collect();
+        assert_eq!(locations, ["body[1]", "body[2].n"]);
+        assert!(Fields::parse_list(b"{}", 10).is_err());
+        assert!(Fields::parse_list(b"[{}, {}]", 1).is_err());
     }
 
     #[test]

@@ -2,16 +2,23 @@
 //! hyper, on its own runtime; never serves proxied traffic.
 //!
 //! Adding an endpoint: a handler in the module that owns its subject
-//! (`keys/` for Unkey's key API, `routes` for the gateway's own state), and
-//! one line in [`route`]. Handlers return [`envelope::Reply`] or a
-//! [`GatewayError`]; the envelope and the error body are written here.
+//! (`routes` for the gateway's own state; for Unkey's v2 API, `keys/`,
+//! `identities`, `permissions`, `roles`, `ratelimit/` and one line in the
+//! [`rpc`] table), and one line in [`Endpoint::of`]. Handlers return
+//! [`envelope::Reply`] or a [`GatewayError`]; the envelope and the error
+//! body (JSON, as Unkey's API sends it) are written here. An unknown path
+//! is a JSON 404, a known one with another method a JSON 405.
 
 mod auth;
 pub mod envelope;
 pub mod fields;
-pub mod keys;
+mod identities;
+mod keys;
+mod permissions;
 mod ratelimit;
+mod roles;
 pub mod routes;
+pub mod rpc;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,13 +35,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::errors::GatewayError;
+use crate::errors::{ErrorCode, GatewayError, Representation};
 use crate::providers::file::Reloader;
 use crate::runtime::Hub;
 use crate::telemetry::{metrics, new_request_id};
 use crate::tls::Tls;
 use envelope::{text, Reply};
-use keys::Op;
+use rpc::Op;
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -116,7 +123,16 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: 
     }
 }
 
-/// An admin API call, once the path is known.
+/// What the admin listener serves, by path.
+enum Endpoint {
+    Health,
+    Ready,
+    Metrics,
+    /// Behind a root key.
+    Call(Call),
+}
+
+/// The endpoints behind a root key.
 enum Call {
     Reload,
     Routes,
@@ -124,32 +140,69 @@ enum Call {
     Rpc(Op),
 }
 
-/// The endpoint table: open endpoints first, then those behind a root key.
+impl Endpoint {
+    /// The endpoint table.
+    fn of(path: &str) -> Option<Self> {
+        Some(match path {
+            "/healthz" => Self::Health,
+            "/readyz" => Self::Ready,
+            "/metrics" => Self::Metrics,
+            "/v1/admin.reload" => Self::Call(Call::Reload),
+            "/v1/routes" => Self::Call(Call::Routes),
+            "/v1/certs" => Self::Call(Call::Certs),
+            rpc => Self::Call(Call::Rpc(rpc.strip_prefix("/v2/").and_then(Op::from_name)?)),
+        })
+    }
+
+    fn method(&self) -> Method {
+        match self {
+            Self::Health | Self::Ready | Self::Metrics | Self::Call(Call::Routes | Call::Certs) => Method::GET,
+            Self::Call(Call::Reload | Call::Rpc(_)) => Method::POST,
+        }
+    }
+}
+
+/// Routes a request: open endpoints first, then those behind a root key.
 async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    let call = match (request.method(), path) {
-        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") => return readiness(state).await,
-        (&Method::GET, "/metrics") => return prometheus(state),
-        (&Method::POST, "/v1/admin.reload") => Call::Reload,
-        (&Method::GET, "/v1/routes") => Call::Routes,
-        (&Method::GET, "/v1/certs") => Call::Certs,
-        (&Method::POST, rpc) => match rpc.strip_prefix("/v2/").and_then(Op::from_name) {
-            Some(op) => Call::Rpc(op),
-            None => return text(StatusCode::NOT_FOUND, "not found\n"),
-        },
-        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    let Some(endpoint) = Endpoint::of(path) else {
+        let error = GatewayError::with_detail(ErrorCode::RouteNotFound, format!("The admin API has no endpoint {path}."));
+        return refuse(state, &error);
+    };
+    let allowed = endpoint.method();
+    if request.method() != allowed {
+        let detail = format!("{path} accepts {allowed} only.");
+        let mut response = refuse(state, &GatewayError::with_detail(ErrorCode::MethodNotAllowed, detail));
+        if let Ok(value) = http::HeaderValue::from_str(allowed.as_str()) {
+            response.headers_mut().insert(http::header::ALLOW, value);
+        }
+        return response;
+    }
+    let call = match endpoint {
+        Endpoint::Health => return text(StatusCode::OK, "ok\n"),
+        Endpoint::Ready => return readiness(state).await,
+        Endpoint::Metrics => return prometheus(state),
+        Endpoint::Call(call) => call,
     };
     let request_id = new_request_id();
     let snapshot = state.hub.current();
-    let answer = match auth::require_root_key(&snapshot.root_keys, request.headers()) {
+    let representation = match call {
+        Call::Rpc(op) => op.error_representation(),
+        Call::Reload | Call::Routes | Call::Certs => Representation::Json,
+    };
+    let answer = match auth::require_root_key(&snapshot.root_keys, request.headers(), &snapshot.keys).await {
         Ok(()) => authorized(state, call, request).await,
         Err(error) => Err(error),
     };
     match answer {
         Ok(reply) => envelope::ok(&request_id, reply),
-        Err(error) => envelope::error(&request_id, &snapshot.docs_base, &error),
+        Err(error) => envelope::error(&request_id, &snapshot.docs_base, &error, representation),
     }
+}
+
+/// An error answer outside any endpoint.
+fn refuse(state: &AdminState, error: &GatewayError) -> Response<Full<Bytes>> {
+    envelope::error(&new_request_id(), &state.hub.current().docs_base, error, Representation::Json)
 }
 
 async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) -> Result<Reply, GatewayError> {
@@ -166,7 +219,7 @@ async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) 
         Call::Rpc(op) => {
             let body = envelope::read_body(request).await?;
             let keys = state.hub.current().keys.clone();
-            keys::run(op, &body, &keys).await
+            rpc::run(op, &body, &keys).await
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The `keygate` command line: `run` (the default) and `check` work on the
 //! config file; the client commands — `health`, `reload`, `routes`, `certs
-//! list`, `keys` — talk to a running gateway's admin listener through one
+//! list`, `keys`, `apis` — talk to a running gateway's admin listener through one
 //! client ([`client`]), finding it and its root key as [`target`] says.
 
+mod apis;
 mod certs;
 mod client;
 mod health;
@@ -48,8 +49,10 @@ pub enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
-    /// API keys: create, list, get, update, revoke, verify (through the running gateway, else the embedded store).
+    /// API keys: create, list, get, update, revoke, verify, their permissions and roles, and the catalogue of permissions, roles and identities (through the running gateway, else the embedded store).
     Keys(Box<keys::KeysArgs>),
+    /// Keyspaces (Unkey's APIs): create, list, get, delete.
+    Apis(Box<apis::ApisArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
             command: CertsCommand::List(args),
         } => with_runtime(certs::list(config, &args)),
         Command::Keys(args) => with_runtime(keys::main(config, *args)),
+        Command::Apis(args) => with_runtime(apis::main(config, *args)),
     }
 }
 

@@ -1,6 +1,8 @@
 //! API keys: keyspaces and keys, the
-//! embedded store, the caches in front of it, credit balances, and the one
-//! verification procedure behind the `keyauth` policy and `keys.verifyKey`.
+//! embedded store, the caches in front of it, credit balances, the
+//! [`catalogue`] of identities, permissions, roles and rate-limit
+//! overrides, and the one verification procedure behind the `keyauth`
+//! policy and `keys.verifyKey`.
 //!
 //! [`KeyService`] is process-wide: opened once at start-up on `state.dir`,
 //! shared by every snapshot. [`StaticKeys`] (config keys) belong to a
@@ -8,12 +10,15 @@
 //! keys, then the positive cache, then the negative cache, and only then
 //! reads the store — off the async workers, on its own read connection.
 
+pub mod catalogue;
 pub mod credits;
 pub mod model;
 pub mod permissions;
 mod principal;
+pub mod roles;
 mod shared_credits;
 mod sqlite;
+mod sqlite_catalogue;
 pub mod statics;
 pub mod store;
 pub mod verify;
@@ -22,10 +27,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, Guard};
+use catalogue::CatalogueStore;
 use credits::{period_of, CreditAccount, CreditLedger};
 use model::{hash_key, Balance, KeyHash, Refill, StoredKey};
 use crate::clock::now_ms;
 pub use statics::StaticKeys;
+use roles::RoleGrants;
 use store::{BalanceWrite, KeyStore, StoreError};
 use shared_credits::SharedCredits;
 use verify::{ActiveKey, Credits, Verdict, Verification, VerifyRequest};
@@ -48,6 +56,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// The process's keys: store, caches, credit ledger and rate limiter.
 pub struct KeyService {
     store: Arc<dyn KeyStore>,
+    catalogue: Arc<dyn CatalogueStore>,
+    /// The roles' permissions, reloaded on every catalogue change.
+    roles: ArcSwap<RoleGrants>,
     ledger: CreditLedger,
     limiter: RateLimiter,
     /// With `state.redis`: the ledger config keys' credits are leased from.
@@ -90,22 +101,33 @@ pub enum CreditAdjustment {
 }
 
 impl KeyService {
-    fn with_store(store: Arc<dyn KeyStore>, limiter: RateLimiter, shared_credits: Option<Arc<SharedCredits>>) -> Self {
-        Self {
+    /// A service on `store`; the role catalogue and the rate-limit
+    /// overrides it holds are loaded (the overrides into `limiter`).
+    fn with_store(
+        store: Arc<sqlite::SqliteStore>,
+        limiter: RateLimiter,
+        shared_credits: Option<Arc<SharedCredits>>,
+    ) -> Result<Self, StoreError> {
+        let roles = RoleGrants::new(0, store.role_grants()?);
+        limiter.overrides().install(store.all_overrides()?);
+        Ok(Self {
+            catalogue: store.clone(),
             store,
+            roles: ArcSwap::from_pointee(roles),
             ledger: CreditLedger::default(),
             limiter,
             shared_credits,
             found: moka::sync::Cache::builder()
                 .max_capacity(FOUND_CAPACITY)
                 .time_to_live(FOUND_TTL)
+                .support_invalidation_closures()
                 .build(),
             missing: moka::sync::Cache::builder()
                 .max_capacity(MISSING_CAPACITY)
                 .time_to_live(MISSING_TTL)
                 .build(),
             generation: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Opens the embedded store in `state.dir/keys` for serving, and starts
@@ -127,7 +149,7 @@ impl KeyService {
             None => None,
         };
         let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
-        let service = Arc::new(Self::with_store(store, limiter, shared_credits));
+        let service = Arc::new(Self::with_store(store, limiter, shared_credits)?);
         let weak = Arc::downgrade(&service);
         std::thread::Builder::new()
             .name("keygate-credits".into())
@@ -144,7 +166,7 @@ impl KeyService {
     pub fn open_existing(state: &StateSettings) -> Result<Arc<Self>, StoreError> {
         let dir = state.dir.join("keys");
         if dir.join("keys.db").exists() {
-            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), RateLimiter::default(), None)))
+            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), RateLimiter::default(), None)?))
         } else {
             Self::in_memory()
         }
@@ -152,7 +174,7 @@ impl KeyService {
 
     /// A service over a fresh in-memory store (tests, benchmarks, `check`).
     pub fn in_memory() -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default(), None)))
+        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default(), None)?))
     }
 
     /// Writes spent credits before a graceful exit (at most a second is
@@ -168,6 +190,52 @@ impl KeyService {
 
     pub fn store(&self) -> &dyn KeyStore {
         self.store.as_ref()
+    }
+
+    /// Identities, permissions, roles and rate-limit overrides. After a
+    /// change, call [`Self::roles_changed`], [`Self::identity_changed`] or
+    /// [`Self::overrides_changed`] so it takes effect at once.
+    pub fn catalogue(&self) -> &dyn CatalogueStore {
+        self.catalogue.as_ref()
+    }
+
+    /// The roles' permissions as verification uses them now.
+    pub fn role_grants(&self) -> Guard<Arc<RoleGrants>> {
+        self.roles.load()
+    }
+
+    /// Roles or their permissions changed: every key's roles are resolved
+    /// again on its next verification (cached and config keys included).
+    /// When the change also rewrote key records (a rename or a deletion),
+    /// `records_rewritten` forgets every cached key as well.
+    pub fn roles_changed(&self, records_rewritten: bool) -> Result<(), StoreError> {
+        let generation = self.roles.load().generation + 1;
+        self.roles.store(Arc::new(RoleGrants::new(generation, self.catalogue.role_grants()?)));
+        if records_rewritten {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.found.invalidate_all();
+        }
+        Ok(())
+    }
+
+    /// The identity `external_id` changed (or appeared, or went): its
+    /// cached keys are read again.
+    pub fn identity_changed(&self, external_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let external_id = external_id.to_string();
+        let of_identity = move |_: &KeyHash, key: &Arc<ActiveKey>| key.record.identity.as_ref().is_some_and(|i| i.external_id == external_id);
+        if let Err(e) = self.found.invalidate_entries_if(of_identity) {
+            // The cache supports invalidation closures (see `with_store`); should
+            // that ever fail, forgetting everything beats serving stale meta.
+            tracing::warn!("cannot invalidate an identity's keys alone ({e}); forgetting every cached key");
+            self.found.invalidate_all();
+        }
+    }
+
+    /// Rate-limit overrides changed: the limiter applies the stored ones from now on.
+    pub fn overrides_changed(&self) -> Result<(), StoreError> {
+        self.limiter.overrides().install(self.catalogue.all_overrides()?);
+        Ok(())
     }
 
     /// The process's rate-limit counters, which `ratelimit` policies and
@@ -204,7 +272,7 @@ impl KeyService {
                 opening.unwrap_or_else(|| CreditAccount::opening(0, plan.refill.as_ref(), now_ms()))
             })
         });
-        ActiveKey::new(stored.record, account.map(Credits::Local))
+        ActiveKey::new(stored.record, account.map(Credits::Local), &self.roles.load())
     }
 
     /// The key with this hash: static, cached, or read from the store.
@@ -238,7 +306,12 @@ impl KeyService {
     pub async fn verify(&self, statics: &StaticKeys, plaintext: &str, request: &VerifyRequest<'_>) -> Verification {
         let hash = hash_key(plaintext);
         match self.lookup(statics, &hash).await {
-            Ok(key) => verify::verify(key, request, &self.limiter, now_ms()).await,
+            Ok(key) => {
+                if let Some(key) = &key {
+                    key.refresh(&self.roles.load());
+                }
+                verify::verify(key, request, &self.limiter, now_ms()).await
+            }
             Err(e) => {
                 tracing::error!("key lookup failed: {e}");
                 Verification {

@@ -1,7 +1,7 @@
 //! The Principal v1 JSON (docs/api.md) for a key, forwarded to instances
 //! as `X-Unkey-Principal`. Everything but the credit balance is fixed per
-//! key, so it is rendered once into two halves when the key is loaded; a
-//! request only splices in its balance.
+//! key (and role catalogue), so it is rendered once into two halves when
+//! the key is loaded; a request only splices in its balance.
 
 use serde_json::{json, Value};
 
@@ -10,7 +10,6 @@ use super::model::KeyRecord;
 /// A key's Principal, pre-rendered around the `credits` field.
 #[derive(Debug, Clone)]
 pub struct PrincipalTemplate {
-    pub subject: String,
     /// Everything before `"credits"` (ends with a comma).
     head: String,
     /// From `"meta"` to the end.
@@ -18,7 +17,8 @@ pub struct PrincipalTemplate {
 }
 
 impl PrincipalTemplate {
-    pub fn new(record: &KeyRecord) -> Self {
+    /// The Principal of `record`, whose permissions (its own and its roles') are `permissions`.
+    pub fn new(record: &KeyRecord, permissions: &[String]) -> Self {
         let subject = record
             .identity
             .as_ref()
@@ -40,15 +40,15 @@ impl PrincipalTemplate {
             head.push_str(&format!(r#""expiresAt":{expires},"#));
         }
         let mut tail = format!(r#""meta":{}"#, Value::Object(record.meta.clone()));
-        for (field, list) in [("roles", &record.roles), ("permissions", &record.permissions)] {
+        for (field, list) in [("roles", record.roles.as_slice()), ("permissions", permissions)] {
             if !list.is_empty() {
-                let mut sorted = list.clone();
+                let mut sorted = list.to_vec();
                 sorted.sort();
                 tail.push_str(&format!(r#","{field}":{}"#, json!(sorted)));
             }
         }
         tail.push_str("}}}");
-        Self { subject, head, tail }
+        Self { head, tail }
     }
 
     /// The compact JSON with `credits` (the balance after this request) when the key is limited.
@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn minimal_principal() {
-        let p = PrincipalTemplate::new(&record());
+        let p = PrincipalTemplate::new(&record(), &[]);
         assert_eq!(
             p.render(None),
             r#"{"version":"v1","subject":"key_3x","type":"API_KEY","source":{"key":{"keyId":"key_3x","keySpaceId":"ks_main","meta":{}}}}"#
@@ -113,8 +113,7 @@ mod tests {
         let mut identity = Identity::new("user_42".into());
         identity.meta.insert("plan".into(), json!("pro"));
         r.identity = Some(identity);
-        let p = PrincipalTemplate::new(&r);
-        assert_eq!(p.subject, "user_42");
+        let p = PrincipalTemplate::new(&r, &r.permissions);
         assert_eq!(
             p.render(Some(4900)),
             r#"{"version":"v1","subject":"user_42","type":"API_KEY","identity":{"externalId":"user_42","meta":{"plan":"pro"}},"source":{"key":{"keyId":"key_3x","keySpaceId":"ks_main","name":"ACME prod","expiresAt":1717200000000,"credits":4900,"meta":{},"roles":["admin"],"permissions":["api.read"]}}}"#

@@ -25,21 +25,25 @@ use super::store::{BalanceWrite, KeyStore, Removed, StoreError};
 
 /// The schema, one migration per version; the version a database is at is
 /// its SQLite `user_version`. Append, never edit.
-static SCHEMA_VERSIONS: &[M<'static>] = &[M::up(include_str!("migrations/01_keys.sql"))];
+static SCHEMA_VERSIONS: &[M<'static>] = &[
+    M::up(include_str!("migrations/01_keys.sql")),
+    M::up(include_str!("migrations/02_catalogue.sql")),
+];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(SCHEMA_VERSIONS);
 
-const KEY_COLUMNS: &str =
-    "k.hash, k.record, c.remaining, c.period FROM keys k LEFT JOIN credits c ON c.key_id = k.id";
+/// A key with its balance and its identity's meta and rate limits.
+const KEY_COLUMNS: &str = "k.hash, k.record, c.remaining, c.period, i.meta, i.ratelimits FROM keys k
+     LEFT JOIN credits c ON c.key_id = k.id LEFT JOIN identities i ON i.external_id = k.external_id";
 
 /// Connections reserved for verification lookups.
 const READERS: usize = 2;
 
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    pub(super) writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
 }
 
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+pub(super) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     conn.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -115,14 +119,18 @@ fn stored_key(row: &Row<'_>) -> Result<Result<StoredKey, StoreError>, rusqlite::
     let record: String = row.get(1)?;
     let remaining: Option<i64> = row.get(2)?;
     let period: Option<i64> = row.get(3)?;
-    Ok(decode(hash, &record, remaining.zip(period)))
+    let identity_meta: Option<String> = row.get(4)?;
+    let identity_limits: Option<String> = row.get(5)?;
+    Ok(decode(hash, &record, remaining.zip(period)).and_then(|mut key| {
+        if let (Some(identity), Some(meta), Some(limits)) = (key.record.identity.as_mut(), identity_meta, identity_limits) {
+            super::sqlite_catalogue::fill_identity(identity, &meta, &limits)?;
+        }
+        Ok(key)
+    }))
 }
 
-fn decode(hash: Vec<u8>, record: &str, balance: Option<(i64, i64)>) -> Result<StoredKey, StoreError> {
-    let record: KeyRecord = serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
-        id: "?".into(),
-        message: e.to_string(),
-    })?;
+pub(super) fn decode(hash: Vec<u8>, record: &str, balance: Option<(i64, i64)>) -> Result<StoredKey, StoreError> {
+    let record = decode_record(record)?;
     let hash: KeyHash = hash.try_into().map_err(|_| StoreError::Corrupt {
         id: record.id.clone(),
         message: "hash is not 32 bytes".into(),
@@ -134,7 +142,24 @@ fn decode(hash: Vec<u8>, record: &str, balance: Option<(i64, i64)>) -> Result<St
     })
 }
 
-fn encode(record: &KeyRecord) -> Result<String, StoreError> {
+pub(super) fn decode_record(record: &str) -> Result<KeyRecord, StoreError> {
+    serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
+        id: "?".into(),
+        message: e.to_string(),
+    })
+}
+
+/// A record as stored: its identity is only the externalId (the rest is the identity's own row).
+pub(super) fn encode(record: &KeyRecord) -> Result<String, StoreError> {
+    if let Some(identity) = record.identity.as_ref().filter(|i| !i.meta.is_empty() || !i.ratelimits.is_empty()) {
+        let mut bare = record.clone();
+        bare.identity = Some(super::model::Identity::new(identity.external_id.clone()));
+        return encode_as_is(&bare);
+    }
+    encode_as_is(record)
+}
+
+fn encode_as_is(record: &KeyRecord) -> Result<String, StoreError> {
     serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
         id: record.id.clone(),
         message: e.to_string(),
@@ -168,6 +193,19 @@ impl KeyStore for SqliteStore {
             })
             .optional()?;
         Ok(keyspace)
+    }
+
+    fn list_keyspaces(&self) -> Result<Vec<Keyspace>, StoreError> {
+        let conn = lock(&self.writer);
+        let mut statement = conn.prepare("SELECT id, name, created_at FROM keyspaces ORDER BY id")?;
+        let rows = statement.query_map([], |row| {
+            Ok(Keyspace {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                created_at: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn create_keyspace(&self, keyspace: &Keyspace) -> Result<(), StoreError> {
@@ -392,12 +430,12 @@ CREATE TABLE IF NOT EXISTS credits (
         assert_eq!(store.list_keys("ks_1", None, 10, Some("user_9")).unwrap().len(), 1);
         assert_eq!(store.keyspace("ks_1").unwrap().map(|ks| ks.name), Some("main".to_string()));
         drop(store);
-        assert_eq!(user_version(&path), 1);
+        assert_eq!(user_version(&path), SCHEMA_VERSIONS.len() as i64);
 
         // Opening again is a no-op.
         let store = SqliteStore::open(dir.path()).unwrap();
         assert!(store.key_by_id("key_1").unwrap().is_some());
-        assert_eq!(user_version(&path), 1);
+        assert_eq!(user_version(&path), SCHEMA_VERSIONS.len() as i64);
     }
 
     #[test]
@@ -417,7 +455,7 @@ CREATE TABLE IF NOT EXISTS credits (
             for opener in openers {
                 opener.join().unwrap().unwrap();
             }
-            assert_eq!(user_version(&dir.path().join("keys.db")), 1);
+            assert_eq!(user_version(&dir.path().join("keys.db")), SCHEMA_VERSIONS.len() as i64);
         }
     }
 

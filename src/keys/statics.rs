@@ -65,7 +65,7 @@ impl StaticKeys {
                     let refill = record.credits.and_then(|c| c.refill);
                     service.static_account(&record.id, balance, refill, origin)
                 });
-                let active = Arc::new(ActiveKey::new(record, account));
+                let active = Arc::new(ActiveKey::new(record, account, &service.role_grants()));
                 statics.by_hash.insert(hash, active.clone());
                 statics.by_id.insert(active.record.id.clone(), active);
             }
@@ -79,6 +79,11 @@ impl StaticKeys {
 
     pub fn by_id(&self, id: &str) -> Option<&Arc<ActiveKey>> {
         self.by_id.get(id)
+    }
+
+    /// The config's keyspaces, in file order.
+    pub fn keyspaces(&self) -> &[Keyspace] {
+        &self.keyspaces
     }
 
     pub fn keyspace(&self, id: &str) -> Option<&Keyspace> {

@@ -37,6 +37,8 @@ pub struct Removed {
 /// durable when it returns.
 pub trait KeyStore: Send + Sync {
     fn keyspace(&self, id: &str) -> Result<Option<Keyspace>, StoreError>;
+    /// Every keyspace, ordered by id.
+    fn list_keyspaces(&self) -> Result<Vec<Keyspace>, StoreError>;
     /// `Conflict` when the id is taken.
     fn create_keyspace(&self, keyspace: &Keyspace) -> Result<(), StoreError>;
     /// Deletes the keyspace and every key in it; `NotFound` when absent.

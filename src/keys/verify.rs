@@ -7,21 +7,46 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use super::credits::CreditAccount;
 use super::shared_credits::SharedAccount;
 use super::model::KeyRecord;
 use super::permissions::{Grants, PermissionQuery};
 use super::principal::PrincipalTemplate;
+use super::roles::RoleGrants;
 use crate::ratelimit::{push_part, Decision, LimitRequest, RateLimiter};
 
 /// A key ready for verification: its record plus everything compiled from it.
 #[derive(Debug)]
 pub struct ActiveKey {
     pub record: KeyRecord,
-    grants: Grants,
-    principal: PrincipalTemplate,
+    /// What depends on its roles' permissions, as of one catalogue generation.
+    resolved: ArcSwap<Resolved>,
     account: Option<Credits>,
     limits: Vec<BoundLimit>,
+}
+
+/// A key's permissions (its own and its roles'), compiled for queries and
+/// rendered into its Principal.
+#[derive(Debug)]
+struct Resolved {
+    generation: u64,
+    permissions: Vec<String>,
+    grants: Grants,
+    principal: PrincipalTemplate,
+}
+
+impl Resolved {
+    fn new(record: &KeyRecord, roles: &RoleGrants) -> Self {
+        let permissions = roles.effective(&record.permissions, &record.roles);
+        Self {
+            generation: roles.generation,
+            grants: Grants::compile(&permissions),
+            principal: PrincipalTemplate::new(record, &permissions),
+            permissions,
+        }
+    }
 }
 
 /// A limited key's balance: this process's own account, or its share of
@@ -84,7 +109,8 @@ fn bucket(scope: &str, owner: &str, name: &str) -> String {
 }
 
 impl ActiveKey {
-    pub fn new(record: KeyRecord, account: Option<Credits>) -> Self {
+    /// Compiles `record`, its roles resolved in `roles`.
+    pub fn new(record: KeyRecord, account: Option<Credits>, roles: &RoleGrants) -> Self {
         let mut limits: Vec<BoundLimit> = record
             .ratelimits
             .iter()
@@ -108,25 +134,38 @@ impl ActiveKey {
             }));
         }
         Self {
-            grants: Grants::compile(&record.permissions),
-            principal: PrincipalTemplate::new(&record),
+            resolved: ArcSwap::from_pointee(Resolved::new(&record, roles)),
             limits,
             account,
             record,
         }
     }
 
+    /// Resolves the key's roles again if it has some and `roles` is newer
+    /// than what it was compiled against (once per catalogue change).
+    pub fn refresh(&self, roles: &RoleGrants) {
+        if !self.record.roles.is_empty() && self.resolved.load().generation != roles.generation {
+            self.resolved.store(Arc::new(Resolved::new(&self.record, roles)));
+        }
+    }
+
+    /// Its permissions and those of its roles, as last verified.
+    pub fn permissions(&self) -> Vec<String> {
+        self.resolved.load().permissions.clone()
+    }
+
     pub fn account(&self) -> Option<&Credits> {
         self.account.as_ref()
     }
 
+    /// The identity's externalId, else the key id.
     pub fn subject(&self) -> &str {
-        &self.principal.subject
+        self.record.identity.as_ref().map_or(&self.record.id, |i| &i.external_id)
     }
 
     /// The Principal JSON with the balance after this request.
     pub fn principal_json(&self, credits: Option<i64>) -> String {
-        self.principal.render(credits)
+        self.resolved.load().principal.render(credits)
     }
 }
 
@@ -251,7 +290,8 @@ fn applicable<'k>(key: &'k ActiveKey, refs: &[LimitRef]) -> Result<Vec<Applied<'
     Ok(applied)
 }
 
-/// Runs the checks on a looked-up key (`None`: no such key) at `now_ms`.
+/// Runs the checks on a looked-up key (`None`: no such key) at `now_ms`
+/// (its roles as last [`ActiveKey::refresh`]ed).
 pub async fn verify(
     key: Option<Arc<ActiveKey>>,
     request: &VerifyRequest<'_>,
@@ -324,7 +364,7 @@ pub async fn verify(
             return result;
         }
     }
-    if request.permissions.is_some_and(|q| !q.is_satisfied_by(&key.grants)) {
+    if request.permissions.is_some_and(|q| !q.is_satisfied_by(&key.resolved.load().grants)) {
         result.verdict = Verdict::InsufficientPermissions;
         return result;
     }

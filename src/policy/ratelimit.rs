@@ -3,7 +3,9 @@
 //! header, the authenticated subject, the path, a field of the Principal.
 //! A missing part is `unknown`; parts are escaped so they never run into
 //! each other. Buckets are per deployment and policy, so two policies (or
-//! two deployments) never share counts by accident.
+//! two deployments) never share counts by accident. Overrides set through
+//! the admin API with the policy's id as namespace change the limit for the
+//! identifiers they match (the parts joined by `:`).
 
 use std::fmt::Write as _;
 
@@ -13,7 +15,7 @@ use serde_json::Value;
 use super::{CompileError, Outcome, Policy, PolicyState, RequestView, Resources};
 use crate::config::policy::{IdentifierSpec, RateLimitSpec};
 use crate::errors::ErrorCode;
-use crate::ratelimit::{push_part, window_ms, LimitRequest, RateLimiter};
+use crate::ratelimit::{identifier_of, push_part, window_ms, LimitRequest, RateLimiter};
 
 /// The most identifier parts one bucket key may have.
 const MAX_PARTS: usize = 5;
@@ -40,6 +42,8 @@ pub struct RateLimit {
     limiter: RateLimiter,
     /// `policy:<deployment>:<policy id>`, escaped.
     prefix: String,
+    /// The policy id: the override namespace.
+    namespace: Box<str>,
     limit: u64,
     window_ms: u64,
     parts: Vec<Part>,
@@ -71,6 +75,7 @@ impl RateLimit {
         Ok(Self {
             limiter: limiter.clone(),
             prefix,
+            namespace: policy_id.into(),
             limit: spec.limit,
             window_ms: window_ms(spec.window.0),
             parts,
@@ -185,10 +190,14 @@ impl Policy for RateLimit {
 
     async fn evaluate(&self, request: &RequestView<'_>, state: &mut PolicyState) -> Outcome {
         let bucket = self.bucket(request, state);
+        let overridden = self
+            .limiter
+            .overrides()
+            .find(&self.namespace, || identifier_of(&bucket[self.prefix.len()..]));
         let limit = LimitRequest {
             bucket: &bucket,
-            limit: self.limit,
-            window_ms: self.window_ms,
+            limit: overridden.as_ref().map_or(self.limit, |o| o.limit),
+            window_ms: overridden.as_ref().map_or(self.window_ms, |o| o.duration_ms),
             cost: 1,
         };
         let now = crate::clock::now_ms();
@@ -261,6 +270,34 @@ mod tests {
         assert_ne!(one, two);
         assert_ne!(two, three);
         assert_ne!(one, three);
+    }
+
+    #[tokio::test]
+    async fn overrides_of_the_policy_id_change_its_limit() {
+        let limiter = RateLimiter::default();
+        let spec: RateLimitSpec = serde_saphyr::from_str("{limit: 1, window: 60s, identifiers: [header: {name: A}]}").unwrap();
+        let policy = RateLimit::new(&spec, "dep", "per_a", &limiter).unwrap();
+        limiter.overrides().install(vec![crate::ratelimit::overrides::Override {
+            id: "rlor_1".into(),
+            namespace: "per_a".into(),
+            identifier: "vip:*".into(),
+            limit: 3,
+            duration_ms: 60_000,
+        }]);
+        let admitted = |value: &'static str| {
+            let policy = &policy;
+            async move {
+                let head = http::Request::get("/").header("a", value).body(()).unwrap().into_parts().0;
+                let view = RequestView::new(&head, None);
+                matches!(policy.evaluate(&view, &mut PolicyState::default()).await, Outcome::Continue)
+            }
+        };
+        for _ in 0..3 {
+            assert!(admitted("vip:1").await, "the override's limit, matched on the raw identifier");
+        }
+        assert!(!admitted("vip:1").await);
+        assert!(admitted("other").await);
+        assert!(!admitted("other").await, "the policy's own limit");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Rate limiting: the [`RateLimiter`]
 //! every limit goes through — `ratelimit` policies, key and identity limits
 //! of `keyauth`, and the admin API's `ratelimit.limit` — and the response
-//! headers its decisions produce.
+//! headers its decisions produce — and the [`overrides`] that change a
+//! namespace's limit for some identifiers.
 //!
 //! Decisions are always local: a sharded in-memory [`table`] of
 //! epoch-aligned sliding windows answers in well under a microsecond. With
@@ -10,6 +11,7 @@
 //! agree on counts within one interval; when Redis is unreachable the local
 //! counts carry on alone and are pushed once it is back.
 
+pub mod overrides;
 mod shared;
 mod table;
 mod window;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use overrides::Overrides;
 pub use shared::{Link as RedisLink, SharedSettings};
 use table::Table;
 
@@ -51,6 +54,7 @@ pub struct RateLimiter {
     table: Arc<Table>,
     /// With `state.redis`: where cold buckets' totals are read.
     link: Option<shared::Link>,
+    overrides: Arc<Overrides>,
 }
 
 impl Default for RateLimiter {
@@ -59,6 +63,7 @@ impl Default for RateLimiter {
         Self {
             table: Arc::new(Table::new(table::DEFAULT_CAPACITY, false)),
             link: None,
+            overrides: Arc::default(),
         }
     }
 }
@@ -75,7 +80,16 @@ impl RateLimiter {
     pub fn shared(settings: SharedSettings) -> std::io::Result<Self> {
         let table = Arc::new(Table::new(table::DEFAULT_CAPACITY, true));
         let link = shared::start_sync(Arc::downgrade(&table), settings)?;
-        Ok(Self { table, link: Some(link) })
+        Ok(Self {
+            table,
+            link: Some(link),
+            overrides: Arc::default(),
+        })
+    }
+
+    /// The overrides in force for `ratelimit.limit` namespaces and `ratelimit` policies.
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
     }
 
     /// With shared counters, call before deciding: a bucket this replica has
@@ -129,6 +143,20 @@ pub fn push_part(bucket: &mut String, part: &str) {
         rest = &rest[at + 1..];
     }
     bucket.push_str(rest);
+}
+
+/// The identifier of a bucket whose parts follow `:` (what [`push_part`]
+/// wrote): the parts unescaped and joined by `:`, as overrides match them.
+pub fn identifier_of(parts: &str) -> String {
+    let mut out = String::with_capacity(parts.len());
+    let mut chars = parts.strip_prefix(':').unwrap_or(parts).chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A window length in ms for the limiter (at least 1).
@@ -185,6 +213,15 @@ mod tests {
         assert!(d[0].allowed, "1.5 + 1 <= 3");
         assert!(!limiter.check(&[req("a", 3)], true, 11_500)[0].allowed, "2.5 + 1 > 3");
         assert!(limiter.check(&[req("a", 3)], true, 13_000)[0].allowed, "two windows later: empty");
+    }
+
+    #[test]
+    fn identifiers_are_the_parts_unescaped() {
+        let mut bucket = String::new();
+        push_part(&mut bucket, "1.2.3.4");
+        push_part(&mut bucket, "a:b\\c");
+        assert_eq!(identifier_of(&bucket), "1.2.3.4:a:b\\c");
+        assert_eq!(identifier_of(":solo"), "solo");
     }
 
     #[test]

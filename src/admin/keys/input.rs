@@ -5,39 +5,39 @@ use crate::keys::model::{new_id, RateLimit, Refill, RefillInterval};
 use crate::admin::fields::{external_id_char, permission_char, Fields, Patch, Text};
 
 /// Unkey's upper bound for `expires`/`expiration` (2100-01-01).
-pub(super) const MAX_TIMESTAMP: i64 = 4_102_444_800_000;
+pub(in crate::admin) const MAX_TIMESTAMP: i64 = 4_102_444_800_000;
 
 // ---------------------------------------------------------------------------
 // Shared field readers
 // ---------------------------------------------------------------------------
 
-pub(super) fn key_id_field(f: &mut Fields) -> Option<String> {
+pub(in crate::admin) fn key_id_field(f: &mut Fields) -> Option<String> {
     f.text("keyId", Text::id(3), true)
 }
 
-pub(super) fn api_id_field(f: &mut Fields) -> Option<String> {
+pub(in crate::admin) fn api_id_field(f: &mut Fields) -> Option<String> {
     f.text("apiId", Text::id(3), true)
 }
 
-pub(super) const EXTERNAL_ID: Text = Text {
+pub(in crate::admin) const EXTERNAL_ID: Text = Text {
     min: 1,
     max: 255,
     charset: Some((external_id_char, "use letters, digits and _ . -")),
 };
 
-pub(super) const PERMISSION: Text = Text {
+pub(in crate::admin) const PERMISSION: Text = Text {
     min: 1,
     max: 128,
     charset: Some((permission_char, "use letters, digits and _ : - . *")),
 };
 
 /// `credits: {remaining, refill}` as written in createKey/updateKey.
-pub(super) struct CreditsInput {
+pub(in crate::admin) struct CreditsInput {
     pub remaining: Patch<i64>,
     pub refill: Patch<Refill>,
 }
 
-pub(super) fn read_refill(f: &mut Fields) -> Patch<Refill> {
+pub(in crate::admin) fn read_refill(f: &mut Fields) -> Patch<Refill> {
     let mut r = match f.nested("refill") {
         Patch::Set(r) => r,
         Patch::Clear => return Patch::Clear,
@@ -68,7 +68,7 @@ pub(super) fn read_refill(f: &mut Fields) -> Patch<Refill> {
     }
 }
 
-pub(super) fn read_credits(f: &mut Fields) -> Patch<CreditsInput> {
+pub(in crate::admin) fn read_credits(f: &mut Fields) -> Patch<CreditsInput> {
     let mut c = match f.nested("credits") {
         Patch::Set(c) => c,
         Patch::Clear => return Patch::Clear,
@@ -83,7 +83,7 @@ pub(super) fn read_credits(f: &mut Fields) -> Patch<CreditsInput> {
     Patch::Set(CreditsInput { remaining, refill })
 }
 
-pub(super) fn read_ratelimits(f: &mut Fields) -> Patch<Vec<RateLimit>> {
+pub(in crate::admin) fn read_ratelimits(f: &mut Fields) -> Patch<Vec<RateLimit>> {
     let items = match f.nested_list("ratelimits", 50) {
         Patch::Set(items) => items,
         Patch::Clear => return Patch::Clear,
@@ -118,7 +118,7 @@ pub(super) fn read_ratelimits(f: &mut Fields) -> Patch<Vec<RateLimit>> {
     }
 }
 
-pub(super) fn set_or<T>(patch: Patch<T>, default: T) -> T {
+pub(in crate::admin) fn set_or<T>(patch: Patch<T>, default: T) -> T {
     match patch {
         Patch::Set(value) => value,
         Patch::Keep | Patch::Clear => default,

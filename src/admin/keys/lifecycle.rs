@@ -1,86 +1,145 @@
 //! `keys.*` that create and change keys: create, get, update, delete,
-//! credits and reroll.
+//! credits and reroll. Identities, permissions and roles a key names are
+//! created in the catalogue when they do not exist yet.
 
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 
 use super::input::{api_id_field, key_id_field, read_credits, read_ratelimits, set_or, CreditsInput, EXTERNAL_ID, MAX_TIMESTAMP, PERMISSION};
 use super::shapes::{credits_json, found_json};
-use super::{find_key, find_keyspace, find_stored, internal, invalid_input, key_not_found, required, store_error, Reply};
+use super::{find_key, find_keyspace, find_stored, key_not_found};
+use crate::admin::envelope::{invalid_input, Reply};
 use crate::admin::fields::{Fields, Patch, Text};
-use crate::errors::GatewayError;
-use crate::keys::model::{generate_key, new_id, normalized, CreditPlan, Identity, KeyRecord, StoredKey};
+use crate::admin::rpc::{internal, required, Answer};
 use crate::clock::now_ms;
+use crate::errors::GatewayError;
+use crate::keys::model::{generate_key, new_id, normalized, CreditPlan, Identity, KeyHash, KeyRecord, RateLimit, StoredKey};
+use crate::keys::store::StoreError;
 use crate::keys::{CreditAdjustment, CreditChange, Keys};
 
-// ---------------------------------------------------------------------------
-// keys.*
-// ---------------------------------------------------------------------------
+/// Role names: Unkey's limits, any characters.
+pub(in crate::admin) const ROLE: Text = Text::len(1, 128);
 
-pub(super) fn create_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError> {
-    let mut f = Fields::parse(body)?;
-    let api_id = api_id_field(&mut f);
-    let prefix = f.text("prefix", Text { max: 16, ..Text::id(1) }, false);
+fn key_error(error: StoreError, id: &str) -> GatewayError {
+    match error {
+        StoreError::NotFound => key_not_found(id),
+        other => internal(other),
+    }
+}
+
+/// What a new key is made of (createKey and each key of migrateKeys).
+pub(super) struct NewKey {
+    name: Option<String>,
+    external_id: Option<String>,
+    meta: Map<String, Value>,
+    roles: Vec<String>,
+    permissions: Vec<String>,
+    expires: Option<i64>,
+    credits: Patch<CreditsInput>,
+    ratelimits: Vec<RateLimit>,
+    enabled: bool,
+}
+
+/// Reads the settings of a new key from `f`.
+pub(super) fn read_new_key(f: &mut Fields) -> NewKey {
     let name = f.text("name", Text::len(1, 255), false);
-    let byte_length = f.int("byteLength", 16, 255, false).unwrap_or(16) as usize;
     let external_id = f.text("externalId", EXTERNAL_ID, false);
     let meta = set_or(f.object_patch("meta", 100), Map::new());
-    let roles = set_or(f.text_list("roles", 100, Text::len(1, 128)), Vec::new());
+    let roles = set_or(f.text_list("roles", 100, ROLE), Vec::new());
     let permissions = set_or(f.text_list("permissions", 1000, PERMISSION), Vec::new());
     let expires = f.int("expires", 0, MAX_TIMESTAMP, false);
-    let credits = read_credits(&mut f);
+    let credits = read_credits(f);
     if matches!(credits, Patch::Clear) {
         f.reject("credits", "must be an object (omit it for unlimited usage)");
     }
-    let ratelimits = set_or(read_ratelimits(&mut f), Vec::new());
+    let ratelimits = set_or(read_ratelimits(f), Vec::new());
     let enabled = f.boolean("enabled").unwrap_or(true);
+    NewKey {
+        name,
+        external_id,
+        meta,
+        roles,
+        permissions,
+        expires,
+        credits,
+        ratelimits,
+        enabled,
+    }
+}
+
+impl NewKey {
+    /// The key row for these settings, in keyspace `api_id`.
+    pub(super) fn into_stored(self, api_id: String, hash: KeyHash, start: String, now: i64) -> StoredKey {
+        let (plan, remaining) = match self.credits {
+            Patch::Set(CreditsInput { remaining: Patch::Set(remaining), refill }) => {
+                let refill = match refill {
+                    Patch::Set(refill) => Some(refill),
+                    Patch::Keep | Patch::Clear => None,
+                };
+                (Some(CreditPlan { refill }), Some(remaining))
+            }
+            _ => (None, None),
+        };
+        let balance = remaining.map(|r| crate::keys::credits::CreditAccount::opening(r, plan.and_then(|p| p.refill).as_ref(), now));
+        StoredKey {
+            hash,
+            balance,
+            record: KeyRecord {
+                id: new_id("key"),
+                keyspace_id: api_id,
+                start,
+                name: self.name,
+                meta: self.meta,
+                identity: self.external_id.map(Identity::new),
+                roles: normalized(self.roles),
+                permissions: normalized(self.permissions),
+                expires: self.expires,
+                enabled: self.enabled,
+                credits: plan,
+                ratelimits: self.ratelimits,
+                created_at: now,
+                updated_at: 0,
+            },
+        }
+    }
+}
+
+/// Creates the identity, permissions and roles `record` names that the
+/// catalogue lacks (Unkey creates unknown permissions the same way).
+pub(super) fn adopt_references(keys: &Keys, record: &KeyRecord) -> Result<(), GatewayError> {
+    let catalogue = keys.service.catalogue();
+    let now = now_ms();
+    if let Some(identity) = &record.identity {
+        catalogue.ensure_identity(&identity.external_id, now).map_err(internal)?;
+    }
+    if !record.permissions.is_empty() {
+        catalogue.ensure_permissions(&record.permissions, now).map_err(internal)?;
+    }
+    if !record.roles.is_empty() {
+        catalogue.ensure_roles(&record.roles, now).map_err(internal)?;
+    }
+    Ok(())
+}
+
+pub(in crate::admin) fn create_key(body: &[u8], keys: &Keys) -> Answer {
+    let mut f = Fields::parse(body)?;
+    let api_id = api_id_field(&mut f);
+    let prefix = f.text("prefix", Text { max: 16, ..Text::id(1) }, false);
+    let byte_length = f.int("byteLength", 16, 255, false).unwrap_or(16) as usize;
+    let settings = read_new_key(&mut f);
     if f.boolean("recoverable") == Some(true) {
         f.reject("recoverable", "keygate never stores plaintext keys; keys cannot be recoverable");
     }
     f.finish()?;
     let api_id = required(api_id, "apiId")?;
     find_keyspace(keys, &api_id)?;
-
-    let now = now_ms();
-    let (plan, remaining) = match credits {
-        Patch::Set(CreditsInput { remaining: Patch::Set(remaining), refill }) => {
-            let refill = match refill {
-                Patch::Set(refill) => Some(refill),
-                Patch::Keep | Patch::Clear => None,
-            };
-            (Some(CreditPlan { refill }), Some(remaining))
-        }
-        _ => (None, None),
-    };
     let generated = generate_key(prefix.as_deref(), byte_length);
-    let record = KeyRecord {
-        id: new_id("key"),
-        keyspace_id: api_id,
-        start: generated.start,
-        name,
-        meta,
-        identity: external_id.map(Identity::new),
-        roles: normalized(roles),
-        permissions: normalized(permissions),
-        expires,
-        enabled,
-        credits: plan,
-        ratelimits,
-        created_at: now,
-        updated_at: 0,
-    };
-    let balance = remaining.map(|r| crate::keys::credits::CreditAccount::opening(r, plan.and_then(|p| p.refill).as_ref(), now));
-    let stored = StoredKey {
-        hash: generated.hash,
-        balance,
-        record,
-    };
-    keys.service
-        .insert_key(&stored)
-        .map_err(|e| store_error(e, || key_not_found(&stored.record.id)))?;
+    let stored = settings.into_stored(api_id, generated.hash, generated.start, now_ms());
+    adopt_references(keys, &stored.record)?;
+    keys.service.insert_key(&stored).map_err(|e| key_error(e, &stored.record.id))?;
     Ok(Reply::data(json!({"keyId": stored.record.id, "key": generated.plaintext})))
 }
 
-pub(super) fn get_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError> {
+pub(in crate::admin) fn get_key(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let id = key_id_field(&mut f);
     f.boolean("decrypt");
@@ -89,7 +148,7 @@ pub(super) fn get_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError> {
     Ok(Reply::data(found_json(keys, &found)))
 }
 
-pub(super) fn update_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError> {
+pub(in crate::admin) fn update_key(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let id = key_id_field(&mut f);
     let name = f.text_patch("name", Text::len(1, 255));
@@ -99,7 +158,7 @@ pub(super) fn update_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError
     let credits = read_credits(&mut f);
     let ratelimits = read_ratelimits(&mut f);
     let enabled = f.boolean("enabled");
-    let roles = f.text_list("roles", 100, Text::len(1, 128));
+    let roles = f.text_list("roles", 100, ROLE);
     let permissions = f.text_list("permissions", 1000, PERMISSION);
     f.finish()?;
     let mut stored = find_stored(keys, &required(id, "keyId")?)?;
@@ -163,24 +222,23 @@ pub(super) fn update_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError
         CreditChange::Limited { refill, .. } => Some(CreditPlan { refill }),
     };
     record.updated_at = now_ms();
-    keys.service
-        .update_key(&stored, change)
-        .map_err(|e| store_error(e, || key_not_found(&stored.record.id)))?;
+    adopt_references(keys, &stored.record)?;
+    keys.service.update_key(&stored, change).map_err(|e| key_error(e, &stored.record.id))?;
     Ok(Reply::data(json!({})))
 }
 
-pub(super) fn delete_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError> {
+pub(in crate::admin) fn delete_key(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let id = key_id_field(&mut f);
     let permanent = f.boolean("permanent").unwrap_or(false);
     f.finish()?;
     let stored = find_stored(keys, &required(id, "keyId")?)?;
     let id = stored.record.id;
-    keys.service.delete_key(&id, permanent).map_err(|e| store_error(e, || key_not_found(&id)))?;
+    keys.service.delete_key(&id, permanent).map_err(|e| key_error(e, &id))?;
     Ok(Reply::data(json!({})))
 }
 
-pub(super) fn update_credits(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError> {
+pub(in crate::admin) fn update_credits(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let id = f.text("keyId", Text::len(3, 255), true);
     let operation = f.text("operation", Text::len(1, 16), true);
@@ -224,7 +282,7 @@ pub(super) fn update_credits(body: &[u8], keys: &Keys) -> Result<Reply, GatewayE
     Ok(Reply::data(credits_json(stored.record.credits.as_ref(), remaining)))
 }
 
-pub(super) fn reroll_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError> {
+pub(in crate::admin) fn reroll_key(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let id = key_id_field(&mut f);
     let expiration = f.int("expiration", 0, MAX_TIMESTAMP, true);

@@ -1,13 +1,54 @@
-//! Unkey's JSON shapes of keys, identities, credits and limits.
+//! Unkey's JSON shapes of keys, identities, permissions, roles, credits
+//! and limits, and of a page of a listing.
 
 use serde_json::{json, Value};
 
 use super::Found;
-use crate::keys::model::{CreditPlan, Identity, KeyRecord, RateLimit, Refill};
+use crate::admin::envelope::Reply;
 use crate::clock::now_ms;
+use crate::keys::catalogue::{Permission, Role};
+use crate::keys::model::{CreditPlan, Identity, KeyRecord, RateLimit, Refill};
 use crate::keys::Keys;
 
-pub(super) fn refill_json(refill: &Refill) -> Value {
+/// A page of `(id, item)` (one more than `limit` when there are more):
+/// `data` and `pagination: {hasMore, cursor?}`, the cursor being the last id.
+pub(in crate::admin) fn page_of(mut items: Vec<(String, Value)>, limit: usize) -> Reply {
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    let mut pagination = json!({"hasMore": has_more});
+    if has_more {
+        if let Some((last, _)) = items.last() {
+            pagination["cursor"] = json!(last);
+        }
+    }
+    Reply {
+        data: Value::Array(items.into_iter().map(|(_, v)| v).collect()),
+        pagination: Some(pagination),
+    }
+}
+
+/// Unkey's `Permission`.
+pub(in crate::admin) fn permission_json(permission: &Permission) -> Value {
+    let mut out = json!({"id": permission.id, "name": permission.name, "slug": permission.slug});
+    if let Some(description) = &permission.description {
+        out["description"] = json!(description);
+    }
+    out
+}
+
+/// Unkey's `Role`, with its permissions when it has some.
+pub(in crate::admin) fn role_json(role: &Role) -> Value {
+    let mut out = json!({"id": role.id, "name": role.name});
+    if let Some(description) = &role.description {
+        out["description"] = json!(description);
+    }
+    if !role.permissions.is_empty() {
+        out["permissions"] = role.permissions.iter().map(permission_json).collect();
+    }
+    out
+}
+
+pub(in crate::admin) fn refill_json(refill: &Refill) -> Value {
     let mut out = json!({"interval": refill.interval.as_str(), "amount": refill.amount});
     if let Some(day) = refill.refill_day {
         out["refillDay"] = json!(day);
@@ -15,7 +56,7 @@ pub(super) fn refill_json(refill: &Refill) -> Value {
     out
 }
 
-pub(super) fn credits_json(plan: Option<&CreditPlan>, remaining: Option<i64>) -> Value {
+pub(in crate::admin) fn credits_json(plan: Option<&CreditPlan>, remaining: Option<i64>) -> Value {
     let mut out = json!({"remaining": remaining});
     if let Some(refill) = plan.and_then(|p| p.refill.as_ref()) {
         out["refill"] = refill_json(refill);
@@ -23,14 +64,14 @@ pub(super) fn credits_json(plan: Option<&CreditPlan>, remaining: Option<i64>) ->
     out
 }
 
-pub(super) fn limits_json(limits: &[RateLimit]) -> Value {
+pub(in crate::admin) fn limits_json(limits: &[RateLimit]) -> Value {
     limits
         .iter()
         .map(|l| json!({"id": l.id, "name": l.name, "limit": l.limit, "duration": l.duration, "autoApply": l.auto_apply}))
         .collect()
 }
 
-pub(super) fn identity_json(identity: &Identity) -> Value {
+pub(in crate::admin) fn identity_json(identity: &Identity) -> Value {
     let mut out = json!({"id": identity.id(), "externalId": identity.external_id, "meta": identity.meta});
     if !identity.ratelimits.is_empty() {
         out["ratelimits"] = limits_json(&identity.ratelimits);
@@ -39,7 +80,7 @@ pub(super) fn identity_json(identity: &Identity) -> Value {
 }
 
 /// Unkey's `KeyResponseData`; empty optional fields are omitted.
-pub(super) fn key_json(record: &KeyRecord, remaining: Option<i64>) -> Value {
+pub(in crate::admin) fn key_json(record: &KeyRecord, remaining: Option<i64>) -> Value {
     let mut out = json!({
         "keyId": record.id,
         "start": record.start,
@@ -76,7 +117,7 @@ pub(super) fn key_json(record: &KeyRecord, remaining: Option<i64>) -> Value {
     out
 }
 
-pub(super) fn found_json(keys: &Keys, found: &Found) -> Value {
+pub(in crate::admin) fn found_json(keys: &Keys, found: &Found) -> Value {
     match found {
         Found::Static(key) => key_json(&key.record, key.account().map(|a| a.available(now_ms()))),
         Found::Stored(stored) => key_json(&stored.record, keys.service.live_balance(stored)),

@@ -1,22 +1,29 @@
 //! `keys.verifyKey`: the same verification as the `keyauth` policy, with
-//! Unkey's answer (HTTP 200 and `valid: false` with a code for a rejected key).
+//! Unkey's answer (HTTP 200 and `valid: false` with a code for a rejected
+//! key); and `keys.whoami`: the key behind a plaintext, verifying nothing.
 
 use serde_json::{json, Value};
 
-use super::shapes::identity_json;
-use super::{internal, required, Reply};
+use super::shapes::{identity_json, key_json};
+use crate::admin::envelope::Reply;
 use crate::admin::fields::{Fields, Patch, Text};
-use crate::errors::GatewayError;
+use crate::admin::rpc::{internal, required, Answer};
 use crate::clock::now_ms;
+use crate::errors::ErrorCode;
+use crate::keys::model::hash_key;
 use crate::keys::permissions::PermissionQuery;
 use crate::keys::store::StoreError;
 use crate::keys::verify::{LimitRef, Verdict, VerifyRequest};
 use crate::keys::Keys;
 
-pub(super) async fn verify_key(body: &[u8], keys: &Keys) -> Result<Reply, GatewayError> {
+pub(in crate::admin) async fn verify_key(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let key = f.text("key", Text::len(1, 512), true);
     f.text_list("tags", 20, Text::len(1, 512));
+    let keyspaces = match f.text_list("keyspaces", 100, Text::len(1, 255)) {
+        Patch::Set(list) => Some(list),
+        Patch::Keep | Patch::Clear => None,
+    };
     let query = f.text("permissions", Text::len(1, 1000), false);
     let permissions = match query.as_deref().map(PermissionQuery::parse) {
         Some(Err(e)) => {
@@ -55,7 +62,7 @@ pub(super) async fn verify_key(body: &[u8], keys: &Keys) -> Result<Reply, Gatewa
     f.finish()?;
     let key = required(key, "key")?;
     let request = VerifyRequest {
-        keyspaces: None,
+        keyspaces: keyspaces.as_deref(),
         cost,
         ratelimits: &limits,
         permissions: permissions.as_ref(),
@@ -82,8 +89,9 @@ pub(super) async fn verify_key(body: &[u8], keys: &Keys) -> Result<Reply, Gatewa
         if let Some(credits) = result.credits {
             data["credits"] = json!(credits);
         }
-        if !record.permissions.is_empty() {
-            data["permissions"] = json!(record.permissions);
+        let permissions = active.permissions();
+        if !permissions.is_empty() {
+            data["permissions"] = json!(permissions);
         }
         if !record.roles.is_empty() {
             data["roles"] = json!(record.roles);
@@ -112,4 +120,18 @@ pub(super) async fn verify_key(body: &[u8], keys: &Keys) -> Result<Reply, Gatewa
             .collect();
     }
     Ok(Reply::data(data))
+}
+
+/// `keys.whoami`: the key with this plaintext (config or store), as `keys.getKey` shows it.
+pub(in crate::admin) async fn whoami(body: &[u8], keys: &Keys) -> Answer {
+    let mut f = Fields::parse(body)?;
+    let key = f.text("key", Text::len(1, 512), true);
+    f.finish()?;
+    let key = required(key, "key")?;
+    let found = keys.service.lookup(&keys.statics, &hash_key(&key)).await.map_err(internal)?;
+    let Some(active) = found else {
+        return Err(ErrorCode::KeyNotFound.into());
+    };
+    let remaining = active.account().map(|account| account.available(now_ms()));
+    Ok(Reply::data(key_json(&active.record, remaining)))
 }

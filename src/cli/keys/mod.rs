@@ -1,6 +1,8 @@
-//! `keygate keys create|list|get|update|revoke|verify`: the admin API's key
+//! `keygate keys create|list|get|update|revoke|verify|whoami`, the key's
+//! permissions and roles (`add-permissions`, … `set-roles`), and the
+//! catalogue (`keys permissions|roles|identities …`): the admin API's
 //! operations from the command line, printed as a table (or the JSON with
-//! `--json`).
+//! `--json`). `keygate apis` ([`super::apis`]) goes the same way.
 //!
 //! When a gateway answers at the admin address, the operation goes through
 //! it: a running gateway keeps credits in memory and writes them back every
@@ -9,6 +11,7 @@
 //! config's `state.dir` opened directly. Both paths run the same operations
 //! ([`crate::admin::keys::run`]).
 
+mod catalogue;
 mod print;
 mod request;
 
@@ -22,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::client::{ApiError, CallError};
 use super::target::{ClientArgs, LazyConfig, Target};
-use crate::admin::keys::{run as run_op, Op};
+use crate::admin::rpc::{run as run_op, Op};
 use crate::keys::{Keys, StaticKeys};
 use crate::runtime::Services;
 use crate::state::StateSettings;
@@ -127,6 +130,69 @@ pub enum KeysCommand {
         #[arg(long)]
         permanent: bool,
     },
+    /// Add permissions to a key (slugs; those that do not exist are created).
+    AddPermissions {
+        /// The key's id (key_…).
+        key_id: String,
+        /// Comma- or space-separated.
+        #[arg(required = true, value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+    /// Take permissions from a key.
+    RemovePermissions {
+        /// The key's id (key_…).
+        key_id: String,
+        #[arg(required = true, value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+    /// Replace a key's own permissions (none: remove them all).
+    SetPermissions {
+        /// The key's id (key_…).
+        key_id: String,
+        #[arg(value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+    /// Give a key roles (they must exist: `keygate keys roles create`).
+    AddRoles {
+        /// The key's id (key_…).
+        key_id: String,
+        #[arg(required = true, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// Take roles from a key.
+    RemoveRoles {
+        /// The key's id (key_…).
+        key_id: String,
+        #[arg(required = true, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// Replace a key's roles (none: remove them all).
+    SetRoles {
+        /// The key's id (key_…).
+        key_id: String,
+        #[arg(value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// The key behind a plaintext key (nothing is spent).
+    Whoami {
+        /// The key itself (its plaintext).
+        key: String,
+    },
+    /// The permission catalogue: list, create, get, update, delete.
+    Permissions {
+        #[command(subcommand)]
+        command: catalogue::PermissionsCommand,
+    },
+    /// Roles (named sets of permissions): list, create, get, update, delete, set-permissions.
+    Roles {
+        #[command(subcommand)]
+        command: catalogue::RolesCommand,
+    },
+    /// Identities (shared meta and rate limits of the keys of one externalId).
+    Identities {
+        #[command(subcommand)]
+        command: catalogue::IdentitiesCommand,
+    },
     /// Verify a key (spends credits like a request would); exit 0 if valid.
     Verify {
         /// The key itself (its plaintext).
@@ -143,7 +209,12 @@ pub enum KeysCommand {
 /// Runs a `keygate keys` command against the gateway, or the embedded store
 /// when no gateway answers.
 pub async fn main(config_path: &Path, args: KeysArgs) -> ExitCode {
-    let answer = match (request::request(&args.command), Target::authenticated(config_path, &args.client)) {
+    call(config_path, &args.client, args.json, request::request(&args.command)).await
+}
+
+/// Runs one admin API operation (or reports why it cannot) and prints its answer.
+pub(super) async fn call(config_path: &Path, client: &ClientArgs, as_json: bool, request: Result<(Op, Value), String>) -> ExitCode {
+    let answer = match (request, Target::authenticated(config_path, client)) {
         (Ok((op, body)), Ok(target)) => perform(&target, op, &body).await.map(|outcome| (op, outcome)),
         (Err(message), _) | (_, Err(message)) => Err(message),
     };
@@ -158,7 +229,7 @@ pub async fn main(config_path: &Path, args: KeysArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.json {
+    if as_json {
         println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
     } else {
         print::print_human(op, &document);

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::KeysCommand;
-use crate::admin::keys::Op;
+use crate::admin::rpc::Op;
 
 fn expires_value(text: &str) -> Result<Value, String> {
     if let Ok(ms) = text.parse::<i64>() {
@@ -14,7 +14,7 @@ fn expires_value(text: &str) -> Result<Value, String> {
         .map_err(|_| format!("--expires {text:?}: use unix milliseconds or RFC 3339"))
 }
 
-fn meta_value(text: &str) -> Result<Value, String> {
+pub(super) fn meta_value(text: &str) -> Result<Value, String> {
     match serde_json::from_str::<Value>(text) {
         Ok(object @ Value::Object(_)) => Ok(object),
         _ => Err(format!("--meta {text:?}: must be a JSON object")),
@@ -120,6 +120,18 @@ pub fn request(command: &KeysCommand) -> Result<(Op, Value), String> {
             (Op::UpdateKey, body)
         }
         KeysCommand::Revoke { key_id, permanent } => (Op::DeleteKey, json!({"keyId": key_id, "permanent": permanent})),
+        KeysCommand::AddPermissions { key_id, permissions } => (Op::AddPermissions, json!({"keyId": key_id, "permissions": permissions})),
+        KeysCommand::RemovePermissions { key_id, permissions } => {
+            (Op::RemovePermissions, json!({"keyId": key_id, "permissions": permissions}))
+        }
+        KeysCommand::SetPermissions { key_id, permissions } => (Op::SetPermissions, json!({"keyId": key_id, "permissions": permissions})),
+        KeysCommand::AddRoles { key_id, roles } => (Op::AddRoles, json!({"keyId": key_id, "roles": roles})),
+        KeysCommand::RemoveRoles { key_id, roles } => (Op::RemoveRoles, json!({"keyId": key_id, "roles": roles})),
+        KeysCommand::SetRoles { key_id, roles } => (Op::SetRoles, json!({"keyId": key_id, "roles": roles})),
+        KeysCommand::Whoami { key } => (Op::Whoami, json!({"key": key})),
+        KeysCommand::Permissions { command } => super::catalogue::permissions(command),
+        KeysCommand::Roles { command } => super::catalogue::roles(command),
+        KeysCommand::Identities { command } => return super::catalogue::identities(command),
         KeysCommand::Verify { key, permissions, cost } => {
             let mut body = json!({"key": key});
             if let Some(permissions) = permissions {
