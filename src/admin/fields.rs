@@ -27,6 +27,17 @@ pub enum Patch<T> {
     Set(T),
 }
 
+impl Patch<String> {
+    /// Applies the patch to an optional text; an empty string clears it too.
+    pub fn apply_to(self, target: &mut Option<String>) {
+        match self {
+            Patch::Set(text) if !text.is_empty() => *target = Some(text),
+            Patch::Set(_) | Patch::Clear => *target = None,
+            Patch::Keep => {}
+        }
+    }
+}
+
 /// Allowed characters and the fix to suggest.
 pub type Charset = (fn(char) -> bool, &'static str);
 

@@ -9,11 +9,10 @@ use serde_json::{json, Map};
 use super::envelope::Reply;
 use super::fields::{Fields, Patch, Text};
 use super::keys::input::{read_ratelimits, set_or, EXTERNAL_ID};
-use super::keys::shapes::{identity_json, page_of};
+use super::keys::shapes::{identity_json, Listing};
 use super::rpc::{internal, refusal, required, store_error, Answer};
 use crate::clock::now_ms;
 use crate::errors::{ErrorCode, GatewayError};
-use crate::keys::catalogue::Page;
 use crate::keys::model::Identity;
 use crate::keys::store::StoreError;
 use crate::keys::Keys;
@@ -69,17 +68,10 @@ pub(super) fn get_identity(body: &[u8], keys: &Keys) -> Answer {
 
 pub(super) fn list_identities(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
-    let limit = f.int("limit", 1, 100, false).unwrap_or(100) as usize;
-    let cursor = f.text("cursor", Text::len(1, 1024), false);
-    let search = f.text("search", Text::len(1, 256), false);
+    let listing = Listing::read(&mut f);
     f.finish()?;
-    let page = Page {
-        cursor: cursor.as_deref(),
-        limit: limit + 1,
-        search: search.as_deref(),
-    };
-    let found = keys.service.catalogue().list_identities(page).map_err(internal)?;
-    Ok(page_of(found.iter().map(|i| (i.id(), identity_json(i))).collect(), limit))
+    let found = keys.service.catalogue().list_identities(listing.page()).map_err(internal)?;
+    Ok(listing.reply(found.iter().map(|i| (i.id(), identity_json(i))).collect()))
 }
 
 pub(super) fn update_identity(body: &[u8], keys: &Keys) -> Answer {

@@ -7,13 +7,13 @@
 use serde_json::json;
 
 use super::envelope::Reply;
-use super::fields::{Fields, Patch, Text};
+use super::fields::{Fields, Text};
 use super::keys::input::PERMISSION;
-use super::keys::shapes::{page_of, permission_json};
+use super::keys::shapes::{permission_json, Listing};
 use super::rpc::{internal, refusal, required, store_error, Answer};
 use crate::clock::now_ms;
 use crate::errors::{ErrorCode, GatewayError};
-use crate::keys::catalogue::{Page, Permission};
+use crate::keys::catalogue::Permission;
 use crate::keys::model::new_id;
 use crate::keys::store::StoreError;
 use crate::keys::Keys;
@@ -68,17 +68,10 @@ pub(super) fn get_permission(body: &[u8], keys: &Keys) -> Answer {
 
 pub(super) fn list_permissions(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
-    let limit = f.int("limit", 1, 100, false).unwrap_or(100) as usize;
-    let cursor = f.text("cursor", Text::len(1, 1024), false);
-    let search = f.text("search", Text::len(1, 256), false);
+    let listing = Listing::read(&mut f);
     f.finish()?;
-    let page = Page {
-        cursor: cursor.as_deref(),
-        limit: limit + 1,
-        search: search.as_deref(),
-    };
-    let found = keys.service.catalogue().list_permissions(page).map_err(internal)?;
-    Ok(page_of(found.iter().map(|p| (p.id.clone(), permission_json(p))).collect(), limit))
+    let found = keys.service.catalogue().list_permissions(listing.page()).map_err(internal)?;
+    Ok(listing.reply(found.iter().map(|p| (p.id.clone(), permission_json(p))).collect()))
 }
 
 pub(super) fn update_permission(body: &[u8], keys: &Keys) -> Answer {
@@ -92,11 +85,7 @@ pub(super) fn update_permission(body: &[u8], keys: &Keys) -> Answer {
     let mut after = before.clone();
     after.name = new_name.unwrap_or(after.name);
     after.slug = slug.unwrap_or(after.slug);
-    match description {
-        Patch::Set(text) if !text.is_empty() => after.description = Some(text),
-        Patch::Set(_) | Patch::Clear => after.description = None,
-        Patch::Keep => {}
-    }
+    description.apply_to(&mut after.description);
     keys.service.catalogue().update_permission(&before, &after).map_err(|e| failed(e, &after.slug))?;
     keys.service.roles_changed(before.slug != after.slug).map_err(internal)?;
     Ok(Reply::data(permission_json(&after)))

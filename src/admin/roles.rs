@@ -11,11 +11,11 @@ use super::envelope::Reply;
 use super::fields::{Fields, Patch, Text};
 use super::keys::input::PERMISSION;
 use super::keys::lifecycle::ROLE;
-use super::keys::shapes::{page_of, permission_json, role_json};
+use super::keys::shapes::{permission_json, role_json, Listing};
 use super::rpc::{internal, refusal, required, store_error, Answer};
 use crate::clock::now_ms;
 use crate::errors::{ErrorCode, GatewayError};
-use crate::keys::catalogue::{Page, Role};
+use crate::keys::catalogue::Role;
 use crate::keys::model::new_id;
 use crate::keys::store::StoreError;
 use crate::keys::Keys;
@@ -89,17 +89,10 @@ pub(super) fn get_role(body: &[u8], keys: &Keys) -> Answer {
 
 pub(super) fn list_roles(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
-    let limit = f.int("limit", 1, 100, false).unwrap_or(100) as usize;
-    let cursor = f.text("cursor", Text::len(1, 1024), false);
-    let search = f.text("search", Text::len(1, 256), false);
+    let listing = Listing::read(&mut f);
     f.finish()?;
-    let page = Page {
-        cursor: cursor.as_deref(),
-        limit: limit + 1,
-        search: search.as_deref(),
-    };
-    let found = keys.service.catalogue().list_roles(page).map_err(internal)?;
-    Ok(page_of(found.iter().map(|r| (r.id.clone(), role_json(r))).collect(), limit))
+    let found = keys.service.catalogue().list_roles(listing.page()).map_err(internal)?;
+    Ok(listing.reply(found.iter().map(|r| (r.id.clone(), role_json(r))).collect()))
 }
 
 pub(super) fn update_role(body: &[u8], keys: &Keys) -> Answer {
@@ -111,11 +104,7 @@ pub(super) fn update_role(body: &[u8], keys: &Keys) -> Answer {
     let before = find(keys, &required(name, "role")?)?;
     let mut after = before.clone();
     after.name = new_name.unwrap_or(after.name);
-    match description {
-        Patch::Set(text) if !text.is_empty() => after.description = Some(text),
-        Patch::Set(_) | Patch::Clear => after.description = None,
-        Patch::Keep => {}
-    }
+    description.apply_to(&mut after.description);
     keys.service.catalogue().update_role(&before, &after).map_err(|e| failed(e, &after.name))?;
     keys.service.roles_changed(before.name != after.name).map_err(internal)?;
     let mut out = json!({"id": after.id, "name": after.name});

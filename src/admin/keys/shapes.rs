@@ -6,9 +6,42 @@ use serde_json::{json, Value};
 use super::Found;
 use crate::admin::envelope::Reply;
 use crate::clock::now_ms;
-use crate::keys::catalogue::{Permission, Role};
+use crate::admin::fields::{Fields, Text};
+use crate::keys::catalogue::{Page, Permission, Role};
 use crate::keys::model::{CreditPlan, Identity, KeyRecord, RateLimit, Refill};
 use crate::keys::Keys;
+
+/// The `limit`, `cursor` and `search` of a catalogue listing.
+pub(in crate::admin) struct Listing {
+    limit: usize,
+    cursor: Option<String>,
+    search: Option<String>,
+}
+
+impl Listing {
+    /// Reads the three fields (limit 1..100, default 100).
+    pub fn read(f: &mut Fields) -> Self {
+        Self {
+            limit: f.int("limit", 1, 100, false).unwrap_or(100) as usize,
+            cursor: f.text("cursor", Text::len(1, 1024), false),
+            search: f.text("search", Text::len(1, 256), false),
+        }
+    }
+
+    /// What to ask the store for: one more than the page, to know whether there are more.
+    pub fn page(&self) -> Page<'_> {
+        Page {
+            cursor: self.cursor.as_deref(),
+            limit: self.limit + 1,
+            search: self.search.as_deref(),
+        }
+    }
+
+    /// The answer for what the store returned.
+    pub fn reply(&self, items: Vec<(String, Value)>) -> Reply {
+        page_of(items, self.limit)
+    }
+}
 
 /// A page of `(id, item)` (one more than `limit` when there are more):
 /// `data` and `pagination: {hasMore, cursor?}`, the cursor being the last id.
