@@ -1,7 +1,10 @@
-//! Logs (tracing, to stderr) and metrics (Prometheus, served by the admin listener).
+//! Process logs (tracing, to stderr), metrics
+//! (Prometheus, served by the admin listener) and traces (OpenTelemetry,
+//! exported to a collector: [`traces`]).
 
 mod metrics;
 pub mod request_log;
+pub mod traces;
 
 pub use metrics::{metrics, Label, Metrics, Part, RequestLabels};
 
