@@ -80,6 +80,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
 
     services.request_log.configure(&snapshot.request_log);
     services.tracing.configure(snapshot.tracing.as_ref())?;
+    let routes = snapshot.routes.len();
     let tls = match listen.https {
         Some(_) => Some(Arc::new(Tls::start(&snapshot.tls).map_err(StartupError::Tls)?)),
         None => None,
@@ -145,7 +146,13 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     control.threads = Some(1);
     server.add_service(control);
 
-    tracing::info!(http = ?listen.http, https = ?listen.https, "keygate started");
+    tracing::info!(
+        http = %Listener(listen.http),
+        https = %Listener(listen.https),
+        admin = %Listener(listen.admin),
+        routes,
+        "keygate started"
+    );
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal {
             in_flight,
@@ -154,6 +161,18 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
         }),
     });
     Ok(())
+}
+
+/// A listener's address for the start-up line, `off` when it is not configured.
+struct Listener(Option<SocketAddr>);
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
 }
 
 /// HTTP/2 on the TLS listener: pingora's bounded defaults (100 concurrent

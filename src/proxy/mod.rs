@@ -276,20 +276,29 @@ impl ProxyHttp for Gateway {
         if let (Some(trace), ErrorSource::Upstream) = (ctx.trace.as_mut(), error.esource()) {
             trace.attempt_failed(error.etype().as_str(), error);
         }
-        if let Some(code) = code {
-            if session.response_written().is_none() {
-                // pingora drops the connection after a proxy failure: say so.
-                session.set_keepalive(None);
-                if let Err(e) = respond::send_error(session, ctx, &GatewayError::new(code)).await {
-                    tracing::debug!(request_id = %ctx.request_id, "could not send the error response: {e}");
+        match code {
+            None => tracing::info!("client closed the connection mid-request: {error}, {}", self.request_summary(session, ctx)),
+            Some(code) => {
+                if session.response_written().is_none() {
+                    // pingora drops the connection after a proxy failure: say so.
+                    session.set_keepalive(None);
+                    if let Err(e) = respond::send_error(session, ctx, &GatewayError::new(code)).await {
+                        tracing::debug!(request_id = %ctx.request_id, "could not send the error response: {e}");
+                    }
                 }
+                ctx.error = Some(code);
             }
-            ctx.error = Some(code);
         }
         FailToProxy {
             error_code: code.map_or(0, ErrorCode::status),
             can_reuse_downstream: false,
         }
+    }
+
+    /// A client that hung up is logged (at info) by `fail_to_proxy`, not as
+    /// an error: nothing went wrong in the gateway.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        failure::classify(error).is_none()
     }
 
     async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
