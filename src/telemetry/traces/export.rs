@@ -77,7 +77,11 @@ impl Pipeline {
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(BoundedQueue { batch, backlog })
+            .with_span_processor(BoundedQueue {
+                batch,
+                backlog,
+                closed: AtomicBool::new(false),
+            })
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio))))
             .with_resource(resource)
             .build();
@@ -117,10 +121,13 @@ impl Backlog {
 
 /// The SDK's batch processor behind a counted bound: the SDK's own queue
 /// (of the same size) can never fill, as every span in it holds a place here.
+/// Spans ending after a shutdown (requests in flight across a
+/// reconfiguration) are dropped and counted too.
 #[derive(Debug)]
 struct BoundedQueue {
     batch: BatchSpanProcessor,
     backlog: Arc<Backlog>,
+    closed: AtomicBool,
 }
 
 impl SpanProcessor for BoundedQueue {
@@ -129,7 +136,7 @@ impl SpanProcessor for BoundedQueue {
     }
 
     fn on_end(&self, span: SpanData) {
-        if self.backlog.admit() {
+        if !self.closed.load(Ordering::Relaxed) && self.backlog.admit() {
             self.batch.on_end(span);
         } else {
             metrics().trace_spans_dropped.inc();
@@ -141,6 +148,7 @@ impl SpanProcessor for BoundedQueue {
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.closed.store(true, Ordering::Relaxed);
         self.batch.shutdown_with_timeout(timeout)
     }
 
