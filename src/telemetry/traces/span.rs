@@ -38,8 +38,12 @@ impl Pipeline {
     pub(super) fn start_request(&self, request: &ServerRequest<'_>) -> RequestTrace {
         let head = request.head;
         let caller = TraceContextPropagator::new().extract_with_context(&Context::new(), &HeaderExtractor(&head.headers));
-        let mut attributes = Vec::with_capacity(8);
-        attributes.push(KeyValue::new("http.request.method", head.method.as_str().to_owned()));
+        let mut attributes = Vec::with_capacity(9);
+        let method = known_method(&head.method);
+        attributes.push(KeyValue::new("http.request.method", method.unwrap_or("_OTHER")));
+        if method.is_none() {
+            attributes.push(KeyValue::new("http.request.method_original", head.method.as_str().to_owned()));
+        }
         attributes.push(KeyValue::new("url.path", head.uri.path().to_owned()));
         attributes.push(KeyValue::new("url.scheme", if request.https { "https" } else { "http" }));
         if let Some(authority) = request.host.and_then(|h| h.parse::<http::uri::Authority>().ok()) {
@@ -54,7 +58,7 @@ impl Pipeline {
         attributes.push(KeyValue::new("keygate.request.id", request.request_id.to_owned()));
         let span = self
             .tracer
-            .span_builder(head.method.as_str().to_owned())
+            .span_builder(method.unwrap_or("HTTP"))
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .start_with_context(&self.tracer, &caller);
@@ -66,6 +70,13 @@ impl Pipeline {
             attempt: None,
         }
     }
+}
+
+/// The method's name when it is one of HTTP's own (the semantic conventions
+/// report any other as `_OTHER`, keeping span names few); no allocation.
+fn known_method(method: &http::Method) -> Option<&'static str> {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    KNOWN.into_iter().find(|known| *known == method.as_str())
 }
 
 /// A request's trace while it is served (kept in the proxy's request context).
@@ -205,5 +216,17 @@ impl PolicySpan {
             self.0.set_attribute(KeyValue::new("keygate.error.code", code));
         }
         self.0.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::known_method;
+
+    #[test]
+    fn methods_of_http_are_known_others_are_not() {
+        assert_eq!(known_method(&http::Method::GET), Some("GET"));
+        assert_eq!(known_method(&http::Method::PATCH), Some("PATCH"));
+        assert_eq!(known_method(&http::Method::from_bytes(b"PROPFIND").unwrap()), None);
     }
 }
