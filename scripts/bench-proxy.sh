@@ -36,6 +36,10 @@
 #                   (kg-rl, on $KG_RL_HTTP) and shared through a redis-server the
 #                   script starts (kg-rl-redis, on $KG_RLR_HTTP), and print their
 #                   RPS relative to plain keygate (targets: >= 0.90 and >= 0.75)
+#   TRACING [0]     1: also run keygate with telemetry.tracing at sample_ratio 1.0
+#                   (kg-trace, on $KG_TR_HTTP) exporting to a live OTLP/HTTP receiver
+#                   (examples/otlp_sink, on $OTLP_ADDR), and print its RPS relative
+#                   to plain keygate (target: >= 0.90) and the spans received/dropped
 #
 # wrk and nginx are installed with apt-get when missing (needs root or sudo).
 # Every process the script starts is stopped on exit (trap), and every step is
@@ -62,6 +66,9 @@ ROUNDS=${ROUNDS:-1}
 KG_RL_HTTP=${KG_RL_HTTP:-127.0.0.1:18083}
 KG_RLR_HTTP=${KG_RLR_HTTP:-127.0.0.1:18084}
 REDIS_PORT=${REDIS_PORT:-16399}
+TRACING=${TRACING:-0}
+KG_TR_HTTP=${KG_TR_HTTP:-127.0.0.1:18085}
+OTLP_ADDR=${OTLP_ADDR:-127.0.0.1:14318}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -164,12 +171,14 @@ done
 # ---------------------------------------------------------------- build
 if [[ $SKIP_BUILD != 1 ]]; then
     log "building release binaries (keygate, bench_upstream)"
-    timeout "$BUILD_TIMEOUT" cargo build --release --bin keygate --example bench_upstream --example pingora_baseline
+    timeout "$BUILD_TIMEOUT" cargo build --release --bin keygate --example bench_upstream --example pingora_baseline \
+        --example otlp_sink
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KEYGATE_BIN=$TARGET_DIR/release/keygate
 UPSTREAM_BIN=$TARGET_DIR/release/examples/bench_upstream
 BASELINE_BIN=$TARGET_DIR/release/examples/pingora_baseline
+SINK_BIN=$TARGET_DIR/release/examples/otlp_sink
 [[ -x $KEYGATE_BIN ]] || die "missing $KEYGATE_BIN"
 [[ -x $UPSTREAM_BIN ]] || die "missing $UPSTREAM_BIN"
 
@@ -220,6 +229,17 @@ if [[ $RATELIMIT == 1 ]]; then
     start_keygate kg-rl-redis "$KG_RLR_HTTP" 127.0.0.1:19903 "$policy" \
         "state: {dir: $TMP/kg-rl-redis/state, redis: \"redis://127.0.0.1:$REDIS_PORT\"}"
     rl_pids+=("$LAST_PID")
+fi
+
+tr_pids=()
+if [[ $TRACING == 1 ]]; then
+    [[ -x $SINK_BIN ]] || die "missing $SINK_BIN"
+    start otlp_sink "$SINK_BIN" "$OTLP_ADDR"
+    tr_pids+=("$LAST_PID")
+    for _ in $(seq 50); do port_open "$OTLP_ADDR" && break; sleep 0.1; done
+    start_keygate kg-trace "$KG_TR_HTTP" 127.0.0.1:19904 "" \
+        "telemetry: {tracing: {otlp_endpoint: \"http://$OTLP_ADDR\", sample_ratio: 1.0}}"
+    tr_pids+=("$LAST_PID")
 fi
 
 # ---------------------------------------------------------------- pingora
@@ -358,9 +378,10 @@ for round in $(seq "$ROUNDS"); do
             run_wrk kg-rl "$KG_RL_HTTP" "$path"
             run_wrk kg-rl-redis "$KG_RLR_HTTP" "$path"
         fi
+        if [[ $TRACING == 1 ]]; then run_wrk kg-trace "$KG_TR_HTTP" "$path"; fi
         run_wrk nginx "$NGINX_HTTP" "$path"
         # Make sure nothing died mid-run.
-        for pid in "$up_pid" "$kg_pid" "$ng_pid" $pg_pid "${rl_pids[@]}"; do
+        for pid in "$up_pid" "$kg_pid" "$ng_pid" $pg_pid "${rl_pids[@]}" "${tr_pids[@]}"; do
             kill -0 "$pid" 2>/dev/null || die "a server process ($pid) died during the run; see $TMP/*.log"
         done
     done
@@ -387,5 +408,13 @@ awk -F'\t' '
             m = rps["kg-rl" SUBSEP p]; r = rps["kg-rl-redis" SUBSEP p]
             if (m > 0 && k > 0) printf "ratelimit (memory)/keygate RPS ratio %-7s %.2f\n", p, m / k
             if (r > 0 && k > 0) printf "ratelimit (redis)/keygate RPS ratio %-7s %.2f\n", p, r / k
+            t = rps["kg-trace" SUBSEP p]
+            if (t > 0 && k > 0) printf "tracing (ratio 1.0)/keygate RPS ratio %-7s %.2f\n", p, t / k
         }
     }' "$RESULTS"
+
+if [[ $TRACING == 1 ]]; then
+    received=$(curl -sS -m 5 "http://$OTLP_ADDR/count" || echo "?")
+    dropped=$(curl -sS -m 5 "http://127.0.0.1:19904/metrics" | awk '/^keygate_trace_spans_dropped_total/ {print $2}')
+    echo "tracing: spans received by the collector $received, dropped by keygate ${dropped:-?}"
+fi

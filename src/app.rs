@@ -23,6 +23,7 @@ use crate::providers::file::Reloader;
 use crate::proxy::Gateway;
 use crate::runtime::{DockerSettings, Hub, InFlightCounter, KubernetesSettings, Limits, ProviderId, Services, Snapshot};
 use crate::state::StateSettings;
+use crate::telemetry::traces::Tracing;
 use crate::tls::{AcmeTask, ChallengeTokens, Tls};
 
 /// The longest a graceful shutdown waits for in-flight requests.
@@ -45,6 +46,8 @@ pub enum StartupError {
     Services(#[from] crate::runtime::ServicesError),
     #[error(transparent)]
     RootKey(#[from] crate::state::RootKeyError),
+    #[error("telemetry.tracing: {0}")]
+    Tracing(#[from] crate::telemetry::traces::TracingError),
 }
 
 /// Loads the config at `path` and serves until SIGTERM/SIGINT.
@@ -76,6 +79,8 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     }
 
     services.request_log.configure(&snapshot.request_log);
+    services.tracing.configure(snapshot.tracing.as_ref())?;
+    let routes = snapshot.routes.len();
     let tls = match listen.https {
         Some(_) => Some(Arc::new(Tls::start(&snapshot.tls).map_err(StartupError::Tls)?)),
         None => None,
@@ -141,14 +146,33 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     control.threads = Some(1);
     server.add_service(control);
 
-    tracing::info!(http = ?listen.http, https = ?listen.https, "keygate started");
+    tracing::info!(
+        http = %Listener(listen.http),
+        https = %Listener(listen.https),
+        admin = %Listener(listen.admin),
+        routes,
+        "keygate started"
+    );
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal {
             in_flight,
             keys: services.keys,
+            traces: services.tracing,
         }),
     });
     Ok(())
+}
+
+/// A listener's address for the start-up line, `off` when it is not configured.
+struct Listener(Option<SocketAddr>);
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
 }
 
 /// HTTP/2 on the TLS listener: pingora's bounded defaults (100 concurrent
@@ -238,10 +262,12 @@ impl BackgroundService for ControlPlane {
 
 /// SIGTERM and SIGINT both start a graceful shutdown: pingora stops
 /// accepting, and the process exits as soon as no request is in flight (at
-/// most [`SHUTDOWN_GRACE`] later), after writing spent credits.
+/// most [`SHUTDOWN_GRACE`] later), after writing spent credits and
+/// exporting the last trace spans.
 struct DrainOnSignal {
     in_flight: InFlightCounter,
     keys: Arc<KeyService>,
+    traces: Tracing,
 }
 
 #[async_trait]
@@ -261,13 +287,13 @@ impl ShutdownSignalWatch for DrainOnSignal {
                 return ShutdownSignal::FastShutdown;
             }
         }
-        let (in_flight, keys) = (self.in_flight.clone(), self.keys.clone());
-        std::thread::spawn(move || exit_when_drained(&in_flight, &keys));
+        let (in_flight, keys, traces) = (self.in_flight.clone(), self.keys.clone(), self.traces.clone());
+        std::thread::spawn(move || exit_when_drained(&in_flight, &keys, &traces));
         ShutdownSignal::GracefulTerminate
     }
 }
 
-fn exit_when_drained(in_flight: &InFlightCounter, keys: &KeyService) {
+fn exit_when_drained(in_flight: &InFlightCounter, keys: &KeyService, traces: &Tracing) {
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     // Let pingora close its listeners before counting.
     std::thread::sleep(Duration::from_millis(100));
@@ -275,6 +301,7 @@ fn exit_when_drained(in_flight: &InFlightCounter, keys: &KeyService) {
         std::thread::sleep(Duration::from_millis(20));
     }
     keys.flush_before_exit();
+    traces.shutdown();
     tracing::info!("drained; exiting");
     std::process::exit(0);
 }

@@ -1,5 +1,6 @@
 //! The control plane's HTTP client: JWKS and OIDC discovery documents for
-//! `jwtauth`, OpenAPI documents fetched from instances, and the ACME CA.
+//! `jwtauth`, OpenAPI documents fetched from instances, the ACME CA, and
+//! (blocking, see [`blocking_client`]) the trace collector.
 //! One construction for all of them — reqwest on rustls with the ring
 //! provider (the only one in the tree: a second one, aws-lc, makes rustls
 //! panic), the system roots plus optional extra ones, a bounded connect, a
@@ -51,14 +52,7 @@ impl HttpClient {
     /// A client trusting the system roots and `extra_roots`. No proxy from
     /// the environment and no redirects: every peer is named explicitly.
     pub fn new(extra_roots: &[CertificateDer<'static>]) -> Result<Self, HttpError> {
-        let roots = trust_roots(extra_roots)?;
-        let trusted_roots = roots.len();
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HttpError::Setup(format!("TLS client: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let (tls, trusted_roots) = tls_config(extra_roots)?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(CONNECT_TIMEOUT)
@@ -122,6 +116,36 @@ impl HttpClient {
         }
         Ok(http::Response::from(response).map(|body| Limited::new(body, limit)))
     }
+}
+
+/// The same client in its blocking form, for a thread outside any async
+/// runtime (the trace exporter's): the same trust and bounds, `timeout` per
+/// request. Build it outside an async runtime too (reqwest refuses otherwise).
+pub fn blocking_client(timeout: Duration) -> Result<reqwest::blocking::Client, HttpError> {
+    let (tls, _) = tls_config(&[])?;
+    reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .timeout(timeout)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| HttpError::Setup(format!("HTTP client: {}", with_causes(&e))))
+}
+
+/// rustls on ring with the system roots plus `extra_roots` (and how many
+/// roots that is), offering h2 and HTTP/1.1.
+fn tls_config(extra_roots: &[CertificateDer<'static>]) -> Result<(rustls::ClientConfig, usize), HttpError> {
+    let roots = trust_roots(extra_roots)?;
+    let trusted_roots = roots.len();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Setup(format!("TLS client: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((tls, trusted_roots))
 }
 
 /// The system roots plus `extra`; an unusable extra root is an error.

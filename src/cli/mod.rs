@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, ConfigError, DEFAULT_PATH};
 use crate::runtime::{Services, Snapshot};
 use crate::state::StateSettings;
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about = "A self-hosted API gateway: TLS, host routing, policies, API keys, rate limits.")]
@@ -28,6 +29,9 @@ pub struct Cli {
     /// The configuration file (client commands read it only for their defaults).
     #[arg(long, short, global = true, env = "KEYGATE_CONFIG", default_value = DEFAULT_PATH)]
     pub config: PathBuf,
+    /// How the gateway writes its process log: `text` or `json` (one object per line).
+    #[arg(long, global = true, env = "KEYGATE_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -65,7 +69,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config.as_path();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(config),
+        Command::Run => run(config, cli.log_format),
         Command::Check => check(config),
         Command::Health(args) => with_runtime(health::health(config, &args)),
         Command::Reload(args) => with_runtime(reload::reload(config, &args)),
@@ -78,8 +82,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
-    crate::telemetry::init_logging();
+fn run(path: &Path, log_format: LogFormat) -> ExitCode {
+    crate::telemetry::init_logging(log_format);
     match crate::app::run(path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -126,5 +130,19 @@ fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
             eprintln!("keygate: cannot start a runtime: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        let cli = Cli::try_parse_from(["keygate", "--log-format", "json", "run"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["keygate", "run", "--log-format", "TEXT"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Text);
+        assert!(Cli::try_parse_from(["keygate", "--log-format", "xml"]).is_err());
     }
 }

@@ -14,7 +14,7 @@ use super::keys::KeyspaceSpec;
 use super::policy::PolicySetsSpec;
 use super::providers::ProvidersSpec;
 use super::state::StateSpec;
-use super::telemetry::RequestLogSpec;
+use super::telemetry::{RequestLogSpec, TelemetrySpec};
 use super::tls::TlsSpec;
 use super::units::{ByteSize, HumanDuration};
 use crate::errors::DEFAULT_DOCS_BASE;
@@ -38,6 +38,9 @@ pub struct ConfigFile {
     pub state: StateSpec,
     #[serde(default)]
     pub request_log: Option<RequestLogSpec>,
+    /// OpenTelemetry traces.
+    #[serde(default)]
+    pub telemetry: TelemetrySpec,
     #[serde(default)]
     pub keyspaces: Vec<KeyspaceSpec>,
     #[serde(default)]

@@ -1,6 +1,6 @@
 //! Writing an error as a response body: the JSON shape every keygate error
-//! has (`{meta: {requestId}, error: {code, title, detail, status, type,
-//! errors?}}`), as problem+json or plain JSON, or an HTML page for browsers.
+//! has (`{meta: {requestId, traceId?}, error: {code, title, detail, status,
+//! type, errors?}}`), as problem+json or plain JSON, or an HTML page for browsers.
 
 use std::fmt::Write as _;
 
@@ -36,15 +36,22 @@ pub struct RenderedError {
     pub body: String,
 }
 
-/// Renders `error`; `docs_base` is where the gateway's codes are documented.
-pub fn render(error: &GatewayError, request_id: &str, docs_base: &str, representation: Representation) -> RenderedError {
+/// Renders `error`; `trace_id` is the request's trace when tracing is on;
+/// `docs_base` is where the gateway's codes are documented.
+pub fn render(
+    error: &GatewayError,
+    request_id: &str,
+    trace_id: Option<&str>,
+    docs_base: &str,
+    representation: Representation,
+) -> RenderedError {
     let code = error.code;
     let content_type = match representation {
         Representation::Html => {
             return RenderedError {
                 status: code.status(),
                 content_type: "text/html; charset=utf-8",
-                body: html_page(error, request_id),
+                body: html_page(error, request_id, trace_id),
             }
         }
         Representation::ProblemJson => "application/problem+json",
@@ -60,6 +67,9 @@ pub fn render(error: &GatewayError, request_id: &str, docs_base: &str, represent
             "type": code.docs_url(docs_base),
         }
     });
+    if let Some(trace_id) = trace_id {
+        body["meta"]["traceId"] = serde_json::json!(trace_id);
+    }
     if !error.items.is_empty() {
         let items = error
             .items
@@ -81,7 +91,7 @@ pub fn render(error: &GatewayError, request_id: &str, docs_base: &str, represent
     }
 }
 
-fn html_page(error: &GatewayError, request_id: &str) -> String {
+fn html_page(error: &GatewayError, request_id: &str, trace_id: Option<&str>) -> String {
     let code = error.code;
     let mut page = String::with_capacity(512);
     let _ = write!(
@@ -105,11 +115,11 @@ fn html_page(error: &GatewayError, request_id: &str) -> String {
         }
         page.push_str("</ul>");
     }
-    let _ = writeln!(
-        page,
-        "<p>Request ID: <code>{request_id}</code></p></body></html>",
-        request_id = escape_html(request_id),
-    );
+    let _ = write!(page, "<p>Request ID: <code>{}</code></p>", escape_html(request_id));
+    if let Some(trace_id) = trace_id {
+        let _ = write!(page, "<p>Trace ID: <code>{}</code></p>", escape_html(trace_id));
+    }
+    page.push_str("</body></html>\n");
     page
 }
 
@@ -188,13 +198,26 @@ mod tests {
     #[test]
     fn problem_json_shape() {
         let err = GatewayError::new(ErrorCode::ConfigNotFound);
-        let out = render(&err, "req_1", DEFAULT_DOCS_BASE, Representation::for_accept(None));
+        let out = render(&err, "req_1", None, DEFAULT_DOCS_BASE, Representation::for_accept(None));
         assert_eq!(out.status, 404);
         assert_eq!(out.content_type, "application/problem+json");
         let v: serde_json::Value = serde_json::from_str(&out.body).unwrap();
         assert_eq!(v["meta"]["requestId"], "req_1");
         assert_eq!(v["error"]["status"], 404);
         assert_eq!(v["error"]["title"], "Not Found");
+        assert!(v["meta"].get("traceId").is_none(), "no traceId without tracing");
+    }
+
+    #[test]
+    fn trace_id_in_meta_and_page() {
+        let err = GatewayError::new(ErrorCode::BadGateway);
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let json = render(&err, "req_1", Some(trace), DEFAULT_DOCS_BASE, Representation::ProblemJson);
+        let v: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+        assert_eq!(v["meta"]["traceId"], trace);
+        assert_eq!(v["meta"]["requestId"], "req_1");
+        let html = render(&err, "req_1", Some(trace), DEFAULT_DOCS_BASE, Representation::Html).body;
+        assert!(html.contains(&format!("Trace ID: <code>{trace}</code>")), "{html}");
     }
 
     #[test]
@@ -203,21 +226,21 @@ mod tests {
             ErrorItem::new("body/a", "bad"),
             ErrorItem::new("query.limit", "<worse>"),
         ]);
-        let v: serde_json::Value = serde_json::from_str(&render(&err, "req_1", DEFAULT_DOCS_BASE, Representation::for_accept(None)).body).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&render(&err, "req_1", None, DEFAULT_DOCS_BASE, Representation::for_accept(None)).body).unwrap();
         assert_eq!(v["error"]["status"], 400);
         assert_eq!(v["error"]["errors"][1]["location"], "query.limit");
         assert_eq!(v["error"]["errors"].as_array().map(Vec::len), Some(2));
-        let html = render(&err, "req_1", DEFAULT_DOCS_BASE, Representation::for_accept(Some("text/html"))).body;
+        let html = render(&err, "req_1", None, DEFAULT_DOCS_BASE, Representation::for_accept(Some("text/html"))).body;
         assert!(html.contains("&lt;worse&gt;"));
         let plain: serde_json::Value =
-            serde_json::from_str(&render(&GatewayError::new(ErrorCode::InvalidKey), "r", DEFAULT_DOCS_BASE, Representation::for_accept(None)).body).unwrap();
+            serde_json::from_str(&render(&GatewayError::new(ErrorCode::InvalidKey), "r", None, DEFAULT_DOCS_BASE, Representation::for_accept(None)).body).unwrap();
         assert!(plain["error"].get("errors").is_none());
     }
 
     #[test]
     fn html_escapes_detail() {
         let err = GatewayError::with_detail(ErrorCode::BadGateway, "<script>");
-        let out = render(&err, "req_1", DEFAULT_DOCS_BASE, Representation::for_accept(Some("text/html")));
+        let out = render(&err, "req_1", None, DEFAULT_DOCS_BASE, Representation::for_accept(Some("text/html")));
         assert!(out.body.contains("&lt;script&gt;"));
         assert!(out.content_type.starts_with("text/html"));
     }

@@ -128,6 +128,7 @@ impl LogCapture {
         let record = Record {
             ts: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             request_id: facts.request_id,
+            trace_id: facts.trace_id.map(|id| id.to_string()),
             method: head.method.as_str(),
             host: header(http::header::HOST).or_else(|| head.uri.authority().map(|a| a.as_str())).unwrap_or(""),
             path: head.uri.path(),
@@ -183,6 +184,9 @@ impl LogCapture {
 struct Record<'a> {
     ts: String,
     request_id: &'a str,
+    /// Present when tracing is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
     method: &'a str,
     host: &'a str,
     path: &'a str,
@@ -224,6 +228,7 @@ fn insert_body(map: &mut Map<String, Value>, field: &str, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::traces::TraceId;
 
     fn capture(yaml: &str) -> LogCapture {
         let spec: LoggingSpec = serde_saphyr::from_str(yaml).unwrap();
@@ -245,10 +250,15 @@ mod tests {
     }
 
     fn record(capture: &LogCapture, response_headers: &http::HeaderMap) -> Value {
+        record_traced(capture, response_headers, None)
+    }
+
+    fn record_traced(capture: &LogCapture, response_headers: &http::HeaderMap, trace_id: Option<TraceId>) -> Value {
         let head = request();
         capture.record(&RequestSummary {
             request: &head,
             request_id: "req_1",
+            trace_id,
             client_ip: Some("203.0.113.9".parse().unwrap()),
             deployment_id: Some("dep"),
             instance: Some("127.0.0.1:3000".into()),
@@ -290,6 +300,15 @@ mod tests {
         assert_eq!(v["latency_ms"]["instance"], 10.0);
         assert_eq!(v["latency_ms"]["gateway"], 2.5);
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn trace_id_only_when_traced() {
+        let c = capture("{}");
+        assert!(record(&c, &http::HeaderMap::new()).get("trace_id").is_none());
+        let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let v = record_traced(&c, &http::HeaderMap::new(), Some(trace));
+        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 
     #[test]

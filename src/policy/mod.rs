@@ -169,6 +169,8 @@ actions! {
 
 #[derive(Debug)]
 struct CompiledPolicy {
+    /// The policy's `id`: names its trace span.
+    id: Box<str>,
     conditions: Vec<Condition>,
     action: Action,
     /// `keygate_policy_decisions_total{policy_type, decision}`, resolved at compile time.
@@ -227,6 +229,7 @@ impl PolicyChain {
             }
             let decisions = crate::telemetry::metrics();
             policies.push(CompiledPolicy {
+                id: spec.id.as_str().into(),
                 allowed: decisions.policy_decision(action.kind(), "allow"),
                 denied: decisions.policy_decision(action.kind(), "deny"),
                 conditions,
@@ -283,12 +286,20 @@ impl PolicyChain {
             if stop_for_body && policy.action.reads_body() {
                 return Ok(Progress::NeedsBody(index));
             }
+            // Tracing off: `trace` is None and this costs nothing (no allocation, no clock).
+            let span = state.trace.as_ref().map(|parent| parent.policy_span(&policy.id, policy.action.kind()));
             match policy.action.evaluate(request, state).await {
                 Outcome::Continue => {
                     policy.allowed.inc();
+                    if let Some(span) = span {
+                        span.end("allow", None);
+                    }
                 }
                 Outcome::Reject(error) => {
                     policy.denied.inc();
+                    if let Some(span) = span {
+                        span.end("deny", Some(error.code.code()));
+                    }
                     return Err(error);
                 }
             }

@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue};
 use super::logging::LogCapture;
 use crate::errors::ErrorCode;
 use crate::ratelimit::Decision;
+use crate::telemetry::traces::{SpanParent, TraceId};
 
 /// The authenticated caller, set by the first successful auth policy and
 /// forwarded as `X-Unkey-Principal`.
@@ -33,6 +34,8 @@ pub enum Credential {
 pub struct RequestSummary<'a> {
     pub request: &'a http::request::Parts,
     pub request_id: &'a str,
+    /// The request's trace, when tracing is on.
+    pub trace_id: Option<TraceId>,
     pub client_ip: Option<IpAddr>,
     pub deployment_id: Option<&'a str>,
     pub instance: Option<String>,
@@ -52,12 +55,19 @@ pub struct PolicyState {
     /// Armed by a `logging` policy: the record this request will write.
     pub(super) log: Option<LogCapture>,
     pub(super) credential: Option<Credential>,
+    /// Where the spans of the policies that run hang, when the request is traced.
+    pub(super) trace: Option<SpanParent>,
 }
 
 impl PolicyState {
     /// The caller, once an auth policy accepted it.
     pub fn principal(&self) -> Option<&Principal> {
         self.principal.as_ref()
+    }
+
+    /// Gives each policy that runs from now on a span under `parent`.
+    pub fn trace_policies(&mut self, parent: SpanParent) {
+        self.trace = Some(parent);
     }
 
     /// The credential to remove before forwarding, if a policy asked for it.

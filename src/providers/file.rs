@@ -68,6 +68,9 @@ impl Reloader {
                 }
                 let routes = next.routes.len();
                 self.services.request_log.configure(&next.request_log);
+                if let Err(e) = self.services.tracing.configure(next.tracing.as_ref()) {
+                    tracing::error!("telemetry.tracing not applied, the previous one stays: {e}");
+                }
                 if let Some(tls) = &self.tls {
                     if next.tls != current.tls {
                         tls.apply(&next.tls);

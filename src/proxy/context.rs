@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::errors::ErrorCode;
 use crate::runtime::{Deployment, InFlight, Snapshot};
+use crate::telemetry::traces::RequestTrace;
 use crate::upstream::{Endpoint, InFlightGuard, Picker, Target};
 
 /// Per-request state. The snapshot is loaded once, in `request_filter`, and
@@ -47,6 +48,8 @@ pub struct RequestCtx {
     pub body_prefix: Option<bytes::Bytes>,
     /// The gateway's own error, when it answered instead of an instance.
     pub error: Option<ErrorCode>,
+    /// The request's spans, when tracing is on.
+    pub trace: Option<RequestTrace>,
 }
 
 /// The route a request resolved to.
@@ -73,6 +76,11 @@ impl RequestCtx {
             (Some(start), None) => start.elapsed(),
             _ => Duration::ZERO,
         }
+    }
+
+    /// The request's trace id as text (32 hex digits), when tracing is on.
+    pub fn trace_id(&self) -> Option<String> {
+        self.trace.as_ref().map(|t| t.trace_id().to_string())
     }
 
     pub fn total_time(&self) -> Duration {

@@ -229,6 +229,21 @@ pub fn trusted_request_id(request: &RequestHeader) -> Option<String> {
     usable.then(|| value.to_string())
 }
 
+/// Where keygate's trace context goes on the way upstream: `traceparent`
+/// and `tracestate` replace the client's (never appended beside them); an
+/// empty `tracestate` removes the header.
+pub struct TraceHeaders<'a>(pub &'a mut RequestHeader);
+
+impl opentelemetry::propagation::Injector for TraceHeaders<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            self.0.remove_header(key);
+        } else if let Err(e) = self.0.insert_header(key.to_owned(), value) {
+            tracing::debug!("trace context header {key} not forwarded: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ use crate::errors::{ErrorCode, GatewayError};
 use crate::policy::redact::{redact_query, CredentialNames};
 use crate::policy::{Progress, RequestSummary, RequestView};
 use crate::runtime::{Deployment, InFlightCounter, Limits, SharedSnapshot};
+use crate::telemetry::traces::{RequestTrace, ServerOutcome, ServerRequest};
 use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
 use crate::tls::ChallengeTokens;
 use crate::upstream::{Picker, Protocol, Target};
@@ -163,6 +164,9 @@ impl ProxyHttp for Gateway {
             peer.options.max_h2_streams = H2C_MAX_STREAMS;
         }
         ctx.upstream_started = Some(Instant::now());
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.start_attempt(addr);
+        }
         Ok(Box::new(peer))
     }
 
@@ -201,6 +205,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_answered.get_or_insert_with(Instant::now);
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.attempt_answered(upstream_response.status.as_u16());
+        }
         forwarding::strip_response_hop_by_hop(upstream_response);
         Ok(())
     }
@@ -239,6 +246,9 @@ impl ProxyHttp for Gateway {
             attempt.connect_failed(&route.deployment.passive);
         }
         tracing::warn!(request_id = %ctx.request_id, instance = %peer, "connect to instance failed: {error}");
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.attempt_failed(error.etype().as_str(), &error);
+        }
         if failure::is_connect_failure(&error) && ctx.can_retry() {
             error.set_retry(true);
         }
@@ -263,20 +273,32 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let code = failure::classify(error);
-        if let Some(code) = code {
-            if session.response_written().is_none() {
-                // pingora drops the connection after a proxy failure: say so.
-                session.set_keepalive(None);
-                if let Err(e) = respond::send_error(session, ctx, &GatewayError::new(code)).await {
-                    tracing::debug!(request_id = %ctx.request_id, "could not send the error response: {e}");
+        if let (Some(trace), ErrorSource::Upstream) = (ctx.trace.as_mut(), error.esource()) {
+            trace.attempt_failed(error.etype().as_str(), error);
+        }
+        match code {
+            None => tracing::info!("client closed the connection mid-request: {error}, {}", self.request_summary(session, ctx)),
+            Some(code) => {
+                if session.response_written().is_none() {
+                    // pingora drops the connection after a proxy failure: say so.
+                    session.set_keepalive(None);
+                    if let Err(e) = respond::send_error(session, ctx, &GatewayError::new(code)).await {
+                        tracing::debug!(request_id = %ctx.request_id, "could not send the error response: {e}");
+                    }
                 }
+                ctx.error = Some(code);
             }
-            ctx.error = Some(code);
         }
         FailToProxy {
             error_code: code.map_or(0, ErrorCode::status),
             can_reuse_downstream: false,
         }
+    }
+
+    /// A client that hung up is logged (at info) by `fail_to_proxy`, not as
+    /// an error: nothing went wrong in the gateway.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        failure::classify(error).is_none()
     }
 
     async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
@@ -302,17 +324,26 @@ impl ProxyHttp for Gateway {
         if ctx.upstream_started.is_some() {
             m.observe_duration(Part::Instance, instance);
         }
+        let deployment_id = ctx.route.as_ref().map(|r| &*r.deployment.id);
         ctx.policy.finish(&RequestSummary {
             request: session.req_header(),
             request_id: &ctx.request_id,
+            trace_id: ctx.trace.as_ref().map(RequestTrace::trace_id),
             client_ip: ctx.client_ip,
-            deployment_id: ctx.route.as_ref().map(|r| &*r.deployment.id),
+            deployment_id,
             instance: ctx.instance.as_ref().map(|e| e.target.to_string()),
             status,
             response_headers: session.response_written().map(|r| &r.headers),
             total,
             instance_time: instance,
         });
+        if let Some(trace) = ctx.trace.take() {
+            trace.finish(&ServerOutcome {
+                status,
+                deployment_id,
+                error_code: ctx.error.map(ErrorCode::code),
+            });
+        }
     }
 }
 
@@ -365,6 +396,16 @@ impl Gateway {
             .unwrap_or_else(new_request_id);
         ctx.client_ip = peer.map(|ip| forwarding::client_ip(request, ip, &snapshot.trusted_proxies));
         ctx.peer_ip = peer;
+        ctx.trace = snapshot.services.tracing.start_request(&ServerRequest {
+            head: request,
+            host: forwarding::original_host(request),
+            https: ctx.https,
+            client_ip: ctx.client_ip,
+            request_id: &ctx.request_id,
+        });
+        if let Some(parent) = ctx.trace.as_ref().and_then(RequestTrace::policy_parent) {
+            ctx.policy.trace_policies(parent);
+        }
         ctx.snapshot = Some(snapshot);
     }
 
@@ -483,6 +524,9 @@ impl Gateway {
                 principal: ctx.policy.principal().map(|p| p.json.as_str()),
             },
         )?;
+        if let Some(trace) = &ctx.trace {
+            trace.inject(&mut forwarding::TraceHeaders(request));
+        }
         match ctx.policy.credential_to_strip() {
             Some(location) => forwarding::strip_credential(request, location),
             None => Ok(()),

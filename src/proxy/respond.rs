@@ -40,7 +40,8 @@ pub async fn send_error(session: &mut Session, ctx: &mut RequestCtx, error: &Gat
     ctx.error = Some(error.code);
     let docs_base = ctx.snapshot().map_or(DEFAULT_DOCS_BASE, |s| &s.docs_base);
     let accept = session.req_header().headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let rendered = errors::render(error, &ctx.request_id, docs_base, Representation::for_accept(accept));
+    let trace_id = ctx.trace_id();
+    let rendered = errors::render(error, &ctx.request_id, trace_id.as_deref(), docs_base, Representation::for_accept(accept));
     send(session, ctx, rendered.status, rendered.content_type, rendered.body.into(), true).await
 }
 

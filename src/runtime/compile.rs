@@ -20,6 +20,7 @@ use crate::policy::{PolicyChain, Resources};
 use crate::routing::{HostPattern, PathMatch, PathPrefix};
 use crate::state::StateSettings;
 use crate::telemetry::request_log::RequestLogSettings;
+use crate::telemetry::traces::TracingSettings;
 use crate::tls::TlsSettings;
 use crate::upstream::health::HealthCheck;
 use crate::upstream::{InstanceSet, PassivePolicy};
@@ -115,6 +116,8 @@ impl Snapshot {
                 threads: file.listen.threads,
             },
             request_log: RequestLogSettings::compile(file.request_log.as_ref(), config.base_dir()),
+            tracing: TracingSettings::compile(&file.telemetry.tracing)
+                .map_err(|(field, message)| config.error_at(&format!("telemetry.tracing.{field}"), message))?,
             tls: TlsSettings::compile(&file.tls, &file.listen, config.base_dir())
                 .map_err(|(field, message)| config.error_at(&format!("tls.{field}"), message))?,
             state: StateSettings::of(config),

@@ -14,6 +14,7 @@ use crate::openapi::FetchedSpecs;
 use crate::ratelimit::{RateLimiter, SharedSettings};
 use crate::state::{RootKeyError, StateSettings};
 use crate::telemetry::request_log::RequestLog;
+use crate::telemetry::traces::Tracing;
 use crate::upstream::Endpoints;
 
 /// What snapshots are compiled against; clones share everything.
@@ -26,6 +27,8 @@ pub struct Services {
     pub fetched_specs: FetchedSpecs,
     /// Where `logging` policies write (configured from each snapshot's `request_log`).
     pub request_log: RequestLog,
+    /// Where requests start their trace spans (configured from each snapshot's `tracing`).
+    pub tracing: Tracing,
     /// Instances' live state (health, ejection, load), kept across reloads.
     pub endpoints: Endpoints,
     /// The control plane's HTTP client (JWKS, OIDC discovery, OpenAPI fetches).
@@ -70,6 +73,7 @@ impl Services {
             limiter,
             fetched_specs: FetchedSpecs::default(),
             request_log: RequestLog::default(),
+            tracing: Tracing::default(),
             endpoints: Endpoints::default(),
             http: HttpClient::new(&[])?,
             local_root_key: None,
@@ -104,6 +108,7 @@ impl Services {
             keys,
             fetched_specs: FetchedSpecs::default(),
             request_log: RequestLog::default(),
+            tracing: Tracing::default(),
             endpoints: Endpoints::default(),
             http: HttpClient::new(&[])?,
             local_root_key: None,

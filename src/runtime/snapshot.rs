@@ -14,6 +14,7 @@ use crate::policy::PolicyChain;
 use crate::routing::RouteTable;
 use crate::state::StateSettings;
 use crate::telemetry::request_log::RequestLogSettings;
+use crate::telemetry::traces::TracingSettings;
 use crate::tls::TlsSettings;
 use crate::upstream::health::HealthCheck;
 use crate::upstream::{Endpoints, Entry, InstanceSet, PassivePolicy, Protocol, Strategy, Target};
@@ -136,6 +137,8 @@ pub struct Snapshot {
     pub root_keys: Vec<Box<str>>,
     pub listen: Listeners,
     pub request_log: RequestLogSettings,
+    /// `telemetry.tracing`; `None` when tracing is off.
+    pub tracing: Option<TracingSettings>,
     pub tls: TlsSettings,
     pub state: StateSettings,
     /// The key service and this config's static keys (`keyspaces`).
@@ -160,6 +163,7 @@ impl Snapshot {
             root_keys: self.root_keys.clone(),
             listen: self.listen,
             request_log: self.request_log.clone(),
+            tracing: self.tracing.clone(),
             tls: self.tls.clone(),
             state: self.state.clone(),
             keys: self.keys.clone(),

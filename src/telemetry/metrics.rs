@@ -104,6 +104,8 @@ pub struct Metrics {
     pub jwks_fetch_failures: Counter,
     /// Calls to the shared rate-limit and credit store (`state.redis`) that failed.
     pub ratelimit_backend_errors: Counter,
+    /// Trace spans that never reached the collector (queue full, export failed).
+    pub trace_spans_dropped: Counter,
     certificate_expiry: Family<HostLabel, Gauge>,
     acme_orders: Family<ResultLabel, Counter>,
     instances_healthy: Family<DeploymentLabel, Gauge>,
@@ -184,6 +186,12 @@ impl Metrics {
             "Failed calls to state.redis for rate-limit counters and credits (decisions go on locally)",
             ratelimit_backend_errors.clone(),
         );
+        let trace_spans_dropped = Counter::default();
+        registry.register(
+            "keygate_trace_spans_dropped",
+            "Trace spans dropped because the export queue was full or an export to the collector failed",
+            trace_spans_dropped.clone(),
+        );
         let policy_decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "keygate_policy_decisions",
@@ -211,6 +219,7 @@ impl Metrics {
             openapi_fetch_failures,
             jwks_fetch_failures,
             ratelimit_backend_errors,
+            trace_spans_dropped,
             certificate_expiry,
             acme_orders,
             instances_healthy,

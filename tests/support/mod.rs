@@ -8,6 +8,7 @@
 //! hence the crate-wide `dead_code` allowance below.
 #![allow(dead_code)]
 
+pub mod collector;
 pub mod gateway;
 pub mod load_errors;
 pub mod metrics;

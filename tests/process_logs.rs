@@ -1,0 +1,70 @@
+//! The process log (docs/operations.md, "Logs"): JSON lines with
+//! `KEYGATE_LOG_FORMAT=json`, a start-up line naming every listener and the
+//! number of routes, and a client that hangs up mid-request logged as what
+//! it is — not a gateway error.
+
+mod support;
+
+use serde_json::Value;
+use support::gateway::{one_route, Gateway, Launch};
+use support::upstreams::Upstream;
+use support::wait::{poll_until, WAIT};
+use tokio::io::AsyncWriteExt;
+
+async fn json_gateway(template: &str) -> Gateway {
+    Launch::new(template).env("KEYGATE_LOG_FORMAT", "json").start().await
+}
+
+/// Every stderr line, each of which must be a JSON object.
+fn json_lines(gw: &Gateway) -> Vec<Value> {
+    gw.stderr()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_lines_with_a_startup_line_naming_the_listeners() {
+    let up = Upstream::inspector("app").await;
+    let routes = format!(
+        "{}  - host: other.test\n    deployment: dep\n",
+        one_route("app.test", "dep", &[&up.addr_str()])
+    );
+    let gw = json_gateway(&routes).await;
+    let started = poll_until("the start-up line", WAIT, || async {
+        json_lines(&gw).into_iter().find(|l| l["message"] == "keygate started")
+    })
+    .await;
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["http"], gw.http.to_string());
+    assert_eq!(started["admin"], gw.admin.to_string());
+    assert_eq!(started["https"], "off");
+    assert_eq!(started["routes"], 2);
+    assert!(json_lines(&gw).iter().all(|l| l["timestamp"].is_string() && l["level"].is_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_mid_request_is_not_an_error() {
+    let up = Upstream::inspector("app").await;
+    let gw = json_gateway(&one_route("app.test", "dep", &[&up.addr_str()])).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nonly the start")
+        .await
+        .unwrap();
+    // Let the request reach the instance before hanging up.
+    poll_until("the request at the instance", WAIT, || async { (up.hits() > 0).then_some(()) }).await;
+    drop(stream);
+
+    let logged = poll_until("the hang-up in the log", WAIT, || async {
+        json_lines(&gw)
+            .into_iter()
+            .find(|l| l["message"].as_str().is_some_and(|m| m.contains("client closed the connection")))
+    })
+    .await;
+    assert_eq!(logged["level"], "INFO", "{logged}");
+    // pingora logs a proxy failure before the request's last phase, which counts it.
+    gw.wait_metric_at_least("keygate_requests_total", 1.0).await;
+    let errors: Vec<Value> = json_lines(&gw).into_iter().filter(|l| l["level"] == "ERROR").collect();
+    assert!(errors.is_empty(), "a hang-up logged as an error: {errors:#?}");
+}
