@@ -27,6 +27,9 @@ FROM rust:1-bookworm AS builder
 # beyond the image's own (pingora-core is vendored with a pure-Rust zlib).
 WORKDIR /src
 COPY . .
+# The commit `keygate_build_info` reports (the build context has no .git):
+#   docker build --build-arg KEYGATE_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG KEYGATE_COMMIT=unknown
 
 # The registry and target dir are cache mounts, so rebuilds after a source
 # change reuse compiled dependencies; the binary is copied out of the mount,

@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 use crate::errors::{ErrorCode, GatewayError, Representation};
 use crate::providers::file::Reloader;
 use crate::runtime::Hub;
-use crate::telemetry::{metrics, new_request_id};
+use crate::telemetry::{metrics, new_request_id, Exposition};
 use crate::tls::Tls;
 use envelope::{text, Reply};
 use rpc::Op;
@@ -181,7 +181,7 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
     let call = match endpoint {
         Endpoint::Health => return text(StatusCode::OK, "ok\n"),
         Endpoint::Ready => return readiness(state).await,
-        Endpoint::Metrics => return prometheus(state),
+        Endpoint::Metrics => return prometheus(state, request.headers()),
         Endpoint::Call(call) => call,
     };
     let request_id = new_request_id();
@@ -232,14 +232,17 @@ async fn readiness(state: &AdminState) -> Response<Full<Bytes>> {
     }
 }
 
-/// The Prometheus text format; instance health is counted as of now.
-fn prometheus(state: &AdminState) -> Response<Full<Bytes>> {
+/// The metrics, as OpenMetrics when the scraper asks for it and in the
+/// Prometheus text format otherwise; instance health is counted as of now.
+fn prometheus(state: &AdminState, headers: &http::HeaderMap) -> Response<Full<Bytes>> {
     let snapshot = state.hub.current();
     metrics().set_instances_healthy(snapshot.deployments.iter().map(|d| (&*d.id, d.instances.available())));
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let exposition = Exposition::for_accept(accept);
     let mut response = text(StatusCode::OK, metrics().encode());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        http::HeaderValue::from_static(exposition.content_type()),
     );
     response
 }

@@ -1,11 +1,13 @@
-//! The `keygate` command line: `run` (the default) and `check` work on the
-//! config file; the client commands — `health`, `reload`, `routes`, `certs
-//! list`, `keys`, `apis` — talk to a running gateway's admin listener through one
+//! The `keygate` command line: `run` (the default), `check` and `config`
+//! work on the config file; the client commands — `health`, `reload`,
+//! `routes`, `certs list`, `keys`, `apis` — talk to a running gateway's
+//! admin listener through one
 //! client ([`client`]), finding it and its root key as [`target`] says.
 
 mod apis;
 mod certs;
 mod client;
+mod config;
 mod health;
 mod keys;
 mod reload;
@@ -42,6 +44,8 @@ pub enum Command {
     Run,
     /// Validate the configuration without serving: exit 0 if valid, 1 if not.
     Check,
+    /// The configuration's JSON Schema, the KeygatePolicy CRD, the effective configuration.
+    Config(config::ConfigArgs),
     /// Is the running gateway ready? Exit 0 when its /readyz answers 200, else 1.
     Health(target::AdminArgs),
     /// Ask the running gateway to reload its configuration file now.
@@ -71,6 +75,7 @@ pub fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(config, cli.log_format),
         Command::Check => check(config),
+        Command::Config(args) => config::main(config, &args),
         Command::Health(args) => with_runtime(health::health(config, &args)),
         Command::Reload(args) => with_runtime(reload::reload(config, &args)),
         Command::Routes(args) => with_runtime(routes::routes(config, &args)),

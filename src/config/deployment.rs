@@ -1,28 +1,40 @@
 //! `deployments:` and `routes:`: what runs where, and which hosts and paths
 //! reach it.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{de, Deserialize, Deserializer};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use super::policy::PolicySpec;
+use super::schema::text_pattern;
 use super::units::HumanDuration;
 
-#[derive(Debug, Deserialize)]
+/// A deployment: a set of instances, how to reach them, and the policies
+/// every request must pass first.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentSpec {
+    /// Unique, non-empty. Routes name it; instances get it as `X-Deployment-Id`;
+    /// it is the `deployment` label of metrics.
     pub id: String,
+    /// A free-form name, shown by `keygate routes`.
     #[serde(default = "DeploymentSpec::default_environment")]
     pub environment: String,
+    /// Where requests go; none: every request gets 503 `no_running_instances`.
     #[serde(default)]
     pub instances: Vec<InstanceAddr>,
+    /// How instances are reached and checked.
     #[serde(default)]
     pub upstream: UpstreamSpec,
     /// The OpenAPI spec `openapi` policies validate against.
     #[serde(default)]
     pub openapi: Option<OpenapiSourceSpec>,
+    /// The ordered policy chain every request runs through.
     #[serde(default)]
     pub policies: Vec<PolicySpec>,
 }
@@ -86,16 +98,60 @@ impl<'de> Deserialize<'de> for InstanceAddr {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The form it is written in, which [`InstanceAddr::from_str`] reads back.
+impl fmt::Display for InstanceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let host_port = |f: &mut fmt::Formatter, host: &str, port: u16| match host.contains(':') {
+            true => write!(f, "[{host}]:{port}"),
+            false => write!(f, "{host}:{port}"),
+        };
+        match self {
+            Self::Host { host, port } => host_port(f, host, *port),
+            Self::Dns { name, port } => {
+                f.write_str("dns:")?;
+                host_port(f, name, *port)
+            }
+            Self::Echo => f.write_str("builtin:echo"),
+        }
+    }
+}
+
+impl Serialize for InstanceAddr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl JsonSchema for InstanceAddr {
+    fn schema_name() -> Cow<'static, str> {
+        "Instance".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "`host:port` (an IP, `[v6]`, or a name resolved at load), \
+                `dns:name:port` (every A/AAAA record, re-resolved), or `builtin:echo`.",
+            "pattern": text_pattern("builtin:echo|(dns:)?([A-Za-z0-9_.-]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}"),
+            "examples": ["127.0.0.1:3000", "app:3000", "dns:app.default.svc:3000", "builtin:echo"],
+        })
+    }
+}
+
+/// A deployment's `upstream:` section.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
+    /// How requests are sent to instances.
     #[serde(default)]
     pub protocol: ProtocolSpec,
+    /// Active health checks; none: instances are healthy unless ejected.
     #[serde(default)]
     pub health_check: Option<HealthCheckSpec>,
     /// `random` or `p2c` (power of two choices on requests in flight).
     #[serde(default)]
     pub selection: SelectionSpec,
+    /// Passive ejection of instances that refuse connections.
     #[serde(default)]
     pub passive: PassiveSpec,
     /// How often `dns:` instances are re-resolved (at least 1s).
@@ -123,11 +179,13 @@ impl Default for UpstreamSpec {
 
 /// Passive ejection: `failures` consecutive connect failures on live traffic
 /// take an instance out for `ejection` (doubling on repeats; 0 failures = off).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveSpec {
+    /// Consecutive connect failures that eject an instance; 0 turns ejection off.
     #[serde(default = "PassiveSpec::default_failures")]
     pub failures: u32,
+    /// How long an ejected instance sits out (doubled on repeats, at most 32×).
     #[serde(default = "PassiveSpec::default_ejection")]
     pub ejection: HumanDuration,
 }
@@ -150,9 +208,11 @@ impl Default for PassiveSpec {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The protocol spoken to instances.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProtocolSpec {
+    /// HTTP/1.1.
     #[default]
     Http1,
     /// HTTP/2 with prior knowledge (cleartext).
@@ -160,7 +220,7 @@ pub enum ProtocolSpec {
 }
 
 /// How a request picks among a deployment's available instances.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SelectionSpec {
     /// Uniformly at random.
@@ -170,20 +230,26 @@ pub enum SelectionSpec {
     P2c,
 }
 
-/// The `upstream.health_check` section.
-#[derive(Debug, Deserialize)]
+/// The `upstream.health_check` section: a check passes on a 2xx within `timeout`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckSpec {
+    /// The path checked (must start with `/`).
     #[serde(default = "HealthCheckSpec::default_path")]
     pub path: String,
+    /// The method of the check request.
     #[serde(default = "HealthCheckSpec::default_method")]
     pub method: String,
+    /// Time between checks (more than 0).
     #[serde(default = "HealthCheckSpec::default_interval")]
     pub interval: HumanDuration,
+    /// How long one check may take.
     #[serde(default = "HealthCheckSpec::default_timeout")]
     pub timeout: HumanDuration,
+    /// Consecutive failures that take an instance out (at least 1); one pass puts it back.
     #[serde(default = "HealthCheckSpec::default_failure_threshold")]
     pub failure_threshold: u32,
+    /// Wait before the first check.
     #[serde(default = "HealthCheckSpec::default_initial_delay")]
     pub initial_delay: HumanDuration,
 }
@@ -210,22 +276,30 @@ impl HealthCheckSpec {
 }
 
 /// `deployments[].openapi`: exactly one of `file` and `fetch_path`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["file"]}, {"required": ["fetch_path"]}]))]
 pub struct OpenapiSourceSpec {
-    #[serde(default)]
+    /// A YAML or JSON OpenAPI 3.0/3.1 document, relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    #[serde(default)]
+    /// A path fetched from an available instance of the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_path: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A route: requests for `host` (and `path_prefix`) go to `deployment`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
+    /// An exact hostname, or `*.` plus a parent (one extra label); no port.
     pub host: String,
+    /// Must start with `/`; matched on segment boundaries; default `/`.
     #[serde(default)]
     pub path_prefix: Option<String>,
+    /// A deployment `id` of this file.
     pub deployment: String,
+    /// Remove the matched prefix before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,
 }

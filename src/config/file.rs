@@ -6,45 +6,66 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
+use std::borrow::Cow;
+
 use ipnet::IpNet;
-use serde::{de, Deserialize, Deserializer};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use super::deployment::{DeploymentSpec, RouteSpec};
 use super::keys::KeyspaceSpec;
 use super::policy::PolicySetsSpec;
 use super::providers::ProvidersSpec;
+use super::schema::text_pattern;
 use super::state::StateSpec;
 use super::telemetry::{RequestLogSpec, TelemetrySpec};
 use super::tls::TlsSpec;
 use super::units::{ByteSize, HumanDuration};
 use crate::errors::DEFAULT_DOCS_BASE;
 
-#[derive(Debug, Deserialize)]
+/// keygate's configuration file. Every section is optional: an empty file
+/// listens on 0.0.0.0:8080 (HTTP) and 127.0.0.1:9901 (admin) and routes
+/// nothing. Unknown fields are errors. A value may hold `${VAR}`: the
+/// environment variable's value replaces it once the file is parsed.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "keygate configuration")]
 pub struct ConfigFile {
+    /// The addresses keygate listens on.
     #[serde(default)]
     pub listen: ListenSpec,
+    /// Timeouts and the body size limit.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Peers (CIDRs or single addresses) whose forwarding headers are
+    /// believed, e.g. your load balancer's.
     #[serde(default)]
     pub trusted_proxies: Vec<Cidr>,
+    /// The admin API's credentials.
     #[serde(default)]
     pub admin: AdminSpec,
+    /// The gateway's error responses.
     #[serde(default)]
     pub errors: ErrorsSpec,
+    /// TLS for `listen.https`: minimum version, redirect, certificates, ACME.
     #[serde(default)]
     pub tls: TlsSpec,
+    /// Where keygate keeps its state, and the Redis replicas share counters through.
     #[serde(default)]
     pub state: StateSpec,
+    /// Where `logging` policies write their records.
     #[serde(default)]
     pub request_log: Option<RequestLogSpec>,
     /// OpenTelemetry traces.
     #[serde(default)]
     pub telemetry: TelemetrySpec,
+    /// Keyspaces and static API keys declared in the file.
     #[serde(default)]
     pub keyspaces: Vec<KeyspaceSpec>,
+    /// What requests are sent to: instances, how to reach them, policies.
     #[serde(default)]
     pub deployments: Vec<DeploymentSpec>,
+    /// Which hosts and path prefixes reach which deployment.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
     /// Routing providers besides this file (Kubernetes ingress mode, Docker).
@@ -55,7 +76,8 @@ pub struct ConfigFile {
     pub policy_sets: PolicySetsSpec,
 }
 
-#[derive(Debug, Deserialize)]
+/// The `listen:` section. Listeners are bound at start-up: a change needs a restart.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSpec {
     /// Plain HTTP; `null` turns it off.
@@ -64,6 +86,7 @@ pub struct ListenSpec {
     /// TLS (HTTP/1.1 and h2 via ALPN); off unless set.
     #[serde(default)]
     pub https: Option<ListenAddr>,
+    /// Health, readiness, metrics and the admin API; `null` turns it off.
     #[serde(default = "ListenSpec::default_admin")]
     pub admin: Option<ListenAddr>,
     /// Worker threads; 0 = number of cores.
@@ -108,17 +131,46 @@ impl<'de> Deserialize<'de> for ListenAddr {
     }
 }
 
-#[derive(Debug, Deserialize)]
+impl Serialize for ListenAddr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl JsonSchema for ListenAddr {
+    fn schema_name() -> Cow<'static, str> {
+        "ListenAddress".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "`ip:port`, `[v6]:port`, or `:port` for every IPv4 interface.",
+            "pattern": text_pattern("([0-9.]+|\\[[0-9A-Fa-f:.]+\\])?:[0-9]{1,5}"),
+            "examples": ["0.0.0.0:8080", "[::]:8443", ":9901"],
+        })
+    }
+}
+
+/// The `limits:` section.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
+    /// The budget for the whole exchange with the instance (each read and
+    /// write may take what is left of it).
     #[serde(default = "LimitsSpec::default_request_timeout")]
     pub request_timeout: HumanDuration,
+    /// Each connection attempt to an instance.
     #[serde(default = "LimitsSpec::default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+    /// Reading the client's request head and body.
     #[serde(default = "LimitsSpec::default_read_header_timeout")]
     pub read_header_timeout: HumanDuration,
+    /// HTTP/1.1 client keep-alive between requests; under 1s turns keep-alive off.
     #[serde(default = "LimitsSpec::default_idle_timeout")]
     pub idle_timeout: HumanDuration,
+    /// The largest body the gateway holds whole (`openapi` policies,
+    /// `builtin:echo`); beyond it: 413.
     #[serde(default = "LimitsSpec::default_max_request_body")]
     pub max_request_body: ByteSize,
     /// The longest pause between two reads of a request body (then 408 or close).
@@ -201,17 +253,43 @@ impl<'de> Deserialize<'de> for Cidr {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl JsonSchema for Cidr {
+    fn schema_name() -> Cow<'static, str> {
+        "Cidr".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A CIDR block (`10.0.0.0/8`, `2001:db8::/32`) or one address.",
+            "pattern": text_pattern("\\s*[0-9A-Fa-f:.]+(/[0-9]{1,3})?\\s*"),
+            "examples": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"],
+        })
+    }
+}
+
+/// The `admin:` section.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSpec {
-    /// Bearer tokens accepted by the admin API.
-    #[serde(default)]
+    /// Bearer tokens the admin API accepts (`Authorization: Bearer <key>`);
+    /// empty: a local root key is generated in `state.dir`. Masked by
+    /// `keygate config print`.
+    #[serde(default, serialize_with = "super::mask::secrets")]
     pub root_keys: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The `errors:` section.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorsSpec {
+    /// Prefix of the `type` URL in error responses: `<docs_base>/<category>/<name>`.
     #[serde(default = "ErrorsSpec::default_docs_base")]
     pub docs_base: String,
 }

@@ -1,21 +1,25 @@
 //! The `providers:` section: routing sources besides this file.
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-/// The `providers:` section.
-#[derive(Debug, Default, Deserialize)]
+/// The `providers:` section. Changing it needs a restart.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProvidersSpec {
+    /// Ingress controller mode: Ingresses of a class become routes.
     #[serde(default)]
     pub kubernetes: Option<KubernetesSpec>,
+    /// Labelled containers of a Docker engine become deployments and routes.
     #[serde(default)]
     pub docker: Option<DockerSpec>,
 }
 
 /// `providers.kubernetes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSpec {
+    /// Ingresses with this class are served.
     #[serde(default = "KubernetesSpec::default_class")]
     pub ingress_class: String,
     /// Namespaces to watch; empty = all.
@@ -37,7 +41,7 @@ impl KubernetesSpec {
 }
 
 /// `providers.docker`: labelled containers become deployments and routes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DockerSpec {
     /// The Docker Engine API: `unix:///path/to/docker.sock` or `tcp://host:port`.

@@ -1,19 +1,21 @@
 //! The `state:` section: where keygate keeps what it must not lose, and the
 //! Redis URL replicas share counters through.
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::units::HumanDuration;
 
 /// The `state:` section.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateSpec {
     /// Relative to the config file's directory; default `state/`.
     #[serde(default)]
     pub dir: Option<String>,
     /// e.g. `redis://127.0.0.1:6379`; shared counters across replicas.
-    #[serde(default)]
+    /// Its password is masked by `keygate config print`.
+    #[serde(default, serialize_with = "super::mask::url_password")]
     pub redis: Option<String>,
     /// How often rate-limit counts are exchanged through Redis (default 50ms).
     #[serde(default)]

@@ -1,10 +1,11 @@
 //! The telemetry sections: `request_log:` (where `logging` policies write
 //! their records) and `telemetry:` (OpenTelemetry traces).
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The top-level `request_log:` section.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestLogSpec {
     /// `stdout`, or a file path (relative to the config file's directory).
@@ -25,16 +26,17 @@ impl RequestLogSpec {
 }
 
 /// The top-level `telemetry:` section.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySpec {
+    /// OpenTelemetry traces.
     #[serde(default)]
     pub tracing: TracingSpec,
 }
 
 /// `telemetry.tracing`: spans of every request exported to an
 /// OpenTelemetry collector. Off unless `otlp_endpoint` is set.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TracingSpec {
     /// The collector's OTLP/HTTP address (`http://127.0.0.1:4318`); `null`

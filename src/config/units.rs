@@ -1,12 +1,17 @@
 //! Human-friendly durations (`250ms`, `1h30m`, `30d`) and sizes (`64KiB`,
 //! `10MB`, bare bytes). Parsed during deserialization so a bad
-//! value is reported at its line.
+//! value is reported at its line; printed back in the same forms
+//! (`keygate config print`) and described to editors as patterned strings.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::schema::text_pattern;
 
 /// A duration written as a humantime string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +23,32 @@ impl<'de> Deserialize<'de> for HumanDuration {
         humantime::parse_duration(text.trim())
             .map(HumanDuration)
             .map_err(|e| de::Error::custom(format!("invalid duration {text:?}: {e} (use e.g. 250ms, 10s, 15m, 30d)")))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+/// humantime's units, longest first so the pattern reads them whole.
+const DURATION_UNITS: &str = "nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|\
+    minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y";
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let number_and_unit = format!("[0-9]+(\\.[0-9]+)?\\s*({DURATION_UNITS})");
+        json_schema!({
+            "type": "string",
+            "description": "A duration: numbers with units, combinable (`250ms`, `10s`, `15m`, `1h30m`, `30d`).",
+            "pattern": text_pattern(&format!("\\s*({number_and_unit}\\s*)+")),
+            "examples": ["250ms", "10s", "1h30m"],
+        })
     }
 }
 
@@ -69,6 +100,36 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
         }
         deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+impl Serialize for ByteSize {
+    /// The largest binary unit that divides the size, else bytes as a number.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let unit = [(30, "GiB"), (20, "MiB"), (10, "KiB")]
+            .into_iter()
+            .find(|(shift, _)| self.0 != 0 && self.0.is_multiple_of(1 << shift));
+        match unit {
+            Some((shift, unit)) => serializer.collect_str(&format_args!("{}{unit}", self.0 >> shift)),
+            None => serializer.serialize_u64(self.0),
+        }
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size: a number of bytes, or a number with KiB, MiB, GiB (1024), KB, MB, GB (1000) or B.",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": text_pattern("\\s*[0-9]+\\s*(KiB|MiB|GiB|KB|kB|MB|GB|B)?\\s*")},
+            ],
+            "examples": ["64KiB", "10MiB", 4096],
+        })
     }
 }
 

@@ -313,16 +313,16 @@ impl ProxyHttp for Gateway {
         let m = metrics();
         m.record_request(&RequestLabels {
             host,
-            deployment,
+            deployment: deployment.clone(),
             status,
             error_code: ctx.error.map_or("", ErrorCode::code),
         });
         let total = ctx.total_time();
         let instance = ctx.instance_time();
-        m.observe_duration(Part::Total, total);
-        m.observe_duration(Part::Gateway, total.saturating_sub(instance));
+        m.observe_duration(&deployment, Part::Total, total);
+        m.observe_duration(&deployment, Part::Gateway, total.saturating_sub(instance));
         if ctx.upstream_started.is_some() {
-            m.observe_duration(Part::Instance, instance);
+            m.observe_duration(&deployment, Part::Instance, instance);
         }
         let deployment_id = ctx.route.as_ref().map(|r| &*r.deployment.id);
         ctx.policy.finish(&RequestSummary {

@@ -1,6 +1,9 @@
 //! The Prometheus metrics (docs/api.md lists them). One process-wide registry: every
 //! counter exists (at 0) from start-up, and the request path only touches
-//! atomics and a read-mostly label map.
+//! atomics and a read-mostly label map. Every label value comes from the
+//! configuration or a fixed list (route hosts, deployment ids, statuses,
+//! error codes), never from what a client sends, so a flood of random
+//! hosts or paths adds no series.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -11,6 +14,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use super::process::ProcessCollector;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -54,10 +59,23 @@ impl EncodeLabelValue for Part {
     }
 }
 
+/// `keygate_request_duration_seconds`: which deployment answered (empty
+/// when no route matched) and which part of the latency.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PartLabels {
+pub struct DurationLabels {
+    pub deployment: Label,
     pub part: Part,
 }
+
+/// `keygate_build_info`: what is running.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// The git commit keygate was built from (build.rs), `unknown` outside a checkout.
+pub const COMMIT: &str = env!("KEYGATE_COMMIT");
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
@@ -92,8 +110,7 @@ const DECISIONS: [&str; 2] = ["allow", "deny"];
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    /// The `total`, `instance` and `gateway` series, resolved once.
-    durations: [Histogram; 3],
+    durations: Family<DurationLabels, Histogram>,
     pub config_reloads: Counter,
     pub config_reload_errors: Counter,
     pub upstream_connect_failures: Counter,
@@ -117,7 +134,7 @@ impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let request_duration = Family::<PartLabels, Histogram>::new_with_constructor(|| {
+        let durations = Family::<DurationLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.5, 14))
         });
         let config_reloads = Counter::default();
@@ -126,9 +143,18 @@ impl Metrics {
         registry.register("keygate_requests", "Requests answered, by route host, deployment, status and error code", requests.clone());
         registry.register(
             "keygate_request_duration_seconds",
-            "Request latency: total, instance and gateway parts",
-            request_duration.clone(),
+            "Request latency by deployment: total, instance and gateway parts",
+            durations.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register("keygate_build_info", "The running keygate's version and git commit (always 1)", build_info.clone());
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: COMMIT,
+            })
+            .set(1);
+        registry.register_collector(Box::new(ProcessCollector));
         registry.register("keygate_config_reloads", "Successful configuration reloads", config_reloads.clone());
         registry.register("keygate_config_reload_errors", "Configuration reloads rejected as invalid", config_reload_errors.clone());
         registry.register(
@@ -206,8 +232,6 @@ impl Metrics {
                 }));
             }
         }
-        let durations = [Part::Total, Part::Instance, Part::Gateway]
-            .map(|part| request_duration.get_or_create(&PartLabels { part }).clone());
         Self {
             registry,
             requests,
@@ -271,16 +295,18 @@ impl Metrics {
         self.requests.get_or_create(labels).inc();
     }
 
-    pub fn observe_duration(&self, part: Part, duration: Duration) {
-        let index = match part {
-            Part::Total => 0,
-            Part::Instance => 1,
-            Part::Gateway => 2,
+    /// One latency sample of `deployment` (a label from the snapshot, or
+    /// empty when no route matched).
+    pub fn observe_duration(&self, deployment: &Label, part: Part, duration: Duration) {
+        let labels = DurationLabels {
+            deployment: deployment.clone(),
+            part,
         };
-        self.durations[index].observe(duration.as_secs_f64());
+        self.durations.get_or_create(&labels).observe(duration.as_secs_f64());
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The text exposition of every metric: OpenMetrics 1.0, which
+    /// Prometheus' own text format reads too (see [`Exposition`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -290,8 +316,72 @@ impl Metrics {
     }
 }
 
+/// The exposition formats `/metrics` answers in: one body (OpenMetrics
+/// text, which Prometheus' 0.0.4 text parser reads too), labelled with the
+/// content type the scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// `text/plain; version=0.0.4`: the default, for anything that does not ask.
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`: when `Accept` names it.
+    OpenMetrics,
+}
+
+impl Exposition {
+    /// The format a scraper's `Accept` header asks for (Prometheus sends
+    /// `application/openmetrics-text;version=1.0.0,...;q=0.5` when it
+    /// supports OpenMetrics).
+    pub fn for_accept(accept: Option<&str>) -> Self {
+        let asks = accept.into_iter().flat_map(|a| a.split(',')).any(|range| {
+            let mut params = range.split(';').map(str::trim);
+            let essence = params.next().unwrap_or_default();
+            let refused = params.any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
+            essence.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        });
+        if asks {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
 /// The process-wide metrics.
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_follows_accept() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Exposition::for_accept(Some(prometheus)), Exposition::OpenMetrics);
+        assert_eq!(Exposition::for_accept(Some("Application/OpenMetrics-Text")), Exposition::OpenMetrics);
+        assert_eq!(Exposition::for_accept(Some("text/plain;version=0.0.4")), Exposition::Prometheus);
+        assert_eq!(Exposition::for_accept(Some("application/openmetrics-text;q=0, */*")), Exposition::Prometheus);
+        assert_eq!(Exposition::for_accept(None), Exposition::Prometheus);
+    }
+
+    #[test]
+    fn build_info_and_process_metrics_are_exported() {
+        let text = metrics().encode();
+        let build = format!("keygate_build_info{{version=\"{}\",commit=\"{COMMIT}\"}} 1", env!("CARGO_PKG_VERSION"));
+        assert!(text.contains(&build), "{text}");
+        for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds ", "process_start_time_seconds "] {
+            assert!(text.lines().any(|line| line.starts_with(name)), "{name} missing:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
+    }
 }

@@ -3,10 +3,11 @@
 //! exported to a collector: [`traces`]).
 
 mod metrics;
+mod process;
 pub mod request_log;
 pub mod traces;
 
-pub use metrics::{metrics, Label, Metrics, Part, RequestLabels};
+pub use metrics::{metrics, Exposition, Label, Metrics, Part, RequestLabels};
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;

@@ -1,8 +1,11 @@
-//! The `KeygatePolicy` custom resource (SPEC §9.30): a namespaced list of
-//! SPEC §3 policies that Ingresses select with `keygate.dev/policies`.
-//! Declared by hand rather than derived: the policy list is kept as raw JSON
-//! here and checked by the policy compiler at translation, so one invalid
-//! object is reported on its own instead of failing the whole watch.
+//! The `KeygatePolicy` custom resource: a namespaced list of policies
+//! (the file's `policies:` format) that Ingresses select with
+//! `keygate.dev/policies`. Declared by hand rather than derived: the policy
+//! list is kept as raw JSON here and checked by the policy compiler at
+//! translation, so one invalid object is reported on its own instead of
+//! failing the whole watch. Its CustomResourceDefinition
+//! carries the policy types' schema, so the API server refuses most
+//! mistakes before keygate sees them.
 
 use std::borrow::Cow;
 
@@ -26,6 +29,47 @@ pub struct KeygatePolicy {
     /// Unchecked until translation (see the module comment).
     #[serde(default)]
     pub spec: serde_json::Value,
+}
+
+/// The CustomResourceDefinition that installs `KeygatePolicy` in a
+/// cluster (`keygate config crd`, `deploy/kubernetes/base/crd.yaml`), its
+/// `openAPIV3Schema` generated from the policy types.
+pub fn custom_resource_definition() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{PLURAL}.{GROUP}")},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": format!("{KIND}List"),
+                "plural": PLURAL,
+                "singular": KIND.to_lowercase(),
+                "shortNames": ["kgp"],
+            },
+            "versions": [{
+                "name": VERSION,
+                "served": true,
+                "storage": true,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "Policies that Ingresses select with the annotation `keygate.dev/policies: <name>`.",
+                    "required": ["spec"],
+                    "properties": {"spec": {
+                        "type": "object",
+                        "properties": {
+                            "policies": crate::config::schema::kubernetes_policies(),
+                        },
+                    }},
+                }},
+                "additionalPrinterColumns": [
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+            }],
+        },
+    })
 }
 
 fn api_version() -> String {

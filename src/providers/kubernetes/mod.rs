@@ -18,7 +18,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::Notify;
 
-pub use crd::KeygatePolicy;
+pub use crd::{custom_resource_definition, KeygatePolicy};
 
 use crate::runtime::{Hub, KubernetesSettings, ProviderId};
 use crate::tls::store::{CertStore, Source};
