@@ -1,4 +1,4 @@
-//! Automatic certificates (SPEC §2 `tls.acme`) against a real Pebble with
+//! Automatic certificates against a real Pebble with
 //! real HTTP-01 validation: issuance and serving, reuse after a restart,
 //! hosts added by a hot reload, renewal, a CA outage that serving never
 //! notices while retries back off, and replicas sharing one order through
@@ -139,7 +139,7 @@ async fn reloaded_hosts_get_certificates_and_a_ca_outage_only_delays_orders() {
     gw.wait_metric_at_least(&format!("{ORDERS}{{result=\"failure\"}}"), 3.0).await;
 
     // Serving never noticed: issued hosts keep their certificates, the
-    // pending one gets the default (SPEC §9.23).
+    // pending one gets the default.
     for (host, leaf) in [("a.example.com", &a), ("b.example.com", &b)] {
         let hs = tls_handshake(https, host, TLS_ANY, &[]).await.unwrap();
         assert_eq!(&hs.leaf, leaf, "{host}");

@@ -179,7 +179,8 @@ async fn unknown_paths_and_methods_and_errors_are_json() {
     assert_eq!(client.get(gw.admin_url("/readyz")).send().await.unwrap().status(), 200);
     assert_eq!(client.get(gw.admin_url("/metrics")).send().await.unwrap().status(), 200);
 
-    // Errors are JSON (Unkey's SDKs type them by it), with the §5 body.
+    // Errors are JSON (Unkey's SDKs type them by it), with the
+    // code, title and detail fields of the gateway's problem bodies.
     let resp = client.post(gw.admin_url("/v2/keys.getKey")).bearer_auth(ROOT).json(&json!({"keyId": "key_nope"})).send().await.unwrap();
     assert_eq!((resp.status().as_u16(), content_type(&resp).as_str()), (404, "application/json"));
     let body: Value = resp.json().await.unwrap();

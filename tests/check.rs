@@ -1,4 +1,4 @@
-//! `keygate check --config F` (SPEC §2, §6, §9.2, §9.5): exit 0 for a valid
+//! `keygate check --config F`: exit 0 for a valid
 //! file, exit 1 with the field path and line on stderr for invalid ones.
 
 mod support;

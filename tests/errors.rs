@@ -1,5 +1,4 @@
-//! Gateway-made errors (SPEC §5, §9.9–§9.12) and instance failure handling
-//! (SPEC §4 "Instances"): content negotiation, 503 in both flavours, 504,
+//! Gateway-made errors and instance failure handling: content negotiation, 503 in both flavours, 504,
 //! 502, and retry past an instance that refuses connections.
 
 mod support;

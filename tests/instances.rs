@@ -1,4 +1,4 @@
-//! Instances (SPEC §2 `upstream`, §4, §9.9): active health checks take a
+//! Instances: active health checks take a
 //! failing instance out and put it back, checkers follow reloads, passive
 //! ejection on live connect failures, power-of-two-choices steers around a
 //! slow instance, `dns:` instances, and h2c upstreams with gRPC-style

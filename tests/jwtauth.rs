@@ -1,4 +1,4 @@
-//! The `jwtauth` policy through the gateway (SPEC §3.5, §4, §9.17, §9.19):
+//! The `jwtauth` policy through the gateway:
 //! tokens signed in the test with freshly generated RSA, EC and Ed25519
 //! keys; JWKS and OIDC discovery served by a test HTTP server; every claim
 //! failure; key rotation (a new `kid`) and the unknown-kid refetch limit;

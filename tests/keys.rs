@@ -1,5 +1,4 @@
-//! API keys through the real gateway (SPEC §3.4, §4, §7, §9.6, §9.14–17,
-//! §9.24–25, §9.32): every `keyauth` outcome with its status and code, key
+//! API keys through the real gateway: every `keyauth` outcome with its status and code, key
 //! locations and their order, the exact Principal, credits under
 //! concurrency, refill, admin changes taking effect at once, the
 //! Unkey-compatible admin API (auth, validation, every endpoint), the CLI,
@@ -162,7 +161,7 @@ async fn every_verification_outcome_has_its_status_and_code() {
     let refused = with_bearer(&gw, "perm.test", "sk_plain").await;
     assert_problem(refused, 403, "err:frontline:client:insufficient_permissions", "Forbidden").await;
 
-    // No credits → usage_exceeded even though permissions would fail too (SPEC §9.32); no Retry-After.
+    // No credits → usage_exceeded even though permissions would fail too; no Retry-After.
     let broke = with_bearer(&gw, "paid-perm.test", "sk_broke").await;
     assert_eq!(header(&broke, "retry-after"), None);
     assert_problem(broke, 429, "err:frontline:client:usage_exceeded", "Too Many Requests").await;

@@ -1,5 +1,4 @@
-//! Kubernetes ingress-controller mode (SPEC §2 `providers.kubernetes`,
-//! §9.30–31), against the real binary over loopback.
+//! Kubernetes ingress-controller mode, against the real binary over loopback.
 //!
 //! No real cluster can run here: each test starts a fake Kubernetes API
 //! server (`kubernetes/fake_api.rs`: list + watch with resourceVersions and
@@ -244,7 +243,7 @@ async fn a_not_ready_endpoint_stops_getting_traffic() {
     }
     assert_eq!(b.hits(), hits);
 
-    // No ready endpoint at all: 503 no_running_instances (SPEC §9.31).
+    // No ready endpoint at all: 503 no_running_instances.
     cluster.api.apply(&slice("svc", 0, a.addr, Some(false)));
     wait_served_by(&gw, "app.test", Err(503), RELOAD_DEADLINE).await;
     let resp = gw.get("app.test", "/").send().await.unwrap();

@@ -1,5 +1,4 @@
-//! The `openapi` policy through the gateway (SPEC §2 `openapi`, §3.7, §5,
-//! §9.20): hand-written 3.0 and 3.1 specs (every parameter location, enums,
+//! The `openapi` policy through the gateway: hand-written 3.0 and 3.1 specs (every parameter location, enums,
 //! required fields, `$ref`s), every body violation reported at once, wrong
 //! content types, unknown operations, 413 and "a rejected request never
 //! opens a connection to the instance" (1 MiB bodies included), valid

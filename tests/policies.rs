@@ -1,4 +1,4 @@
-//! Policy chains through the gateway (SPEC §3, §3.1–3.3): firewall and ip
+//! Policy chains through the gateway: firewall and ip
 //! rules on the real client address (IPv4, IPv6 on ::1, X-Forwarded-For from
 //! trusted and untrusted peers), disabled policies, declaration order,
 //! WebSocket upgrades refused before they reach the instance, decision

@@ -1,5 +1,4 @@
-//! Rate limiting with in-memory counters (SPEC §3.6, §4, §7, §9.16, §9.18,
-//! §9.36): the `ratelimit` policy and its identifiers (remote IP through
+//! Rate limiting with in-memory counters: the `ratelimit` policy and its identifiers (remote IP through
 //! trusted proxies, header, authenticated subject, path, Principal field),
 //! escaping of identifier parts, buckets per deployment and policy,
 //! epoch-aligned sliding windows, rejected requests not counting, the

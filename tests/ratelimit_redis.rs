@@ -1,5 +1,4 @@
-//! Rate limits and credits shared by replicas through Redis (SPEC §2
-//! `state.redis`, §3.6, §9.28): two keygate processes with the same config
+//! Rate limits and credits shared by replicas through Redis: two keygate processes with the same config
 //! (own ports, own state dirs, one redis-server) share a policy limit within
 //! a bounded delay and with a bounded overshoot, spend a static key's
 //! credits exactly, fall back to local counters when Redis dies (no 5xx, no

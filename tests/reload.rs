@@ -1,4 +1,4 @@
-//! Hot reload (SPEC §2 "Hot reload", §9.26, §9.35): file saves, invalid
+//! Hot reload: file saves, invalid
 //! files, SIGHUP, `keygate reload`, and in-flight requests across a swap.
 
 mod support;
@@ -146,8 +146,8 @@ async fn sighup_reloads() {
     let mut gw = start(&a, &b, "dep_a").await;
     let before = gw.metric("keygate_config_reloads_total").await;
 
-    // An unchanged file: only the signal can cause this reload (SPEC §9.35:
-    // every successful reload, also of an unchanged file, counts).
+    // An unchanged file: only the signal can cause this reload (every
+    // successful reload, also of an unchanged file, counts).
     gw.signal("HUP");
     wait_for("SIGHUP reload counted", WAIT, || async {
         gw.metric("keygate_config_reloads_total").await >= before + 1.0

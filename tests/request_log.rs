@@ -1,4 +1,4 @@
-//! The `logging` policy end to end (SPEC §3.8, §9.21, §9.33): records written
+//! The `logging` policy end to end: records written
 //! as JSON lines to a file sink with bodies, redaction and the latency split;
 //! the file follows log rotation (inode change and SIGUSR1); a sink that
 //! cannot keep up drops records and never holds up a request.

@@ -1,4 +1,4 @@
-//! TLS termination (SPEC §2 `tls`, §9.22–23): SNI certificate selection,
+//! TLS termination: SNI certificate selection,
 //! protocol versions, h2 via ALPN, the HTTP→HTTPS redirect, and the watched
 //! certs directory — against the real binary over loopback.
 

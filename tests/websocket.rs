@@ -1,4 +1,4 @@
-//! WebSocket tunnelling (SPEC §4 "WebSocket", §9.9): echo through the
+//! WebSocket tunnelling: echo through the
 //! gateway, sockets surviving a reload, 503 for an unreachable instance, and
 //! a stress run of thousands of upgrades (vendor/PATCHES.md, pingora#946).
 
@@ -69,7 +69,7 @@ async fn echoes_text_and_binary_frames() {
     }
     ws.close(None).await.unwrap();
 
-    // The upgrade request was forwarded with the usual headers (SPEC §4).
+    // The upgrade request was forwarded with the usual headers.
     let h = up.last_handshake();
     assert_eq!(h.get("x-deployment-id").map(String::as_str), Some("dep_ws"));
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Match expressions (SPEC §3.1, §9.13), compiled once: regexes built,
+//! Match expressions, compiled once: regexes built,
 //! case folded, methods parsed. Evaluating one never allocates unless a
 //! query name or value is encoded (`%xx` or `+`).
 

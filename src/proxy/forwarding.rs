@@ -1,4 +1,4 @@
-//! The headers an instance receives (SPEC §4, §9.8): who the client is, what
+//! The headers an instance receives: who the client is, what
 //! it asked for, which deployment answers. Client-supplied identity headers
 //! are removed before anything else looks at the request.
 
@@ -67,7 +67,7 @@ pub fn ignore_gateway_header_nominations(request: &mut RequestHeader) {
     }
 }
 
-/// The client IP of SPEC §4: the TCP peer, or — when the peer is a trusted
+/// The client IP: the TCP peer, or — when the peer is a trusted
 /// proxy — the right-most untrusted address of X-Forwarded-For.
 pub fn client_ip(request: &RequestHeader, peer: IpAddr, trusted: &IpSet) -> IpAddr {
     let peer = canonical_ip(peer);
@@ -222,7 +222,7 @@ pub fn strip_response_hop_by_hop(response: &mut pingora_http::ResponseHeader) {
     }
 }
 
-/// A usable incoming X-Request-Id from a trusted proxy (SPEC §9.8).
+/// A usable incoming X-Request-Id from a trusted proxy.
 pub fn trusted_request_id(request: &RequestHeader) -> Option<String> {
     let value = request.headers.get(X_REQUEST_ID)?.to_str().ok()?.trim();
     let usable = !value.is_empty() && value.len() <= 200 && value.bytes().all(|b| b.is_ascii_graphic());

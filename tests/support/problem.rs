@@ -1,4 +1,4 @@
-//! The gateway's own error answers (SPEC §5, §9.11): problem+json with
+//! The gateway's own error answers: problem+json with
 //! code, status, title, docs link and request id, checked the same way by
 //! every test file that provokes one.
 
@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 pub const DOCS_BASE: &str = "https://unkey.com/docs/errors/frontline";
 
 /// Asserts a gateway-made problem+json error with `code`, `status` and
-/// `title` (SPEC §5, §9.11); returns the parsed body.
+/// `title`; returns the parsed body.
 pub async fn assert_problem(
     resp: reqwest::Response,
     status: u16,

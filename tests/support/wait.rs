@@ -5,7 +5,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// SPEC §9.35: a saved config file is in effect within 2 s. Polls allow a
+/// A saved config file is in effect within 2 s. Polls allow a
 /// little slack on top for the poll interval itself.
 pub const RELOAD_DEADLINE: Duration = Duration::from_millis(2_500);
 /// Generic bound for "eventually" conditions.

@@ -1,4 +1,4 @@
-//! Ingress `status.loadBalancer` (SPEC §9.31): the address clients reach the
+//! Ingress `status.loadBalancer`: the address clients reach the
 //! gateway at, taken from the Service that publishes it (its load-balancer
 //! ingress, else its external IPs), written to every Ingress keygate serves
 //! whose status says otherwise. Every replica writes the same value, so no

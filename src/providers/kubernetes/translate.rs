@@ -1,5 +1,5 @@
 //! Cluster objects → keygate routing: Ingress rules become routes, their
-//! backends deployments `<namespace>/<service>:<port>` (SPEC §9.31) whose
+//! backends deployments `<namespace>/<service>:<port>` whose
 //! instances are the *ready* EndpointSlice addresses, `spec.tls` Secrets
 //! become certificates and `keygate.dev/policies` selects a `KeygatePolicy`.
 //!
@@ -7,8 +7,7 @@
 //! a cluster. Whatever is wrong with one object is a [`Problem`] (an Event
 //! and a log line later) and affects only that object: a rule with a bad
 //! host is skipped, a missing Service answers `deployment_not_found`, a
-//! missing or invalid policy answers `invalid_configuration` (fail closed,
-//! SPEC §9.30) — the rest of the cluster keeps being served.
+//! missing or invalid policy answers `invalid_configuration` (fail closed) — the rest of the cluster keeps being served.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
