@@ -182,7 +182,7 @@ async fn rsa_ec_and_ed25519_tokens_set_the_principal() {
         assert!(!raw.contains(": ") && !raw.contains('\n'), "compact JSON: {raw}");
     }
     assert_eq!(idp.hits("/jwks.json"), 1, "the key set is cached");
-    assert_eq!(gw.metric(r#"keygate_policy_decisions_total{policy_type="jwtauth",decision="allow"}"#).await, 7.0);
+    gw.wait_metric(r#"keygate_policy_decisions_total{policy_type="jwtauth",decision="allow"}"#, 7.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -46,12 +46,8 @@ async fn firewall_denies_matching_requests_only() {
     let resp = gw.request(reqwest::Method::DELETE, "app.test", "/admin").send().await.unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(up.hits(), 1, "denied requests never reach the instance");
-    assert_eq!(gw.metric(r#"keygate_policy_decisions_total{policy_type="firewall",decision="deny"}"#).await, 2.0);
-    assert_eq!(
-        gw.metric(r#"keygate_requests_total{host="app.test",deployment="dep",status="403",error_code="err:frontline:client:firewall_denied"}"#)
-            .await,
-        2.0
-    );
+    gw.wait_metric(r#"keygate_policy_decisions_total{policy_type="firewall",decision="deny"}"#, 2.0).await;
+    gw.wait_metric(r#"keygate_requests_total{host="app.test",deployment="dep",status="403",error_code="err:frontline:client:firewall_denied"}"#, 2.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
