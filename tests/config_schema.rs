@@ -114,6 +114,10 @@ fn the_schema_refuses_what_keygate_refuses() {
         "deployments:\n  - id: a\n    instances: [\"nope\"]\n",
         "deployments:\n  - id: a\n    upstream:\n      selection: fastest\n",
         "routes:\n  - host: a.test\n",
+        "routes:\n  - host: a.test\n    filters: [{request_headers: {set: {X-A: b}}}]\n",
+        "deployments:\n  - id: a\nroutes:\n  - {host: a.test, deployment: a, backends: [{deployment: a}]}\n",
+        "deployments:\n  - id: a\nroutes:\n  - {host: a.test, deployment: a, path_prefix: /a, path: {exact: /a}}\n",
+        "deployments:\n  - id: a\nroutes:\n  - {host: a.test, deployment: a, filters: [{redirect: {status: 200}, rewrite: {}}]}\n",
         "deployments:\n  - id: a\n    policies:\n      - id: p\n        firewall: {action: deny}\n        ip: {}\n",
         "keyspaces:\n  - id: ks\n    keys:\n      - {id: k}\n",
     ] {

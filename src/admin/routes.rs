@@ -3,6 +3,7 @@
 //! (`GET /v1/certs`) and `POST /v1/admin.reload`.
 
 use crate::errors::ErrorCode;
+use crate::routing::PathMatch;
 use crate::runtime::Snapshot;
 
 /// The resolved routing table as JSON, for `GET /v1/routes` and `keygate routes`.
@@ -14,9 +15,18 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
             serde_json::json!({
                 "host": host,
                 "path_prefix": routed.prefix.as_str(),
+                "path_regex": match &routed.path {
+                    PathMatch::Regex(regex) => Some(regex.as_str()),
+                    _ => None,
+                },
                 "strip_prefix": routed.strip_prefix,
-                "exact": routed.exact,
-                "deployment": &*routed.target.deployment.id,
+                "exact": routed.exact(),
+                "conditional": routed.rule.is_conditional(),
+                "redirect": routed.rule.redirect.is_some(),
+                "deployment": routed.target.deployment().map(|d| &*d.id),
+                "backends": routed.target.backends.iter()
+                    .map(|(d, weight)| serde_json::json!({"deployment": &*d.id, "weight": weight}))
+                    .collect::<Vec<_>>(),
                 "refusal": routed.target.refusal.map(ErrorCode::code),
                 "provider": routed.target.provider.name(),
             })

@@ -46,6 +46,26 @@ pub async fn routes(config_path: &Path, args: &ClientArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One deployment by name; a weighted split as `a 90%, b 10%`.
+fn describe_backends(route: &Value) -> String {
+    let backends: Vec<(&str, u64)> = route["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| (b["deployment"].as_str().unwrap_or(""), b["weight"].as_u64().unwrap_or(0)))
+        .collect();
+    let total: u64 = backends.iter().map(|(_, weight)| weight).sum();
+    match backends.as_slice() {
+        [] => String::new(),
+        [(only, _)] => only.to_string(),
+        _ => backends
+            .iter()
+            .map(|(id, weight)| format!("{id} {}%", weight * 100 / total.max(1)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 fn print_routes(table: &Value) {
     let rows: Vec<[String; 5]> = table["routes"]
         .as_array()
@@ -57,14 +77,25 @@ fn print_routes(table: &Value) {
             if r["strip_prefix"].as_bool().unwrap_or(false) {
                 notes.push("strip prefix".to_string());
             }
+            if r["conditional"].as_bool().unwrap_or(false) {
+                notes.push("when matched".to_string());
+            }
+            if r["redirect"].as_bool().unwrap_or(false) {
+                notes.push("redirects".to_string());
+            }
             if let Some(code) = r["refusal"].as_str() {
                 notes.push(format!("answers {code}"));
             }
+            // nginx's notation for exact (Kubernetes `pathType: Exact`) and regex locations.
+            let path = match r["path_regex"].as_str() {
+                Some(regex) => format!("~ {regex}"),
+                None if r["exact"].as_bool().unwrap_or(false) => format!("= {path}"),
+                None => path.to_string(),
+            };
             [
                 r["host"].as_str().unwrap_or("").to_string(),
-                // nginx's notation for an exact location (Kubernetes `pathType: Exact`).
-                if r["exact"].as_bool().unwrap_or(false) { format!("= {path}") } else { path.to_string() },
-                r["deployment"].as_str().unwrap_or("").to_string(),
+                path,
+                describe_backends(r),
                 r["provider"].as_str().unwrap_or("").to_string(),
                 notes.join(", "),
             ]

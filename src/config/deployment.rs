@@ -1,5 +1,5 @@
-//! `deployments:` and `routes:`: what runs where, and which hosts and paths
-//! reach it.
+//! `deployments:`: what runs where and how it is reached (routes are in
+//! [`super::route`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -286,22 +286,6 @@ pub struct OpenapiSourceSpec {
     /// A path fetched from an available instance of the deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_path: Option<String>,
-}
-
-/// A route: requests for `host` (and `path_prefix`) go to `deployment`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSpec {
-    /// An exact hostname, or `*.` plus a parent (one extra label); no port.
-    pub host: String,
-    /// Must start with `/`; matched on segment boundaries; default `/`.
-    #[serde(default)]
-    pub path_prefix: Option<String>,
-    /// A deployment `id` of this file.
-    pub deployment: String,
-    /// Remove the matched prefix before forwarding.
-    #[serde(default)]
-    pub strip_prefix: bool,
 }
 
 #[cfg(test)]

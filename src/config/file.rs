@@ -12,7 +12,8 @@ use ipnet::IpNet;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::deployment::{DeploymentSpec, RouteSpec};
+use super::deployment::DeploymentSpec;
+use super::route::RouteSpec;
 use super::keys::KeyspaceSpec;
 use super::policy::PolicySetsSpec;
 use super::providers::ProvidersSpec;

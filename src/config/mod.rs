@@ -11,6 +11,7 @@ mod locate;
 mod mask;
 pub mod policy;
 pub mod providers;
+pub mod route;
 pub mod schema;
 pub mod state;
 pub mod telemetry;

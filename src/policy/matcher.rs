@@ -16,6 +16,17 @@ use super::{join, RequestView};
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const REGEX_NEST_LIMIT: u32 = 64;
 
+/// Compiles a `regex` of the config within the bounds above.
+pub fn bounded_regex(pattern: &str, ignore_case: bool) -> Result<Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(ignore_case)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .nest_limit(REGEX_NEST_LIMIT)
+        .build()
+        .map_err(|e| format!("invalid regex {pattern:?}: {e}"))
+}
+
 /// A compiled string test.
 #[derive(Debug)]
 pub enum StringMatcher {
@@ -32,14 +43,9 @@ impl StringMatcher {
         match (&spec.exact, &spec.prefix, &spec.regex) {
             (Some(value), None, None) => Ok(Self::Exact { value: value.as_str().into(), ignore_case }),
             (None, Some(value), None) => Ok(Self::Prefix { value: value.as_str().into(), ignore_case }),
-            (None, None, Some(pattern)) => regex::RegexBuilder::new(pattern)
-                .case_insensitive(ignore_case)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .dfa_size_limit(REGEX_SIZE_LIMIT)
-                .nest_limit(REGEX_NEST_LIMIT)
-                .build()
+            (None, None, Some(pattern)) => bounded_regex(pattern, ignore_case)
                 .map(Self::Regex)
-                .map_err(|e| ("regex".to_string(), format!("invalid regex {pattern:?}: {e}"))),
+                .map_err(|message| ("regex".to_string(), message)),
             _ => Err((String::new(), "set exactly one of exact, prefix or regex".to_string())),
         }
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::errors::ErrorCode;
+use crate::routing::RouteRule;
 use crate::runtime::{Deployment, InFlight, Snapshot};
 use crate::telemetry::traces::RequestTrace;
 use crate::upstream::{Endpoint, InFlightGuard, Picker, Target};
@@ -54,10 +55,15 @@ pub struct RequestCtx {
 
 /// The route a request resolved to.
 pub struct RouteInfo {
-    pub deployment: Arc<Deployment>,
+    /// The backend chosen for this request; `None` for a redirect route without one.
+    pub deployment: Option<Arc<Deployment>>,
     pub host_label: Arc<str>,
-    /// The request target to send, when `strip_prefix` changed it.
+    /// The request target to send, when `strip_prefix` or a rewrite changed it.
     pub rewritten_target: Option<String>,
+    /// Filters and timeout of the route.
+    pub rule: Arc<RouteRule>,
+    /// `(status, Location)` when the route answers with a redirect.
+    pub redirect: Option<(u16, String)>,
 }
 
 impl RequestCtx {
@@ -66,7 +72,7 @@ impl RequestCtx {
     }
 
     pub fn deployment(&self) -> Option<&Arc<Deployment>> {
-        self.route.as_ref().map(|r| &r.deployment)
+        self.route.as_ref().and_then(|r| r.deployment.as_ref())
     }
 
     /// Time waiting on the instance so far.
@@ -93,7 +99,7 @@ impl RequestCtx {
         let endpoint = match self.first_pick.take() {
             Some(first) => first,
             None => {
-                let strategy = self.route.as_ref()?.deployment.selection;
+                let strategy = self.deployment()?.selection;
                 self.picker.as_mut()?.pick(strategy, true)?
             }
         };

@@ -7,6 +7,7 @@ mod body;
 mod context;
 mod echo;
 mod failure;
+mod filters;
 pub mod forwarding;
 mod respond;
 
@@ -31,6 +32,7 @@ use crate::runtime::{Deployment, InFlightCounter, Limits, SharedSnapshot};
 use crate::telemetry::traces::{RequestTrace, ServerOutcome, ServerRequest};
 use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
 use crate::tls::ChallengeTokens;
+use crate::routing::filters::RedirectFrom;
 use crate::upstream::{Picker, Protocol, Target};
 
 /// Concurrent HTTP/2 streams per upstream h2c connection.
@@ -61,6 +63,8 @@ enum Admitted {
     Forward,
     /// Answer with the built-in echo instance.
     Echo,
+    /// Answer with the route's redirect: `(status, Location)`.
+    Redirect(u16, String),
 }
 
 #[async_trait]
@@ -119,7 +123,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         if let Some(location) = https_redirect(session, ctx) {
-            respond::redirect(session, ctx, &location).await?;
+            respond::redirect(session, ctx, 308, &location).await?;
             return Ok(true);
         }
         match self.admit(session, ctx).await? {
@@ -132,6 +136,10 @@ impl ProxyHttp for Gateway {
                 self.prepare_upstream_request(&mut view, ctx)?;
                 let max_body = ctx.snapshot().map_or(0, |s| s.limits.max_request_body);
                 echo::respond(session, ctx, &view, max_body).await?;
+                Ok(true)
+            }
+            Ok(Admitted::Redirect(status, location)) => {
+                respond::redirect(session, ctx, status, &location).await?;
                 Ok(true)
             }
             Err(error) => {
@@ -150,8 +158,8 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(addr, false, String::new());
         if let Some(snapshot) = ctx.snapshot() {
             let limits = &snapshot.limits;
-            let remaining = limits
-                .request_timeout
+            let timeout = ctx.route.as_ref().and_then(|r| r.rule.timeout).unwrap_or(limits.request_timeout);
+            let remaining = timeout
                 .saturating_sub(ctx.total_time())
                 .max(Duration::from_millis(1));
             peer.options.connection_timeout = Some(limits.connect_timeout);
@@ -209,7 +217,10 @@ impl ProxyHttp for Gateway {
             trace.attempt_answered(upstream_response.status.as_u16());
         }
         forwarding::strip_response_hop_by_hop(upstream_response);
-        Ok(())
+        match &ctx.route {
+            Some(route) => filters::apply(&route.rule.response_headers, upstream_response),
+            None => Ok(()),
+        }
     }
 
     async fn response_filter(
@@ -242,8 +253,8 @@ impl ProxyHttp for Gateway {
         mut error: Box<Error>,
     ) -> Box<Error> {
         metrics().upstream_connect_failures.inc();
-        if let (Some(attempt), Some(route)) = (&ctx.instance_load, &ctx.route) {
-            attempt.connect_failed(&route.deployment.passive);
+        if let (Some(attempt), Some(deployment)) = (&ctx.instance_load, ctx.deployment()) {
+            attempt.connect_failed(&deployment.passive);
         }
         tracing::warn!(request_id = %ctx.request_id, instance = %peer, "connect to instance failed: {error}");
         if let Some(trace) = ctx.trace.as_mut() {
@@ -307,7 +318,7 @@ impl ProxyHttp for Gateway {
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let (host, deployment) = match &ctx.route {
-            Some(route) => (Label(Some(route.host_label.clone())), Label(Some(route.deployment.id.clone()))),
+            Some(route) => (Label(Some(route.host_label.clone())), Label(route.deployment.as_ref().map(|d| d.id.clone()))),
             None => (Label::default(), Label::default()),
         };
         let m = metrics();
@@ -324,7 +335,7 @@ impl ProxyHttp for Gateway {
         if ctx.upstream_started.is_some() {
             m.observe_duration(&deployment, Part::Instance, instance);
         }
-        let deployment_id = ctx.route.as_ref().map(|r| &*r.deployment.id);
+        let deployment_id = ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &*d.id);
         ctx.policy.finish(&RequestSummary {
             request: session.req_header(),
             request_id: &ctx.request_id,
@@ -409,17 +420,25 @@ impl Gateway {
         ctx.snapshot = Some(snapshot);
     }
 
-    /// Route → policies → instance choice. An inner `Err` is answered as
-    /// is; an outer one is a failed client connection.
+    /// Route → policies → redirect or instance choice. An inner `Err` is
+    /// answered as is; an outer one is a failed client connection.
     async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Result<Admitted, GatewayError>> {
         let deployment = match self.route(session, ctx) {
             Ok(deployment) => deployment,
             Err(error) => return Ok(Err(error)),
         };
-        if let Err(error) = Self::run_policies(&deployment, session, ctx).await? {
-            return Ok(Err(error));
+        if let Some(deployment) = &deployment {
+            if let Err(error) = Self::run_policies(deployment, session, ctx).await? {
+                return Ok(Err(error));
+            }
         }
-        Ok(Self::choose_instance(&deployment, ctx))
+        if let Some((status, location)) = ctx.route.as_mut().and_then(|r| r.redirect.take()) {
+            return Ok(Ok(Admitted::Redirect(status, location)));
+        }
+        match deployment {
+            Some(deployment) => Ok(Self::choose_instance(&deployment, ctx)),
+            None => Ok(Err(ErrorCode::InternalServerError.into())),
+        }
     }
 
     /// The deployment's policy chain. When a policy needs the body (`openapi`),
@@ -460,25 +479,29 @@ impl Gateway {
         Ok(())
     }
 
-    /// Resolves the request's route and records it in `ctx`.
-    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Arc<Deployment>, GatewayError> {
+    /// Resolves the request's route, picks its backend and records both in
+    /// `ctx` (a redirect route may have no backend).
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Option<Arc<Deployment>>, GatewayError> {
         let snapshot = ctx.snapshot.clone().ok_or(ErrorCode::InternalServerError)?;
         let request = session.req_header();
         let host = forwarding::original_host(request).unwrap_or("");
-        let routed = snapshot
-            .routes
-            .resolve(host, request.uri.path())
-            .ok_or(ErrorCode::ConfigNotFound)?;
+        let routed = snapshot.routes.resolve(host, request).ok_or(ErrorCode::ConfigNotFound)?;
         let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let redirect = routed.rule.redirect.as_ref().map(|redirect| {
+            let from = RedirectFrom { https: ctx.https, host, target };
+            (redirect.status, redirect.location(&routed.prefix, &from))
+        });
         let rewritten_target = match routed.upstream_target(target) {
             std::borrow::Cow::Owned(rewritten) => Some(rewritten),
             std::borrow::Cow::Borrowed(_) => None,
         };
-        let deployment = routed.target.deployment.clone();
+        let deployment = routed.target.choose().cloned();
         ctx.route = Some(RouteInfo {
             deployment: deployment.clone(),
             host_label: routed.target.host_label.clone(),
             rewritten_target,
+            rule: routed.rule.clone(),
+            redirect,
         });
         if let Some(refusal) = routed.target.refusal {
             return Err(refusal.into());
@@ -505,7 +528,7 @@ impl Gateway {
 
     /// The request as the instance gets it: forwarding headers, stripped prefix.
     fn prepare_upstream_request(&self, request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
-        let Some(route) = &ctx.route else {
+        let (Some(route), Some(deployment)) = (&ctx.route, ctx.deployment()) else {
             return Ok(());
         };
         if let Some(target) = &route.rewritten_target {
@@ -513,6 +536,8 @@ impl Gateway {
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request target", e))?;
             request.set_uri(uri);
         }
+        // The route's edits first, so the gateway's own headers below always win.
+        filters::apply(&route.rule.request_headers, request)?;
         forwarding::apply(
             request,
             &forwarding::Forwarding {
@@ -520,10 +545,14 @@ impl Gateway {
                 peer_trusted: ctx.peer_trusted,
                 https: ctx.https,
                 request_id: &ctx.request_id,
-                deployment_id: &route.deployment.id,
+                deployment_id: &deployment.id,
                 principal: ctx.policy.principal().map(|p| p.json.as_str()),
             },
         )?;
+        // After forwarding: X-Forwarded-Host keeps the host the client asked for.
+        if let Some(hostname) = route.rule.rewrite.as_ref().and_then(|r| r.hostname.as_ref()) {
+            request.insert_header(http::header::HOST, hostname.clone())?;
+        }
         if let Some(trace) = &ctx.trace {
             trace.inject(&mut forwarding::TraceHeaders(request));
         }

@@ -45,9 +45,9 @@ pub async fn send_error(session: &mut Session, ctx: &mut RequestCtx, error: &Gat
     send(session, ctx, rendered.status, rendered.content_type, rendered.body.into(), true).await
 }
 
-/// Answers with a permanent redirect (308 keeps the method and body).
-pub async fn redirect(session: &mut Session, ctx: &mut RequestCtx, location: &str) -> pingora_error::Result<()> {
-    let mut response = ResponseHeader::build(308, Some(4))?;
+/// Answers with a redirect to `location` (no body).
+pub async fn redirect(session: &mut Session, ctx: &mut RequestCtx, status: u16, location: &str) -> pingora_error::Result<()> {
+    let mut response = ResponseHeader::build(status, Some(4))?;
     response.insert_header(http::header::LOCATION, location)?;
     response.insert_header(CONTENT_LENGTH, 0)?;
     add_gateway_headers(&mut response, ctx)?;
@@ -71,6 +71,9 @@ pub async fn send(
     response.insert_header(CONTENT_LENGTH, body.len())?;
     if is_error {
         response.insert_header("x-unkey-error-source", "gateway")?;
+    } else if let Some(route) = &ctx.route {
+        // An answer of the built-in echo instance: the route's filters apply as to any instance's.
+        super::filters::apply(&route.rule.response_headers, &mut response)?;
     }
     add_gateway_headers(&mut response, ctx)?;
     ctx.policy.on_response_body(&body);

@@ -1,37 +1,56 @@
 //! Host → route lookup. Built once per config snapshot
 //! and only read per request: exact hosts and wildcard parents are hash maps,
-//! paths are matched by walking the request path's segments. Besides the
-//! file's prefixes, providers need what Kubernetes Ingresses express: exact
-//! paths, and rules for any host (an Ingress rule without `host`, or its
-//! default backend).
+//! paths are matched by walking the request path's segments, then regex
+//! paths; among routes of the same path, match expressions decide (Gateway
+//! API precedence) and a route that does not match lets the next one try.
+//! Besides the file's prefixes, providers need what Kubernetes Ingresses
+//! express: exact paths, and rules for any host (an Ingress rule without
+//! `host`, or its default backend).
 
+mod backends;
+pub mod filters;
 mod host;
 mod path;
+mod rule;
+mod spec;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+pub use backends::Backends;
 pub use host::{normalize_request_host, HostPattern};
 pub use path::PathPrefix;
+pub use rule::{Precedence, RouteRule};
+pub use spec::{compile_path, compile_rule};
 
-/// What a route resolves to, plus how to rewrite the path on the way.
+/// What a route resolves to, plus what to do with the request on the way.
 #[derive(Debug)]
 pub struct Routed<T> {
     pub target: T,
-    /// The path the route was written for (for an exact route, its path).
+    pub path: PathMatch,
+    /// The path the route was written for (for an exact route, its path;
+    /// for a regex, the root): what `strip_prefix` and `replace_prefix` replace.
     pub prefix: PathPrefix,
     pub strip_prefix: bool,
-    /// Matches only this very path, not the paths below it.
-    pub exact: bool,
+    pub rule: Arc<RouteRule>,
 }
 
 impl<T> Routed<T> {
-    /// The request target to send upstream (`path?query` as received, minus a stripped prefix).
+    /// The request target to send upstream (`path?query` as received, minus
+    /// a stripped prefix or with the rewritten path).
     pub fn upstream_target<'a>(&self, target: &'a str) -> std::borrow::Cow<'a, str> {
-        if self.strip_prefix && !self.prefix.is_root() {
+        if let Some(path) = self.rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+            std::borrow::Cow::Owned(path.apply(&self.prefix, target))
+        } else if self.strip_prefix && !self.prefix.is_root() {
             std::borrow::Cow::Owned(self.prefix.strip_from(target))
         } else {
             std::borrow::Cow::Borrowed(target)
         }
+    }
+
+    /// Matches only this very path, not the paths below it.
+    pub fn exact(&self) -> bool {
+        matches!(self.path, PathMatch::Exact(_))
     }
 }
 
@@ -42,13 +61,60 @@ pub enum PathMatch {
     Prefix(PathPrefix),
     /// This path only (byte for byte; a trailing `/` makes another path).
     Exact(Box<str>),
+    /// A regex searched in the path; tried after every exact and prefix route.
+    Regex(PathRegex),
 }
 
-/// The routes of one host: exact paths first, then the longest prefix.
+impl std::fmt::Display for PathMatch {
+    /// As messages name it: `prefix /v1`, `exact path /v1`, `regex ^/v[0-9]+/`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Prefix(prefix) => write!(f, "prefix {}", prefix.as_str()),
+            Self::Exact(path) => write!(f, "exact path {path}"),
+            Self::Regex(regex) => write!(f, "regex {}", regex.as_str()),
+        }
+    }
+}
+
+/// A compiled path regex, compared by its pattern.
+#[derive(Debug, Clone)]
+pub struct PathRegex(regex::Regex);
+
+impl PathRegex {
+    pub fn new(regex: regex::Regex) -> Self {
+        Self(regex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for PathRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for PathRegex {}
+
+impl std::hash::Hash for PathRegex {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+/// Routes sharing one path match, highest precedence first (ties: the one
+/// added first).
+type Candidates<T> = Vec<Routed<T>>;
+
+/// The routes of one host: exact paths first, then the longest prefix, then regexes.
 #[derive(Debug)]
 struct HostRoutes<T> {
-    exact: HashMap<Box<str>, Routed<T>>,
-    by_prefix: HashMap<Box<str>, Routed<T>>,
+    exact: HashMap<Box<str>, Candidates<T>>,
+    by_prefix: HashMap<Box<str>, Candidates<T>>,
+    /// In precedence order, then in the order added.
+    regex: Candidates<T>,
 }
 
 impl<T> Default for HostRoutes<T> {
@@ -56,21 +122,49 @@ impl<T> Default for HostRoutes<T> {
         Self {
             exact: HashMap::new(),
             by_prefix: HashMap::new(),
+            regex: Vec::new(),
         }
     }
 }
 
 impl<T> HostRoutes<T> {
-    fn resolve(&self, path: &str) -> Option<&Routed<T>> {
-        if let Some(exact) = self.exact.get(path) {
-            return Some(exact);
+    fn resolve(&self, head: &http::request::Parts) -> Option<&Routed<T>> {
+        let path = head.uri.path();
+        if let Some(found) = self.exact.get(path).and_then(|c| c.iter().find(|r| r.rule.admits(head))) {
+            return Some(found);
         }
-        path::ancestors(path).find_map(|candidate| self.by_prefix.get(candidate))
+        let by_prefix = path::ancestors(path)
+            .filter_map(|candidate| self.by_prefix.get(candidate))
+            .find_map(|c| c.iter().find(|r| r.rule.admits(head)));
+        if by_prefix.is_some() {
+            return by_prefix;
+        }
+        self.regex.iter().find(|r| match &r.path {
+            PathMatch::Regex(regex) => regex.0.is_match(path) && r.rule.admits(head),
+            _ => false,
+        })
     }
 
     fn all(&self) -> impl Iterator<Item = &Routed<T>> {
-        self.exact.values().chain(self.by_prefix.values())
+        self.exact.values().flatten().chain(self.by_prefix.values().flatten()).chain(&self.regex)
     }
+}
+
+/// Adds `routed` among `candidates` after every route of equal or higher
+/// precedence. A route without match expressions replaces an earlier one
+/// without (it would hide it anyway). Returns whether the count grew.
+fn place<T>(candidates: &mut Candidates<T>, routed: Routed<T>) -> bool {
+    let same_path = |r: &Routed<T>| r.path == routed.path;
+    if !routed.rule.is_conditional() {
+        if let Some(slot) = candidates.iter_mut().find(|r| !r.rule.is_conditional() && same_path(r)) {
+            *slot = routed;
+            return false;
+        }
+    }
+    let precedence = routed.rule.precedence();
+    let at = candidates.partition_point(|r| r.rule.precedence() >= precedence);
+    candidates.insert(at, routed);
+    true
 }
 
 /// Every route of a snapshot.
@@ -95,42 +189,48 @@ impl<T> Default for RouteTable<T> {
 }
 
 impl<T> RouteTable<T> {
-    /// Adds a route; a later route for the same host and prefix replaces the
-    /// earlier one (config validation rejects that case before it gets here).
+    /// Adds a plain prefix route (no match expressions or filters).
     pub fn insert(&mut self, host: HostPattern, prefix: PathPrefix, strip_prefix: bool, target: T) {
-        self.add(Some(&host), PathMatch::Prefix(prefix), strip_prefix, target);
+        self.add(Some(&host), PathMatch::Prefix(prefix), strip_prefix, Arc::default(), target);
     }
 
     /// Adds a route for `host` (`None`: any host no other route names) and
-    /// `path`; replaces a route with the same host and path match.
-    pub fn add(&mut self, host: Option<&HostPattern>, path: PathMatch, strip_prefix: bool, target: T) {
+    /// `path`. Among routes of the same host and path it goes after those
+    /// of equal or higher precedence; without match expressions it replaces
+    /// an earlier route without them.
+    pub fn add(&mut self, host: Option<&HostPattern>, path: PathMatch, strip_prefix: bool, rule: Arc<RouteRule>, target: T) {
         let hosts = match host {
             Some(HostPattern::Exact(name)) => self.exact.entry(name.clone()).or_default(),
             Some(HostPattern::Wildcard(parent)) => self.wildcard.entry(parent.clone()).or_default(),
             None => &mut self.any_host,
         };
-        let (map, key, prefix, exact) = match path {
-            PathMatch::Prefix(prefix) => (&mut hosts.by_prefix, prefix.as_str().into(), prefix, false),
-            PathMatch::Exact(path) => {
-                let prefix = PathPrefix::parse(&path).unwrap_or_else(|_| PathPrefix::root());
-                (&mut hosts.exact, path, prefix, true)
-            }
+        let prefix = match &path {
+            PathMatch::Prefix(prefix) => prefix.clone(),
+            PathMatch::Exact(exact) => PathPrefix::parse(exact).unwrap_or_else(|_| PathPrefix::root()),
+            PathMatch::Regex(_) => PathPrefix::root(),
+        };
+        let candidates = match &path {
+            PathMatch::Prefix(prefix) => hosts.by_prefix.entry(prefix.as_str().into()).or_default(),
+            PathMatch::Exact(exact) => hosts.exact.entry(exact.clone()).or_default(),
+            PathMatch::Regex(_) => &mut hosts.regex,
         };
         let routed = Routed {
             target,
+            path,
             prefix,
             strip_prefix,
-            exact,
+            rule,
         };
-        if map.insert(key, routed).is_none() {
+        if place(candidates, routed) {
             self.len += 1;
         }
     }
 
     /// The route for a request: host first (exact, else its one-label
-    /// wildcard), then the longest matching prefix of that host only.
-    /// `host` is the raw Host value; `path` the URL path without query.
-    pub fn resolve(&self, host: &str, path: &str) -> Option<&Routed<T>> {
+    /// wildcard), then among that host's routes only: exact path, longest
+    /// prefix, regex; within one path, the first whose match expressions
+    /// admit the request. `host` is the raw Host value.
+    pub fn resolve(&self, host: &str, head: &http::request::Parts) -> Option<&Routed<T>> {
         let host = normalize_request_host(host);
         let routes = match self.exact.get(host.as_ref()) {
             Some(routes) => routes,
@@ -139,7 +239,7 @@ impl<T> RouteTable<T> {
                 .and_then(|(_label, parent)| self.wildcard.get(parent))
                 .unwrap_or(&self.any_host),
         };
-        routes.resolve(path)
+        routes.resolve(head)
     }
 
     /// Every route as `(host as written, route)`, exact hosts first; routes
@@ -166,6 +266,16 @@ impl<T> RouteTable<T> {
     }
 }
 
+/// A request head with `method`, `target` and `headers`, for tests and
+/// benchmarks of route lookup.
+pub fn request_head(method: &str, target: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+    let mut builder = http::Request::builder().method(method).uri(target);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).map(|r| r.into_parts().0).unwrap_or_else(|_| http::Request::new(()).into_parts().0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,7 +299,7 @@ mod tests {
             ("api.example.com", "/", "exact"),
             ("*.example.com", "/", "wild"),
         ]);
-        let target = |host: &str| t.resolve(host, "/").map(|r| r.target);
+        let target = |host: &str| t.resolve(host, &request_head("GET", "/", &[])).map(|r| r.target);
         assert_eq!(target("api.example.com"), Some("exact"));
         assert_eq!(target("API.EXAMPLE.COM:8080"), Some("exact"));
         assert_eq!(target("api.example.com."), Some("exact"));
@@ -208,7 +318,7 @@ mod tests {
             ("only.com", "/api", "only"),
             ("*.w.com", "/", "wild"),
         ]);
-        let target = |host: &str, path: &str| t.resolve(host, path).map(|r| r.target);
+        let target = |host: &str, path: &str| t.resolve(host, &request_head("GET", path, &[])).map(|r| r.target);
         assert_eq!(target("h.com", "/"), Some("root"));
         assert_eq!(target("h.com", "/api"), Some("api"));
         assert_eq!(target("h.com", "/api/"), Some("api"));
@@ -223,15 +333,15 @@ mod tests {
     #[test]
     fn exact_host_without_matching_prefix_does_not_fall_back_to_wildcard() {
         let t = table(&[("a.x.com", "/api", "exact"), ("*.x.com", "/", "wild")]);
-        assert!(t.resolve("a.x.com", "/other").is_none());
-        assert_eq!(t.resolve("b.x.com", "/other").map(|r| r.target), Some("wild"));
+        assert!(t.resolve("a.x.com", &request_head("GET", "/other", &[])).is_none());
+        assert_eq!(t.resolve("b.x.com", &request_head("GET", "/other", &[])).map(|r| r.target), Some("wild"));
     }
 
     #[test]
     fn exact_paths_beat_prefixes_and_match_only_themselves() {
         let mut t = table(&[("h.com", "/", "root"), ("h.com", "/api", "api")]);
-        t.add(Some(&HostPattern::parse("h.com").unwrap()), PathMatch::Exact("/api".into()), false, "exact");
-        let target = |path: &str| t.resolve("h.com", path).map(|r| r.target);
+        t.add(Some(&HostPattern::parse("h.com").unwrap()), PathMatch::Exact("/api".into()), false, Arc::default(), "exact");
+        let target = |path: &str| t.resolve("h.com", &request_head("GET", path, &[])).map(|r| r.target);
         assert_eq!(target("/api"), Some("exact"));
         assert_eq!(target("/api/"), Some("api"));
         assert_eq!(target("/api/x"), Some("api"));
@@ -241,8 +351,8 @@ mod tests {
     #[test]
     fn any_host_routes_serve_only_unnamed_hosts() {
         let mut t = table(&[("a.com", "/api", "a"), ("*.w.com", "/", "wild")]);
-        t.add(None, PathMatch::Prefix(PathPrefix::root()), false, "any");
-        let target = |host: &str, path: &str| t.resolve(host, path).map(|r| r.target);
+        t.add(None, PathMatch::Prefix(PathPrefix::root()), false, Arc::default(), "any");
+        let target = |host: &str, path: &str| t.resolve(host, &request_head("GET", path, &[])).map(|r| r.target);
         assert_eq!(target("other.com", "/x"), Some("any"));
         assert_eq!(target("x.w.com", "/x"), Some("wild"));
         assert_eq!(target("a.com", "/x"), None, "a named host never falls back");
@@ -256,6 +366,6 @@ mod tests {
             t.insert(HostPattern::parse(&format!("h{i}.example.com")).unwrap(), PathPrefix::root(), false, i);
         }
         assert_eq!(t.len(), 100_000);
-        assert_eq!(t.resolve("h99999.example.com", "/x").map(|r| r.target), Some(99_999));
+        assert_eq!(t.resolve("h99999.example.com", &request_head("GET", "/x", &[])).map(|r| r.target), Some(99_999));
     }
 }

@@ -17,7 +17,8 @@ use crate::keys::{Keys, StaticKeys};
 use crate::net::IpSet;
 use crate::openapi::SpecSlot;
 use crate::policy::{PolicyChain, Resources};
-use crate::routing::{HostPattern, PathMatch, PathPrefix};
+use crate::config::route::RouteSpec;
+use crate::routing::{compile_path, compile_rule, Backends, HostPattern, PathMatch, RouteRule};
 use crate::state::StateSettings;
 use crate::telemetry::request_log::RequestLogSettings;
 use crate::telemetry::traces::TracingSettings;
@@ -35,7 +36,7 @@ impl Snapshot {
     /// the key service, policies count in its limiter).
     pub fn compile(config: &Config, services: &Services) -> Result<Self, ConfigError> {
         let file = &config.file;
-        let route_keys = parse_routes(config)?;
+        let parsed_routes = parse_routes(config)?;
         let statics = StaticKeys::compile(&file.keyspaces, &services.keys)
             .map_err(|(field, message)| config.error_at(&format!("keyspaces{field}"), message))?;
         let keys = Keys {
@@ -51,14 +52,15 @@ impl Snapshot {
         }
 
         let mut routes = Vec::with_capacity(file.routes.len());
-        for ((host, prefix), route) in route_keys.into_iter().zip(&file.routes) {
-            // parse_routes checked that every route names a deployment of the file.
-            let Some(deployment) = by_id.get(route.deployment.as_str()).cloned() else { continue };
+        for (parsed, spec) in parsed_routes.into_iter().zip(&file.routes) {
+            // parse_routes checked that every backend is a deployment of the file.
+            let backends = route_backends(spec).filter_map(|(id, weight)| Some((by_id.get(id)?.clone(), weight))).collect();
             routes.push(Route {
-                host: Some(host),
-                path: PathMatch::Prefix(prefix),
-                strip_prefix: route.strip_prefix,
-                target: RouteTarget::new(deployment, &route.host),
+                host: Some(parsed.host),
+                path: parsed.path,
+                strip_prefix: spec.strip_prefix,
+                rule: parsed.rule,
+                target: RouteTarget::weighted(Backends::new(backends), &spec.host),
             });
         }
         let file_routing = Arc::new(Routing { deployments, routes });
@@ -183,35 +185,75 @@ fn compile_deployment(
     })
 }
 
-/// Each route's host and path prefix, checked before anything else is
-/// compiled: valid, naming a deployment of the file, and no host and prefix
-/// routed twice (after normalisation).
-fn parse_routes(config: &Config) -> Result<Vec<(HostPattern, PathPrefix)>, ConfigError> {
+/// A route of the file, compiled but for its deployments.
+struct ParsedRoute {
+    host: HostPattern,
+    path: PathMatch,
+    rule: Arc<RouteRule>,
+}
+
+/// A route's `(deployment, weight)` pairs: `deployment:` is one backend of weight 1.
+fn route_backends(spec: &RouteSpec) -> impl Iterator<Item = (&str, u32)> {
+    let single = spec.deployment.as_deref().map(|id| (id, 1));
+    single.into_iter().chain(spec.backends.iter().map(|b| (b.deployment.as_str(), b.weight)))
+}
+
+/// Each route's host, path and rule, checked before anything else is
+/// compiled: valid, naming deployments of the file (or redirecting), and no
+/// host and path routed twice without match expressions to tell them apart.
+fn parse_routes(config: &Config) -> Result<Vec<ParsedRoute>, ConfigError> {
     let file = &config.file;
     let deployment_ids: HashSet<&str> = file.deployments.iter().map(|d| d.id.as_str()).collect();
-    let mut claimed: HashMap<(HostPattern, String), usize> = HashMap::new();
+    let mut claimed: HashMap<(HostPattern, PathMatch), usize> = HashMap::new();
     let mut parsed = Vec::with_capacity(file.routes.len());
     for (i, route) in file.routes.iter().enumerate() {
         let field = |name: &str| format!("routes[{i}].{name}");
+        let fail = |(name, message): (String, String)| config.error_at(&field(&name), message);
         let host = HostPattern::parse(&route.host).map_err(|message| config.error_at(&field("host"), message))?;
-        let prefix = PathPrefix::parse(route.path_prefix.as_deref().unwrap_or("/"))
-            .map_err(|message| config.error_at(&field("path_prefix"), message))?;
-        if !deployment_ids.contains(route.deployment.as_str()) {
-            return Err(config.error_at(&field("deployment"), format!("unknown deployment {:?}", route.deployment)));
+        let path = compile_path(route).map_err(fail)?;
+        let rule = compile_rule(route, &path).map_err(fail)?;
+        check_backends(route, rule.redirect.is_some(), &deployment_ids).map_err(fail)?;
+        if !rule.is_conditional() {
+            if let Some(first) = claimed.insert((host.clone(), path.clone()), i) {
+                return Err(config.error_at(
+                    &field("host"),
+                    format!(
+                        "duplicate route: host {:?} with path {} is already routed by routes[{first}] (match expressions can tell them apart)",
+                        route.host,
+                        path
+                    ),
+                ));
+            }
         }
-        if let Some(first) = claimed.insert((host.clone(), prefix.as_str().to_string()), i) {
-            return Err(config.error_at(
-                &field("host"),
-                format!(
-                    "duplicate route: host {:?} with path prefix {:?} is already routed by routes[{first}]",
-                    route.host,
-                    prefix.as_str()
-                ),
-            ));
-        }
-        parsed.push((host, prefix));
+        parsed.push(ParsedRoute { host, path, rule: Arc::new(rule) });
     }
     Ok(parsed)
+}
+
+/// `deployment` or `backends` (not both; none only for a redirect), every
+/// one a deployment of the file, some weight above 0.
+fn check_backends(route: &RouteSpec, redirects: bool, deployment_ids: &HashSet<&str>) -> Result<(), (String, String)> {
+    match (&route.deployment, route.backends.is_empty()) {
+        (Some(_), false) => return Err(("backends".into(), "set deployment or backends, not both".into())),
+        (None, true) if !redirects => {
+            return Err(("deployment".into(), "a route needs a deployment, backends, or a redirect filter".into()))
+        }
+        (None, false) if route.backends.iter().all(|b| b.weight == 0) => {
+            return Err(("backends".into(), "at least one backend needs a weight above 0".into()))
+        }
+        _ => {}
+    }
+    if let Some(id) = &route.deployment {
+        if !deployment_ids.contains(id.as_str()) {
+            return Err(("deployment".into(), format!("unknown deployment {id:?}")));
+        }
+    }
+    for (j, backend) in route.backends.iter().enumerate() {
+        if !deployment_ids.contains(backend.deployment.as_str()) {
+            return Err((format!("backends[{j}].deployment"), format!("unknown deployment {:?}", backend.deployment)));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::snapshot::{Deployment, RouteTarget, Snapshot};
-use crate::routing::{HostPattern, PathMatch, RouteTable};
+use crate::routing::{HostPattern, PathMatch, RouteRule, RouteTable};
 
 /// The snapshot every request starts from; replaced whole by each swap.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
@@ -44,6 +44,8 @@ pub struct Route {
     pub host: Option<HostPattern>,
     pub path: PathMatch,
     pub strip_prefix: bool,
+    /// Match expressions, filters and timeout (default: none).
+    pub rule: Arc<RouteRule>,
     pub target: RouteTarget,
 }
 
@@ -99,7 +101,7 @@ pub fn merge(shares: &[(ProviderId, &Routing)]) -> Merged {
                 provider: *id,
                 ..route.target.clone()
             };
-            routes.add(host, route.path.clone(), route.strip_prefix, target);
+            routes.add(host, route.path.clone(), route.strip_prefix, route.rule.clone(), target);
         }
         for host in claimed_now {
             owners.insert(host, *id);
@@ -234,7 +236,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::PathPrefix;
+    use crate::routing::{request_head, PathPrefix};
 
     fn share(hosts: &[(&str, &str)]) -> Routing {
         let mut routing = Routing::default();
@@ -250,6 +252,7 @@ mod tests {
                 host: (*host != "*").then(|| HostPattern::parse(host).unwrap()),
                 path: PathMatch::Prefix(PathPrefix::root()),
                 strip_prefix: false,
+                rule: Arc::default(),
                 target: RouteTarget::new(deployment, host),
             });
         }
@@ -257,7 +260,7 @@ mod tests {
     }
 
     fn deployment_for(merged: &Merged, host: &str) -> Option<String> {
-        merged.routes.resolve(host, "/").map(|r| r.target.deployment.id.to_string())
+        merged.routes.resolve(host, &request_head("GET", "/", &[])).and_then(|r| r.target.deployment()).map(|d| d.id.to_string())
     }
 
     #[test]
@@ -280,7 +283,7 @@ mod tests {
         let file = share(&[("a.com", "file_a")]);
         let docker = share(&[("a.com", "docker/a"), ("b.com", "docker/b")]);
         let merged = merge(&[(ProviderId::Docker, &docker), (ProviderId::File, &file)]);
-        let provider = |host: &str| merged.routes.resolve(host, "/").map(|r| r.target.provider);
+        let provider = |host: &str| merged.routes.resolve(host, &request_head("GET", "/", &[])).map(|r| r.target.provider);
         assert_eq!(provider("a.com"), Some(ProviderId::File));
         assert_eq!(provider("b.com"), Some(ProviderId::Docker));
         assert_eq!(

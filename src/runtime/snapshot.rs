@@ -11,7 +11,7 @@ use crate::errors::ErrorCode;
 use crate::keys::Keys;
 use crate::net::IpSet;
 use crate::policy::PolicyChain;
-use crate::routing::RouteTable;
+use crate::routing::{Backends, RouteTable};
 use crate::state::StateSettings;
 use crate::telemetry::request_log::RequestLogSettings;
 use crate::telemetry::traces::TracingSettings;
@@ -65,7 +65,8 @@ impl Deployment {
 /// configured (bounded cardinality, for metrics).
 #[derive(Debug, Clone)]
 pub struct RouteTarget {
-    pub deployment: Arc<Deployment>,
+    /// The deployments, weighted; none for a route that answers itself (a redirect).
+    pub backends: Backends<Arc<Deployment>>,
     pub host_label: Arc<str>,
     /// Set when a provider's route cannot be served as stated: the request
     /// is answered with this error before any policy or instance (e.g. an
@@ -77,13 +78,30 @@ pub struct RouteTarget {
 }
 
 impl RouteTarget {
+    /// A route to one deployment.
     pub fn new(deployment: Arc<Deployment>, host_label: &str) -> Self {
+        Self::weighted(Backends::single(deployment), host_label)
+    }
+
+    /// A route split over weighted deployments (or none).
+    pub fn weighted(backends: Backends<Arc<Deployment>>, host_label: &str) -> Self {
         Self {
-            deployment,
+            backends,
             host_label: host_label.to_ascii_lowercase().into(),
             refusal: None,
             provider: ProviderId::File,
         }
+    }
+
+    /// The deployment the route is listed under (its first weighted backend).
+    pub fn deployment(&self) -> Option<&Arc<Deployment>> {
+        self.backends.primary()
+    }
+
+    /// The deployment for one request: weighted at random among those with
+    /// an available instance (when none has one, the first answers why).
+    pub fn choose(&self) -> Option<&Arc<Deployment>> {
+        self.backends.pick(rand::random(), |d| d.instances.available() > 0)
     }
 }
 

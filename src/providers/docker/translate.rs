@@ -226,6 +226,7 @@ fn deployment(
             host: Some(host.clone()),
             path: path.clone(),
             strip_prefix: first.routing.strip_prefix,
+            rule: Default::default(),
             target,
         });
     }

@@ -481,7 +481,7 @@ impl Builder<'_, '_> {
         let key = (host.clone(), path.clone());
         if let Some(owner) = self.claimed.get(&key) {
             if owner != object {
-                let message = format!("{} {} is already routed by {owner}; this path is ignored", label, describe(&path));
+                let message = format!("{} {} is already routed by {owner}; this path is ignored", label, path);
                 self.problem(object, "RouteConflict", message);
             }
             return;
@@ -489,7 +489,7 @@ impl Builder<'_, '_> {
         self.claimed.insert(key, object.clone());
         let mut target = RouteTarget::new(backend.target, label);
         target.refusal = backend.refusal;
-        self.out.routing.routes.push(Route { host, path, strip_prefix: strip, target });
+        self.out.routing.routes.push(Route { host, path, strip_prefix: strip, rule: Default::default(), target });
     }
 
     fn problem(&mut self, object: &ObjectKey, reason: &'static str, message: String) {
@@ -497,13 +497,6 @@ impl Builder<'_, '_> {
         if !self.out.problems.contains(&problem) {
             self.out.problems.push(problem);
         }
-    }
-}
-
-fn describe(path: &PathMatch) -> String {
-    match path {
-        PathMatch::Prefix(prefix) => format!("prefix {}", prefix.as_str()),
-        PathMatch::Exact(path) => format!("exact path {path}"),
     }
 }
 

@@ -76,7 +76,7 @@ impl Run {
                 let PathMatch::Prefix(prefix) = &r.path else { unreachable!("docker routes are prefixes") };
                 let refused = if r.target.refusal.is_some() { "!" } else { "" };
                 let strip = if r.strip_prefix { "-" } else { "" };
-                format!("{} {}{strip} → {refused}{}", r.target.host_label, prefix.as_str(), r.target.deployment.id)
+                format!("{} {}{strip} → {refused}{}", r.target.host_label, prefix.as_str(), r.target.deployment().unwrap().id)
             })
             .collect()
     }

@@ -105,8 +105,8 @@ fn run(view: &View) -> Translation {
 /// `(host, path) → (deployment id, instances, refusal)` of a translation.
 fn resolve(t: &Translation, host: &str, path: &str) -> Option<(String, Vec<String>, Option<ErrorCode>)> {
     let merged = crate::runtime::merge(&[(crate::runtime::ProviderId::Kubernetes, &t.routing)]);
-    let routed = merged.routes.resolve(host, path)?;
-    let deployment = &routed.target.deployment;
+    let routed = merged.routes.resolve(host, &crate::routing::request_head("GET", path, &[]))?;
+    let deployment = routed.target.deployment()?;
     let instances = deployment.instances.current().iter().map(|e| e.target.to_string()).collect();
     Some((deployment.id.to_string(), instances, routed.target.refusal))
 }
@@ -199,7 +199,7 @@ fn policies_are_attached_or_fail_closed() {
     let t = run(&view);
     let target = |host: &str| {
         let merged = crate::runtime::merge(&[(crate::runtime::ProviderId::Kubernetes, &t.routing)]);
-        let routed = merged.routes.resolve(host, "/").map(|r| (r.target.refusal, r.target.deployment.policies.is_empty()));
+        let routed = merged.routes.resolve(host, &crate::routing::request_head("GET", "/", &[])).map(|r| (r.target.refusal, r.target.deployment().unwrap().policies.is_empty()));
         routed.unwrap()
     };
     assert_eq!(target("a.com"), (None, false), "the policy chain is attached");
