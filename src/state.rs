@@ -13,6 +13,10 @@ use crate::config::Config;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateSettings {
     pub dir: PathBuf,
+    /// The shared PostgreSQL key store, if any (else the embedded one in `dir`).
+    pub database: Option<String>,
+    /// How long a replica serves a verified key from its cache (with `database`).
+    pub cache_ttl: Duration,
     pub redis: Option<String>,
     pub sync_interval: Duration,
     pub credit_lease: u32,
@@ -23,6 +27,8 @@ impl StateSettings {
     pub fn compile(spec: &StateSpec, base_dir: &Path) -> Self {
         Self {
             dir: base_dir.join(spec.dir.as_deref().unwrap_or("state")),
+            database: spec.database.clone().filter(|url| !url.trim().is_empty()),
+            cache_ttl: spec.cache_ttl.map_or(Duration::from_secs(600), |d| d.0),
             redis: spec.redis.clone().filter(|url| !url.trim().is_empty()),
             sync_interval: spec.sync_interval.map_or(Duration::from_millis(50), |d| d.0),
             credit_lease: spec.credit_lease.unwrap_or(1).max(1),

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use std::borrow::Cow;
 
 use keygate::keys::permissions::{PermissionQuery, QueryError, MAX_NESTING};
-use keygate::routing::{HostPattern, PathPrefix, RouteTable};
+use keygate::routing::{request_head, HostPattern, PathPrefix, RouteTable};
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("KEYGATE_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
@@ -60,7 +60,7 @@ proptest! {
         table.insert(HostPattern::parse("p.test").unwrap(), PathPrefix::parse(&prefix).unwrap(), true, ());
         let path = format!("{prefix}{rest}");
         let target = match &query { Some(q) => format!("{path}?{q}"), None => path.clone() };
-        let routed = table.resolve("p.test", &path).expect("a path below the prefix routes");
+        let routed = table.resolve("p.test", &request_head("GET", &path, &[])).expect("a path below the prefix routes");
         let upstream = routed.upstream_target(&target);
         let expected_path = if rest.is_empty() { "/".to_string() } else { rest.clone() };
         let expected = match &query { Some(q) => format!("{expected_path}?{q}"), None => expected_path };
@@ -71,7 +71,7 @@ proptest! {
     fn routing_any_host_and_path_never_panics(host in "\\PC{0,40}", path in "\\PC{0,80}") {
         let mut table = RouteTable::default();
         table.insert(HostPattern::parse("*.p.test").unwrap(), PathPrefix::parse("/api").unwrap(), true, ());
-        if let Some(routed) = table.resolve(&host, &path) {
+        if let Some(routed) = table.resolve(&host, &request_head("GET", &path, &[])) {
             let _ = routed.upstream_target(&path);
         }
     }

@@ -133,10 +133,15 @@ async fn blocking(body: &[u8], keys: &Keys, handler: fn(&[u8], &Keys) -> Answer)
         .map_err(|e| internal(StoreError::Task(e.to_string())))?
 }
 
-/// A store failure the caller cannot fix: logged, answered as 500.
+/// A store failure the caller cannot fix: logged, answered as 500 — or
+/// 503 while the database is unreachable (retrying later will work).
 pub(super) fn internal(error: StoreError) -> GatewayError {
     tracing::error!("admin API: {error}");
-    GatewayError::with_detail(ErrorCode::UnexpectedError, error.to_string())
+    let code = match error {
+        StoreError::Unreachable(_) => ErrorCode::AdminStoreUnavailable,
+        _ => ErrorCode::UnexpectedError,
+    };
+    GatewayError::with_detail(code, error.to_string())
 }
 
 /// A required field that validation already reported missing.

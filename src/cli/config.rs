@@ -84,6 +84,7 @@ fn effective(path: &Path) -> Result<ConfigFile, String> {
     file.state.sync_interval = Some(HumanDuration(state.sync_interval));
     file.state.credit_lease = Some(state.credit_lease);
     file.state.outage_credits = Some(state.outage_credits);
+    file.state.cache_ttl = Some(HumanDuration(state.cache_ttl));
 
     file.tls.min_version = Some(if tls.tls13_only { MinVersionSpec::Tls13 } else { MinVersionSpec::Tls12 });
     file.tls.redirect_http = Some(tls.redirect_http);

@@ -1,5 +1,5 @@
 //! The `keygate` command line: `run` (the default), `check` and `config`
-//! work on the config file; the client commands — `health`, `reload`,
+//! work on the config file, `state migrate` on its stored state; the client commands — `health`, `reload`,
 //! `routes`, `certs list`, `keys`, `apis` — talk to a running gateway's
 //! admin listener through one
 //! client ([`client`]), finding it and its root key as [`target`] says.
@@ -12,6 +12,7 @@ mod health;
 mod keys;
 mod reload;
 mod routes;
+mod state;
 mod table;
 mod target;
 
@@ -61,6 +62,8 @@ pub enum Command {
     Keys(Box<keys::KeysArgs>),
     /// Keyspaces (Unkey's APIs): create, list, get, delete.
     Apis(Box<apis::ApisArgs>),
+    /// What the gateway stores: copy the embedded key store into a database.
+    State(state::StateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
         } => with_runtime(certs::list(config, &args)),
         Command::Keys(args) => with_runtime(keys::main(config, *args)),
         Command::Apis(args) => with_runtime(apis::main(config, *args)),
+        Command::State(args) => state::main(config, &args),
     }
 }
 

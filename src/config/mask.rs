@@ -20,7 +20,7 @@ pub fn secret<S: Serializer>(value: &Option<String>, serializer: S) -> Result<S:
     }
 }
 
-/// An optional URL (`state.redis`) with its password, and any `password` or
+/// An optional URL (`state.redis`, `state.database`) with its password, and any `password` or
 /// `pass` query parameter, masked; a value that does not parse as a URL is
 /// masked whole.
 pub fn url_password<S: Serializer>(value: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {

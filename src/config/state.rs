@@ -1,5 +1,6 @@
-//! The `state:` section: where keygate keeps what it must not lose, and the
-//! Redis URL replicas share counters through.
+//! The `state:` section: where keygate keeps what it must not lose, the
+//! PostgreSQL database replicas share keys through, and the Redis URL they
+//! share counters through.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,18 @@ pub struct StateSpec {
     /// Relative to the config file's directory; default `state/`.
     #[serde(default)]
     pub dir: Option<String>,
+    /// e.g. `postgres://keygate:${PGPASSWORD}@db:5432/keygate`: keyspaces,
+    /// keys, identities, permissions, roles and rate-limit overrides live
+    /// there, shared by every replica, instead of in `dir`. Its password is
+    /// masked by `keygate config print`.
+    #[serde(default, serialize_with = "super::mask::url_password")]
+    pub database: Option<String>,
+    /// With `database`: how long a verified key is served from a replica's
+    /// cache (changes reach every replica at once through the database's
+    /// notifications; this bounds how long keys keep verifying while the
+    /// database is unreachable). Default 10m.
+    #[serde(default)]
+    pub cache_ttl: Option<HumanDuration>,
     /// e.g. `redis://127.0.0.1:6379`; shared counters across replicas.
     /// Its password is masked by `keygate config print`.
     #[serde(default, serialize_with = "super::mask::url_password")]

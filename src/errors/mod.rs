@@ -30,6 +30,7 @@ pub enum ErrorCode {
     BadGateway,
     GatewayTimeout,
     InternalServerError,
+    StoreUnavailable,
     // The admin API's answers (Unkey's codes).
     AuthenticationMissing,
     AuthenticationKeyNotFound,
@@ -50,6 +51,7 @@ pub enum ErrorCode {
     PermissionAlreadyExists,
     RoleAlreadyExists,
     ProtectedResource,
+    AdminStoreUnavailable,
 }
 
 impl ErrorCode {
@@ -75,6 +77,7 @@ impl ErrorCode {
             BadGateway => ("err:frontline:upstream:bad_gateway", 502),
             GatewayTimeout => ("err:frontline:upstream:gateway_timeout", 504),
             InternalServerError => ("err:frontline:platform:internal_server_error", 500),
+            StoreUnavailable => ("err:frontline:platform:store_unavailable", 503),
             AuthenticationMissing => ("err:unkey:authentication:missing", 401),
             AuthenticationKeyNotFound => ("err:unkey:authentication:key_not_found", 401),
             AuthorizationForbidden => ("err:unkey:authorization:forbidden", 403),
@@ -94,6 +97,7 @@ impl ErrorCode {
             PermissionAlreadyExists => ("err:unkey:data:permission_already_exists", 409),
             RoleAlreadyExists => ("err:unkey:data:role_already_exists", 409),
             ProtectedResource => ("err:unkey:application:protected_resource", 412),
+            AdminStoreUnavailable => ("err:unkey:application:service_unavailable", 503),
         }
     }
 
@@ -136,6 +140,7 @@ impl ErrorCode {
             BadGateway => "The instance closed the connection or sent an invalid response.",
             GatewayTimeout => "The instance did not answer in time.",
             InternalServerError => "The gateway failed unexpectedly.",
+            StoreUnavailable => "The key store cannot be reached and this key is not cached; try again.",
             AuthenticationMissing => "Authorization: Bearer <root key> is required.",
             AuthenticationKeyNotFound => "The root key is not valid.",
             AuthorizationForbidden => "The key is not allowed to use the admin API.",
@@ -155,6 +160,7 @@ impl ErrorCode {
             PermissionAlreadyExists => "A permission with this slug already exists.",
             RoleAlreadyExists => "A role with this name already exists.",
             ProtectedResource => "The resource is defined in the config file and is read-only here; change it there.",
+            AdminStoreUnavailable => "The database cannot be reached; nothing was changed. Try again.",
         }
     }
 

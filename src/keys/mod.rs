@@ -1,19 +1,22 @@
-//! API keys: keyspaces and keys, the
-//! embedded store, the caches in front of it, credit balances, the
+//! API keys: keyspaces and keys, their store (embedded, or PostgreSQL
+//! shared by replicas), the caches in front of it, credit balances, the
 //! [`catalogue`] of identities, permissions, roles and rate-limit
 //! overrides, and the one verification procedure behind the `keyauth`
 //! policy and `keys.verifyKey`.
 //!
-//! [`KeyService`] is process-wide: opened once at start-up on `state.dir`,
-//! shared by every snapshot. [`StaticKeys`] (config keys) belong to a
+//! [`KeyService`] is process-wide: opened once at start-up on `state.dir`
+//! or `state.database`, shared by every snapshot. [`StaticKeys`] (config keys) belong to a
 //! snapshot and are swapped with it. A verification looks in the static
 //! keys, then the positive cache, then the negative cache, and only then
-//! reads the store — off the async workers, on its own read connection.
+//! reads the store — off the async workers.
 
 pub mod catalogue;
+pub mod changes;
 pub mod credits;
+pub mod migrate;
 pub mod model;
 pub mod permissions;
+mod postgres;
 mod principal;
 pub mod roles;
 mod shared_credits;
@@ -29,6 +32,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use catalogue::CatalogueStore;
+use changes::Change;
 use credits::{period_of, CreditAccount, CreditLedger};
 use model::{hash_key, Balance, KeyHash, Refill, StoredKey};
 use crate::clock::now_ms;
@@ -41,10 +45,12 @@ use verify::{ActiveKey, Credits, Verdict, Verification, VerifyRequest};
 use crate::ratelimit::RateLimiter;
 use crate::state::StateSettings;
 
-/// How long a verified key is trusted without rereading the store. Admin
-/// changes on this process invalidate at once; this bounds changes made by
-/// another process (the CLI writing the store directly).
-const FOUND_TTL: Duration = Duration::from_secs(10);
+/// How long a verified key of the embedded store is trusted without
+/// rereading it. Admin changes on this process invalidate at once; this
+/// bounds changes made by another process (the CLI writing the store
+/// directly). A shared database announces every change instead, so there
+/// the TTL is `state.cache_ttl`.
+const EMBEDDED_FOUND_TTL: Duration = Duration::from_secs(10);
 const FOUND_CAPACITY: u64 = 100_000;
 /// Unknown hashes are remembered briefly, so a flood of random keys costs
 /// one store read per distinct key at most once per TTL.
@@ -103,10 +109,11 @@ pub enum CreditAdjustment {
 impl KeyService {
     /// A service on `store`; the role catalogue and the rate-limit
     /// overrides it holds are loaded (the overrides into `limiter`).
-    fn with_store(
-        store: Arc<sqlite::SqliteStore>,
+    fn with_store<S: KeyStore + CatalogueStore + 'static>(
+        store: Arc<S>,
         limiter: RateLimiter,
         shared_credits: Option<Arc<SharedCredits>>,
+        found_ttl: Duration,
     ) -> Result<Self, StoreError> {
         let roles = RoleGrants::new(0, store.role_grants()?);
         limiter.overrides().install(store.all_overrides()?);
@@ -119,7 +126,7 @@ impl KeyService {
             shared_credits,
             found: moka::sync::Cache::builder()
                 .max_capacity(FOUND_CAPACITY)
-                .time_to_live(FOUND_TTL)
+                .time_to_live(found_ttl)
                 .support_invalidation_closures()
                 .build(),
             missing: moka::sync::Cache::builder()
@@ -130,15 +137,13 @@ impl KeyService {
         })
     }
 
-    /// Opens the embedded store in `state.dir/keys` for serving, and starts
-    /// writing spent credits back every second. Key and identity limits
-    /// count in `limiter`; with `state.redis`, config keys' credits are
-    /// leased from the replicas' shared ledger over the limiter's link.
+    /// Opens the store for serving — `state.database` when set (and starts
+    /// listening for the other replicas' changes), else the embedded one in
+    /// `state.dir/keys` — and starts writing spent credits back every
+    /// second. Key and identity limits count in `limiter`; with
+    /// `state.redis`, config keys' credits are leased from the replicas'
+    /// shared ledger over the limiter's link.
     pub fn open(state: &StateSettings, limiter: RateLimiter) -> Result<Arc<Self>, StoreError> {
-        let dir = state.subdir("keys").map_err(|source| StoreError::Io {
-            path: state.dir.join("keys").display().to_string(),
-            source,
-        })?;
         let shared_credits = match limiter.redis_link() {
             Some(link) => Some(SharedCredits::start(link, state.credit_lease, state.outage_credits).map_err(|source| {
                 StoreError::Io {
@@ -148,8 +153,27 @@ impl KeyService {
             })?),
             None => None,
         };
-        let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
-        let service = Arc::new(Self::with_store(store, limiter, shared_credits)?);
+        let service = match &state.database {
+            Some(url) => {
+                let store = Arc::new(postgres::PgStore::open(url)?);
+                let service = Arc::new(Self::with_store(store.clone(), limiter, shared_credits, state.cache_ttl)?);
+                let weak = Arc::downgrade(&service);
+                postgres::listen(&store, move |change| {
+                    if let Some(service) = weak.upgrade() {
+                        service.apply(change);
+                    }
+                });
+                service
+            }
+            None => {
+                let dir = state.subdir("keys").map_err(|source| StoreError::Io {
+                    path: state.dir.join("keys").display().to_string(),
+                    source,
+                })?;
+                let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
+                Arc::new(Self::with_store(store, limiter, shared_credits, EMBEDDED_FOUND_TTL)?)
+            }
+        };
         let weak = Arc::downgrade(&service);
         std::thread::Builder::new()
             .name("keygate-credits".into())
@@ -166,7 +190,8 @@ impl KeyService {
     pub fn open_existing(state: &StateSettings) -> Result<Arc<Self>, StoreError> {
         let dir = state.dir.join("keys");
         if dir.join("keys.db").exists() {
-            Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::open(&dir)?), RateLimiter::default(), None)?))
+            let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
+            Ok(Arc::new(Self::with_store(store, RateLimiter::default(), None, EMBEDDED_FOUND_TTL)?))
         } else {
             Self::in_memory()
         }
@@ -174,7 +199,8 @@ impl KeyService {
 
     /// A service over a fresh in-memory store (tests, benchmarks, `check`).
     pub fn in_memory() -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self::with_store(Arc::new(sqlite::SqliteStore::in_memory()?), RateLimiter::default(), None)?))
+        let store = Arc::new(sqlite::SqliteStore::in_memory()?);
+        Ok(Arc::new(Self::with_store(store, RateLimiter::default(), None, EMBEDDED_FOUND_TTL)?))
     }
 
     /// Writes spent credits before a graceful exit (at most a second is
@@ -209,6 +235,12 @@ impl KeyService {
     /// When the change also rewrote key records (a rename or a deletion),
     /// `records_rewritten` forgets every cached key as well.
     pub fn roles_changed(&self, records_rewritten: bool) -> Result<(), StoreError> {
+        self.roles_changed_here(records_rewritten)?;
+        self.announce(Change::Roles { records_rewritten });
+        Ok(())
+    }
+
+    fn roles_changed_here(&self, records_rewritten: bool) -> Result<(), StoreError> {
         let generation = self.roles.load().generation + 1;
         self.roles.store(Arc::new(RoleGrants::new(generation, self.catalogue.role_grants()?)));
         if records_rewritten {
@@ -221,6 +253,11 @@ impl KeyService {
     /// The identity `external_id` changed (or appeared, or went): its
     /// cached keys are read again.
     pub fn identity_changed(&self, external_id: &str) {
+        self.identity_changed_here(external_id);
+        self.announce(Change::Identity(external_id.to_string()));
+    }
+
+    fn identity_changed_here(&self, external_id: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let external_id = external_id.to_string();
         let of_identity = move |_: &KeyHash, key: &Arc<ActiveKey>| key.record.identity.as_ref().is_some_and(|i| i.external_id == external_id);
@@ -234,8 +271,47 @@ impl KeyService {
 
     /// Rate-limit overrides changed: the limiter applies the stored ones from now on.
     pub fn overrides_changed(&self) -> Result<(), StoreError> {
+        self.overrides_changed_here()?;
+        self.announce(Change::Overrides);
+        Ok(())
+    }
+
+    fn overrides_changed_here(&self) -> Result<(), StoreError> {
         self.limiter.overrides().install(self.catalogue.all_overrides()?);
         Ok(())
+    }
+
+    /// Tells the processes sharing the store about a change made here.
+    fn announce(&self, change: Change) {
+        if let Err(e) = self.store.announce(&change) {
+            tracing::warn!("cannot tell the other replicas about a change ({change:?}); their caches catch up within state.cache_ttl: {e}");
+        }
+    }
+
+    /// A change another process announced (or [`Change::Everything`] after
+    /// announcements may have been missed): the caches drop what it touched.
+    pub fn apply(&self, change: Change) {
+        let reloaded = match change {
+            Change::Key(hash) => {
+                self.forget_here(&hash);
+                Ok(())
+            }
+            Change::Identity(external_id) => {
+                self.identity_changed_here(&external_id);
+                Ok(())
+            }
+            Change::Roles { records_rewritten } => self.roles_changed_here(records_rewritten),
+            Change::Overrides => self.overrides_changed_here(),
+            Change::Everything => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.found.invalidate_all();
+                self.missing.invalidate_all();
+                self.roles_changed_here(true).and_then(|()| self.overrides_changed_here())
+            }
+        };
+        if let Err(e) = reloaded {
+            tracing::warn!("cannot apply another replica's change: {e}");
+        }
     }
 
     /// The process's rate-limit counters, which `ratelimit` policies and
@@ -324,8 +400,14 @@ impl KeyService {
         }
     }
 
-    /// Forgets what the caches know about `hash` (an admin change).
+    /// Forgets what the caches here and in the other replicas know about
+    /// `hash` (an admin change).
     fn forget(&self, hash: &KeyHash) {
+        self.forget_here(hash);
+        self.announce(Change::Key(*hash));
+    }
+
+    fn forget_here(&self, hash: &KeyHash) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.found.invalidate(hash);
         self.missing.invalidate(hash);

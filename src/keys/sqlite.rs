@@ -32,7 +32,7 @@ static SCHEMA_VERSIONS: &[M<'static>] = &[
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(SCHEMA_VERSIONS);
 
 /// A key with its balance and its identity's meta and rate limits.
-const KEY_COLUMNS: &str = "k.hash, k.record, c.remaining, c.period, i.meta, i.ratelimits FROM keys k
+pub(super) const KEY_COLUMNS: &str = "k.hash, k.record, c.remaining, c.period, i.meta, i.ratelimits FROM keys k
      LEFT JOIN credits c ON c.key_id = k.id LEFT JOIN identities i ON i.external_id = k.external_id";
 
 /// Connections reserved for verification lookups.

@@ -43,7 +43,7 @@ fn identity_row(row: &Row<'_>) -> Result<Result<Identity, StoreError>, rusqlite:
     Ok(fill_identity(&mut identity, &meta, &limits).map(|()| identity))
 }
 
-fn identity_json(identity: &Identity) -> Result<(String, String), StoreError> {
+pub(super) fn identity_json(identity: &Identity) -> Result<(String, String), StoreError> {
     let meta = serde_json::to_string(&identity.meta).map_err(|e| corrupt(&identity.external_id, e))?;
     let limits = serde_json::to_string(&identity.ratelimits).map_err(|e| corrupt(&identity.external_id, e))?;
     Ok((meta, limits))
@@ -134,7 +134,7 @@ fn rewrite_keys(tx: &Transaction<'_>, filter: &str, param: &str, change: impl Fn
 }
 
 /// `list` with `from` renamed to `to` (`None`: removed), sorted and unique.
-fn renamed(list: &mut Vec<String>, from: &str, to: Option<&str>) {
+pub(super) fn renamed(list: &mut Vec<String>, from: &str, to: Option<&str>) {
     let changed: Vec<String> = list
         .drain(..)
         .filter_map(|item| if item == from { to.map(str::to_string) } else { Some(item) })

@@ -1,7 +1,8 @@
 //! Where keys persist: the [`KeyStore`] trait the rest of keygate talks to,
-//! so a shared database can replace the embedded one later.
-//! The embedded implementation is [`super::sqlite::SqliteStore`].
+//! implemented by the embedded store ([`super::sqlite::SqliteStore`]) and
+//! the shared database ([`super::postgres::PgStore`]).
 
+use super::changes::Change;
 use super::model::{Balance, KeyHash, Keyspace, StoredKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +12,15 @@ pub enum StoreError {
     /// The schema cannot be brought to this keygate's version.
     #[error("key store: the database schema cannot be brought to this keygate's version (was it written by a newer keygate?): {0}")]
     Schema(#[from] rusqlite_migration::Error),
+    /// The shared database failed a query (or a row did not decode).
+    #[error("key store (postgres): {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The shared database cannot be reached: the caller may answer 503.
+    #[error("key store: the database is unreachable: {0}")]
+    Unreachable(String),
+    /// The shared database's schema is newer than this keygate knows.
+    #[error("key store: the database schema is at version {found}, newer than this keygate's {known}: upgrade keygate")]
+    NewerSchema { found: i64, known: i64 },
     #[error("key store: cannot create {path}: {source}")]
     Io {
         path: String,
@@ -69,6 +79,12 @@ pub trait KeyStore: Send + Sync {
     /// Writes balances gathered by `collect` under the write lock, so no
     /// admin change to a balance can be overwritten by an older value.
     fn save_balances(&self, collect: &mut dyn FnMut() -> Vec<(String, Balance, Option<String>)>) -> Result<(), StoreError>;
+
+    /// Tells the other processes sharing this store what changed, so their
+    /// caches drop it at once. The embedded store has no one to tell.
+    fn announce(&self, _change: &Change) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// What `update_key` does to the persisted balance.

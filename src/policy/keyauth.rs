@@ -196,7 +196,7 @@ impl Policy for KeyAuth {
                 tracing::error!(limit = %name, "keyauth names a rate limit that neither the key nor its identity has, without inline limit/duration");
                 ErrorCode::InternalServerError
             }
-            Verdict::Unavailable(_) => ErrorCode::InternalServerError,
+            Verdict::Unavailable(_) => ErrorCode::StoreUnavailable,
         };
         Outcome::Reject(GatewayError::new(code))
     }

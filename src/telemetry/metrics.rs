@@ -121,6 +121,8 @@ pub struct Metrics {
     pub jwks_fetch_failures: Counter,
     /// Calls to the shared rate-limit and credit store (`state.redis`) that failed.
     pub ratelimit_backend_errors: Counter,
+    /// Queries to the shared key store (`state.database`) that failed.
+    pub store_errors: Counter,
     /// Trace spans that never reached the collector (queue full, export failed).
     pub trace_spans_dropped: Counter,
     certificate_expiry: Family<HostLabel, Gauge>,
@@ -212,6 +214,12 @@ impl Metrics {
             "Failed calls to state.redis for rate-limit counters and credits (decisions go on locally)",
             ratelimit_backend_errors.clone(),
         );
+        let store_errors = Counter::default();
+        registry.register(
+            "keygate_store_errors",
+            "Failed queries to state.database (cached keys keep verifying; unknown keys and admin writes answer 503)",
+            store_errors.clone(),
+        );
         let trace_spans_dropped = Counter::default();
         registry.register(
             "keygate_trace_spans_dropped",
@@ -243,6 +251,7 @@ impl Metrics {
             openapi_fetch_failures,
             jwks_fetch_failures,
             ratelimit_backend_errors,
+            store_errors,
             trace_spans_dropped,
             certificate_expiry,
             acme_orders,

@@ -14,6 +14,7 @@ pub mod load_errors;
 pub mod metrics;
 pub mod net;
 pub mod pebble;
+pub mod postgres;
 pub mod problem;
 pub mod raw_http;
 pub mod redis;
