@@ -19,18 +19,39 @@ fn rsa_key() -> (Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let key = dir.path().join("key.pem");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).output().expect("openssl is installed");
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is installed");
         assert!(out.status.success(), "openssl {args:?}");
         out.stdout
     };
-    run(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key.to_str().expect("utf-8 path")]);
-    let der = run(&["pkcs8", "-topk8", "-nocrypt", "-in", key.to_str().expect("utf-8 path"), "-outform", "DER"]);
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key.to_str().expect("utf-8 path"),
+    ]);
+    let der = run(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        key.to_str().expect("utf-8 path"),
+        "-outform",
+        "DER",
+    ]);
     (std::fs::read(&key).expect("key file"), der)
 }
 
 /// Serves `jwks` at `/jwks.json` on a loopback port, forever.
 fn serve_jwks(runtime: &tokio::runtime::Runtime, jwks: String) -> std::net::SocketAddr {
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
     let addr = listener.local_addr().expect("address");
     runtime.spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,7 +70,11 @@ fn serve_jwks(runtime: &tokio::runtime::Runtime, jwks: String) -> std::net::Sock
 }
 
 fn jwt(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let (pem, der) = rsa_key();
     let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).expect("PKCS#8 RSA key");
     let public: ring::signature::RsaPublicKeyComponents<Vec<u8>> = pair.public().into();
@@ -67,8 +92,12 @@ fn jwt(c: &mut Criterion) {
     let claims = serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "user_42", "org_id": "org_7", "iat": now, "exp": now + 3600});
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("k1".into());
-    let token = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("RSA PEM"))
-        .expect("signs");
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("RSA PEM"),
+    )
+    .expect("signs");
     let head = http::Request::get("/v1/users")
         .header("authorization", format!("Bearer {token}"))
         .body(())
@@ -79,7 +108,9 @@ fn jwt(c: &mut Criterion) {
 
     // The first request fetches the key set; every later one uses the cache.
     let mut state = PolicyState::default();
-    runtime.block_on(chain.evaluate(&view, &mut state)).expect("the token verifies");
+    runtime
+        .block_on(chain.evaluate(&view, &mut state))
+        .expect("the token verifies");
     assert!(state.principal().is_some());
 
     c.bench_function("jwtauth: RS256 verify, cached JWKS", |b| {

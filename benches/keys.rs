@@ -23,7 +23,10 @@ fn record() -> KeyRecord {
 }
 
 fn verify(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let service = KeyService::in_memory().expect("in-memory store");
     let statics = StaticKeys::default();
     let mut record = record();

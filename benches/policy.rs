@@ -83,7 +83,10 @@ fn policy_chain(c: &mut Criterion) {
         assert!(evaluate(&chain, &view, &mut state));
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    println!("allocations per no-match evaluation of 10 policies: {}", allocations as f64 / 1000.0);
+    println!(
+        "allocations per no-match evaluation of 10 policies: {}",
+        allocations as f64 / 1000.0
+    );
     assert_eq!(allocations, 0, "the no-match path must not allocate");
 
     c.bench_function("policy chain: 10 match-only policies, no match", |b| {

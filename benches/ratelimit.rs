@@ -36,7 +36,9 @@ fn decisions(c: &mut Criterion) {
     // Many buckets, visited in a scattered order: 10k fit the caches, a
     // million do not (each decision then waits on memory a few times).
     for count in [10_000, MILLION] {
-        let buckets: Vec<String> = (0..count).map(|i| format!("policy:dep:rl:10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)).collect();
+        let buckets: Vec<String> = (0..count)
+            .map(|i| format!("policy:dep:rl:10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+            .collect();
         for bucket in &buckets {
             limiter.check_one(&limit(bucket), true, now);
         }
@@ -48,7 +50,10 @@ fn decisions(c: &mut Criterion) {
             })
         });
     }
-    println!("buckets held after a million identifiers (capacity 1,048,576): {}", limiter.buckets());
+    println!(
+        "buckets held after a million identifiers (capacity 1,048,576): {}",
+        limiter.buckets()
+    );
 }
 
 fn policy(c: &mut Criterion) {
@@ -66,7 +71,13 @@ fn policy(c: &mut Criterion) {
     c.bench_function("ratelimit policy: remote_ip + header, allowed", |b| {
         b.iter_batched_ref(
             PolicyState::default,
-            |state| chain.evaluate(&view, state).now_or_never().expect("never waits").is_ok(),
+            |state| {
+                chain
+                    .evaluate(&view, state)
+                    .now_or_never()
+                    .expect("never waits")
+                    .is_ok()
+            },
             BatchSize::SmallInput,
         )
     });
@@ -90,9 +101,16 @@ fn lua_per_decision(c: &mut Criterion) {
         println!("KEYGATE_BENCH_REDIS not set: skipping the Lua-per-decision comparison");
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut connection = runtime
-        .block_on(async { redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await })
+        .block_on(async {
+            redis::Client::open(url.as_str())?
+                .get_multiplexed_async_connection()
+                .await
+        })
         .expect("redis reachable");
     let script = redis::Script::new(LUA_WINDOW);
     c.bench_function("ratelimit: Lua script per decision (round trip, not taken)", |b| {

@@ -14,9 +14,19 @@ fn build(hosts: usize) -> RouteTable<usize> {
         let host = HostPattern::parse(&format!("h{i}.example.com")).expect("valid host");
         table.insert(host, PathPrefix::root(), false, i);
         let api = PathPrefix::parse("/api").expect("valid prefix");
-        table.insert(HostPattern::parse(&format!("h{i}.example.com")).expect("valid host"), api, true, i);
+        table.insert(
+            HostPattern::parse(&format!("h{i}.example.com")).expect("valid host"),
+            api,
+            true,
+            i,
+        );
     }
-    table.insert(HostPattern::parse("*.preview.example.com").expect("valid host"), PathPrefix::root(), false, 0);
+    table.insert(
+        HostPattern::parse("*.preview.example.com").expect("valid host"),
+        PathPrefix::root(),
+        false,
+        0,
+    );
     table
 }
 
@@ -25,12 +35,18 @@ fn resolve(c: &mut Criterion) {
     let mut group = c.benchmark_group("resolve");
     let head = |target: &str| request_head("GET", target, &[("user-agent", "bench"), ("accept", "*/*")]);
     let (users, api, root) = (head("/users/1"), head("/api/v1/users"), head("/"));
-    group.bench_function("exact host, root", |b| b.iter(|| table.resolve(black_box("h4242.example.com"), black_box(&users))));
+    group.bench_function("exact host, root", |b| {
+        b.iter(|| table.resolve(black_box("h4242.example.com"), black_box(&users)))
+    });
     group.bench_function("exact host with port and case, prefix", |b| {
         b.iter(|| table.resolve(black_box("H4242.Example.com:8443"), black_box(&api)))
     });
-    group.bench_function("wildcard host", |b| b.iter(|| table.resolve(black_box("pr-17.preview.example.com"), black_box(&root))));
-    group.bench_function("unknown host", |b| b.iter(|| table.resolve(black_box("nope.example.org"), black_box(&root))));
+    group.bench_function("wildcard host", |b| {
+        b.iter(|| table.resolve(black_box("pr-17.preview.example.com"), black_box(&root)))
+    });
+    group.bench_function("unknown host", |b| {
+        b.iter(|| table.resolve(black_box("nope.example.org"), black_box(&root)))
+    });
     group.finish();
 }
 
@@ -60,12 +76,17 @@ routes:
     let mut group = c.benchmark_group("resolve, one host with 10 rules");
     let cases = [
         ("exact path", request_head("GET", "/health", &[])),
-        ("prefix after 3 conditional rules", request_head("GET", "/v1/users/1?page=2", &[("accept", "*/*")])),
+        (
+            "prefix after 3 conditional rules",
+            request_head("GET", "/v1/users/1?page=2", &[("accept", "*/*")]),
+        ),
         ("header match", request_head("GET", "/v1/users/1", &[("x-canary", "1")])),
         ("regex", request_head("GET", "/files/report", &[])),
     ];
     for (name, head) in &cases {
-        group.bench_function(*name, |b| b.iter(|| snapshot.routes.resolve(black_box("api.example.com"), black_box(head))));
+        group.bench_function(*name, |b| {
+            b.iter(|| snapshot.routes.resolve(black_box("api.example.com"), black_box(head)))
+        });
     }
     group.finish();
 }
@@ -74,11 +95,17 @@ routes:
 fn config_text(routes: usize) -> String {
     let mut text = String::from("deployments:\n");
     for d in 0..100 {
-        text.push_str(&format!("  - id: dep_{d}\n    instances: [\"127.0.0.1:{}\"]\n", 3000 + d));
+        text.push_str(&format!(
+            "  - id: dep_{d}\n    instances: [\"127.0.0.1:{}\"]\n",
+            3000 + d
+        ));
     }
     text.push_str("routes:\n");
     for r in 0..routes {
-        text.push_str(&format!("  - host: h{r}.example.com\n    deployment: dep_{}\n", r % 100));
+        text.push_str(&format!(
+            "  - host: h{r}.example.com\n    deployment: dep_{}\n",
+            r % 100
+        ));
     }
     text
 }

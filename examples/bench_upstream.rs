@@ -32,19 +32,13 @@ const ONE_MIB: usize = 1024 * 1024;
 fn response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     resp
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .as_deref()
-        .unwrap_or(DEFAULT_ADDR)
-        .parse()?;
+    let addr: SocketAddr = std::env::args().nth(1).as_deref().unwrap_or(DEFAULT_ADDR).parse()?;
 
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,9 +71,7 @@ async fn serve(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let resp = match (req.method().as_str(), req.uri().path()) {
-                    ("GET" | "HEAD", "/small" | "/healthz") => {
-                        response(StatusCode::OK, small.clone())
-                    }
+                    ("GET" | "HEAD", "/small" | "/healthz") => response(StatusCode::OK, small.clone()),
                     ("GET" | "HEAD", "/1m") => response(StatusCode::OK, big.clone()),
                     _ => response(StatusCode::NOT_FOUND, Bytes::from_static(b"not found\n")),
                 };

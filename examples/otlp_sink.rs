@@ -31,7 +31,10 @@ const DEFAULT_ADDR: &str = "127.0.0.1:4318";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::args().nth(1).as_deref().unwrap_or(DEFAULT_ADDR).parse()?;
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serve(addr))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(addr))
 }
 
 async fn serve(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
@@ -39,7 +42,9 @@ async fn serve(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(addr).await?;
     eprintln!("otlp_sink listening on http://{}", listener.local_addr()?);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let spans = spans.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(spans.clone(), req));

@@ -12,16 +12,18 @@ use async_trait::async_trait;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::services::listening::ConnectionLimit;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::ConnectionLimit;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError};
 use crate::keys::KeyService;
 use crate::providers::file::Reloader;
 use crate::proxy::Gateway;
-use crate::runtime::{DockerSettings, Hub, InFlightCounter, KubernetesSettings, Limits, ProviderId, Services, Snapshot};
+use crate::runtime::{
+    DockerSettings, Hub, InFlightCounter, KubernetesSettings, Limits, ProviderId, Services, Snapshot,
+};
 use crate::state::StateSettings;
 use crate::telemetry::traces::Tracing;
 use crate::tls::{AcmeTask, ChallengeTokens, Tls};
@@ -131,7 +133,12 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
         server.add_service(acme);
     }
     let proxy_listeners: Vec<SocketAddr> = listen.http.into_iter().chain(listen.https).collect();
-    let admin = admin_listener.map(|listener| (listener, AdminState::new(hub.clone(), reloader.clone(), tls.clone(), proxy_listeners)));
+    let admin = admin_listener.map(|listener| {
+        (
+            listener,
+            AdminState::new(hub.clone(), reloader.clone(), tls.clone(), proxy_listeners),
+        )
+    });
     let control = ControlPlane {
         connections,
         hub,
@@ -189,7 +196,10 @@ fn h2_options(limits: &Limits) -> H2Options {
 }
 
 /// Applies `limits.max_connections` from every new snapshot.
-async fn follow_connection_limit(mut changes: tokio::sync::watch::Receiver<Arc<Snapshot>>, connections: Arc<ConnectionLimit>) {
+async fn follow_connection_limit(
+    mut changes: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    connections: Arc<ConnectionLimit>,
+) {
     while changes.changed().await.is_ok() {
         let max = changes.borrow_and_update().limits.max_connections;
         connections.set_max(max);
@@ -236,11 +246,20 @@ impl BackgroundService for ControlPlane {
         let kubernetes = self.kubernetes.clone().map(|settings| {
             self.hub.await_first_publish(ProviderId::Kubernetes);
             let certs = self.tls.as_ref().map(|tls| tls.store.clone());
-            tokio::spawn(crate::providers::kubernetes::run(settings, self.hub.clone(), certs, shutdown.clone()))
+            tokio::spawn(crate::providers::kubernetes::run(
+                settings,
+                self.hub.clone(),
+                certs,
+                shutdown.clone(),
+            ))
         });
         let docker = self.docker.clone().map(|settings| {
             self.hub.await_first_publish(ProviderId::Docker);
-            tokio::spawn(crate::providers::docker::run(settings, self.hub.clone(), shutdown.clone()))
+            tokio::spawn(crate::providers::docker::run(
+                settings,
+                self.hub.clone(),
+                shutdown.clone(),
+            ))
         });
         if let Some((listener, state)) = &self.admin {
             let listener = listener

@@ -29,13 +29,29 @@ pub enum HttpError {
     #[error("invalid URL {0:?}")]
     Url(String),
     #[error("{method} {url}: {message}")]
-    Transport { method: http::Method, url: String, message: String },
+    Transport {
+        method: http::Method,
+        url: String,
+        message: String,
+    },
     #[error("{method} {url}: status {status}")]
-    Status { method: http::Method, url: String, status: u16 },
+    Status {
+        method: http::Method,
+        url: String,
+        status: u16,
+    },
     #[error("{method} {url}: no answer within {timeout:?}")]
-    Timeout { method: http::Method, url: String, timeout: Duration },
+    Timeout {
+        method: http::Method,
+        url: String,
+        timeout: Duration,
+    },
     #[error("{method} {url}: body larger than {limit} bytes")]
-    TooLarge { method: http::Method, url: String, limit: usize },
+    TooLarge {
+        method: http::Method,
+        url: String,
+        limit: usize,
+    },
 }
 
 /// A response whose body fails once it exceeds the limit it was sent with.
@@ -80,35 +96,68 @@ impl HttpClient {
     /// and be at most `limit` bytes.
     pub async fn get(&self, url: &str, timeout: Duration, limit: usize) -> Result<Bytes, HttpError> {
         let request = http::Request::get(url)
-            .header(http::header::ACCEPT, "application/json, application/yaml;q=0.9, */*;q=0.5")
+            .header(
+                http::header::ACCEPT,
+                "application/json, application/yaml;q=0.9, */*;q=0.5",
+            )
             .body(Bytes::new())
             .map_err(|_| HttpError::Url(url.to_string()))?;
         let response = self.execute(request, timeout, limit).await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(HttpError::Status { method: http::Method::GET, url: url.to_string(), status: status.as_u16() });
+            return Err(HttpError::Status {
+                method: http::Method::GET,
+                url: url.to_string(),
+                status: status.as_u16(),
+            });
         }
         match response.into_body().collect().await {
             Ok(body) => Ok(body.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(HttpError::TooLarge { method: http::Method::GET, url: url.to_string(), limit })
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::TooLarge {
+                method: http::Method::GET,
+                url: url.to_string(),
+                limit,
+            }),
+            Err(e)
+                if e.downcast_ref::<reqwest::Error>()
+                    .is_some_and(reqwest::Error::is_timeout) =>
+            {
+                Err(HttpError::Timeout {
+                    method: http::Method::GET,
+                    url: url.to_string(),
+                    timeout,
+                })
             }
-            Err(e) if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout) => {
-                Err(HttpError::Timeout { method: http::Method::GET, url: url.to_string(), timeout })
-            }
-            Err(e) => Err(HttpError::Transport { method: http::Method::GET, url: url.to_string(), message: with_causes(&*e) }),
+            Err(e) => Err(HttpError::Transport {
+                method: http::Method::GET,
+                url: url.to_string(),
+                message: with_causes(&*e),
+            }),
         }
     }
 
-    async fn execute(&self, request: http::Request<Bytes>, timeout: Duration, limit: usize) -> Result<LimitedResponse, HttpError> {
+    async fn execute(
+        &self,
+        request: http::Request<Bytes>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<LimitedResponse, HttpError> {
         let (method, url) = (request.method().clone(), request.uri().to_string());
         let mut request = reqwest::Request::try_from(request).map_err(|_| HttpError::Url(url.clone()))?;
         *request.timeout_mut() = Some(timeout);
         let response = self.http.execute(request).await.map_err(|e| {
             if e.is_timeout() {
-                HttpError::Timeout { method: method.clone(), url: url.clone(), timeout }
+                HttpError::Timeout {
+                    method: method.clone(),
+                    url: url.clone(),
+                    timeout,
+                }
             } else {
-                HttpError::Transport { method: method.clone(), url: url.clone(), message: with_causes(&e) }
+                HttpError::Transport {
+                    method: method.clone(),
+                    url: url.clone(),
+                    message: with_causes(&e),
+                }
             }
         })?;
         if response.content_length().is_some_and(|length| length > limit as u64) {
@@ -209,7 +258,10 @@ mod tests {
     #[tokio::test]
     async fn gets_a_document() {
         let url = serve("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
-        assert_eq!(client().get(&url, Duration::from_secs(5), 10).await.unwrap(), Bytes::from_static(b"{}"));
+        assert_eq!(
+            client().get(&url, Duration::from_secs(5), 10).await.unwrap(),
+            Bytes::from_static(b"{}")
+        );
     }
 
     #[tokio::test]
@@ -243,8 +295,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_names_its_cause() {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let error = client().get(&format!("http://{addr}/"), Duration::from_secs(5), 10).await.unwrap_err();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let error = client()
+            .get(&format!("http://{addr}/"), Duration::from_secs(5), 10)
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("Connection refused"), "{error}");
     }
 

@@ -59,7 +59,9 @@ const ROOT_KEY_FILE: [&str; 2] = ["admin", "root_key"];
 impl StateSettings {
     /// `<state.dir>/admin/root_key`.
     pub fn root_key_path(&self) -> PathBuf {
-        ROOT_KEY_FILE.iter().fold(self.dir.clone(), |path, part| path.join(part))
+        ROOT_KEY_FILE
+            .iter()
+            .fold(self.dir.clone(), |path, part| path.join(part))
     }
 
     /// The local root key, or `None` when its file does not exist.
@@ -83,7 +85,10 @@ impl StateSettings {
             return Ok(key);
         }
         let path = self.root_key_path();
-        let io = |source| RootKeyError::Io { path: path.clone(), source };
+        let io = |source| RootKeyError::Io {
+            path: path.clone(),
+            source,
+        };
         let dir = self.subdir(ROOT_KEY_FILE[0]).map_err(io)?;
         let key = generate();
         let mut file = tempfile::Builder::new()
@@ -144,7 +149,10 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state.root_key_path()), 0o600);
         assert_eq!(mode(state.root_key_path().parent().unwrap()), 0o700);
-        assert_eq!(state.root_key_or_create(|| "kg_root_second".into()).unwrap(), "kg_root_first");
+        assert_eq!(
+            state.root_key_or_create(|| "kg_root_second".into()).unwrap(),
+            "kg_root_first"
+        );
         assert_eq!(state.read_root_key().unwrap().as_deref(), Some("kg_root_first"));
     }
 

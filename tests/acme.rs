@@ -50,10 +50,14 @@ fn replica_template(https: SocketAddr, pebble: &Pebble, state: &Path, hosts: &[&
 
 /// Waits until `host` is served a certificate issued by Pebble; returns it (DER).
 async fn wait_for_pebble_cert(gw: &Gateway, https: SocketAddr, host: &str) -> Vec<u8> {
-    poll_until(format!("a Pebble certificate for {host}\n{}", gw.logs()), ISSUE_WAIT, || async {
-        let hs = tls_handshake(https, host, TLS_ANY, &[]).await.ok()?;
-        (hs.issuer.contains("Pebble") && hs.sans == [host]).then_some(hs.leaf)
-    })
+    poll_until(
+        format!("a Pebble certificate for {host}\n{}", gw.logs()),
+        ISSUE_WAIT,
+        || async {
+            let hs = tls_handshake(https, host, TLS_ANY, &[]).await.ok()?;
+            (hs.issuer.contains("Pebble") && hs.sans == [host]).then_some(hs.leaf)
+        },
+    )
     .await
 }
 
@@ -67,10 +71,18 @@ async fn a_route_host_gets_a_served_pebble_certificate_that_a_restart_reuses() {
     let pebble = Pebble::start(http_port).await;
     let state = tempfile::tempdir().unwrap();
     let https = free_addr();
-    let config = template(https, &pebble, state.path(), &["app.example.com", "localhost", "*.w.example.com"]);
+    let config = template(
+        https,
+        &pebble,
+        state.path(),
+        &["app.example.com", "localhost", "*.w.example.com"],
+    );
     let gw = Launch::new(config.clone()).http_port(http_port).start().await;
     assert_eq!(orders(&gw, "success").await, 0.0, "counters exist from start-up");
-    assert_eq!(gw.metric_opt(&format!("{ORDERS}{{result=\"failure\"}}")).await, Some(0.0));
+    assert_eq!(
+        gw.metric_opt(&format!("{ORDERS}{{result=\"failure\"}}")).await,
+        Some(0.0)
+    );
 
     let issued = wait_for_pebble_cert(&gw, https, "app.example.com").await;
     let resp = https_get(https, "app.example.com", "/hello?x=1").await.unwrap();
@@ -93,19 +105,30 @@ async fn a_route_host_gets_a_served_pebble_certificate_that_a_restart_reuses() {
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", key.display());
     let key_pem = std::fs::read_to_string(&key).unwrap();
-    assert!(!logs.contains(key_pem.lines().nth(1).unwrap()), "key material in the logs");
+    assert!(
+        !logs.contains(key_pem.lines().nth(1).unwrap()),
+        "key material in the logs"
+    );
     drop(gw);
 
     // A restart serves the saved certificate and orders nothing.
     let https = free_addr();
-    let config = template(https, &pebble, state.path(), &["app.example.com", "localhost", "*.w.example.com"]);
+    let config = template(
+        https,
+        &pebble,
+        state.path(),
+        &["app.example.com", "localhost", "*.w.example.com"],
+    );
     let gw = Launch::new(config).http_port(http_port).start().await;
     let served = poll_until(format!("the saved certificate served\n{}", gw.logs()), WAIT, || async {
         let hs = tls_handshake(https, "app.example.com", TLS_ANY, &[]).await.ok()?;
         hs.issuer.contains("Pebble").then_some(hs.leaf)
     })
     .await;
-    assert_eq!(served, issued, "the restarted gateway serves the certificate issued before");
+    assert_eq!(
+        served, issued,
+        "the restarted gateway serves the certificate issued before"
+    );
     assert_eq!(orders(&gw, "success").await + orders(&gw, "failure").await, 0.0);
     assert_eq!(pebble.issued(), 1, "Pebble issued a second certificate");
 }
@@ -124,7 +147,12 @@ async fn reloaded_hosts_get_certificates_and_a_ca_outage_only_delays_orders() {
     let a = wait_for_pebble_cert(&gw, https, "a.example.com").await;
 
     // A host added by a hot reload gets its own certificate.
-    gw.write_config(&template(https, &pebble, state.path(), &["a.example.com", "b.example.com"]));
+    gw.write_config(&template(
+        https,
+        &pebble,
+        state.path(),
+        &["a.example.com", "b.example.com"],
+    ));
     let b = wait_for_pebble_cert(&gw, https, "b.example.com").await;
     gw.wait_metric(&format!("{ORDERS}{{result=\"success\"}}"), 2.0).await;
 
@@ -136,7 +164,8 @@ async fn reloaded_hosts_get_certificates_and_a_ca_outage_only_delays_orders() {
         state.path(),
         &["a.example.com", "b.example.com", "c.example.com"],
     ));
-    gw.wait_metric_at_least(&format!("{ORDERS}{{result=\"failure\"}}"), 3.0).await;
+    gw.wait_metric_at_least(&format!("{ORDERS}{{result=\"failure\"}}"), 3.0)
+        .await;
 
     // Serving never noticed: issued hosts keep their certificates, the
     // pending one gets the default.
@@ -199,14 +228,27 @@ async fn replicas_share_challenge_tokens_and_certificates_through_redis() {
         .http_port(a_http)
         .start()
         .await;
-    let b = Gateway::start(&replica_template(b_https, &pebble, b_state.path(), &["x.example.com"], Some(&redis))).await;
+    let b = Gateway::start(&replica_template(
+        b_https,
+        &pebble,
+        b_state.path(),
+        &["x.example.com"],
+        Some(&redis),
+    ))
+    .await;
 
     // B's token was answered by A, through Redis.
     let issued = wait_for_pebble_cert(&b, b_https, "x.example.com").await;
     assert_eq!(orders(&b, "success").await, 1.0);
 
     // A gets the host by a reload and installs B's certificate instead of ordering.
-    a.write_config(&replica_template(a_https, &pebble, a_state.path(), &["x.example.com"], Some(&redis)));
+    a.write_config(&replica_template(
+        a_https,
+        &pebble,
+        a_state.path(),
+        &["x.example.com"],
+        Some(&redis),
+    ));
     let served = wait_for_pebble_cert(&a, a_https, "x.example.com").await;
     assert_eq!(served, issued, "replica A serves the certificate B was issued");
     assert_eq!(orders(&a, "success").await + orders(&a, "failure").await, 0.0);

@@ -72,12 +72,7 @@ fn env_var_value_with_yaml_syntax_stays_one_value() {
 #[test]
 fn unknown_field() {
     let yaml = insert_after(VALID, 10, "    bogus_field: 1");
-    assert_invalid(
-        "unknown field",
-        &yaml,
-        &["bogus_field", "deployments[1]"],
-        &[11],
-    );
+    assert_invalid("unknown field", &yaml, &["bogus_field", "deployments[1]"], &[11]);
 }
 
 #[test]
@@ -95,24 +90,13 @@ fn bad_duration() {
 #[test]
 fn route_to_unknown_deployment() {
     let yaml = with_line(16, "    deployment: dep_missing");
-    assert_invalid(
-        "unknown deployment",
-        &yaml,
-        &["dep_missing", "routes[1]"],
-        &[14, 16],
-    );
+    assert_invalid("unknown deployment", &yaml, &["dep_missing", "routes[1]"], &[14, 16]);
 }
 
 #[test]
 fn duplicate_deployment_ids() {
-    let yaml =
-        with_line(9, "  - id: dep_a").replace("    deployment: dep_b", "    deployment: dep_a");
-    assert_invalid(
-        "duplicate deployment id",
-        &yaml,
-        &["dep_a", "deployments[1]"],
-        &[9],
-    );
+    let yaml = with_line(9, "  - id: dep_a").replace("    deployment: dep_b", "    deployment: dep_a");
+    assert_invalid("duplicate deployment id", &yaml, &["dep_a", "deployments[1]"], &[9]);
 }
 
 #[test]
@@ -139,12 +123,7 @@ fn unset_env_var() {
 #[test]
 fn bad_instance_address() {
     let yaml = with_line(8, "    instances: [\"127.0.0.1:3000\", \"not an address\"]");
-    assert_invalid(
-        "bad instance address",
-        &yaml,
-        &["deployments[0].instances"],
-        &[8],
-    );
+    assert_invalid("bad instance address", &yaml, &["deployments[0].instances"], &[8]);
 }
 
 #[test]
@@ -159,12 +138,7 @@ fn yaml_syntax_error() {
 fn missing_file_exits_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.yaml");
-    let out = run_keygate(
-        &["check", "--config", path.to_str().unwrap()],
-        dir.path(),
-        &[],
-        &[],
-    );
+    let out = run_keygate(&["check", "--config", path.to_str().unwrap()], dir.path(), &[], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("absent.yaml"));
 }

@@ -75,7 +75,13 @@ fn refusal(url: &str, key: &str, status: &str) -> String {
 
 /// `GET /v1/routes` with `Authorization: Bearer key`: the status.
 async fn routes_status(gw: &Gateway, key: &str) -> u16 {
-    let response = gw.client().get(gw.admin_url("/v1/routes")).bearer_auth(key).send().await.unwrap();
+    let response = gw
+        .client()
+        .get(gw.admin_url("/v1/routes"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
     response.status().as_u16()
 }
 
@@ -88,16 +94,30 @@ async fn client_commands_take_the_gateway_and_root_key_from_flags_or_the_environ
     let url = admin_url(&gw);
     let by_flag: [&str; 4] = ["--admin", &url, "--root-key", ROOT];
     let by_env: [&str; 2] = ["--admin", &url];
-    for (flags, env) in [(&by_flag[..], &[][..]), (&by_env[..], &[("KEYGATE_ROOT_KEY", ROOT)][..])] {
+    for (flags, env) in [
+        (&by_flag[..], &[][..]),
+        (&by_env[..], &[("KEYGATE_ROOT_KEY", ROOT)][..]),
+    ] {
         let with = |command: &[&'static str]| [command, flags].concat();
         let routes = keygate(cwd, &with(&["routes"]), env).await;
         assert!(routes.success, "{}", routes.stderr);
-        assert!(routes.stdout.starts_with("HOST") && routes.stdout.contains("app.test") && routes.stdout.contains("builtin:echo (up)"), "{}", routes.stdout);
+        assert!(
+            routes.stdout.starts_with("HOST")
+                && routes.stdout.contains("app.test")
+                && routes.stdout.contains("builtin:echo (up)"),
+            "{}",
+            routes.stdout
+        );
         let reload = keygate(cwd, &with(&["reload"]), env).await;
         assert!(reload.success, "{}", reload.stderr);
         assert_eq!(reload.stdout, format!("reloaded the gateway at {url}\n"));
         let certs = keygate(cwd, &with(&["certs", "list"]), env).await;
-        assert!(certs.success && certs.stdout.starts_with("HOST  SOURCE"), "{}{}", certs.stdout, certs.stderr);
+        assert!(
+            certs.success && certs.stdout.starts_with("HOST  SOURCE"),
+            "{}{}",
+            certs.stdout,
+            certs.stderr
+        );
     }
     let health = keygate(cwd, &["health", "--admin", &url], &[]).await;
     assert!(health.success);
@@ -107,14 +127,34 @@ async fn client_commands_take_the_gateway_and_root_key_from_flags_or_the_environ
     for command in [&["routes"][..], &["reload"], &["certs", "list"]] {
         let ran = keygate(cwd, &[command, &["--admin", &url, "--root-key", "wrong"]].concat(), &[]).await;
         assert!(!ran.success && ran.stdout.is_empty(), "{command:?}: {}", ran.stdout);
-        let expected = refusal(&url, "the key from --root-key", "401 err:unkey:authentication:key_not_found");
+        let expected = refusal(
+            &url,
+            "the key from --root-key",
+            "401 err:unkey:authentication:key_not_found",
+        );
         assert_eq!(ran.stderr, format!("keygate: {expected}\n"), "{command:?}");
     }
     let ran = keygate(cwd, &["reload", "--admin", &url], &[("KEYGATE_ROOT_KEY", "wrong")]).await;
-    assert!(ran.stderr.contains(&refusal(&url, "the key from KEYGATE_ROOT_KEY", "401 err:unkey:authentication:key_not_found")), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&refusal(
+            &url,
+            "the key from KEYGATE_ROOT_KEY",
+            "401 err:unkey:authentication:key_not_found"
+        )),
+        "{}",
+        ran.stderr
+    );
     let ran = keygate(cwd, &["routes", "--admin", &url], &[]).await;
     assert!(!ran.success);
-    assert!(ran.stderr.contains(&refusal(&url, "no root key was sent", "401 err:unkey:authentication:missing")), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&refusal(
+            &url,
+            "no root key was sent",
+            "401 err:unkey:authentication:missing"
+        )),
+        "{}",
+        ran.stderr
+    );
 
     // With admin.root_keys set, the gateway keeps no local root key.
     assert!(!root_key_file(&gw).exists());
@@ -129,7 +169,12 @@ async fn without_root_keys_the_gateway_keeps_a_local_root_key_that_clients_use()
     assert_eq!(mode(file.parent().unwrap()), 0o700);
     let key = std::fs::read_to_string(&file).unwrap().trim().to_string();
     assert!(key.starts_with("kg_root_") && key.len() >= 36, "{key}");
-    assert_eq!(gw.stderr().matches(&*file.display().to_string()).count(), 1, "logged once where it is:\n{}", gw.stderr());
+    assert_eq!(
+        gw.stderr().matches(&*file.display().to_string()).count(),
+        1,
+        "logged once where it is:\n{}",
+        gw.stderr()
+    );
 
     // The admin API accepts it, and only it.
     assert_eq!(routes_status(&gw, &key).await, 200);
@@ -138,11 +183,26 @@ async fn without_root_keys_the_gateway_keeps_a_local_root_key_that_clients_use()
     // Client commands with the same --config read it.
     let config = gw.config_path.to_str().unwrap().to_string();
     let routes = keygate(gw.dir.path(), &["routes", "--config", &config], &[]).await;
-    assert!(routes.success && routes.stdout.starts_with("HOST") && routes.stdout.contains("app.test"), "{}{}", routes.stdout, routes.stderr);
+    assert!(
+        routes.success && routes.stdout.starts_with("HOST") && routes.stdout.contains("app.test"),
+        "{}{}",
+        routes.stdout,
+        routes.stderr
+    );
     let reload = keygate(gw.dir.path(), &["reload", "--config", &config, "--verbose"], &[]).await;
     assert!(reload.success, "{}", reload.stderr);
-    assert!(reload.stderr.contains(&format!("root key: the local root key in {}", file.display())), "{}", reload.stderr);
-    assert_eq!(gw.stderr().matches(&*file.display().to_string()).count(), 1, "a reload keeps the key without a word");
+    assert!(
+        reload
+            .stderr
+            .contains(&format!("root key: the local root key in {}", file.display())),
+        "{}",
+        reload.stderr
+    );
+    assert_eq!(
+        gw.stderr().matches(&*file.display().to_string()).count(),
+        1,
+        "a reload keeps the key without a word"
+    );
     assert_eq!(routes_status(&gw, &key).await, 200, "a reload keeps the key");
 
     // The same key after a restart.
@@ -168,23 +228,45 @@ async fn without_a_gateway_routes_shows_the_file_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let admin = closed_addr();
     let config = dir.path().join("keygate.yaml");
-    std::fs::write(&config, format!("listen:\n  http: \"{}\"\n  admin: \"{admin}\"\n{ECHO}", closed_addr())).unwrap();
+    std::fs::write(
+        &config,
+        format!("listen:\n  http: \"{}\"\n  admin: \"{admin}\"\n{ECHO}", closed_addr()),
+    )
+    .unwrap();
     let config = config.to_str().unwrap();
     let url = format!("http://{admin}");
 
     let routes = keygate(dir.path(), &["routes", "--config", config], &[]).await;
     assert!(routes.success, "{}", routes.stderr);
     let first = routes.stdout.lines().next().unwrap_or_default();
-    assert_eq!(first, format!("(no gateway answered at {url}; showing the routes of {config})"));
-    assert!(routes.stdout.contains("app.test") && routes.stdout.contains("dep_echo"), "{}", routes.stdout);
+    assert_eq!(
+        first,
+        format!("(no gateway answered at {url}; showing the routes of {config})")
+    );
+    assert!(
+        routes.stdout.contains("app.test") && routes.stdout.contains("dep_echo"),
+        "{}",
+        routes.stdout
+    );
 
     let health = keygate(dir.path(), &["health", "--config", config], &[]).await;
     assert!(!health.success);
-    assert!(health.stderr.starts_with(&format!("no gateway answered at {url}: ")), "{}", health.stderr);
+    assert!(
+        health.stderr.starts_with(&format!("no gateway answered at {url}: ")),
+        "{}",
+        health.stderr
+    );
     assert_eq!(health.stderr.lines().count(), 1, "{}", health.stderr);
     for command in [&["reload"][..], &["certs", "list"]] {
         let ran = keygate(dir.path(), &[command, &["--config", config]].concat(), &[]).await;
-        assert!(!ran.success && ran.stderr.starts_with(&format!("keygate: no gateway answered at {url}: ")), "{command:?}: {}", ran.stderr);
+        assert!(
+            !ran.success
+                && ran
+                    .stderr
+                    .starts_with(&format!("keygate: no gateway answered at {url}: ")),
+            "{command:?}: {}",
+            ran.stderr
+        );
     }
     // Showing the file's routes creates no state.
     assert!(!dir.path().join("state").exists());
@@ -203,14 +285,20 @@ async fn health_fails_while_the_gateway_is_not_ready() {
             }
         }
         let body = "not ready: listeners or routing providers are starting\n";
-        let response = format!("HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
         let _ = stream.write_all(response.as_bytes()).await;
     })
     .await;
     let cwd = tempfile::tempdir().unwrap();
     let health = keygate(cwd.path(), &["health", "--admin", &format!("http://{addr}")], &[]).await;
     assert!(!health.success);
-    assert_eq!(health.stderr, "not ready: listeners or routing providers are starting\n");
+    assert_eq!(
+        health.stderr,
+        "not ready: listeners or routing providers are starting\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -220,16 +308,35 @@ async fn a_config_needing_the_servers_environment_still_works_with_an_explicit_a
     let config = gw.config_path.to_str().unwrap().to_string();
     let url = admin_url(&gw);
     // The client runs without CLI_TEST_SERVER_SECRET.
-    let routes = keygate(gw.dir.path(), &["routes", "--config", &config, "--admin", &url, "--root-key", ROOT], &[]).await;
-    assert!(routes.success && routes.stdout.contains("app.test"), "{}{}", routes.stdout, routes.stderr);
-    let reload = keygate(gw.dir.path(), &["reload", "--config", &config, "--admin", &url], &[("KEYGATE_ROOT_KEY", ROOT)]).await;
+    let routes = keygate(
+        gw.dir.path(),
+        &["routes", "--config", &config, "--admin", &url, "--root-key", ROOT],
+        &[],
+    )
+    .await;
+    assert!(
+        routes.success && routes.stdout.contains("app.test"),
+        "{}{}",
+        routes.stdout,
+        routes.stderr
+    );
+    let reload = keygate(
+        gw.dir.path(),
+        &["reload", "--config", &config, "--admin", &url],
+        &[("KEYGATE_ROOT_KEY", ROOT)],
+    )
+    .await;
     assert!(reload.success, "{}", reload.stderr);
     let health = keygate(gw.dir.path(), &["health", "--config", &config, "--admin", &url], &[]).await;
     assert!(health.success, "{}", health.stderr);
     // Without --admin the file is needed for the address, and says what is missing.
     let routes = keygate(gw.dir.path(), &["routes", "--config", &config, "--root-key", ROOT], &[]).await;
     assert!(!routes.success);
-    assert!(routes.stderr.contains("CLI_TEST_SERVER_SECRET") && routes.stderr.contains("--admin"), "{}", routes.stderr);
+    assert!(
+        routes.stderr.contains("CLI_TEST_SERVER_SECRET") && routes.stderr.contains("--admin"),
+        "{}",
+        routes.stderr
+    );
 }
 
 /// The balance a request through `paid.test` saw after spending its credit.
@@ -245,19 +352,42 @@ async fn spend(gw: &Gateway, key: &str) -> i64 {
 async fn keys_commands_go_through_a_running_gateway_so_its_credit_flush_cannot_overwrite_them() {
     let mut gw = Gateway::start(PAID).await;
     let config = gw.config_path.to_str().unwrap().to_string();
-    let keys = |args: &[&str]| -> Vec<String> { ["keys", "--config", &config].iter().chain(args).map(|a| a.to_string()).collect() };
-    let created = keygate(gw.dir.path(), &keys(&["create", "--api", "ks_main", "--credits", "10", "--json"]), &[]).await;
+    let keys = |args: &[&str]| -> Vec<String> {
+        ["keys", "--config", &config]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let created = keygate(
+        gw.dir.path(),
+        &keys(&["create", "--api", "ks_main", "--credits", "10", "--json"]),
+        &[],
+    )
+    .await;
     assert!(created.success, "{}", created.stderr);
     let created: Value = serde_json::from_str(&created.stdout).unwrap();
-    let (id, key) = (created["data"]["keyId"].as_str().unwrap(), created["data"]["key"].as_str().unwrap());
+    let (id, key) = (
+        created["data"]["keyId"].as_str().unwrap(),
+        created["data"]["key"].as_str().unwrap(),
+    );
     for left in [9, 8, 7] {
         assert_eq!(spend(&gw, key).await, left);
     }
 
-    let update = keygate(gw.dir.path(), &keys(&["update", id, "--credits", "100", "--verbose"]), &[]).await;
+    let update = keygate(
+        gw.dir.path(),
+        &keys(&["update", id, "--credits", "100", "--verbose"]),
+        &[],
+    )
+    .await;
     assert!(update.success, "{}", update.stderr);
     assert_eq!(update.stdout, "ok\n", "the path taken is not part of the output");
-    assert!(update.stderr.contains("keys.updateKey through the gateway's admin API"), "{}", update.stderr);
+    assert!(
+        update.stderr.contains("keys.updateKey through the gateway's admin API"),
+        "{}",
+        update.stderr
+    );
     assert_eq!(spend(&gw, key).await, 99);
     assert_eq!(spend(&gw, key).await, 98);
 
@@ -268,7 +398,10 @@ async fn keys_commands_go_through_a_running_gateway_so_its_credit_flush_cannot_o
     let got = keygate(gw.dir.path(), &keys(&["get", id, "--json"]), &[]).await;
     assert!(got.success, "{}", got.stderr);
     let got: Value = serde_json::from_str(&got.stdout).unwrap();
-    assert_eq!(got["data"]["credits"]["remaining"], 98, "100 set through the gateway, minus 2 spent after");
+    assert_eq!(
+        got["data"]["credits"]["remaining"], 98,
+        "100 set through the gateway, minus 2 spent after"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -279,12 +412,27 @@ async fn keys_commands_use_the_embedded_store_when_no_gateway_answers() {
     let config = gw.config_path.to_str().unwrap().to_string();
     let created = keygate(
         gw.dir.path(),
-        &["keys", "--config", &config, "create", "--api", "ks_main", "--credits", "5", "--json", "-v"],
+        &[
+            "keys",
+            "--config",
+            &config,
+            "create",
+            "--api",
+            "ks_main",
+            "--credits",
+            "5",
+            "--json",
+            "-v",
+        ],
         &[],
     )
     .await;
     assert!(created.success, "{}", created.stderr);
-    assert!(created.stderr.contains("keys.createKey runs on the embedded store"), "{}", created.stderr);
+    assert!(
+        created.stderr.contains("keys.createKey runs on the embedded store"),
+        "{}",
+        created.stderr
+    );
     let created: Value = serde_json::from_str(&created.stdout).unwrap();
     gw.restart().await;
     assert_eq!(spend(&gw, created["data"]["key"].as_str().unwrap()).await, 4);

@@ -33,7 +33,10 @@ fn committed_schema() -> Value {
 /// The schema's complaints about `instance` (empty: valid).
 fn errors(schema: &Value, instance: &Value) -> Vec<String> {
     let validator = jsonschema::validator_for(schema).unwrap();
-    validator.iter_errors(instance).map(|e| format!("{}: {e}", e.instance_path())).collect()
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
 }
 
 #[test]
@@ -46,8 +49,14 @@ fn committed_schema_is_the_generated_one() {
     );
     let schema: Value = serde_json::from_str(&generated).unwrap();
     assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
-    assert_eq!(schema["additionalProperties"], false, "unknown top-level fields are errors");
-    assert!(schema["$defs"]["PolicySpec"]["oneOf"].is_array(), "a policy has exactly one action");
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown top-level fields are errors"
+    );
+    assert!(
+        schema["$defs"]["PolicySpec"]["oneOf"].is_array(),
+        "a policy has exactly one action"
+    );
     let timeout = &schema["$defs"]["LimitsSpec"]["properties"]["request_timeout"];
     assert_eq!(timeout["default"], "15m");
     assert!(timeout["description"].as_str().is_some_and(|d| !d.is_empty()));
@@ -58,7 +67,12 @@ fn committed_schema_is_the_generated_one() {
 /// ConfigMaps (base and overlays) and the complete file in docs/config.md.
 fn example_configs() -> Vec<(String, String)> {
     let mut configs = Vec::new();
-    for file in ["config/keygate.yaml", "config/docker.yaml", "examples/keygate.docker.yaml", "deploy/systemd/keygate.yaml"] {
+    for file in [
+        "config/keygate.yaml",
+        "config/docker.yaml",
+        "examples/keygate.docker.yaml",
+        "deploy/systemd/keygate.yaml",
+    ] {
         configs.push((file.to_string(), std::fs::read_to_string(repo(file)).unwrap()));
     }
     let mut manifests = Vec::new();
@@ -92,14 +106,24 @@ fn example_configs() -> Vec<(String, String)> {
 fn every_example_config_passes_the_schema_and_check() {
     let schema = committed_schema();
     let configs = example_configs();
-    assert!(configs.len() >= 7, "{:?}", configs.iter().map(|c| &c.0).collect::<Vec<_>>());
+    assert!(
+        configs.len() >= 7,
+        "{:?}",
+        configs.iter().map(|c| &c.0).collect::<Vec<_>>()
+    );
     let dir = tempfile::tempdir().unwrap();
     for (origin, text) in configs {
         let problems = errors(&schema, &yaml(&text));
-        assert!(problems.is_empty(), "{origin} does not pass docs/config.schema.json: {problems:#?}");
+        assert!(
+            problems.is_empty(),
+            "{origin} does not pass docs/config.schema.json: {problems:#?}"
+        );
         let file = dir.path().join("example.yaml");
         std::fs::write(&file, &text).unwrap();
-        let env = [("KEYGATE_ROOT_KEY", "root"), ("KEYGATE_REDIS_URL", "redis://127.0.0.1:1")];
+        let env = [
+            ("KEYGATE_ROOT_KEY", "root"),
+            ("KEYGATE_REDIS_URL", "redis://127.0.0.1:1"),
+        ];
         keygate(&["check", "--config", "example.yaml"], dir.path(), &env);
     }
 }
@@ -169,18 +193,46 @@ fn the_crd_refuses_a_malformed_policy() {
     for (why, policies) in [
         ("no id", json!([{"firewall": {"action": "deny"}}])),
         ("no action", json!([{"id": "a"}])),
-        ("two actions", json!([{"id": "a", "firewall": {"action": "deny"}, "ip": {"allow": []}}])),
-        ("an unknown firewall action", json!([{"id": "a", "firewall": {"action": "allow"}}])),
-        ("a limit that is not a number", json!([{"id": "a", "ratelimit": {"limit": "lots", "window": "1m"}}])),
-        ("a window that is not a duration", json!([{"id": "a", "ratelimit": {"limit": 1, "window": "soon"}}])),
-        ("a match with two keys", json!([{"id": "a", "match": [{"path": {"prefix": "/"}, "method": ["GET"]}], "firewall": {"action": "deny"}}])),
-        ("a value test with two kinds", json!([{"id": "a", "match": [{"path": {"prefix": "/", "exact": "/"}}], "firewall": {"action": "deny"}}])),
-        ("a size that is not a size", json!([{"id": "a", "logging": {"max_body_bytes": "lots"}}])),
+        (
+            "two actions",
+            json!([{"id": "a", "firewall": {"action": "deny"}, "ip": {"allow": []}}]),
+        ),
+        (
+            "an unknown firewall action",
+            json!([{"id": "a", "firewall": {"action": "allow"}}]),
+        ),
+        (
+            "a limit that is not a number",
+            json!([{"id": "a", "ratelimit": {"limit": "lots", "window": "1m"}}]),
+        ),
+        (
+            "a window that is not a duration",
+            json!([{"id": "a", "ratelimit": {"limit": 1, "window": "soon"}}]),
+        ),
+        (
+            "a match with two keys",
+            json!([{"id": "a", "match": [{"path": {"prefix": "/"}, "method": ["GET"]}], "firewall": {"action": "deny"}}]),
+        ),
+        (
+            "a value test with two kinds",
+            json!([{"id": "a", "match": [{"path": {"prefix": "/", "exact": "/"}}], "firewall": {"action": "deny"}}]),
+        ),
+        (
+            "a size that is not a size",
+            json!([{"id": "a", "logging": {"max_body_bytes": "lots"}}]),
+        ),
         ("policies that are not a list", json!({"id": "a"})),
     ] {
         assert!(!errors(schema, &object(policies)).is_empty(), "the CRD accepts {why}");
     }
-    assert!(!errors(schema, &json!({"apiVersion": "keygate.dev/v1alpha1", "kind": "KeygatePolicy"})).is_empty(), "no spec");
+    assert!(
+        !errors(
+            schema,
+            &json!({"apiVersion": "keygate.dev/v1alpha1", "kind": "KeygatePolicy"})
+        )
+        .is_empty(),
+        "no spec"
+    );
 }
 
 #[test]
@@ -219,7 +271,11 @@ routes:
     assert_eq!(value["deployments"][0]["upstream"]["selection"], "p2c");
     assert_eq!(value["deployments"][0]["policies"][0]["enabled"], true);
 
-    let json_text = keygate(&["config", "print", "--config", "keygate.yaml", "--format", "json"], dir.path(), &[]);
+    let json_text = keygate(
+        &["config", "print", "--config", "keygate.yaml", "--format", "json"],
+        dir.path(),
+        &[],
+    );
     let json: Value = serde_json::from_str(&json_text).unwrap();
     assert_eq!(json, value, "YAML and JSON print the same configuration");
     assert_eq!(errors(&committed_schema(), &json), Vec::<String>::new());

@@ -75,12 +75,21 @@ async fn served_by(gw: &Gateway, host: &str) -> Result<String, u16> {
 
 async fn wait_served_by(gw: &Gateway, host: &str, want: Result<&str, u16>, within: Duration) {
     let want = want.map(str::to_string);
-    wait_for(format!("{host} served by {want:?}"), within, || async { served_by(gw, host).await == want }).await;
+    wait_for(format!("{host} served by {want:?}"), within, || async {
+        served_by(gw, host).await == want
+    })
+    .await;
 }
 
 /// `GET /v1/routes` from the admin API.
 async fn routes_table(gw: &Gateway) -> Value {
-    let response = gw.client().get(gw.admin_url("/v1/routes")).bearer_auth(ROOT).send().await.unwrap();
+    let response = gw
+        .client()
+        .get(gw.admin_url("/v1/routes"))
+        .bearer_auth(ROOT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     response.json::<Value>().await.unwrap()["data"].clone()
 }
@@ -89,8 +98,11 @@ async fn routes_table(gw: &Gateway) -> Value {
 async fn instances_of(gw: &Gateway, id: &str) -> Option<Vec<String>> {
     let table = routes_table(gw).await;
     let deployment = table["deployments"].as_array()?.iter().find(|d| d["id"] == id)?.clone();
-    let mut addresses: Vec<String> =
-        deployment["instances"].as_array()?.iter().map(|i| i["address"].as_str().unwrap_or("").to_string()).collect();
+    let mut addresses: Vec<String> = deployment["instances"]
+        .as_array()?
+        .iter()
+        .map(|i| i["address"].as_str().unwrap_or("").to_string())
+        .collect();
     addresses.sort();
     Some(addresses)
 }
@@ -107,9 +119,16 @@ async fn h2c_upstream() -> (SocketAddr, JoinHandle<()>) {
     serve_loopback(|stream| async move {
         let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
             let seen = format!("{:?}", request.version());
-            Ok::<_, Infallible>(Response::builder().header("x-upstream", "h2c").body(Full::new(Bytes::from(seen))).unwrap())
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("x-upstream", "h2c")
+                    .body(Full::new(Bytes::from(seen)))
+                    .unwrap(),
+            )
         });
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     })
     .await
 }
@@ -123,7 +142,11 @@ async fn a_container_is_served_while_it_runs_and_leaves_within_a_second_of_its_e
     // Ready means listed: the container is served from the first request.
     assert_eq!(served_by(&gw, "web.test").await, Ok("a".into()));
     let seen = a.last_seen();
-    assert_eq!(seen.one("x-deployment-id"), Some("docker/web"), "default deployment id: docker/<container name>");
+    assert_eq!(
+        seen.one("x-deployment-id"),
+        Some("docker/web"),
+        "default deployment id: docker/<container name>"
+    );
 
     engine.stop(id.as_str());
     wait_served_by(&gw, "web.test", Err(404), EVENT_DEADLINE).await;
@@ -179,25 +202,51 @@ async fn every_label_shapes_what_is_served() {
             .label("keygate.protocol", "h2c"),
     );
     // Not enabled: never served (exposed_by_default is off).
-    engine.run(Spec::new("plain", "127.0.0.1").expose(site.addr.port()).label("keygate.host", "plain.test"));
+    engine.run(
+        Spec::new("plain", "127.0.0.1")
+            .expose(site.addr.port())
+            .label("keygate.host", "plain.test"),
+    );
     let gw = gateway(&engine).await;
 
-    assert_eq!(served_by_at(&gw, "site.test", "/api/orders?x=1").await, Ok("site".into()));
+    assert_eq!(
+        served_by_at(&gw, "site.test", "/api/orders?x=1").await,
+        Ok("site".into())
+    );
     assert_eq!(site.last_seen().uri, "/orders?x=1", "keygate.strip_prefix removes /api");
     assert_eq!(served_by_at(&gw, "pr-7.preview.test", "/api").await, Ok("site".into()));
     assert_eq!(site.last_seen().uri, "/");
-    assert_eq!(served_by_at(&gw, "site.test", "/other").await, Err(404), "only /api is routed");
-    assert_eq!(served_by_at(&gw, "a.b.preview.test", "/api").await, Err(404), "*. matches one label");
+    assert_eq!(
+        served_by_at(&gw, "site.test", "/other").await,
+        Err(404),
+        "only /api is routed"
+    );
+    assert_eq!(
+        served_by_at(&gw, "a.b.preview.test", "/api").await,
+        Err(404),
+        "*. matches one label"
+    );
 
     assert_eq!(served_by(&gw, "ambiguous.test").await, Err(404));
-    assert!(gw.stderr().contains("container ambiguous: exposes ports 1, "), "{}", gw.logs());
+    assert!(
+        gw.stderr().contains("container ambiguous: exposes ports 1, "),
+        "{}",
+        gw.logs()
+    );
 
     assert_eq!(served_by(&gw, "named.test").await, Ok("named".into()));
     assert_eq!(named.last_seen().one("x-deployment-id"), Some("shop-api"));
 
     let response = gw.get("grpc.test", "/").send().await.unwrap();
-    assert_eq!(response.headers().get("x-upstream").map(|v| v.to_str().unwrap()), Some("h2c"));
-    assert_eq!(response.text().await.unwrap(), "HTTP/2.0", "keygate.protocol=h2c speaks HTTP/2 to the container");
+    assert_eq!(
+        response.headers().get("x-upstream").map(|v| v.to_str().unwrap()),
+        Some("h2c")
+    );
+    assert_eq!(
+        response.text().await.unwrap(),
+        "HTTP/2.0",
+        "keygate.protocol=h2c speaks HTTP/2 to the container"
+    );
 
     assert_eq!(served_by(&gw, "plain.test").await, Err(404));
 }
@@ -205,8 +254,14 @@ async fn every_label_shapes_what_is_served() {
 #[tokio::test]
 async fn scaling_a_compose_service_adds_and_removes_instances() {
     let engine = FakeEngine::start().await;
-    let (a, b, c) = (Upstream::inspector("a").await, Upstream::inspector("b").await, Upstream::inspector("c").await);
-    let replica = |number: u32, upstream: &Upstream| web(&format!("shop-api-{number}"), upstream, "api.test").compose("shop", "api", number);
+    let (a, b, c) = (
+        Upstream::inspector("a").await,
+        Upstream::inspector("b").await,
+        Upstream::inspector("c").await,
+    );
+    let replica = |number: u32, upstream: &Upstream| {
+        web(&format!("shop-api-{number}"), upstream, "api.test").compose("shop", "api", number)
+    };
     let first = engine.run(replica(1, &a));
     engine.run(replica(2, &b));
     let gw = gateway(&engine).await;
@@ -250,7 +305,13 @@ async fn docker_health_states_decide_which_containers_take_traffic() {
     // `starting` is not ready: the route is there, no instance is.
     assert_eq!(served_by(&gw, "checked.test").await, Err(503));
     let response = gw.get("checked.test", "/").send().await.unwrap();
-    assert_problem(response, 503, "err:frontline:capacity:no_running_instances", "Service Unavailable").await;
+    assert_problem(
+        response,
+        503,
+        "err:frontline:capacity:no_running_instances",
+        "Service Unavailable",
+    )
+    .await;
     assert_eq!(a.hits(), 0);
 
     engine.set_health(&id, "healthy");
@@ -290,7 +351,10 @@ async fn health_check_labels_probe_the_instances() {
         gw.get("probed.test", "/").send().await.unwrap().status() == 200
     })
     .await;
-    assert_eq!(gw.get("probed.test", "/").send().await.unwrap().text().await.unwrap(), "hello");
+    assert_eq!(
+        gw.get("probed.test", "/").send().await.unwrap().text().await.unwrap(),
+        "hello"
+    );
 }
 
 const OFFICE: &str = "policy_sets:\n  office:\n    - id: no-admin\n      match: [{path: {prefix: /admin}}]\n      firewall: {action: deny}\n";
@@ -308,9 +372,19 @@ async fn policy_sets_guard_containers_and_an_unknown_set_fails_closed() {
     assert_problem(response, 403, "err:frontline:client:firewall_denied", "Forbidden").await;
 
     let response = gw.get("typo.test", "/").send().await.unwrap();
-    assert_problem(response, 422, "err:frontline:config:invalid_configuration", "Unprocessable Entity").await;
+    assert_problem(
+        response,
+        422,
+        "err:frontline:config:invalid_configuration",
+        "Unprocessable Entity",
+    )
+    .await;
     assert_eq!(b.hits(), 0, "never served without its policies");
-    assert!(gw.stderr().contains("no policy set \"ofice\" in policy_sets"), "{}", gw.logs());
+    assert!(
+        gw.stderr().contains("no policy set \"ofice\" in policy_sets"),
+        "{}",
+        gw.logs()
+    );
 
     // The set appears in the file: served with it, without a restart.
     let both = format!("{OFFICE}  ofice:\n    - id: no-admin\n      match: [{{path: {{prefix: /admin}}}}]\n      firewall: {{action: deny}}\n");
@@ -323,7 +397,11 @@ async fn policy_sets_guard_containers_and_an_unknown_set_fails_closed() {
 #[tokio::test]
 async fn the_docker_api_going_away_keeps_serving_and_resyncs_when_it_is_back() {
     let engine = FakeEngine::start().await;
-    let (a, b, c) = (Upstream::inspector("a").await, Upstream::inspector("b").await, Upstream::inspector("c").await);
+    let (a, b, c) = (
+        Upstream::inspector("a").await,
+        Upstream::inspector("b").await,
+        Upstream::inspector("c").await,
+    );
     engine.run(web("steady", &a, "steady.test"));
     let leaving = engine.run(web("leaving", &b, "leaving.test"));
     let gw = Arc::new(gateway(&engine).await);
@@ -344,10 +422,15 @@ async fn the_docker_api_going_away_keeps_serving_and_resyncs_when_it_is_back() {
     };
     engine.stop_api();
     wait_for("the gateway notices the engine is gone", WAIT, || async {
-        gw.stderr().contains("Docker API unreachable, serving the containers known")
+        gw.stderr()
+            .contains("Docker API unreachable, serving the containers known")
     })
     .await;
-    assert_eq!(served_by(&gw, "leaving.test").await, Ok("b".into()), "the last known set keeps serving");
+    assert_eq!(
+        served_by(&gw, "leaving.test").await,
+        Ok("b".into()),
+        "the last known set keeps serving"
+    );
     // Changed while the gateway cannot see it: only a new list finds out.
     engine.stop_silently(&leaving);
     engine.run(web("arriving", &c, "arriving.test"));
@@ -362,7 +445,10 @@ async fn the_docker_api_going_away_keeps_serving_and_resyncs_when_it_is_back() {
     let answers = poller.await.unwrap();
     assert!(answers.len() > 20, "the poller ran ({} requests)", answers.len());
     let failed: Vec<_> = answers.iter().filter(|answer| answer.as_deref() != Ok("a")).collect();
-    assert!(failed.is_empty(), "requests failed while the engine was away: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "requests failed while the engine was away: {failed:?}"
+    );
     assert!(gw.stderr().contains("Docker API is back"), "{}", gw.logs());
 
     // And it follows events again.
@@ -377,14 +463,24 @@ async fn the_file_wins_a_host_and_keygate_routes_names_each_routes_provider() {
     let engine = FakeEngine::start().await;
     let a = Upstream::inspector("a").await;
     engine.run(web("clash", &a, "file.test,docker.test"));
-    let gw = Gateway::start(&config(&engine, &one_route("file.test", "dep_file", &["builtin:echo"]), "")).await;
+    let gw = Gateway::start(&config(
+        &engine,
+        &one_route("file.test", "dep_file", &["builtin:echo"]),
+        "",
+    ))
+    .await;
     assert_eq!(served_by(&gw, "docker.test").await, Ok("a".into()));
     let echo: Value = gw.get("file.test", "/").send().await.unwrap().json().await.unwrap();
     assert_eq!(echo["headers"]["x-deployment-id"], "dep_file");
 
     let table = routes_table(&gw).await;
     let provider = |host: &str| {
-        table["routes"].as_array().unwrap().iter().find(|r| r["host"] == host).map(|r| r["provider"].clone())
+        table["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["host"] == host)
+            .map(|r| r["provider"].clone())
     };
     assert_eq!(provider("file.test"), Some("file".into()));
     assert_eq!(provider("docker.test"), Some("docker".into()));
@@ -395,15 +491,33 @@ async fn the_file_wins_a_host_and_keygate_routes_names_each_routes_provider() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let header = stdout.lines().next().unwrap_or("");
     assert!(header.starts_with("HOST") && header.contains("PROVIDER"), "{stdout}");
-    let row = |host: &str| stdout.lines().find(|l| l.starts_with(host)).map(|l| l.split_whitespace().collect::<Vec<_>>());
-    assert_eq!(row("docker.test"), Some(vec!["docker.test", "/", "docker/clash", "docker"]), "{stdout}");
-    assert_eq!(row("file.test"), Some(vec!["file.test", "/", "dep_file", "file"]), "{stdout}");
+    let row = |host: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(host))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    };
+    assert_eq!(
+        row("docker.test"),
+        Some(vec!["docker.test", "/", "docker/clash", "docker"]),
+        "{stdout}"
+    );
+    assert_eq!(
+        row("file.test"),
+        Some(vec!["file.test", "/", "dep_file", "file"]),
+        "{stdout}"
+    );
 
     // The conflict is logged once, not on every change.
     let b = Upstream::inspector("b").await;
     engine.run(web("other", &b, "other.test"));
     wait_served_by(&gw, "other.test", Ok("b"), EVENT_DEADLINE).await;
-    assert_eq!(gw.stderr().matches("host claimed by two providers").count(), 1, "{}", gw.logs());
+    assert_eq!(
+        gw.stderr().matches("host claimed by two providers").count(),
+        1,
+        "{}",
+        gw.logs()
+    );
 }
 
 #[tokio::test]
@@ -443,12 +557,26 @@ async fn the_engine_is_asked_in_the_agreed_api_version_for_enabled_containers_on
     // The version is agreed on the unversioned `/version` (the engine speaks
     // 1.47, older than the client's newest), then named in every path.
     assert_eq!(requests[0], "GET /version", "{requests:#?}");
-    assert!(requests[1..].iter().all(|r| r.starts_with("GET /v1.47/")), "{requests:#?}");
+    assert!(
+        requests[1..].iter().all(|r| r.starts_with("GET /v1.47/")),
+        "{requests:#?}"
+    );
     let listed = requests.iter().find(|r| r.contains("/containers/json")).unwrap();
-    assert!(listed.contains("keygate.enable%3Dtrue"), "only enabled containers are listed: {listed}");
-    assert!(requests.iter().any(|r| r.starts_with("GET /v1.47/containers/") && r.ends_with("/json")), "{requests:#?}");
+    assert!(
+        listed.contains("keygate.enable%3Dtrue"),
+        "only enabled containers are listed: {listed}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /v1.47/containers/") && r.ends_with("/json")),
+        "{requests:#?}"
+    );
     let events = requests.iter().find(|r| r.contains("/events")).unwrap();
-    assert!(events.contains("since=") && events.contains("health_status") && events.contains("keygate.enable%3Dtrue"), "{events}");
+    assert!(
+        events.contains("since=") && events.contains("health_status") && events.contains("keygate.enable%3Dtrue"),
+        "{events}"
+    );
 }
 
 /// The example's compose file and gateway config go together: the config
@@ -461,7 +589,8 @@ fn the_compose_example_is_consistent() {
     let out = support::gateway::run_keygate(&["check", "--config", config_path.to_str().unwrap()], &dir, &[], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    let compose: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap()).unwrap();
+    let compose: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap()).unwrap();
     let services = compose["services"].as_object().expect("services");
     assert!(services.contains_key("keygate"));
     let mut policies = Vec::new();
@@ -474,6 +603,9 @@ fn the_compose_example_is_consistent() {
     }
     assert!(!policies.is_empty(), "the example shows a policy set");
     for name in policies {
-        assert!(config["policy_sets"][name.as_str()].is_array(), "policy set {name} is not in the example config");
+        assert!(
+            config["policy_sets"][name.as_str()].is_array(),
+            "policy set {name} is not in the example config"
+        );
     }
 }

@@ -31,10 +31,7 @@ async fn html_only_when_accept_strictly_prefers_it() {
         (Some("text/html, */*"), false),
         (Some("text/html;q=0.5, application/json"), false),
         (Some("application/json;q=0.9, text/html"), true),
-        (
-            Some("text/html;q=0.9, application/problem+json;q=0.8"),
-            true,
-        ),
+        (Some("text/html;q=0.9, application/problem+json;q=0.8"), true),
         (
             Some("text/html;q=0.8, application/problem+json;q=0.8, application/json;q=0.1"),
             false,
@@ -52,9 +49,7 @@ async fn html_only_when_accept_strictly_prefers_it() {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), 404, "Accept {accept:?}");
         assert_eq!(
-            r.headers()
-                .get("x-unkey-error-source")
-                .map(|v| v.to_str().unwrap()),
+            r.headers().get("x-unkey-error-source").map(|v| v.to_str().unwrap()),
             Some("gateway")
         );
         assert!(
@@ -68,10 +63,7 @@ async fn html_only_when_accept_strictly_prefers_it() {
             .unwrap_or_default();
         let body = r.text().await.unwrap();
         if *want_html {
-            assert!(
-                ct.starts_with("text/html"),
-                "Accept {accept:?}: content-type {ct:?}"
-            );
+            assert!(ct.starts_with("text/html"), "Accept {accept:?}: content-type {ct:?}");
             assert!(
                 body.to_lowercase().contains("<html"),
                 "Accept {accept:?}: not an HTML page: {body}"
@@ -113,20 +105,12 @@ async fn no_instances_is_503_no_running_instances() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
-    assert!(r.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_instance_refusing_is_503_service_unavailable() {
-    let gw = Gateway::start(&one_route(
-        "down.test",
-        "dep_down",
-        &[&closed_addr(), &closed_addr()],
-    ))
-    .await;
+    let gw = Gateway::start(&one_route("down.test", "dep_down", &[&closed_addr(), &closed_addr()])).await;
     let before = gw.metric("keygate_upstream_connect_failures_total").await;
     let started = Instant::now();
     let r = gw.get("down.test", "/").send().await.unwrap();
@@ -177,11 +161,7 @@ async fn connect_failure_moves_on_to_the_next_instance() {
         );
         assert_eq!(r.headers()["x-upstream"], "good");
     }
-    assert_eq!(
-        good.hits(),
-        20,
-        "each request reached the good instance exactly once"
-    );
+    assert_eq!(good.hits(), 20, "each request reached the good instance exactly once");
     // With two of three instances refusing, 20 requests must have met a refusal.
     gw.wait_metric_at_least("keygate_upstream_connect_failures_total", 1.0)
         .await;
@@ -198,21 +178,12 @@ async fn slow_instance_beyond_request_timeout_is_504() {
     let started = Instant::now();
     let r = gw.get("slow.test", "/slow").send().await.unwrap();
     let took = started.elapsed();
-    assert_problem(
-        r,
-        504,
-        "err:frontline:upstream:gateway_timeout",
-        "Gateway Timeout",
-    )
-    .await;
+    assert_problem(r, 504, "err:frontline:upstream:gateway_timeout", "Gateway Timeout").await;
     assert!(
         took >= Duration::from_millis(350),
         "answered before the timeout: {took:?}"
     );
-    assert!(
-        took < Duration::from_secs(5),
-        "timeout not enforced promptly: {took:?}"
-    );
+    assert!(took < Duration::from_secs(5), "timeout not enforced promptly: {took:?}");
     assert_eq!(held.hits(), 1, "the request was sent once, not retried");
 }
 
@@ -229,10 +200,7 @@ async fn dropped_connection_is_502_and_not_retried() {
         .await;
         assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.header("x-unkey-error-source"), Some("gateway"));
-        assert_eq!(
-            r.json()["error"]["code"],
-            "err:frontline:upstream:bad_gateway"
-        );
+        assert_eq!(r.json()["error"]["code"], "err:frontline:upstream:bad_gateway");
         // Only connect failures are retried: the request was sent once.
         assert_eq!(dropper.hits(), i, "request {i} sent more than once");
     }

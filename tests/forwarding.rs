@@ -13,11 +13,7 @@ const HOST: &str = "fwd.test";
 
 async fn setup(extra: &str) -> (Upstream, Gateway) {
     let up = Upstream::inspector("up").await;
-    let gw = Gateway::start(&format!(
-        "{extra}{}",
-        one_route(HOST, "dep_fwd", &[&up.addr_str()])
-    ))
-    .await;
+    let gw = Gateway::start(&format!("{extra}{}", one_route(HOST, "dep_fwd", &[&up.addr_str()]))).await;
     (up, gw)
 }
 
@@ -94,11 +90,7 @@ async fn forwarded_host_proto_deployment_and_host_unchanged() {
     let r = gw.get(host, "/x").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let seen = up.last_seen();
-    assert_eq!(
-        seen.one("host"),
-        Some(host),
-        "Host passed unchanged"
-    );
+    assert_eq!(seen.one("host"), Some(host), "Host passed unchanged");
     assert_eq!(
         seen.one("x-forwarded-host"),
         Some(host),
@@ -127,10 +119,7 @@ async fn request_id_is_returned_and_forwarded_and_server_timing_present() {
             .to_str()
             .unwrap()
             .to_string();
-        assert!(
-            rid.starts_with("req_") && rid.len() > 8,
-            "request id {rid:?}"
-        );
+        assert!(rid.starts_with("req_") && rid.len() > 8, "request id {rid:?}");
         assert_eq!(
             up.last_seen().one("x-request-id"),
             Some(rid.as_str()),
@@ -214,20 +203,13 @@ routes:
     for target in cases {
         let req = format!("GET {target} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
         let r = raw_request(gw.http, req.as_bytes()).await;
-        assert_eq!(
-            r.status,
-            200,
-            "{target}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 200, "{target}: {}", String::from_utf8_lossy(&r.body));
         let v: Value = r.json();
         assert_eq!(v["uri"], target, "request target changed");
     }
 
     // strip_prefix removes only the prefix; the rest stays as received.
-    let req = format!(
-        "GET /api/a%2Fb/%7e?x=%20y&z=%2f HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
-    );
+    let req = format!("GET /api/a%2Fb/%7e?x=%20y&z=%2f HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
     let r = raw_request(gw.http, req.as_bytes()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["uri"], "/a%2Fb/%7e?x=%20y&z=%2f");
@@ -261,14 +243,11 @@ async fn five_mib_bodies_pass_intact_both_directions() {
     assert!(back[..] == data[..], "echoed body differs");
 
     // Chunked request body (streamed, no Content-Length).
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        data.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
     let r = gw
         .request(reqwest::Method::PUT, HOST, "/echo-chunked")
         .header("x-echo-body", "1")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
         .send()
         .await
         .unwrap();

@@ -20,7 +20,11 @@ use tokio::net::TcpStream;
 const HOST: &str = "hard.test";
 
 async fn serving(gw: &Gateway) {
-    let ok = raw_request(gw.http, format!("GET /alive HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    let ok = raw_request(
+        gw.http,
+        format!("GET /alive HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
     assert_eq!(ok.status, 200, "{ok:?}");
 }
 
@@ -36,7 +40,10 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Durati
             }
         }
     };
-    tokio::time::timeout(limit, read_to_close).await.ok().map(|()| started.elapsed())
+    tokio::time::timeout(limit, read_to_close)
+        .await
+        .ok()
+        .map(|()| started.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -49,14 +56,21 @@ async fn slowloris_and_idle_connections_are_closed_in_time() {
     .await;
     // Mid-header, then silence.
     let mut slow = TcpStream::connect(gw.http).await.unwrap();
-    slow.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ").as_bytes()).await.unwrap();
+    slow.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ").as_bytes())
+        .await
+        .unwrap();
     let closed = closed_within(&mut slow, Duration::from_secs(4)).await;
-    assert!(closed.is_some_and(|t| t < Duration::from_millis(2500)), "mid-header: {closed:?}");
+    assert!(
+        closed.is_some_and(|t| t < Duration::from_millis(2500)),
+        "mid-header: {closed:?}"
+    );
     // A byte at a time, each within any per-read timeout: the head deadline still applies.
     let mut dribble = TcpStream::connect(gw.http).await.unwrap();
     let started = Instant::now();
     let mut dropped = false;
-    for byte in b"GET / HTTP/1.1\r\nHost: hard.test\r\nX-Dribble: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+    for byte in
+        b"GET / HTTP/1.1\r\nHost: hard.test\r\nX-Dribble: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    {
         if dribble.write_all(&[*byte]).await.is_err() {
             dropped = true;
             break;
@@ -67,16 +81,28 @@ async fn slowloris_and_idle_connections_are_closed_in_time() {
         }
     }
     let closed = dropped || closed_within(&mut dribble, Duration::from_millis(500)).await.is_some();
-    assert!(closed && started.elapsed() < Duration::from_secs(3), "dribbled head kept open for {:?}", started.elapsed());
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(3),
+        "dribbled head kept open for {:?}",
+        started.elapsed()
+    );
     // A new connection that sends nothing.
     let mut silent = TcpStream::connect(gw.http).await.unwrap();
     let closed = closed_within(&mut silent, Duration::from_secs(4)).await;
-    assert!(closed.is_some_and(|t| t < Duration::from_millis(2500)), "silent: {closed:?}");
+    assert!(
+        closed.is_some_and(|t| t < Duration::from_millis(2500)),
+        "silent: {closed:?}"
+    );
     // Idle between requests: idle_timeout.
     let mut idle = TcpStream::connect(gw.http).await.unwrap();
-    idle.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes()).await.unwrap();
+    idle.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let closed = closed_within(&mut idle, Duration::from_secs(5)).await;
-    assert!(closed.is_some_and(|t| t > Duration::from_millis(1500)), "idle: {closed:?}");
+    assert!(
+        closed.is_some_and(|t| t > Duration::from_millis(1500)),
+        "idle: {closed:?}"
+    );
     serving(&gw).await;
 }
 
@@ -88,14 +114,22 @@ async fn a_stalled_body_gets_408_or_a_close() {
         one_route(HOST, "dep", &[&up.addr_str()])
     ))
     .await;
-    for framing in ["Content-Length: 100\r\n\r\nab", "Transfer-Encoding: chunked\r\n\r\n64\r\nab"] {
+    for framing in [
+        "Content-Length: 100\r\n\r\nab",
+        "Transfer-Encoding: chunked\r\n\r\n64\r\nab",
+    ] {
         let mut slow = TcpStream::connect(gw.http).await.unwrap();
-        slow.write_all(format!("POST / HTTP/1.1\r\nHost: {HOST}\r\n{framing}").as_bytes()).await.unwrap();
+        slow.write_all(format!("POST / HTTP/1.1\r\nHost: {HOST}\r\n{framing}").as_bytes())
+            .await
+            .unwrap();
         let mut answer = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(4), slow.read_to_end(&mut answer)).await;
         assert!(read.is_ok(), "{framing:?}: still open after 4 s");
         let text = String::from_utf8_lossy(&answer);
-        assert!(answer.is_empty() || text.starts_with("HTTP/1.1 408"), "{framing:?}: {text}");
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{framing:?}: {text}"
+        );
     }
     serving(&gw).await;
 }
@@ -109,12 +143,23 @@ async fn underscore_headers_are_dropped_unless_allowed() {
     );
     assert_eq!(raw_request(gw.http, request.as_bytes()).await.status, 200);
     let seen = up.last_seen();
-    assert!(seen.headers.iter().all(|(name, _)| !name.contains('_')), "{:?}", seen.headers);
+    assert!(
+        seen.headers.iter().all(|(name, _)| !name.contains('_')),
+        "{:?}",
+        seen.headers
+    );
     assert_eq!(seen.one("x-normal"), Some("kept"));
 
-    gw.write_config(&format!("limits:\n  allow_underscores_in_headers: true\n{}", one_route(HOST, "dep", &[&up.addr_str()])));
+    gw.write_config(&format!(
+        "limits:\n  allow_underscores_in_headers: true\n{}",
+        one_route(HOST, "dep", &[&up.addr_str()])
+    ));
     wait_for("underscores allowed after reload", WAIT, || async {
-        raw_request(gw.http, format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX_Custom: 1\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        raw_request(
+            gw.http,
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX_Custom: 1\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
         up.last_seen().one("x_custom") == Some("1")
     })
     .await;
@@ -124,13 +169,19 @@ async fn underscore_headers_are_dropped_unless_allowed() {
 async fn nominating_a_gateway_header_in_connection_is_not_a_5xx() {
     let up = Upstream::inspector("up").await;
     let gw = Gateway::start(&one_route(HOST, "dep", &[&up.addr_str()])).await;
-    let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: keep-alive, X-Forwarded-For\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n");
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: keep-alive, X-Forwarded-For\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n"
+    );
     let mut conn = support::raw_http::RawConn::connect(gw.http).await;
     let response = conn.roundtrip(request.as_bytes()).await.unwrap();
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(up.last_seen().one("x-forwarded-for"), Some("127.0.0.1"));
     // A malformed nomination is the client's error: 400, never 502.
-    let bad = raw_request(gw.http, format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: \":authority\", close\r\n\r\n").as_bytes()).await;
+    let bad = raw_request(
+        gw.http,
+        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: \":authority\", close\r\n\r\n").as_bytes(),
+    )
+    .await;
     assert_eq!(bad.status, 400, "{bad:?}");
     serving(&gw).await;
 }
@@ -178,9 +229,30 @@ routes:
         }
         request.send()
     };
-    assert_eq!(send("/a", &[("x-api-key", "sk_valid_key"), ("cookie", "session=c00kie")]).await.unwrap().status(), 200);
-    assert_eq!(send("/b?page=2&api_key=sk_valid_key", &[("proxy-authorization", "Basic cHJveHk=")]).await.unwrap().status(), 200);
-    assert_eq!(send("/c", &[("authorization", "Bearer sk_valid_key")]).await.unwrap().status(), 200);
+    assert_eq!(
+        send("/a", &[("x-api-key", "sk_valid_key"), ("cookie", "session=c00kie")])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(
+            "/b?page=2&api_key=sk_valid_key",
+            &[("proxy-authorization", "Basic cHJveHk=")]
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert_eq!(
+        send("/c", &[("authorization", "Bearer sk_valid_key")])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let log = gw.dir.path().join("requests.log");
     let records: Vec<Value> = poll_until("3 request-log records", WAIT, || async {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -198,11 +270,21 @@ routes:
     assert_eq!(records[1]["request_headers"]["proxy-authorization"], "[REDACTED]");
 
     // A proxy failure is logged with its request target, never the key.
-    let failed = gw.get("down.test", "/x?api_key=sk_valid_key&token=t0ken").send().await.unwrap();
+    let failed = gw
+        .get("down.test", "/x?api_key=sk_valid_key&token=t0ken")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(failed.status(), 503);
-    wait_for("the proxy failure is logged", WAIT, || async { gw.logs().contains("/x?") }).await;
+    wait_for("the proxy failure is logged", WAIT, || async {
+        gw.logs().contains("/x?")
+    })
+    .await;
     let logs = gw.logs();
-    assert!(!logs.contains("sk_valid_key") && !logs.contains("t0ken"), "credential in the process log:\n{logs}");
+    assert!(
+        !logs.contains("sk_valid_key") && !logs.contains("t0ken"),
+        "credential in the process log:\n{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,7 +309,10 @@ async fn permission_queries_nested_past_the_bound_are_config_errors() {
     // Over a running gateway: the reload is refused, the process keeps serving.
     let mut gw = Gateway::start(&one_route(HOST, "dep", &[&up.addr_str()])).await;
     gw.write_config(&config(5_000));
-    wait_for("the reload error is logged", WAIT, || async { gw.logs().contains("nested deeper than 32") }).await;
+    wait_for("the reload error is logged", WAIT, || async {
+        gw.logs().contains("nested deeper than 32")
+    })
+    .await;
     assert!(gw.try_exit_status().is_none(), "the gateway died");
     serving(&gw).await;
 }
@@ -235,25 +320,37 @@ async fn permission_queries_nested_past_the_bound_are_config_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_beyond_max_connections_are_closed_and_serving_resumes() {
     let up = Upstream::inspector("up").await;
-    let gw = Gateway::start(&format!("limits:\n  max_connections: 8\n{}", one_route(HOST, "dep", &[&up.addr_str()]))).await;
+    let gw = Gateway::start(&format!(
+        "limits:\n  max_connections: 8\n{}",
+        one_route(HOST, "dep", &[&up.addr_str()])
+    ))
+    .await;
     let mut held = Vec::new();
     for _ in 0..8 {
         let mut s = TcpStream::connect(gw.http).await.unwrap();
-        s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes()).await.unwrap();
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut buf = [0u8; 512];
         assert!(s.read(&mut buf).await.unwrap() > 0);
         held.push(s);
     }
     let mut extra = TcpStream::connect(gw.http).await.unwrap();
-    assert!(closed_within(&mut extra, Duration::from_secs(2)).await.is_some(), "the 9th connection was kept");
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2)).await.is_some(),
+        "the 9th connection was kept"
+    );
     drop(held);
     wait_for("serving again once connections closed", WAIT, || async {
         let mut s = TcpStream::connect(gw.http).await.unwrap();
-        s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes()).await.is_ok() && {
-            let mut answer = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut answer)).await;
-            answer.starts_with(b"HTTP/1.1 200")
-        }
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .is_ok()
+            && {
+                let mut answer = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut answer)).await;
+                answer.starts_with(b"HTTP/1.1 200")
+            }
     })
     .await;
 }
@@ -320,7 +417,10 @@ impl Restartable {
                         pending.extend_from_slice(&buf[..n]);
                         while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                             pending.drain(..end + 4);
-                            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -370,5 +470,8 @@ async fn an_instance_back_from_an_outage_under_load_is_readmitted_within_the_bas
     for task in load {
         let _ = task.await;
     }
-    assert!(recovered <= Duration::from_secs(4), "re-admitted {recovered:?} after it came back (base ejection 4 s)");
+    assert!(
+        recovered <= Duration::from_secs(4),
+        "re-admitted {recovered:?} after it came back (base ejection 4 s)"
+    );
 }

@@ -34,8 +34,11 @@ struct Switchable {
 
 impl Switchable {
     async fn start() -> Self {
-        let (healthy, probes, served) =
-            (Arc::new(AtomicBool::new(true)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (healthy, probes, served) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
         let (h, p, s) = (healthy.clone(), probes.clone(), served.clone());
         let (addr, task) = serve_loopback(move |stream| {
             let (h, p, s) = (h.clone(), p.clone(), s.clone());
@@ -45,7 +48,11 @@ impl Switchable {
                     async move {
                         let status = if req.uri().path() == "/healthz" {
                             p.fetch_add(1, Ordering::SeqCst);
-                            if h.load(Ordering::SeqCst) { 200 } else { 503 }
+                            if h.load(Ordering::SeqCst) {
+                                200
+                            } else {
+                                503
+                            }
                         } else {
                             s.fetch_add(1, Ordering::SeqCst);
                             200
@@ -55,11 +62,19 @@ impl Switchable {
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             }
         })
         .await;
-        Self { addr, healthy, probes, served, task }
+        Self {
+            addr,
+            healthy,
+            probes,
+            served,
+            task,
+        }
     }
     fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::SeqCst);
@@ -79,7 +94,11 @@ impl Drop for Switchable {
 }
 
 fn checked(instances: &[SocketAddr], extra: &str) -> String {
-    let list = instances.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    let list = instances
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "deployments:\n  - id: app\n    instances: [{list}]\n    upstream:\n      health_check: {{path: /healthz, interval: 100ms, timeout: 500ms, failure_threshold: 2}}\n{extra}routes:\n  - host: app.test\n    deployment: app\n"
     )
@@ -89,11 +108,17 @@ fn checked(instances: &[SocketAddr], extra: &str) -> String {
 async fn failing_instance_is_taken_out_and_put_back() {
     let (a, b) = (Switchable::start().await, Switchable::start().await);
     let gw = Gateway::start(&checked(&[a.addr, b.addr], "")).await;
-    wait_for("both healthy", WAIT, || async { gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 2.0 }).await;
+    wait_for("both healthy", WAIT, || async {
+        gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 2.0
+    })
+    .await;
 
     b.set_healthy(false);
     // interval × threshold = 200 ms; poll until the gateway agrees.
-    wait_for("b taken out", WAIT, || async { gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 1.0 }).await;
+    wait_for("b taken out", WAIT, || async {
+        gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 1.0
+    })
+    .await;
     let served_before = b.served();
     for _ in 0..40 {
         let resp = gw.get("app.test", "/").send().await.unwrap();
@@ -102,7 +127,10 @@ async fn failing_instance_is_taken_out_and_put_back() {
     assert_eq!(b.served(), served_before, "an unhealthy instance gets no traffic");
 
     b.set_healthy(true);
-    wait_for("b back", WAIT, || async { gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 2.0 }).await;
+    wait_for("b back", WAIT, || async {
+        gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 2.0
+    })
+    .await;
     poll_until("b receives traffic again", WAIT, || async {
         gw.get("app.test", "/").send().await.unwrap();
         (b.served() > served_before).then_some(())
@@ -111,7 +139,10 @@ async fn failing_instance_is_taken_out_and_put_back() {
 
     a.set_healthy(false);
     b.set_healthy(false);
-    wait_for("none healthy", WAIT, || async { gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 0.0 }).await;
+    wait_for("none healthy", WAIT, || async {
+        gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 0.0
+    })
+    .await;
     assert_problem(
         gw.get("app.test", "/").send().await.unwrap(),
         503,
@@ -128,10 +159,16 @@ async fn reload_stops_checkers_of_removed_instances() {
     wait_for("b is probed", WAIT, || async { b.probes() >= 2 }).await;
 
     gw.write_config(&checked(&[a.addr], ""));
-    wait_for("reload applied", RELOAD_DEADLINE, || async { gw.metric("keygate_config_reloads_total").await >= 1.0 }).await;
+    wait_for("reload applied", RELOAD_DEADLINE, || async {
+        gw.metric("keygate_config_reloads_total").await >= 1.0
+    })
+    .await;
     // Let an in-flight probe land, then b must see no more, while a still does.
     let a_before = a.probes();
-    wait_for("a probed after the reload", WAIT, || async { a.probes() >= a_before + 3 }).await;
+    wait_for("a probed after the reload", WAIT, || async {
+        a.probes() >= a_before + 3
+    })
+    .await;
     let b_after = b.probes();
     let a_mark = a.probes();
     wait_for("a probed again", WAIT, || async { a.probes() >= a_mark + 3 }).await;
@@ -159,7 +196,10 @@ async fn repeated_connect_failures_eject_an_instance_without_active_checks() {
         assert_eq!(gw.get("app.test", "/").send().await.unwrap().status(), 200);
     }
     let failures = gw.metric("keygate_upstream_connect_failures_total").await;
-    assert!(failures <= 2.0, "after 2 connect failures the dead instance is ejected, saw {failures}");
+    assert!(
+        failures <= 2.0,
+        "after 2 connect failures the dead instance is ejected, saw {failures}"
+    );
     wait_for("the gauge counts the ejected instance out", WAIT, || async {
         gw.metric(r#"keygate_instances_healthy{deployment="app"}"#).await == 1.0
     })
@@ -200,7 +240,10 @@ async fn power_of_two_choices_sends_less_to_a_slow_instance() {
         shares.insert(selection, slow.hits() - before);
     }
     let (random, p2c) = (shares["random"], shares["p2c"]);
-    assert!(p2c * 2 < random, "p2c sent {p2c} of 96 to the slow instance, random {random}");
+    assert!(
+        p2c * 2 < random,
+        "p2c sent {p2c} of 96 to the slow instance, random {random}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -213,7 +256,12 @@ async fn dns_instances_resolve_every_address() {
     let gw = Gateway::start(&yaml).await;
     assert_eq!(gw.get("app.test", "/").send().await.unwrap().status(), 200);
     assert_eq!(up.hits(), 1);
-    let out = gw.cli(&["routes", "--config", gw.config_path.to_str().unwrap()], &[("KEYGATE_ROOT_KEY", "")]).await;
+    let out = gw
+        .cli(
+            &["routes", "--config", gw.config_path.to_str().unwrap()],
+            &[("KEYGATE_ROOT_KEY", "")],
+        )
+        .await;
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains(&format!("127.0.0.1:{}", up.addr.port())), "{table}");
 }
@@ -230,7 +278,12 @@ async fn h2c_grpc_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
                 let seen = seen.clone();
                 async move {
                     seen.lock().unwrap().push(format!("{:?}", req.version()));
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
                     let mut trailers = http::HeaderMap::new();
                     trailers.insert("grpc-status", "0".parse().unwrap());
                     trailers.insert("grpc-message", "fine".parse().unwrap());
@@ -286,7 +339,9 @@ async fn h2c_upstream_carries_grpc_with_trailers() {
     let name = rustls::pki_types::ServerName::try_from("grpc.test").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
 
     let message = Bytes::from_static(b"\x00\x00\x00\x00\x05hello");
@@ -295,7 +350,10 @@ async fn h2c_upstream_carries_grpc_with_trailers() {
         .header("te", "trailers")
         .body(Full::new(message.clone()))
         .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request)).await.unwrap().unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/grpc");
     let collected = response.into_body().collect().await.unwrap();
@@ -303,5 +361,9 @@ async fn h2c_upstream_carries_grpc_with_trailers() {
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(trailers["grpc-message"], "fine");
     assert_eq!(collected.to_bytes(), message, "the message round-trips byte for byte");
-    assert_eq!(versions.lock().unwrap().as_slice(), ["HTTP/2.0"], "the instance was spoken to over HTTP/2");
+    assert_eq!(
+        versions.lock().unwrap().as_slice(),
+        ["HTTP/2.0"],
+        "the instance was spoken to over HTTP/2"
+    );
 }

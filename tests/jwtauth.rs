@@ -39,13 +39,36 @@ fn rsa_key(kid: &str, alg: Algorithm) -> TestKey {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key.pem");
     let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl is installed");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
-    run(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key.to_str().unwrap()]);
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
     let pem = std::fs::read(&key).unwrap();
-    let der = run(&["pkcs8", "-topk8", "-nocrypt", "-in", key.to_str().unwrap(), "-outform", "DER"]);
+    let der = run(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        key.to_str().unwrap(),
+        "-outform",
+        "DER",
+    ]);
     let public_pem = String::from_utf8(run(&["pkey", "-in", key.to_str().unwrap(), "-pubout"])).unwrap();
     let pair = signature::RsaKeyPair::from_pkcs8(&der).unwrap();
     let public: signature::RsaPublicKeyComponents<Vec<u8>> = pair.public().into();
@@ -111,7 +134,12 @@ fn sign(key: &TestKey, claims: &Value) -> String {
 
 /// A token with a hand-made header and signature (attacks).
 fn forged(header: Value, claims: &Value, signature: &[u8]) -> String {
-    format!("{}.{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()), B64.encode(signature))
+    format!(
+        "{}.{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string()),
+        B64.encode(signature)
+    )
 }
 
 fn config(up: &Upstream, jwtauth: &str) -> String {
@@ -171,8 +199,10 @@ async fn rsa_ec_and_ed25519_tokens_set_the_principal() {
         let resp = call(&gw, Some(&token)).await;
         assert_eq!(resp.status(), 200, "{alg:?}: {}", resp.text().await.unwrap());
         let seen = up.last_seen();
-        let principal: Value = serde_json::from_str(seen.one("x-unkey-principal").expect("principal forwarded")).unwrap();
-        let header_json: Value = serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+        let principal: Value =
+            serde_json::from_str(seen.one("x-unkey-principal").expect("principal forwarded")).unwrap();
+        let header_json: Value =
+            serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
         assert_eq!(
             principal,
             json!({"version": "v1", "subject": "user_42", "type": "JWT", "source": {"jwt": {"header": header_json, "payload": claims}}}),
@@ -182,7 +212,11 @@ async fn rsa_ec_and_ed25519_tokens_set_the_principal() {
         assert!(!raw.contains(": ") && !raw.contains('\n'), "compact JSON: {raw}");
     }
     assert_eq!(idp.hits("/jwks.json"), 1, "the key set is cached");
-    gw.wait_metric(r#"keygate_policy_decisions_total{policy_type="jwtauth",decision="allow"}"#, 7.0).await;
+    gw.wait_metric(
+        r#"keygate_policy_decisions_total{policy_type="jwtauth",decision="allow"}"#,
+        7.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,8 +240,12 @@ async fn every_claim_failure_is_invalid_key() {
     assert!(invalid(&gw, &with("exp", json!(now() - 60))).await.contains("expired"));
     assert!(invalid(&gw, &with("nbf", json!(now() + 120))).await.contains("nbf"));
     assert!(invalid(&gw, &with("iat", json!(now() + 120))).await.contains("iat"));
-    assert!(invalid(&gw, &with("iss", json!("https://evil.test"))).await.contains("issuer"));
-    assert!(invalid(&gw, &with("aud", json!(["other.test"]))).await.contains("audience"));
+    assert!(invalid(&gw, &with("iss", json!("https://evil.test")))
+        .await
+        .contains("issuer"));
+    assert!(invalid(&gw, &with("aud", json!(["other.test"])))
+        .await
+        .contains("audience"));
     assert!(invalid(&gw, &without("exp")).await.contains("exp"));
     assert!(invalid(&gw, &without("sub")).await.contains("sub"));
     assert!(invalid(&gw, &without("aud")).await.contains("audience"));
@@ -227,7 +265,12 @@ async fn every_claim_failure_is_invalid_key() {
 
     let body = assert_problem(call(&gw, None).await, 401, MISSING, "Unauthorized").await;
     assert!(body["error"]["detail"].as_str().unwrap().contains("bearer"));
-    let basic = gw.get("api.test", "/").header("authorization", "Basic dXNlcjpwYXNz").send().await.unwrap();
+    let basic = gw
+        .get("api.test", "/")
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
     assert_problem(basic, 401, MISSING, "Unauthorized").await;
     assert_eq!(up.hits(), 2, "only the two tokens within clock_skew got through");
 }
@@ -238,7 +281,11 @@ async fn require_exp_false_accepts_tokens_without_exp() {
     let idp = DocServer::start().await;
     idp.set("/jwks.json", "application/json", jwks(&[&key]));
     let up = Upstream::counting("app").await;
-    let gw = Gateway::start(&config(&up, &jwks_policy(&idp.url("/jwks.json"), "          require_exp: false\n"))).await;
+    let gw = Gateway::start(&config(
+        &up,
+        &jwks_policy(&idp.url("/jwks.json"), "          require_exp: false\n"),
+    ))
+    .await;
     let mut claims = good_claims();
     claims.as_object_mut().unwrap().remove("exp");
     assert_eq!(call(&gw, Some(&sign(&key, &claims))).await.status(), 200);
@@ -268,7 +315,8 @@ async fn alg_none_and_algorithm_confusion_are_rejected() {
     let public_pem = rsa.public_pem.clone().unwrap();
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = Some("rsa".into());
-    let confused = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(public_pem.as_bytes()).unwrap()).unwrap();
+    let confused =
+        jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(public_pem.as_bytes()).unwrap()).unwrap();
     assert!(invalid(&gw, &confused).await.contains("HS256"));
     // An algorithm outside the list, correctly signed.
     let mut rs512 = Header::new(Algorithm::RS512);
@@ -287,7 +335,11 @@ async fn key_rotation_refetches_once_for_an_unknown_kid() {
     let idp = DocServer::start().await;
     idp.set("/jwks.json", "application/json", jwks(&[&old]));
     let up = Upstream::counting("app").await;
-    let gw = Gateway::start(&config(&up, &jwks_policy(&idp.url("/jwks.json"), "          jwks_cache: 1h\n"))).await;
+    let gw = Gateway::start(&config(
+        &up,
+        &jwks_policy(&idp.url("/jwks.json"), "          jwks_cache: 1h\n"),
+    ))
+    .await;
 
     assert_eq!(call(&gw, Some(&sign(&old, &good_claims()))).await.status(), 200);
     assert_eq!(idp.hits("/jwks.json"), 1);
@@ -298,7 +350,10 @@ async fn key_rotation_refetches_once_for_an_unknown_kid() {
     assert_eq!(call(&gw, Some(&sign(&new, &good_claims()))).await.status(), 200);
     assert_eq!(call(&gw, Some(&sign(&old, &good_claims()))).await.status(), 200);
     // Random kids do not make the gateway hammer the provider.
-    let stranger = TestKey { kid: "unknown".into(), ..rsa_key("x", Algorithm::RS256) };
+    let stranger = TestKey {
+        kid: "unknown".into(),
+        ..rsa_key("x", Algorithm::RS256)
+    };
     for _ in 0..5 {
         assert!(invalid(&gw, &sign(&stranger, &good_claims())).await.contains("kid"));
     }
@@ -311,7 +366,11 @@ async fn anonymous_requests_pass_without_a_principal() {
     let idp = DocServer::start().await;
     idp.set("/jwks.json", "application/json", jwks(&[&key]));
     let up = Upstream::inspector("app").await;
-    let gw = Gateway::start(&config(&up, &jwks_policy(&idp.url("/jwks.json"), "          allow_anonymous: true\n"))).await;
+    let gw = Gateway::start(&config(
+        &up,
+        &jwks_policy(&idp.url("/jwks.json"), "          allow_anonymous: true\n"),
+    ))
+    .await;
     let resp = gw
         .get("api.test", "/")
         .header("x-unkey-principal", r#"{"subject":"spoofed"}"#)
@@ -319,7 +378,11 @@ async fn anonymous_requests_pass_without_a_principal() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(up.last_seen().one("x-unkey-principal"), None, "no Principal, and the spoofed one is gone");
+    assert_eq!(
+        up.last_seen().one("x-unkey-principal"),
+        None,
+        "no Principal, and the spoofed one is gone"
+    );
     let mut expired = good_claims();
     expired["exp"] = json!(now() - 3600);
     invalid(&gw, &sign(&key, &expired)).await;
@@ -343,14 +406,21 @@ async fn oidc_discovery_and_static_pem_keys() {
     let mut claims = good_claims();
     claims["iss"] = json!(issuer);
     assert_eq!(call(&gw, Some(&sign(&rsa, &claims))).await.status(), 200);
-    assert!(invalid(&gw, &sign(&rsa, &good_claims())).await.contains("issuer"), "the issuer defaults to oidc_issuer");
+    assert!(
+        invalid(&gw, &sign(&rsa, &good_claims())).await.contains("issuer"),
+        "the issuer defaults to oidc_issuer"
+    );
     assert_eq!(idp.hits("/.well-known/openid-configuration"), 1);
     drop(gw);
 
     // Inline PEM (no kid needed) and a PEM file relative to the config.
     let pem = rsa.public_pem.clone().unwrap();
     let indented: String = pem.lines().map(|l| format!("            {l}\n")).collect();
-    let gw = Gateway::start(&config(&up, &format!("          public_key_pem: |\n{indented}          issuer: \"{ISSUER}\"\n"))).await;
+    let gw = Gateway::start(&config(
+        &up,
+        &format!("          public_key_pem: |\n{indented}          issuer: \"{ISSUER}\"\n"),
+    ))
+    .await;
     let mut header = Header::new(Algorithm::RS256);
     header.kid = None;
     let token = jsonwebtoken::encode(&header, &good_claims(), &rsa.encoding).unwrap();
@@ -370,7 +440,13 @@ async fn an_unreachable_jwks_is_a_configuration_error() {
     let url = format!("http://{}/jwks.json", closed_addr());
     let gw = Gateway::start(&config(&up, &jwks_policy(&url, ""))).await;
     let resp = call(&gw, Some(&sign(&key, &good_claims()))).await;
-    assert_problem(resp, 422, "err:frontline:config:invalid_configuration", "Unprocessable Entity").await;
+    assert_problem(
+        resp,
+        422,
+        "err:frontline:config:invalid_configuration",
+        "Unprocessable Entity",
+    )
+    .await;
     gw.wait_metric("keygate_jwks_fetch_failures_total", 1.0).await;
     assert_eq!(up.hits(), 0);
 }

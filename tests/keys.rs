@@ -19,7 +19,10 @@ use support::wait::{wait_for, WAIT};
 const ROOT: &str = "root_test_key";
 
 fn sha256_hex(text: &str) -> String {
-    keygate::keys::model::hash_key(text).iter().map(|b| format!("{b:02X}")).collect()
+    keygate::keys::model::hash_key(text)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
 }
 
 /// Config keys of every kind, and one route per keyauth flavour (all on the echo instance).
@@ -77,8 +80,21 @@ deployments:
         text.push_str(&deployment(id, keyauth));
     }
     text.push_str("routes:\n");
-    for host in ["open", "paid", "perm", "paid_perm", "locs", "limits", "inline", "broken", "strip"] {
-        text.push_str(&format!("  - host: {}.test\n    deployment: dep_{host}\n", host.replace('_', "-")));
+    for host in [
+        "open",
+        "paid",
+        "perm",
+        "paid_perm",
+        "locs",
+        "limits",
+        "inline",
+        "broken",
+        "strip",
+    ] {
+        text.push_str(&format!(
+            "  - host: {}.test\n    deployment: dep_{host}\n",
+            host.replace('_', "-")
+        ));
     }
     text
 }
@@ -96,20 +112,30 @@ async fn with_bearer(gw: &Gateway, host: &str, key: &str) -> reqwest::Response {
 async fn principal(resp: reqwest::Response) -> Value {
     assert_eq!(resp.status(), 200, "request admitted");
     let echoed: Value = resp.json().await.unwrap();
-    let raw = echoed["headers"]["x-unkey-principal"].as_str().expect("X-Unkey-Principal forwarded");
+    let raw = echoed["headers"]["x-unkey-principal"]
+        .as_str()
+        .expect("X-Unkey-Principal forwarded");
     serde_json::from_str(raw).unwrap()
 }
 
 async fn principal_text(resp: reqwest::Response) -> String {
     assert_eq!(resp.status(), 200, "request admitted");
     let echoed: Value = resp.json().await.unwrap();
-    echoed["headers"]["x-unkey-principal"].as_str().expect("X-Unkey-Principal forwarded").to_string()
+    echoed["headers"]["x-unkey-principal"]
+        .as_str()
+        .expect("X-Unkey-Principal forwarded")
+        .to_string()
 }
 
 async fn admin(gw: &Gateway, op: &str, body: Value) -> Value {
     let (status, answer) = gw.admin_post(&format!("/v2/{op}"), Some(ROOT), &body).await;
     assert_eq!(status, 200, "{op}: {answer}");
-    assert!(answer["meta"]["requestId"].as_str().is_some_and(|r| r.starts_with("req_")), "{answer}");
+    assert!(
+        answer["meta"]["requestId"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("req_")),
+        "{answer}"
+    );
     answer["data"].clone()
 }
 
@@ -120,11 +146,17 @@ async fn create_key(gw: &Gateway, extra: Value) -> (String, String) {
         body.extend(extra.clone());
     }
     let data = admin(gw, "keys.createKey", body).await;
-    (data["keyId"].as_str().unwrap().to_string(), data["key"].as_str().unwrap().to_string())
+    (
+        data["keyId"].as_str().unwrap().to_string(),
+        data["key"].as_str().unwrap().to_string(),
+    )
 }
 
 async fn verify_code(gw: &Gateway, body: Value) -> String {
-    admin(gw, "keys.verifyKey", body).await["code"].as_str().unwrap().to_string()
+    admin(gw, "keys.verifyKey", body).await["code"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
@@ -137,10 +169,26 @@ async fn every_verification_outcome_has_its_status_and_code() {
     let missing = "err:frontline:client:missing_credentials";
     let invalid = "err:frontline:client:invalid_key";
 
-    assert_problem(gw.get("open.test", "/").send().await.unwrap(), 401, missing, "Unauthorized").await;
-    let basic = gw.get("open.test", "/").header("authorization", "Basic dXNlcjpwdw==").send().await.unwrap();
+    assert_problem(
+        gw.get("open.test", "/").send().await.unwrap(),
+        401,
+        missing,
+        "Unauthorized",
+    )
+    .await;
+    let basic = gw
+        .get("open.test", "/")
+        .header("authorization", "Basic dXNlcjpwdw==")
+        .send()
+        .await
+        .unwrap();
     assert_problem(basic, 401, missing, "Unauthorized").await;
-    let empty = gw.get("open.test", "/").header("authorization", "Bearer   ").send().await.unwrap();
+    let empty = gw
+        .get("open.test", "/")
+        .header("authorization", "Bearer   ")
+        .send()
+        .await
+        .unwrap();
     assert_problem(empty, 401, missing, "Unauthorized").await;
 
     for (key, why) in [
@@ -151,15 +199,28 @@ async fn every_verification_outcome_has_its_status_and_code() {
     ] {
         let resp = with_bearer(&gw, "open.test", key).await;
         let body = assert_problem(resp, 401, invalid, "Unauthorized").await;
-        assert_eq!(body["error"]["detail"], "The API key is invalid, disabled or expired.", "{why}");
+        assert_eq!(
+            body["error"]["detail"], "The API key is invalid, disabled or expired.",
+            "{why}"
+        );
     }
     assert_eq!(with_bearer(&gw, "open.test", "sk_plain").await.status(), 200);
-    assert_eq!(with_bearer(&gw, "open.test", "sk_hashed").await.status(), 200, "static key given by hash");
+    assert_eq!(
+        with_bearer(&gw, "open.test", "sk_hashed").await.status(),
+        200,
+        "static key given by hash"
+    );
 
     // Permissions: granted through `docs.*`; refused for a key without them.
     assert_eq!(with_bearer(&gw, "perm.test", "sk_static_full").await.status(), 200);
     let refused = with_bearer(&gw, "perm.test", "sk_plain").await;
-    assert_problem(refused, 403, "err:frontline:client:insufficient_permissions", "Forbidden").await;
+    assert_problem(
+        refused,
+        403,
+        "err:frontline:client:insufficient_permissions",
+        "Forbidden",
+    )
+    .await;
 
     // No credits → usage_exceeded even though permissions would fail too; no Retry-After.
     let broke = with_bearer(&gw, "paid-perm.test", "sk_broke").await;
@@ -193,9 +254,19 @@ async fn every_verification_outcome_has_its_status_and_code() {
     assert_eq!(with_bearer(&gw, "inline.test", "sk_plain").await.status(), 429);
     // A named limit nobody has, without inline values: 500, not a panic.
     let broken = with_bearer(&gw, "broken.test", "sk_plain").await;
-    assert_problem(broken, 500, "err:frontline:platform:internal_server_error", "Internal Server Error").await;
+    assert_problem(
+        broken,
+        500,
+        "err:frontline:platform:internal_server_error",
+        "Internal Server Error",
+    )
+    .await;
 
-    gw.wait_metric(r#"keygate_policy_decisions_total{policy_type="keyauth",decision="deny"}"#, 14.0).await;
+    gw.wait_metric(
+        r#"keygate_policy_decisions_total{policy_type="keyauth",decision="deny"}"#,
+        14.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,7 +280,14 @@ async fn key_locations_are_tried_in_order() {
     let p = principal(locs("/").header("X-API-KEY", "apikey sk_hashed").send().await.unwrap()).await;
     assert_eq!(key_id(p), "key_hashed", "strip_prefix is case-insensitive");
     // A header without the prefix counts as empty: the query is next.
-    let p = principal(locs("/?api_key=sk_plain").header("x-api-key", "sk_hashed").send().await.unwrap()).await;
+    let p = principal(
+        locs("/?api_key=sk_plain")
+            .header("x-api-key", "sk_hashed")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(key_id(p), "key_plain");
     // Empty query value: bearer is next.
     let p = principal(locs("/?api_key=").bearer_auth("sk_hashed").send().await.unwrap()).await;
@@ -218,22 +296,52 @@ async fn key_locations_are_tried_in_order() {
     let p = principal(locs("/?x=1&api_key=sk%5Fplain").send().await.unwrap()).await;
     assert_eq!(key_id(p), "key_plain");
     // First non-empty location wins, even when its key is bad.
-    let p = principal(locs("/?api_key=sk_bogus").header("x-api-key", "ApiKey sk_plain").send().await.unwrap()).await;
+    let p = principal(
+        locs("/?api_key=sk_bogus")
+            .header("x-api-key", "ApiKey sk_plain")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(key_id(p), "key_plain");
-    let bad_first = locs("/?api_key=sk_plain").header("x-api-key", "ApiKey sk_bogus").send().await.unwrap();
+    let bad_first = locs("/?api_key=sk_plain")
+        .header("x-api-key", "ApiKey sk_bogus")
+        .send()
+        .await
+        .unwrap();
     assert_problem(bad_first, 401, "err:frontline:client:invalid_key", "Unauthorized").await;
     let none = locs("/").header("x-api-key", "Token sk_plain").send().await.unwrap();
     assert_problem(none, 401, "err:frontline:client:missing_credentials", "Unauthorized").await;
 
     // The bearer scheme is case-insensitive; the credential is forwarded unchanged.
-    let resp = gw.get("open.test", "/").header("authorization", "BEARER sk_plain").send().await.unwrap();
+    let resp = gw
+        .get("open.test", "/")
+        .header("authorization", "BEARER sk_plain")
+        .send()
+        .await
+        .unwrap();
     let echoed: Value = resp.json().await.unwrap();
     assert_eq!(echoed["headers"]["authorization"], "BEARER sk_plain");
     // ... unless strip_credential says otherwise.
-    let resp = gw.get("strip.test", "/p?a=1&api_key=sk_plain&b=%20").send().await.unwrap();
+    let resp = gw
+        .get("strip.test", "/p?a=1&api_key=sk_plain&b=%20")
+        .send()
+        .await
+        .unwrap();
     let echoed: Value = resp.json().await.unwrap();
-    assert_eq!((echoed["path"].clone(), echoed["query"].clone()), (json!("/p"), json!("a=1&b=%20")), "{echoed}");
-    let resp = gw.get("strip.test", "/p").bearer_auth("sk_plain").header("x-other", "1").send().await.unwrap();
+    assert_eq!(
+        (echoed["path"].clone(), echoed["query"].clone()),
+        (json!("/p"), json!("a=1&b=%20")),
+        "{echoed}"
+    );
+    let resp = gw
+        .get("strip.test", "/p")
+        .bearer_auth("sk_plain")
+        .header("x-other", "1")
+        .send()
+        .await
+        .unwrap();
     let echoed: Value = resp.json().await.unwrap();
     assert!(echoed["headers"].get("authorization").is_none(), "{echoed}");
     assert!(echoed["headers"]["x-unkey-principal"].is_string());
@@ -261,7 +369,11 @@ async fn principal_has_the_exact_spec_shape() {
         r#"{"version":"v1","subject":"key_plain","type":"API_KEY","source":{"key":{"keyId":"key_plain","keySpaceId":"ks_main","meta":{}}}}"#
     );
     // A store key with an identity but no meta: identity.meta is {}; credits 0 verifies without spending.
-    let (id, key) = create_key(&gw, json!({"externalId": "cust_7", "credits": {"remaining": 5}, "roles": ["b", "a"]})).await;
+    let (id, key) = create_key(
+        &gw,
+        json!({"externalId": "cust_7", "credits": {"remaining": 5}, "roles": ["b", "a"]}),
+    )
+    .await;
     let p = principal_text(with_bearer(&gw, "open.test", &key).await).await;
     assert_eq!(
         p,
@@ -296,7 +408,11 @@ async fn credits_are_exact_under_64_concurrent_requests() {
         }
     }
     balances.sort();
-    assert_eq!(balances, (0..20).collect::<Vec<i64>>(), "exactly 20 admitted, each saw its own balance");
+    assert_eq!(
+        balances,
+        (0..20).collect::<Vec<i64>>(),
+        "exactly 20 admitted, each saw its own balance"
+    );
     let data = admin(&gw, "keys.getKey", json!({"keyId": id})).await;
     assert_eq!(data["credits"]["remaining"], 0);
 }
@@ -308,7 +424,11 @@ async fn refill_replaces_the_balance_and_balances_survive_restarts() {
     let (empty_id, empty) = create_key(&gw, json!({"credits": {"remaining": 0, "refill": refill}})).await;
     let (rich_id, rich) = create_key(&gw, json!({"credits": {"remaining": 100, "refill": refill}})).await;
     let (spent_id, spent) = create_key(&gw, json!({"credits": {"remaining": 10}})).await;
-    assert_eq!(with_bearer(&gw, "paid.test", &empty).await.status(), 429, "created today: no refill yet");
+    assert_eq!(
+        with_bearer(&gw, "paid.test", &empty).await.status(),
+        429,
+        "created today: no refill yet"
+    );
     assert_eq!(with_bearer(&gw, "paid.test", &spent).await.status(), 200);
     // Spent credits are written back within a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -317,7 +437,10 @@ async fn refill_replaces_the_balance_and_balances_survive_restarts() {
     // Move the two refilling keys' balances into yesterday's period.
     let db = rusqlite::Connection::open(gw.dir.path().join("state/keys/keys.db")).unwrap();
     let moved = db
-        .execute("UPDATE credits SET period = period - 1 WHERE key_id IN (?1, ?2)", [&empty_id, &rich_id])
+        .execute(
+            "UPDATE credits SET period = period - 1 WHERE key_id IN (?1, ?2)",
+            [&empty_id, &rich_id],
+        )
         .unwrap();
     assert_eq!(moved, 2);
     drop(db);
@@ -328,7 +451,10 @@ async fn refill_replaces_the_balance_and_balances_survive_restarts() {
     let p = principal(with_bearer(&gw, "paid.test", &rich).await).await;
     assert_eq!(p["source"]["key"]["credits"], 4, "replaced by 5, not added to 100");
     let p = principal(with_bearer(&gw, "paid.test", &spent).await).await;
-    assert_eq!(p["source"]["key"]["credits"], 8, "the spend before the restart was kept");
+    assert_eq!(
+        p["source"]["key"]["credits"], 8,
+        "the spend before the restart was kept"
+    );
     let data = admin(&gw, "keys.getKey", json!({"keyId": spent_id})).await;
     assert_eq!(data["credits"], json!({"remaining": 8}));
 }
@@ -354,7 +480,11 @@ async fn disable_expire_reroll_and_delete_take_effect_at_once() {
     let rerolled = admin(&gw, "keys.rerollKey", json!({"keyId": id, "expiration": 0})).await;
     let new_key = rerolled["key"].as_str().unwrap();
     assert_ne!(rerolled["keyId"], json!(id));
-    assert_eq!(with_bearer(&gw, "open.test", &key).await.status(), 401, "the old key is revoked at once");
+    assert_eq!(
+        with_bearer(&gw, "open.test", &key).await.status(),
+        401,
+        "the old key is revoked at once"
+    );
     assert_eq!(with_bearer(&gw, "open.test", new_key).await.status(), 200);
 
     admin(&gw, "keys.deleteKey", json!({"keyId": rerolled["keyId"]})).await;
@@ -367,9 +497,15 @@ async fn admin_api_auth_validation_and_errors() {
     let gw = start().await;
     let body = json!({"keyId": "key_plain"});
     let (status, answer) = gw.admin_post("/v2/keys.getKey", None, &body).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("err:unkey:authentication:missing")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (401, Some("err:unkey:authentication:missing"))
+    );
     let (status, answer) = gw.admin_post("/v2/keys.getKey", Some("wrong"), &body).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("err:unkey:authentication:key_not_found")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (401, Some("err:unkey:authentication:key_not_found"))
+    );
     assert!(answer["meta"]["requestId"].as_str().unwrap().starts_with("req_"));
 
     let bad = json!({
@@ -400,23 +536,84 @@ async fn admin_api_auth_validation_and_errors() {
             "body.ratelimits[0].name",
         ]
     );
-    let not_json = gw.client().post(gw.admin_url("/v2/apis.createApi")).bearer_auth(ROOT).body("{nope").send().await.unwrap();
+    let not_json = gw
+        .client()
+        .post(gw.admin_url("/v2/apis.createApi"))
+        .bearer_auth(ROOT)
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_json.status(), 400);
 
     for (op, body, status, code) in [
-        ("keys.getKey", json!({"keyId": "key_nope"}), 404, "err:unkey:data:key_not_found"),
-        ("apis.getApi", json!({"apiId": "api_nope"}), 404, "err:unkey:data:api_not_found"),
-        ("keys.createKey", json!({"apiId": "api_nope"}), 404, "err:unkey:data:api_not_found"),
-        ("keys.updateKey", json!({"keyId": "key_static", "enabled": false}), 412, "err:unkey:application:protected_resource"),
-        ("keys.deleteKey", json!({"keyId": "key_static"}), 412, "err:unkey:application:protected_resource"),
-        ("keys.updateCredits", json!({"keyId": "key_static", "operation": "set", "value": 1}), 412, "err:unkey:application:protected_resource"),
-        ("keys.rerollKey", json!({"keyId": "key_static", "expiration": 0}), 412, "err:unkey:application:protected_resource"),
-        ("apis.deleteApi", json!({"apiId": "ks_main"}), 412, "err:unkey:application:protected_resource"),
-        ("keys.verifyKey", json!({"key": "sk_plain", "permissions": "a AND"}), 400, "err:unkey:application:invalid_input"),
-        ("keys.updateCredits", json!({"keyId": "key_plain", "operation": "grow"}), 400, "err:unkey:application:invalid_input"),
+        (
+            "keys.getKey",
+            json!({"keyId": "key_nope"}),
+            404,
+            "err:unkey:data:key_not_found",
+        ),
+        (
+            "apis.getApi",
+            json!({"apiId": "api_nope"}),
+            404,
+            "err:unkey:data:api_not_found",
+        ),
+        (
+            "keys.createKey",
+            json!({"apiId": "api_nope"}),
+            404,
+            "err:unkey:data:api_not_found",
+        ),
+        (
+            "keys.updateKey",
+            json!({"keyId": "key_static", "enabled": false}),
+            412,
+            "err:unkey:application:protected_resource",
+        ),
+        (
+            "keys.deleteKey",
+            json!({"keyId": "key_static"}),
+            412,
+            "err:unkey:application:protected_resource",
+        ),
+        (
+            "keys.updateCredits",
+            json!({"keyId": "key_static", "operation": "set", "value": 1}),
+            412,
+            "err:unkey:application:protected_resource",
+        ),
+        (
+            "keys.rerollKey",
+            json!({"keyId": "key_static", "expiration": 0}),
+            412,
+            "err:unkey:application:protected_resource",
+        ),
+        (
+            "apis.deleteApi",
+            json!({"apiId": "ks_main"}),
+            412,
+            "err:unkey:application:protected_resource",
+        ),
+        (
+            "keys.verifyKey",
+            json!({"key": "sk_plain", "permissions": "a AND"}),
+            400,
+            "err:unkey:application:invalid_input",
+        ),
+        (
+            "keys.updateCredits",
+            json!({"keyId": "key_plain", "operation": "grow"}),
+            400,
+            "err:unkey:application:invalid_input",
+        ),
     ] {
         let (got, answer) = gw.admin_post(&format!("/v2/{op}"), Some(ROOT), &body).await;
-        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{op}: {answer}");
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{op}: {answer}"
+        );
     }
 
     // Static keys are visible, read-only.
@@ -430,23 +627,38 @@ async fn admin_api_auth_validation_and_errors() {
         (json!({"key": "sk_disabled"}), "DISABLED"),
         (json!({"key": "sk_expired"}), "EXPIRED"),
         (json!({"key": "sk_broke"}), "USAGE_EXCEEDED"),
-        (json!({"key": "sk_plain", "permissions": "api.read"}), "INSUFFICIENT_PERMISSIONS"),
-        (json!({"key": "sk_static_full", "permissions": "api.read AND docs.x", "credits": {"cost": 0}}), "VALID"),
+        (
+            json!({"key": "sk_plain", "permissions": "api.read"}),
+            "INSUFFICIENT_PERMISSIONS",
+        ),
+        (
+            json!({"key": "sk_static_full", "permissions": "api.read AND docs.x", "credits": {"cost": 0}}),
+            "VALID",
+        ),
         (json!({"key": "sk_other"}), "VALID"),
     ] {
         let data = admin(&gw, "keys.verifyKey", body.clone()).await;
         assert_eq!(data["code"], code, "{body}: {data}");
         assert_eq!(data["valid"], code == "VALID", "{data}");
     }
-    assert_eq!(admin(&gw, "keys.verifyKey", json!({"key": "sk_nope"})).await, json!({"valid": false, "code": "NOT_FOUND"}));
+    assert_eq!(
+        admin(&gw, "keys.verifyKey", json!({"key": "sk_nope"})).await,
+        json!({"valid": false, "code": "NOT_FOUND"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_api_round_trip_through_every_endpoint() {
     let gw = start().await;
-    let api = admin(&gw, "apis.createApi", json!({"name": "payments"})).await["apiId"].as_str().unwrap().to_string();
+    let api = admin(&gw, "apis.createApi", json!({"name": "payments"})).await["apiId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(api.starts_with("api_"));
-    assert_eq!(admin(&gw, "apis.getApi", json!({"apiId": api})).await, json!({"id": api, "name": "payments"}));
+    assert_eq!(
+        admin(&gw, "apis.getApi", json!({"apiId": api})).await,
+        json!({"id": api, "name": "payments"})
+    );
 
     let created = admin(
         &gw,
@@ -461,7 +673,10 @@ async fn admin_api_round_trip_through_every_endpoint() {
         }),
     )
     .await;
-    let (id, key) = (created["keyId"].as_str().unwrap().to_string(), created["key"].as_str().unwrap().to_string());
+    let (id, key) = (
+        created["keyId"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
     assert!(id.starts_with("key_") && key.starts_with("pay_"), "{created}");
 
     let mut got = admin(&gw, "keys.getKey", json!({"keyId": id})).await;
@@ -485,61 +700,130 @@ async fn admin_api_round_trip_through_every_endpoint() {
         })
     );
 
-    let verified = admin(&gw, "keys.verifyKey", json!({"key": key, "credits": {"cost": 2}, "permissions": "pay.read AND pay.write"})).await;
-    assert_eq!((verified["valid"].clone(), verified["credits"].clone()), (json!(true), json!(8)));
+    let verified = admin(
+        &gw,
+        "keys.verifyKey",
+        json!({"key": key, "credits": {"cost": 2}, "permissions": "pay.read AND pay.write"}),
+    )
+    .await;
+    assert_eq!(
+        (verified["valid"].clone(), verified["credits"].clone()),
+        (json!(true), json!(8))
+    );
     assert_eq!(verified["ratelimits"][0]["remaining"], 99);
     assert_eq!(verified["ratelimits"][0]["exceeded"], false);
     assert_eq!(verified["identity"]["externalId"], "cust_1");
 
     let credits = |op: &str, value: Value| json!({"keyId": id, "operation": op, "value": value});
     let refill = json!({"interval": "monthly", "amount": 10, "refillDay": 31});
-    assert_eq!(admin(&gw, "keys.updateCredits", credits("increment", json!(5))).await, json!({"remaining": 13, "refill": refill}));
-    assert_eq!(admin(&gw, "keys.updateCredits", credits("decrement", json!(20))).await["remaining"], 0);
-    assert_eq!(admin(&gw, "keys.updateCredits", credits("set", json!(7))).await["remaining"], 7);
-    assert_eq!(admin(&gw, "keys.updateCredits", credits("set", Value::Null)).await, json!({"remaining": null}));
-    assert!(admin(&gw, "keys.getKey", json!({"keyId": id})).await.get("credits").is_none(), "unlimited now");
+    assert_eq!(
+        admin(&gw, "keys.updateCredits", credits("increment", json!(5))).await,
+        json!({"remaining": 13, "refill": refill})
+    );
+    assert_eq!(
+        admin(&gw, "keys.updateCredits", credits("decrement", json!(20))).await["remaining"],
+        0
+    );
+    assert_eq!(
+        admin(&gw, "keys.updateCredits", credits("set", json!(7))).await["remaining"],
+        7
+    );
+    assert_eq!(
+        admin(&gw, "keys.updateCredits", credits("set", Value::Null)).await,
+        json!({"remaining": null})
+    );
+    assert!(
+        admin(&gw, "keys.getKey", json!({"keyId": id}))
+            .await
+            .get("credits")
+            .is_none(),
+        "unlimited now"
+    );
 
-    admin(&gw, "keys.updateKey", json!({"keyId": id, "name": null, "meta": {"plan": "team"}, "permissions": ["x"]})).await;
+    admin(
+        &gw,
+        "keys.updateKey",
+        json!({"keyId": id, "name": null, "meta": {"plan": "team"}, "permissions": ["x"]}),
+    )
+    .await;
     let got = admin(&gw, "keys.getKey", json!({"keyId": id})).await;
-    assert!(got.get("name").is_none() && got["updatedAt"].as_i64().unwrap() > 0, "{got}");
-    assert_eq!((got["meta"].clone(), got["permissions"].clone()), (json!({"plan": "team"}), json!(["x"])));
+    assert!(
+        got.get("name").is_none() && got["updatedAt"].as_i64().unwrap() > 0,
+        "{got}"
+    );
+    assert_eq!(
+        (got["meta"].clone(), got["permissions"].clone()),
+        (json!({"plan": "team"}), json!(["x"]))
+    );
 
     let (second, _) = {
         let data = admin(&gw, "keys.createKey", json!({"apiId": api})).await;
         (data["keyId"].as_str().unwrap().to_string(), ())
     };
-    let (status, page) = gw.admin_post("/v2/apis.listKeys", Some(ROOT), &json!({"apiId": api, "limit": 1})).await;
+    let (status, page) = gw
+        .admin_post("/v2/apis.listKeys", Some(ROOT), &json!({"apiId": api, "limit": 1}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(page["pagination"]["hasMore"], true);
     let cursor = page["pagination"]["cursor"].as_str().unwrap().to_string();
-    let (_, rest) = gw.admin_post("/v2/apis.listKeys", Some(ROOT), &json!({"apiId": api, "cursor": cursor})).await;
+    let (_, rest) = gw
+        .admin_post(
+            "/v2/apis.listKeys",
+            Some(ROOT),
+            &json!({"apiId": api, "cursor": cursor}),
+        )
+        .await;
     assert_eq!(rest["pagination"], json!({"hasMore": false}));
     let mut ids = vec![page["data"][0]["keyId"].clone(), rest["data"][0]["keyId"].clone()];
     ids.sort_by_key(|v| v.as_str().unwrap().to_string());
     let mut want = vec![json!(id), json!(second)];
     want.sort_by_key(|v| v.as_str().unwrap().to_string());
     assert_eq!(ids, want);
-    let (_, by_identity) = gw.admin_post("/v2/apis.listKeys", Some(ROOT), &json!({"apiId": api, "externalId": "cust_1"})).await;
+    let (_, by_identity) = gw
+        .admin_post(
+            "/v2/apis.listKeys",
+            Some(ROOT),
+            &json!({"apiId": api, "externalId": "cust_1"}),
+        )
+        .await;
     assert_eq!(by_identity["data"].as_array().unwrap().len(), 1);
 
     let rerolled = admin(&gw, "keys.rerollKey", json!({"keyId": id, "expiration": 3_600_000})).await;
     let new_key = rerolled["key"].as_str().unwrap();
     assert!(new_key.starts_with("pay_"));
     assert_eq!(verify_code(&gw, json!({"key": new_key})).await, "VALID");
-    assert_eq!(verify_code(&gw, json!({"key": key})).await, "VALID", "an hour of overlap");
+    assert_eq!(
+        verify_code(&gw, json!({"key": key})).await,
+        "VALID",
+        "an hour of overlap"
+    );
 
-    admin(&gw, "keys.deleteKey", json!({"keyId": rerolled["keyId"], "permanent": true})).await;
+    admin(
+        &gw,
+        "keys.deleteKey",
+        json!({"keyId": rerolled["keyId"], "permanent": true}),
+    )
+    .await;
     assert_eq!(verify_code(&gw, json!({"key": new_key})).await, "NOT_FOUND");
     assert_eq!(admin(&gw, "apis.deleteApi", json!({"apiId": api})).await, json!({}));
-    assert_eq!(verify_code(&gw, json!({"key": key})).await, "NOT_FOUND", "deleting the API deletes its keys");
-    let (status, _) = gw.admin_post("/v2/apis.getApi", Some(ROOT), &json!({"apiId": api})).await;
+    assert_eq!(
+        verify_code(&gw, json!({"key": key})).await,
+        "NOT_FOUND",
+        "deleting the API deletes its keys"
+    );
+    let (status, _) = gw
+        .admin_post("/v2/apis.getApi", Some(ROOT), &json!({"apiId": api}))
+        .await;
     assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn policies_may_name_store_keyspaces_checked_at_load() {
     let gw = start().await;
-    let api = admin(&gw, "apis.createApi", json!({"name": "partners"})).await["apiId"].as_str().unwrap().to_string();
+    let api = admin(&gw, "apis.createApi", json!({"name": "partners"})).await["apiId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (_, key) = {
         let data = admin(&gw, "keys.createKey", json!({"apiId": api})).await;
         (data["keyId"].clone(), data["key"].as_str().unwrap().to_string())
@@ -557,19 +841,31 @@ async fn policies_may_name_store_keyspaces_checked_at_load() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(admitted, "a policy naming an admin-created keyspace loads and admits its keys");
+    assert!(
+        admitted,
+        "a policy naming an admin-created keyspace loads and admits its keys"
+    );
 
-    let unknown = config().replace("{keyspaces: [ks_main], credits: 0}", "{keyspaces: [ks_nope], credits: 0}");
+    let unknown = config().replace(
+        "{keyspaces: [ks_main], credits: 0}",
+        "{keyspaces: [ks_nope], credits: 0}",
+    );
     std::fs::write(gw.dir.path().join("unknown.yaml"), gw.render(&unknown)).unwrap();
     let out = gw.cli(&["check", "--config", "unknown.yaml"], &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("deployments[0].policies[0].keyauth.keyspaces[0]") && stderr.contains("ks_nope"), "{stderr}");
+    assert!(
+        stderr.contains("deployments[0].policies[0].keyauth.keyspaces[0]") && stderr.contains("ks_nope"),
+        "{stderr}"
+    );
     let bad_query = config().replace("api.read AND (api.write OR docs.edit)", "api.read AND (");
     std::fs::write(gw.dir.path().join("query.yaml"), gw.render(&bad_query)).unwrap();
     let out = gw.cli(&["check", "--config", "query.yaml"], &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("keyauth.permission_query") && names_some_line(&stderr), "{stderr}");
+    assert!(
+        stderr.contains("keyauth.permission_query") && names_some_line(&stderr),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -578,16 +874,39 @@ async fn cli_manages_keys_through_the_admin_api_and_the_embedded_store() {
     let admin_url = format!("http://{}", gw.admin);
     let env = [("KEYGATE_ROOT_KEY", ROOT)];
     let out = gw
-        .cli(&["keys", "--admin", &admin_url, "create", "--api", "ks_main", "--name", "cli", "--credits", "3", "--json"], &env)
+        .cli(
+            &[
+                "keys",
+                "--admin",
+                &admin_url,
+                "create",
+                "--api",
+                "ks_main",
+                "--name",
+                "cli",
+                "--credits",
+                "3",
+                "--json",
+            ],
+            &env,
+        )
         .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (id, key) = (created["data"]["keyId"].as_str().unwrap(), created["data"]["key"].as_str().unwrap());
+    let (id, key) = (
+        created["data"]["keyId"].as_str().unwrap(),
+        created["data"]["key"].as_str().unwrap(),
+    );
     assert_eq!(with_bearer(&gw, "paid.test", key).await.status(), 200);
 
-    let out = gw.cli(&["keys", "--admin", &admin_url, "list", "--api", "ks_main"], &env).await;
+    let out = gw
+        .cli(&["keys", "--admin", &admin_url, "list", "--api", "ks_main"], &env)
+        .await;
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.starts_with("KEY ID") && table.contains(id) && table.contains("key_static"), "{table}");
+    assert!(
+        table.starts_with("KEY ID") && table.contains(id) && table.contains("key_static"),
+        "{table}"
+    );
     let out = gw.cli(&["keys", "--admin", &admin_url, "verify", key], &env).await;
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("VALID"));
     let out = gw.cli(&["keys", "--admin", &admin_url, "revoke", id], &env).await;
@@ -601,7 +920,22 @@ async fn cli_manages_keys_through_the_admin_api_and_the_embedded_store() {
     // Without --admin: the gateway at the config's listen.admin (tests/cli.rs
     // covers the embedded store, used when no gateway answers).
     let config = gw.config_path.to_str().unwrap();
-    let out = gw.cli(&["--config", config, "keys", "create", "--api", "ks_main", "--external-id", "local", "--json"], &env).await;
+    let out = gw
+        .cli(
+            &[
+                "--config",
+                config,
+                "keys",
+                "create",
+                "--api",
+                "ks_main",
+                "--external-id",
+                "local",
+                "--json",
+            ],
+            &env,
+        )
+        .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     let local_key = created["data"]["key"].as_str().unwrap();
@@ -609,7 +943,12 @@ async fn cli_manages_keys_through_the_admin_api_and_the_embedded_store() {
     assert_eq!(p["subject"], "local");
     let out = gw.cli(&["--config", config, "keys", "get", "key_static"], &env).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("ACME prod"));
-    let out = gw.cli(&["--config", config, "keys", "update", "key_static", "--enabled", "false"], &env).await;
+    let out = gw
+        .cli(
+            &["--config", config, "keys", "update", "key_static", "--enabled", "false"],
+            &env,
+        )
+        .await;
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("protected_resource"));
 }
 
@@ -626,7 +965,9 @@ async fn store_keeps_every_acknowledged_key_after_kill_9_mid_write() {
                 let client = client();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let body = json!({"apiId": "ks_main", "credits": {"remaining": 5}, "meta": {"n": 1}});
-                    let Ok(resp) = client.post(&url).bearer_auth(ROOT).json(&body).send().await else { break };
+                    let Ok(resp) = client.post(&url).bearer_auth(ROOT).json(&body).send().await else {
+                        break;
+                    };
                     if resp.status() != 200 {
                         break;
                     }
@@ -662,7 +1003,13 @@ async fn store_keeps_every_acknowledged_key_after_kill_9_mid_write() {
     loop {
         let (status, answer) = gw.admin_post("/v2/apis.listKeys", Some(ROOT), &page).await;
         assert_eq!(status, 200, "{answer}");
-        listed.extend(answer["data"].as_array().unwrap().iter().map(|k| k["keyId"].as_str().unwrap().to_string()));
+        listed.extend(
+            answer["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["keyId"].as_str().unwrap().to_string()),
+        );
         match answer["pagination"]["cursor"].as_str() {
             Some(cursor) => page["cursor"] = json!(cursor),
             None => break,

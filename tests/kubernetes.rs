@@ -68,12 +68,19 @@ impl Cluster {
         let mut published = (*service_object("keygate", "keygate")).clone();
         published.status = Some(ServiceStatus {
             load_balancer: Some(LoadBalancerStatus {
-                ingress: Some(vec![LoadBalancerIngress { ip: Some("192.0.2.10".into()), ..LoadBalancerIngress::default() }]),
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some("192.0.2.10".into()),
+                    ..LoadBalancerIngress::default()
+                }]),
             }),
             conditions: None,
         });
         api.apply(&published);
-        Cluster { api, kubeconfig, _dir: dir }
+        Cluster {
+            api,
+            kubeconfig,
+            _dir: dir,
+        }
     }
 
     /// A gateway config: the Kubernetes provider plus `extra` (listen, file routes).
@@ -109,7 +116,11 @@ fn service_object(namespace: &str, name: &str) -> Arc<Service> {
     Arc::new(Service {
         metadata: meta(namespace, name),
         spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, ..ServicePort::default() }]),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                ..ServicePort::default()
+            }]),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -119,13 +130,19 @@ fn service_object(namespace: &str, name: &str) -> Arc<Service> {
 /// EndpointSlice `i` of `service`: one endpoint at `addr` (port `http`).
 fn slice(service: &str, i: usize, addr: SocketAddr, ready: Option<bool>) -> EndpointSlice {
     let mut metadata = meta(NS, &format!("{service}-{i}"));
-    metadata.labels = Some(BTreeMap::from([("kubernetes.io/service-name".to_string(), service.to_string())]));
+    metadata.labels = Some(BTreeMap::from([(
+        "kubernetes.io/service-name".to_string(),
+        service.to_string(),
+    )]));
     EndpointSlice {
         metadata,
         address_type: "IPv4".into(),
         endpoints: vec![Endpoint {
             addresses: vec![addr.ip().to_string()],
-            conditions: Some(EndpointConditions { ready, ..EndpointConditions::default() }),
+            conditions: Some(EndpointConditions {
+                ready,
+                ..EndpointConditions::default()
+            }),
             ..Endpoint::default()
         }],
         ports: Some(vec![EndpointPort {
@@ -151,7 +168,10 @@ fn ingress(name: &str, class: &str, host: &str, service: &str) -> Ingress {
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
                                 name: service.into(),
-                                port: Some(ServiceBackendPort { number: Some(80), name: None }),
+                                port: Some(ServiceBackendPort {
+                                    number: Some(80),
+                                    name: None,
+                                }),
                             }),
                             resource: None,
                         },
@@ -165,7 +185,11 @@ fn ingress(name: &str, class: &str, host: &str, service: &str) -> Ingress {
 }
 
 fn with_annotation(mut ingress: Ingress, key: &str, value: &str) -> Ingress {
-    ingress.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(key.into(), value.into());
+    ingress
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(key.into(), value.into());
     ingress
 }
 
@@ -181,7 +205,10 @@ async fn served_by(gw: &Gateway, host: &str) -> Result<String, u16> {
 
 async fn wait_served_by(gw: &Gateway, host: &str, want: Result<&str, u16>, within: Duration) {
     let want = want.map(str::to_string);
-    wait_for(format!("{host} served by {want:?}"), within, || async { served_by(gw, host).await == want }).await;
+    wait_for(format!("{host} served by {want:?}"), within, || async {
+        served_by(gw, host).await == want
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -211,9 +238,20 @@ async fn served_ingresses_get_the_published_service_address() {
     cluster.api.apply(&ingress("app", "keygate", "app.test", "svc-a"));
     cluster.api.apply(&ingress("theirs", "nginx", "other.test", "svc-a"));
     let _gw = cluster.gateway().await;
-    let status = |name: &str| cluster.api.get::<Ingress>(NS, name).map(|i| i["status"]["loadBalancer"]["ingress"].clone());
-    wait_for("Ingress status updated", WAIT, || async { status("app") == Some(serde_json::json!([{"ip": "192.0.2.10"}])) }).await;
-    assert!(status("theirs").unwrap().is_null(), "another class's status is left alone");
+    let status = |name: &str| {
+        cluster
+            .api
+            .get::<Ingress>(NS, name)
+            .map(|i| i["status"]["loadBalancer"]["ingress"].clone())
+    };
+    wait_for("Ingress status updated", WAIT, || async {
+        status("app") == Some(serde_json::json!([{"ip": "192.0.2.10"}]))
+    })
+    .await;
+    assert!(
+        status("theirs").unwrap().is_null(),
+        "another class's status is left alone"
+    );
 }
 
 #[tokio::test]
@@ -234,8 +272,15 @@ async fn a_not_ready_endpoint_stops_getting_traffic() {
     // Once the change is in, every request goes to a.
     let mut streak = 0;
     while streak < 20 {
-        assert!(Instant::now() < deadline, "b still gets traffic {RELOAD_DEADLINE:?} after it became not ready");
-        streak = if served_by(&gw, "app.test").await == Ok("a".into()) { streak + 1 } else { 0 };
+        assert!(
+            Instant::now() < deadline,
+            "b still gets traffic {RELOAD_DEADLINE:?} after it became not ready"
+        );
+        streak = if served_by(&gw, "app.test").await == Ok("a".into()) {
+            streak + 1
+        } else {
+            0
+        };
     }
     let hits = b.hits();
     for _ in 0..20 {
@@ -247,7 +292,13 @@ async fn a_not_ready_endpoint_stops_getting_traffic() {
     cluster.api.apply(&slice("svc", 0, a.addr, Some(false)));
     wait_served_by(&gw, "app.test", Err(503), RELOAD_DEADLINE).await;
     let resp = gw.get("app.test", "/").send().await.unwrap();
-    assert_problem(resp, 503, "err:frontline:capacity:no_running_instances", "Service Unavailable").await;
+    assert_problem(
+        resp,
+        503,
+        "err:frontline:capacity:no_running_instances",
+        "Service Unavailable",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -267,15 +318,22 @@ async fn a_tls_secret_is_served_by_sni() {
     });
     let mut secure = ingress("secure", "keygate", "secure.test", "svc");
     if let Some(spec) = secure.spec.as_mut() {
-        spec.tls = Some(vec![IngressTLS { hosts: Some(vec!["secure.test".into()]), secret_name: Some("secure-tls".into()) }]);
+        spec.tls = Some(vec![IngressTLS {
+            hosts: Some(vec!["secure.test".into()]),
+            secret_name: Some("secure-tls".into()),
+        }]);
     }
     cluster.api.apply(&secure);
     let https = free_addr();
-    let listen = format!("listen:\n  http: \"@HTTP@\"\n  https: \"{https}\"\n  admin: \"@ADMIN@\"\ntls:\n  redirect_http: false\n");
+    let listen = format!(
+        "listen:\n  http: \"@HTTP@\"\n  https: \"{https}\"\n  admin: \"@ADMIN@\"\ntls:\n  redirect_http: false\n"
+    );
     let _gw = Gateway::start(&cluster.config(&listen)).await;
 
     wait_for("the Secret's certificate is served", WAIT, || async {
-        tls_handshake(https, "secure.test", TLS_ANY, &[]).await.is_ok_and(|hs| hs.sans == ["secure.test"])
+        tls_handshake(https, "secure.test", TLS_ANY, &[])
+            .await
+            .is_ok_and(|hs| hs.sans == ["secure.test"])
     })
     .await;
     let resp = https_get(https, "secure.test", "/").await.unwrap();
@@ -295,9 +353,15 @@ async fn a_tls_secret_is_served_by_sni() {
         ])),
         ..Secret::default()
     });
-    wait_for("the rotated certificate is served", std::time::Duration::from_secs(3), || async {
-        tls_handshake(https, "secure.test", TLS_ANY, &[]).await.is_ok_and(|hs| hs.leaf != old_leaf)
-    })
+    wait_for(
+        "the rotated certificate is served",
+        std::time::Duration::from_secs(3),
+        || async {
+            tls_handshake(https, "secure.test", TLS_ANY, &[])
+                .await
+                .is_ok_and(|hs| hs.leaf != old_leaf)
+        },
+    )
     .await;
 }
 
@@ -320,11 +384,21 @@ async fn a_bad_annotation_is_an_event_and_other_routes_keep_working() {
     let a = Upstream::inspector("a").await;
     cluster.service("svc", &[&a]);
     cluster.api.apply(&ingress("good", "keygate", "good.test", "svc"));
-    cluster.api.apply(&with_annotation(ingress("bad", "keygate", "bad.test", "svc"), "keygate.dev/policies", "Not A Name!"));
+    cluster.api.apply(&with_annotation(
+        ingress("bad", "keygate", "bad.test", "svc"),
+        "keygate.dev/policies",
+        "Not A Name!",
+    ));
     let gw = cluster.gateway().await;
     wait_served_by(&gw, "good.test", Ok("a"), WAIT).await;
     let resp = gw.get("bad.test", "/").send().await.unwrap();
-    assert_problem(resp, 422, "err:frontline:config:invalid_configuration", "Unprocessable Entity").await;
+    assert_problem(
+        resp,
+        422,
+        "err:frontline:config:invalid_configuration",
+        "Unprocessable Entity",
+    )
+    .await;
 
     wait_for("an Event on the bad Ingress", WAIT, || async {
         cluster.api.events().iter().any(|e| {
@@ -335,7 +409,12 @@ async fn a_bad_annotation_is_an_event_and_other_routes_keep_working() {
         })
     })
     .await;
-    assert_eq!(cluster.api.events().len(), 1, "reported once: {:?}", cluster.api.events());
+    assert_eq!(
+        cluster.api.events().len(),
+        1,
+        "reported once: {:?}",
+        cluster.api.events()
+    );
     assert_eq!(a.hits(), 1);
 }
 
@@ -344,10 +423,21 @@ async fn a_problem_that_comes_back_continues_its_event() {
     let cluster = Cluster::start().await;
     let a = Upstream::inspector("a").await;
     cluster.service("svc", &[&a]);
-    let bad = with_annotation(ingress("app", "keygate", "app.test", "svc"), "keygate.dev/policies", "Not A Name!");
+    let bad = with_annotation(
+        ingress("app", "keygate", "app.test", "svc"),
+        "keygate.dev/policies",
+        "Not A Name!",
+    );
     cluster.api.apply(&bad);
     let gw = cluster.gateway().await;
-    let invalid = || cluster.api.events().into_iter().filter(|e| e["reason"] == "InvalidAnnotation").collect::<Vec<_>>();
+    let invalid = || {
+        cluster
+            .api
+            .events()
+            .into_iter()
+            .filter(|e| e["reason"] == "InvalidAnnotation")
+            .collect::<Vec<_>>()
+    };
     wait_for("an InvalidAnnotation Event", WAIT, || async { invalid().len() == 1 }).await;
 
     cluster.api.apply(&ingress("app", "keygate", "app.test", "svc"));
@@ -365,7 +455,11 @@ async fn an_ingress_naming_a_missing_policy_fails_closed_until_it_appears() {
     let cluster = Cluster::start().await;
     let a = Upstream::inspector("a").await;
     cluster.service("svc", &[&a]);
-    cluster.api.apply(&with_annotation(ingress("app", "keygate", "app.test", "svc"), "keygate.dev/policies", "office"));
+    cluster.api.apply(&with_annotation(
+        ingress("app", "keygate", "app.test", "svc"),
+        "keygate.dev/policies",
+        "office",
+    ));
     let gw = cluster.gateway().await;
     wait_served_by(&gw, "app.test", Err(422), WAIT).await;
     assert_eq!(a.hits(), 0, "never served without its policy");
@@ -397,7 +491,12 @@ async fn a_host_in_the_file_wins_over_an_ingress() {
     // The conflict is logged once, not on every change.
     cluster.api.apply(&ingress("other", "keygate", "k8s2.test", "svc"));
     wait_served_by(&gw, "k8s2.test", Ok("a"), RELOAD_DEADLINE).await;
-    assert_eq!(gw.stderr().matches("host claimed by two providers").count(), 1, "{}", gw.logs());
+    assert_eq!(
+        gw.stderr().matches("host claimed by two providers").count(),
+        1,
+        "{}",
+        gw.logs()
+    );
 }
 
 #[tokio::test]
@@ -433,7 +532,10 @@ async fn an_api_server_restart_reconnects_and_resyncs_without_404s() {
     let answers = poller.await.unwrap();
     assert!(answers.len() > 20, "the poller ran ({} requests)", answers.len());
     let failed: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
-    assert!(failed.is_empty(), "requests failed during the API server restart: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "requests failed during the API server restart: {failed:?}"
+    );
     assert!(gw.stderr().contains("Kubernetes watch is back"), "{}", gw.logs());
 }
 

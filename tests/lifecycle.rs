@@ -77,8 +77,11 @@ async fn counters_exist_at_zero_from_start_up_and_count() {
     )
     .await;
     // The error_code label holds the full code.
-    gw.wait_metric(r#"keygate_requests_total{status="404",error_code="err:frontline:routing:config_not_found"}"#, 1.0)
-        .await;
+    gw.wait_metric(
+        r#"keygate_requests_total{status="404",error_code="err:frontline:routing:config_not_found"}"#,
+        1.0,
+    )
+    .await;
     gw.wait_metric_at_least("keygate_request_duration_seconds_count", 3.0)
         .await;
 }

@@ -31,18 +31,43 @@ async fn latency_is_labelled_by_deployment() {
             gw.get(host, "/").send().await.unwrap();
         }
     }
-    gw.wait_metric(r#"keygate_request_duration_seconds_count{deployment="dep_a",part="total"}"#, 3.0).await;
-    gw.wait_metric(r#"keygate_request_duration_seconds_count{deployment="dep_a",part="instance"}"#, 3.0).await;
-    gw.wait_metric(r#"keygate_request_duration_seconds_count{deployment="dep_b",part="gateway"}"#, 2.0).await;
+    gw.wait_metric(
+        r#"keygate_request_duration_seconds_count{deployment="dep_a",part="total"}"#,
+        3.0,
+    )
+    .await;
+    gw.wait_metric(
+        r#"keygate_request_duration_seconds_count{deployment="dep_a",part="instance"}"#,
+        3.0,
+    )
+    .await;
+    gw.wait_metric(
+        r#"keygate_request_duration_seconds_count{deployment="dep_b",part="gateway"}"#,
+        2.0,
+    )
+    .await;
     // No route: the empty deployment, and no instance time.
-    gw.wait_metric(r#"keygate_request_duration_seconds_count{deployment="",part="total"}"#, 1.0).await;
+    gw.wait_metric(
+        r#"keygate_request_duration_seconds_count{deployment="",part="total"}"#,
+        1.0,
+    )
+    .await;
     let text = gw.metrics_text().await;
-    assert_eq!(metric_in(&text, r#"keygate_request_duration_seconds_count{deployment="",part="instance"}"#), None);
+    assert_eq!(
+        metric_in(
+            &text,
+            r#"keygate_request_duration_seconds_count{deployment="",part="instance"}"#
+        ),
+        None
+    );
 }
 
 /// Every series's name and labels (values left out).
 fn series(text: &str) -> BTreeSet<String> {
-    parse_metrics(text).into_iter().map(|(name, labels, _)| format!("{name}{labels:?}")).collect()
+    parse_metrics(text)
+        .into_iter()
+        .map(|(name, labels, _)| format!("{name}{labels:?}"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,7 +78,8 @@ async fn a_flood_of_random_hosts_and_paths_adds_no_series() {
     gw.get("unknown.test", "/").send().await.unwrap();
     gw.get("a.test", "/first").send().await.unwrap();
     gw.wait_metric(r#"keygate_requests_total{status="404"}"#, 1.0).await;
-    gw.wait_metric(r#"keygate_requests_total{deployment="dep_a",status="200"}"#, 1.0).await;
+    gw.wait_metric(r#"keygate_requests_total{deployment="dep_a",status="200"}"#, 1.0)
+        .await;
     let before = series(&gw.metrics_text().await);
 
     const FLOOD: usize = 200;
@@ -62,8 +88,13 @@ async fn a_flood_of_random_hosts_and_paths_adds_no_series() {
         assert_eq!(gw.get(&host, &format!("/p/{i}")).send().await.unwrap().status(), 404);
         gw.get("a.test", &format!("/random/{i}?q={i}")).send().await.unwrap();
     }
-    gw.wait_metric(r#"keygate_requests_total{status="404"}"#, (FLOOD + 1) as f64).await;
-    gw.wait_metric(r#"keygate_requests_total{deployment="dep_a",status="200"}"#, (FLOOD + 1) as f64).await;
+    gw.wait_metric(r#"keygate_requests_total{status="404"}"#, (FLOOD + 1) as f64)
+        .await;
+    gw.wait_metric(
+        r#"keygate_requests_total{deployment="dep_a",status="200"}"#,
+        (FLOOD + 1) as f64,
+    )
+    .await;
     let after = series(&gw.metrics_text().await);
     let added: Vec<&String> = after.difference(&before).collect();
     assert!(added.is_empty(), "client input added series: {added:#?}");
@@ -79,7 +110,11 @@ async fn build_info_and_process_metrics() {
     let gw = Gateway::start("").await;
     let text = gw.metrics_text().await;
     let version = env!("CARGO_PKG_VERSION");
-    assert_eq!(metric_in(&text, &format!(r#"keygate_build_info{{version="{version}"}}"#)), Some(1.0), "{text}");
+    assert_eq!(
+        metric_in(&text, &format!(r#"keygate_build_info{{version="{version}"}}"#)),
+        Some(1.0),
+        "{text}"
+    );
     let commit = parse_metrics(&text)
         .into_iter()
         .find(|(name, _, _)| name == "keygate_build_info")
@@ -88,13 +123,28 @@ async fn build_info_and_process_metrics() {
         .unwrap();
     assert!(!commit.is_empty(), "{text}");
     let positive = |name: &str| metric_in(&text, name).is_some_and(|v| v > 0.0);
-    for name in ["process_resident_memory_bytes", "process_virtual_memory_bytes", "process_open_fds", "process_max_fds", "process_threads"] {
+    for name in [
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+    ] {
         assert!(positive(name), "{name}:\n{text}");
     }
-    assert!(metric_in(&text, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0), "{text}");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(
+        metric_in(&text, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0),
+        "{text}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let started = metric_in(&text, "process_start_time_seconds").unwrap();
-    assert!((now - 3600.0..=now + 5.0).contains(&started), "started {started}, now {now}");
+    assert!(
+        (now - 3600.0..=now + 5.0).contains(&started),
+        "started {started}, now {now}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,7 +164,10 @@ async fn openmetrics_when_the_scraper_asks_for_it() {
     let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
                       text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
     let (content_type, body) = scrape(Some(prometheus)).await;
-    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     assert!(body.ends_with("# EOF\n"), "{body}");
     for accept in [None, Some("text/plain;version=0.0.4"), Some("*/*")] {
         let (content_type, _) = scrape(accept).await;
@@ -178,7 +231,11 @@ fn identifiers(query: &str) -> Vec<(String, Vec<String>)> {
             if bytes.get(i) == Some(&b'{') {
                 let end = query[i..].find('}').map(|e| i + e).unwrap();
                 for matcher in query[i + 1..end].split(',') {
-                    let label: String = matcher.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    let label: String = matcher
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
                     if !label.is_empty() {
                         labels.push(label);
                     }
@@ -198,7 +255,8 @@ async fn every_dashboard_query_uses_exported_metrics() {
     let up = Upstream::counting("up").await;
     let gw = Gateway::start(&two_deployments(&up)).await;
     gw.get("a.test", "/").send().await.unwrap();
-    gw.wait_metric(r#"keygate_requests_total{deployment="dep_a"}"#, 1.0).await;
+    gw.wait_metric(r#"keygate_requests_total{deployment="dep_a"}"#, 1.0)
+        .await;
     let text = gw.metrics_text().await;
     let samples = parse_metrics(&text);
     // Families declared with `# TYPE` (a family without series yet, such as
@@ -227,8 +285,14 @@ async fn every_dashboard_query_uses_exported_metrics() {
     let mut checked = 0;
     for query in &queries {
         for (name, labels) in selectors(query) {
-            assert!(exported(&name), "the dashboard queries {name}, which /metrics does not export ({query})");
-            let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+            assert!(
+                exported(&name),
+                "the dashboard queries {name}, which /metrics does not export ({query})"
+            );
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
             let known: BTreeSet<&str> = samples
                 .iter()
                 .filter(|(n, _, _)| n == &name || n.starts_with(base))
@@ -236,7 +300,10 @@ async fn every_dashboard_query_uses_exported_metrics() {
                 .collect();
             for label in labels {
                 let has = known.contains(label.as_str()) || scrape_labels.contains(&label.as_str()) || known.is_empty();
-                assert!(has, "the dashboard selects {name} by `{label}`, a label it does not have ({query})");
+                assert!(
+                    has,
+                    "the dashboard selects {name} by `{label}`, a label it does not have ({query})"
+                );
             }
             checked += 1;
         }

@@ -135,16 +135,34 @@ async fn parameters_in_every_location_are_validated() {
         .await
         .unwrap();
     let body = rejected(bad).await;
-    assert_eq!(locations(&body), ["cookie.session", "header.X-Trace", "query.limit", "query.tags/1"], "{body}");
+    assert_eq!(
+        locations(&body),
+        ["cookie.session", "header.X-Trace", "query.limit", "query.tags/1"],
+        "{body}"
+    );
     let detail = body["error"]["detail"].as_str().unwrap();
-    assert!(detail.starts_with("query.limit: ") && detail.ends_with("(and 3 more)"), "{detail}");
+    assert!(
+        detail.starts_with("query.limit: ") && detail.ends_with("(and 3 more)"),
+        "{detail}"
+    );
 
     let missing = gw.get("api.test", "/v1/pets").send().await.unwrap();
     let body = rejected(missing).await;
     assert_eq!(locations(&body), ["header.X-Trace", "query.limit"], "{body}");
-    let coercion = gw.get("api.test", "/v1/pets?limit=ten").header("x-trace", "deadbeef").send().await.unwrap();
+    let coercion = gw
+        .get("api.test", "/v1/pets?limit=ten")
+        .header("x-trace", "deadbeef")
+        .send()
+        .await
+        .unwrap();
     let body = rejected(coercion).await;
-    assert!(body["error"]["errors"][0]["message"].as_str().unwrap().contains("expected integer"), "{body}");
+    assert!(
+        body["error"]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected integer"),
+        "{body}"
+    );
 
     // Path parameters through a path-level $ref.
     assert_eq!(gw.get("api.test", "/v1/pets/7").send().await.unwrap().status(), 200);
@@ -167,9 +185,12 @@ async fn bodies_report_every_violation_and_pass_unchanged() {
     };
 
     let body = rejected(
-        post(r#"{"name":"","kind":"cow","price":-1,"items":[{"price":1},{"price":2},{"price":"free"}]}"#, "application/json")
-            .await
-            .unwrap(),
+        post(
+            r#"{"name":"","kind":"cow","price":-1,"items":[{"price":1},{"price":2},{"price":"free"}]}"#,
+            "application/json",
+        )
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(
@@ -178,9 +199,16 @@ async fn bodies_report_every_violation_and_pass_unchanged() {
         "every violation is reported: {body}"
     );
     let body = rejected(post(r#"{"name":"rex"}"#, "application/json").await.unwrap()).await;
-    assert_eq!(locations(&body), ["/body", "/body"], "two missing required properties: {body}");
+    assert_eq!(
+        locations(&body),
+        ["/body", "/body"],
+        "two missing required properties: {body}"
+    );
     let body = rejected(post("{\"name\": tru", "application/json").await.unwrap()).await;
-    assert!(body["error"]["detail"].as_str().unwrap().contains("invalid JSON"), "{body}");
+    assert!(
+        body["error"]["detail"].as_str().unwrap().contains("invalid JSON"),
+        "{body}"
+    );
     let body = rejected(post("name=rex", "application/x-www-form-urlencoded").await.unwrap()).await;
     assert_eq!(locations(&body), ["header.Content-Type"], "{body}");
     let body = rejected(post("", "application/json").await.unwrap()).await;
@@ -199,7 +227,14 @@ async fn bodies_report_every_violation_and_pass_unchanged() {
 async fn large_bodies_are_buffered_validated_and_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::inspector("app").await;
-    let gw = Gateway::start(&config(dir.path(), "pets.yaml", PETS_30, &up.addr_str(), "limits:\n  max_request_body: 2MiB\n")).await;
+    let gw = Gateway::start(&config(
+        dir.path(),
+        "pets.yaml",
+        PETS_30,
+        &up.addr_str(),
+        "limits:\n  max_request_body: 2MiB\n",
+    ))
+    .await;
     // ~1 MiB of valid JSON: far over pingora's 64 KiB retry buffer.
     let items: Vec<Value> = (0..40_000).map(|i| json!({"price": i})).collect();
     let valid = serde_json::to_vec(&json!({"name": "rex", "kind": "dog", "price": 1, "items": items})).unwrap();
@@ -213,7 +248,11 @@ async fn large_bodies_are_buffered_validated_and_replayed() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.bytes().await.unwrap().as_ref(), valid.as_slice(), "forwarded unchanged");
+    assert_eq!(
+        resp.bytes().await.unwrap().as_ref(),
+        valid.as_slice(),
+        "forwarded unchanged"
+    );
 
     // Chunked (no Content-Length) works the same.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = valid.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
@@ -246,7 +285,14 @@ async fn large_bodies_are_buffered_validated_and_replayed() {
 async fn rejected_requests_never_open_a_connection() {
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::counting("app").await;
-    let gw = Gateway::start(&config(dir.path(), "pets.yaml", PETS_30, &up.addr_str(), "limits:\n  max_request_body: 2MiB\n")).await;
+    let gw = Gateway::start(&config(
+        dir.path(),
+        "pets.yaml",
+        PETS_30,
+        &up.addr_str(),
+        "limits:\n  max_request_body: 2MiB\n",
+    ))
+    .await;
     let post = |body: Vec<u8>| {
         gw.request(reqwest::Method::POST, "api.test", "/v1/pets")
             .header("content-type", "application/json")
@@ -258,9 +304,16 @@ async fn rejected_requests_never_open_a_connection() {
     let invalid = serde_json::to_vec(&json!({"name": "rex", "kind": "dog", "price": 1, "items": items})).unwrap();
     assert!(invalid.len() >= 1 << 20, "{}", invalid.len());
     let body = rejected(post(invalid).await.unwrap()).await;
-    assert_eq!(body["error"]["errors"].as_array().unwrap().len(), 1000, "the first 1000 violations are listed");
+    assert_eq!(
+        body["error"]["errors"].as_array().unwrap().len(),
+        1000,
+        "the first 1000 violations are listed"
+    );
     let detail = body["error"]["detail"].as_str().unwrap();
-    assert!(detail.contains("(and 79999 more); the first 1000 are listed"), "{detail}");
+    assert!(
+        detail.contains("(and 79999 more); the first 1000 are listed"),
+        "{detail}"
+    );
 
     // Over max_request_body: 413, with or without a Content-Length. The
     // gateway answers as soon as it knows and closes, so the client may
@@ -285,12 +338,24 @@ async fn rejected_requests_never_open_a_connection() {
     let unknown = gw.get("api.test", "/v1/owners").send().await.unwrap();
     let body = rejected(unknown).await;
     assert_eq!(locations(&body), ["path"]);
-    let wrong_method = gw.request(reqwest::Method::DELETE, "api.test", "/v1/pets").send().await.unwrap();
+    let wrong_method = gw
+        .request(reqwest::Method::DELETE, "api.test", "/v1/pets")
+        .send()
+        .await
+        .unwrap();
     let body = rejected(wrong_method).await;
     assert_eq!(locations(&body), ["method"]);
-    gw.wait_metric(r#"keygate_policy_decisions_total{policy_type="openapi",decision="deny"}"#, 3.0).await;
+    gw.wait_metric(
+        r#"keygate_policy_decisions_total{policy_type="openapi",decision="deny"}"#,
+        3.0,
+    )
+    .await;
 
-    assert_eq!(up.connections(), 0, "no rejected request opened a connection to the instance");
+    assert_eq!(
+        up.connections(),
+        0,
+        "no rejected request opened a connection to the instance"
+    );
     assert_eq!(up.hits(), 0);
 }
 
@@ -337,10 +402,16 @@ async fn auth_rejects_before_the_body_is_read() {
         )
     };
     let mut conn = RawConn::connect(gw.http).await;
-    let denied = conn.roundtrip(head("").as_bytes()).await.expect("an answer without the body");
+    let denied = conn
+        .roundtrip(head("").as_bytes())
+        .await
+        .expect("an answer without the body");
     assert_eq!(denied.status, 403);
     let mut conn = RawConn::connect(gw.http).await;
-    let too_large = conn.roundtrip(head("X-Allowed: 1\r\n").as_bytes()).await.expect("an answer without the body");
+    let too_large = conn
+        .roundtrip(head("X-Allowed: 1\r\n").as_bytes())
+        .await
+        .expect("an answer without the body");
     assert_eq!(too_large.status, 413);
     assert_eq!(up.connections(), 0);
 }
@@ -372,8 +443,17 @@ async fn fetch_path_spec_comes_from_an_instance() {
     .await;
     // No spec served yet: 422 until a fetch succeeds.
     let resp = gw.get("api.test", "/v1/pets/1").send().await.unwrap();
-    assert_problem(resp, 422, "err:frontline:config:invalid_configuration", "Unprocessable Entity").await;
-    wait_for("a failed fetch is counted", WAIT, || async { gw.metric("keygate_openapi_fetch_failures_total").await >= 1.0 }).await;
+    assert_problem(
+        resp,
+        422,
+        "err:frontline:config:invalid_configuration",
+        "Unprocessable Entity",
+    )
+    .await;
+    wait_for("a failed fetch is counted", WAIT, || async {
+        gw.metric("keygate_openapi_fetch_failures_total").await >= 1.0
+    })
+    .await;
 
     instance.set("/openapi.yaml", "application/yaml", PETS_30);
     // Valid requests reach the instance (which answers 404 for /v1/pets/1), invalid ones get 400.
@@ -410,13 +490,19 @@ fn unusable_specs_are_load_errors() {
     };
     let external = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      parameters: [{$ref: 'common.yaml#/components/parameters/P'}]\n";
     let err = check(external, "openapi: {file: spec.yaml}");
-    assert!(err.contains("deployments[0].openapi.file") && err.contains("external $ref") && err.contains("common.yaml"), "{err}");
+    assert!(
+        err.contains("deployments[0].openapi.file") && err.contains("external $ref") && err.contains("common.yaml"),
+        "{err}"
+    );
     let err = check("swagger: '2.0'\n", "openapi: {file: spec.yaml}");
     assert!(err.contains("unsupported OpenAPI version"), "{err}");
     let err = check("openapi: 3.0.0\n", "openapi: {file: missing.yaml}");
     assert!(err.contains("cannot read"), "{err}");
     let err = check("openapi: 3.0.0\n", "policies: [{id: v, openapi: {}}]");
-    assert!(err.contains("deployments[0].policies[0].openapi") && err.contains("needs the deployment"), "{err}");
+    assert!(
+        err.contains("deployments[0].policies[0].openapi") && err.contains("needs the deployment"),
+        "{err}"
+    );
     let err = check("openapi: 3.0.0\n", "openapi: {file: spec.yaml, fetch_path: /x}");
     assert!(err.contains("exactly one"), "{err}");
 }
@@ -437,9 +523,29 @@ async fn a_large_real_world_spec() {
             .body(body)
             .send()
     };
-    assert_eq!(post("/v2/keys.createKey", r#"{"apiId":"api_1234abcd","prefix":"sk","byteLength":24}"#).await.unwrap().status(), 200);
-    assert_eq!(post("/v2/keys.verifyKey", r#"{"key":"sk_1234abcdef"}"#).await.unwrap().status(), 200);
-    let body = rejected(post("/v2/keys.createKey", r#"{"apiId":7,"byteLength":"long"}"#).await.unwrap()).await;
+    assert_eq!(
+        post(
+            "/v2/keys.createKey",
+            r#"{"apiId":"api_1234abcd","prefix":"sk","byteLength":24}"#
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert_eq!(
+        post("/v2/keys.verifyKey", r#"{"key":"sk_1234abcdef"}"#)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let body = rejected(
+        post("/v2/keys.createKey", r#"{"apiId":7,"byteLength":"long"}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(body["error"]["errors"].as_array().unwrap().len() >= 2, "{body}");
     rejected(post("/v2/keys.doesNotExist", "{}").await.unwrap()).await;
     assert_eq!(up.hits(), 2);

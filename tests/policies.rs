@@ -40,13 +40,29 @@ async fn firewall_denies_matching_requests_only() {
     ))
     .await;
 
-    assert_eq!(gw.get("app.test", "/admin/users").send().await.unwrap().status(), 200, "GET is not matched");
-    let resp = gw.request(reqwest::Method::POST, "app.test", "/admin/users").send().await.unwrap();
+    assert_eq!(
+        gw.get("app.test", "/admin/users").send().await.unwrap().status(),
+        200,
+        "GET is not matched"
+    );
+    let resp = gw
+        .request(reqwest::Method::POST, "app.test", "/admin/users")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(denied(resp).await, FIREWALL_DETAIL);
-    let resp = gw.request(reqwest::Method::DELETE, "app.test", "/admin").send().await.unwrap();
+    let resp = gw
+        .request(reqwest::Method::DELETE, "app.test", "/admin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(up.hits(), 1, "denied requests never reach the instance");
-    gw.wait_metric(r#"keygate_policy_decisions_total{policy_type="firewall",decision="deny"}"#, 2.0).await;
+    gw.wait_metric(
+        r#"keygate_policy_decisions_total{policy_type="firewall",decision="deny"}"#,
+        2.0,
+    )
+    .await;
     gw.wait_metric(r#"keygate_requests_total{host="app.test",deployment="dep",status="403",error_code="err:frontline:client:firewall_denied"}"#, 2.0).await;
 }
 
@@ -60,9 +76,19 @@ async fn header_and_query_matches() {
     .await;
     let ok = gw.get("app.test", "/?version=beta%202").send().await.unwrap();
     assert_eq!(ok.status(), 200, "header absent");
-    let ok = gw.get("app.test", "/?version=beta").header("x-debug", "1").send().await.unwrap();
+    let ok = gw
+        .get("app.test", "/?version=beta")
+        .header("x-debug", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200, "query value differs");
-    let no = gw.get("app.test", "/?version=alpha&version=beta%202").header("X-DEBUG", "1").send().await.unwrap();
+    let no = gw
+        .get("app.test", "/?version=alpha&version=beta%202")
+        .header("X-DEBUG", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no.status(), 403, "any of several values matches, percent-decoded");
 }
 
@@ -84,7 +110,10 @@ async fn declaration_order_decides_which_policy_answers() {
     let firewall = "      - id: fw\n        firewall: {action: deny}\n";
     let ip = "      - id: ip\n        ip: {deny: [127.0.0.0/8]}\n";
     let gw = Gateway::start(&deployment_with_policies(&up, &format!("{firewall}{ip}"))).await;
-    assert_eq!(denied(gw.get("app.test", "/").send().await.unwrap()).await, FIREWALL_DETAIL);
+    assert_eq!(
+        denied(gw.get("app.test", "/").send().await.unwrap()).await,
+        FIREWALL_DETAIL
+    );
 
     gw.write_config(&deployment_with_policies(&up, &format!("{ip}{firewall}")));
     poll_until("reordered chain in effect", RELOAD_DEADLINE, || async {
@@ -100,15 +129,28 @@ async fn ip_rules_on_ipv4_and_ipv6_loopback() {
     let up = Upstream::counting("app").await;
     let template = format!(
         "listen:\n  http: \"[::]:@HTTP_PORT@\"\n  admin: \"@ADMIN@\"\n{}",
-        deployment_with_policies(&up, "      - id: v4_only\n        ip: {allow: [127.0.0.0/8], deny: ['::1/128']}\n")
+        deployment_with_policies(
+            &up,
+            "      - id: v4_only\n        ip: {allow: [127.0.0.0/8], deny: ['::1/128']}\n"
+        )
     );
     let gw = Gateway::start(&template).await;
     let v6: SocketAddr = format!("[::1]:{}", gw.http.port()).parse().unwrap();
     let client = client();
 
-    let v4 = client.get(gw.http_url("/")).header("host", "app.test").send().await.unwrap();
+    let v4 = client
+        .get(gw.http_url("/"))
+        .header("host", "app.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v4.status(), 200, "127.0.0.1 is allowed");
-    let v6_resp = client.get(format!("http://{v6}/")).header("host", "app.test").send().await.unwrap();
+    let v6_resp = client
+        .get(format!("http://{v6}/"))
+        .header("host", "app.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(denied(v6_resp).await, IP_DETAIL, "::1 is denied");
     assert_eq!(up.hits(), 1);
 }
@@ -119,18 +161,38 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     let policies = "      - id: block_net\n        ip: {deny: ['203.0.113.0/24', '2001:db8::/32']}\n";
     let untrusted = deployment_with_policies(&up, policies);
     let gw = Gateway::start(&untrusted).await;
-    let spoofed = gw.get("app.test", "/").header("x-forwarded-for", "203.0.113.7").send().await.unwrap();
+    let spoofed = gw
+        .get("app.test", "/")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(spoofed.status(), 200, "an untrusted peer cannot pick its address");
 
     gw.write_config(&format!("trusted_proxies: [127.0.0.1]\n{untrusted}"));
     poll_until("trusted proxy in effect", RELOAD_DEADLINE, || async {
-        let resp = gw.get("app.test", "/").header("x-forwarded-for", "203.0.113.7").send().await.unwrap();
+        let resp = gw
+            .get("app.test", "/")
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+            .await
+            .unwrap();
         (resp.status() == 403).then_some(())
     })
     .await;
-    let v6_client = gw.get("app.test", "/").header("x-forwarded-for", "2001:db8::5, 127.0.0.1").send().await.unwrap();
+    let v6_client = gw
+        .get("app.test", "/")
+        .header("x-forwarded-for", "2001:db8::5, 127.0.0.1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v6_client.status(), 403, "right-most untrusted address of the chain");
-    let other = gw.get("app.test", "/").header("x-forwarded-for", "203.0.113.7, 198.51.100.1").send().await.unwrap();
+    let other = gw
+        .get("app.test", "/")
+        .header("x-forwarded-for", "203.0.113.7, 198.51.100.1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 200, "the right-most untrusted address is 198.51.100.1");
 }
 
@@ -160,15 +222,30 @@ fn bad_policy_config_is_a_load_error_with_path_and_line() {
             &["deployments[0].policies[1].id", "duplicate policy id"],
             6,
         ),
-        ("no action", "      - {id: a}\n", &["deployments[0].policies[0]", "exactly one action"], 5),
+        (
+            "no action",
+            "      - {id: a}\n",
+            &["deployments[0].policies[0]", "exactly one action"],
+            5,
+        ),
         (
             "two actions",
             "      - {id: a, firewall: {action: deny}, ip: {deny: [10.0.0.0/8]}}\n",
             &["deployments[0].policies[0]", "exactly one action"],
             5,
         ),
-        ("unknown action", "      - {id: a, waf: {}}\n", &["unknown field `waf`"], 5),
-        ("bad CIDR", "      - {id: a, ip: {allow: [10.0.0.0/33]}}\n", &["invalid CIDR"], 5),
+        (
+            "unknown action",
+            "      - {id: a, waf: {}}\n",
+            &["unknown field `waf`"],
+            5,
+        ),
+        (
+            "bad CIDR",
+            "      - {id: a, ip: {allow: [10.0.0.0/33]}}\n",
+            &["invalid CIDR"],
+            5,
+        ),
         (
             "bad regex",
             "      - id: a\n        match:\n          - path: {regex: '(unclosed'}\n        firewall: {action: deny}\n",

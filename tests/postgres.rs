@@ -57,11 +57,20 @@ async fn admin(gw: &Gateway, op: &str, body: Value) -> Value {
 /// Creates a key in `ks_fleet` through `gw`; returns (keyId, key).
 async fn create_key(gw: &Gateway) -> (String, String) {
     let data = admin(gw, "keys.createKey", json!({"apiId": "ks_fleet"})).await;
-    (data["keyId"].as_str().unwrap().to_string(), data["key"].as_str().unwrap().to_string())
+    (
+        data["keyId"].as_str().unwrap().to_string(),
+        data["key"].as_str().unwrap().to_string(),
+    )
 }
 
 async fn status_with(gw: &Gateway, key: &str) -> u16 {
-    gw.get("keys.test", "/").bearer_auth(key).send().await.unwrap().status().as_u16()
+    gw.get("keys.test", "/")
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Polls `gw` with `key` until it answers `want`; returns how long that took.
@@ -84,22 +93,43 @@ async fn replicas_share_keys_and_revocations_reach_every_replica_within_a_second
     let mut revocations = Vec::new();
     for round in 0..5 {
         let (id, key) = create_key(&a).await;
-        assert_eq!(status_with(&a, &key).await, 200, "round {round}: the key works where it was made");
-        assert_eq!(status_with(&b, &key).await, 200, "round {round}: and on the other replica");
-        let op = if round % 2 == 0 { "keys.deleteKey" } else { "keys.updateKey" };
-        let body = if round % 2 == 0 { json!({"keyId": id}) } else { json!({"keyId": id, "enabled": false}) };
+        assert_eq!(
+            status_with(&a, &key).await,
+            200,
+            "round {round}: the key works where it was made"
+        );
+        assert_eq!(
+            status_with(&b, &key).await,
+            200,
+            "round {round}: and on the other replica"
+        );
+        let op = if round % 2 == 0 {
+            "keys.deleteKey"
+        } else {
+            "keys.updateKey"
+        };
+        let body = if round % 2 == 0 {
+            json!({"keyId": id})
+        } else {
+            json!({"keyId": id, "enabled": false})
+        };
         admin(&a, op, body).await;
         revocations.push(time_until_status(&b, &key, 401).await);
     }
     revocations.sort();
     eprintln!("revocation reached the other replica after {revocations:?}");
     let slowest = revocations.last().copied().unwrap_or_default();
-    assert!(slowest < Duration::from_secs(1), "a revocation took {slowest:?} to reach the other replica");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a revocation took {slowest:?} to reach the other replica"
+    );
 
     // A key unknown to B (and remembered as unknown) becomes known once A creates it:
     // identities and keys made on B show up on A too.
     let identity = json!({"externalId": "user_7", "meta": {"plan": "pro"}});
-    let (status, _) = b.admin_post("/v2/identities.createIdentity", Some(ROOT), &identity).await;
+    let (status, _) = b
+        .admin_post("/v2/identities.createIdentity", Some(ROOT), &identity)
+        .await;
     assert_eq!(status, 200);
     let got = admin(&a, "identities.getIdentity", json!({"externalId": "user_7"})).await;
     assert_eq!(got["meta"]["plan"], "pro", "{got}");
@@ -121,13 +151,19 @@ async fn keys_outlive_the_replicas_and_only_hashes_are_stored() {
 
     let db = pg.connect().await;
     let tables = db
-        .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'", &[])
+        .query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
         .await
         .unwrap();
     assert!(tables.len() >= 3, "keygate's tables exist");
     for row in tables {
         let table: String = row.get(0);
-        let rows = db.query(&format!("SELECT t::text FROM \"{table}\" t"), &[]).await.unwrap();
+        let rows = db
+            .query(&format!("SELECT t::text FROM \"{table}\" t"), &[])
+            .await
+            .unwrap();
         for row in rows {
             let text: String = row.get(0);
             assert!(!text.contains(&key), "{table} holds the plaintext key: {text}");
@@ -152,13 +188,37 @@ async fn a_database_outage_keeps_cached_keys_working_and_heals_without_a_restart
 
     pg.stop().await;
 
-    assert_eq!(status_with(&gw, &cached).await, 200, "a key verified before the outage keeps verifying");
-    assert_eq!(status_with(&gw, &revoked).await, 401, "a revocation made before the outage holds");
-    let unknown = gw.get("keys.test", "/").bearer_auth("sk_never_seen").send().await.unwrap();
-    assert_problem(unknown, 503, "err:frontline:platform:store_unavailable", "Service Unavailable").await;
-    let (status, body) = gw.admin_post("/v2/keys.createKey", Some(ROOT), &json!({"apiId": "ks_fleet"})).await;
+    assert_eq!(
+        status_with(&gw, &cached).await,
+        200,
+        "a key verified before the outage keeps verifying"
+    );
+    assert_eq!(
+        status_with(&gw, &revoked).await,
+        401,
+        "a revocation made before the outage holds"
+    );
+    let unknown = gw
+        .get("keys.test", "/")
+        .bearer_auth("sk_never_seen")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        unknown,
+        503,
+        "err:frontline:platform:store_unavailable",
+        "Service Unavailable",
+    )
+    .await;
+    let (status, body) = gw
+        .admin_post("/v2/keys.createKey", Some(ROOT), &json!({"apiId": "ks_fleet"}))
+        .await;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["code"], "err:unkey:application:service_unavailable", "{body}");
+    assert_eq!(
+        body["error"]["code"], "err:unkey:application:service_unavailable",
+        "{body}"
+    );
     let open = gw.get("open.test", "/").send().await.unwrap();
     assert_eq!(open.status(), 200, "routes without keyauth are unaffected");
     assert!(gw.metric("keygate_store_errors_total").await > 0.0, "outage counted");
@@ -166,7 +226,10 @@ async fn a_database_outage_keeps_cached_keys_working_and_heals_without_a_restart
     pg.restart().await;
     let healed = Instant::now();
     wait_for("admin writes work again", Duration::from_secs(5), || async {
-        gw.admin_post("/v2/keys.createKey", Some(ROOT), &json!({"apiId": "ks_fleet"})).await.0 == 200
+        gw.admin_post("/v2/keys.createKey", Some(ROOT), &json!({"apiId": "ks_fleet"}))
+            .await
+            .0
+            == 200
     })
     .await;
     let (fresh_id, fresh) = create_key(&gw).await;
@@ -177,7 +240,11 @@ async fn a_database_outage_keeps_cached_keys_working_and_heals_without_a_restart
     assert_eq!(status_with(&other, &fresh).await, 200);
     admin(&gw, "keys.deleteKey", json!({"keyId": fresh_id})).await;
     time_until_status(&other, &fresh, 401).await;
-    assert!(healed.elapsed() < Duration::from_secs(5), "healed after {:?}", healed.elapsed());
+    assert!(
+        healed.elapsed() < Duration::from_secs(5),
+        "healed after {:?}",
+        healed.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +258,12 @@ async fn state_migrate_copies_the_embedded_store_into_the_database_once() {
     )
     .await;
     let key = created["key"].as_str().unwrap().to_string();
-    admin(&single, "ratelimit.setOverride", json!({"namespace": "api", "identifier": "user_9", "limit": 5, "duration": 60000})).await;
+    admin(
+        &single,
+        "ratelimit.setOverride",
+        json!({"namespace": "api", "identifier": "user_9", "limit": 5, "duration": 60000}),
+    )
+    .await;
     single.signal("TERM");
     single.wait_exit(WAIT).await;
 
@@ -199,8 +271,20 @@ async fn state_migrate_copies_the_embedded_store_into_the_database_once() {
     let migrate = ["state", "migrate", "--config", config_path.as_str(), "--to", &pg.url()];
     let first = single.cli(&migrate, &[]).await;
     let report = String::from_utf8_lossy(&first.stdout).to_string();
-    assert!(first.status.success(), "{report}{}", String::from_utf8_lossy(&first.stderr));
-    let line = |report: &str, what: &str| report.lines().find(|l| l.starts_with(&format!("{what} "))).unwrap_or_default().split_whitespace().filter_map(|w| w.parse::<u32>().ok()).collect::<Vec<_>>();
+    assert!(
+        first.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let line = |report: &str, what: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("{what} ")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|w| w.parse::<u32>().ok())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(line(&report, "keys"), [1, 0], "{report}");
     assert_eq!(line(&report, "permissions"), [1, 0], "{report}");
     assert_eq!(line(&report, "rate-limit overrides"), [1, 0], "{report}");
@@ -210,14 +294,39 @@ async fn state_migrate_copies_the_embedded_store_into_the_database_once() {
     assert_eq!(line(&report, "keys"), [0, 1], "a second run copies nothing: {report}");
 
     let fleet = Gateway::start(&config(&pg)).await;
-    assert_eq!(status_with(&fleet, &key).await, 200, "the migrated key verifies against the database");
+    assert_eq!(
+        status_with(&fleet, &key).await,
+        200,
+        "the migrated key verifies against the database"
+    );
     let got = admin(&fleet, "keys.getKey", json!({"keyId": created["keyId"]})).await;
     assert_eq!(got["permissions"], json!(["docs.read"]), "{got}");
     assert_eq!(got["roles"], json!(["reader"]), "{got}");
-    let limit = admin(&fleet, "ratelimit.getOverride", json!({"namespace": "api", "identifier": "user_9"})).await;
+    let limit = admin(
+        &fleet,
+        "ratelimit.getOverride",
+        json!({"namespace": "api", "identifier": "user_9"}),
+    )
+    .await;
     assert_eq!(limit["limit"], 5, "{limit}");
 
-    let nowhere = single.cli(&["state", "migrate", "--config", config_path.as_str(), "--to", "postgres://postgres@127.0.0.1:1/none"], &[]).await;
+    let nowhere = single
+        .cli(
+            &[
+                "state",
+                "migrate",
+                "--config",
+                config_path.as_str(),
+                "--to",
+                "postgres://postgres@127.0.0.1:1/none",
+            ],
+            &[],
+        )
+        .await;
     assert!(!nowhere.status.success());
-    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("unreachable"), "{}", String::from_utf8_lossy(&nowhere.stderr));
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr).contains("unreachable"),
+        "{}",
+        String::from_utf8_lossy(&nowhere.stderr)
+    );
 }

@@ -40,7 +40,9 @@ async fn json_lines_with_a_startup_line_naming_the_listeners() {
     assert_eq!(started["admin"], gw.admin.to_string());
     assert_eq!(started["https"], "off");
     assert_eq!(started["routes"], 2);
-    assert!(json_lines(&gw).iter().all(|l| l["timestamp"].is_string() && l["level"].is_string()));
+    assert!(json_lines(&gw)
+        .iter()
+        .all(|l| l["timestamp"].is_string() && l["level"].is_string()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,13 +55,18 @@ async fn a_client_hanging_up_mid_request_is_not_an_error() {
         .await
         .unwrap();
     // Let the request reach the instance before hanging up.
-    poll_until("the request at the instance", WAIT, || async { (up.hits() > 0).then_some(()) }).await;
+    poll_until("the request at the instance", WAIT, || async {
+        (up.hits() > 0).then_some(())
+    })
+    .await;
     drop(stream);
 
     let logged = poll_until("the hang-up in the log", WAIT, || async {
-        json_lines(&gw)
-            .into_iter()
-            .find(|l| l["message"].as_str().is_some_and(|m| m.contains("client closed the connection")))
+        json_lines(&gw).into_iter().find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("client closed the connection"))
+        })
     })
     .await;
     assert_eq!(logged["level"], "INFO", "{logged}");

@@ -14,8 +14,15 @@ use keygate::keys::permissions::{PermissionQuery, QueryError, MAX_NESTING};
 use keygate::routing::{request_head, HostPattern, PathPrefix, RouteTable};
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("KEYGATE_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("KEYGATE_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 /// Well-formed queries up to `depth` parentheses deep.

@@ -60,7 +60,10 @@ async fn wait_for_slot(window_ms: u64, index: u64, lo: f64, hi: f64) {
     let timeout = Duration::from_millis(start.saturating_sub(now_ms()) + 1_000);
     poll_until(format!("clock in [{start}, {end}) ms"), timeout, || async move {
         let now = now_ms();
-        assert!(now < end, "missed the slot [{start}, {end}) of window {index}: now {now} (machine too slow?)");
+        assert!(
+            now < end,
+            "missed the slot [{start}, {end}) of window {index}: now {now} (machine too slow?)"
+        );
         (now >= start).then_some(())
     })
     .await;
@@ -77,9 +80,18 @@ struct Limits {
 
 fn limits(resp: &reqwest::Response) -> Limits {
     let one = |name: &str| -> Option<u64> {
-        let all: Vec<&str> = resp.headers().get_all(name).iter().map(|v| v.to_str().unwrap()).collect();
+        let all: Vec<&str> = resp
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert!(all.len() <= 1, "{name} appears {} times: {all:?}", all.len());
-        all.first().map(|v| v.trim().parse().unwrap_or_else(|e| panic!("{name}: {v:?} is not a number ({e})")))
+        all.first().map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}: {v:?} is not a number ({e})"))
+        })
     };
     Limits {
         limit: one("x-ratelimit-limit"),
@@ -93,8 +105,10 @@ fn limits(resp: &reqwest::Response) -> Limits {
 fn limit_and_remaining(resp: &reqwest::Response) -> (u64, u64) {
     let l = limits(resp);
     (
-        l.limit.unwrap_or_else(|| panic!("X-RateLimit-Limit missing: {:?}", resp.headers())),
-        l.remaining.unwrap_or_else(|| panic!("X-RateLimit-Remaining missing: {:?}", resp.headers())),
+        l.limit
+            .unwrap_or_else(|| panic!("X-RateLimit-Limit missing: {:?}", resp.headers())),
+        l.remaining
+            .unwrap_or_else(|| panic!("X-RateLimit-Remaining missing: {:?}", resp.headers())),
     )
 }
 
@@ -113,8 +127,17 @@ async fn admitted(gw: &Gateway, host: &str, path: &str, headers: &[(&str, &str)]
     let resp = get(gw, host, path, headers).await;
     let status = resp.status().as_u16();
     let got = limits(&resp);
-    assert_eq!(status, 200, "{what}: expected 200, headers {got:?}, body {}", resp.text().await.unwrap_or_default());
-    assert_eq!((got.limit, got.remaining), (Some(want.0), Some(want.1)), "{what}: limit/remaining");
+    assert_eq!(
+        status,
+        200,
+        "{what}: expected 200, headers {got:?}, body {}",
+        resp.text().await.unwrap_or_default()
+    );
+    assert_eq!(
+        (got.limit, got.remaining),
+        (Some(want.0), Some(want.1)),
+        "{what}: limit/remaining"
+    );
     assert_eq!(got.retry_after, None, "{what}: no Retry-After on success");
 }
 
@@ -122,7 +145,9 @@ async fn admitted(gw: &Gateway, host: &str, path: &str, headers: &[(&str, &str)]
 async fn limited(resp: reqwest::Response, what: &str) -> Limits {
     let got = limits(&resp);
     assert_eq!(resp.status(), 429, "{what}: expected 429, headers {got:?}");
-    let retry = got.retry_after.unwrap_or_else(|| panic!("{what}: Retry-After on a rate_limited 429"));
+    let retry = got
+        .retry_after
+        .unwrap_or_else(|| panic!("{what}: Retry-After on a rate_limited 429"));
     assert!(retry >= 1, "{what}: Retry-After {retry} >= 1");
     assert_eq!(got.remaining, Some(0), "{what}: remaining on a 429");
     assert_problem(resp, 429, RATE_LIMITED, "Too Many Requests").await;
@@ -155,7 +180,8 @@ const KEYSPACES: &str = r#"keyspaces:
 /// A config with the root key, trusted loopback proxy, the test keyspace and
 /// one deployment per `(name, policies)`, routed from `<name>.test`.
 fn config(instance: &str, deployments: &[(&str, String)]) -> String {
-    let mut text = format!("trusted_proxies: [\"127.0.0.1/32\"]\nadmin:\n  root_keys: [\"{ROOT}\"]\n{KEYSPACES}deployments:\n");
+    let mut text =
+        format!("trusted_proxies: [\"127.0.0.1/32\"]\nadmin:\n  root_keys: [\"{ROOT}\"]\n{KEYSPACES}deployments:\n");
     for (name, policies) in deployments {
         text.push_str(&format!("  - id: dep_{name}\n    instances: [\"{instance}\"]\n"));
         if !policies.is_empty() {
@@ -164,7 +190,10 @@ fn config(instance: &str, deployments: &[(&str, String)]) -> String {
     }
     text.push_str("routes:\n");
     for (name, _) in deployments {
-        text.push_str(&format!("  - host: {}.test\n    deployment: dep_{name}\n", name.replace('_', "-")));
+        text.push_str(&format!(
+            "  - host: {}.test\n    deployment: dep_{name}\n",
+            name.replace('_', "-")
+        ));
     }
     text
 }
@@ -193,7 +222,11 @@ async fn policy_limit_admits_up_to_the_limit_then_429_with_headers() {
         let resp = get(&gw, "app.test", "/", &[]).await;
         let got = limits(&resp);
         assert_eq!(resp.status(), 200, "{got:?}");
-        assert_eq!((got.limit, got.remaining, got.retry_after), (Some(3), Some(remaining), None), "{got:?}");
+        assert_eq!(
+            (got.limit, got.remaining, got.retry_after),
+            (Some(3), Some(remaining), None),
+            "{got:?}"
+        );
         resets.push(got.reset.expect("X-RateLimit-Reset on success"));
     }
     let over = get(&gw, "app.test", "/", &[]).await;
@@ -204,20 +237,37 @@ async fn policy_limit_admits_up_to_the_limit_then_429_with_headers() {
     // Reset: unix seconds at the end of the current (epoch-aligned) window.
     let ends = [window_end(t0, W) / 1000, window_end(t1, W) / 1000];
     for reset in &resets {
-        assert!(ends.contains(reset), "X-RateLimit-Reset {reset} is the end of the 2 s window ({ends:?})");
+        assert!(
+            ends.contains(reset),
+            "X-RateLimit-Reset {reset} is the end of the 2 s window ({ends:?})"
+        );
     }
     let retry = got.retry_after.unwrap();
     assert!((1..=2).contains(&retry), "Retry-After {retry} within the 2 s window");
     assert_eq!(up.hits(), 3, "the rejected request never reached the instance");
 
-    gw.wait_metric(r#"keygate_policy_decisions_total{policy_type="ratelimit",decision="deny"}"#, 1.0).await;
-    gw.wait_metric(&format!(r#"keygate_requests_total{{status="429",error_code="{RATE_LIMITED}"}}"#), 1.0).await;
-    assert_eq!(gw.metric("keygate_ratelimit_backend_errors_total").await, 0.0, "memory backend never errs");
+    gw.wait_metric(
+        r#"keygate_policy_decisions_total{policy_type="ratelimit",decision="deny"}"#,
+        1.0,
+    )
+    .await;
+    gw.wait_metric(
+        &format!(r#"keygate_requests_total{{status="429",error_code="{RATE_LIMITED}"}}"#),
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        gw.metric("keygate_ratelimit_backend_errors_total").await,
+        0.0,
+        "memory backend never errs"
+    );
 
     // Not a permanent block: the window slides on.
-    wait_for("admitted again once the window has moved on", Duration::from_millis(3 * W + 1_000), || async {
-        status_of(&gw, "app.test", "/", &[]).await == 200
-    })
+    wait_for(
+        "admitted again once the window has moved on",
+        Duration::from_millis(3 * W + 1_000),
+        || async { status_of(&gw, "app.test", "/", &[]).await == 200 },
+    )
     .await;
 }
 
@@ -246,9 +296,17 @@ async fn sliding_window_weighs_the_previous_window_and_rejections_do_not_count()
     wait_for_slot(W, index + 1, 0.42, 0.62).await;
     let resp = get(&gw, "app.test", "/", &[]).await;
     let got = limits(&resp);
-    assert_eq!(resp.status(), 200, "half-way through the next window the weighted count leaves room: {got:?}");
+    assert_eq!(
+        resp.status(),
+        200,
+        "half-way through the next window the weighted count leaves room: {got:?}"
+    );
     assert_eq!((got.limit, got.remaining), (Some(3), Some(0)), "3 − ceil(~1.5 + 1)");
-    assert_eq!(got.reset, Some(window_end((index + 1) * W, W) / 1000), "reset is the end of the new window");
+    assert_eq!(
+        got.reset,
+        Some(window_end((index + 1) * W, W) / 1000),
+        "reset is the end of the new window"
+    );
     limited(get(&gw, "app.test", "/", &[]).await, "second request half-way").await;
 }
 
@@ -282,9 +340,17 @@ async fn concurrent_burst_admits_exactly_the_limit() {
             (other, _) => panic!("unexpected status {other}"),
         }
     }
-    assert_eq!(now_ms() / W, index, "the burst stayed inside one window (machine too slow?)");
+    assert_eq!(
+        now_ms() / W,
+        index,
+        "the burst stayed inside one window (machine too slow?)"
+    );
     remaining_seen.sort();
-    assert_eq!(remaining_seen, (0..20).collect::<Vec<u64>>(), "exactly 20 admitted, each saw its own remaining");
+    assert_eq!(
+        remaining_seen,
+        (0..20).collect::<Vec<u64>>(),
+        "exactly 20 admitted, each saw its own remaining"
+    );
     assert_eq!(rejected, 44);
     assert_eq!(up.hits(), 20);
 }
@@ -302,19 +368,56 @@ async fn remote_ip_is_the_default_identifier_and_honours_trusted_proxies() {
     admitted(&gw, "app.test", "/", &xff("203.0.113.1"), (2, 0), "client 1, second").await;
     limited(get(&gw, "app.test", "/", &xff("203.0.113.1")).await, "client 1, third").await;
 
-    admitted(&gw, "app.test", "/", &xff("203.0.113.2"), (2, 1), "client 2 has its own bucket").await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &xff("203.0.113.2"),
+        (2, 1),
+        "client 2 has its own bucket",
+    )
+    .await;
     // From the trusted peer, the right-most untrusted address is the client.
-    admitted(&gw, "app.test", "/", &xff("198.51.100.9, 203.0.113.2"), (2, 0), "client 2 behind another proxy").await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &xff("198.51.100.9, 203.0.113.2"),
+        (2, 0),
+        "client 2 behind another proxy",
+    )
+    .await;
     limited(get(&gw, "app.test", "/", &xff("203.0.113.2")).await, "client 2, third").await;
     admitted(&gw, "app.test", "/", &[], (2, 1), "the peer itself (127.0.0.1)").await;
     admitted(&gw, "app.test", "/", &xff("2001:db8::7"), (2, 1), "an IPv6 client").await;
 
     // Without trusted proxies, X-Forwarded-For is not believed: one bucket for the peer.
-    let untrusted = config("builtin:echo", &[("app", rl("rl", 2, "60s", None))]).replace("trusted_proxies: [\"127.0.0.1/32\"]\n", "");
+    let untrusted = config("builtin:echo", &[("app", rl("rl", 2, "60s", None))])
+        .replace("trusted_proxies: [\"127.0.0.1/32\"]\n", "");
     let gw = Gateway::start(&untrusted).await;
-    admitted(&gw, "app.test", "/", &xff("203.0.113.1"), (2, 1), "untrusted peer, spoofed client 1").await;
-    admitted(&gw, "app.test", "/", &xff("203.0.113.2"), (2, 0), "untrusted peer, spoofed client 2").await;
-    limited(get(&gw, "app.test", "/", &xff("203.0.113.3")).await, "untrusted peer, spoofed client 3").await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &xff("203.0.113.1"),
+        (2, 1),
+        "untrusted peer, spoofed client 1",
+    )
+    .await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &xff("203.0.113.2"),
+        (2, 0),
+        "untrusted peer, spoofed client 2",
+    )
+    .await;
+    limited(
+        get(&gw, "app.test", "/", &xff("203.0.113.3")).await,
+        "untrusted peer, spoofed client 3",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,22 +426,70 @@ async fn header_identifier_takes_the_first_value_and_unknown_when_missing() {
     let gw = Gateway::start(&config("builtin:echo", &[("app", policy)])).await;
 
     // Missing header → "unknown": shared by every client without it, whatever its IP.
-    admitted(&gw, "app.test", "/", &[("x-forwarded-for", "203.0.113.1")], (2, 1), "no header, client 1").await;
-    admitted(&gw, "app.test", "/", &[("x-forwarded-for", "203.0.113.2")], (2, 0), "no header, client 2").await;
-    limited(get(&gw, "app.test", "/", &[("x-forwarded-for", "203.0.113.3")]).await, "no header, client 3").await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &[("x-forwarded-for", "203.0.113.1")],
+        (2, 1),
+        "no header, client 1",
+    )
+    .await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &[("x-forwarded-for", "203.0.113.2")],
+        (2, 0),
+        "no header, client 2",
+    )
+    .await;
+    limited(
+        get(&gw, "app.test", "/", &[("x-forwarded-for", "203.0.113.3")]).await,
+        "no header, client 3",
+    )
+    .await;
 
     // Tenants have their own buckets, shared across client IPs.
     let a = ("x-tenant-id", "tenant-a");
-    admitted(&gw, "app.test", "/", &[a, ("x-forwarded-for", "203.0.113.1")], (2, 1), "tenant a").await;
-    admitted(&gw, "app.test", "/", &[("X-TENANT-ID", "tenant-a"), ("x-forwarded-for", "203.0.113.9")], (2, 0), "tenant a again").await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &[a, ("x-forwarded-for", "203.0.113.1")],
+        (2, 1),
+        "tenant a",
+    )
+    .await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &[("X-TENANT-ID", "tenant-a"), ("x-forwarded-for", "203.0.113.9")],
+        (2, 0),
+        "tenant a again",
+    )
+    .await;
     limited(get(&gw, "app.test", "/", &[a]).await, "tenant a, third").await;
 
     // Several values: the first one is the bucket.
     let both = [("x-tenant-id", "tenant-b"), ("x-tenant-id", "tenant-c")];
     admitted(&gw, "app.test", "/", &both, (2, 1), "b then c").await;
     admitted(&gw, "app.test", "/", &both, (2, 0), "b then c again").await;
-    limited(get(&gw, "app.test", "/", &[("x-tenant-id", "tenant-b")]).await, "tenant b alone").await;
-    admitted(&gw, "app.test", "/", &[("x-tenant-id", "tenant-c")], (2, 1), "tenant c was never counted").await;
+    limited(
+        get(&gw, "app.test", "/", &[("x-tenant-id", "tenant-b")]).await,
+        "tenant b alone",
+    )
+    .await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &[("x-tenant-id", "tenant-c")],
+        (2, 1),
+        "tenant c was never counted",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -380,29 +531,58 @@ async fn identifier_parts_are_escaped_so_different_tuples_never_share() {
     };
     for t in tuples {
         let resp = get(&gw, "app.test", "/", &headers(t)).await;
-        assert_eq!(resp.status(), 200, "{t:?} must have a bucket of its own (first request); {:?}", limits(&resp));
+        assert_eq!(
+            resp.status(),
+            200,
+            "{t:?} must have a bucket of its own (first request); {:?}",
+            limits(&resp)
+        );
     }
     for t in tuples {
-        assert_eq!(status_of(&gw, "app.test", "/", &headers(t)).await, 429, "{t:?}: second request in its bucket");
+        assert_eq!(
+            status_of(&gw, "app.test", "/", &headers(t)).await,
+            429,
+            "{t:?}: second request in its bucket"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn path_identifier_ignores_the_query() {
-    let gw = Gateway::start(&config("builtin:echo", &[("app", rl("rl", 1, "60s", Some("[{path: {}}]")))])).await;
+    let gw = Gateway::start(&config(
+        "builtin:echo",
+        &[("app", rl("rl", 1, "60s", Some("[{path: {}}]")))],
+    ))
+    .await;
     admitted(&gw, "app.test", "/a", &[], (1, 0), "/a").await;
     limited(get(&gw, "app.test", "/a?x=1", &[]).await, "/a?x=1 is /a").await;
     admitted(&gw, "app.test", "/b?y=2", &[], (1, 0), "/b").await;
-    limited(get(&gw, "app.test", "/b", &[("x-forwarded-for", "203.0.113.5")]).await, "/b from another client").await;
+    limited(
+        get(&gw, "app.test", "/b", &[("x-forwarded-for", "203.0.113.5")]).await,
+        "/b from another client",
+    )
+    .await;
     admitted(&gw, "app.test", "/a/b", &[], (1, 0), "/a/b").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn authenticated_subject_and_principal_field_identifiers() {
     let subject = format!("{KEYAUTH}{}", rl("rl", 2, "60s", Some("[{authenticated_subject: {}}]")));
-    let org = format!("{KEYAUTH}{}", rl("rl", 2, "60s", Some("[{principal_field: {path: source.key.meta.org_id}}]")));
+    let org = format!(
+        "{KEYAUTH}{}",
+        rl(
+            "rl",
+            2,
+            "60s",
+            Some("[{principal_field: {path: source.key.meta.org_id}}]")
+        )
+    );
     let anonymous = rl("rl", 1, "60s", Some("[{authenticated_subject: {}}]"));
-    let gw = Gateway::start(&config("builtin:echo", &[("subject", subject), ("org", org), ("anon", anonymous)])).await;
+    let gw = Gateway::start(&config(
+        "builtin:echo",
+        &[("subject", subject), ("org", org), ("anon", anonymous)],
+    ))
+    .await;
     let bearer = |key: &'static str| [("authorization", format!("Bearer {key}"))];
     async fn with(gw: &Gateway, host: &str, auth: &[(&str, String)]) -> reqwest::Response {
         get(gw, host, "/", &[(auth[0].0, auth[0].1.as_str())]).await
@@ -412,10 +592,18 @@ async fn authenticated_subject_and_principal_field_identifiers() {
     let resp = with(&gw, "subject.test", &bearer("sk_alice1")).await;
     assert_eq!((resp.status().as_u16(), limit_and_remaining(&resp)), (200, (2, 1)));
     let resp = with(&gw, "subject.test", &bearer("sk_alice2")).await;
-    assert_eq!((resp.status().as_u16(), limit_and_remaining(&resp)), (200, (2, 0)), "alice's second key shares her bucket");
+    assert_eq!(
+        (resp.status().as_u16(), limit_and_remaining(&resp)),
+        (200, (2, 0)),
+        "alice's second key shares her bucket"
+    );
     limited(with(&gw, "subject.test", &bearer("sk_alice1")).await, "alice, third").await;
     let resp = with(&gw, "subject.test", &bearer("sk_bob")).await;
-    assert_eq!((resp.status().as_u16(), limit_and_remaining(&resp)), (200, (2, 1)), "bob (subject = key id) is separate");
+    assert_eq!(
+        (resp.status().as_u16(), limit_and_remaining(&resp)),
+        (200, (2, 1)),
+        "bob (subject = key id) is separate"
+    );
 
     // Principal field: source.key.meta.org_id; keys without it share "unknown".
     for (key, want, what) in [
@@ -426,16 +614,33 @@ async fn authenticated_subject_and_principal_field_identifiers() {
         ("sk_nometa2", (2, 0), "no org, another key"),
     ] {
         let resp = with(&gw, "org.test", &bearer(key)).await;
-        assert_eq!((resp.status().as_u16(), limit_and_remaining(&resp)), (200, want), "{what}");
+        assert_eq!(
+            (resp.status().as_u16(), limit_and_remaining(&resp)),
+            (200, want),
+            "{what}"
+        );
     }
     limited(with(&gw, "org.test", &bearer("sk_alice1")).await, "acme, third").await;
     limited(with(&gw, "org.test", &bearer("sk_nometa1")).await, "no org, third").await;
     let resp = with(&gw, "org.test", &bearer("sk_alice2")).await;
-    assert_eq!((resp.status().as_u16(), limit_and_remaining(&resp)), (200, (2, 0)), "beta, second");
+    assert_eq!(
+        (resp.status().as_u16(), limit_and_remaining(&resp)),
+        (200, (2, 0)),
+        "beta, second"
+    );
 
     // No auth policy before it: the subject is missing → "unknown" for everyone.
-    assert_eq!(status_of(&gw, "anon.test", "/", &[("x-forwarded-for", "203.0.113.1")]).await, 200);
-    let other = get(&gw, "anon.test", "/", &[("x-forwarded-for", "203.0.113.2"), ("authorization", "Bearer sk_bob")]).await;
+    assert_eq!(
+        status_of(&gw, "anon.test", "/", &[("x-forwarded-for", "203.0.113.1")]).await,
+        200
+    );
+    let other = get(
+        &gw,
+        "anon.test",
+        "/",
+        &[("x-forwarded-for", "203.0.113.2"), ("authorization", "Bearer sk_bob")],
+    )
+    .await;
     limited(other, "unauthenticated requests share the unknown subject").await;
 }
 
@@ -453,14 +658,42 @@ async fn composite_identifiers_and_buckets_per_deployment_and_policy() {
     let ip1t1 = [("x-forwarded-for", "203.0.113.1"), ("x-tenant-id", "t1")];
     assert_eq!(status_of(&gw, "combo.test", "/", &ip1t1).await, 200);
     limited(get(&gw, "combo.test", "/", &ip1t1).await, "same ip and tenant").await;
-    assert_eq!(status_of(&gw, "combo.test", "/", &[("x-forwarded-for", "203.0.113.2"), ("x-tenant-id", "t1")]).await, 200, "other ip");
-    assert_eq!(status_of(&gw, "combo.test", "/", &[("x-forwarded-for", "203.0.113.1"), ("x-tenant-id", "t2")]).await, 200, "other tenant");
-    assert_eq!(status_of(&gw, "combo.test", "/", &[("x-forwarded-for", "203.0.113.1")]).await, 200, "no tenant (unknown)");
+    assert_eq!(
+        status_of(
+            &gw,
+            "combo.test",
+            "/",
+            &[("x-forwarded-for", "203.0.113.2"), ("x-tenant-id", "t1")]
+        )
+        .await,
+        200,
+        "other ip"
+    );
+    assert_eq!(
+        status_of(
+            &gw,
+            "combo.test",
+            "/",
+            &[("x-forwarded-for", "203.0.113.1"), ("x-tenant-id", "t2")]
+        )
+        .await,
+        200,
+        "other tenant"
+    );
+    assert_eq!(
+        status_of(&gw, "combo.test", "/", &[("x-forwarded-for", "203.0.113.1")]).await,
+        200,
+        "no tenant (unknown)"
+    );
 
     // Same policy id and client in two deployments: separate buckets.
     assert_eq!(status_of(&gw, "x.test", "/", &[]).await, 200);
     limited(get(&gw, "x.test", "/", &[]).await, "deployment x, second").await;
-    assert_eq!(status_of(&gw, "y.test", "/", &[]).await, 200, "deployment y has its own bucket");
+    assert_eq!(
+        status_of(&gw, "y.test", "/", &[]).await,
+        200,
+        "deployment y has its own bucket"
+    );
 
     // Two identical policies in one deployment: each has its own bucket (a
     // shared one would count every request twice: remaining 0 at once).
@@ -493,7 +726,10 @@ async fn most_restrictive_of_two_policies_supplies_the_headers() {
     let reset = got.reset.expect("X-RateLimit-Reset");
     assert_eq!(reset % 60, 0, "a 60 s window ends on a minute boundary: {reset}");
     let now = now_ms() / 1000;
-    assert!(reset > now && reset <= now + 60, "reset {reset} within the current minute (now {now})");
+    assert!(
+        reset > now && reset <= now + 60,
+        "reset {reset} within the current minute (now {now})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -503,23 +739,74 @@ async fn key_limits_and_policy_limits_combine_into_one_set_of_headers() {
         rl("rl", 3, "60s", Some("[{authenticated_subject: {}}]"))
     );
     // A ratelimit policy before a paid keyauth: its headers are on the usage_exceeded 429 too.
-    let paid = format!("{}      - {{id: auth, keyauth: {{keyspaces: [ks_main]}}}}\n", rl("rl", 10, "60s", None));
+    let paid = format!(
+        "{}      - {{id: auth, keyauth: {{keyspaces: [ks_main]}}}}\n",
+        rl("rl", 10, "60s", None)
+    );
     let gw = Gateway::start(&config("builtin:echo", &[("keyed", keyed), ("paid", paid)])).await;
     let bearer = |key: &str| format!("Bearer {key}");
 
     // Key limit 10: the policy (3) is more restrictive.
     let loose = bearer("sk_loose");
-    admitted(&gw, "keyed.test", "/", &[("authorization", &loose)], (3, 2), "loose key, 1").await;
-    admitted(&gw, "keyed.test", "/", &[("authorization", &loose)], (3, 1), "loose key, 2").await;
-    admitted(&gw, "keyed.test", "/", &[("authorization", &loose)], (3, 0), "loose key, 3").await;
-    let got = limited(get(&gw, "keyed.test", "/", &[("authorization", &loose)]).await, "loose key, policy limit").await;
+    admitted(
+        &gw,
+        "keyed.test",
+        "/",
+        &[("authorization", &loose)],
+        (3, 2),
+        "loose key, 1",
+    )
+    .await;
+    admitted(
+        &gw,
+        "keyed.test",
+        "/",
+        &[("authorization", &loose)],
+        (3, 1),
+        "loose key, 2",
+    )
+    .await;
+    admitted(
+        &gw,
+        "keyed.test",
+        "/",
+        &[("authorization", &loose)],
+        (3, 0),
+        "loose key, 3",
+    )
+    .await;
+    let got = limited(
+        get(&gw, "keyed.test", "/", &[("authorization", &loose)]).await,
+        "loose key, policy limit",
+    )
+    .await;
     assert_eq!(got.limit, Some(3));
 
     // Key limit 2: the key's limit is more restrictive, and rejects in keyauth.
     let tight = bearer("sk_tight");
-    admitted(&gw, "keyed.test", "/", &[("authorization", &tight)], (2, 1), "tight key, 1").await;
-    admitted(&gw, "keyed.test", "/", &[("authorization", &tight)], (2, 0), "tight key, 2").await;
-    let got = limited(get(&gw, "keyed.test", "/", &[("authorization", &tight)]).await, "tight key, key limit").await;
+    admitted(
+        &gw,
+        "keyed.test",
+        "/",
+        &[("authorization", &tight)],
+        (2, 1),
+        "tight key, 1",
+    )
+    .await;
+    admitted(
+        &gw,
+        "keyed.test",
+        "/",
+        &[("authorization", &tight)],
+        (2, 0),
+        "tight key, 2",
+    )
+    .await;
+    let got = limited(
+        get(&gw, "keyed.test", "/", &[("authorization", &tight)]).await,
+        "tight key, key limit",
+    )
+    .await;
     assert_eq!(got.limit, Some(2));
     let reset = got.reset.expect("X-RateLimit-Reset");
     assert_eq!(reset % 60, 0, "the key's 60 s window is epoch-aligned: {reset}");
@@ -527,7 +814,11 @@ async fn key_limits_and_policy_limits_combine_into_one_set_of_headers() {
     // usage_exceeded after a ratelimit policy: the limit's headers, never Retry-After.
     let resp = get(&gw, "paid.test", "/", &[("authorization", &bearer("sk_broke"))]).await;
     let got = limits(&resp);
-    assert_eq!(got.limit, Some(10), "X-RateLimit-Limit of the evaluated policy on the usage_exceeded 429: {got:?}");
+    assert_eq!(
+        got.limit,
+        Some(10),
+        "X-RateLimit-Limit of the evaluated policy on the usage_exceeded 429: {got:?}"
+    );
     assert!(got.remaining.is_some() && got.reset.is_some(), "{got:?}");
     assert_eq!(got.retry_after, None, "no Retry-After on usage_exceeded");
     assert_problem(resp, 429, USAGE_EXCEEDED, "Too Many Requests").await;
@@ -540,7 +831,12 @@ async fn key_limits_and_policy_limits_combine_into_one_set_of_headers() {
 async fn limit_call(gw: &Gateway, body: Value) -> Value {
     let (status, answer) = gw.admin_post("/v2/ratelimit.limit", Some(ROOT), &body).await;
     assert_eq!(status, 200, "{body}: {answer}");
-    assert!(answer["meta"]["requestId"].as_str().is_some_and(|r| r.starts_with("req_")), "{answer}");
+    assert!(
+        answer["meta"]["requestId"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("req_")),
+        "{answer}"
+    );
     let data = answer["data"].clone();
     for field in ["limit", "remaining", "reset"] {
         assert!(data[field].is_u64(), "data.{field} is a non-negative integer: {answer}");
@@ -560,10 +856,24 @@ async fn ratelimit_limit_admin_api() {
     let body = json!({"namespace": "email", "identifier": "user_1", "limit": 3, "duration": 60_000});
 
     let (status, answer) = gw.admin_post("/v2/ratelimit.limit", None, &body).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("err:unkey:authentication:missing")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (401, Some("err:unkey:authentication:missing")),
+        "{answer}"
+    );
     let (status, answer) = gw.admin_post("/v2/ratelimit.limit", Some("wrong"), &body).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("err:unkey:authentication:key_not_found")), "{answer}");
-    assert!(answer["meta"]["requestId"].as_str().unwrap_or_default().starts_with("req_"), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (401, Some("err:unkey:authentication:key_not_found")),
+        "{answer}"
+    );
+    assert!(
+        answer["meta"]["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("req_"),
+        "{answer}"
+    );
 
     let before = now_ms();
     let first = limit_call(&gw, body.clone()).await;
@@ -592,9 +902,14 @@ async fn ratelimit_limit_admin_api() {
     assert_eq!(outcome(&limit_call(&gw, shifted).await), (true, 2));
 
     // Cost: default 1; a rejected call does not count.
-    let costly = |cost: u64| json!({"namespace": "ai", "identifier": "u", "limit": 5, "duration": 60_000, "cost": cost});
+    let costly =
+        |cost: u64| json!({"namespace": "ai", "identifier": "u", "limit": 5, "duration": 60_000, "cost": cost});
     assert_eq!(outcome(&limit_call(&gw, costly(3)).await), (true, 2));
-    assert_eq!(outcome(&limit_call(&gw, costly(3)).await), (false, 2), "3 + 3 > 5: rejected, nothing counted");
+    assert_eq!(
+        outcome(&limit_call(&gw, costly(3)).await),
+        (false, 2),
+        "3 + 3 > 5: rejected, nothing counted"
+    );
     assert_eq!(outcome(&limit_call(&gw, costly(2)).await), (true, 0));
     assert_eq!(outcome(&limit_call(&gw, costly(1)).await), (false, 0));
 
@@ -626,9 +941,20 @@ async fn ratelimit_limit_admin_api() {
         ("cost as a string", with("cost", json!("1"))),
     ] {
         let (status, answer) = gw.admin_post("/v2/ratelimit.limit", Some(ROOT), &bad).await;
-        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some(INVALID_INPUT)), "{what}: {answer}");
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some(INVALID_INPUT)),
+            "{what}: {answer}"
+        );
     }
-    let not_json = gw.client().post(gw.admin_url("/v2/ratelimit.limit")).bearer_auth(ROOT).body("{nope").send().await.unwrap();
+    let not_json = gw
+        .client()
+        .post(gw.admin_url("/v2/ratelimit.limit"))
+        .bearer_auth(ROOT)
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_json.status(), 400, "a body that is not JSON");
 }
 
@@ -642,7 +968,11 @@ async fn ratelimit_limit_uses_epoch_aligned_sliding_windows() {
     for remaining in [3, 2, 1, 0] {
         let data = limit_call(&gw, body.clone()).await;
         assert_eq!(outcome(&data), (true, remaining));
-        assert_eq!(data["reset"], json!(window_end(index * W, W)), "reset = end of the aligned window (ms)");
+        assert_eq!(
+            data["reset"],
+            json!(window_end(index * W, W)),
+            "reset = end of the aligned window (ms)"
+        );
     }
     for _ in 0..6 {
         assert!(!outcome(&limit_call(&gw, body.clone()).await).0, "over the limit");
@@ -650,12 +980,18 @@ async fn ratelimit_limit_uses_epoch_aligned_sliding_windows() {
     // Next window, early: 4 × (1 − f) + 1 > 4 for f < 0.25.
     wait_for_slot(W, index + 1, 0.0, 0.2).await;
     let data = limit_call(&gw, body.clone()).await;
-    assert!(!data["success"].as_bool().unwrap(), "the previous window still weighs: {data}");
+    assert!(
+        !data["success"].as_bool().unwrap(),
+        "the previous window still weighs: {data}"
+    );
     assert_eq!(data["reset"], json!(window_end((index + 1) * W, W)));
     // Past half-way: 4 × (1 − f) + 1 <= 4 (f >= 0.25); the 6 rejections did not count.
     wait_for_slot(W, index + 1, 0.5, 0.7).await;
     let data = limit_call(&gw, body.clone()).await;
-    assert!(data["success"].as_bool().unwrap(), "weighted count leaves room half-way: {data}");
+    assert!(
+        data["success"].as_bool().unwrap(),
+        "weighted count leaves room half-way: {data}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -667,29 +1003,75 @@ fn bad_ratelimit_config_is_a_load_error() {
     let base = "deployments:\n  - id: dep\n    instances: [\"builtin:echo\"]\n    policies:\n";
     let six = "[{remote_ip: {}}, {path: {}}, {header: {name: A}}, {header: {name: B}}, {authenticated_subject: {}}, {header: {name: C}}]";
     let cases: &[(&str, String, &str)] = &[
-        ("no identifiers", "      - {id: rl, ratelimit: {limit: 1, window: 1s, identifiers: []}}\n".into(), "identifiers"),
-        ("six identifiers", format!("      - {{id: rl, ratelimit: {{limit: 1, window: 1s, identifiers: {six}}}}}\n"), "identifiers"),
-        ("unknown identifier", "      - {id: rl, ratelimit: {limit: 1, window: 1s, identifiers: [{cookie: {name: a}}]}}\n".into(), "cookie"),
-        ("header without name", "      - {id: rl, ratelimit: {limit: 1, window: 1s, identifiers: [{header: {}}]}}\n".into(), "name"),
-        ("missing limit", "      - {id: rl, ratelimit: {window: 1s}}\n".into(), "limit"),
-        ("bad window", "      - {id: rl, ratelimit: {limit: 1, window: soon}}\n".into(), "window"),
-        ("unknown field", "      - {id: rl, ratelimit: {limit: 1, window: 1s, burst: 3}}\n".into(), "burst"),
-        ("limit 0", "      - {id: rl, ratelimit: {limit: 0, window: 1s}}\n".into(), "ratelimit.limit"),
-        ("window 0", "      - {id: rl, ratelimit: {limit: 1, window: 0s}}\n".into(), "ratelimit.window"),
+        (
+            "no identifiers",
+            "      - {id: rl, ratelimit: {limit: 1, window: 1s, identifiers: []}}\n".into(),
+            "identifiers",
+        ),
+        (
+            "six identifiers",
+            format!("      - {{id: rl, ratelimit: {{limit: 1, window: 1s, identifiers: {six}}}}}\n"),
+            "identifiers",
+        ),
+        (
+            "unknown identifier",
+            "      - {id: rl, ratelimit: {limit: 1, window: 1s, identifiers: [{cookie: {name: a}}]}}\n".into(),
+            "cookie",
+        ),
+        (
+            "header without name",
+            "      - {id: rl, ratelimit: {limit: 1, window: 1s, identifiers: [{header: {}}]}}\n".into(),
+            "name",
+        ),
+        (
+            "missing limit",
+            "      - {id: rl, ratelimit: {window: 1s}}\n".into(),
+            "limit",
+        ),
+        (
+            "bad window",
+            "      - {id: rl, ratelimit: {limit: 1, window: soon}}\n".into(),
+            "window",
+        ),
+        (
+            "unknown field",
+            "      - {id: rl, ratelimit: {limit: 1, window: 1s, burst: 3}}\n".into(),
+            "burst",
+        ),
+        (
+            "limit 0",
+            "      - {id: rl, ratelimit: {limit: 0, window: 1s}}\n".into(),
+            "ratelimit.limit",
+        ),
+        (
+            "window 0",
+            "      - {id: rl, ratelimit: {limit: 1, window: 0s}}\n".into(),
+            "ratelimit.window",
+        ),
     ];
     for (what, policy, needle) in cases {
         assert_load_error(what, &check_config(&format!("{base}{policy}")), &[*needle], &[5]);
     }
     // And a good one passes, with every identifier kind.
     let five = "[{remote_ip: {}}, {header: {name: X-Tenant-Id}}, {authenticated_subject: {}}, {path: {}}, {principal_field: {path: source.key.meta.org_id}}]";
-    let out = check_config(&format!("{base}      - {{id: rl, ratelimit: {{limit: 100, window: 1m30s, identifiers: {five}}}}}\n"));
+    let out = check_config(&format!(
+        "{base}      - {{id: rl, ratelimit: {{limit: 100, window: 1m30s, identifiers: {five}}}}}\n"
+    ));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_applies_a_new_limit() {
     let gw = Gateway::start(&config("builtin:echo", &[("app", rl("rl", 2, "60s", None))])).await;
-    admitted(&gw, "app.test", "/", &[("x-forwarded-for", "203.0.113.1")], (2, 1), "before the reload").await;
+    admitted(
+        &gw,
+        "app.test",
+        "/",
+        &[("x-forwarded-for", "203.0.113.1")],
+        (2, 1),
+        "before the reload",
+    )
+    .await;
     gw.write_config(&config("builtin:echo", &[("app", rl("rl", 50, "60s", None))]));
     let mut n = 0;
     poll_until("the new limit in effect", RELOAD_DEADLINE, || {

@@ -37,7 +37,9 @@ const FOLLOW_TOLERANCE: u64 = 8;
 /// One config for every replica: a tenant-limited deployment, a paid one,
 /// and keyauth + a tenant limit; static keys with credits.
 fn replica_config(redis: &Redis, limit: u64) -> String {
-    let rl = format!("{{id: rl, ratelimit: {{limit: {limit}, window: 60s, identifiers: [{{header: {{name: X-Tenant-Id}}}}]}}}}");
+    let rl = format!(
+        "{{id: rl, ratelimit: {{limit: {limit}, window: 60s, identifiers: [{{header: {{name: X-Tenant-Id}}}}]}}}}"
+    );
     format!(
         r#"admin:
   root_keys: ["{ROOT}"]
@@ -103,11 +105,20 @@ async fn call(gw: &Gateway, host: &str, headers: &[(&str, &str)]) -> Outcome {
     }
     let resp = request.send().await.unwrap_or_else(|e| panic!("GET {host}: {e}"));
     let header = |name: &str| -> Option<u64> {
-        let all: Vec<&str> = resp.headers().get_all(name).iter().map(|v| v.to_str().unwrap()).collect();
+        let all: Vec<&str> = resp
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert!(all.len() <= 1, "{name} appears {} times: {all:?}", all.len());
         all.first().map(|v| v.trim().parse().unwrap())
     };
-    let (limit, remaining, retry_after) = (header("x-ratelimit-limit"), header("x-ratelimit-remaining"), header("retry-after"));
+    let (limit, remaining, retry_after) = (
+        header("x-ratelimit-limit"),
+        header("x-ratelimit-remaining"),
+        header("retry-after"),
+    );
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     let code = (status >= 400)
@@ -164,7 +175,13 @@ async fn admitted_until_429(gw: &Gateway, host: &str, headers: &[(&str, &str)], 
 
 /// Polls `gw` (bounded by `within`) until it answers 429; returns how many
 /// it admitted meanwhile.
-async fn admitted_until_429_polling(gw: &Gateway, host: &str, headers: &[(&str, &str)], within: Duration, what: &str) -> u64 {
+async fn admitted_until_429_polling(
+    gw: &Gateway,
+    host: &str,
+    headers: &[(&str, &str)],
+    within: Duration,
+    what: &str,
+) -> u64 {
     let mut admitted = 0;
     let deadline = Instant::now() + within;
     loop {
@@ -174,7 +191,10 @@ async fn admitted_until_429_polling(gw: &Gateway, host: &str, headers: &[(&str, 
             return admitted;
         }
         admitted += 1;
-        assert!(Instant::now() < deadline, "{what}: still admitting after {within:?} ({admitted} admitted)");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still admitting after {within:?} ({admitted} admitted)"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -182,7 +202,12 @@ async fn admitted_until_429_polling(gw: &Gateway, host: &str, headers: &[(&str, 
 /// The most admissions one replica made within any span of `span`.
 fn densest(times: &[Instant], span: Duration) -> usize {
     (0..times.len())
-        .map(|i| times[i..].iter().take_while(|t| t.duration_since(times[i]) < span).count())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| t.duration_since(times[i]) < span)
+                .count()
+        })
         .max()
         .unwrap_or(0)
 }
@@ -199,7 +224,11 @@ async fn a_burst_on_one_replica_is_seen_by_the_other() {
 
     for used in 1..=5 {
         let o = call(&a, "limited.test", &tenant).await;
-        assert_eq!((o.status, o.limit, o.remaining), (200, Some(20), Some(20 - used)), "A, request {used}");
+        assert_eq!(
+            (o.status, o.limit, o.remaining),
+            (200, Some(20), Some(20 - used)),
+            "A, request {used}"
+        );
     }
     // B's k-th request leaves 20 − 5 − k once A's five are visible to it.
     let started = Instant::now();
@@ -221,13 +250,22 @@ async fn a_burst_on_one_replica_is_seen_by_the_other() {
         "visibility: B reflected A's burst after {:?} and {k} request(s) of its own (remaining {seen_remaining})",
         started.elapsed()
     );
-    assert_eq!(seen_remaining, 20 - 5 - k, "B counts A's five and its own {k} exactly once");
+    assert_eq!(
+        seen_remaining,
+        20 - 5 - k,
+        "B counts A's five and its own {k} exactly once"
+    );
 
     // A uses up the rest at once: it may not see yet what B admitted within
     // the last sync delay (one interval before B's push, one before A's pull;
     // four intervals allowed for a loaded machine).
     let burst = Instant::now();
-    let unseen_b = b_admitted_at.lock().unwrap().iter().filter(|t| burst.duration_since(**t) < 4 * SYNC).count() as u64;
+    let unseen_b = b_admitted_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| burst.duration_since(**t) < 4 * SYNC)
+        .count() as u64;
     let on_a = admitted_until_429(&a, "limited.test", &tenant, 40, "A, rest of the limit").await;
     // B follows within the bound, admitting only what it polled before A's burst became visible.
     let started = Instant::now();
@@ -238,13 +276,26 @@ async fn a_burst_on_one_replica_is_seen_by_the_other() {
         "shared limit 20: A 5 + {on_a}, B {k} + {on_b} → {total} admitted (overshoot {}); B's requests possibly unseen by A at its burst: {unseen_b}; B rejected after {b_took:?}",
         total.saturating_sub(20)
     );
-    assert!(total >= 20, "only {total} admitted: shared counts must not be double counted");
-    assert!(5 + k - unseen_b + on_a <= 20, "A admitted {on_a} although it had seen {} of the 20", 5 + k - unseen_b);
-    assert!(on_b <= FOLLOW_TOLERANCE, "B admitted {on_b} (> {FOLLOW_TOLERANCE}) after A exhausted the shared limit");
+    assert!(
+        total >= 20,
+        "only {total} admitted: shared counts must not be double counted"
+    );
+    assert!(
+        5 + k - unseen_b + on_a <= 20,
+        "A admitted {on_a} although it had seen {} of the 20",
+        5 + k - unseen_b
+    );
+    assert!(
+        on_b <= FOLLOW_TOLERANCE,
+        "B admitted {on_b} (> {FOLLOW_TOLERANCE}) after A exhausted the shared limit"
+    );
     let o = call(&b, "limited.test", &tenant).await;
     assert_eq!((o.status, o.limit, o.remaining), (429, Some(20), Some(0)), "{o:?}");
     // Another tenant is untouched.
-    assert_eq!(call(&b, "limited.test", &[("x-tenant-id", "other")]).await.remaining, Some(19));
+    assert_eq!(
+        call(&b, "limited.test", &[("x-tenant-id", "other")]).await.remaining,
+        Some(19)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,7 +311,10 @@ async fn interleaved_traffic_overshoot_is_bounded_by_the_sync_delay() {
     // A then B, once per 25 ms poll tick, until both have rejected three rounds in a row.
     let deadline = Instant::now() + Duration::from_secs(20);
     while quiet_rounds < 3 {
-        assert!(Instant::now() < deadline, "replicas still admitting after 20 s: {admitted_at:?}");
+        assert!(
+            Instant::now() < deadline,
+            "replicas still admitting after 20 s: {admitted_at:?}"
+        );
         rounds += 1;
         let mut rejected = 0;
         for (i, gw) in [&a, &b].into_iter().enumerate() {
@@ -289,12 +343,18 @@ async fn interleaved_traffic_overshoot_is_bounded_by_the_sync_delay() {
          {rounds} rounds in {:?}",
         began.elapsed()
     );
-    assert!(total >= LIMIT, "only {total} admitted: shared counts must not be double counted");
+    assert!(
+        total >= LIMIT,
+        "only {total} admitted: shared counts must not be double counted"
+    );
     assert!(
         overshoot <= bound_2.max(1),
         "overshoot {overshoot} exceeds what one replica admitted within two sync intervals ({bound_2})"
     );
-    assert!(overshoot <= LIMIT / 4, "overshoot {overshoot} is not small: are the replicas sharing at all?");
+    assert!(
+        overshoot <= LIMIT / 4,
+        "overshoot {overshoot} is not small: are the replicas sharing at all?"
+    );
 }
 
 /// 32 requests at once on `gw`; how many were admitted.
@@ -327,7 +387,8 @@ async fn concurrent_burst_on_an_idle_replica_is_measured_and_converges() {
     let warm = [("x-tenant-id", "warm")];
     let cold = [("x-tenant-id", "cold")];
     assert_eq!(call(&b, "limited.test", &warm).await.status, 200);
-    let on_a_warm = admitted_until_429_polling(&a, "limited.test", &warm, VISIBLE_WITHIN, "A uses the rest (warm)").await;
+    let on_a_warm =
+        admitted_until_429_polling(&a, "limited.test", &warm, VISIBLE_WITHIN, "A uses the rest (warm)").await;
     let on_a_cold = admitted_until_429(&a, "limited.test", &cold, 40, "A uses the whole limit (cold)").await;
     assert_eq!(on_a_cold, LIMIT);
     // The scenario, not a synchronisation: B gets no traffic at all for ten
@@ -338,13 +399,29 @@ async fn concurrent_burst_on_an_idle_replica_is_measured_and_converges() {
     let mut figures = Vec::new();
     for (name, tenant, others) in [("warm", "warm", 1 + on_a_warm), ("cold", "cold", on_a_cold)] {
         let burst = concurrent_burst(&b, tenant).await;
-        let then = admitted_until_429_polling(&b, "limited.test", &[("x-tenant-id", tenant)], VISIBLE_WITHIN, "B after its burst").await;
+        let then = admitted_until_429_polling(
+            &b,
+            "limited.test",
+            &[("x-tenant-id", tenant)],
+            VISIBLE_WITHIN,
+            "B after its burst",
+        )
+        .await;
         let total = others + burst + then;
-        figures.push(format!("{name}: B admitted {burst} in the burst + {then} after → {total} in all, overshoot {}", total.saturating_sub(LIMIT)));
-        assert!(total <= 2 * LIMIT, "{name}: {total} admitted: more than one limit per replica");
+        figures.push(format!(
+            "{name}: B admitted {burst} in the burst + {then} after → {total} in all, overshoot {}",
+            total.saturating_sub(LIMIT)
+        ));
+        assert!(
+            total <= 2 * LIMIT,
+            "{name}: {total} admitted: more than one limit per replica"
+        );
         // Warm: B used the bucket within the last second and kept reading A's
         // totals. Cold: B reads them before its first decision in the bucket.
-        assert!(total <= LIMIT + 8, "{name}: {total} admitted: B did not take A's counts into account");
+        assert!(
+            total <= LIMIT + 8,
+            "{name}: {total} admitted: B did not take A's counts into account"
+        );
         assert!(total >= LIMIT, "{name}: only {total} admitted");
         let o = call(&a, "limited.test", &[("x-tenant-id", tenant)]).await;
         assert_eq!(o.status, 429, "{name}: A still rejects: {o:?}");
@@ -379,7 +456,10 @@ async fn static_key_credits_are_spent_exactly_across_replicas() {
     }
     eprintln!("alternating: A admitted {}, B admitted {}", admitted[0], admitted[1]);
     assert_eq!(admitted[0] + admitted[1], 20, "exactly the key's 20 credits, in all");
-    assert!(admitted[0] > 0 && admitted[1] > 0, "both replicas spent some: {admitted:?}");
+    assert!(
+        admitted[0] > 0 && admitted[1] > 0,
+        "both replicas spent some: {admitted:?}"
+    );
 
     // Concurrently: 32 requests on each replica at once.
     let tasks: Vec<_> = (0..64)
@@ -398,12 +478,20 @@ async fn static_key_credits_are_spent_exactly_across_replicas() {
         admitted[replica] += ok as u64;
     }
     eprintln!("concurrent: A admitted {}, B admitted {}", admitted[0], admitted[1]);
-    assert_eq!(admitted[0] + admitted[1], 20, "exactly the key's 20 credits under 2 × 32 concurrent requests");
+    assert_eq!(
+        admitted[0] + admitted[1],
+        20,
+        "exactly the key's 20 credits under 2 × 32 concurrent requests"
+    );
 
     for (name, gw) in [("A", &a), ("B", &b)] {
         for key in ["sk_alternate", "sk_concurrent"] {
             let o = call(gw, "paid.test", &[("authorization", &format!("Bearer {key}"))]).await;
-            assert_eq!((o.status, o.code.as_deref(), o.retry_after), (429, Some(USAGE_EXCEEDED), None), "{name}, {key}");
+            assert_eq!(
+                (o.status, o.code.as_deref(), o.retry_after),
+                (429, Some(USAGE_EXCEEDED), None),
+                "{name}, {key}"
+            );
         }
         let o = call(gw, "paid.test", &[("authorization", "Bearer sk_open")]).await;
         assert_eq!(o.status, 200, "{name}: an unlimited key is unaffected");
@@ -427,7 +515,10 @@ async fn a_replica_started_later_does_not_reset_shared_credits() {
         assert_ok_or_spent(&o, "after B joined");
         admitted += (o.status == 200) as u64;
     }
-    assert_eq!(admitted, 20, "the key's 20 credits, not 20 more for the replica that started later");
+    assert_eq!(
+        admitted, 20,
+        "the key's 20 credits, not 20 more for the replica that started later"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -441,11 +532,18 @@ async fn redis_outage_falls_back_to_local_limits_and_sharing_resumes() {
     let (a, b) = replicas(&redis, LIMIT).await;
     let auth = ("authorization", "Bearer sk_open");
     for gw in [&a, &b] {
-        assert_eq!(gw.metric_opt(BACKEND_ERRORS).await, Some(0.0), "{BACKEND_ERRORS} exported at 0");
+        assert_eq!(
+            gw.metric_opt(BACKEND_ERRORS).await,
+            Some(0.0),
+            "{BACKEND_ERRORS} exported at 0"
+        );
     }
     // Sharing works before the outage.
     let before = [auth, ("x-tenant-id", "before")];
-    assert_eq!(admitted_until_429(&a, "both.test", &before, 30, "A before the outage").await, LIMIT);
+    assert_eq!(
+        admitted_until_429(&a, "both.test", &before, 30, "A before the outage").await,
+        LIMIT
+    );
     let on_b = admitted_until_429_polling(&b, "both.test", &before, VISIBLE_WITHIN, "B before the outage").await;
     assert!(on_b <= FOLLOW_TOLERANCE, "B admitted {on_b} of a limit A had used up");
 
@@ -454,16 +552,33 @@ async fn redis_outage_falls_back_to_local_limits_and_sharing_resumes() {
     // Each replica still enforces the limit on its own: no 5xx, no 401.
     for (name, gw, tenant) in [("A", &a, "down-a"), ("B", &b, "down-b")] {
         let headers = [auth, ("x-tenant-id", tenant)];
-        let admitted = admitted_until_429(gw, "both.test", &headers, 3 * LIMIT as usize, &format!("{name} during the outage")).await;
+        let admitted = admitted_until_429(
+            gw,
+            "both.test",
+            &headers,
+            3 * LIMIT as usize,
+            &format!("{name} during the outage"),
+        )
+        .await;
         eprintln!("outage: {name} admitted {admitted} of {LIMIT} on its own");
-        assert!(admitted <= LIMIT, "{name} admitted {admitted} > {LIMIT} during the outage");
+        assert!(
+            admitted <= LIMIT,
+            "{name} admitted {admitted} > {LIMIT} during the outage"
+        );
         assert!(admitted >= 1, "{name} admitted nothing during the outage");
         for _ in 0..3 {
             let o = call(gw, "both.test", &headers).await;
-            assert_eq!((o.status, o.code.as_deref()), (429, Some(RATE_LIMITED)), "{name} keeps rejecting");
+            assert_eq!(
+                (o.status, o.code.as_deref()),
+                (429, Some(RATE_LIMITED)),
+                "{name} keeps rejecting"
+            );
         }
         let o = call(gw, "both.test", &[auth, ("x-tenant-id", &format!("{tenant}-fresh"))]).await;
-        assert_eq!(o.status, 200, "{name}: another tenant is still admitted during the outage: {o:?}");
+        assert_eq!(
+            o.status, 200,
+            "{name}: another tenant is still admitted during the outage: {o:?}"
+        );
     }
     for (name, gw) in [("A", &a), ("B", &b)] {
         let errors = gw.wait_metric_at_least(BACKEND_ERRORS, 1.0).await;
@@ -483,7 +598,9 @@ async fn redis_outage_falls_back_to_local_limits_and_sharing_resumes() {
             let headers = [auth, ("x-tenant-id", tenant.as_str())];
             let on_a = admitted_until_429(a, "both.test", &headers, 3 * LIMIT as usize, "A after the restart").await;
             assert!(on_a <= LIMIT, "A admitted {on_a} > {LIMIT}");
-            let on_b = admitted_until_429_polling(b, "both.test", &headers, Duration::from_secs(3), "B after the restart").await;
+            let on_b =
+                admitted_until_429_polling(b, "both.test", &headers, Duration::from_secs(3), "B after the restart")
+                    .await;
             eprintln!("after restart, round {round}: A admitted {on_a}, then B {on_b}");
             (on_b <= FOLLOW_TOLERANCE).then_some(())
         }
@@ -500,7 +617,11 @@ async fn credits_over_spent_during_an_outage_are_bounded() {
     // 15 of the key's 20 credits, spent through both replicas while Redis is up.
     for i in 0..15 {
         let gw = if i % 2 == 0 { &a } else { &b };
-        assert_eq!(call(gw, "paid.test", &auth).await.status, 200, "request {i} before the outage");
+        assert_eq!(
+            call(gw, "paid.test", &auth).await.status,
+            200,
+            "request {i} before the outage"
+        );
     }
 
     redis.stop().await;
@@ -516,7 +637,11 @@ async fn credits_over_spent_during_an_outage_are_bounded() {
             }
             during[i] += 1;
         }
-        assert!(rejected, "{name} never ran out of credits during the outage ({} admitted)", during[i]);
+        assert!(
+            rejected,
+            "{name} never ran out of credits during the outage ({} admitted)",
+            during[i]
+        );
         let o = call(gw, "paid.test", &[("authorization", "Bearer sk_open")]).await;
         assert_eq!(o.status, 200, "{name}: keys still verify during the outage: {o:?}");
     }
@@ -528,9 +653,15 @@ async fn credits_over_spent_during_an_outage_are_bounded() {
         during[0], during[1]
     );
     for (name, n) in [("A", during[0]), ("B", during[1])] {
-        assert!(n <= 5 + OUTAGE_CREDITS, "{name} spent {n}: more than the 5 left plus outage_credits {OUTAGE_CREDITS}");
+        assert!(
+            n <= 5 + OUTAGE_CREDITS,
+            "{name} spent {n}: more than the 5 left plus outage_credits {OUTAGE_CREDITS}"
+        );
     }
-    assert!(over <= 2 * OUTAGE_CREDITS, "over-spent by {over}: more than outage_credits per replica");
+    assert!(
+        over <= 2 * OUTAGE_CREDITS,
+        "over-spent by {over}: more than outage_credits per replica"
+    );
     a.wait_metric_at_least(BACKEND_ERRORS, 1.0).await;
     b.wait_metric_at_least(BACKEND_ERRORS, 1.0).await;
 }

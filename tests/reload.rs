@@ -96,19 +96,15 @@ async fn invalid_file_keeps_old_config_serving() {
     let reloads_before = gw.metric("keygate_config_reloads_total").await;
 
     // Semantically invalid: the route moves to b but names an unknown deployment.
-    let bad = two_deployments(&a.addr_str(), &b.addr_str(), "dep_b")
-        .replace("deployment: dep_b", "deployment: dep_nope");
+    let bad =
+        two_deployments(&a.addr_str(), &b.addr_str(), "dep_b").replace("deployment: dep_b", "deployment: dep_nope");
     gw.write_config(&bad);
     wait_for("reload error counted", RELOAD_DEADLINE, || async {
         gw.metric("keygate_config_reload_errors_total").await >= errors_before + 1.0
     })
     .await;
     for _ in 0..5 {
-        assert_eq!(
-            served_by(&gw).await.as_deref(),
-            Some("a"),
-            "old config keeps serving"
-        );
+        assert_eq!(served_by(&gw).await.as_deref(), Some("a"), "old config keeps serving");
     }
     assert_eq!(
         gw.metric("keygate_config_reloads_total").await,
@@ -123,11 +119,7 @@ async fn invalid_file_keeps_old_config_serving() {
         gw.metric("keygate_config_reload_errors_total").await >= errors_mid + 1.0
     })
     .await;
-    assert_eq!(
-        served_by(&gw).await.as_deref(),
-        Some("a"),
-        "old config keeps serving"
-    );
+    assert_eq!(served_by(&gw).await.as_deref(), Some("a"), "old config keeps serving");
     assert!(
         names_some_line(&gw.logs()),
         "the reload error is logged with its line:\n{}",
@@ -153,10 +145,7 @@ async fn sighup_reloads() {
         gw.metric("keygate_config_reloads_total").await >= before + 1.0
     })
     .await;
-    assert!(
-        gw.try_exit_status().is_none(),
-        "SIGHUP must not stop the gateway"
-    );
+    assert!(gw.try_exit_status().is_none(), "SIGHUP must not stop the gateway");
     assert_eq!(served_by(&gw).await.as_deref(), Some("a"));
 }
 
@@ -169,10 +158,7 @@ async fn keygate_reload_cli_reloads() {
     let config = gw.config_path.to_str().unwrap().to_string();
 
     let out = gw
-        .cli(
-            &["reload", "--config", &config],
-            &[("KEYGATE_ROOT_KEY", ROOT_KEY)],
-        )
+        .cli(&["reload", "--config", &config], &[("KEYGATE_ROOT_KEY", ROOT_KEY)])
         .await;
     assert!(
         out.status.success(),
@@ -188,15 +174,9 @@ async fn keygate_reload_cli_reloads() {
 
     // A wrong root key is refused and reloads nothing.
     let out = gw
-        .cli(
-            &["reload", "--config", &config],
-            &[("KEYGATE_ROOT_KEY", "wrong-key")],
-        )
+        .cli(&["reload", "--config", &config], &[("KEYGATE_ROOT_KEY", "wrong-key")])
         .await;
-    assert!(
-        !out.status.success(),
-        "keygate reload with a wrong key must fail"
-    );
+    assert!(!out.status.success(), "keygate reload with a wrong key must fail");
     assert_eq!(gw.metric("keygate_config_reloads_total").await, after_ok);
 }
 
@@ -210,27 +190,11 @@ async fn admin_reload_endpoint_requires_the_root_key() {
 
     let r = gw.client().post(&url).send().await.unwrap();
     assert_eq!(r.status(), 401, "no bearer");
-    let r = gw
-        .client()
-        .post(&url)
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        r.status() == 401 || r.status() == 403,
-        "wrong bearer: {}",
-        r.status()
-    );
+    let r = gw.client().post(&url).bearer_auth("wrong").send().await.unwrap();
+    assert!(r.status() == 401 || r.status() == 403, "wrong bearer: {}", r.status());
     assert_eq!(gw.metric("keygate_config_reloads_total").await, before);
 
-    let r = gw
-        .client()
-        .post(&url)
-        .bearer_auth(ROOT_KEY)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.client().post(&url).bearer_auth(ROOT_KEY).send().await.unwrap();
     assert!(r.status().is_success(), "root key: {}", r.status());
     wait_for("admin reload counted", WAIT, || async {
         gw.metric("keygate_config_reloads_total").await >= before + 1.0
@@ -246,10 +210,7 @@ async fn in_flight_request_finishes_on_the_old_deployment() {
 
     let req = gw.get("reload.test", "/slow").send();
     let in_flight = tokio::spawn(req);
-    wait_for("the slow request reached a", WAIT, || async {
-        a.hits() == 1
-    })
-    .await;
+    wait_for("the slow request reached a", WAIT, || async { a.hits() == 1 }).await;
 
     gw.write_config(&two_deployments(&a.addr_str(), &b.addr_str(), "dep_b"));
     wait_served_by(&gw, "b").await;
@@ -263,11 +224,7 @@ async fn in_flight_request_finishes_on_the_old_deployment() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["name"], "a", "finished where it started");
-    let slow: Vec<Seen> = a
-        .seen()
-        .into_iter()
-        .filter(|s| s.uri.starts_with("/slow"))
-        .collect();
+    let slow: Vec<Seen> = a.seen().into_iter().filter(|s| s.uri.starts_with("/slow")).collect();
     assert_eq!(slow.len(), 1, "not re-sent");
     assert_eq!(slow[0].one("x-deployment-id"), Some("dep_a"));
 }

@@ -69,11 +69,17 @@ async fn records_go_to_the_file_with_bodies_redaction_and_latency() {
     assert_eq!(record["response_body"].as_str().map(str::len), Some(8));
     assert_eq!(record["response_headers"]["x-request-id"], request_id.as_str());
     let latency = &record["latency_ms"];
-    let (total, instance, gateway) =
-        (latency["total"].as_f64().unwrap(), latency["instance"].as_f64().unwrap(), latency["gateway"].as_f64().unwrap());
+    let (total, instance, gateway) = (
+        latency["total"].as_f64().unwrap(),
+        latency["instance"].as_f64().unwrap(),
+        latency["gateway"].as_f64().unwrap(),
+    );
     assert!(total >= instance && instance > 0.0, "{latency}");
     assert!((total - instance - gateway).abs() < 0.01, "{latency}");
-    assert!(!std::fs::read_to_string(&log).unwrap().contains("sk_live_secret"), "credentials never reach the log");
+    assert!(
+        !std::fs::read_to_string(&log).unwrap().contains("sk_live_secret"),
+        "credentials never reach the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,7 +122,10 @@ async fn file_sink_follows_rotation() {
     })
     .await;
     let first = records(&gw.dir.path().join("requests.log.1"));
-    assert!(first.iter().any(|r| r["path"] == "/before"), "old records stay in the rotated file");
+    assert!(
+        first.iter().any(|r| r["path"] == "/before"),
+        "old records stay in the rotated file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,12 +139,18 @@ async fn a_stuck_sink_drops_records_and_never_holds_requests() {
     let gw = Gateway::start(&config(&up, &format!("  sink: {}\n  buffer: 4\n", fifo.display()))).await;
     let requests = 60;
     for i in 0..requests {
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(5), gw.get("app.test", &format!("/{i}")).send())
-            .await
-            .unwrap_or_else(|_| panic!("request {i} waited on the sink"))
-            .unwrap();
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            gw.get("app.test", &format!("/{i}")).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("request {i} waited on the sink"))
+        .unwrap();
         assert_eq!(resp.status(), 200);
     }
     let dropped = gw.metric("keygate_log_records_dropped_total").await;
-    assert!(dropped >= (requests - 4) as f64, "dropped {dropped} of {requests} with a buffer of 4");
+    assert!(
+        dropped >= (requests - 4) as f64,
+        "dropped {dropped} of {requests} with a buffer of 4"
+    );
 }

@@ -37,14 +37,28 @@ async fn served_by(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &st
 fn deployments(upstreams: &[&Upstream]) -> String {
     let mut text = String::from("deployments:\n");
     for up in upstreams {
-        text.push_str(&format!("  - id: {}\n    instances: [\"{}\"]\n", up.name(), up.addr_str()));
+        text.push_str(&format!(
+            "  - id: {}\n    instances: [\"{}\"]\n",
+            up.name(),
+            up.addr_str()
+        ));
     }
     text
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn precedence_and_fall_through() {
-    let names = ["exact", "prefix", "longer", "regex", "canary", "two_headers", "query", "post", "only_if"];
+    let names = [
+        "exact",
+        "prefix",
+        "longer",
+        "regex",
+        "canary",
+        "two_headers",
+        "query",
+        "post",
+        "only_if",
+    ];
     let mut ups = Vec::new();
     for name in names {
         ups.push(Upstream::inspector(name).await);
@@ -79,7 +93,12 @@ async fn precedence_and_fall_through() {
         ("GET", "/v1/orders", &[], "prefix"),
         ("GET", "/v1/orders", &[("x-canary", "1")], "canary"),
         ("GET", "/v1/orders", &[("x-canary", "2")], "prefix"),
-        ("GET", "/v1/orders", &[("x-canary", "1"), ("x-team", "a")], "two_headers"),
+        (
+            "GET",
+            "/v1/orders",
+            &[("x-canary", "1"), ("x-team", "a")],
+            "two_headers",
+        ),
         ("GET", "/v1/orders?beta", &[], "query"),
         ("POST", "/v1/orders?beta", &[], "query"),
         ("POST", "/v1/orders", &[], "post"),
@@ -90,7 +109,11 @@ async fn precedence_and_fall_through() {
         ("GET", "/only/x", &[], "404"),
     ];
     for (method, path, headers, want) in cases {
-        assert_eq!(&served_by(&gw, method, path, headers).await, want, "{method} {path} {headers:?}");
+        assert_eq!(
+            &served_by(&gw, method, path, headers).await,
+            want,
+            "{method} {path} {headers:?}"
+        );
     }
 }
 
@@ -133,13 +156,18 @@ routes:
     assert_eq!(stable.hits() + to_canary, N);
     assert_eq!(never.hits(), 0, "weight 0 takes nothing");
 
-    gw.wait_metric(r#"keygate_instances_healthy{deployment="down"}"#, 0.0).await;
+    gw.wait_metric(r#"keygate_instances_healthy{deployment="down"}"#, 0.0)
+        .await;
     let before = canary.hits();
     for _ in 0..20 {
         let r = gw.get("api.test", "/failover").send().await.unwrap();
         assert_eq!(r.status(), 200, "the healthy backend serves");
     }
-    assert_eq!(canary.hits() - before, 20, "every request went to the only healthy backend");
+    assert_eq!(
+        canary.hits() - before,
+        20,
+        "every request went to the only healthy backend"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,7 +201,10 @@ async fn header_filters_as_the_upstream_and_the_client_see_them() {
     assert_eq!(seen.all("x-via"), ["client", "keygate"], "add keeps the client's value");
     assert_eq!(seen.one("x-debug"), None, "remove drops it");
     assert_eq!(seen.one("x-second"), Some("2"), "filters apply in order");
-    assert!(seen.one("x-request-id").is_some(), "the gateway's own headers are still sent");
+    assert!(
+        seen.one("x-request-id").is_some(),
+        "the gateway's own headers are still sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -212,11 +243,19 @@ async fn rewrites_change_host_and_path_and_keep_the_query() {
     let v1 = seen("/v1/users?id=7").await;
     assert_eq!(v1.uri, "/api/users?id=7");
     assert_eq!(v1.one("host"), Some("internal.example"));
-    assert_eq!(v1.one("x-forwarded-host"), Some("api.test"), "X-Forwarded-Host keeps the client's host");
+    assert_eq!(
+        v1.one("x-forwarded-host"),
+        Some("api.test"),
+        "X-Forwarded-Host keeps the client's host"
+    );
     assert_eq!(seen("/v1").await.uri, "/api");
     let health = seen("/health/deep?verbose=1").await;
     assert_eq!(health.uri, "/status?verbose=1");
-    assert_eq!(health.one("host"), Some("api.test"), "no hostname rewrite: Host unchanged");
+    assert_eq!(
+        health.one("host"),
+        Some("api.test"),
+        "no hostname rewrite: Host unchanged"
+    );
     assert_eq!(seen("/root/a/b").await.uri, "/a/b");
 }
 
@@ -254,7 +293,11 @@ async fn redirects_are_answered_by_the_gateway() {
 
     let r = get("/moved/x?q=1").await.unwrap();
     assert_eq!(r.status(), 302, "302 by default");
-    assert_eq!(r.headers()["location"], "http://api.test:8080/moved/x?q=1", "the rest of the URL is kept");
+    assert_eq!(
+        r.headers()["location"],
+        "http://api.test:8080/moved/x?q=1",
+        "the rest of the URL is kept"
+    );
 
     assert_eq!(up.hits(), 0, "a redirect never reaches an instance");
     assert_eq!(get("/other").await.unwrap().status(), 200);
@@ -278,7 +321,10 @@ async fn a_route_timeout_overrides_the_request_timeout() {
     let r = gw.get("api.test", "/slow/short").send().await.unwrap();
     let took = started.elapsed();
     assert_problem(r, 504, "err:frontline:upstream:gateway_timeout", "Gateway Timeout").await;
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(10), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(10),
+        "took {took:?}"
+    );
 
     // The other route keeps the file's 30 s: it is still waiting when released.
     let hits_before = held.hits();
@@ -286,7 +332,10 @@ async fn a_route_timeout_overrides_the_request_timeout() {
         let request = gw.get("api.test", "/slow/long").send();
         async move { request.await.map(|r| r.status().as_u16()) }
     });
-    wait_for("the long request reaches the instance", WAIT, || async { held.hits() > hits_before }).await;
+    wait_for("the long request reaches the instance", WAIT, || async {
+        held.hits() > hits_before
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await; // longer than the short route's timeout
     held.release();
     assert_eq!(long.await.unwrap().unwrap(), 200);
@@ -321,7 +370,15 @@ fn bad_route_rules_name_the_field_and_line() {
     let conditional_twins = format!(
         "{base}  - {{ host: a.test, deployment: a }}\n  - {{ host: a.test, deployment: b, match: [{{ method: [POST] }}] }}\n"
     );
-    assert!(check_config(&conditional_twins).success(), "match expressions tell two routes of one path apart");
+    assert!(
+        check_config(&conditional_twins).success(),
+        "match expressions tell two routes of one path apart"
+    );
     let twins = format!("{base}  - {{ host: a.test, deployment: a }}\n  - {{ host: a.test, deployment: b }}\n");
-    assert_load_error("duplicate", &check_config(&twins), &["routes[1].host", "duplicate route"], &[6]);
+    assert_load_error(
+        "duplicate",
+        &check_config(&twins),
+        &["routes[1].host", "duplicate route"],
+        &[6],
+    );
 }

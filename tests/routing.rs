@@ -11,18 +11,11 @@ use support::upstreams::Upstream;
 /// Sends `GET path` with `Host: host` and returns the name of the upstream
 /// that answered, or `404` when the gateway answered config_not_found.
 async fn served_by(gw: &Gateway, host: &str, path: &str) -> String {
-    let r = gw
-        .get(host, path)
-        .send()
-        .await
-        .expect("request through gateway");
+    let r = gw.get(host, path).send().await.expect("request through gateway");
     let status = r.status().as_u16();
     if status == 404 && r.headers().get("x-unkey-error-source").is_some() {
         let v: Value = r.json().await.unwrap();
-        assert_eq!(
-            v["error"]["code"], "err:frontline:routing:config_not_found",
-            "{v}"
-        );
+        assert_eq!(v["error"]["code"], "err:frontline:routing:config_not_found", "{v}");
         return "404".into();
     }
     assert_eq!(status, 200, "{host}{path}");
@@ -175,11 +168,7 @@ routes:
         ("/Api/v2", "root"),
     ];
     for (path, want) in cases {
-        assert_eq!(
-            served_by(&gw, "paths.test", path).await,
-            want,
-            "path {path}"
-        );
+        assert_eq!(served_by(&gw, "paths.test", path).await, want, "path {path}");
     }
 }
 
@@ -203,17 +192,9 @@ routes:
     assert_eq!(served_by(&gw, "only-api.test", "/api").await, "api");
     assert_eq!(served_by(&gw, "only-api.test", "/api/deep/er").await, "api");
     for path in ["/apix", "/ap", "/", "/x/api", "/API"] {
-        assert_eq!(
-            served_by(&gw, "only-api.test", path).await,
-            "404",
-            "path {path}"
-        );
+        assert_eq!(served_by(&gw, "only-api.test", path).await, "404", "path {path}");
     }
-    assert_eq!(
-        api.hits(),
-        2,
-        "only the two matching requests reached the instance"
-    );
+    assert_eq!(api.hits(), 2, "only the two matching requests reached the instance");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -254,11 +235,7 @@ routes:
         ("/deep/er", "/"),
     ];
     for (path, want) in cases {
-        assert_eq!(
-            uri_seen(&gw, &up, "strip.test", path).await,
-            want,
-            "request {path}"
-        );
+        assert_eq!(uri_seen(&gw, &up, "strip.test", path).await, want, "request {path}");
     }
 }
 
@@ -285,21 +262,12 @@ routes:
     ))
     .await;
 
-    assert_eq!(
-        served_by(&gw, "api.host-first.test", "/v1/users").await,
-        "v1"
-    );
+    assert_eq!(served_by(&gw, "api.host-first.test", "/v1/users").await, "v1");
     // The exact host is chosen; its only prefix does not match → 404, even
     // though the wildcard would have matched.
-    assert_eq!(
-        served_by(&gw, "api.host-first.test", "/v2/users").await,
-        "404"
-    );
+    assert_eq!(served_by(&gw, "api.host-first.test", "/v2/users").await, "404");
     assert_eq!(served_by(&gw, "api.host-first.test", "/").await, "404");
-    assert_eq!(
-        served_by(&gw, "other.host-first.test", "/v2/users").await,
-        "wild"
-    );
+    assert_eq!(served_by(&gw, "other.host-first.test", "/v2/users").await, "wild");
     assert_eq!(wild.hits(), 1);
 }
 
@@ -318,13 +286,7 @@ async fn config_not_found_is_a_problem_json_404() {
         .headers()
         .get("server-timing")
         .map(|v| v.to_str().unwrap().to_string());
-    let v = assert_problem(
-        r,
-        404,
-        "err:frontline:routing:config_not_found",
-        "Not Found",
-    )
-    .await;
+    let v = assert_problem(r, 404, "err:frontline:routing:config_not_found", "Not Found").await;
     assert_eq!(
         v["error"]["type"], "https://unkey.com/docs/errors/frontline/routing/config_not_found",
         "{v}"
@@ -334,13 +296,7 @@ async fn config_not_found_is_a_problem_json_404() {
 
     // No Accept header at all: still problem+json; request ids differ per request.
     let r1 = gw.get("unknown.test", "/").send().await.unwrap();
-    let v1 = assert_problem(
-        r1,
-        404,
-        "err:frontline:routing:config_not_found",
-        "Not Found",
-    )
-    .await;
+    let v1 = assert_problem(r1, 404, "err:frontline:routing:config_not_found", "Not Found").await;
     assert_ne!(
         v1["meta"]["requestId"], v["meta"]["requestId"],
         "request ids are unique"

@@ -42,7 +42,9 @@ fn clients_dir() -> PathBuf {
 /// `name` on the PATH, if installed.
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 /// Runs a driver against a fresh gateway; panics with its report and
@@ -66,7 +68,10 @@ async fn drive(program: &Path, script: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report: Option<Value> = stdout.lines().rev().find_map(|line| serde_json::from_str(line).ok());
     if let Some(report) = &report {
-        eprintln!("{script}: {} — {} of {} methods work", report["sdk"], report["working"], report["total"]);
+        eprintln!(
+            "{script}: {} — {} of {} methods work",
+            report["sdk"], report["working"], report["total"]
+        );
     }
     let failures: Vec<String> = report
         .iter()

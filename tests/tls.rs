@@ -10,9 +10,7 @@ use std::path::Path;
 use support::gateway::{Gateway, Launch};
 use support::net::free_addr;
 use support::raw_http::raw_request;
-use support::tls::{
-    h2_get, https_get, self_signed_pem, tls_handshake, write_cert_pair, TLS12_ONLY, TLS_ANY,
-};
+use support::tls::{h2_get, https_get, self_signed_pem, tls_handshake, write_cert_pair, TLS12_ONLY, TLS_ANY};
 use support::wait::{poll_until, wait_for, RELOAD_DEADLINE};
 use tempfile::TempDir;
 
@@ -122,7 +120,9 @@ async fn h2_is_negotiated_by_alpn_and_proxied() {
     let https = free_addr();
     let _gw = Gateway::start(&template(https, certs.path(), "")).await;
 
-    let hs = tls_handshake(https, "a.example.com", TLS_ANY, &[b"h2", b"http/1.1"]).await.unwrap();
+    let hs = tls_handshake(https, "a.example.com", TLS_ANY, &[b"h2", b"http/1.1"])
+        .await
+        .unwrap();
     assert_eq!(hs.alpn.as_deref(), Some(&b"h2"[..]));
     let (status, body) = h2_get(hs, "a.example.com", "/over/h2?x=1").await;
     assert_eq!(status, 200);
@@ -131,7 +131,9 @@ async fn h2_is_negotiated_by_alpn_and_proxied() {
     assert_eq!(echo["query"], "x=1");
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
 
-    let hs = tls_handshake(https, "a.example.com", TLS_ANY, &[b"http/1.1"]).await.unwrap();
+    let hs = tls_handshake(https, "a.example.com", TLS_ANY, &[b"http/1.1"])
+        .await
+        .unwrap();
     assert_eq!(hs.alpn.as_deref(), Some(&b"http/1.1"[..]));
 }
 
@@ -173,10 +175,14 @@ async fn a_pair_dropped_into_certs_dir_is_served_without_restart() {
     let (cert, key) = self_signed_pem(&["b.example.com"]);
     write_cert_pair(certs.path(), "b", &cert, &key);
 
-    poll_until(format!("b.example.com served from certs_dir\n{}", gw.logs()), RELOAD_DEADLINE, || async {
-        let hs = tls_handshake(https, "b.example.com", TLS_ANY, &[]).await.ok()?;
-        (hs.sans == ["b.example.com"]).then_some(())
-    })
+    poll_until(
+        format!("b.example.com served from certs_dir\n{}", gw.logs()),
+        RELOAD_DEADLINE,
+        || async {
+            let hs = tls_handshake(https, "b.example.com", TLS_ANY, &[]).await.ok()?;
+            (hs.sans == ["b.example.com"]).then_some(())
+        },
+    )
     .await;
 }
 
@@ -190,9 +196,11 @@ async fn a_mismatched_pair_is_refused_and_the_old_certificate_stays() {
     // A new certificate for the same host, next to the old key.
     let (other_cert, _other_key) = self_signed_pem(&["a.example.com"]);
     std::fs::write(certs.path().join("a.crt"), other_cert).unwrap();
-    wait_for(format!("the refusal is logged\n{}", gw.logs()), RELOAD_DEADLINE, || async {
-        gw.stderr().contains("does not match the certificate")
-    })
+    wait_for(
+        format!("the refusal is logged\n{}", gw.logs()),
+        RELOAD_DEADLINE,
+        || async { gw.stderr().contains("does not match the certificate") },
+    )
     .await;
 
     let served = tls_handshake(https, "a.example.com", TLS_ANY, &[]).await.unwrap();
@@ -214,13 +222,22 @@ async fn certs_list_shows_host_source_issuer_and_expiry() {
         .cli(&["certs", "list", "--config", gw.config_path.to_str().unwrap()], &[])
         .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = stdout
         .lines()
         .find(|l| l.starts_with("a.example.com"))
         .unwrap_or_else(|| panic!("no row for a.example.com:\n{stdout}"));
     assert!(line.contains("file"), "{line}");
-    assert!(stdout.lines().any(|l| l.starts_with("(default)") && l.contains("default")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("(default)") && l.contains("default")),
+        "{stdout}"
+    );
     let expiry = gw
         .metric("keygate_certificate_expiry_seconds{host=\"a.example.com\"}")
         .await;

@@ -96,7 +96,10 @@ async fn continues_the_callers_trace_and_parents_the_instance() {
 
     let spans = collector.wait_for_trace(CALLER_TRACE, 4).await;
     let server = server_span(&spans);
-    assert_eq!(server.parent_span_id, CALLER_SPAN, "the caller's span is the server span's parent");
+    assert_eq!(
+        server.parent_span_id, CALLER_SPAN,
+        "the caller's span is the server span's parent"
+    );
     assert_eq!(server.name, "GET");
     assert_eq!(server.service_name.as_deref(), Some("keygate-test"));
     assert_eq!(server.str("http.request.method"), Some("GET"));
@@ -111,7 +114,10 @@ async fn continues_the_callers_trace_and_parents_the_instance() {
     let upstream = one(&spans, "upstream span", |s| s.name == "upstream");
     assert_eq!(upstream.kind, KIND_CLIENT);
     assert_eq!(upstream.parent_span_id, server.span_id);
-    assert_eq!(upstream.span_id, parent, "the instance's parent is keygate's upstream span");
+    assert_eq!(
+        upstream.span_id, parent,
+        "the instance's parent is keygate's upstream span"
+    );
     assert_eq!(upstream.str("server.address"), Some("127.0.0.1"));
     assert_eq!(upstream.int("server.port"), Some(i64::from(up.addr.port())));
     assert_eq!(upstream.int("http.response.status_code"), Some(200));
@@ -123,7 +129,10 @@ async fn continues_the_callers_trace_and_parents_the_instance() {
         assert_eq!(policy.str("keygate.policy.type"), Some(kind));
         assert_eq!(policy.str("keygate.policy.decision"), Some("allow"));
     }
-    assert!(spans.iter().all(|s| s.name != "policy no-admin"), "a policy that did not match has no span");
+    assert!(
+        spans.iter().all(|s| s.name != "policy no-admin"),
+        "a policy that did not match has no span"
+    );
     assert!(collector.content_types().iter().all(|t| t == "application/x-protobuf"));
 }
 
@@ -137,7 +146,9 @@ async fn starts_a_trace_when_the_caller_has_none() {
     for incoming in [None, Some("00-not-a-trace-01")] {
         let mut request = gw.get("app.test", "/new");
         if let Some(value) = incoming {
-            request = request.header("traceparent", value).header("tracestate", "vendor=stale");
+            request = request
+                .header("traceparent", value)
+                .header("tracestate", "vendor=stale");
         }
         assert_eq!(request.send().await.unwrap().status(), 200);
         let seen = up.last_seen();
@@ -146,9 +157,16 @@ async fn starts_a_trace_when_the_caller_has_none() {
         let (trace, _, flags) = traceparent(sent[0]);
         assert_eq!(trace.len(), 32);
         assert_eq!(flags, "01");
-        assert!(seen.all("tracestate").is_empty(), "{incoming:?}: no tracestate without a valid traceparent");
+        assert!(
+            seen.all("tracestate").is_empty(),
+            "{incoming:?}: no tracestate without a valid traceparent"
+        );
         let spans = collector.wait_for_trace(&trace, 4).await;
-        assert_eq!(server_span(&spans).parent_span_id, "", "{incoming:?}: a new trace starts at keygate");
+        assert_eq!(
+            server_span(&spans).parent_span_id,
+            "",
+            "{incoming:?}: a new trace starts at keygate"
+        );
     }
 }
 
@@ -165,12 +183,18 @@ async fn gateway_errors_carry_the_trace_id_and_mark_the_span() {
     let spans = collector.wait_for_trace(&trace, 2).await;
     let server = server_span(&spans);
     assert_eq!(server.status_code, STATUS_ERROR);
-    assert_eq!(server.str("keygate.error.code"), Some("err:frontline:client:firewall_denied"));
+    assert_eq!(
+        server.str("keygate.error.code"),
+        Some("err:frontline:client:firewall_denied")
+    );
     assert_eq!(server.int("http.response.status_code"), Some(403));
     let denied = one(&spans, "firewall span", |s| s.name == "policy no-admin");
     assert_eq!(denied.str("keygate.policy.type"), Some("firewall"));
     assert_eq!(denied.str("keygate.policy.decision"), Some("deny"));
-    assert!(spans.iter().all(|s| s.name != "upstream" && s.name != "policy office"), "the chain stopped");
+    assert!(
+        spans.iter().all(|s| s.name != "upstream" && s.name != "policy office"),
+        "the chain stopped"
+    );
 
     // No route: the error still names its trace, and the span has no deployment.
     let resp = gw.get("nowhere.test", "/").send().await.unwrap();
@@ -179,7 +203,10 @@ async fn gateway_errors_carry_the_trace_id_and_mark_the_span() {
     let trace = body["meta"]["traceId"].as_str().expect("meta.traceId").to_string();
     let spans = collector.wait_for_trace(&trace, 1).await;
     let server = server_span(&spans);
-    assert_eq!(server.str("keygate.error.code"), Some("err:frontline:routing:config_not_found"));
+    assert_eq!(
+        server.str("keygate.error.code"),
+        Some("err:frontline:routing:config_not_found")
+    );
     assert_eq!(server.str("keygate.deployment.id"), None);
 }
 
@@ -197,7 +224,10 @@ async fn every_upstream_attempt_has_its_span() {
     let server = server_span(&spans);
     assert_eq!(server.status_code, STATUS_ERROR);
     assert_eq!(server.int("http.response.status_code"), Some(503));
-    assert_eq!(server.str("keygate.error.code"), Some("err:frontline:upstream:service_unavailable"));
+    assert_eq!(
+        server.str("keygate.error.code"),
+        Some("err:frontline:upstream:service_unavailable")
+    );
     let attempts: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "upstream").collect();
     assert_eq!(attempts.len(), 2, "one span per instance tried: {spans:#?}");
     for attempt in &attempts {
@@ -205,7 +235,11 @@ async fn every_upstream_attempt_has_its_span() {
         assert_eq!(attempt.status_code, STATUS_ERROR);
         assert_eq!(attempt.str("error.type"), Some("ConnectRefused"));
     }
-    assert_ne!(attempts[0].int("server.port"), attempts[1].int("server.port"), "the retry went to the other instance");
+    assert_ne!(
+        attempts[0].int("server.port"),
+        attempts[1].int("server.port"),
+        "the retry went to the other instance"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -238,7 +272,11 @@ async fn sampling_keeps_sampled_callers_and_the_ratio_decides_the_rest() {
     assert_eq!(resp.status(), 200);
     collector.wait_for_trace(CALLER_TRACE, 4).await;
     // Spans are exported in the order they end: the earlier requests' would be here by now.
-    let others: Vec<ReceivedSpan> = collector.spans().into_iter().filter(|s| s.trace_id != CALLER_TRACE).collect();
+    let others: Vec<ReceivedSpan> = collector
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id != CALLER_TRACE)
+        .collect();
     assert!(others.is_empty(), "unsampled traces were exported: {others:#?}");
 }
 
@@ -268,9 +306,18 @@ async fn tracing_off_changes_nothing() {
     let up = Upstream::inspector("app").await;
     let gw = traced_gateway(None, 1.0, &up).await;
     let incoming = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    let resp = gw.get("app.test", "/").header("traceparent", &incoming).send().await.unwrap();
+    let resp = gw
+        .get("app.test", "/")
+        .header("traceparent", &incoming)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(up.last_seen().all("traceparent"), [incoming.as_str()], "passed through unchanged");
+    assert_eq!(
+        up.last_seen().all("traceparent"),
+        [incoming.as_str()],
+        "passed through unchanged"
+    );
     let resp = gw.get("app.test", "/admin").send().await.unwrap();
     let body: Value = resp.json().await.unwrap();
     assert!(body["meta"].get("traceId").is_none(), "{body}");
@@ -322,8 +369,13 @@ async fn an_unreachable_collector_costs_requests_nothing_and_drops_are_counted()
     let requests = 40;
     assert_no_added_latency(&down, &off, requests).await;
     // Each request: a server, an upstream and two policy spans.
-    down.wait_metric_at_least("keygate_trace_spans_dropped_total", (requests * 4) as f64).await;
-    assert!(down.stderr().contains("spans are dropped until it works"), "the failure is logged once:\n{}", down.stderr());
+    down.wait_metric_at_least("keygate_trace_spans_dropped_total", (requests * 4) as f64)
+        .await;
+    assert!(
+        down.stderr().contains("spans are dropped until it works"),
+        "the failure is logged once:\n{}",
+        down.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -343,7 +395,8 @@ async fn a_reload_turns_tracing_on_and_off() {
 
     let reloads = gw.metric("keygate_config_reloads_total").await;
     gw.write_config(&config(Some(&collector.endpoint()), 1.0, &up));
-    gw.wait_metric_at_least("keygate_config_reloads_total", reloads + 1.0).await;
+    gw.wait_metric_at_least("keygate_config_reloads_total", reloads + 1.0)
+        .await;
     let resp = gw.get("app.test", "/").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
@@ -353,7 +406,8 @@ async fn a_reload_turns_tracing_on_and_off() {
 
     let reloads = gw.metric("keygate_config_reloads_total").await;
     gw.write_config(&config(None, 1.0, &up));
-    gw.wait_metric_at_least("keygate_config_reloads_total", reloads + 1.0).await;
+    gw.wait_metric_at_least("keygate_config_reloads_total", reloads + 1.0)
+        .await;
     let resp = gw.get("app.test", "/admin").send().await.unwrap();
     let body: Value = resp.json().await.unwrap();
     assert!(body["meta"].get("traceId").is_none(), "tracing is off again: {body}");

@@ -27,43 +27,30 @@ async fn echoes_text_and_binary_frames() {
         .await
         .expect("upgrade through gateway");
     assert_eq!(resp.status(), 101);
-    assert!(
-        resp.headers().get("x-request-id").is_some(),
-        "X-Request-Id on the 101"
-    );
+    assert!(resp.headers().get("x-request-id").is_some(), "X-Request-Id on the 101");
 
     assert_eq!(
-        ws_roundtrip(&mut ws, Message::Text("hello".into()))
-            .await
-            .unwrap(),
+        ws_roundtrip(&mut ws, Message::Text("hello".into())).await.unwrap(),
         Message::Text("hello".into())
     );
     let bin: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     assert_eq!(
-        ws_roundtrip(&mut ws, Message::Binary(bin.clone()))
-            .await
-            .unwrap(),
+        ws_roundtrip(&mut ws, Message::Binary(bin.clone())).await.unwrap(),
         Message::Binary(bin)
     );
     assert_eq!(
-        ws_roundtrip(&mut ws, Message::Binary(vec![]))
-            .await
-            .unwrap(),
+        ws_roundtrip(&mut ws, Message::Binary(vec![])).await.unwrap(),
         Message::Binary(vec![])
     );
     let big_text = "ü".repeat(100_000);
     assert_eq!(
-        ws_roundtrip(&mut ws, Message::Text(big_text.clone()))
-            .await
-            .unwrap(),
+        ws_roundtrip(&mut ws, Message::Text(big_text.clone())).await.unwrap(),
         Message::Text(big_text)
     );
     for i in 0..50 {
         let m = format!("msg {i}");
         assert_eq!(
-            ws_roundtrip(&mut ws, Message::Text(m.clone()))
-                .await
-                .unwrap(),
+            ws_roundtrip(&mut ws, Message::Text(m.clone())).await.unwrap(),
             Message::Text(m)
         );
     }
@@ -72,15 +59,9 @@ async fn echoes_text_and_binary_frames() {
     // The upgrade request was forwarded with the usual headers.
     let h = up.last_handshake();
     assert_eq!(h.get("x-deployment-id").map(String::as_str), Some("dep_ws"));
-    assert_eq!(
-        h.get("x-forwarded-for").map(String::as_str),
-        Some("127.0.0.1")
-    );
+    assert_eq!(h.get("x-forwarded-for").map(String::as_str), Some("127.0.0.1"));
     assert_eq!(h.get("host").map(String::as_str), Some("ws.test"));
-    assert!(
-        h.get("x-request-id").is_some_and(|v| v.starts_with("req_")),
-        "{h:?}"
-    );
+    assert!(h.get("x-request-id").is_some_and(|v| v.starts_with("req_")), "{h:?}");
     assert_eq!(up.accepted(), 1);
 }
 
@@ -108,33 +89,25 @@ routes:
 
     let (mut old, _) = ws_connect(gw.http, "ws.test", "/").await.unwrap();
     assert_eq!(
-        ws_roundtrip(&mut old, Message::Text("__name__".into()))
-            .await
-            .unwrap(),
+        ws_roundtrip(&mut old, Message::Text("__name__".into())).await.unwrap(),
         Message::Text("A".into())
     );
 
     gw.write_config(&config("dep_b"));
     // New sockets for the host land on B once the reload is in effect.
-    wait_for(
-        "new websocket connections reach B",
-        RELOAD_DEADLINE,
-        || async {
-            let Ok((mut ws, _)) = ws_connect(gw.http, "ws.test", "/").await else {
-                return false;
-            };
-            let name = ws_roundtrip(&mut ws, Message::Text("__name__".into())).await;
-            let _ = ws.close(None).await;
-            name == Ok(Message::Text("B".into()))
-        },
-    )
+    wait_for("new websocket connections reach B", RELOAD_DEADLINE, || async {
+        let Ok((mut ws, _)) = ws_connect(gw.http, "ws.test", "/").await else {
+            return false;
+        };
+        let name = ws_roundtrip(&mut ws, Message::Text("__name__".into())).await;
+        let _ = ws.close(None).await;
+        name == Ok(Message::Text("B".into()))
+    })
     .await;
 
     // The socket opened before the reload is still tunnelled to A.
     assert_eq!(
-        ws_roundtrip(&mut old, Message::Text("__name__".into()))
-            .await
-            .unwrap(),
+        ws_roundtrip(&mut old, Message::Text("__name__".into())).await.unwrap(),
         Message::Text("A".into())
     );
     assert_eq!(
@@ -144,9 +117,7 @@ routes:
         Message::Text("still here".into())
     );
     assert_eq!(
-        ws_roundtrip(&mut old, Message::Binary(vec![1, 2, 3]))
-            .await
-            .unwrap(),
+        ws_roundtrip(&mut old, Message::Binary(vec![1, 2, 3])).await.unwrap(),
         Message::Binary(vec![1, 2, 3])
     );
     old.close(None).await.unwrap();
@@ -163,16 +134,9 @@ async fn unreachable_instance_is_503_not_a_hang() {
         Err(WsError::Http(resp)) => {
             assert_eq!(resp.status(), 503);
             let body = resp.body().clone().unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
-                panic!(
-                    "503 body not JSON ({e}): {}",
-                    String::from_utf8_lossy(&body)
-                )
-            });
-            assert_eq!(
-                v["error"]["code"], "err:frontline:upstream:service_unavailable",
-                "{v}"
-            );
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("503 body not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+            assert_eq!(v["error"]["code"], "err:frontline:upstream:service_unavailable", "{v}");
         }
         Err(e) => panic!("expected an HTTP 503 answer, got error {e}"),
         Ok(_) => panic!("upgrade to a closed port succeeded"),
@@ -247,9 +211,5 @@ async fn websocket_upgrade_stress() {
         failures.len(),
         &failures[..failures.len().min(10)]
     );
-    assert!(
-        up.accepted() >= TOTAL,
-        "upstream accepted {} handshakes",
-        up.accepted()
-    );
+    assert!(up.accepted() >= TOTAL, "upstream accepted {} handshakes", up.accepted());
 }

@@ -29,9 +29,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// compared, in constant time, so neither the position nor the first
 /// differing byte leaks through timing.
 fn is_root_key(root_keys: &[Box<str>], presented: &str) -> bool {
-    let matched = root_keys
-        .iter()
-        .fold(subtle::Choice::from(0), |found, key| found | key.as_bytes().ct_eq(presented.as_bytes()));
+    let matched = root_keys.iter().fold(subtle::Choice::from(0), |found, key| {
+        found | key.as_bytes().ct_eq(presented.as_bytes())
+    });
     bool::from(matched)
 }
 
@@ -75,7 +75,8 @@ mod tests {
     #[tokio::test]
     async fn missing_unknown_api_and_root_keys() {
         let service = KeyService::in_memory().unwrap();
-        let specs: Vec<crate::config::keys::KeyspaceSpec> = serde_saphyr::from_str("[{id: ks, keys: [{id: k1, key: sk_api}]}]").unwrap();
+        let specs: Vec<crate::config::keys::KeyspaceSpec> =
+            serde_saphyr::from_str("[{id: ks, keys: [{id: k1, key: sk_api}]}]").unwrap();
         let keys = Keys {
             statics: Arc::new(StaticKeys::compile(&specs, &service).unwrap()),
             service,
@@ -86,11 +87,23 @@ mod tests {
             async move { require_root_key(&roots, &h, &keys).await.err().map(|e| e.code) }
         };
         assert_eq!(code(HeaderMap::new()).await, Some(ErrorCode::AuthenticationMissing));
-        assert_eq!(code(headers("Basic second")).await, Some(ErrorCode::AuthenticationMissing));
-        assert_eq!(code(headers("Bearer secon")).await, Some(ErrorCode::AuthenticationKeyNotFound));
-        assert_eq!(code(headers("Bearer sk_api")).await, Some(ErrorCode::AuthorizationForbidden));
+        assert_eq!(
+            code(headers("Basic second")).await,
+            Some(ErrorCode::AuthenticationMissing)
+        );
+        assert_eq!(
+            code(headers("Bearer secon")).await,
+            Some(ErrorCode::AuthenticationKeyNotFound)
+        );
+        assert_eq!(
+            code(headers("Bearer sk_api")).await,
+            Some(ErrorCode::AuthorizationForbidden)
+        );
         assert_eq!(code(headers("bearer second")).await, None);
-        let none = require_root_key(&[], &headers("Bearer x"), &keys).await.err().map(|e| e.code);
+        let none = require_root_key(&[], &headers("Bearer x"), &keys)
+            .await
+            .err()
+            .map(|e| e.code);
         assert_eq!(none, Some(ErrorCode::AuthenticationKeyNotFound));
     }
 }

@@ -51,7 +51,12 @@ pub fn ok(request_id: &str, reply: Reply) -> Response<Full<Bytes>> {
 }
 
 /// An error in the shape every keygate error has, as `representation`.
-pub fn error(request_id: &str, docs_base: &str, error: &GatewayError, representation: Representation) -> Response<Full<Bytes>> {
+pub fn error(
+    request_id: &str,
+    docs_base: &str,
+    error: &GatewayError,
+    representation: Representation,
+) -> Response<Full<Bytes>> {
     let rendered = render(error, request_id, None, docs_base, representation);
     let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, rendered.body, rendered.content_type)

@@ -63,7 +63,11 @@ pub fn permission_char(c: char) -> bool {
 
 impl Text {
     pub const fn len(min: usize, max: usize) -> Self {
-        Self { min, max, charset: None }
+        Self {
+            min,
+            max,
+            charset: None,
+        }
     }
 
     pub const fn id(min: usize) -> Self {
@@ -80,7 +84,11 @@ impl Fields {
     pub fn parse(body: &[u8]) -> Result<Self, GatewayError> {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(object)) => Ok(Self::new("body".into(), object)),
-            Ok(_) => Err(invalid(vec![error("body", "the request body must be a JSON object", None)])),
+            Ok(_) => Err(invalid(vec![error(
+                "body",
+                "the request body must be a JSON object",
+                None,
+            )])),
             Err(e) => Err(not_json(&e)),
         }
     }
@@ -141,7 +149,11 @@ impl Fields {
         };
         let len = text.chars().count();
         if len < rules.min || len > rules.max {
-            self.fail(self.at(name), &format!("must be {}..{} characters long", rules.min, rules.max), None);
+            self.fail(
+                self.at(name),
+                &format!("must be {}..{} characters long", rules.min, rules.max),
+                None,
+            );
             return None;
         }
         if let Some((allowed, fix)) = rules.charset {
@@ -284,7 +296,11 @@ impl Fields {
                 Patch::Set(out)
             }
             Some(_) => {
-                self.fail(self.at(name), &format!("must be an array of at most {max_items} objects"), None);
+                self.fail(
+                    self.at(name),
+                    &format!("must be an array of at most {max_items} objects"),
+                    None,
+                );
                 Patch::Keep
             }
         }
@@ -319,7 +335,11 @@ fn error(location: &str, message: &str, fix: Option<&str>) -> ErrorItem {
 }
 
 fn not_json(e: &serde_json::Error) -> GatewayError {
-    invalid(vec![error("body", &format!("the request body is not valid JSON: {e}"), None)])
+    invalid(vec![error(
+        "body",
+        &format!("the request body is not valid JSON: {e}"),
+        None,
+    )])
 }
 
 fn invalid(errors: Vec<ErrorItem>) -> GatewayError {
@@ -350,7 +370,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored() {
-        let mut f = Fields::parse(br#"{"keyId": "key_1", "addedLater": {"x": 1}, "c": {"amount": 1, "new": 2}}"#).unwrap();
+        let mut f =
+            Fields::parse(br#"{"keyId": "key_1", "addedLater": {"x": 1}, "c": {"amount": 1, "new": 2}}"#).unwrap();
         assert_eq!(f.text("keyId", Text::id(3), true).as_deref(), Some("key_1"));
         if let Patch::Set(mut c) = f.nested("c") {
             assert_eq!(c.int("amount", 1, 10, true), Some(1));

@@ -31,13 +31,20 @@ fn identity_field(f: &mut Fields) -> Option<String> {
 }
 
 fn not_found(name: &str) -> GatewayError {
-    refusal(ErrorCode::IdentityNotFound, &format!("The identity {name:?}"), "does not exist")
+    refusal(
+        ErrorCode::IdentityNotFound,
+        &format!("The identity {name:?}"),
+        "does not exist",
+    )
 }
 
 fn find(keys: &Keys, name: &str) -> Result<Identity, GatewayError> {
-    keys.service.catalogue().identity(name).map_err(internal)?.ok_or_else(|| not_found(name))
+    keys.service
+        .catalogue()
+        .identity(name)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(name))
 }
-
 
 pub(super) fn create_identity(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
@@ -70,7 +77,11 @@ pub(super) fn list_identities(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let listing = Listing::read(&mut f);
     f.finish()?;
-    let found = keys.service.catalogue().list_identities(listing.page()).map_err(internal)?;
+    let found = keys
+        .service
+        .catalogue()
+        .list_identities(listing.page())
+        .map_err(internal)?;
     Ok(listing.reply(found.iter().map(|i| (i.id(), identity_json(i))).collect()))
 }
 
@@ -91,10 +102,13 @@ pub(super) fn update_identity(body: &[u8], keys: &Keys) -> Answer {
         Patch::Clear => identity.ratelimits = Vec::new(),
         Patch::Keep => {}
     }
-    keys.service.catalogue().update_identity(&identity).map_err(|e| match e {
-        StoreError::NotFound => not_found(&identity.external_id),
-        other => internal(other),
-    })?;
+    keys.service
+        .catalogue()
+        .update_identity(&identity)
+        .map_err(|e| match e {
+            StoreError::NotFound => not_found(&identity.external_id),
+            other => internal(other),
+        })?;
     keys.service.identity_changed(&identity.external_id);
     Ok(Reply::data(identity_json(&identity)))
 }
@@ -104,10 +118,13 @@ pub(super) fn delete_identity(body: &[u8], keys: &Keys) -> Answer {
     let name = identity_field(&mut f);
     f.finish()?;
     let identity = find(keys, &required(name, "identity")?)?;
-    keys.service.catalogue().delete_identity(&identity.external_id).map_err(|e| match e {
-        StoreError::NotFound => not_found(&identity.external_id),
-        other => internal(other),
-    })?;
+    keys.service
+        .catalogue()
+        .delete_identity(&identity.external_id)
+        .map_err(|e| match e {
+            StoreError::NotFound => not_found(&identity.external_id),
+            other => internal(other),
+        })?;
     keys.service.identity_changed(&identity.external_id);
     Ok(Reply::data(json!({})))
 }

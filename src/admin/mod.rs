@@ -55,7 +55,12 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(hub: Arc<Hub>, reloader: Arc<Reloader>, tls: Option<Arc<Tls>>, proxy_listeners: Vec<SocketAddr>) -> Arc<Self> {
+    pub fn new(
+        hub: Arc<Hub>,
+        reloader: Arc<Reloader>,
+        tls: Option<Arc<Tls>>,
+        proxy_listeners: Vec<SocketAddr>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             hub,
             reloader,
@@ -166,7 +171,10 @@ impl Endpoint {
 async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     let Some(endpoint) = Endpoint::of(path) else {
-        let error = GatewayError::with_detail(ErrorCode::RouteNotFound, format!("The admin API has no endpoint {path}."));
+        let error = GatewayError::with_detail(
+            ErrorCode::RouteNotFound,
+            format!("The admin API has no endpoint {path}."),
+        );
         return refuse(state, &error);
     };
     let allowed = endpoint.method();
@@ -202,7 +210,12 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
 
 /// An error answer outside any endpoint.
 fn refuse(state: &AdminState, error: &GatewayError) -> Response<Full<Bytes>> {
-    envelope::error(&new_request_id(), &state.hub.current().docs_base, error, Representation::Json)
+    envelope::error(
+        &new_request_id(),
+        &state.hub.current().docs_base,
+        error,
+        Representation::Json,
+    )
 }
 
 async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) -> Result<Reply, GatewayError> {
@@ -228,7 +241,10 @@ async fn readiness(state: &AdminState) -> Response<Full<Bytes>> {
     if state.is_ready().await {
         text(StatusCode::OK, "ready\n")
     } else {
-        text(StatusCode::SERVICE_UNAVAILABLE, "not ready: listeners or routing providers are starting\n")
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: listeners or routing providers are starting\n",
+        )
     }
 }
 

@@ -34,7 +34,12 @@ fn find(keys: &Keys, name: &str) -> Result<Permission, GatewayError> {
 }
 
 fn failed(error: StoreError, name: &str) -> GatewayError {
-    store_error(error, &what(name), ErrorCode::PermissionNotFound, ErrorCode::PermissionAlreadyExists)
+    store_error(
+        error,
+        &what(name),
+        ErrorCode::PermissionNotFound,
+        ErrorCode::PermissionAlreadyExists,
+    )
 }
 
 /// `permission`: an id or slug.
@@ -55,7 +60,10 @@ pub(super) fn create_permission(body: &[u8], keys: &Keys) -> Answer {
         description,
         created_at: now_ms(),
     };
-    keys.service.catalogue().create_permission(&permission).map_err(|e| failed(e, &permission.slug))?;
+    keys.service
+        .catalogue()
+        .create_permission(&permission)
+        .map_err(|e| failed(e, &permission.slug))?;
     Ok(Reply::data(json!({"permissionId": permission.id})))
 }
 
@@ -63,14 +71,21 @@ pub(super) fn get_permission(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let name = permission_field(&mut f);
     f.finish()?;
-    Ok(Reply::data(permission_json(&find(keys, &required(name, "permission")?)?)))
+    Ok(Reply::data(permission_json(&find(
+        keys,
+        &required(name, "permission")?,
+    )?)))
 }
 
 pub(super) fn list_permissions(body: &[u8], keys: &Keys) -> Answer {
     let mut f = Fields::parse(body)?;
     let listing = Listing::read(&mut f);
     f.finish()?;
-    let found = keys.service.catalogue().list_permissions(listing.page()).map_err(internal)?;
+    let found = keys
+        .service
+        .catalogue()
+        .list_permissions(listing.page())
+        .map_err(internal)?;
     Ok(listing.reply(found.iter().map(|p| (p.id.clone(), permission_json(p))).collect()))
 }
 
@@ -86,8 +101,13 @@ pub(super) fn update_permission(body: &[u8], keys: &Keys) -> Answer {
     after.name = new_name.unwrap_or(after.name);
     after.slug = slug.unwrap_or(after.slug);
     description.apply_to(&mut after.description);
-    keys.service.catalogue().update_permission(&before, &after).map_err(|e| failed(e, &after.slug))?;
-    keys.service.roles_changed(before.slug != after.slug).map_err(internal)?;
+    keys.service
+        .catalogue()
+        .update_permission(&before, &after)
+        .map_err(|e| failed(e, &after.slug))?;
+    keys.service
+        .roles_changed(before.slug != after.slug)
+        .map_err(internal)?;
     Ok(Reply::data(permission_json(&after)))
 }
 
@@ -96,7 +116,10 @@ pub(super) fn delete_permission(body: &[u8], keys: &Keys) -> Answer {
     let name = permission_field(&mut f);
     f.finish()?;
     let permission = find(keys, &required(name, "permission")?)?;
-    keys.service.catalogue().delete_permission(&permission).map_err(|e| failed(e, &permission.slug))?;
+    keys.service
+        .catalogue()
+        .delete_permission(&permission)
+        .map_err(|e| failed(e, &permission.slug))?;
     keys.service.roles_changed(true).map_err(internal)?;
     Ok(Reply::data(json!({})))
 }

@@ -35,7 +35,12 @@ fn find(keys: &Keys, name: &str) -> Result<Role, GatewayError> {
 }
 
 fn failed(error: StoreError, name: &str) -> GatewayError {
-    store_error(error, &what(name), ErrorCode::RoleNotFound, ErrorCode::RoleAlreadyExists)
+    store_error(
+        error,
+        &what(name),
+        ErrorCode::RoleNotFound,
+        ErrorCode::RoleAlreadyExists,
+    )
 }
 
 /// `role` (id or name); the older `roleId` is accepted too.
@@ -105,8 +110,13 @@ pub(super) fn update_role(body: &[u8], keys: &Keys) -> Answer {
     let mut after = before.clone();
     after.name = new_name.unwrap_or(after.name);
     description.apply_to(&mut after.description);
-    keys.service.catalogue().update_role(&before, &after).map_err(|e| failed(e, &after.name))?;
-    keys.service.roles_changed(before.name != after.name).map_err(internal)?;
+    keys.service
+        .catalogue()
+        .update_role(&before, &after)
+        .map_err(|e| failed(e, &after.name))?;
+    keys.service
+        .roles_changed(before.name != after.name)
+        .map_err(internal)?;
     let mut out = json!({"id": after.id, "name": after.name});
     if let Some(description) = &after.description {
         out["description"] = json!(description);
@@ -119,7 +129,10 @@ pub(super) fn delete_role(body: &[u8], keys: &Keys) -> Answer {
     let name = role_field(&mut f);
     f.finish()?;
     let role = find(keys, &required(name, "role")?)?;
-    keys.service.catalogue().delete_role(&role).map_err(|e| failed(e, &role.name))?;
+    keys.service
+        .catalogue()
+        .delete_role(&role)
+        .map_err(|e| failed(e, &role.name))?;
     keys.service.roles_changed(true).map_err(internal)?;
     Ok(Reply::data(json!({})))
 }
@@ -132,7 +145,9 @@ pub(super) fn set_role_permissions(body: &[u8], keys: &Keys) -> Answer {
     f.finish()?;
     let role = find(keys, &required(name, "role")?)?;
     let catalogue = keys.service.catalogue();
-    let permissions = catalogue.ensure_permissions(&required(slugs, "permissions")?, now_ms()).map_err(internal)?;
+    let permissions = catalogue
+        .ensure_permissions(&required(slugs, "permissions")?, now_ms())
+        .map_err(internal)?;
     let ids: Vec<String> = permissions.iter().map(|p| p.id.clone()).collect();
     catalogue.set_role_permissions(&role.id, &ids).map_err(internal)?;
     keys.service.roles_changed(false).map_err(internal)?;

@@ -12,7 +12,11 @@ use super::target::{ClientArgs, Target};
 
 pub async fn list(config_path: &Path, args: &ClientArgs) -> ExitCode {
     let answer = match Target::authenticated(config_path, args) {
-        Ok(target) => target.client.call(Method::GET, "/v1/certs", None).await.map_err(|e| e.to_string()),
+        Ok(target) => target
+            .client
+            .call(Method::GET, "/v1/certs", None)
+            .await
+            .map_err(|e| e.to_string()),
         Err(message) => Err(message),
     };
     match answer {
@@ -28,7 +32,9 @@ pub async fn list(config_path: &Path, args: &ClientArgs) -> ExitCode {
 }
 
 fn print_certificates(certificates: &Value) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let rows: Vec<[String; 5]> = certificates
         .as_array()
         .into_iter()

@@ -79,7 +79,11 @@ pub enum CallError {
     #[error("no gateway answered at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("the gateway at {url} refused the root key ({key}; {}): pass --root-key or set KEYGATE_ROOT_KEY", error.status_and_code())]
-    Refused { url: String, key: String, error: Box<ApiError> },
+    Refused {
+        url: String,
+        key: String,
+        error: Box<ApiError>,
+    },
     #[error("{0}")]
     Failed(Box<ApiError>),
     #[error("the gateway at {url} did not answer as expected: {reason}")]
@@ -161,27 +165,43 @@ impl AdminClient {
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CallError> {
         let (status, bytes) = self.send(method, path, body, true).await?;
         let url = self.url().unwrap_or_default().to_string();
-        let broken = |reason: String| CallError::Broken { url: url.clone(), reason };
+        let broken = |reason: String| CallError::Broken {
+            url: url.clone(),
+            reason,
+        };
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|_| broken(format!("{status} with a body that is not JSON: {}", excerpt(&bytes))));
+            return serde_json::from_slice(&bytes)
+                .map_err(|_| broken(format!("{status} with a body that is not JSON: {}", excerpt(&bytes))));
         }
         let error = Box::new(api_error(status, &bytes));
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CallError::Refused {
                 url,
-                key: self.root_key.as_ref().map_or_else(|| "no root key was sent".to_string(), |key| key.source.clone()),
+                key: self
+                    .root_key
+                    .as_ref()
+                    .map_or_else(|| "no root key was sent".to_string(), |key| key.source.clone()),
                 error,
             },
             _ => CallError::Failed(error),
         })
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>, authenticate: bool) -> Result<(StatusCode, Bytes), CallError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        authenticate: bool,
+    ) -> Result<(StatusCode, Bytes), CallError> {
         let url = match &self.endpoint {
             Endpoint::Url(url) => url,
             Endpoint::Off { config } => return Err(CallError::NoListener { config: config.clone() }),
         };
-        let broken = |reason: String| CallError::Broken { url: url.clone(), reason };
+        let broken = |reason: String| CallError::Broken {
+            url: url.clone(),
+            reason,
+        };
         let mut request = Request::builder().method(method).uri(format!("{url}{path}"));
         if let (true, Some(key)) = (authenticate, &self.root_key) {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", key.key));
@@ -193,18 +213,28 @@ impl AdminClient {
             }
             None => Bytes::new(),
         };
-        let request = request.body(Full::new(payload)).map_err(|e| broken(format!("cannot build the request: {e}")))?;
+        let request = request
+            .body(Full::new(payload))
+            .map_err(|e| broken(format!("cannot build the request: {e}")))?;
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
                 let reason = causes(&e);
                 if e.is_connect() {
-                    CallError::Unreachable { url: url.clone(), reason }
+                    CallError::Unreachable {
+                        url: url.clone(),
+                        reason,
+                    }
                 } else {
                     broken(reason)
                 }
             })?;
             let status = response.status();
-            let body = response.into_body().collect().await.map_err(|e| broken(causes(&e)))?.to_bytes();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| broken(causes(&e)))?
+                .to_bytes();
             Ok((status, body))
         };
         tokio::time::timeout(ANSWER_TIMEOUT, exchange)
@@ -216,7 +246,9 @@ impl AdminClient {
 /// An error and its sources, without hyper's outermost layer, which only
 /// says "client error (Connect)".
 fn causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let chain: Vec<String> = std::iter::successors(Some(error), |e| e.source()).map(ToString::to_string).collect();
+    let chain: Vec<String> = std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect();
     chain[usize::from(chain.len() > 1)..].join(": ")
 }
 
@@ -257,7 +289,10 @@ mod tests {
         let error = client.call(Method::GET, "/v1/routes", None).await.unwrap_err();
         assert!(error.no_gateway_answered(), "{error}");
         let message = error.to_string();
-        assert!(message.starts_with(&format!("no gateway answered at {url}: ")) && message.contains("refused"), "{message}");
+        assert!(
+            message.starts_with(&format!("no gateway answered at {url}: ")) && message.contains("refused"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -274,6 +309,9 @@ mod tests {
             "errors": [{"location": "body.apiId", "message": "required"}]
         }))
         .unwrap();
-        assert_eq!(error.to_string(), "bad body (err:unkey:application:invalid_input)\n  body.apiId: required");
+        assert_eq!(
+            error.to_string(),
+            "bad body (err:unkey:application:invalid_input)\n  body.apiId: required"
+        );
     }
 }

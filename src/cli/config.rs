@@ -86,7 +86,11 @@ fn effective(path: &Path) -> Result<ConfigFile, String> {
     file.state.outage_credits = Some(state.outage_credits);
     file.state.cache_ttl = Some(HumanDuration(state.cache_ttl));
 
-    file.tls.min_version = Some(if tls.tls13_only { MinVersionSpec::Tls13 } else { MinVersionSpec::Tls12 });
+    file.tls.min_version = Some(if tls.tls13_only {
+        MinVersionSpec::Tls13
+    } else {
+        MinVersionSpec::Tls12
+    });
     file.tls.redirect_http = Some(tls.redirect_http);
     file.tls.certs_dir = tls.certs_dir.map(|dir| dir.display().to_string());
     if let (Some(spec), Some(acme)) = (file.tls.acme.as_mut(), tls.acme) {

@@ -25,7 +25,10 @@ pub async fn health(config_path: &Path, args: &AdminArgs) -> ExitCode {
             // The gateway's own answer already starts with "not ready: ".
             let reason = body.trim();
             let reason = reason.strip_prefix("not ready: ").unwrap_or(reason);
-            eprintln!("not ready: {}", if reason.is_empty() { status.as_str() } else { reason });
+            eprintln!(
+                "not ready: {}",
+                if reason.is_empty() { status.as_str() } else { reason }
+            );
             ExitCode::FAILURE
         }
         Err(error) => {

@@ -27,7 +27,11 @@ use crate::state::StateSettings;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "keygate", version, about = "A self-hosted API gateway: TLS, host routing, policies, API keys, rate limits.")]
+#[command(
+    name = "keygate",
+    version,
+    about = "A self-hosted API gateway: TLS, host routing, policies, API keys, rate limits."
+)]
 pub struct Cli {
     /// The configuration file (client commands read it only for their defaults).
     #[arg(long, short, global = true, env = "KEYGATE_CONFIG", default_value = DEFAULT_PATH)]

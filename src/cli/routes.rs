@@ -23,7 +23,12 @@ pub async fn routes(config_path: &Path, args: &ClientArgs) -> ExitCode {
         Ok(document) => document["data"].clone(),
         Err(error) if error.no_gateway_answered() => {
             target.notes.say(&error);
-            let snapshot = match target.config.get().map_err(ConfigError::clone).and_then(super::compile_offline) {
+            let snapshot = match target
+                .config
+                .get()
+                .map_err(ConfigError::clone)
+                .and_then(super::compile_offline)
+            {
                 Ok(snapshot) => snapshot,
                 Err(e) => {
                     eprintln!("keygate: {error}\n{e}");
@@ -52,7 +57,12 @@ fn describe_backends(route: &Value) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|b| (b["deployment"].as_str().unwrap_or(""), b["weight"].as_u64().unwrap_or(0)))
+        .map(|b| {
+            (
+                b["deployment"].as_str().unwrap_or(""),
+                b["weight"].as_u64().unwrap_or(0),
+            )
+        })
         .collect();
     let total: u64 = backends.iter().map(|(_, weight)| weight).sum();
     match backends.as_slice() {
@@ -124,10 +134,17 @@ fn print_routes(table: &Value) {
             [
                 d["id"].as_str().unwrap_or("").to_string(),
                 d["environment"].as_str().unwrap_or("").to_string(),
-                format!("{}/{}", d["protocol"].as_str().unwrap_or(""), d["selection"].as_str().unwrap_or("")),
+                format!(
+                    "{}/{}",
+                    d["protocol"].as_str().unwrap_or(""),
+                    d["selection"].as_str().unwrap_or("")
+                ),
                 instances.join(", "),
             ]
         })
         .collect();
-    print_table(&["DEPLOYMENT", "ENVIRONMENT", "PROTOCOL/SELECTION", "INSTANCES (STATE)"], &rows);
+    print_table(
+        &["DEPLOYMENT", "ENVIRONMENT", "PROTOCOL/SELECTION", "INSTANCES (STATE)"],
+        &rows,
+    );
 }

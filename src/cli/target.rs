@@ -115,16 +115,25 @@ fn endpoint(args: &AdminArgs, config: &LazyConfig, notes: Notes) -> Result<Endpo
         return Ok(Endpoint::Url(url));
     }
     if !config.path.exists() {
-        notes.say(format_args!("admin listener: {DEFAULT_ADMIN} ({} does not exist)", config.path.display()));
+        notes.say(format_args!(
+            "admin listener: {DEFAULT_ADMIN} ({} does not exist)",
+            config.path.display()
+        ));
         return Ok(Endpoint::Url(DEFAULT_ADMIN.to_string()));
     }
-    let loaded = config
-        .get()
-        .map_err(|e| format!("{e}\n(pass --admin URL to reach a gateway without reading {})", config.path.display()))?;
+    let loaded = config.get().map_err(|e| {
+        format!(
+            "{e}\n(pass --admin URL to reach a gateway without reading {})",
+            config.path.display()
+        )
+    })?;
     match loaded.file.listen.admin {
         Some(addr) => {
             let url = format!("http://{}", reachable(addr.0));
-            notes.say(format_args!("admin listener: {url} (listen.admin of {})", config.path.display()));
+            notes.say(format_args!(
+                "admin listener: {url} (listen.admin of {})",
+                config.path.display()
+            ));
             Ok(Endpoint::Url(url))
         }
         None => Ok(Endpoint::Off {
@@ -146,7 +155,10 @@ fn root_key(args: &ClientArgs, config: &LazyConfig, notes: Notes) -> Option<Root
     let found = given(args.root_key.clone(), "--root-key")
         .or_else(|| given(std::env::var(ROOT_KEY_ENV).ok(), ROOT_KEY_ENV))
         .or_else(|| local_root_key(config, notes));
-    notes.say(format_args!("root key: {}", found.as_ref().map_or("none", |key| key.source.as_str())));
+    notes.say(format_args!(
+        "root key: {}",
+        found.as_ref().map_or("none", |key| key.source.as_str())
+    ));
     found
 }
 
@@ -177,10 +189,18 @@ fn local_root_key(config: &LazyConfig, notes: Notes) -> Option<RootKey> {
 /// `--admin`'s value as `http://host:port[/prefix]`; a bare `host:port` is
 /// taken as plain HTTP (the admin listener has no TLS).
 fn parse_admin_url(text: &str) -> Result<String, String> {
-    let with_scheme = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
-    let uri: http::Uri = with_scheme.parse().map_err(|_| format!("--admin {text:?}: not a URL"))?;
+    let with_scheme = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("http://{text}")
+    };
+    let uri: http::Uri = with_scheme
+        .parse()
+        .map_err(|_| format!("--admin {text:?}: not a URL"))?;
     if uri.scheme_str() != Some("http") {
-        return Err(format!("--admin {text:?}: the admin listener speaks plain HTTP: use http://host:port"));
+        return Err(format!(
+            "--admin {text:?}: the admin listener speaks plain HTTP: use http://host:port"
+        ));
     }
     let authority = uri.authority().ok_or_else(|| format!("--admin {text:?}: no host"))?;
     Ok(format!("http://{authority}{}", uri.path().trim_end_matches('/')))
@@ -203,9 +223,15 @@ mod tests {
 
     #[test]
     fn admin_urls() {
-        assert_eq!(parse_admin_url("http://127.0.0.1:9901/").unwrap(), "http://127.0.0.1:9901");
+        assert_eq!(
+            parse_admin_url("http://127.0.0.1:9901/").unwrap(),
+            "http://127.0.0.1:9901"
+        );
         assert_eq!(parse_admin_url("localhost:9901").unwrap(), "http://localhost:9901");
-        assert_eq!(parse_admin_url("http://gw:9901/admin/").unwrap(), "http://gw:9901/admin");
+        assert_eq!(
+            parse_admin_url("http://gw:9901/admin/").unwrap(),
+            "http://gw:9901/admin"
+        );
         assert!(parse_admin_url("https://gw:9901").unwrap_err().contains("plain HTTP"));
         assert!(parse_admin_url("http://").is_err());
     }

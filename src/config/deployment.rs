@@ -80,7 +80,9 @@ impl FromStr for InstanceAddr {
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let is_ip = IpAddr::from_str(host).is_ok();
         let is_name = !host.is_empty()
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
         if port == 0 || !(is_ip || is_name) {
             return Err(invalid());
         }
@@ -297,12 +299,42 @@ mod tests {
         assert_eq!("builtin:echo".parse(), Ok(InstanceAddr::Echo));
         assert_eq!(
             "127.0.0.1:3000".parse(),
-            Ok(InstanceAddr::Host { host: "127.0.0.1".into(), port: 3000 })
+            Ok(InstanceAddr::Host {
+                host: "127.0.0.1".into(),
+                port: 3000
+            })
         );
-        assert_eq!("[::1]:80".parse(), Ok(InstanceAddr::Host { host: "::1".into(), port: 80 }));
-        assert_eq!("app:80".parse(), Ok(InstanceAddr::Host { host: "app".into(), port: 80 }));
-        assert_eq!("dns:app:80".parse(), Ok(InstanceAddr::Dns { name: "app".into(), port: 80 }));
-        for bad in ["127.0.0.1", "x:0", ":80", "a b:80", "builtin:nope", "h:99999", "dns:", "dns:app"] {
+        assert_eq!(
+            "[::1]:80".parse(),
+            Ok(InstanceAddr::Host {
+                host: "::1".into(),
+                port: 80
+            })
+        );
+        assert_eq!(
+            "app:80".parse(),
+            Ok(InstanceAddr::Host {
+                host: "app".into(),
+                port: 80
+            })
+        );
+        assert_eq!(
+            "dns:app:80".parse(),
+            Ok(InstanceAddr::Dns {
+                name: "app".into(),
+                port: 80
+            })
+        );
+        for bad in [
+            "127.0.0.1",
+            "x:0",
+            ":80",
+            "a b:80",
+            "builtin:nope",
+            "h:99999",
+            "dns:",
+            "dns:app",
+        ] {
             assert!(bad.parse::<InstanceAddr>().is_err(), "{bad}");
         }
     }

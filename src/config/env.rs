@@ -13,10 +13,7 @@ pub struct UnsetVariable {
 
 /// Replaces `${VAR}` in one scalar value with the variable's value (`$${`
 /// writes a literal `${`), looking variables up with `lookup`.
-pub fn substitute<'a>(
-    value: &'a str,
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<Cow<'a, str>, UnsetVariable> {
+pub fn substitute<'a>(value: &'a str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Cow<'a, str>, UnsetVariable> {
     if !value.contains('$') {
         return Ok(Cow::Borrowed(value));
     }

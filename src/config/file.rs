@@ -13,10 +13,10 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use super::deployment::DeploymentSpec;
-use super::route::RouteSpec;
 use super::keys::KeyspaceSpec;
 use super::policy::PolicySetsSpec;
 use super::providers::ProvidersSpec;
+use super::route::RouteSpec;
 use super::schema::text_pattern;
 use super::state::StateSpec;
 use super::telemetry::{RequestLogSpec, TelemetrySpec};
@@ -126,9 +126,11 @@ impl<'de> Deserialize<'de> for ListenAddr {
             Some(port) => format!("0.0.0.0:{port}"),
             None => text.clone(),
         };
-        SocketAddr::from_str(&full)
-            .map(ListenAddr)
-            .map_err(|_| de::Error::custom(format!("invalid listen address {text:?} (use ip:port, e.g. 0.0.0.0:8080)")))
+        SocketAddr::from_str(&full).map(ListenAddr).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid listen address {text:?} (use ip:port, e.g. 0.0.0.0:8080)"
+            ))
+        })
     }
 }
 
@@ -250,7 +252,11 @@ impl<'de> Deserialize<'de> for Cidr {
         IpNet::from_str(trimmed)
             .or_else(|_| IpAddr::from_str(trimmed).map(IpNet::from))
             .map(Cidr)
-            .map_err(|_| de::Error::custom(format!("invalid CIDR {text:?} (use e.g. 10.0.0.0/8, 2001:db8::/32 or one address)")))
+            .map_err(|_| {
+                de::Error::custom(format!(
+                    "invalid CIDR {text:?} (use e.g. 10.0.0.0/8, 2001:db8::/32 or one address)"
+                ))
+            })
     }
 }
 

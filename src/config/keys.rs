@@ -29,7 +29,11 @@ pub struct StaticKeySpec {
     /// Letters, digits and `_`; unique across the file.
     pub id: String,
     /// The plaintext (local testing only) ... Masked by `keygate config print`.
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::mask::secret")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::mask::secret"
+    )]
     pub key: Option<String>,
     /// ... or `sha256:<hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -48,7 +48,11 @@ impl LineIndex {
             Value::Mapping(entries) => {
                 for (key, value) in entries {
                     if let Value::Scalar { text, .. } = &key.target().value {
-                        let path = if path.is_empty() { text.clone() } else { format!("{path}.{text}") };
+                        let path = if path.is_empty() {
+                            text.clone()
+                        } else {
+                            format!("{path}.{text}")
+                        };
                         // The key's line, even when its value starts below it.
                         self.lines.entry(path.clone()).or_insert(key.line);
                         self.add(value, path);

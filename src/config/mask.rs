@@ -42,7 +42,11 @@ fn masked_url(text: &str) -> String {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(name, value)| {
-                let value = if secret_query(&name) { MASK.into() } else { value.into_owned() };
+                let value = if secret_query(&name) {
+                    MASK.into()
+                } else {
+                    value.into_owned()
+                };
                 (name.into_owned(), value)
             })
             .collect();
@@ -58,10 +62,19 @@ mod tests {
     #[test]
     fn urls_keep_everything_but_the_password() {
         assert_eq!(masked_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(masked_url("redis://:hunter2@10.0.0.5:6379/0"), "redis://:********@10.0.0.5:6379/0");
-        assert_eq!(masked_url("postgres://app:hunter2@db/keys"), "postgres://app:********@db/keys");
+        assert_eq!(
+            masked_url("redis://:hunter2@10.0.0.5:6379/0"),
+            "redis://:********@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            masked_url("postgres://app:hunter2@db/keys"),
+            "postgres://app:********@db/keys"
+        );
         let unix = masked_url("redis+unix:///run/redis.sock?db=1&pass=hunter2");
-        assert!(unix.starts_with("redis+unix:///run/redis.sock?db=1&pass=") && !unix.contains("hunter2"), "{unix}");
+        assert!(
+            unix.starts_with("redis+unix:///run/redis.sock?db=1&pass=") && !unix.contains("hunter2"),
+            "{unix}"
+        );
         assert_eq!(masked_url("not a url hunter2"), MASK);
     }
 }

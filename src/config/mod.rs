@@ -82,8 +82,7 @@ impl Config {
         if text.len() as u64 > MAX_FILE_BYTES {
             return Err(too_large(path));
         }
-        let root = yaml::build(text, env)
-            .map_err(|e| invalid(Some(e.line), None, e.message))?;
+        let root = yaml::build(text, env).map_err(|e| invalid(Some(e.line), None, e.message))?;
         let file: ConfigFile = serde_path_to_error::deserialize(&root).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
@@ -177,7 +176,10 @@ mod tests {
     #[test]
     fn bad_duration_is_located() {
         let err = parse("limits:\n  connect_timeout: soon\n").unwrap_err();
-        assert!(err.starts_with("k.yaml:2: limits.connect_timeout: invalid duration"), "{err}");
+        assert!(
+            err.starts_with("k.yaml:2: limits.connect_timeout: invalid duration"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -193,14 +195,20 @@ mod tests {
     }
 
     fn parse_with(text: &str, value: &str) -> Result<Config, String> {
-        Config::parse_with_env(text, Path::new("k.yaml"), &|name| (name == "V").then(|| value.to_string()))
-            .map_err(|e| e.to_string())
+        Config::parse_with_env(text, Path::new("k.yaml"), &|name| {
+            (name == "V").then(|| value.to_string())
+        })
+        .map_err(|e| e.to_string())
     }
 
     #[test]
     fn a_variable_is_exactly_one_value() {
         let value = "a\"b 'c' d: e # f\n  g: {h}\n- [i]";
-        for text in ["admin:\n  root_keys: [\"${V}\"]\n", "admin:\n  root_keys: ['${V}']\n", "admin:\n  root_keys:\n    - ${V}\n"] {
+        for text in [
+            "admin:\n  root_keys: [\"${V}\"]\n",
+            "admin:\n  root_keys: ['${V}']\n",
+            "admin:\n  root_keys:\n    - ${V}\n",
+        ] {
             let config = parse_with(text, value).unwrap();
             assert_eq!(config.file.admin.root_keys, [value], "{text}");
         }
@@ -214,7 +222,10 @@ mod tests {
         let config = parse_with("listen:\n  threads: ${V}\n", "4").unwrap();
         assert_eq!(config.file.listen.threads, 4);
         let err = parse_with("listen:\n  threads: \"${V}\"\n", "4").unwrap_err();
-        assert!(err.starts_with("k.yaml:2: listen.threads: invalid type: string"), "{err}");
+        assert!(
+            err.starts_with("k.yaml:2: listen.threads: invalid type: string"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -228,7 +239,10 @@ mod tests {
     #[test]
     fn unset_variable_names_it_and_its_line() {
         let err = parse_with("admin:\n  root_keys:\n    - \"${UNSET}\"\n", "x").unwrap_err();
-        assert_eq!(err, "k.yaml:3: environment variable UNSET is not set (write $${ for a literal ${)");
+        assert_eq!(
+            err,
+            "k.yaml:3: environment variable UNSET is not set (write $${ for a literal ${)"
+        );
     }
 
     #[test]

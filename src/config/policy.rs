@@ -204,7 +204,10 @@ impl PolicySpec {
         }
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err("a policy needs exactly one action: firewall, ip, keyauth, jwtauth, ratelimit, openapi or logging".into()),
+            0 => Err(
+                "a policy needs exactly one action: firewall, ip, keyauth, jwtauth, ratelimit, openapi or logging"
+                    .into(),
+            ),
             n => Err(format!("a policy has exactly one action, this one has {n}")),
         }
     }

@@ -38,7 +38,9 @@ pub fn config_file() -> Value {
 
 /// The schema of `T` as a part of the file: 2020-12, with `${VAR}`s.
 fn file_dialect<T: JsonSchema>() -> Value {
-    let mut schema = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>();
+    let mut schema = SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>();
     AllowVariables.transform(&mut schema);
     let mut value = schema.to_value();
     value["$defs"][VARIABLE_DEF] = json!({
@@ -153,7 +155,9 @@ impl Transform for KubernetesDialect {
 /// `anyOf: [X, null]` (an optional object with a `oneOf`) → X, `nullable`.
 fn merge_nullable(object: &mut Map<String, Value>) {
     let is_null = |v: &Value| v.get("enum") == Some(&json!([null])) || v.get("type") == Some(&json!("null"));
-    let Some(Value::Array(variants)) = object.get("anyOf") else { return };
+    let Some(Value::Array(variants)) = object.get("anyOf") else {
+        return;
+    };
     let [a, b] = variants.as_slice() else { return };
     let inner = match (is_null(a), is_null(b)) {
         (false, true) => a.clone(),
@@ -192,7 +196,17 @@ mod tests {
     fn duration_pattern_agrees_with_the_parser() {
         let schema = file_dialect::<HumanDuration>();
         let check = validator(&schema);
-        for text in ["250ms", "10s", "1h30m", "1h 30m", "30d", "1.5h", "2 weeks", "5µs", "${TIMEOUT}"] {
+        for text in [
+            "250ms",
+            "10s",
+            "1h30m",
+            "1h 30m",
+            "30d",
+            "1.5h",
+            "2 weeks",
+            "5µs",
+            "${TIMEOUT}",
+        ] {
             assert!(check.is_valid(&json!(text)), "{text}");
             if !text.contains('$') {
                 assert!(humantime::parse_duration(text).is_ok(), "{text}");
@@ -224,10 +238,15 @@ mod tests {
         let check = validator(&schema);
         let file = |text: &str| serde_saphyr::from_str::<Value>(text).unwrap();
         assert!(check.is_valid(&file("listen:\n  threads: ${WORKERS}\n")));
-        assert!(check.is_valid(&file("deployments:\n  - id: a\n    upstream:\n      selection: ${PICK}\n")));
+        assert!(check.is_valid(&file(
+            "deployments:\n  - id: a\n    upstream:\n      selection: ${PICK}\n"
+        )));
         assert!(!check.is_valid(&file("listen: {threads: many}\n")));
         assert!(!check.is_valid(&file("deployments: [{id: a, upstream: {selection: fastest}}]\n")));
-        assert!(!check.is_valid(&file("listen: {htps: x}\n")), "unknown fields are refused");
+        assert!(
+            !check.is_valid(&file("listen: {htps: x}\n")),
+            "unknown fields are refused"
+        );
     }
 
     #[test]
@@ -236,7 +255,9 @@ mod tests {
         let policies = |policies: Value| json!({"deployments": [{"id": "a", "policies": policies}]});
         assert!(check.is_valid(&policies(json!([{"id": "p", "firewall": {"action": "deny"}}]))));
         assert!(!check.is_valid(&policies(json!([{"id": "p"}]))));
-        assert!(!check.is_valid(&policies(json!([{"id": "p", "firewall": {"action": "deny"}, "ip": {}}]))));
+        assert!(!check.is_valid(&policies(
+            json!([{"id": "p", "firewall": {"action": "deny"}, "ip": {}}])
+        )));
     }
 
     /// Kubernetes' rules for a structural schema, checked on every node.
@@ -253,7 +274,12 @@ mod tests {
             let keys: Vec<&String> = one_of.as_object().unwrap().keys().collect();
             assert_eq!(keys, ["required"], "{at}: oneOf may only require fields");
         }
-        for (name, property) in object.get("properties").and_then(Value::as_object).into_iter().flatten() {
+        for (name, property) in object
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             assert_structural(property, &format!("{at}.{name}"));
         }
         if let Some(items) = object.get("items") {

@@ -20,9 +20,11 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(text.trim())
-            .map(HumanDuration)
-            .map_err(|e| de::Error::custom(format!("invalid duration {text:?}: {e} (use e.g. 250ms, 10s, 15m, 30d)")))
+        humantime::parse_duration(text.trim()).map(HumanDuration).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid duration {text:?}: {e} (use e.g. 250ms, 10s, 15m, 30d)"
+            ))
+        })
     }
 }
 
@@ -72,7 +74,11 @@ impl ByteSize {
             "KB" | "kB" => 1_000,
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
-            other => return Err(format!("invalid size unit {other:?} in {text:?} (KiB, MiB, GiB, KB, MB, GB or B)")),
+            other => {
+                return Err(format!(
+                    "invalid size unit {other:?} in {text:?} (KiB, MiB, GiB, KB, MB, GB or B)"
+                ))
+            }
         };
         number
             .checked_mul(multiplier)
@@ -93,7 +99,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 ByteSize::parse(v).map_err(E::custom)

@@ -6,7 +6,7 @@
 
 mod render;
 
-pub use render::{render, Representation, RenderedError};
+pub use render::{render, RenderedError, Representation};
 
 /// Every error keygate answers with, one variant per code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,7 +214,11 @@ pub struct GatewayError {
 
 impl GatewayError {
     pub fn new(code: ErrorCode) -> Self {
-        Self { code, detail: None, items: Vec::new() }
+        Self {
+            code,
+            detail: None,
+            items: Vec::new(),
+        }
     }
 
     pub fn with_detail(code: ErrorCode, detail: impl Into<String>) -> Self {
@@ -236,9 +240,7 @@ impl GatewayError {
     }
 
     pub fn detail(&self) -> &str {
-        self.detail
-            .as_deref()
-            .unwrap_or_else(|| self.code.default_detail())
+        self.detail.as_deref().unwrap_or_else(|| self.code.default_detail())
     }
 }
 
@@ -254,7 +256,10 @@ mod tests {
 
     #[test]
     fn codes_statuses_and_titles_follow_the_table() {
-        assert_eq!(ErrorCode::ConfigNotFound.code(), "err:frontline:routing:config_not_found");
+        assert_eq!(
+            ErrorCode::ConfigNotFound.code(),
+            "err:frontline:routing:config_not_found"
+        );
         assert_eq!(ErrorCode::ConfigNotFound.status(), 404);
         assert_eq!(ErrorCode::ConfigNotFound.title(), "Not Found");
         assert_eq!(ErrorCode::UsageExceeded.title(), "Too Many Requests");

@@ -185,7 +185,10 @@ mod tests {
             ("text/html, application/json", false),
             ("text/html;q=0.9, */*;q=0.8", true),
             ("text/plain", false),
-            ("text/html;q=0.8, application/problem+json;q=0.8, application/json;q=0.1", false),
+            (
+                "text/html;q=0.8, application/problem+json;q=0.8, application/json;q=0.1",
+                false,
+            ),
             ("TEXT/HTML", true),
             ("text/html ; q=0.8 , application/json ; q=0.7", true),
             ("", false),
@@ -212,7 +215,13 @@ mod tests {
     fn trace_id_in_meta_and_page() {
         let err = GatewayError::new(ErrorCode::BadGateway);
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-        let json = render(&err, "req_1", Some(trace), DEFAULT_DOCS_BASE, Representation::ProblemJson);
+        let json = render(
+            &err,
+            "req_1",
+            Some(trace),
+            DEFAULT_DOCS_BASE,
+            Representation::ProblemJson,
+        );
         let v: serde_json::Value = serde_json::from_str(&json.body).unwrap();
         assert_eq!(v["meta"]["traceId"], trace);
         assert_eq!(v["meta"]["requestId"], "req_1");
@@ -226,21 +235,46 @@ mod tests {
             ErrorItem::new("body/a", "bad"),
             ErrorItem::new("query.limit", "<worse>"),
         ]);
-        let v: serde_json::Value = serde_json::from_str(&render(&err, "req_1", None, DEFAULT_DOCS_BASE, Representation::for_accept(None)).body).unwrap();
+        let v: serde_json::Value = serde_json::from_str(
+            &render(&err, "req_1", None, DEFAULT_DOCS_BASE, Representation::for_accept(None)).body,
+        )
+        .unwrap();
         assert_eq!(v["error"]["status"], 400);
         assert_eq!(v["error"]["errors"][1]["location"], "query.limit");
         assert_eq!(v["error"]["errors"].as_array().map(Vec::len), Some(2));
-        let html = render(&err, "req_1", None, DEFAULT_DOCS_BASE, Representation::for_accept(Some("text/html"))).body;
+        let html = render(
+            &err,
+            "req_1",
+            None,
+            DEFAULT_DOCS_BASE,
+            Representation::for_accept(Some("text/html")),
+        )
+        .body;
         assert!(html.contains("&lt;worse&gt;"));
-        let plain: serde_json::Value =
-            serde_json::from_str(&render(&GatewayError::new(ErrorCode::InvalidKey), "r", None, DEFAULT_DOCS_BASE, Representation::for_accept(None)).body).unwrap();
+        let plain: serde_json::Value = serde_json::from_str(
+            &render(
+                &GatewayError::new(ErrorCode::InvalidKey),
+                "r",
+                None,
+                DEFAULT_DOCS_BASE,
+                Representation::for_accept(None),
+            )
+            .body,
+        )
+        .unwrap();
         assert!(plain["error"].get("errors").is_none());
     }
 
     #[test]
     fn html_escapes_detail() {
         let err = GatewayError::with_detail(ErrorCode::BadGateway, "<script>");
-        let out = render(&err, "req_1", None, DEFAULT_DOCS_BASE, Representation::for_accept(Some("text/html")));
+        let out = render(
+            &err,
+            "req_1",
+            None,
+            DEFAULT_DOCS_BASE,
+            Representation::for_accept(Some("text/html")),
+        );
         assert!(out.body.contains("&lt;script&gt;"));
         assert!(out.content_type.starts_with("text/html"));
     }

@@ -125,7 +125,12 @@ pub trait CatalogueStore: Send + Sync {
     fn set_override(&self, namespace: &Namespace, item: &Override, now_ms: i64) -> Result<Override, StoreError>;
     fn override_of(&self, namespace: &Namespace, identifier: &str) -> Result<Option<Override>, StoreError>;
     /// A namespace's overrides ordered by id, after `cursor`.
-    fn list_overrides(&self, namespace: &Namespace, cursor: Option<&str>, limit: usize) -> Result<Vec<Override>, StoreError>;
+    fn list_overrides(
+        &self,
+        namespace: &Namespace,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Override>, StoreError>;
     fn delete_override(&self, namespace: &Namespace, identifier: &str) -> Result<(), StoreError>;
     /// Every override, for the limiter.
     fn all_overrides(&self) -> Result<Vec<Override>, StoreError>;

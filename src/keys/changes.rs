@@ -40,8 +40,12 @@ impl Change {
         match (kind, value) {
             ("key", hash) => unhex(hash).map(Self::Key),
             ("identity", external_id) if !external_id.is_empty() => Some(Self::Identity(external_id.into())),
-            ("roles", "0") => Some(Self::Roles { records_rewritten: false }),
-            ("roles", "1") => Some(Self::Roles { records_rewritten: true }),
+            ("roles", "0") => Some(Self::Roles {
+                records_rewritten: false,
+            }),
+            ("roles", "1") => Some(Self::Roles {
+                records_rewritten: true,
+            }),
             ("overrides", "") => Some(Self::Overrides),
             ("everything", "") => Some(Self::Everything),
             _ => None,
@@ -73,15 +77,27 @@ mod tests {
         let changes = [
             Change::Key([0xab; 32]),
             Change::Identity("user:42".into()),
-            Change::Roles { records_rewritten: true },
-            Change::Roles { records_rewritten: false },
+            Change::Roles {
+                records_rewritten: true,
+            },
+            Change::Roles {
+                records_rewritten: false,
+            },
             Change::Overrides,
             Change::Everything,
         ];
         for change in changes {
             assert_eq!(Change::decode(&change.encode()), Some(change.clone()), "{change:?}");
         }
-        for garbage in ["", "key:zz", "key:abcd", "roles:2", "identity:", "later:1", "overrides:x"] {
+        for garbage in [
+            "",
+            "key:zz",
+            "key:abcd",
+            "roles:2",
+            "identity:",
+            "later:1",
+            "overrides:x",
+        ] {
             assert_eq!(Change::decode(garbage), None, "{garbage}");
         }
     }

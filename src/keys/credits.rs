@@ -112,7 +112,9 @@ impl CreditAccount {
         }
         let result = self
             .remaining
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| (left >= cost).then(|| left - cost));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                (left >= cost).then(|| left - cost)
+            });
         match result {
             Ok(before) => {
                 self.dirty.store(true, Ordering::Release);
@@ -181,7 +183,12 @@ impl Default for CreditLedger {
 
 impl CreditLedger {
     /// The key's account, opened from `initial` the first time it is needed.
-    pub fn account(&self, key_id: &str, refill: Option<Refill>, initial: impl FnOnce() -> Balance) -> Arc<CreditAccount> {
+    pub fn account(
+        &self,
+        key_id: &str,
+        refill: Option<Refill>,
+        initial: impl FnOnce() -> Balance,
+    ) -> Arc<CreditAccount> {
         self.accounts
             .get_with_by_ref(key_id, || Arc::new(CreditAccount::new(initial(), refill)))
     }
@@ -275,7 +282,13 @@ mod tests {
 
     #[test]
     fn concurrent_spends_admit_exactly_the_balance() {
-        let account = Arc::new(CreditAccount::new(Balance { remaining: 1000, period: 0 }, None));
+        let account = Arc::new(CreditAccount::new(
+            Balance {
+                remaining: 1000,
+                period: 0,
+            },
+            None,
+        ));
         let admitted: usize = (0..8)
             .map(|_| {
                 let account = account.clone();

@@ -57,7 +57,11 @@ impl fmt::Display for MigrationReport {
             ("rate-limit overrides", self.overrides),
         ];
         for (what, tally) in rows {
-            writeln!(f, "{what:<22} {:>7} copied {:>7} already there", tally.copied, tally.present)?;
+            writeln!(
+                f,
+                "{what:<22} {:>7} copied {:>7} already there",
+                tally.copied, tally.present
+            )?;
         }
         Ok(())
     }
@@ -68,7 +72,11 @@ impl fmt::Display for MigrationReport {
 /// keyspaces the config file defines (the store holds only those created
 /// through the API; keys of both are copied). Fails when there is no
 /// embedded store to copy.
-pub fn migrate_to_database(state: &StateSettings, url: &str, config_keyspaces: &[String]) -> Result<MigrationReport, StoreError> {
+pub fn migrate_to_database(
+    state: &StateSettings,
+    url: &str,
+    config_keyspaces: &[String],
+) -> Result<MigrationReport, StoreError> {
     let dir = state.dir.join("keys");
     if !dir.join("keys.db").exists() {
         return Err(StoreError::Io {
@@ -95,15 +103,25 @@ where
         report.keyspaces.record(to.create_keyspace(keyspace))?;
     }
     let now = now_ms();
-    paged(|cursor| from.list_identities(page(cursor)), |i| i.id(), |identity| {
-        report.identities.record(to.create_identity(identity, now))
-    })?;
-    paged(|cursor| from.list_permissions(page(cursor)), |p| p.id.clone(), |permission| {
-        report.permissions.record(to.create_permission(permission))
-    })?;
-    paged(|cursor| from.list_roles(page(cursor)), |r| r.id.clone(), |role| report.roles.record(to.create_role(role)))?;
+    paged(
+        |cursor| from.list_identities(page(cursor)),
+        |i| i.id(),
+        |identity| report.identities.record(to.create_identity(identity, now)),
+    )?;
+    paged(
+        |cursor| from.list_permissions(page(cursor)),
+        |p| p.id.clone(),
+        |permission| report.permissions.record(to.create_permission(permission)),
+    )?;
+    paged(
+        |cursor| from.list_roles(page(cursor)),
+        |r| r.id.clone(),
+        |role| report.roles.record(to.create_role(role)),
+    )?;
     let stored = keyspaces.iter().map(|k| &k.id);
-    let defined = config_keyspaces.iter().filter(|id| !keyspaces.iter().any(|k| &k.id == *id));
+    let defined = config_keyspaces
+        .iter()
+        .filter(|id| !keyspaces.iter().any(|k| &k.id == *id));
     for keyspace_id in stored.chain(defined) {
         paged(
             |cursor| from.list_keys(keyspace_id, cursor, BATCH, None),
@@ -125,7 +143,11 @@ where
 }
 
 fn page(cursor: Option<&str>) -> Page<'_> {
-    Page { cursor, limit: BATCH, search: None }
+    Page {
+        cursor,
+        limit: BATCH,
+        search: None,
+    }
 }
 
 /// Walks a listing ordered by the id `cursor_of` gives, `BATCH` at a time.

@@ -30,16 +30,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use arc_swap::{ArcSwap, Guard};
 use catalogue::CatalogueStore;
 use changes::Change;
 use credits::{period_of, CreditAccount, CreditLedger};
 use model::{hash_key, Balance, KeyHash, Refill, StoredKey};
-use crate::clock::now_ms;
-pub use statics::StaticKeys;
 use roles::RoleGrants;
-use store::{BalanceWrite, KeyStore, StoreError};
 use shared_credits::SharedCredits;
+pub use statics::StaticKeys;
+use store::{BalanceWrite, KeyStore, StoreError};
 use verify::{ActiveKey, Credits, Verdict, Verification, VerifyRequest};
 
 use crate::ratelimit::RateLimiter;
@@ -84,7 +84,9 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("statics", &self.statics).finish_non_exhaustive()
+        f.debug_struct("Keys")
+            .field("statics", &self.statics)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,7 +97,10 @@ pub enum CreditChange {
     /// Unlimited from now on.
     Unlimited,
     /// Limited: a new refill plan, and a new balance (`None`: keep the current one).
-    Limited { remaining: Option<i64>, refill: Option<Refill> },
+    Limited {
+        remaining: Option<i64>,
+        refill: Option<Refill>,
+    },
 }
 
 /// `keys.updateCredits` operations.
@@ -145,18 +150,25 @@ impl KeyService {
     /// shared ledger over the limiter's link.
     pub fn open(state: &StateSettings, limiter: RateLimiter) -> Result<Arc<Self>, StoreError> {
         let shared_credits = match limiter.redis_link() {
-            Some(link) => Some(SharedCredits::start(link, state.credit_lease, state.outage_credits).map_err(|source| {
-                StoreError::Io {
-                    path: "credits sync thread".into(),
-                    source,
-                }
-            })?),
+            Some(link) => Some(
+                SharedCredits::start(link, state.credit_lease, state.outage_credits).map_err(|source| {
+                    StoreError::Io {
+                        path: "credits sync thread".into(),
+                        source,
+                    }
+                })?,
+            ),
             None => None,
         };
         let service = match &state.database {
             Some(url) => {
                 let store = Arc::new(postgres::PgStore::open(url)?);
-                let service = Arc::new(Self::with_store(store.clone(), limiter, shared_credits, state.cache_ttl)?);
+                let service = Arc::new(Self::with_store(
+                    store.clone(),
+                    limiter,
+                    shared_credits,
+                    state.cache_ttl,
+                )?);
                 let weak = Arc::downgrade(&service);
                 postgres::listen(&store, move |change| {
                     if let Some(service) = weak.upgrade() {
@@ -191,7 +203,12 @@ impl KeyService {
         let dir = state.dir.join("keys");
         if dir.join("keys.db").exists() {
             let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
-            Ok(Arc::new(Self::with_store(store, RateLimiter::default(), None, EMBEDDED_FOUND_TTL)?))
+            Ok(Arc::new(Self::with_store(
+                store,
+                RateLimiter::default(),
+                None,
+                EMBEDDED_FOUND_TTL,
+            )?))
         } else {
             Self::in_memory()
         }
@@ -200,7 +217,12 @@ impl KeyService {
     /// A service over a fresh in-memory store (tests, benchmarks, `check`).
     pub fn in_memory() -> Result<Arc<Self>, StoreError> {
         let store = Arc::new(sqlite::SqliteStore::in_memory()?);
-        Ok(Arc::new(Self::with_store(store, RateLimiter::default(), None, EMBEDDED_FOUND_TTL)?))
+        Ok(Arc::new(Self::with_store(
+            store,
+            RateLimiter::default(),
+            None,
+            EMBEDDED_FOUND_TTL,
+        )?))
     }
 
     /// Writes spent credits before a graceful exit (at most a second is
@@ -242,7 +264,8 @@ impl KeyService {
 
     fn roles_changed_here(&self, records_rewritten: bool) -> Result<(), StoreError> {
         let generation = self.roles.load().generation + 1;
-        self.roles.store(Arc::new(RoleGrants::new(generation, self.catalogue.role_grants()?)));
+        self.roles
+            .store(Arc::new(RoleGrants::new(generation, self.catalogue.role_grants()?)));
         if records_rewritten {
             self.generation.fetch_add(1, Ordering::AcqRel);
             self.found.invalidate_all();
@@ -260,7 +283,12 @@ impl KeyService {
     fn identity_changed_here(&self, external_id: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let external_id = external_id.to_string();
-        let of_identity = move |_: &KeyHash, key: &Arc<ActiveKey>| key.record.identity.as_ref().is_some_and(|i| i.external_id == external_id);
+        let of_identity = move |_: &KeyHash, key: &Arc<ActiveKey>| {
+            key.record
+                .identity
+                .as_ref()
+                .is_some_and(|i| i.external_id == external_id)
+        };
         if let Err(e) = self.found.invalidate_entries_if(of_identity) {
             // The cache supports invalidation closures (see `with_store`); should
             // that ever fail, forgetting everything beats serving stale meta.
@@ -306,7 +334,8 @@ impl KeyService {
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 self.found.invalidate_all();
                 self.missing.invalidate_all();
-                self.roles_changed_here(true).and_then(|()| self.overrides_changed_here())
+                self.roles_changed_here(true)
+                    .and_then(|()| self.overrides_changed_here())
             }
         };
         if let Err(e) = reloaded {
@@ -325,18 +354,30 @@ impl KeyService {
     /// store when it persisted a balance for this config. With
     /// `state.redis`, replicas share the balance (the opening one seeds the
     /// ledger if it has none for this config).
-    pub(crate) fn static_account(&self, key_id: &str, opening: Balance, refill: Option<Refill>, origin: String) -> Credits {
+    pub(crate) fn static_account(
+        &self,
+        key_id: &str,
+        opening: Balance,
+        refill: Option<Refill>,
+        origin: String,
+    ) -> Credits {
         if let Some(existing) = self.ledger.get(key_id).filter(|a| a.origin() == Some(origin.as_str())) {
             return Credits::Local(existing);
         }
         let persisted = self.store.static_balance(key_id, &origin).unwrap_or_else(|e| {
-            tracing::warn!(key_id, "cannot read the persisted balance, starting from the config: {e}");
+            tracing::warn!(
+                key_id,
+                "cannot read the persisted balance, starting from the config: {e}"
+            );
             None
         });
         let balance = persisted.unwrap_or(opening);
         match &self.shared_credits {
             Some(shared) => Credits::Shared(shared.account(key_id, balance, refill, origin)),
-            None => Credits::Local(self.ledger.replace(key_id, CreditAccount::seeded(balance, refill, origin))),
+            None => Credits::Local(
+                self.ledger
+                    .replace(key_id, CreditAccount::seeded(balance, refill, origin)),
+            ),
         }
     }
 

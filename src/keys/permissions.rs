@@ -112,7 +112,11 @@ impl<'a> Parser<'a> {
             self.next += 1;
             terms.push(self.and()?);
         }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { PermissionQuery::Or(terms) })
+        Ok(if terms.len() == 1 {
+            terms.remove(0)
+        } else {
+            PermissionQuery::Or(terms)
+        })
     }
 
     fn and(&mut self) -> Result<PermissionQuery, QueryError> {
@@ -121,7 +125,11 @@ impl<'a> Parser<'a> {
             self.next += 1;
             terms.push(self.atom()?);
         }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { PermissionQuery::And(terms) })
+        Ok(if terms.len() == 1 {
+            terms.remove(0)
+        } else {
+            PermissionQuery::And(terms)
+        })
     }
 
     fn atom(&mut self) -> Result<PermissionQuery, QueryError> {
@@ -279,11 +287,17 @@ mod tests {
     fn and_binds_tighter_than_or() {
         assert_eq!(
             PermissionQuery::parse("a OR b AND c").unwrap(),
-            Some(PermissionQuery::Or(vec![perm("a"), PermissionQuery::And(vec![perm("b"), perm("c")])]))
+            Some(PermissionQuery::Or(vec![
+                perm("a"),
+                PermissionQuery::And(vec![perm("b"), perm("c")])
+            ]))
         );
         assert_eq!(
             PermissionQuery::parse("a AND b OR c").unwrap(),
-            Some(PermissionQuery::Or(vec![PermissionQuery::And(vec![perm("a"), perm("b")]), perm("c")]))
+            Some(PermissionQuery::Or(vec![
+                PermissionQuery::And(vec![perm("a"), perm("b")]),
+                perm("c")
+            ]))
         );
     }
 
@@ -306,11 +320,20 @@ mod tests {
     fn nesting_is_bounded_before_recursing() {
         let nested = |depth: usize| format!("{}a{}", "(".repeat(depth), ")".repeat(depth));
         assert!(PermissionQuery::parse(&nested(MAX_NESTING)).unwrap().is_some());
-        assert_eq!(PermissionQuery::parse(&nested(MAX_NESTING + 1)), Err(QueryError::TooDeep(MAX_NESTING)));
+        assert_eq!(
+            PermissionQuery::parse(&nested(MAX_NESTING + 1)),
+            Err(QueryError::TooDeep(MAX_NESTING))
+        );
         // 10× the bound and far beyond: a clean error, never a stack overflow.
         for depth in [MAX_NESTING * 10, 5_000, 100_000] {
-            assert!(matches!(PermissionQuery::parse(&nested(depth)), Err(QueryError::TooDeep(_))));
-            assert!(matches!(PermissionQuery::parse(&"(".repeat(depth)), Err(QueryError::TooDeep(_))));
+            assert!(matches!(
+                PermissionQuery::parse(&nested(depth)),
+                Err(QueryError::TooDeep(_))
+            ));
+            assert!(matches!(
+                PermissionQuery::parse(&"(".repeat(depth)),
+                Err(QueryError::TooDeep(_))
+            ));
         }
     }
 }

@@ -39,9 +39,15 @@ mod tests {
 
     #[test]
     fn roles_add_their_permissions() {
-        let grants = RoleGrants::new(1, HashMap::from([("admin".to_string(), vec!["b".to_string(), "c".to_string()])]));
+        let grants = RoleGrants::new(
+            1,
+            HashMap::from([("admin".to_string(), vec!["b".to_string(), "c".to_string()])]),
+        );
         let own = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(grants.effective(&own, &["admin".into(), "unknown".into()]), ["a", "b", "c"]);
+        assert_eq!(
+            grants.effective(&own, &["admin".into(), "unknown".into()]),
+            ["a", "b", "c"]
+        );
         assert_eq!(grants.effective(&own, &[]), ["a", "b"]);
     }
 }

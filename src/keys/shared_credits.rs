@@ -91,7 +91,9 @@ pub struct SharedAccount {
 
 impl std::fmt::Debug for SharedAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedAccount").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("SharedAccount")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,7 +120,9 @@ impl SharedCredits {
     /// The connection lives on the rate limiter's thread, which outlives the
     /// runtimes that served requests.
     pub fn give_back_all(&self) {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
         let accounts: Vec<Arc<SharedAccount>> = self.accounts.iter().map(|(_, a)| a).collect();
         runtime.block_on(async {
             let settle_all = async {
@@ -133,7 +137,13 @@ impl SharedCredits {
     }
 
     /// The key's account; kept while its credits config (`origin`) is unchanged.
-    pub fn account(self: &Arc<Self>, key_id: &str, opening: Balance, refill: Option<Refill>, origin: String) -> Arc<SharedAccount> {
+    pub fn account(
+        self: &Arc<Self>,
+        key_id: &str,
+        opening: Balance,
+        refill: Option<Refill>,
+        origin: String,
+    ) -> Arc<SharedAccount> {
         if let Some(existing) = self.accounts.get(key_id).filter(|a| a.origin == origin) {
             return existing;
         }
@@ -156,12 +166,22 @@ impl SharedCredits {
     fn connection(&self) -> redis::RedisResult<ConnectionManager> {
         match self.redis.load_full() {
             Some(connection) => Ok(ConnectionManager::clone(&connection)),
-            None => Err(redis::RedisError::from((redis::ErrorKind::IoError, "state.redis is not connected"))),
+            None => Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "state.redis is not connected",
+            ))),
         }
     }
 
     /// One script call: `(taken, ledger balance, period)`.
-    async fn call(&self, account: &SharedAccount, now_ms: i64, wanted: i64, adjustment: i64, adjustment_period: i64) -> redis::RedisResult<(i64, i64, i64)> {
+    async fn call(
+        &self,
+        account: &SharedAccount,
+        now_ms: i64,
+        wanted: i64,
+        adjustment: i64,
+        adjustment_period: i64,
+    ) -> redis::RedisResult<(i64, i64, i64)> {
         let mut connection = match self.connection() {
             Ok(connection) => connection,
             Err(e) => {
@@ -182,7 +202,10 @@ impl SharedCredits {
             .arg(adjustment_period);
         let answer = match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut connection)).await {
             Ok(answer) => answer,
-            Err(_) => Err(redis::RedisError::from((redis::ErrorKind::IoError, "no answer in time"))),
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "no answer in time",
+            ))),
         };
         self.record(answer.as_ref().err());
         answer
@@ -195,7 +218,9 @@ impl SharedCredits {
             Some(e) => {
                 crate::telemetry::metrics().ratelimit_backend_errors.inc();
                 if was_healthy {
-                    tracing::warn!("state.redis unreachable, credits of config keys go on within state.outage_credits: {e}");
+                    tracing::warn!(
+                        "state.redis unreachable, credits of config keys go on within state.outage_credits: {e}"
+                    );
                 }
             }
             None if !was_healthy => tracing::info!("state.redis is reachable again: credits are shared again"),
@@ -217,7 +242,9 @@ impl SharedAccount {
         if self.held.load(Ordering::Acquire) >= cost.max(1) && !self.period_turned(now_ms) {
             return self.available();
         }
-        let Some(shared) = self.shared.upgrade() else { return self.available() };
+        let Some(shared) = self.shared.upgrade() else {
+            return self.available();
+        };
         let _leasing = self.leasing.lock().await;
         let turned = self.period_turned(now_ms);
         if !turned && self.held.load(Ordering::Acquire) >= cost.max(1) {
@@ -227,7 +254,10 @@ impl SharedAccount {
         let held = if turned { 0 } else { self.held.load(Ordering::Acquire) };
         let overdrawn = self.overdrawn.load(Ordering::Acquire);
         let wanted = shared.lease.max(cost) - held;
-        match shared.call(self, now_ms, wanted, -overdrawn, self.period.load(Ordering::Acquire)).await {
+        match shared
+            .call(self, now_ms, wanted, -overdrawn, self.period.load(Ordering::Acquire))
+            .await
+        {
             Ok((taken, ledger, period)) => {
                 self.overdrawn.fetch_sub(overdrawn, Ordering::AcqRel);
                 self.held.store(held + taken, Ordering::Release);
@@ -240,9 +270,12 @@ impl SharedAccount {
                 let allowance = shared.outage_credits.min(self.ledger.load(Ordering::Acquire));
                 let granted = self
                     .overdrawn
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| (o + need <= allowance).then_some(o + need))
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                        (o + need <= allowance).then_some(o + need)
+                    })
                     .is_ok();
-                self.held.store(if granted { held + need } else { held }, Ordering::Release);
+                self.held
+                    .store(if granted { held + need } else { held }, Ordering::Release);
             }
         }
         self.available()
@@ -259,10 +292,9 @@ impl SharedAccount {
         if cost <= 0 {
             return Ok(self.available());
         }
-        match self
-            .held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| (held >= cost).then_some(held - cost))
-        {
+        match self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            (held >= cost).then_some(held - cost)
+        }) {
             Ok(_) => Ok(self.available()),
             Err(_) => Err(self.available()),
         }
@@ -285,7 +317,10 @@ impl SharedAccount {
         let _leasing = self.leasing.lock().await;
         let held = if idle { self.held.swap(0, Ordering::AcqRel) } else { 0 };
         let overdrawn = self.overdrawn.load(Ordering::Acquire);
-        match shared.call(self, now_ms, 0, held - overdrawn, self.period.load(Ordering::Acquire)).await {
+        match shared
+            .call(self, now_ms, 0, held - overdrawn, self.period.load(Ordering::Acquire))
+            .await
+        {
             Ok((_, ledger, period)) => {
                 self.overdrawn.fetch_sub(overdrawn, Ordering::AcqRel);
                 self.ledger.store(ledger, Ordering::Release);

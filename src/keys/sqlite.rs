@@ -122,7 +122,9 @@ fn stored_key(row: &Row<'_>) -> Result<Result<StoredKey, StoreError>, rusqlite::
     let identity_meta: Option<String> = row.get(4)?;
     let identity_limits: Option<String> = row.get(5)?;
     Ok(decode(hash, &record, remaining.zip(period)).and_then(|mut key| {
-        if let (Some(identity), Some(meta), Some(limits)) = (key.record.identity.as_mut(), identity_meta, identity_limits) {
+        if let (Some(identity), Some(meta), Some(limits)) =
+            (key.record.identity.as_mut(), identity_meta, identity_limits)
+        {
             super::sqlite_catalogue::fill_identity(identity, &meta, &limits)?;
         }
         Ok(key)
@@ -151,7 +153,11 @@ pub(super) fn decode_record(record: &str) -> Result<KeyRecord, StoreError> {
 
 /// A record as stored: its identity is only the externalId (the rest is the identity's own row).
 pub(super) fn encode(record: &KeyRecord) -> Result<String, StoreError> {
-    if let Some(identity) = record.identity.as_ref().filter(|i| !i.meta.is_empty() || !i.ratelimits.is_empty()) {
+    if let Some(identity) = record
+        .identity
+        .as_ref()
+        .filter(|i| !i.meta.is_empty() || !i.ratelimits.is_empty())
+    {
         let mut bare = record.clone();
         bare.identity = Some(super::model::Identity::new(identity.external_id.clone()));
         return encode_as_is(&bare);
@@ -171,7 +177,12 @@ fn one_key(conn: &Connection, filter: &str, param: &dyn rusqlite::ToSql) -> Resu
     conn.query_row(&sql, [param], stored_key).optional()?.transpose()
 }
 
-fn write_balance(conn: &Connection, key_id: &str, balance: Balance, origin: Option<&str>) -> Result<(), rusqlite::Error> {
+fn write_balance(
+    conn: &Connection,
+    key_id: &str,
+    balance: Balance,
+    origin: Option<&str>,
+) -> Result<(), rusqlite::Error> {
     conn.execute(
         "INSERT INTO credits (key_id, remaining, period, origin) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (key_id) DO UPDATE SET remaining = ?2, period = ?3, origin = ?4",
@@ -184,13 +195,17 @@ impl KeyStore for SqliteStore {
     fn keyspace(&self, id: &str) -> Result<Option<Keyspace>, StoreError> {
         let conn = lock(&self.writer);
         let keyspace = conn
-            .query_row("SELECT id, name, created_at FROM keyspaces WHERE id = ?1", [id], |row| {
-                Ok(Keyspace {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                    created_at: row.get(2)?,
-                })
-            })
+            .query_row(
+                "SELECT id, name, created_at FROM keyspaces WHERE id = ?1",
+                [id],
+                |row| {
+                    Ok(Keyspace {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        created_at: row.get(2)?,
+                    })
+                },
+            )
             .optional()?;
         Ok(keyspace)
     }
@@ -227,7 +242,8 @@ impl KeyStore for SqliteStore {
             return Err(StoreError::NotFound);
         }
         let removed = {
-            let mut statement = tx.prepare("SELECT id, hash FROM keys WHERE keyspace_id = ?1 AND deleted_at IS NULL")?;
+            let mut statement =
+                tx.prepare("SELECT id, hash FROM keys WHERE keyspace_id = ?1 AND deleted_at IS NULL")?;
             let rows = statement.query_map([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
             rows.filter_map(|row| match row {
                 Ok((key_id, hash)) => KeyHash::try_from(hash).ok().map(|hash| Ok(Removed { key_id, hash })),
@@ -235,7 +251,10 @@ impl KeyStore for SqliteStore {
             })
             .collect::<Result<Vec<_>, _>>()?
         };
-        tx.execute("UPDATE keys SET deleted_at = ?2 WHERE keyspace_id = ?1 AND deleted_at IS NULL", params![id, now_ms])?;
+        tx.execute(
+            "UPDATE keys SET deleted_at = ?2 WHERE keyspace_id = ?1 AND deleted_at IS NULL",
+            params![id, now_ms],
+        )?;
         tx.commit()?;
         Ok(removed)
     }
@@ -294,7 +313,11 @@ impl KeyStore for SqliteStore {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         let hash: Option<Vec<u8>> = tx
-            .query_row("SELECT hash FROM keys WHERE id = ?1 AND deleted_at IS NULL", [id], |row| row.get(0))
+            .query_row(
+                "SELECT hash FROM keys WHERE id = ?1 AND deleted_at IS NULL",
+                [id],
+                |row| row.get(0),
+            )
             .optional()?;
         let hash = hash.ok_or(StoreError::NotFound)?;
         if permanent {
@@ -331,7 +354,8 @@ impl KeyStore for SqliteStore {
             params![keyspace_id, cursor.unwrap_or(""), external_id, limit as i64],
             stored_key,
         )?;
-        rows.map(|row| row.map_err(StoreError::from).and_then(|key| key)).collect()
+        rows.map(|row| row.map_err(StoreError::from).and_then(|key| key))
+            .collect()
     }
 
     fn static_balance(&self, key_id: &str, origin: &str) -> Result<Option<Balance>, StoreError> {
@@ -340,13 +364,21 @@ impl KeyStore for SqliteStore {
             .query_row(
                 "SELECT remaining, period FROM credits WHERE key_id = ?1 AND origin = ?2",
                 params![key_id, origin],
-                |row| Ok(Balance { remaining: row.get(0)?, period: row.get(1)? }),
+                |row| {
+                    Ok(Balance {
+                        remaining: row.get(0)?,
+                        period: row.get(1)?,
+                    })
+                },
             )
             .optional()?;
         Ok(balance)
     }
 
-    fn save_balances(&self, collect: &mut dyn FnMut() -> Vec<(String, Balance, Option<String>)>) -> Result<(), StoreError> {
+    fn save_balances(
+        &self,
+        collect: &mut dyn FnMut() -> Vec<(String, Balance, Option<String>)>,
+    ) -> Result<(), StoreError> {
         let mut conn = lock(&self.writer);
         let balances = collect();
         if balances.is_empty() {
@@ -391,7 +423,10 @@ CREATE TABLE IF NOT EXISTS credits (
 ";
 
     fn user_version(path: &Path) -> i64 {
-        Connection::open(path).unwrap().query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap()
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
     }
 
     #[test]
@@ -407,7 +442,11 @@ CREATE TABLE IF NOT EXISTS credits (
             let old = Connection::open(&path).unwrap();
             configure(&old).unwrap();
             old.execute_batch(UNVERSIONED_SCHEMA).unwrap();
-            old.execute("INSERT INTO keyspaces (id, name, created_at) VALUES ('ks_1', 'main', 5)", []).unwrap();
+            old.execute(
+                "INSERT INTO keyspaces (id, name, created_at) VALUES ('ks_1', 'main', 5)",
+                [],
+            )
+            .unwrap();
             old.execute(
                 "INSERT INTO keys (id, keyspace_id, hash, external_id, record) VALUES (?1, 'ks_1', ?2, 'user_9', ?3)",
                 params![
@@ -417,18 +456,39 @@ CREATE TABLE IF NOT EXISTS credits (
                 ],
             )
             .unwrap();
-            write_balance(&old, "key_1", Balance { remaining: 42, period: 3 }, None).unwrap();
+            write_balance(
+                &old,
+                "key_1",
+                Balance {
+                    remaining: 42,
+                    period: 3,
+                },
+                None,
+            )
+            .unwrap();
         }
         assert_eq!(user_version(&path), 0);
 
         let store = SqliteStore::open(dir.path()).unwrap();
-        let key = store.key_by_hash(&[7u8; 32]).unwrap().expect("the old key is still there");
+        let key = store
+            .key_by_hash(&[7u8; 32])
+            .unwrap()
+            .expect("the old key is still there");
         assert_eq!(key.record.id, "key_1");
         assert_eq!(key.record.name.as_deref(), Some("old"));
-        assert_eq!(key.balance, Some(Balance { remaining: 42, period: 3 }));
+        assert_eq!(
+            key.balance,
+            Some(Balance {
+                remaining: 42,
+                period: 3
+            })
+        );
         assert_eq!(store.key_by_id("key_1").unwrap().map(|k| k.hash), Some([7u8; 32]));
         assert_eq!(store.list_keys("ks_1", None, 10, Some("user_9")).unwrap().len(), 1);
-        assert_eq!(store.keyspace("ks_1").unwrap().map(|ks| ks.name), Some("main".to_string()));
+        assert_eq!(
+            store.keyspace("ks_1").unwrap().map(|ks| ks.name),
+            Some("main".to_string())
+        );
         drop(store);
         assert_eq!(user_version(&path), SCHEMA_VERSIONS.len() as i64);
 
@@ -464,7 +524,10 @@ CREATE TABLE IF NOT EXISTS credits (
         let dir = tempfile::tempdir().unwrap();
         drop(SqliteStore::open(dir.path()).unwrap());
         let path = dir.path().join("keys.db");
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         let error = SqliteStore::open(dir.path()).err().expect("refused");
         assert!(matches!(error, StoreError::Schema(_)), "{error}");
         assert_eq!(user_version(&path), 99, "left as it was");

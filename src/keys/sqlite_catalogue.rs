@@ -16,7 +16,6 @@ use super::sqlite::{decode_record, encode, lock, SqliteStore};
 use super::store::StoreError;
 use crate::ratelimit::overrides::Override;
 
-
 const IDENTITY_COLUMNS: &str = "external_id, meta, ratelimits FROM identities";
 const PERMISSION_COLUMNS: &str = "id, slug, name, description, created_at FROM permissions";
 const ROLE_COLUMNS: &str = "id, name, description, created_at FROM roles";
@@ -33,7 +32,8 @@ fn corrupt(what: &str, error: serde_json::Error) -> StoreError {
 /// Puts an identity row's meta and rate limits (JSON) into `identity`.
 pub(super) fn fill_identity(identity: &mut Identity, meta: &str, ratelimits: &str) -> Result<(), StoreError> {
     identity.meta = serde_json::from_str::<Map<String, Value>>(meta).map_err(|e| corrupt(&identity.external_id, e))?;
-    identity.ratelimits = serde_json::from_str::<Vec<RateLimit>>(ratelimits).map_err(|e| corrupt(&identity.external_id, e))?;
+    identity.ratelimits =
+        serde_json::from_str::<Vec<RateLimit>>(ratelimits).map_err(|e| corrupt(&identity.external_id, e))?;
     Ok(())
 }
 
@@ -114,7 +114,12 @@ fn holding(list: &str) -> String {
 
 /// Rewrites, with `change`, the records of the live keys `filter` selects
 /// (`?1` bound to `param`).
-fn rewrite_keys(tx: &Transaction<'_>, filter: &str, param: &str, change: impl Fn(&mut KeyRecord)) -> Result<(), StoreError> {
+fn rewrite_keys(
+    tx: &Transaction<'_>,
+    filter: &str,
+    param: &str,
+    change: impl Fn(&mut KeyRecord),
+) -> Result<(), StoreError> {
     let rows = collect(
         tx,
         &format!("SELECT id, record FROM keys WHERE deleted_at IS NULL AND {filter}"),
@@ -137,12 +142,23 @@ fn rewrite_keys(tx: &Transaction<'_>, filter: &str, param: &str, change: impl Fn
 pub(super) fn renamed(list: &mut Vec<String>, from: &str, to: Option<&str>) {
     let changed: Vec<String> = list
         .drain(..)
-        .filter_map(|item| if item == from { to.map(str::to_string) } else { Some(item) })
+        .filter_map(|item| {
+            if item == from {
+                to.map(str::to_string)
+            } else {
+                Some(item)
+            }
+        })
         .collect();
     *list = normalized(changed);
 }
 
-fn one<T>(conn: &Connection, sql: &str, param: &str, map: impl FnOnce(&Row<'_>) -> Result<T, rusqlite::Error>) -> Result<Option<T>, StoreError> {
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    param: &str,
+    map: impl FnOnce(&Row<'_>) -> Result<T, rusqlite::Error>,
+) -> Result<Option<T>, StoreError> {
     Ok(conn.query_row(sql, [param], map).optional()?)
 }
 
@@ -200,7 +216,12 @@ impl CatalogueStore for SqliteStore {
         let sql = format!(
             "SELECT {IDENTITY_COLUMNS} WHERE id > ?1 AND (?2 IS NULL OR instr(external_id, ?2) > 0) ORDER BY id LIMIT ?3"
         );
-        let rows = collect(&conn, &sql, params![page.cursor.unwrap_or(""), page.search, page.limit as i64], identity_row)?;
+        let rows = collect(
+            &conn,
+            &sql,
+            params![page.cursor.unwrap_or(""), page.search, page.limit as i64],
+            identity_row,
+        )?;
         rows.into_iter().collect()
     }
 
@@ -227,7 +248,13 @@ impl CatalogueStore for SqliteStore {
         inserted(
             conn.execute(
                 "INSERT INTO permissions (id, slug, name, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![permission.id, permission.slug, permission.name, permission.description, permission.created_at],
+                params![
+                    permission.id,
+                    permission.slug,
+                    permission.name,
+                    permission.description,
+                    permission.created_at
+                ],
             ),
             format!("permission {}", permission.slug),
         )
@@ -253,7 +280,12 @@ impl CatalogueStore for SqliteStore {
 
     fn permission(&self, id_or_slug: &str) -> Result<Option<Permission>, StoreError> {
         let conn = lock(&self.writer);
-        one(&conn, &format!("SELECT {PERMISSION_COLUMNS} WHERE id = ?1 OR slug = ?1"), id_or_slug, permission_row)
+        one(
+            &conn,
+            &format!("SELECT {PERMISSION_COLUMNS} WHERE id = ?1 OR slug = ?1"),
+            id_or_slug,
+            permission_row,
+        )
     }
 
     fn list_permissions(&self, page: Page<'_>) -> Result<Vec<Permission>, StoreError> {
@@ -262,7 +294,12 @@ impl CatalogueStore for SqliteStore {
             "SELECT {PERMISSION_COLUMNS} WHERE id > ?1 AND (?2 IS NULL OR instr(slug, ?2) > 0 OR instr(name, ?2) > 0)
              ORDER BY id LIMIT ?3"
         );
-        collect(&conn, &sql, params![page.cursor.unwrap_or(""), page.search, page.limit as i64], permission_row)
+        collect(
+            &conn,
+            &sql,
+            params![page.cursor.unwrap_or(""), page.search, page.limit as i64],
+            permission_row,
+        )
     }
 
     fn update_permission(&self, before: &Permission, after: &Permission) -> Result<(), StoreError> {
@@ -286,7 +323,10 @@ impl CatalogueStore for SqliteStore {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         changed(tx.execute("DELETE FROM permissions WHERE id = ?1", [&permission.id])?)?;
-        tx.execute("DELETE FROM role_permissions WHERE permission_id = ?1", [&permission.id])?;
+        tx.execute(
+            "DELETE FROM role_permissions WHERE permission_id = ?1",
+            [&permission.id],
+        )?;
         rewrite_keys(&tx, &holding("permissions"), &permission.slug, |record| {
             renamed(&mut record.permissions, &permission.slug, None)
         })?;
@@ -330,14 +370,25 @@ impl CatalogueStore for SqliteStore {
 
     fn role(&self, id_or_name: &str) -> Result<Option<Role>, StoreError> {
         let conn = lock(&self.writer);
-        let found = one(&conn, &format!("SELECT {ROLE_COLUMNS} WHERE id = ?1 OR name = ?1"), id_or_name, role_row)?;
+        let found = one(
+            &conn,
+            &format!("SELECT {ROLE_COLUMNS} WHERE id = ?1 OR name = ?1"),
+            id_or_name,
+            role_row,
+        )?;
         found.map(|role| with_permissions(&conn, role)).transpose()
     }
 
     fn list_roles(&self, page: Page<'_>) -> Result<Vec<Role>, StoreError> {
         let conn = lock(&self.writer);
-        let sql = format!("SELECT {ROLE_COLUMNS} WHERE id > ?1 AND (?2 IS NULL OR instr(name, ?2) > 0) ORDER BY id LIMIT ?3");
-        let roles = collect(&conn, &sql, params![page.cursor.unwrap_or(""), page.search, page.limit as i64], role_row)?;
+        let sql =
+            format!("SELECT {ROLE_COLUMNS} WHERE id > ?1 AND (?2 IS NULL OR instr(name, ?2) > 0) ORDER BY id LIMIT ?3");
+        let roles = collect(
+            &conn,
+            &sql,
+            params![page.cursor.unwrap_or(""), page.search, page.limit as i64],
+            role_row,
+        )?;
         roles.into_iter().map(|role| with_permissions(&conn, role)).collect()
     }
 
@@ -350,7 +401,9 @@ impl CatalogueStore for SqliteStore {
         );
         inserted(result, format!("role {}", after.name))?;
         if before.name != after.name {
-            rewrite_keys(&tx, &holding("roles"), &before.name, |record| renamed(&mut record.roles, &before.name, Some(&after.name)))?;
+            rewrite_keys(&tx, &holding("roles"), &before.name, |record| {
+                renamed(&mut record.roles, &before.name, Some(&after.name))
+            })?;
         }
         tx.commit()?;
         Ok(())
@@ -361,7 +414,9 @@ impl CatalogueStore for SqliteStore {
         let tx = conn.transaction()?;
         changed(tx.execute("DELETE FROM roles WHERE id = ?1", [&role.id])?)?;
         tx.execute("DELETE FROM role_permissions WHERE role_id = ?1", [&role.id])?;
-        rewrite_keys(&tx, &holding("roles"), &role.name, |record| renamed(&mut record.roles, &role.name, None))?;
+        rewrite_keys(&tx, &holding("roles"), &role.name, |record| {
+            renamed(&mut record.roles, &role.name, None)
+        })?;
         tx.commit()?;
         Ok(())
     }
@@ -398,9 +453,17 @@ impl CatalogueStore for SqliteStore {
 
     fn namespace(&self, id_or_name: &str) -> Result<Option<Namespace>, StoreError> {
         let conn = lock(&self.writer);
-        one(&conn, "SELECT id, name FROM ratelimit_namespaces WHERE id = ?1 OR name = ?1", id_or_name, |row| {
-            Ok(Namespace { id: row.get(0)?, name: row.get(1)? })
-        })
+        one(
+            &conn,
+            "SELECT id, name FROM ratelimit_namespaces WHERE id = ?1 OR name = ?1",
+            id_or_name,
+            |row| {
+                Ok(Namespace {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                })
+            },
+        )
     }
 
     fn ensure_namespace(&self, name: &str, now_ms: i64) -> Result<Namespace, StoreError> {
@@ -409,8 +472,13 @@ impl CatalogueStore for SqliteStore {
             "INSERT INTO ratelimit_namespaces (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             params![new_id("rlns"), name, now_ms],
         )?;
-        let id: String = conn.query_row("SELECT id FROM ratelimit_namespaces WHERE name = ?1", [name], |row| row.get(0))?;
-        Ok(Namespace { id, name: name.to_string() })
+        let id: String = conn.query_row("SELECT id FROM ratelimit_namespaces WHERE name = ?1", [name], |row| {
+            row.get(0)
+        })?;
+        Ok(Namespace {
+            id,
+            name: name.to_string(),
+        })
     }
 
     fn set_override(&self, namespace: &Namespace, item: &Override, now_ms: i64) -> Result<Override, StoreError> {
@@ -428,13 +496,25 @@ impl CatalogueStore for SqliteStore {
     fn override_of(&self, namespace: &Namespace, identifier: &str) -> Result<Option<Override>, StoreError> {
         let conn = lock(&self.writer);
         let sql = format!("SELECT {OVERRIDE_COLUMNS} WHERE o.namespace_id = ?1 AND o.identifier = ?2");
-        Ok(conn.query_row(&sql, params![namespace.id, identifier], override_row).optional()?)
+        Ok(conn
+            .query_row(&sql, params![namespace.id, identifier], override_row)
+            .optional()?)
     }
 
-    fn list_overrides(&self, namespace: &Namespace, cursor: Option<&str>, limit: usize) -> Result<Vec<Override>, StoreError> {
+    fn list_overrides(
+        &self,
+        namespace: &Namespace,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Override>, StoreError> {
         let conn = lock(&self.writer);
         let sql = format!("SELECT {OVERRIDE_COLUMNS} WHERE o.namespace_id = ?1 AND o.id > ?2 ORDER BY o.id LIMIT ?3");
-        collect(&conn, &sql, params![namespace.id, cursor.unwrap_or(""), limit as i64], override_row)
+        collect(
+            &conn,
+            &sql,
+            params![namespace.id, cursor.unwrap_or(""), limit as i64],
+            override_row,
+        )
     }
 
     fn delete_override(&self, namespace: &Namespace, identifier: &str) -> Result<(), StoreError> {

@@ -7,9 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-
 use super::credits::period_of;
-use super::model::{hash_key, normalized, parse_hash, Balance, CreditPlan, Identity, KeyHash, KeyRecord, Keyspace, RateLimit, Refill, RefillInterval};
+use super::model::{
+    hash_key, normalized, parse_hash, Balance, CreditPlan, Identity, KeyHash, KeyRecord, Keyspace, RateLimit, Refill,
+    RefillInterval,
+};
 use super::verify::ActiveKey;
 use super::KeyService;
 use crate::config::keys::{ExpiresSpec, KeyspaceSpec, NamedLimitSpec, RefillIntervalSpec, StaticKeySpec};
@@ -32,7 +34,10 @@ pub fn is_valid_id(id: &str) -> bool {
 
 /// Permission names: letters, digits and `. _ - * :`.
 pub fn is_valid_permission(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | ':'))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | ':'))
 }
 
 impl StaticKeys {
@@ -92,7 +97,11 @@ impl StaticKeys {
 
     /// The static keys of a keyspace, ordered by id.
     pub fn keys_in(&self, keyspace_id: &str) -> Vec<&Arc<ActiveKey>> {
-        let mut keys: Vec<_> = self.by_id.values().filter(|k| k.record.keyspace_id == keyspace_id).collect();
+        let mut keys: Vec<_> = self
+            .by_id
+            .values()
+            .filter(|k| k.record.keyspace_id == keyspace_id)
+            .collect();
         keys.sort_by(|a, b| a.record.id.cmp(&b.record.id));
         keys
     }
@@ -115,7 +124,10 @@ fn compile_key(spec: &StaticKeySpec, keyspace_id: &str) -> Result<CompiledKey, S
         _ => return err("", "a static key needs exactly one of `key` or `hash`"),
     };
     if let Some(j) = spec.permissions.iter().position(|p| !is_valid_permission(p)) {
-        return err(&format!(".permissions[{j}]"), "permissions use letters, digits and . _ - * :");
+        return err(
+            &format!(".permissions[{j}]"),
+            "permissions use letters, digits and . _ - * :",
+        );
     }
     let expires = match &spec.expires {
         None => None,
@@ -123,7 +135,12 @@ fn compile_key(spec: &StaticKeySpec, keyspace_id: &str) -> Result<CompiledKey, S
         Some(ExpiresSpec::Rfc3339(text)) => {
             match time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
                 Ok(at) => Some((at.unix_timestamp_nanos() / 1_000_000) as i64),
-                Err(_) => return err(".expires", "expected RFC 3339 (2030-01-01T00:00:00Z) or unix milliseconds"),
+                Err(_) => {
+                    return err(
+                        ".expires",
+                        "expected RFC 3339 (2030-01-01T00:00:00Z) or unix milliseconds",
+                    )
+                }
             }
         }
     };
@@ -160,8 +177,12 @@ fn compile_key(spec: &StaticKeySpec, keyspace_id: &str) -> Result<CompiledKey, S
                     RefillIntervalSpec::Monthly => RefillInterval::Monthly,
                 };
                 match (interval, r.refill_day) {
-                    (RefillInterval::Daily, Some(_)) => return err(".credits.refill.refill_day", "only for monthly refills"),
-                    (_, Some(day)) if !(1..=31).contains(&day) => return err(".credits.refill.refill_day", "must be 1..31"),
+                    (RefillInterval::Daily, Some(_)) => {
+                        return err(".credits.refill.refill_day", "only for monthly refills")
+                    }
+                    (_, Some(day)) if !(1..=31).contains(&day) => {
+                        return err(".credits.refill.refill_day", "must be 1..31")
+                    }
                     _ => {}
                 }
                 Some(Refill {
@@ -182,7 +203,10 @@ fn compile_key(spec: &StaticKeySpec, keyspace_id: &str) -> Result<CompiledKey, S
     let record = KeyRecord {
         id: spec.id.clone(),
         keyspace_id: keyspace_id.to_string(),
-        start: spec.key.as_deref().map_or_else(String::new, |k| k.chars().take(8).collect()),
+        start: spec
+            .key
+            .as_deref()
+            .map_or_else(String::new, |k| k.chars().take(8).collect()),
         name: spec.name.clone(),
         meta: spec.meta.clone(),
         identity,
@@ -257,11 +281,26 @@ mod tests {
         assert_eq!(field("- {id: 'bad id'}"), "[0].id");
         assert_eq!(field("- {id: a}\n- {id: a}"), "[1].id");
         assert_eq!(field("- {id: a, keys: [{id: k}]}"), "[0].keys[0]");
-        assert_eq!(field("- {id: a, keys: [{id: k, hash: 'sha256:00'}]}"), "[0].keys[0].hash");
-        assert_eq!(field("- {id: a, keys: [{id: k, key: x, expires: soon}]}"), "[0].keys[0].expires");
-        assert_eq!(field("- {id: a, keys: [{id: k, key: x, permissions: ['a b']}]}"), "[0].keys[0].permissions[0]");
-        assert_eq!(field("- {id: a, keys: [{id: k, key: x}, {id: k, key: y}]}"), "[0].keys[1].id");
-        assert_eq!(field("- {id: a, keys: [{id: k, key: x}, {id: l, key: x}]}"), "[0].keys[1]");
+        assert_eq!(
+            field("- {id: a, keys: [{id: k, hash: 'sha256:00'}]}"),
+            "[0].keys[0].hash"
+        );
+        assert_eq!(
+            field("- {id: a, keys: [{id: k, key: x, expires: soon}]}"),
+            "[0].keys[0].expires"
+        );
+        assert_eq!(
+            field("- {id: a, keys: [{id: k, key: x, permissions: ['a b']}]}"),
+            "[0].keys[0].permissions[0]"
+        );
+        assert_eq!(
+            field("- {id: a, keys: [{id: k, key: x}, {id: k, key: y}]}"),
+            "[0].keys[1].id"
+        );
+        assert_eq!(
+            field("- {id: a, keys: [{id: k, key: x}, {id: l, key: x}]}"),
+            "[0].keys[1]"
+        );
         assert_eq!(
             field("- {id: a, keys: [{id: k, key: x, ratelimits: [{name: r, limit: 0, duration: 1s}]}]}"),
             "[0].keys[0].ratelimits[0].limit"

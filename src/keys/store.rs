@@ -19,13 +19,12 @@ pub enum StoreError {
     #[error("key store: the database is unreachable: {0}")]
     Unreachable(String),
     /// The shared database's schema is newer than this keygate knows.
-    #[error("key store: the database schema is at version {found}, newer than this keygate's {known}: upgrade keygate")]
+    #[error(
+        "key store: the database schema is at version {found}, newer than this keygate's {known}: upgrade keygate"
+    )]
     NewerSchema { found: i64, known: i64 },
     #[error("key store: cannot create {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("key store: record {id} is unreadable: {message}")]
     Corrupt { id: String, message: String },
     #[error("key store task failed: {0}")]
@@ -78,7 +77,10 @@ pub trait KeyStore: Send + Sync {
     fn static_balance(&self, key_id: &str, origin: &str) -> Result<Option<Balance>, StoreError>;
     /// Writes balances gathered by `collect` under the write lock, so no
     /// admin change to a balance can be overwritten by an older value.
-    fn save_balances(&self, collect: &mut dyn FnMut() -> Vec<(String, Balance, Option<String>)>) -> Result<(), StoreError>;
+    fn save_balances(
+        &self,
+        collect: &mut dyn FnMut() -> Vec<(String, Balance, Option<String>)>,
+    ) -> Result<(), StoreError>;
 
     /// Tells the other processes sharing this store what changed, so their
     /// caches drop it at once. The embedded store has no one to tell.

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::credits::CreditAccount;
-use super::shared_credits::SharedAccount;
 use super::model::KeyRecord;
 use super::permissions::{Grants, PermissionQuery};
 use super::principal::PrincipalTemplate;
 use super::roles::RoleGrants;
+use super::shared_credits::SharedAccount;
 use crate::ratelimit::{push_part, Decision, LimitRequest, RateLimiter};
 
 /// A key ready for verification: its record plus everything compiled from it.
@@ -160,7 +160,10 @@ impl ActiveKey {
 
     /// The identity's externalId, else the key id.
     pub fn subject(&self) -> &str {
-        self.record.identity.as_ref().map_or(&self.record.id, |i| &i.external_id)
+        self.record
+            .identity
+            .as_ref()
+            .map_or(&self.record.id, |i| &i.external_id)
     }
 
     /// The Principal JSON with the balance after this request.
@@ -264,7 +267,10 @@ fn applicable<'k>(key: &'k ActiveKey, refs: &[LimitRef]) -> Result<Vec<Applied<'
         .limits
         .iter()
         .filter(|l| l.auto_apply)
-        .map(|l| Applied { bound: std::borrow::Cow::Borrowed(l), cost: 1 })
+        .map(|l| Applied {
+            bound: std::borrow::Cow::Borrowed(l),
+            cost: 1,
+        })
         .collect();
     for wanted in refs {
         if let Some(existing) = applied.iter_mut().find(|a| a.bound.name == wanted.name) {
@@ -285,7 +291,10 @@ fn applicable<'k>(key: &'k ActiveKey, refs: &[LimitRef]) -> Result<Vec<Applied<'
                 None => return Err(wanted.name.clone()),
             },
         };
-        applied.push(Applied { bound, cost: wanted.cost });
+        applied.push(Applied {
+            bound,
+            cost: wanted.cost,
+        });
     }
     Ok(applied)
 }
@@ -302,7 +311,10 @@ pub async fn verify(
         return Verification::refused(Verdict::NotFound, None);
     };
     let record = &key.record;
-    if request.keyspaces.is_some_and(|allowed| !allowed.contains(&record.keyspace_id)) {
+    if request
+        .keyspaces
+        .is_some_and(|allowed| !allowed.contains(&record.keyspace_id))
+    {
         return Verification::refused(Verdict::NotFound, None);
     }
     if !record.enabled {
@@ -364,7 +376,10 @@ pub async fn verify(
             return result;
         }
     }
-    if request.permissions.is_some_and(|q| !q.is_satisfied_by(&key.resolved.load().grants)) {
+    if request
+        .permissions
+        .is_some_and(|q| !q.is_satisfied_by(&key.resolved.load().grants))
+    {
         result.verdict = Verdict::InsufficientPermissions;
         return result;
     }

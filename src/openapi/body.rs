@@ -39,11 +39,18 @@ impl RequestBody {
                 let validator = match entry.get("schema") {
                     Some(_) if is_json(range) => {
                         let at = format!("{pointer}/content/{}/schema", escape(range));
-                        Some(schemas.validator(&at).map_err(|e| format!("media type {range:?}: {e}"))?)
+                        Some(
+                            schemas
+                                .validator(&at)
+                                .map_err(|e| format!("media type {range:?}: {e}"))?,
+                        )
                     }
                     _ => None,
                 };
-                media.push(Media { range: range.to_ascii_lowercase(), validator });
+                media.push(Media {
+                    range: range.to_ascii_lowercase(),
+                    validator,
+                });
             }
         }
         Ok(Self { required, media })
@@ -65,7 +72,10 @@ impl RequestBody {
         };
         let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         let Some(media) = self.media_for(&essence) else {
-            return out.push(item(CONTENT_TYPE, format!("unsupported media type {essence:?}; expected {}", self.expected())));
+            return out.push(item(
+                CONTENT_TYPE,
+                format!("unsupported media type {essence:?}; expected {}", self.expected()),
+            ));
         };
         let Some(validator) = &media.validator else { return };
         let value: Value = match serde_json::from_slice(body) {

@@ -20,7 +20,12 @@ use crate::errors::ErrorItem;
 const DOCUMENT_URI: &str = "urn:keygate:openapi";
 
 /// Characters of a JSON pointer kept as they are in a URI fragment.
-const FRAGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'~').remove(b'-').remove(b'_').remove(b'.');
+const FRAGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'~')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.');
 
 const METHODS: [(&str, Method); 8] = [
     ("get", Method::GET),
@@ -44,7 +49,10 @@ impl<'a> Schemas<'a> {
         let registry = Registry::new()
             .add(DOCUMENT_URI, doc)
             .and_then(|builder| builder.prepare())
-            .map_err(|e| SpecError::Invalid { at: "/".into(), message: e.to_string() })?;
+            .map_err(|e| SpecError::Invalid {
+                at: "/".into(),
+                message: e.to_string(),
+            })?;
         Ok(Self { doc, registry })
     }
 
@@ -92,9 +100,15 @@ impl CompiledSpec {
         if let Some(Value::Object(items)) = doc.get("paths") {
             for (template, item) in items {
                 let at = format!("/paths/{}", escape(template));
-                let invalid = |message: String| SpecError::Invalid { at: at.clone(), message };
+                let invalid = |message: String| SpecError::Invalid {
+                    at: at.clone(),
+                    message,
+                };
                 router.insert(template, paths.len()).map_err(invalid)?;
-                paths.push(compile_path(&schemas, template, item, &at).map_err(|(at, message)| SpecError::Invalid { at, message })?);
+                paths.push(
+                    compile_path(&schemas, template, item, &at)
+                        .map_err(|(at, message)| SpecError::Invalid { at, message })?,
+                );
             }
         }
         Ok(Self { router, paths })
@@ -104,19 +118,27 @@ impl CompiledSpec {
     pub fn check(&self, head: &http::request::Parts, body: &[u8]) -> Vec<ErrorItem> {
         let path = head.uri.path();
         let Some(matched) = self.router.find(path) else {
-            return vec![ErrorItem::new("path", format!("no operation in the API specification matches {} {path}", head.method))];
+            return vec![ErrorItem::new(
+                "path",
+                format!("no operation in the API specification matches {} {path}", head.method),
+            )];
         };
         let item = &self.paths[matched.target];
-        let operation = item
-            .operations
-            .iter()
-            .find(|(m, _)| *m == head.method)
-            .or_else(|| (head.method == Method::HEAD).then(|| item.operations.iter().find(|(m, _)| *m == Method::GET)).flatten());
+        let operation = item.operations.iter().find(|(m, _)| *m == head.method).or_else(|| {
+            (head.method == Method::HEAD)
+                .then(|| item.operations.iter().find(|(m, _)| *m == Method::GET))
+                .flatten()
+        });
         let Some((_, operation)) = operation else {
             let allowed: Vec<&str> = item.operations.iter().map(|(m, _)| m.as_str()).collect();
             return vec![ErrorItem::new(
                 "method",
-                format!("{} is not an operation of {} (allowed: {})", head.method, item.template, allowed.join(", ")),
+                format!(
+                    "{} is not an operation of {} (allowed: {})",
+                    head.method,
+                    item.template,
+                    allowed.join(", ")
+                ),
             )];
         };
         let mut problems = Vec::new();
@@ -125,7 +147,10 @@ impl CompiledSpec {
             param.check(&inputs, &mut problems);
         }
         if let Some(request_body) = &operation.body {
-            let content_type = head.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let content_type = head
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
             request_body.check(content_type, body, &mut problems);
         }
         problems
@@ -155,7 +180,10 @@ fn compile_path(schemas: &Schemas<'_>, template: &str, item: &Value, at: &str) -
         };
         operations.push((method, Operation { params, body }));
     }
-    Ok(PathItem { template: template.to_string(), operations })
+    Ok(PathItem {
+        template: template.to_string(),
+        operations,
+    })
 }
 
 fn compile_params(schemas: &Schemas<'_>, owner: &Value, at: &str) -> Result<Vec<Param>, Located> {

@@ -45,7 +45,8 @@ pub fn load(text: &str) -> Result<Value, SpecError> {
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
     };
     // YAML keys that are not strings (`200:` in `responses`) read as their text.
-    let mut doc: Value = serde_saphyr::from_str_with_options(text, options).map_err(|e| SpecError::Parse(e.to_string()))?;
+    let mut doc: Value =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| SpecError::Parse(e.to_string()))?;
     let version = version(&doc)?;
     check_refs(&doc, &mut String::new())?;
     if version == Version::V30 {
@@ -66,7 +67,9 @@ fn check_flow_nesting(text: &str) -> Result<(), SpecError> {
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(SpecError::Parse(format!("collections nested deeper than {MAX_NESTING}")));
+                    return Err(SpecError::Parse(format!(
+                        "collections nested deeper than {MAX_NESTING}"
+                    )));
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
@@ -237,7 +240,8 @@ mod tests {
         assert!(matches!(load("swagger: '2.0'"), Err(SpecError::Version(_))));
         assert!(matches!(load("openapi: 4.0.0"), Err(SpecError::Version(_))));
         assert!(matches!(load("openapi: [unclosed"), Err(SpecError::Parse(_))));
-        let err = load("openapi: 3.1.0\npaths:\n  /a:\n    get:\n      parameters: [{$ref: 'other.yaml#/p'}]\n").unwrap_err();
+        let err =
+            load("openapi: 3.1.0\npaths:\n  /a:\n    get:\n      parameters: [{$ref: 'other.yaml#/p'}]\n").unwrap_err();
         assert!(
             matches!(&err, SpecError::ExternalRef { at, target } if at == "/paths/~1a/get/parameters/0" && target == "other.yaml#/p"),
             "{err}"
@@ -255,8 +259,14 @@ mod tests {
             assert!(matches!(load(&deep), Err(SpecError::Parse(_))), "depth {depth}");
         }
         let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
-        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
-            bomb.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{previous}"); 10].join(", ")));
+        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            bomb.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{previous}"); 10].join(", ")
+            ));
         }
         let err = load(&bomb).unwrap_err();
         assert!(matches!(err, SpecError::Parse(_)), "{err}");

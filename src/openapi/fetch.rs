@@ -71,14 +71,22 @@ pub async fn run<C: FetchSources>(
         for source in current.fetch_sources() {
             let Some(path) = source.slot.fetch_path() else { continue };
             let key = (source.deployment.to_string(), path.to_string());
-            let wait = if source.slot.current().is_some() { REFRESH } else { RETRY };
+            let wait = if source.slot.current().is_some() {
+                REFRESH
+            } else {
+                RETRY
+            };
             if let Some(since) = attempted.get(&key).map(Instant::elapsed).filter(|since| *since < wait) {
                 next = next.min(wait - since);
                 continue;
             }
             attempted.insert(key.clone(), Instant::now());
             refresh(&fetched, &http, &source, path, key).await;
-            next = next.min(if source.slot.current().is_some() { REFRESH } else { RETRY });
+            next = next.min(if source.slot.current().is_some() {
+                REFRESH
+            } else {
+                RETRY
+            });
         }
         tokio::select! {
             changed = config.changed() => if changed.is_err() { break },
@@ -99,7 +107,11 @@ async fn refresh(fetched: &FetchedSpecs, http: &HttpClient, source: &Fetched<'_>
         }
         Err(e) => {
             metrics().openapi_fetch_failures.inc();
-            let kept = if slot.current().is_some() { "keeping the last good spec" } else { "requests get 422 until it works" };
+            let kept = if slot.current().is_some() {
+                "keeping the last good spec"
+            } else {
+                "requests get 422 until it works"
+            };
             tracing::warn!(deployment = %deployment, path, "OpenAPI spec fetch failed, {kept}: {e}");
         }
     }
@@ -109,7 +121,9 @@ async fn refresh(fetched: &FetchedSpecs, http: &HttpClient, source: &Fetched<'_>
 async fn fetch(http: &HttpClient, instances: &InstanceSet, path: &str) -> Result<CompiledSpec, String> {
     let mut problems = Vec::new();
     for endpoint in instances.current().iter().filter(|e| e.is_available()) {
-        let Target::Network(addr) = endpoint.target else { continue };
+        let Target::Network(addr) = endpoint.target else {
+            continue;
+        };
         let url = format!("http://{addr}{path}");
         let text = match http.get(&url, FETCH_TIMEOUT, MAX_SPEC_BYTES).await {
             Ok(body) => body,

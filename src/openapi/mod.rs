@@ -61,19 +61,33 @@ impl SpecSlot {
     /// Loads `spec` for `deployment`; a file is read and compiled now
     /// (relative to `base_dir`). Errors are `(field below openapi, message)`.
     /// A `fetch_path` slot starts with the spec last fetched for it, if any.
-    pub fn load(spec: &OpenapiSourceSpec, deployment: &str, base_dir: &Path, fetched: &FetchedSpecs) -> Result<Self, (String, String)> {
+    pub fn load(
+        spec: &OpenapiSourceSpec,
+        deployment: &str,
+        base_dir: &Path,
+        fetched: &FetchedSpecs,
+    ) -> Result<Self, (String, String)> {
         match (&spec.file, &spec.fetch_path) {
             (Some(file), None) => {
                 let path = base_dir.join(file);
                 let text = std::fs::read_to_string(&path)
-                    .map_err(|source| SpecError::Read { path: path.display().to_string(), source })
+                    .map_err(|source| SpecError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })
                     .map_err(|e| (".file".to_string(), e.to_string()))?;
                 let compiled = compile(&text).map_err(|e| (".file".to_string(), format!("{}: {e}", path.display())))?;
-                Ok(Self { source: Source::File, current: ArcSwapOption::from_pointee(compiled) })
+                Ok(Self {
+                    source: Source::File,
+                    current: ArcSwapOption::from_pointee(compiled),
+                })
             }
             (None, Some(fetch_path)) => {
                 if !fetch_path.starts_with('/') {
-                    return Err((".fetch_path".into(), format!("{fetch_path:?} must be an absolute path (start with /)")));
+                    return Err((
+                        ".fetch_path".into(),
+                        format!("{fetch_path:?} must be an absolute path (start with /)"),
+                    ));
                 }
                 Ok(Self {
                     current: ArcSwapOption::new(fetched.last_good(deployment, fetch_path)),

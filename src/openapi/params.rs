@@ -59,7 +59,11 @@ enum Shape {
     Scalar(Scalar),
     /// `explode` (form style only): one value per occurrence; else one
     /// occurrence split on `separator`.
-    Array { item: Scalar, explode: bool, separator: char },
+    Array {
+        item: Scalar,
+        explode: bool,
+        separator: char,
+    },
     /// `content: {application/json: ...}`: the value is JSON text.
     Json,
 }
@@ -95,7 +99,12 @@ impl<'a> Inputs<'a> {
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .collect();
-        Self { path, query, headers, cookies }
+        Self {
+            path,
+            query,
+            headers,
+            cookies,
+        }
     }
 
     fn values(&self, param: &Param) -> Vec<Cow<'a, str>> {
@@ -106,21 +115,33 @@ impl<'a> Inputs<'a> {
                 .filter(|(n, _)| *n == param.name)
                 .map(|(_, v)| Cow::Owned(v.clone()))
                 .collect(),
-            In::Query => self.query.iter().filter(|(n, _)| *n == param.name).map(|(_, v)| v.clone()).collect(),
+            In::Query => self
+                .query
+                .iter()
+                .filter(|(n, _)| *n == param.name)
+                .map(|(_, v)| v.clone())
+                .collect(),
             In::Header => self
                 .headers
                 .get_all(param.name.as_str())
                 .iter()
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().into())
                 .collect(),
-            In::Cookie => self.cookies.iter().filter(|(n, _)| *n == param.name).map(|(_, v)| Cow::Borrowed(*v)).collect(),
+            In::Cookie => self
+                .cookies
+                .iter()
+                .filter(|(n, _)| *n == param.name)
+                .map(|(_, v)| Cow::Borrowed(*v))
+                .collect(),
         }
     }
 }
 
 /// Headers OpenAPI says parameters must not describe.
 fn ignored_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("accept") || name.eq_ignore_ascii_case("content-type") || name.eq_ignore_ascii_case("authorization")
+    name.eq_ignore_ascii_case("accept")
+        || name.eq_ignore_ascii_case("content-type")
+        || name.eq_ignore_ascii_case("authorization")
 }
 
 impl Param {
@@ -130,9 +151,16 @@ impl Param {
         let raw = doc.pointer(pointer).ok_or("parameter not found")?;
         let (object, resolved) = resolve(doc, raw).ok_or("unresolvable parameter $ref")?;
         let pointer = resolved.unwrap_or_else(|| pointer.to_string());
-        let name = object.get("name").and_then(Value::as_str).ok_or("parameter without `name`")?;
-        let location_text = object.get("in").and_then(Value::as_str).ok_or("parameter without `in`")?;
-        let location = In::parse(location_text).ok_or_else(|| format!("parameter {name:?}: unknown `in: {location_text}`"))?;
+        let name = object
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("parameter without `name`")?;
+        let location_text = object
+            .get("in")
+            .and_then(Value::as_str)
+            .ok_or("parameter without `in`")?;
+        let location =
+            In::parse(location_text).ok_or_else(|| format!("parameter {name:?}: unknown `in: {location_text}`"))?;
         if location == In::Header && ignored_header(name) {
             return Ok(None);
         }
@@ -149,7 +177,10 @@ impl Param {
                 Some("pipeDelimited") => '|',
                 _ => ',',
             };
-            (shape_of(doc, schema, explode && form, separator), format!("{pointer}/schema"))
+            (
+                shape_of(doc, schema, explode && form, separator),
+                format!("{pointer}/schema"),
+            )
         } else if let Some(Value::Object(content)) = object.get("content") {
             let media = content.keys().next().ok_or("parameter `content` is empty")?;
             (Shape::Json, format!("{pointer}/content/{}/schema", escape(media)))
@@ -157,12 +188,20 @@ impl Param {
             return Err(format!("parameter {name:?} has neither `schema` nor `content`"));
         };
         let validator = match doc.pointer(&schema_pointer) {
-            Some(_) => Some(schemas.validator(&schema_pointer).map_err(|e| format!("parameter {name:?}: {e}"))?),
+            Some(_) => Some(
+                schemas
+                    .validator(&schema_pointer)
+                    .map_err(|e| format!("parameter {name:?}: {e}"))?,
+            ),
             None => None,
         };
         Ok(Some(Self {
             location,
-            name: if location == In::Header { name.to_ascii_lowercase() } else { name.to_string() },
+            name: if location == In::Header {
+                name.to_ascii_lowercase()
+            } else {
+                name.to_string()
+            },
             label: format!("{}.{name}", location.label()),
             required,
             shape,
@@ -191,7 +230,11 @@ impl Param {
         if let Some(validator) = &self.validator {
             for error in validator.iter_errors(&value) {
                 let at = error.instance_path().to_string();
-                let label = if at.is_empty() { self.label.clone() } else { format!("{}{at}", self.label) };
+                let label = if at.is_empty() {
+                    self.label.clone()
+                } else {
+                    format!("{}{at}", self.label)
+                };
                 out.push(ErrorItem::new(label, error.to_string()));
             }
         }
@@ -205,14 +248,22 @@ impl Param {
         match &self.shape {
             Shape::Scalar(scalar) => coerce(*scalar, &values[0]),
             Shape::Json => serde_json::from_str(&values[0]).map_err(|e| format!("invalid JSON: {e}")),
-            Shape::Array { item, explode, separator } => {
+            Shape::Array {
+                item,
+                explode,
+                separator,
+            } => {
                 let parts: Vec<&str> = if *explode {
                     values.iter().map(|v| v.as_ref()).collect()
                 } else {
                     values[0].split(*separator).collect()
                 };
                 let parts = if parts == [""] { Vec::new() } else { parts };
-                parts.into_iter().map(|p| coerce(*item, p)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+                parts
+                    .into_iter()
+                    .map(|p| coerce(*item, p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::Array)
             }
         }
     }
@@ -228,7 +279,11 @@ fn shape_of(doc: &Value, schema: &Value, explode: bool, separator: char) -> Shap
                 .get("items")
                 .and_then(|items| resolve(doc, items))
                 .map_or(Scalar::Any, |(items, _)| scalar(type_name(items)));
-            Shape::Array { item, explode, separator }
+            Shape::Array {
+                item,
+                explode,
+                separator,
+            }
         }
         other => Shape::Scalar(scalar(other)),
     }
@@ -324,7 +379,12 @@ mod tests {
         for (query, expected) in cases {
             let inputs = Inputs::new(&[], Some(query), &headers);
             for name in ["q", "q r"] {
-                let openapi: Vec<_> = inputs.query.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect();
+                let openapi: Vec<_> = inputs
+                    .query
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .collect();
                 let matcher: Vec<_> = crate::policy::matcher::query_values(query, name).collect();
                 assert_eq!(openapi, matcher, "{name:?} in {query:?}");
             }

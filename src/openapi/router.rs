@@ -48,7 +48,10 @@ impl Router {
         }
         base_paths.sort_by_key(|b| std::cmp::Reverse(b.len()));
         base_paths.dedup();
-        Self { root: Node::default(), base_paths }
+        Self {
+            root: Node::default(),
+            base_paths,
+        }
     }
 
     /// Adds the template `template` (e.g. `/users/{id}`) as `target`.
@@ -68,7 +71,11 @@ impl Router {
                     // Partial patterns are tried before whole-segment ones.
                     let at = match pattern {
                         Pattern::Whole(_) => node.templated.len(),
-                        Pattern::Partial(..) => node.templated.iter().take_while(|(p, _)| matches!(p, Pattern::Partial(..))).count(),
+                        Pattern::Partial(..) => node
+                            .templated
+                            .iter()
+                            .take_while(|(p, _)| matches!(p, Pattern::Partial(..)))
+                            .count(),
                     };
                     node.templated.insert(at, (pattern, Node::default()));
                     at
@@ -131,7 +138,10 @@ impl Pattern {
         let mut regex = String::from("^");
         let mut rest = segment;
         while let Some(open) = rest.find('{') {
-            let close = rest[open..].find('}').ok_or_else(|| format!("unclosed `{{` in path segment {segment:?}"))? + open;
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in path segment {segment:?}"))?
+                + open;
             regex.push_str(&regex::escape(&rest[..open]));
             names.push(rest[open + 1..close].to_string());
             regex.push_str("(.+?)");
@@ -164,7 +174,9 @@ impl Pattern {
                 true
             }
             Self::Partial(regex, names) => {
-                let Some(caps) = regex.captures(segment) else { return false };
+                let Some(caps) = regex.captures(segment) else {
+                    return false;
+                };
                 for (i, name) in names.iter().enumerate() {
                     let value = caps.get(i + 1).map_or("", |m| m.as_str());
                     params.push((name.clone(), value.to_string()));
@@ -206,14 +218,27 @@ mod tests {
 
     #[test]
     fn literal_beats_template_and_backtracks() {
-        let r = router(&["/users/{id}", "/users/me", "/users/me/{tab}", "/users/{id}/posts", "/files/{name}.json", "/files/{name}"], &[]);
+        let r = router(
+            &[
+                "/users/{id}",
+                "/users/me",
+                "/users/me/{tab}",
+                "/users/{id}/posts",
+                "/files/{name}.json",
+                "/files/{name}",
+            ],
+            &[],
+        );
         assert_eq!(r.find("/users/me").map(|m| m.target), Some(1));
         let m = r.find("/users/42").unwrap();
         assert_eq!((m.target, m.params), (0, vec![("id".into(), "42".into())]));
         // `me` is literal, but only `{id}/posts` continues with `posts`.
         assert_eq!(r.find("/users/me/posts").map(|m| m.target), Some(2));
         assert_eq!(r.find("/users/7/posts").map(|m| m.target), Some(3));
-        assert_eq!(r.find("/files/a.json").unwrap().params, vec![("name".into(), "a".into())]);
+        assert_eq!(
+            r.find("/files/a.json").unwrap().params,
+            vec![("name".into(), "a".into())]
+        );
         assert_eq!(r.find("/files/a.txt").map(|m| m.target), Some(5));
         assert_eq!(r.find("/users/a%20b").unwrap().params[0].1, "a b");
         assert!(r.find("/users").is_none());

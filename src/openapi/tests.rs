@@ -80,7 +80,13 @@ fn locations(items: &[ErrorItem]) -> Vec<&str> {
 #[test]
 fn parameters_in_every_location() {
     let spec = compile(SPEC_30).unwrap();
-    let ok = check(&spec, "GET", "/v1/pets?limit=5&tags=cat&tags=dog&ids=1,2,3&verbose=true", &[("x-trace", "deadbeef"), ("cookie", "session=abcd")], "");
+    let ok = check(
+        &spec,
+        "GET",
+        "/v1/pets?limit=5&tags=cat&tags=dog&ids=1,2,3&verbose=true",
+        &[("x-trace", "deadbeef"), ("cookie", "session=abcd")],
+        "",
+    );
     assert_eq!(ok, vec![]);
     let bad = check(
         &spec,
@@ -91,7 +97,14 @@ fn parameters_in_every_location() {
     );
     assert_eq!(
         locations(&bad),
-        vec!["query.limit", "query.tags/1", "query.ids", "header.X-Trace", "cookie.session", "query.verbose"],
+        vec![
+            "query.limit",
+            "query.tags/1",
+            "query.ids",
+            "header.X-Trace",
+            "cookie.session",
+            "query.verbose"
+        ],
         "{bad:?}"
     );
     assert!(bad[2].message.contains("expected integer"), "{bad:?}");
@@ -105,8 +118,14 @@ fn matching_methods_and_base_paths() {
     let spec = compile(SPEC_30).unwrap();
     assert_eq!(check(&spec, "GET", "/v1/pets/42", &[], ""), vec![]);
     assert_eq!(check(&spec, "GET", "/v1/pets/mine", &[], ""), vec![]);
-    assert_eq!(locations(&check(&spec, "GET", "/v1/pets/abc", &[], "")), vec!["path.id"]);
-    assert_eq!(locations(&check(&spec, "PATCH", "/v1/pets/42", &[], "")), vec!["method"]);
+    assert_eq!(
+        locations(&check(&spec, "GET", "/v1/pets/abc", &[], "")),
+        vec!["path.id"]
+    );
+    assert_eq!(
+        locations(&check(&spec, "PATCH", "/v1/pets/42", &[], "")),
+        vec!["method"]
+    );
     assert_eq!(locations(&check(&spec, "GET", "/pets/42", &[], "")), vec!["path"]);
     assert_eq!(locations(&check(&spec, "GET", "/v1/owners", &[], "")), vec!["path"]);
     // HEAD falls back to GET.
@@ -117,7 +136,16 @@ fn matching_methods_and_base_paths() {
 fn bodies_report_every_violation() {
     let spec = compile(SPEC_30).unwrap();
     let json = [("content-type", "application/json")];
-    assert_eq!(check(&spec, "POST", "/v1/pets", &json, r#"{"name":"rex","price":3.5,"nickname":null}"#), vec![]);
+    assert_eq!(
+        check(
+            &spec,
+            "POST",
+            "/v1/pets",
+            &json,
+            r#"{"name":"rex","price":3.5,"nickname":null}"#
+        ),
+        vec![]
+    );
     let bad = check(
         &spec,
         "POST",
@@ -127,16 +155,37 @@ fn bodies_report_every_violation() {
     );
     let mut at = locations(&bad);
     at.sort();
-    assert_eq!(at, vec!["/body/email", "/body/items/2/price", "/body/kind", "/body/name", "/body/price"], "{bad:?}");
-    assert_eq!(locations(&check(&spec, "POST", "/v1/pets", &json, r#"{"price":1}"#)), vec!["/body"]);
+    assert_eq!(
+        at,
+        vec![
+            "/body/email",
+            "/body/items/2/price",
+            "/body/kind",
+            "/body/name",
+            "/body/price"
+        ],
+        "{bad:?}"
+    );
+    assert_eq!(
+        locations(&check(&spec, "POST", "/v1/pets", &json, r#"{"price":1}"#)),
+        vec!["/body"]
+    );
     assert_eq!(locations(&check(&spec, "POST", "/v1/pets", &json, "")), vec!["/body"]);
-    assert!(check(&spec, "POST", "/v1/pets", &json, "{not json")[0].message.contains("invalid JSON"));
+    assert!(check(&spec, "POST", "/v1/pets", &json, "{not json")[0]
+        .message
+        .contains("invalid JSON"));
     let wrong = check(&spec, "POST", "/v1/pets", &[("content-type", "text/plain")], "rex");
     assert_eq!(locations(&wrong), vec!["header.Content-Type"]);
     assert!(wrong[0].message.contains("application/json"), "{wrong:?}");
-    assert_eq!(locations(&check(&spec, "POST", "/v1/pets", &[], "{}")), vec!["header.Content-Type"]);
+    assert_eq!(
+        locations(&check(&spec, "POST", "/v1/pets", &[], "{}")),
+        vec!["header.Content-Type"]
+    );
     let charset = [("content-type", "application/json; charset=utf-8")];
-    assert_eq!(check(&spec, "POST", "/v1/pets", &charset, r#"{"name":"a","price":1}"#), vec![]);
+    assert_eq!(
+        check(&spec, "POST", "/v1/pets", &charset, r#"{"name":"a","price":1}"#),
+        vec![]
+    );
 }
 
 #[test]
@@ -147,7 +196,10 @@ fn openapi_31_documents() {
     assert_eq!(check(&spec, "PUT", id, &json, r#"{"note":null,"qty":2}"#), vec![]);
     let bad = check(&spec, "PUT", id, &json, r#"{"qty":0,"extra":true}"#);
     assert_eq!(bad.len(), 2, "{bad:?}");
-    assert_eq!(locations(&check(&spec, "PUT", "/orders/nope.json", &json, "{}")), vec!["path.orderId"]);
+    assert_eq!(
+        locations(&check(&spec, "PUT", "/orders/nope.json", &json, "{}")),
+        vec!["path.orderId"]
+    );
     // `text/*` matches any text type; its schema is not JSON-validated.
     assert_eq!(check(&spec, "PUT", id, &[("content-type", "text/csv")], "a,b"), vec![]);
     // No requestBody.required: an empty body is fine.
@@ -158,22 +210,37 @@ fn openapi_31_documents() {
 fn unusable_documents_are_errors() {
     let dangling = "openapi: 3.1.0\npaths:\n  /a:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema: {$ref: '#/components/schemas/Missing'}\n";
     let err = compile(dangling).unwrap_err();
-    assert!(matches!(err, SpecError::Invalid { ref at, .. } if at.contains("requestBody")), "{err}");
-    assert!(matches!(compile("openapi: 3.1.0\npaths:\n  /a/{x:\n    get: {}\n"), Err(SpecError::Invalid { .. })));
+    assert!(
+        matches!(err, SpecError::Invalid { ref at, .. } if at.contains("requestBody")),
+        "{err}"
+    );
+    assert!(matches!(
+        compile("openapi: 3.1.0\npaths:\n  /a/{x:\n    get: {}\n"),
+        Err(SpecError::Invalid { .. })
+    ));
 }
 
 #[test]
 fn the_large_real_world_spec_compiles_and_matches() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/unkey-openapi-generated.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/unkey-openapi-generated.yaml"
+    );
     let Ok(text) = std::fs::read_to_string(path) else {
         eprintln!("skipped: {path} not present");
         return;
     };
     let spec = compile(&text).unwrap();
     let json = [("content-type", "application/json")];
-    assert_eq!(check(&spec, "POST", "/v2/keys.createKey", &json, r#"{"apiId":"api_1234"}"#), vec![]);
+    assert_eq!(
+        check(&spec, "POST", "/v2/keys.createKey", &json, r#"{"apiId":"api_1234"}"#),
+        vec![]
+    );
     assert!(!check(&spec, "POST", "/v2/keys.createKey", &json, r#"{"apiId":5}"#).is_empty());
-    assert_eq!(locations(&check(&spec, "GET", "/v2/keys.createKey", &json, "")), vec!["method"]);
+    assert_eq!(
+        locations(&check(&spec, "GET", "/v2/keys.createKey", &json, "")),
+        vec!["method"]
+    );
 }
 
 /// A JSON document nested `depth` arrays deep around `inner`.

@@ -14,7 +14,6 @@ pub struct IpRules {
 }
 
 impl IpRules {
-
     fn admits(&self, ip: Option<std::net::IpAddr>) -> bool {
         let Some(ip) = ip else {
             return self.allow.is_empty();
@@ -55,7 +54,10 @@ mod tests {
 
     fn rules(allow: &[&str], deny: &[&str]) -> IpRules {
         let nets = |list: &[&str]| IpSet::new(list.iter().map(|n| n.parse().unwrap()).collect());
-        IpRules { allow: nets(allow), deny: nets(deny) }
+        IpRules {
+            allow: nets(allow),
+            deny: nets(deny),
+        }
     }
 
     #[test]

@@ -17,8 +17,13 @@ use crate::keys::Keys;
 #[derive(Debug)]
 enum Location {
     Bearer,
-    Header { name: HeaderName, strip_prefix: Option<String> },
-    Query { name: String },
+    Header {
+        name: HeaderName,
+        strip_prefix: Option<String>,
+    },
+    Query {
+        name: String,
+    },
 }
 
 impl Location {
@@ -46,7 +51,9 @@ pub struct KeyAuth {
 impl KeyAuth {
     /// The key from the first location that has one, and that location.
     fn credential<'r>(&'r self, head: &'r http::request::Parts) -> Option<(std::borrow::Cow<'r, str>, &'r Location)> {
-        self.locations.iter().find_map(|location| Self::read(location, head).map(|key| (key, location)))
+        self.locations
+            .iter()
+            .find_map(|location| Self::read(location, head).map(|key| (key, location)))
     }
 
     fn read<'r>(location: &'r Location, head: &'r http::request::Parts) -> Option<std::borrow::Cow<'r, str>> {
@@ -92,7 +99,9 @@ fn compile_location(spec: &LocationSpec) -> Result<Location, String> {
             let strip_prefix = header.strip_prefix.clone().filter(|p| !p.is_empty());
             Ok(Location::Header { name, strip_prefix })
         }
-        (None, None, Some(query)) if !query.name.is_empty() => Ok(Location::Query { name: query.name.clone() }),
+        (None, None, Some(query)) if !query.name.is_empty() => Ok(Location::Query {
+            name: query.name.clone(),
+        }),
         (None, None, Some(_)) => Err("query.name must not be empty".into()),
         _ => Err("a location is exactly one of bearer, header or query".into()),
     }

@@ -72,7 +72,9 @@ impl Logging {
             redact: chain.clone().union(&self.settings.redact),
             sink: self.settings.sink.clone(),
         };
-        Self { settings: Arc::new(settings) }
+        Self {
+            settings: Arc::new(settings),
+        }
     }
 }
 
@@ -130,9 +132,13 @@ impl LogCapture {
             request_id: facts.request_id,
             trace_id: facts.trace_id.map(|id| id.to_string()),
             method: head.method.as_str(),
-            host: header(http::header::HOST).or_else(|| head.uri.authority().map(|a| a.as_str())).unwrap_or(""),
+            host: header(http::header::HOST)
+                .or_else(|| head.uri.authority().map(|a| a.as_str()))
+                .unwrap_or(""),
             path: head.uri.path(),
-            query: redact_query(head.uri.query().unwrap_or(""), |name| self.settings.redact.is_credential_param(name)),
+            query: redact_query(head.uri.query().unwrap_or(""), |name| {
+                self.settings.redact.is_credential_param(name)
+            }),
             client_ip: facts.client_ip.map(|ip| ip.to_string()),
             user_agent: header(http::header::USER_AGENT),
             deployment_id: facts.deployment_id,
@@ -219,7 +225,10 @@ fn insert_body(map: &mut Map<String, Value>, field: &str, bytes: &[u8]) {
             map.insert(field.into(), text.into());
         }
         Err(_) => {
-            map.insert(field.into(), base64::engine::general_purpose::STANDARD.encode(bytes).into());
+            map.insert(
+                field.into(),
+                base64::engine::general_purpose::STANDARD.encode(bytes).into(),
+            );
             map.insert(format!("{field}_encoding"), "base64".into());
         }
     }
@@ -278,8 +287,22 @@ mod tests {
         response_headers.insert("content-type", "text/plain".parse().unwrap());
         let v = record(&c, &response_headers);
         for field in [
-            "ts", "request_id", "method", "host", "path", "query", "client_ip", "user_agent", "deployment_id",
-            "instance", "status", "request_headers", "request_body", "response_headers", "response_body", "latency_ms",
+            "ts",
+            "request_id",
+            "method",
+            "host",
+            "path",
+            "query",
+            "client_ip",
+            "user_agent",
+            "deployment_id",
+            "instance",
+            "status",
+            "request_headers",
+            "request_body",
+            "response_headers",
+            "response_body",
+            "latency_ms",
         ] {
             assert!(v.get(field).is_some(), "missing {field}: {v}");
         }

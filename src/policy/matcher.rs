@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use http::header::HeaderName;
 use regex::Regex;
 
-use crate::config::policy::{FieldMatchSpec, MatchSpec, StringMatchSpec};
 use super::{join, RequestView};
+use crate::config::policy::{FieldMatchSpec, MatchSpec, StringMatchSpec};
 
 /// Bounds on a `regex` match: its compiled program (memory) and how deep
 /// its groups nest (the parser recurses once per level). Patterns past
@@ -30,8 +30,14 @@ pub fn bounded_regex(pattern: &str, ignore_case: bool) -> Result<Regex, String> 
 /// A compiled string test.
 #[derive(Debug)]
 pub enum StringMatcher {
-    Exact { value: Box<str>, ignore_case: bool },
-    Prefix { value: Box<str>, ignore_case: bool },
+    Exact {
+        value: Box<str>,
+        ignore_case: bool,
+    },
+    Prefix {
+        value: Box<str>,
+        ignore_case: bool,
+    },
     /// Unanchored search (`^…$` to anchor); `ignore_case` compiled in.
     Regex(Regex),
 }
@@ -41,8 +47,14 @@ impl StringMatcher {
     pub fn compile(spec: &StringMatchSpec) -> Result<Self, (String, String)> {
         let ignore_case = spec.ignore_case;
         match (&spec.exact, &spec.prefix, &spec.regex) {
-            (Some(value), None, None) => Ok(Self::Exact { value: value.as_str().into(), ignore_case }),
-            (None, Some(value), None) => Ok(Self::Prefix { value: value.as_str().into(), ignore_case }),
+            (Some(value), None, None) => Ok(Self::Exact {
+                value: value.as_str().into(),
+                ignore_case,
+            }),
+            (None, Some(value), None) => Ok(Self::Prefix {
+                value: value.as_str().into(),
+                ignore_case,
+            }),
             (None, None, Some(pattern)) => bounded_regex(pattern, ignore_case)
                 .map(Self::Regex)
                 .map_err(|message| ("regex".to_string(), message)),
@@ -52,10 +64,22 @@ impl StringMatcher {
 
     pub fn matches(&self, text: &str) -> bool {
         match self {
-            Self::Exact { value, ignore_case: false } => text == &**value,
-            Self::Exact { value, ignore_case: true } => text.eq_ignore_ascii_case(value),
-            Self::Prefix { value, ignore_case: false } => text.starts_with(&**value),
-            Self::Prefix { value, ignore_case: true } => text
+            Self::Exact {
+                value,
+                ignore_case: false,
+            } => text == &**value,
+            Self::Exact {
+                value,
+                ignore_case: true,
+            } => text.eq_ignore_ascii_case(value),
+            Self::Prefix {
+                value,
+                ignore_case: false,
+            } => text.starts_with(&**value),
+            Self::Prefix {
+                value,
+                ignore_case: true,
+            } => text
                 .get(..value.len())
                 .is_some_and(|head| head.eq_ignore_ascii_case(value)),
             Self::Regex(regex) => regex.is_match(text),
@@ -102,12 +126,22 @@ pub enum Condition {
 impl Condition {
     /// Compiles one `match` entry; errors carry the sub-field they concern.
     pub fn compile(spec: &MatchSpec) -> Result<Self, (String, String)> {
-        let keys = [spec.path.is_some(), spec.method.is_some(), spec.header.is_some(), spec.query.is_some()];
+        let keys = [
+            spec.path.is_some(),
+            spec.method.is_some(),
+            spec.header.is_some(),
+            spec.query.is_some(),
+        ];
         if keys.iter().filter(|k| **k).count() != 1 {
-            return Err((String::new(), "a match expression has exactly one of path, method, header or query".into()));
+            return Err((
+                String::new(),
+                "a match expression has exactly one of path, method, header or query".into(),
+            ));
         }
         if let Some(path) = &spec.path {
-            return StringMatcher::compile(path).map(Self::Path).map_err(|(f, m)| (join("path", &f), m));
+            return StringMatcher::compile(path)
+                .map(Self::Path)
+                .map_err(|(f, m)| (join("path", &f), m));
         }
         if let Some(methods) = &spec.method {
             let parsed: Result<Vec<http::Method>, _> = methods
@@ -119,12 +153,19 @@ impl Condition {
                 .map_err(|bad| ("method".into(), format!("invalid method {bad:?}")));
         }
         if let Some(header) = &spec.header {
-            let name = HeaderName::from_bytes(header.name.as_bytes())
-                .map_err(|_| ("header.name".to_string(), format!("invalid header name {:?}", header.name)))?;
+            let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| {
+                (
+                    "header.name".to_string(),
+                    format!("invalid header name {:?}", header.name),
+                )
+            })?;
             let test = FieldTest::compile(header).map_err(|(f, m)| (join("header", &f), m))?;
             return Ok(Self::Header { name, test });
         }
-        let query = spec.query.as_ref().ok_or_else(|| (String::new(), "empty match expression".to_string()))?;
+        let query = spec
+            .query
+            .as_ref()
+            .ok_or_else(|| (String::new(), "empty match expression".to_string()))?;
         let test = FieldTest::compile(query).map_err(|(f, m)| (join("query", &f), m))?;
         Ok(Self::Query {
             name: query.name.as_str().into(),
@@ -136,7 +177,9 @@ impl Condition {
         let head = request.head;
         match self {
             Self::Path(matcher) => matcher.matches(head.uri.path()),
-            Self::Method(methods) => methods.iter().any(|m| m.as_str().eq_ignore_ascii_case(head.method.as_str())),
+            Self::Method(methods) => methods
+                .iter()
+                .any(|m| m.as_str().eq_ignore_ascii_case(head.method.as_str())),
             Self::Header { name, test } => test.check(
                 head.headers
                     .get_all(name)
@@ -153,7 +196,9 @@ impl Condition {
 /// decoded as `application/x-www-form-urlencoded` (`+` is a space) — the
 /// way the `openapi` policy reads query parameters too.
 pub(crate) fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
-    form_urlencoded::parse(query.as_bytes()).filter(move |(key, _)| key == name).map(|(_, value)| value)
+    form_urlencoded::parse(query.as_bytes())
+        .filter(move |(key, _)| key == name)
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]
@@ -188,7 +233,13 @@ mod tests {
             ("path: {exact: /v1/users}", "GET", "/v1/users", &[], true),
             ("path: {exact: /v1/users}", "GET", "/v1/users/", &[], false),
             ("path: {exact: /v1/users}", "GET", "/V1/users", &[], false),
-            ("path: {exact: /v1/users, ignore_case: true}", "GET", "/V1/USERS", &[], true),
+            (
+                "path: {exact: /v1/users, ignore_case: true}",
+                "GET",
+                "/V1/USERS",
+                &[],
+                true,
+            ),
             ("path: {exact: /v1/users}", "GET", "/v1/users?x=1", &[], true),
             ("path: {prefix: /v1/}", "GET", "/v1/x", &[], true),
             ("path: {prefix: /v1/}", "GET", "/v2/x", &[], false),
@@ -196,26 +247,92 @@ mod tests {
             ("path: {prefix: /v1/long}", "GET", "/v1", &[], false),
             ("path: {regex: 'users/[0-9]+'}", "GET", "/v1/users/42/x", &[], true),
             ("path: {regex: '^/users/[0-9]+$'}", "GET", "/v1/users/42", &[], false),
-            ("path: {regex: '^/ADMIN', ignore_case: true}", "GET", "/admin/x", &[], true),
+            (
+                "path: {regex: '^/ADMIN', ignore_case: true}",
+                "GET",
+                "/admin/x",
+                &[],
+                true,
+            ),
             // method
             ("method: [POST, put]", "PUT", "/", &[], true),
             ("method: [POST, PUT]", "GET", "/", &[], false),
             ("method: [get]", "GET", "/", &[], true),
             // header
-            ("header: {name: X-Debug, present: true}", "GET", "/", &[("x-debug", "1")], true),
+            (
+                "header: {name: X-Debug, present: true}",
+                "GET",
+                "/",
+                &[("x-debug", "1")],
+                true,
+            ),
             ("header: {name: X-Debug, present: true}", "GET", "/", &[], false),
             ("header: {name: X-Debug, present: false}", "GET", "/", &[], true),
-            ("header: {name: X-Debug, present: false}", "GET", "/", &[("X-DEBUG", "")], false),
-            ("header: {name: X-Env, value: {exact: beta}}", "GET", "/", &[("x-env", "prod"), ("x-env", "beta")], true),
-            ("header: {name: X-Env, value: {exact: beta}}", "GET", "/", &[("x-env", "prod")], false),
-            ("header: {name: X-Env, value: {exact: BETA, ignore_case: true}}", "GET", "/", &[("x-env", "beta")], true),
-            ("header: {name: User-Agent, value: {prefix: curl/}}", "GET", "/", &[("user-agent", "curl/8")], true),
-            ("header: {name: User-Agent, value: {regex: bot}}", "GET", "/", &[("user-agent", "Googlebot/2")], true),
+            (
+                "header: {name: X-Debug, present: false}",
+                "GET",
+                "/",
+                &[("X-DEBUG", "")],
+                false,
+            ),
+            (
+                "header: {name: X-Env, value: {exact: beta}}",
+                "GET",
+                "/",
+                &[("x-env", "prod"), ("x-env", "beta")],
+                true,
+            ),
+            (
+                "header: {name: X-Env, value: {exact: beta}}",
+                "GET",
+                "/",
+                &[("x-env", "prod")],
+                false,
+            ),
+            (
+                "header: {name: X-Env, value: {exact: BETA, ignore_case: true}}",
+                "GET",
+                "/",
+                &[("x-env", "beta")],
+                true,
+            ),
+            (
+                "header: {name: User-Agent, value: {prefix: curl/}}",
+                "GET",
+                "/",
+                &[("user-agent", "curl/8")],
+                true,
+            ),
+            (
+                "header: {name: User-Agent, value: {regex: bot}}",
+                "GET",
+                "/",
+                &[("user-agent", "Googlebot/2")],
+                true,
+            ),
             ("header: {name: X-Env, value: {exact: beta}}", "GET", "/", &[], false),
             // query
-            ("query: {name: version, value: {exact: beta}}", "GET", "/?version=beta", &[], true),
-            ("query: {name: version, value: {exact: beta}}", "GET", "/?version=alpha&version=beta", &[], true),
-            ("query: {name: version, value: {exact: beta}}", "GET", "/?version=alpha", &[], false),
+            (
+                "query: {name: version, value: {exact: beta}}",
+                "GET",
+                "/?version=beta",
+                &[],
+                true,
+            ),
+            (
+                "query: {name: version, value: {exact: beta}}",
+                "GET",
+                "/?version=alpha&version=beta",
+                &[],
+                true,
+            ),
+            (
+                "query: {name: version, value: {exact: beta}}",
+                "GET",
+                "/?version=alpha",
+                &[],
+                false,
+            ),
             ("query: {name: q, value: {exact: 'a b'}}", "GET", "/?q=a%20b", &[], true),
             ("query: {name: q, value: {exact: 'a b'}}", "GET", "/?q=a+b", &[], true),
             ("query: {name: q, value: {exact: 'a+b'}}", "GET", "/?q=a%2Bb", &[], true),
@@ -229,7 +346,11 @@ mod tests {
             ("query: {name: v, value: {prefix: '1.'}}", "GET", "/?v=1.2", &[], true),
         ];
         for (yaml, method, target, headers, expected) in cases {
-            assert_eq!(check(yaml, method, target, headers), *expected, "{yaml} on {method} {target} {headers:?}");
+            assert_eq!(
+                check(yaml, method, target, headers),
+                *expected,
+                "{yaml} on {method} {target} {headers:?}"
+            );
         }
     }
 
@@ -251,7 +372,12 @@ mod tests {
     #[test]
     fn regexes_are_bounded_in_nesting_and_size() {
         let compile = |pattern: String| {
-            StringMatcher::compile(&StringMatchSpec { exact: None, prefix: None, regex: Some(pattern), ignore_case: false })
+            StringMatcher::compile(&StringMatchSpec {
+                exact: None,
+                prefix: None,
+                regex: Some(pattern),
+                ignore_case: false,
+            })
         };
         let nested = |depth: usize| format!("{}a{}", "(".repeat(depth), ")".repeat(depth));
         assert!(compile(nested(REGEX_NEST_LIMIT as usize - 1)).is_ok());

@@ -32,10 +32,10 @@ pub use state::{Credential, PolicyState, Principal, RequestSummary};
 
 use crate::config::policy::{ActionSpec, PolicySpec};
 use crate::errors::GatewayError;
+use crate::http_client::HttpClient;
 use crate::keys::Keys;
 use crate::openapi::SpecSlot;
 use crate::ratelimit::RateLimiter;
-use crate::http_client::HttpClient;
 use crate::telemetry::request_log::RequestLog;
 use matcher::Condition;
 use redact::CredentialNames;
@@ -53,7 +53,11 @@ pub struct RequestView<'a> {
 impl<'a> RequestView<'a> {
     /// A view of the head only (no buffered body).
     pub fn new(head: &'a http::request::Parts, client_ip: Option<IpAddr>) -> Self {
-        Self { head, client_ip, body: None }
+        Self {
+            head,
+            client_ip,
+            body: None,
+        }
     }
 }
 
@@ -87,7 +91,6 @@ pub struct Resources<'a> {
     /// The policy's own id.
     pub policy_id: &'a str,
 }
-
 
 /// One kind of policy action. Its contract with the chain:
 /// - it is built once from its spec at load ([`Policy::from_spec`]; an
@@ -207,22 +210,28 @@ impl PolicyChain {
         let credentials = CredentialNames::of_chain(specs);
         for (i, spec) in specs.iter().enumerate() {
             if !ids.insert(spec.id.as_str()) {
-                return Err((format!("[{i}].id"), format!("duplicate policy id {:?} in this deployment", spec.id)));
+                return Err((
+                    format!("[{i}].id"),
+                    format!("duplicate policy id {:?} in this deployment", spec.id),
+                ));
             }
             let action_spec = spec.action().map_err(|m| (format!("[{i}]"), m))?;
             let resources = Resources {
                 policy_id: &spec.id,
                 ..resources.clone()
             };
-            let action = match Action::compile(action_spec, &resources).map_err(|(field, m)| (format!("[{i}]{field}"), m))? {
-                Action::Logging(logging) => Action::Logging(logging.redacting(&credentials)),
-                action => action,
-            };
+            let action =
+                match Action::compile(action_spec, &resources).map_err(|(field, m)| (format!("[{i}]{field}"), m))? {
+                    Action::Logging(logging) => Action::Logging(logging.redacting(&credentials)),
+                    action => action,
+                };
             let conditions = spec
                 .matches
                 .iter()
                 .enumerate()
-                .map(|(j, m)| Condition::compile(m).map_err(|(field, msg)| (join(&format!("[{i}].match[{j}]"), &field), msg)))
+                .map(|(j, m)| {
+                    Condition::compile(m).map_err(|(field, msg)| (join(&format!("[{i}].match[{j}]"), &field), msg))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if !spec.enabled {
                 continue;
@@ -287,7 +296,10 @@ impl PolicyChain {
                 return Ok(Progress::NeedsBody(index));
             }
             // Tracing off: `trace` is None and this costs nothing (no allocation, no clock).
-            let span = state.trace.as_ref().map(|parent| parent.policy_span(&policy.id, policy.action.kind()));
+            let span = state
+                .trace
+                .as_ref()
+                .map(|parent| parent.policy_span(&policy.id, policy.action.kind()));
             match policy.action.evaluate(request, state).await {
                 Outcome::Continue => {
                     policy.allowed.inc();
@@ -344,7 +356,10 @@ mod tests {
     async fn run(chain: &PolicyChain, target: &str, ip: &str) -> Result<(), ErrorCode> {
         let head = http::Request::get(target).body(()).unwrap().into_parts().0;
         let view = RequestView::new(&head, Some(ip.parse().unwrap()));
-        chain.evaluate(&view, &mut PolicyState::default()).await.map_err(|e| e.code)
+        chain
+            .evaluate(&view, &mut PolicyState::default())
+            .await
+            .map_err(|e| e.code)
     }
 
     #[tokio::test]
@@ -363,16 +378,39 @@ mod tests {
     #[test]
     fn compile_errors() {
         let err = |yaml: &str| chain(yaml).unwrap_err();
-        assert_eq!(err("- {id: a, firewall: {action: deny}}\n- {id: a, firewall: {action: deny}}").0, "[1].id");
+        assert_eq!(
+            err("- {id: a, firewall: {action: deny}}\n- {id: a, firewall: {action: deny}}").0,
+            "[1].id"
+        );
         assert!(err("- {id: a}").1.contains("exactly one action"));
-        assert!(err("- {id: a, firewall: {action: deny}, ip: {deny: ['::1']}}").1.contains("has 2"));
-        assert_eq!(err("- {id: a, match: [{path: {regex: '('}}], firewall: {action: deny}}").0, "[0].match[0].path.regex");
-        assert_eq!(err("- {id: a, ratelimit: {limit: 0, window: 1s}}").0, "[0].ratelimit.limit");
+        assert!(err("- {id: a, firewall: {action: deny}, ip: {deny: ['::1']}}")
+            .1
+            .contains("has 2"));
+        assert_eq!(
+            err("- {id: a, match: [{path: {regex: '('}}], firewall: {action: deny}}").0,
+            "[0].match[0].path.regex"
+        );
+        assert_eq!(
+            err("- {id: a, ratelimit: {limit: 0, window: 1s}}").0,
+            "[0].ratelimit.limit"
+        );
         assert!(err("- {id: a, jwtauth: {}}").1.contains("exactly one of jwks_uri"));
-        assert_eq!(err("- {id: a, jwtauth: {jwks_uri: 'https://idp/jwks', algorithms: [HS256]}}").0, "[0].jwtauth.algorithms[0]");
-        assert_eq!(err("- {id: a, jwtauth: {jwks_uri: 'https://idp/jwks', algorithms: [none]}}").0, "[0].jwtauth.algorithms[0]");
-        assert_eq!(err("- {id: a, jwtauth: {public_key_pem: 'nope'}}").0, "[0].jwtauth.public_key_pem");
+        assert_eq!(
+            err("- {id: a, jwtauth: {jwks_uri: 'https://idp/jwks', algorithms: [HS256]}}").0,
+            "[0].jwtauth.algorithms[0]"
+        );
+        assert_eq!(
+            err("- {id: a, jwtauth: {jwks_uri: 'https://idp/jwks', algorithms: [none]}}").0,
+            "[0].jwtauth.algorithms[0]"
+        );
+        assert_eq!(
+            err("- {id: a, jwtauth: {public_key_pem: 'nope'}}").0,
+            "[0].jwtauth.public_key_pem"
+        );
         assert_eq!(err("- {id: a, openapi: {}}").0, "[0].openapi");
-        assert_eq!(err("- {id: a, keyauth: {keyspaces: [nope]}}").0, "[0].keyauth.keyspaces[0]");
+        assert_eq!(
+            err("- {id: a, keyauth: {keyspaces: [nope]}}").0,
+            "[0].keyauth.keyspaces[0]"
+        );
     }
 }

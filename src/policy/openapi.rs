@@ -27,7 +27,10 @@ impl Policy for OpenapiPolicy {
     /// An `openapi` policy needs the deployment's `openapi:`.
     fn from_spec(_spec: &OpenapiPolicySpec, resources: &Resources<'_>) -> Result<Self, CompileError> {
         let spec = resources.openapi.ok_or_else(|| {
-            (String::new(), "an openapi policy needs the deployment's `openapi:` (file or fetch_path)".to_string())
+            (
+                String::new(),
+                "an openapi policy needs the deployment's `openapi:` (file or fetch_path)".to_string(),
+            )
         })?;
         Ok(Self { spec: spec.clone() })
     }

@@ -51,7 +51,12 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// A limit counted in `limiter`, its buckets named after `deployment` and `policy_id`.
-    fn new(spec: &RateLimitSpec, deployment: &str, policy_id: &str, limiter: &RateLimiter) -> Result<Self, CompileError> {
+    fn new(
+        spec: &RateLimitSpec,
+        deployment: &str,
+        policy_id: &str,
+        limiter: &RateLimiter,
+    ) -> Result<Self, CompileError> {
         if spec.limit == 0 {
             return Err((".limit".into(), "must be at least 1".into()));
         }
@@ -147,7 +152,8 @@ fn compile_part(spec: &IdentifierSpec) -> Result<Part, String> {
         found.push(Part::RemoteIp);
     }
     if let Some(header) = &spec.header {
-        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| format!("invalid header name {:?}", header.name))?;
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| format!("invalid header name {:?}", header.name))?;
         found.push(Part::Header(name));
     }
     if spec.authenticated_subject.is_some() {
@@ -159,7 +165,10 @@ fn compile_part(spec: &IdentifierSpec) -> Result<Part, String> {
     if let Some(field) = &spec.principal_field {
         let segments: Vec<String> = field.path.split('.').map(str::to_string).collect();
         if segments.iter().any(String::is_empty) {
-            return Err(format!("principal_field.path {:?} must be dotted names, e.g. source.key.meta.org_id", field.path));
+            return Err(format!(
+                "principal_field.path {:?} must be dotted names, e.g. source.key.meta.org_id",
+                field.path
+            ));
         }
         found.push(Part::PrincipalField(segments));
     }
@@ -245,8 +254,14 @@ mod tests {
             "{limit: 1, window: 1s, identifiers: [remote_ip: {}, header: {name: X-T}, authenticated_subject: {}, path: {}, principal_field: {path: source.key.meta.org}]}",
         );
         let principal = r#"{"source":{"key":{"meta":{"org":"o:1"}}}}"#;
-        assert_eq!(bucket_of(&p, &[("x-t", "t1")], Some(principal)), "policy:dep:rl:10.0.0.1:t1:user_1:/a/b:o\\:1");
-        assert_eq!(bucket_of(&p, &[], None), "policy:dep:rl:10.0.0.1:unknown:unknown:/a/b:unknown");
+        assert_eq!(
+            bucket_of(&p, &[("x-t", "t1")], Some(principal)),
+            "policy:dep:rl:10.0.0.1:t1:user_1:/a/b:o\\:1"
+        );
+        assert_eq!(
+            bucket_of(&p, &[], None),
+            "policy:dep:rl:10.0.0.1:unknown:unknown:/a/b:unknown"
+        );
         let numeric = policy("{limit: 1, window: 1s, identifiers: [principal_field: {path: a.n}]}");
         assert_eq!(bucket_of(&numeric, &[], Some(r#"{"a":{"n":42}}"#)), "policy:dep:rl:42");
     }
@@ -256,7 +271,10 @@ mod tests {
         let p = policy("{limit: 1, window: 1s, identifiers: [header: {name: A}]}");
         let long = "x".repeat(10_000);
         let bucket = bucket_of(&p, &[("a", &long)], None);
-        assert!(bucket.starts_with("policy:dep:rl#") && bucket.len() == "policy:dep:rl#".len() + 64, "{bucket}");
+        assert!(
+            bucket.starts_with("policy:dep:rl#") && bucket.len() == "policy:dep:rl#".len() + 64,
+            "{bucket}"
+        );
         let other = bucket_of(&p, &[("a", &format!("{long}y"))], None);
         assert_ne!(bucket, other);
     }
@@ -275,7 +293,8 @@ mod tests {
     #[tokio::test]
     async fn overrides_of_the_policy_id_change_its_limit() {
         let limiter = RateLimiter::default();
-        let spec: RateLimitSpec = serde_saphyr::from_str("{limit: 1, window: 60s, identifiers: [header: {name: A}]}").unwrap();
+        let spec: RateLimitSpec =
+            serde_saphyr::from_str("{limit: 1, window: 60s, identifiers: [header: {name: A}]}").unwrap();
         let policy = RateLimit::new(&spec, "dep", "per_a", &limiter).unwrap();
         limiter.overrides().install(vec![crate::ratelimit::overrides::Override {
             id: "rlor_1".into(),
@@ -287,13 +306,24 @@ mod tests {
         let admitted = |value: &'static str| {
             let policy = &policy;
             async move {
-                let head = http::Request::get("/").header("a", value).body(()).unwrap().into_parts().0;
+                let head = http::Request::get("/")
+                    .header("a", value)
+                    .body(())
+                    .unwrap()
+                    .into_parts()
+                    .0;
                 let view = RequestView::new(&head, None);
-                matches!(policy.evaluate(&view, &mut PolicyState::default()).await, Outcome::Continue)
+                matches!(
+                    policy.evaluate(&view, &mut PolicyState::default()).await,
+                    Outcome::Continue
+                )
             }
         };
         for _ in 0..3 {
-            assert!(admitted("vip:1").await, "the override's limit, matched on the raw identifier");
+            assert!(
+                admitted("vip:1").await,
+                "the override's limit, matched on the raw identifier"
+            );
         }
         assert!(!admitted("vip:1").await);
         assert!(admitted("other").await);
@@ -309,7 +339,13 @@ mod tests {
         assert_eq!(err("{limit: 0, window: 1s}"), ".limit");
         assert_eq!(err("{limit: 1, window: 0s}"), ".window");
         assert_eq!(err("{limit: 1, window: 1s, identifiers: []}"), ".identifiers");
-        assert_eq!(err("{limit: 1, window: 1s, identifiers: [{path: {}, remote_ip: {}}]}"), ".identifiers[0]");
-        assert_eq!(err("{limit: 1, window: 1s, identifiers: [principal_field: {path: 'a..b'}]}"), ".identifiers[0]");
+        assert_eq!(
+            err("{limit: 1, window: 1s, identifiers: [{path: {}, remote_ip: {}}]}"),
+            ".identifiers[0]"
+        );
+        assert_eq!(
+            err("{limit: 1, window: 1s, identifiers: [principal_field: {path: 'a..b'}]}"),
+            ".identifiers[0]"
+        );
     }
 }

@@ -18,7 +18,18 @@ const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "
 
 /// Query parameter names (lowercase) that usually hold a credential.
 const USUAL_CREDENTIAL_PARAMS: [&str; 12] = [
-    "api_key", "apikey", "api-key", "key", "token", "access_token", "id_token", "auth", "jwt", "password", "secret", "signature",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "token",
+    "access_token",
+    "id_token",
+    "auth",
+    "jwt",
+    "password",
+    "secret",
+    "signature",
 ];
 
 /// The header and query parameter names that hold credentials on one
@@ -125,9 +136,15 @@ mod tests {
     #[test]
     fn query_values_are_replaced_in_place() {
         let secret = |name: &str| name == "api_key";
-        assert_eq!(redact_query("a=1&api_key=s3cret&b=2", secret), "a=1&api_key=[REDACTED]&b=2");
+        assert_eq!(
+            redact_query("a=1&api_key=s3cret&b=2", secret),
+            "a=1&api_key=[REDACTED]&b=2"
+        );
         assert_eq!(redact_query("api%5Fkey=s3cret", secret), "api%5Fkey=[REDACTED]");
-        assert_eq!(redact_query("api_key=x&api_key=y", secret), "api_key=[REDACTED]&api_key=[REDACTED]");
+        assert_eq!(
+            redact_query("api_key=x&api_key=y", secret),
+            "api_key=[REDACTED]&api_key=[REDACTED]"
+        );
         assert!(matches!(redact_query("a=1&b=2", secret), Cow::Borrowed("a=1&b=2")));
         // A bare name has no value to hide.
         assert_eq!(redact_query("api_key", secret), "api_key");

@@ -83,7 +83,10 @@ impl Reloader {
             }
             Err(error) => {
                 metrics().config_reload_errors.inc();
-                tracing::error!(trigger, "configuration rejected, still serving the previous one: {error}");
+                tracing::error!(
+                    trigger,
+                    "configuration rejected, still serving the previous one: {error}"
+                );
                 Err(error)
             }
         }
@@ -96,7 +99,10 @@ impl Reloader {
         let _watcher = match watch_path(&self.path, "file", tx.clone()) {
             Ok(watcher) => Some(watcher),
             Err(e) => {
-                tracing::warn!("cannot watch {}: {e}; reload with SIGHUP or `keygate reload`", self.path.display());
+                tracing::warn!(
+                    "cannot watch {}: {e}; reload with SIGHUP or `keygate reload`",
+                    self.path.display()
+                );
                 None
             }
         };
@@ -144,7 +150,10 @@ impl Reloader {
         match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => Some((dir, watcher)),
             Err(e) => {
-                tracing::warn!("cannot watch tls.certs_dir {}: {e}; it is rescanned on reload", dir.display());
+                tracing::warn!(
+                    "cannot watch tls.certs_dir {}: {e}; it is rescanned on reload",
+                    dir.display()
+                );
                 current
             }
         }
@@ -168,7 +177,10 @@ fn watch_path(
         if event.kind.is_access() {
             return;
         }
-        let touches_file = event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == file_name);
+        let touches_file = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name);
         if touches_file {
             let _ = tx.send(trigger);
         }

@@ -38,7 +38,11 @@ pub async fn buffer(session: &mut Session, max: u64) -> Result<Bytes, BufferErro
         return Err(too_large());
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = session.read_request_body().await.map_err(|e| BufferError::Read(from_client(e)))? {
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| BufferError::Read(from_client(e)))?
+    {
         if body.len() as u64 + chunk.len() as u64 > max {
             return Err(too_large());
         }
@@ -69,10 +73,21 @@ pub async fn read_first_piece(session: &mut Session) -> pingora_error::Result<Fi
     if session.req_header().headers.contains_key(http::header::EXPECT) {
         session.req_header_mut().remove_header(&http::header::EXPECT);
         let proceed = pingora_http::ResponseHeader::build(100, Some(0))?;
-        session.as_downstream_mut().write_response_header(Box::new(proceed)).await?;
+        session
+            .as_downstream_mut()
+            .write_response_header(Box::new(proceed))
+            .await?;
     }
-    let first = session.read_request_body().await.map_err(from_client)?.unwrap_or_default();
-    Ok(if session.is_body_done() { FirstPiece::Whole(first) } else { FirstPiece::Prefix(first) })
+    let first = session
+        .read_request_body()
+        .await
+        .map_err(from_client)?
+        .unwrap_or_default();
+    Ok(if session.is_body_done() {
+        FirstPiece::Whole(first)
+    } else {
+        FirstPiece::Prefix(first)
+    })
 }
 
 /// In `request_body_filter`: puts the first piece read early back in front.

@@ -103,7 +103,9 @@ impl RequestCtx {
                 self.picker.as_mut()?.pick(strategy, true)?
             }
         };
-        let Target::Network(addr) = endpoint.target else { return None };
+        let Target::Network(addr) = endpoint.target else {
+            return None;
+        };
         self.instance_load = Some(endpoint.begin_request());
         self.instance = Some(endpoint);
         Some(addr)

@@ -35,7 +35,15 @@ pub async fn respond(
     }
     ctx.policy.on_request_body(&body);
     let json = describe(upstream_view, &body);
-    respond::send(session, ctx, 200, "application/json", Bytes::from(json.to_string()), false).await
+    respond::send(
+        session,
+        ctx,
+        200,
+        "application/json",
+        Bytes::from(json.to_string()),
+        false,
+    )
+    .await
 }
 
 fn describe(request: &RequestHeader, body: &[u8]) -> Value {
@@ -62,7 +70,10 @@ fn describe(request: &RequestHeader, body: &[u8]) -> Value {
             out.insert("body".into(), text.into());
         }
         Err(_) => {
-            out.insert("body".into(), base64::engine::general_purpose::STANDARD.encode(body).into());
+            out.insert(
+                "body".into(),
+                base64::engine::general_purpose::STANDARD.encode(body).into(),
+            );
             out.insert("body_encoding".into(), "base64".into());
         }
     }

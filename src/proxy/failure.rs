@@ -14,7 +14,10 @@ pub fn classify(error: &Error) -> Option<ErrorCode> {
         (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed | WriteTimedout) => None,
         (ErrorSource::Downstream, ReadTimedout) => Some(ErrorCode::RequestTimeout),
         (_, HTTPStatus(413)) => Some(ErrorCode::RequestTooLarge),
-        (ErrorSource::Upstream, ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError)
+        (
+            ErrorSource::Upstream,
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError,
+        )
         | (ErrorSource::Upstream, TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError) => {
             Some(ErrorCode::ServiceUnavailable)
         }
@@ -47,16 +50,43 @@ mod tests {
     #[test]
     fn mapping() {
         use ErrorType::*;
-        assert_eq!(classify(&err(ErrorSource::Upstream, ConnectRefused)), Some(ErrorCode::ServiceUnavailable));
-        assert_eq!(classify(&err(ErrorSource::Upstream, ConnectTimedout)), Some(ErrorCode::ServiceUnavailable));
-        assert_eq!(classify(&err(ErrorSource::Upstream, ReadTimedout)), Some(ErrorCode::GatewayTimeout));
-        assert_eq!(classify(&err(ErrorSource::Upstream, ConnectionClosed)), Some(ErrorCode::BadGateway));
-        assert_eq!(classify(&err(ErrorSource::Upstream, InvalidHTTPHeader)), Some(ErrorCode::BadGateway));
+        assert_eq!(
+            classify(&err(ErrorSource::Upstream, ConnectRefused)),
+            Some(ErrorCode::ServiceUnavailable)
+        );
+        assert_eq!(
+            classify(&err(ErrorSource::Upstream, ConnectTimedout)),
+            Some(ErrorCode::ServiceUnavailable)
+        );
+        assert_eq!(
+            classify(&err(ErrorSource::Upstream, ReadTimedout)),
+            Some(ErrorCode::GatewayTimeout)
+        );
+        assert_eq!(
+            classify(&err(ErrorSource::Upstream, ConnectionClosed)),
+            Some(ErrorCode::BadGateway)
+        );
+        assert_eq!(
+            classify(&err(ErrorSource::Upstream, InvalidHTTPHeader)),
+            Some(ErrorCode::BadGateway)
+        );
         assert_eq!(classify(&err(ErrorSource::Downstream, ConnectionClosed)), None);
-        assert_eq!(classify(&err(ErrorSource::Downstream, ReadTimedout)), Some(ErrorCode::RequestTimeout));
-        assert_eq!(classify(&err(ErrorSource::Downstream, InvalidHTTPHeader)), Some(ErrorCode::BadRequest));
+        assert_eq!(
+            classify(&err(ErrorSource::Downstream, ReadTimedout)),
+            Some(ErrorCode::RequestTimeout)
+        );
+        assert_eq!(
+            classify(&err(ErrorSource::Downstream, InvalidHTTPHeader)),
+            Some(ErrorCode::BadRequest)
+        );
         let chunk = ErrorType::new("InvalidChunk");
-        assert_eq!(classify(&err(ErrorSource::Downstream, chunk)), Some(ErrorCode::BadRequest));
-        assert_eq!(classify(&err(ErrorSource::Internal, InternalError)), Some(ErrorCode::InternalServerError));
+        assert_eq!(
+            classify(&err(ErrorSource::Downstream, chunk)),
+            Some(ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            classify(&err(ErrorSource::Internal, InternalError)),
+            Some(ErrorCode::InternalServerError)
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use http::header::HOST;
 use pingora_http::RequestHeader;
 
-use crate::policy::Credential;
 use crate::net::{canonical_ip, IpSet};
+use crate::policy::Credential;
 
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
@@ -31,23 +31,38 @@ pub fn drop_underscored_headers(request: &mut RequestHeader) {
     if !request.headers.keys().any(|name| name.as_str().contains('_')) {
         return;
     }
-    let underscored: Vec<http::HeaderName> =
-        request.headers.keys().filter(|name| name.as_str().contains('_')).cloned().collect();
+    let underscored: Vec<http::HeaderName> = request
+        .headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
     for name in underscored {
         request.remove_header(&name);
     }
 }
 
 /// Headers the gateway sets itself on the way upstream.
-const GATEWAY_SET: [&str; 7] =
-    ["host", X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, X_DEPLOYMENT_ID, X_UNKEY_PRINCIPAL];
+const GATEWAY_SET: [&str; 7] = [
+    "host",
+    X_FORWARDED_FOR,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PROTO,
+    X_REQUEST_ID,
+    X_DEPLOYMENT_ID,
+    X_UNKEY_PRINCIPAL,
+];
 
 /// A client's `Connection` header naming a header the gateway sets
 /// (`Connection: keep-alive, X-Forwarded-For`) would have it removed on the
 /// way upstream; the nomination is ignored instead, as nginx does.
 /// Allocates only when there is one.
 pub fn ignore_gateway_header_nominations(request: &mut RequestHeader) {
-    let nominates = |value: &str| value.split(',').any(|token| GATEWAY_SET.iter().any(|h| token.trim().eq_ignore_ascii_case(h)));
+    let nominates = |value: &str| {
+        value
+            .split(',')
+            .any(|token| GATEWAY_SET.iter().any(|h| token.trim().eq_ignore_ascii_case(h)))
+    };
     let values = request.headers.get_all(http::header::CONNECTION);
     if !values.iter().any(|v| v.to_str().is_ok_and(nominates)) {
         return;
@@ -170,16 +185,30 @@ pub fn strip_credential(request: &mut RequestHeader, location: &Credential) -> p
             Ok(())
         }
         Credential::Query(name) => {
-            let Some(query) = request.uri.query() else { return Ok(()) };
+            let Some(query) = request.uri.query() else {
+                return Ok(());
+            };
             let kept: Vec<&str> = query
                 .split('&')
                 // Names decoded the way keyauth read them (`+` is a space).
-                .filter(|pair| form_urlencoded::parse(pair.as_bytes()).next().is_none_or(|(key, _)| key != name.as_str()))
+                .filter(|pair| {
+                    form_urlencoded::parse(pair.as_bytes())
+                        .next()
+                        .is_none_or(|(key, _)| key != name.as_str())
+                })
                 .collect();
             let path = request.uri.path();
-            let target = if kept.is_empty() { path.to_string() } else { format!("{path}?{}", kept.join("&")) };
+            let target = if kept.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            };
             let uri = http::Uri::try_from(target).map_err(|e| {
-                pingora_error::Error::because(pingora_error::ErrorType::InternalError, "removing the credential from the query", e)
+                pingora_error::Error::because(
+                    pingora_error::ErrorType::InternalError,
+                    "removing the credential from the query",
+                    e,
+                )
             })?;
             request.set_uri(uri);
             Ok(())
@@ -217,7 +246,11 @@ pub fn strip_response_hop_by_hop(response: &mut pingora_http::ResponseHeader) {
         .map(|name| name.trim().to_ascii_lowercase())
         .filter(|name| !name.is_empty() && !matches!(name.as_str(), "transfer-encoding" | "content-length"))
         .collect();
-    for name in RESPONSE_HOP_BY_HOP.iter().copied().chain(nominated.iter().map(String::as_str)) {
+    for name in RESPONSE_HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(nominated.iter().map(String::as_str))
+    {
         response.remove_header(name);
     }
 }
@@ -267,7 +300,10 @@ mod tests {
 
     #[test]
     fn client_ip_rules() {
-        let req = request(&[("X-Forwarded-For", "203.0.113.9, 10.0.0.2"), ("x-forwarded-for", "10.0.0.3")]);
+        let req = request(&[
+            ("X-Forwarded-For", "203.0.113.9, 10.0.0.2"),
+            ("x-forwarded-for", "10.0.0.3"),
+        ]);
         let lb = trusted(&["10.0.0.0/8"]);
         assert_eq!(client_ip(&req, ip("10.0.0.1"), &lb), ip("203.0.113.9"));
         assert_eq!(client_ip(&req, ip("198.51.100.1"), &lb), ip("198.51.100.1"));

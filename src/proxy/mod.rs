@@ -28,11 +28,11 @@ use context::RouteInfo;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::policy::redact::{redact_query, CredentialNames};
 use crate::policy::{Progress, RequestSummary, RequestView};
+use crate::routing::filters::RedirectFrom;
 use crate::runtime::{Deployment, InFlightCounter, Limits, SharedSnapshot};
 use crate::telemetry::traces::{RequestTrace, ServerOutcome, ServerRequest};
 use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
 use crate::tls::ChallengeTokens;
-use crate::routing::filters::RedirectFrom;
 use crate::upstream::{Picker, Protocol, Target};
 
 /// Concurrent HTTP/2 streams per upstream h2c connection.
@@ -100,10 +100,12 @@ impl ProxyHttp for Gateway {
         let request = session.req_header();
         let credentials = ctx.deployment().map(|d| d.policies.credentials());
         let query = request.uri.query().map(|query| {
-            redact_query(query, |name| credentials.map_or_else(
-                || CredentialNames::default().is_likely_credential_param(name),
-                |c| c.is_likely_credential_param(name),
-            ))
+            redact_query(query, |name| {
+                credentials.map_or_else(
+                    || CredentialNames::default().is_likely_credential_param(name),
+                    |c| c.is_likely_credential_param(name),
+                )
+            })
         });
         format!(
             "{} {}{}{}, Host: {}, request id: {}",
@@ -158,10 +160,12 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(addr, false, String::new());
         if let Some(snapshot) = ctx.snapshot() {
             let limits = &snapshot.limits;
-            let timeout = ctx.route.as_ref().and_then(|r| r.rule.timeout).unwrap_or(limits.request_timeout);
-            let remaining = timeout
-                .saturating_sub(ctx.total_time())
-                .max(Duration::from_millis(1));
+            let timeout = ctx
+                .route
+                .as_ref()
+                .and_then(|r| r.rule.timeout)
+                .unwrap_or(limits.request_timeout);
+            let remaining = timeout.saturating_sub(ctx.total_time()).max(Duration::from_millis(1));
             peer.options.connection_timeout = Some(limits.connect_timeout);
             peer.options.read_timeout = Some(remaining);
             peer.options.write_timeout = Some(remaining);
@@ -288,7 +292,10 @@ impl ProxyHttp for Gateway {
             trace.attempt_failed(error.etype().as_str(), error);
         }
         match code {
-            None => tracing::info!("client closed the connection mid-request: {error}, {}", self.request_summary(session, ctx)),
+            None => tracing::info!(
+                "client closed the connection mid-request: {error}, {}",
+                self.request_summary(session, ctx)
+            ),
             Some(code) => {
                 if session.response_written().is_none() {
                     // pingora drops the connection after a proxy failure: say so.
@@ -318,7 +325,10 @@ impl ProxyHttp for Gateway {
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let (host, deployment) = match &ctx.route {
-            Some(route) => (Label(Some(route.host_label.clone())), Label(route.deployment.as_ref().map(|d| d.id.clone()))),
+            Some(route) => (
+                Label(Some(route.host_label.clone())),
+                Label(route.deployment.as_ref().map(|d| d.id.clone())),
+            ),
             None => (Label::default(), Label::default()),
         };
         let m = metrics();
@@ -460,15 +470,25 @@ impl Gateway {
             Err(body::BufferError::TooLarge(error)) => return Ok(Err(error)),
             Err(body::BufferError::Read(error)) => return Err(error),
         };
-        let request = RequestView { body: ctx.request_body.as_ref(), ..RequestView::new(session.req_header(), ctx.client_ip) };
-        Ok(deployment.policies.evaluate_from(resume, &request, &mut ctx.policy).await.map(|_| ()))
+        let request = RequestView {
+            body: ctx.request_body.as_ref(),
+            ..RequestView::new(session.req_header(), ctx.client_ip)
+        };
+        Ok(deployment
+            .policies
+            .evaluate_from(resume, &request, &mut ctx.policy)
+            .await
+            .map(|_| ()))
     }
 
     /// A chunked body's first piece is read before anything is forwarded:
     /// pingora sends the head upstream first, and a bad first chunk must be
     /// a 400 that no instance ever sees.
     async fn start_chunked_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let chunked = session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING);
+        let chunked = session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING);
         if !chunked || ctx.request_body.is_some() {
             return Ok(());
         }
@@ -485,10 +505,17 @@ impl Gateway {
         let snapshot = ctx.snapshot.clone().ok_or(ErrorCode::InternalServerError)?;
         let request = session.req_header();
         let host = forwarding::original_host(request).unwrap_or("");
-        let routed = snapshot.routes.resolve(host, request).ok_or(ErrorCode::ConfigNotFound)?;
+        let routed = snapshot
+            .routes
+            .resolve(host, request)
+            .ok_or(ErrorCode::ConfigNotFound)?;
         let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let redirect = routed.rule.redirect.as_ref().map(|redirect| {
-            let from = RedirectFrom { https: ctx.https, host, target };
+            let from = RedirectFrom {
+                https: ctx.https,
+                host,
+                target,
+            };
             (redirect.status, redirect.location(&routed.prefix, &from))
         });
         let rewritten_target = match routed.upstream_target(target) {

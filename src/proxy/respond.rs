@@ -36,17 +36,40 @@ fn push_ms(out: &mut String, duration: std::time::Duration) {
 }
 
 /// Answers the request with `error` in the shape of every gateway error.
-pub async fn send_error(session: &mut Session, ctx: &mut RequestCtx, error: &GatewayError) -> pingora_error::Result<()> {
+pub async fn send_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    error: &GatewayError,
+) -> pingora_error::Result<()> {
     ctx.error = Some(error.code);
     let docs_base = ctx.snapshot().map_or(DEFAULT_DOCS_BASE, |s| &s.docs_base);
     let accept = session.req_header().headers.get(ACCEPT).and_then(|v| v.to_str().ok());
     let trace_id = ctx.trace_id();
-    let rendered = errors::render(error, &ctx.request_id, trace_id.as_deref(), docs_base, Representation::for_accept(accept));
-    send(session, ctx, rendered.status, rendered.content_type, rendered.body.into(), true).await
+    let rendered = errors::render(
+        error,
+        &ctx.request_id,
+        trace_id.as_deref(),
+        docs_base,
+        Representation::for_accept(accept),
+    );
+    send(
+        session,
+        ctx,
+        rendered.status,
+        rendered.content_type,
+        rendered.body.into(),
+        true,
+    )
+    .await
 }
 
 /// Answers with a redirect to `location` (no body).
-pub async fn redirect(session: &mut Session, ctx: &mut RequestCtx, status: u16, location: &str) -> pingora_error::Result<()> {
+pub async fn redirect(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    location: &str,
+) -> pingora_error::Result<()> {
     let mut response = ResponseHeader::build(status, Some(4))?;
     response.insert_header(http::header::LOCATION, location)?;
     response.insert_header(CONTENT_LENGTH, 0)?;

@@ -173,9 +173,18 @@ pub fn headers(decisions: &[Decision], rate_limited: bool, now_ms: i64) -> Vec<(
     };
     let reset_secs = (chosen.reset_ms + 999).div_euclid(1000);
     let mut out = vec![
-        (HeaderName::from_static("x-ratelimit-limit"), HeaderValue::from(chosen.limit)),
-        (HeaderName::from_static("x-ratelimit-remaining"), HeaderValue::from(chosen.remaining)),
-        (HeaderName::from_static("x-ratelimit-reset"), HeaderValue::from(reset_secs)),
+        (
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderValue::from(chosen.limit),
+        ),
+        (
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderValue::from(chosen.remaining),
+        ),
+        (
+            HeaderName::from_static("x-ratelimit-reset"),
+            HeaderValue::from(reset_secs),
+        ),
     ];
     if rate_limited {
         let wait = ((chosen.reset_ms - now_ms) + 999).div_euclid(1000).max(1);
@@ -212,7 +221,10 @@ mod tests {
         let d = limiter.check(&[req("a", 3)], true, 11_500);
         assert!(d[0].allowed, "1.5 + 1 <= 3");
         assert!(!limiter.check(&[req("a", 3)], true, 11_500)[0].allowed, "2.5 + 1 > 3");
-        assert!(limiter.check(&[req("a", 3)], true, 13_000)[0].allowed, "two windows later: empty");
+        assert!(
+            limiter.check(&[req("a", 3)], true, 13_000)[0].allowed,
+            "two windows later: empty"
+        );
     }
 
     #[test]
@@ -244,9 +256,17 @@ mod tests {
         let limiter = RateLimiter::default();
         let d = limiter.check(&[req("x", 5), req("y", 0)], true, 0);
         assert!(d[0].allowed && !d[1].allowed);
-        assert_eq!(limiter.check(&[req("x", 5)], false, 0)[0].remaining, 5, "nothing was counted");
+        assert_eq!(
+            limiter.check(&[req("x", 5)], false, 0)[0].remaining,
+            5,
+            "nothing was counted"
+        );
         assert_eq!(limiter.check(&[req("x", 5)], true, 0)[0].remaining, 4);
-        assert_eq!(limiter.check(&[req("x", 5)], false, 0)[0].remaining, 4, "a peek does not count");
+        assert_eq!(
+            limiter.check(&[req("x", 5)], false, 0)[0].remaining,
+            4,
+            "a peek does not count"
+        );
     }
 
     #[test]
@@ -258,7 +278,11 @@ mod tests {
             reset_ms: 5_500,
         };
         let h = headers(&[d(5, 10), d(2, 100), d(2, 50)], true, 4_000);
-        let get = |name: &str| h.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap().to_string());
+        let get = |name: &str| {
+            h.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+        };
         assert_eq!(get("x-ratelimit-limit").as_deref(), Some("50"));
         assert_eq!(get("x-ratelimit-remaining").as_deref(), Some("2"));
         assert_eq!(get("x-ratelimit-reset").as_deref(), Some("6"));

@@ -72,9 +72,11 @@ impl Overrides {
             }
         }
         for namespace in index.namespaces.values_mut() {
-            namespace
-                .patterns
-                .sort_by(|a, b| b.literal_len().cmp(&a.literal_len()).then_with(|| a.identifier.cmp(&b.identifier)));
+            namespace.patterns.sort_by(|a, b| {
+                b.literal_len()
+                    .cmp(&a.literal_len())
+                    .then_with(|| a.identifier.cmp(&b.identifier))
+            });
         }
         self.index.store(Arc::new(index));
         self.any.store(any, Ordering::Release);
@@ -94,7 +96,11 @@ impl Overrides {
         if let Some(exact) = overrides.exact.get(identifier) {
             return Some(exact.clone());
         }
-        overrides.patterns.iter().find(|o| matches(&o.identifier, identifier)).cloned()
+        overrides
+            .patterns
+            .iter()
+            .find(|o| matches(&o.identifier, identifier))
+            .cloned()
     }
 }
 
@@ -162,11 +168,19 @@ mod tests {
         let overrides = Overrides::default();
         let never = || -> &str { panic!("no overrides: the identifier is not needed") };
         assert!(overrides.find("ns", never).is_none());
-        overrides.install(vec![item("ns", "*", 1), item("ns", "user_*", 2), item("ns", "user_7", 3), item("other", "x", 4)]);
+        overrides.install(vec![
+            item("ns", "*", 1),
+            item("ns", "user_*", 2),
+            item("ns", "user_7", 3),
+            item("other", "x", 4),
+        ]);
         assert_eq!(overrides.find("ns", || "user_7").map(|o| o.limit), Some(3));
         assert_eq!(overrides.find("ns", || "user_8").map(|o| o.limit), Some(2));
         assert_eq!(overrides.find("ns", || "guest").map(|o| o.limit), Some(1));
-        assert!(overrides.find("none", never).is_none(), "a namespace without overrides asks nothing");
+        assert!(
+            overrides.find("none", never).is_none(),
+            "a namespace without overrides asks nothing"
+        );
         overrides.install(Vec::new());
         assert!(overrides.find("ns", never).is_none());
     }

@@ -121,17 +121,28 @@ async fn push(redis: &mut ConnectionManager, pending: &[Pending]) -> redis::Redi
         for p in batch {
             let current = key(&p.bucket, p.index);
             pipe.cmd("INCRBY").arg(&current).arg(p.count);
-            pipe.cmd("PEXPIRE").arg(&current).arg(p.window_ms.saturating_mul(2).saturating_add(1000)).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&current)
+                .arg(p.window_ms.saturating_mul(2).saturating_add(1000))
+                .ignore();
             pipe.cmd("GET").arg(key(&p.bucket, p.index - 1));
         }
         let call = pipe.query_async::<Vec<redis::Value>>(redis);
         let answers = match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(answers) => answers?,
-            Err(_) => return Err(redis::RedisError::from((redis::ErrorKind::IoError, "no answer in time"))),
+            Err(_) => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "no answer in time",
+                )))
+            }
         };
         for pair in answers.chunks(2) {
             let [total, previous] = pair else {
-                return Err(redis::RedisError::from((redis::ErrorKind::TypeError, "unexpected pipeline answer")));
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::TypeError,
+                    "unexpected pipeline answer",
+                )));
             };
             let previous: Option<u64> = redis::from_redis_value(previous)?;
             totals.push((redis::from_redis_value(total)?, previous.unwrap_or(0)));
@@ -145,7 +156,10 @@ async fn push(redis: &mut ConnectionManager, pending: &[Pending]) -> redis::Redi
 pub(super) async fn read_totals(link: &Link, bucket: &str, index: i64) -> Option<(u64, u64)> {
     let mut redis = ConnectionManager::clone(&*link.load_full()?);
     let mut pipe = redis::pipe();
-    pipe.cmd("GET").arg(key(bucket, index)).cmd("GET").arg(key(bucket, index - 1));
+    pipe.cmd("GET")
+        .arg(key(bucket, index))
+        .cmd("GET")
+        .arg(key(bucket, index - 1));
     match tokio::time::timeout(READ_TIMEOUT, pipe.query_async::<(Option<u64>, Option<u64>)>(&mut redis)).await {
         Ok(Ok((total, previous))) => Some((total.unwrap_or(0), previous.unwrap_or(0))),
         Ok(Err(_)) | Err(_) => {

@@ -132,7 +132,9 @@ impl Table {
             let mut guard = self.lock(shard);
             let shard = &mut *guard;
             for bucket in std::mem::take(&mut shard.queue) {
-                let Some(window) = shard.windows.get_mut(&bucket) else { continue };
+                let Some(window) = shard.windows.get_mut(&bucket) else {
+                    continue;
+                };
                 let recent = now_ms - window.touched_ms < RECENT_MS;
                 if window.pending == 0 {
                     if !recent {
@@ -165,7 +167,9 @@ impl Table {
     /// totals of its window and of the one before.
     pub fn merge(&self, pushed: &Pending, total: u64, previous_total: u64) {
         let mut shard = self.lock(self.shard_of(&pushed.bucket));
-        let Some(window) = shard.windows.get_mut(&pushed.bucket) else { return };
+        let Some(window) = shard.windows.get_mut(&pushed.bucket) else {
+            return;
+        };
         if window.index == pushed.index {
             window.current = window.current.max(total.saturating_add(window.pending));
             window.previous = window.previous.max(previous_total);
@@ -178,7 +182,10 @@ impl Table {
     /// its counts may be far behind the other replicas'.
     pub fn is_cold(&self, bucket: &str, now_ms: i64) -> bool {
         let shard = self.lock(self.shard_of(bucket));
-        shard.windows.get(bucket).map_or(true, |w| now_ms - w.touched_ms >= RECENT_MS)
+        shard
+            .windows
+            .get(bucket)
+            .map_or(true, |w| now_ms - w.touched_ms >= RECENT_MS)
     }
 
     /// Takes in the replicas' totals read for a cold bucket, and marks it
@@ -196,7 +203,9 @@ impl Table {
     /// Puts back what could not be pushed, for the next try.
     pub fn requeue(&self, pushed: Pending) {
         let mut shard = self.lock(self.shard_of(&pushed.bucket));
-        let Some(window) = shard.windows.get_mut(&pushed.bucket) else { return };
+        let Some(window) = shard.windows.get_mut(&pushed.bucket) else {
+            return;
+        };
         if window.index == pushed.index {
             window.pending = window.pending.saturating_add(pushed.count);
             if !window.queued {
@@ -317,14 +326,31 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!((pending[0].count, pending[0].index), (3, 0));
         let again = table.take_pending(150);
-        assert_eq!((again.len(), again[0].count), (1, 0), "recently used: totals are read again, nothing counted twice");
-        assert!(table.take_pending(5_000).is_empty(), "idle for a second: no longer read");
+        assert_eq!(
+            (again.len(), again[0].count),
+            (1, 0),
+            "recently used: totals are read again, nothing counted twice"
+        );
+        assert!(
+            table.take_pending(5_000).is_empty(),
+            "idle for a second: no longer read"
+        );
         // Another replica counted 5 more in this window and 4 in the one before.
         table.merge(&pending[0], 8, 4);
-        let d = table.check_one(&LimitRequest { limit: 20, ..request("x") }, false, 100);
+        let d = table.check_one(
+            &LimitRequest {
+                limit: 20,
+                ..request("x")
+            },
+            false,
+            100,
+        );
         assert_eq!(d.remaining, 20 - 12, "8 + 4 × 90% of the previous window, rounded up");
         // A failed push is retried with what was counted since.
-        let roomy = LimitRequest { limit: 100, ..request("x") };
+        let roomy = LimitRequest {
+            limit: 100,
+            ..request("x")
+        };
         table.check_one(&roomy, true, 200);
         let again = table.take_pending(200);
         assert_eq!(again[0].count, 1);

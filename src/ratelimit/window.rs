@@ -50,7 +50,11 @@ impl Window {
     pub fn roll(&mut self, now_ms: i64) {
         let index = Self::index_at(self.window_ms, now_ms);
         if index != self.index {
-            self.previous = if index == self.index.wrapping_add(1) { self.current } else { 0 };
+            self.previous = if index == self.index.wrapping_add(1) {
+                self.current
+            } else {
+                0
+            };
             self.current = 0;
             self.pending = 0;
             self.index = index;

@@ -26,7 +26,10 @@ impl<T> Backends<T> {
 
     /// The first backend with a weight: what the route is listed under.
     pub fn primary(&self) -> Option<&T> {
-        self.items.iter().find(|(_, weight)| *weight > 0).map(|(target, _)| target)
+        self.items
+            .iter()
+            .find(|(_, weight)| *weight > 0)
+            .map(|(target, _)| target)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&T, u32)> {
@@ -40,7 +43,11 @@ impl<T> Backends<T> {
         if let [(only, _)] = &*self.items {
             return Some(only);
         }
-        let live = || self.items.iter().filter(|(target, weight)| *weight > 0 && serves(target));
+        let live = || {
+            self.items
+                .iter()
+                .filter(|(target, weight)| *weight > 0 && serves(target))
+        };
         let total: u64 = live().map(|(_, weight)| u64::from(*weight)).sum();
         if total == 0 {
             return self.primary();
@@ -77,7 +84,11 @@ mod tests {
     fn a_backend_that_cannot_serve_is_skipped() {
         let backends = Backends::new(vec![("a", 90), ("b", 10)]);
         assert!((0..100).all(|roll| backends.pick(roll, |t| *t != "a") == Some(&"b")));
-        assert_eq!(backends.pick(5, |_| false), Some(&"a"), "none serves: the primary answers");
+        assert_eq!(
+            backends.pick(5, |_| false),
+            Some(&"a"),
+            "none serves: the primary answers"
+        );
         assert_eq!(Backends::<&str>::none().pick(0, |_| true), None);
         assert_eq!(Backends::single("x").pick(7, |_| false), Some(&"x"));
     }

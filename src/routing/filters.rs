@@ -35,7 +35,11 @@ impl PathRewrite {
         match self {
             Self::ReplaceFull(full) => format!("{full}{query}"),
             Self::ReplacePrefix(new) => {
-                let rest = if prefix.is_root() { path } else { path.get(prefix.as_str().len()..).unwrap_or("") };
+                let rest = if prefix.is_root() {
+                    path
+                } else {
+                    path.get(prefix.as_str().len()..).unwrap_or("")
+                };
                 let base = new.trim_end_matches('/');
                 match (base.is_empty(), rest.starts_with('/')) {
                     (_, true) => format!("{base}{rest}{query}"),
@@ -144,17 +148,38 @@ mod tests {
             path,
             status: 302,
         };
-        let from = |https, host| RedirectFrom { https, host, target: "/v1/x?q=1" };
+        let from = |https, host| RedirectFrom {
+            https,
+            host,
+            target: "/v1/x?q=1",
+        };
         let v1 = prefix("/v1");
         let keep = redirect(None, None, None, None);
-        assert_eq!(keep.location(&v1, &from(false, "a.com:8080")), "http://a.com:8080/v1/x?q=1");
+        assert_eq!(
+            keep.location(&v1, &from(false, "a.com:8080")),
+            "http://a.com:8080/v1/x?q=1"
+        );
         assert_eq!(keep.location(&v1, &from(true, "A.com")), "https://a.com/v1/x?q=1");
-        let https = redirect(Some("https"), Some("new.com"), None, Some(PathRewrite::ReplacePrefix("/v2".into())));
-        assert_eq!(https.location(&v1, &from(false, "a.com:8080")), "https://new.com/v2/x?q=1");
+        let https = redirect(
+            Some("https"),
+            Some("new.com"),
+            None,
+            Some(PathRewrite::ReplacePrefix("/v2".into())),
+        );
+        assert_eq!(
+            https.location(&v1, &from(false, "a.com:8080")),
+            "https://new.com/v2/x?q=1"
+        );
         let port = redirect(Some("https"), None, Some(8443), None);
         assert_eq!(port.location(&v1, &from(false, "a.com")), "https://a.com:8443/v1/x?q=1");
         let default_port = redirect(Some("http"), None, Some(80), None);
-        assert_eq!(default_port.location(&v1, &from(true, "a.com:8443")), "http://a.com/v1/x?q=1");
-        assert_eq!(keep.location(&v1, &from(false, "[::1]:8080")), "http://[::1]:8080/v1/x?q=1");
+        assert_eq!(
+            default_port.location(&v1, &from(true, "a.com:8443")),
+            "http://a.com/v1/x?q=1"
+        );
+        assert_eq!(
+            keep.location(&v1, &from(false, "[::1]:8080")),
+            "http://[::1]:8080/v1/x?q=1"
+        );
     }
 }

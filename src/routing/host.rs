@@ -19,9 +19,8 @@ impl HostPattern {
             Some(parent) => (true, parent),
             None => (false, name),
         };
-        let valid_label = |l: &str| {
-            !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        };
+        let valid_label =
+            |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if name.contains(':') {
             return Err(format!("host {text:?} must not include a port"));
         }
@@ -61,8 +60,14 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert_eq!(HostPattern::parse("API.Example.com."), Ok(HostPattern::Exact("api.example.com".into())));
-        assert_eq!(HostPattern::parse("*.preview.example.com"), Ok(HostPattern::Wildcard("preview.example.com".into())));
+        assert_eq!(
+            HostPattern::parse("API.Example.com."),
+            Ok(HostPattern::Exact("api.example.com".into()))
+        );
+        assert_eq!(
+            HostPattern::parse("*.preview.example.com"),
+            Ok(HostPattern::Wildcard("preview.example.com".into()))
+        );
         for bad in ["", "*", "a.*.com", "a..com", "a.com:80", "*.*.com", "a b.com"] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }

@@ -130,7 +130,11 @@ impl<T> Default for HostRoutes<T> {
 impl<T> HostRoutes<T> {
     fn resolve(&self, head: &http::request::Parts) -> Option<&Routed<T>> {
         let path = head.uri.path();
-        if let Some(found) = self.exact.get(path).and_then(|c| c.iter().find(|r| r.rule.admits(head))) {
+        if let Some(found) = self
+            .exact
+            .get(path)
+            .and_then(|c| c.iter().find(|r| r.rule.admits(head)))
+        {
             return Some(found);
         }
         let by_prefix = path::ancestors(path)
@@ -146,7 +150,11 @@ impl<T> HostRoutes<T> {
     }
 
     fn all(&self) -> impl Iterator<Item = &Routed<T>> {
-        self.exact.values().flatten().chain(self.by_prefix.values().flatten()).chain(&self.regex)
+        self.exact
+            .values()
+            .flatten()
+            .chain(self.by_prefix.values().flatten())
+            .chain(&self.regex)
     }
 }
 
@@ -191,14 +199,27 @@ impl<T> Default for RouteTable<T> {
 impl<T> RouteTable<T> {
     /// Adds a plain prefix route (no match expressions or filters).
     pub fn insert(&mut self, host: HostPattern, prefix: PathPrefix, strip_prefix: bool, target: T) {
-        self.add(Some(&host), PathMatch::Prefix(prefix), strip_prefix, Arc::default(), target);
+        self.add(
+            Some(&host),
+            PathMatch::Prefix(prefix),
+            strip_prefix,
+            Arc::default(),
+            target,
+        );
     }
 
     /// Adds a route for `host` (`None`: any host no other route names) and
     /// `path`. Among routes of the same host and path it goes after those
     /// of equal or higher precedence; without match expressions it replaces
     /// an earlier route without them.
-    pub fn add(&mut self, host: Option<&HostPattern>, path: PathMatch, strip_prefix: bool, rule: Arc<RouteRule>, target: T) {
+    pub fn add(
+        &mut self,
+        host: Option<&HostPattern>,
+        path: PathMatch,
+        strip_prefix: bool,
+        rule: Arc<RouteRule>,
+        target: T,
+    ) {
         let hosts = match host {
             Some(HostPattern::Exact(name)) => self.exact.entry(name.clone()).or_default(),
             Some(HostPattern::Wildcard(parent)) => self.wildcard.entry(parent.clone()).or_default(),
@@ -273,7 +294,10 @@ pub fn request_head(method: &str, target: &str, headers: &[(&str, &str)]) -> htt
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    builder.body(()).map(|r| r.into_parts().0).unwrap_or_else(|_| http::Request::new(()).into_parts().0)
+    builder
+        .body(())
+        .map(|r| r.into_parts().0)
+        .unwrap_or_else(|_| http::Request::new(()).into_parts().0)
 }
 
 #[cfg(test)]
@@ -295,10 +319,7 @@ mod tests {
 
     #[test]
     fn host_rules() {
-        let t = table(&[
-            ("api.example.com", "/", "exact"),
-            ("*.example.com", "/", "wild"),
-        ]);
+        let t = table(&[("api.example.com", "/", "exact"), ("*.example.com", "/", "wild")]);
         let target = |host: &str| t.resolve(host, &request_head("GET", "/", &[])).map(|r| r.target);
         assert_eq!(target("api.example.com"), Some("exact"));
         assert_eq!(target("API.EXAMPLE.COM:8080"), Some("exact"));
@@ -334,13 +355,23 @@ mod tests {
     fn exact_host_without_matching_prefix_does_not_fall_back_to_wildcard() {
         let t = table(&[("a.x.com", "/api", "exact"), ("*.x.com", "/", "wild")]);
         assert!(t.resolve("a.x.com", &request_head("GET", "/other", &[])).is_none());
-        assert_eq!(t.resolve("b.x.com", &request_head("GET", "/other", &[])).map(|r| r.target), Some("wild"));
+        assert_eq!(
+            t.resolve("b.x.com", &request_head("GET", "/other", &[]))
+                .map(|r| r.target),
+            Some("wild")
+        );
     }
 
     #[test]
     fn exact_paths_beat_prefixes_and_match_only_themselves() {
         let mut t = table(&[("h.com", "/", "root"), ("h.com", "/api", "api")]);
-        t.add(Some(&HostPattern::parse("h.com").unwrap()), PathMatch::Exact("/api".into()), false, Arc::default(), "exact");
+        t.add(
+            Some(&HostPattern::parse("h.com").unwrap()),
+            PathMatch::Exact("/api".into()),
+            false,
+            Arc::default(),
+            "exact",
+        );
         let target = |path: &str| t.resolve("h.com", &request_head("GET", path, &[])).map(|r| r.target);
         assert_eq!(target("/api"), Some("exact"));
         assert_eq!(target("/api/"), Some("api"));
@@ -351,7 +382,13 @@ mod tests {
     #[test]
     fn any_host_routes_serve_only_unnamed_hosts() {
         let mut t = table(&[("a.com", "/api", "a"), ("*.w.com", "/", "wild")]);
-        t.add(None, PathMatch::Prefix(PathPrefix::root()), false, Arc::default(), "any");
+        t.add(
+            None,
+            PathMatch::Prefix(PathPrefix::root()),
+            false,
+            Arc::default(),
+            "any",
+        );
         let target = |host: &str, path: &str| t.resolve(host, &request_head("GET", path, &[])).map(|r| r.target);
         assert_eq!(target("other.com", "/x"), Some("any"));
         assert_eq!(target("x.w.com", "/x"), Some("wild"));
@@ -363,9 +400,18 @@ mod tests {
     fn hundred_thousand_routes() {
         let mut t = RouteTable::default();
         for i in 0..100_000 {
-            t.insert(HostPattern::parse(&format!("h{i}.example.com")).unwrap(), PathPrefix::root(), false, i);
+            t.insert(
+                HostPattern::parse(&format!("h{i}.example.com")).unwrap(),
+                PathPrefix::root(),
+                false,
+                i,
+            );
         }
         assert_eq!(t.len(), 100_000);
-        assert_eq!(t.resolve("h99999.example.com", &request_head("GET", "/x", &[])).map(|r| r.target), Some(99_999));
+        assert_eq!(
+            t.resolve("h99999.example.com", &request_head("GET", "/x", &[]))
+                .map(|r| r.target),
+            Some(99_999)
+        );
     }
 }

@@ -12,12 +12,12 @@ use super::publish::{merge, ProviderId, Route, Routing};
 use super::services::Services;
 use super::snapshot::{Deployment, Limits, Listeners, RouteTarget, Snapshot};
 use crate::config::deployment::DeploymentSpec;
+use crate::config::route::RouteSpec;
 use crate::config::{Config, ConfigError};
 use crate::keys::{Keys, StaticKeys};
 use crate::net::IpSet;
 use crate::openapi::SpecSlot;
 use crate::policy::{PolicyChain, Resources};
-use crate::config::route::RouteSpec;
 use crate::routing::{compile_path, compile_rule, Backends, HostPattern, PathMatch, RouteRule};
 use crate::state::StateSettings;
 use crate::telemetry::request_log::RequestLogSettings;
@@ -54,7 +54,9 @@ impl Snapshot {
         let mut routes = Vec::with_capacity(file.routes.len());
         for (parsed, spec) in parsed_routes.into_iter().zip(&file.routes) {
             // parse_routes checked that every backend is a deployment of the file.
-            let backends = route_backends(spec).filter_map(|(id, weight)| Some((by_id.get(id)?.clone(), weight))).collect();
+            let backends = route_backends(spec)
+                .filter_map(|(id, weight)| Some((by_id.get(id)?.clone(), weight)))
+                .collect();
             routes.push(Route {
                 host: Some(parsed.host),
                 path: parsed.path,
@@ -141,18 +143,19 @@ fn compile_deployment(
     let id: Arc<str> = spec.id.as_str().into();
     let mut entries = Vec::with_capacity(spec.instances.len());
     for (j, addr) in spec.instances.iter().enumerate() {
-        let entry = crate::upstream::resolve(addr).map_err(|message| config.error_at(&at(&format!(".instances[{j}]")), message))?;
+        let entry = crate::upstream::resolve(addr)
+            .map_err(|message| config.error_at(&at(&format!(".instances[{j}]")), message))?;
         entries.push(entry);
     }
     let upstream = &spec.upstream;
     let protocol = upstream.protocol.into();
-    let health_check = match &upstream.health_check {
-        Some(check) => Some(
-            HealthCheck::compile(check, protocol)
-                .map_err(|(field, message)| config.error_at(&at(&format!(".upstream.health_check.{field}")), message))?,
-        ),
-        None => None,
-    };
+    let health_check =
+        match &upstream.health_check {
+            Some(check) => Some(HealthCheck::compile(check, protocol).map_err(|(field, message)| {
+                config.error_at(&at(&format!(".upstream.health_check.{field}")), message)
+            })?),
+            None => None,
+        };
     let openapi = match &spec.openapi {
         Some(source) => Some(Arc::new(
             SpecSlot::load(source, &spec.id, config.base_dir(), &services.fetched_specs)
@@ -195,7 +198,9 @@ struct ParsedRoute {
 /// A route's `(deployment, weight)` pairs: `deployment:` is one backend of weight 1.
 fn route_backends(spec: &RouteSpec) -> impl Iterator<Item = (&str, u32)> {
     let single = spec.deployment.as_deref().map(|id| (id, 1));
-    single.into_iter().chain(spec.backends.iter().map(|b| (b.deployment.as_str(), b.weight)))
+    single
+        .into_iter()
+        .chain(spec.backends.iter().map(|b| (b.deployment.as_str(), b.weight)))
 }
 
 /// Each route's host, path and rule, checked before anything else is
@@ -225,7 +230,11 @@ fn parse_routes(config: &Config) -> Result<Vec<ParsedRoute>, ConfigError> {
                 ));
             }
         }
-        parsed.push(ParsedRoute { host, path, rule: Arc::new(rule) });
+        parsed.push(ParsedRoute {
+            host,
+            path,
+            rule: Arc::new(rule),
+        });
     }
     Ok(parsed)
 }
@@ -236,7 +245,10 @@ fn check_backends(route: &RouteSpec, redirects: bool, deployment_ids: &HashSet<&
     match (&route.deployment, route.backends.is_empty()) {
         (Some(_), false) => return Err(("backends".into(), "set deployment or backends, not both".into())),
         (None, true) if !redirects => {
-            return Err(("deployment".into(), "a route needs a deployment, backends, or a redirect filter".into()))
+            return Err((
+                "deployment".into(),
+                "a route needs a deployment, backends, or a redirect filter".into(),
+            ))
         }
         (None, false) if route.backends.iter().all(|b| b.weight == 0) => {
             return Err(("backends".into(), "at least one backend needs a weight above 0".into()))
@@ -250,7 +262,10 @@ fn check_backends(route: &RouteSpec, redirects: bool, deployment_ids: &HashSet<&
     }
     for (j, backend) in route.backends.iter().enumerate() {
         if !deployment_ids.contains(backend.deployment.as_str()) {
-            return Err((format!("backends[{j}].deployment"), format!("unknown deployment {:?}", backend.deployment)));
+            return Err((
+                format!("backends[{j}].deployment"),
+                format!("unknown deployment {:?}", backend.deployment),
+            ));
         }
     }
     Ok(())
@@ -267,7 +282,9 @@ mod tests {
             Ok(config) => config,
             Err(e) => return e.to_string(),
         };
-        Snapshot::compile(&config, &Services::in_memory().unwrap()).unwrap_err().to_string()
+        Snapshot::compile(&config, &Services::in_memory().unwrap())
+            .unwrap_err()
+            .to_string()
     }
 
     fn compiles(text: &str) -> bool {
@@ -310,23 +327,40 @@ mod tests {
             Snapshot::compile(&config, &services).unwrap().root_keys
         };
         assert_eq!(root_keys(DEPLOYMENT), vec![Box::from("kg_root_local")]);
-        assert_eq!(root_keys(&format!("admin:\n  root_keys: [set]\n{DEPLOYMENT}")), vec![Box::from("set")]);
+        assert_eq!(
+            root_keys(&format!("admin:\n  root_keys: [set]\n{DEPLOYMENT}")),
+            vec![Box::from("set")]
+        );
     }
 
     #[test]
     fn policy_sets_are_checked_at_load() {
-        let err = error("policy_sets:\n  open: []\n  public-api:\n    - id: auth\n      keyauth: {keyspaces: [nope]}\n");
-        assert!(err.starts_with("k.yaml:5: policy_sets.public-api[0].keyauth.keyspaces[0]: "), "{err}");
+        let err =
+            error("policy_sets:\n  open: []\n  public-api:\n    - id: auth\n      keyauth: {keyspaces: [nope]}\n");
+        assert!(
+            err.starts_with("k.yaml:5: policy_sets.public-api[0].keyauth.keyspaces[0]: "),
+            "{err}"
+        );
         let err = error("policy_sets:\n  bad.name: []\n");
         assert!(err.starts_with("k.yaml:2: policy_sets.bad.name: "), "{err}");
-        let config = Config::parse("policy_sets:\n  deny: [{id: d, firewall: {action: deny}}]\n", Path::new("k.yaml")).unwrap();
+        let config = Config::parse(
+            "policy_sets:\n  deny: [{id: d, firewall: {action: deny}}]\n",
+            Path::new("k.yaml"),
+        )
+        .unwrap();
         let snapshot = Snapshot::compile(&config, &Services::in_memory().unwrap()).unwrap();
         assert!(snapshot.policy_sets.get("deny").is_some_and(|chain| !chain.is_empty()));
     }
 
     #[test]
     fn bad_host_and_prefix() {
-        assert!(error(&format!("{DEPLOYMENT}routes:\n  - host: \"a.*.com\"\n    deployment: a\n")).contains("routes[0].host"));
-        assert!(error(&format!("{DEPLOYMENT}routes:\n  - host: a.com\n    path_prefix: v1\n    deployment: a\n")).contains("routes[0].path_prefix"));
+        assert!(error(&format!(
+            "{DEPLOYMENT}routes:\n  - host: \"a.*.com\"\n    deployment: a\n"
+        ))
+        .contains("routes[0].host"));
+        assert!(error(&format!(
+            "{DEPLOYMENT}routes:\n  - host: a.com\n    path_prefix: v1\n    deployment: a\n"
+        ))
+        .contains("routes[0].path_prefix"));
     }
 }

@@ -31,7 +31,8 @@ impl ProvidersSettings {
         };
         let docker = match &spec.docker {
             Some(docker) => Some(
-                DockerSettings::compile(docker, base_dir).map_err(|(field, message)| (format!("docker.{field}"), message))?,
+                DockerSettings::compile(docker, base_dir)
+                    .map_err(|(field, message)| (format!("docker.{field}"), message))?,
             ),
             None => None,
         };
@@ -126,7 +127,12 @@ impl DockerSettings {
             ));
         };
         let network = match spec.network.as_deref().map(str::trim) {
-            Some("") => return Err(("network".into(), "the network name cannot be empty (null = the first)".into())),
+            Some("") => {
+                return Err((
+                    "network".into(),
+                    "the network name cannot be empty (null = the first)".into(),
+                ))
+            }
             other => other.map(str::to_string),
         };
         Ok(Self {
@@ -169,7 +175,8 @@ impl PolicySets {
                 deployment: &owner,
                 ..resources.clone()
             };
-            let chain = PolicyChain::compile(policies, &resources).map_err(|(field, message)| (format!("{name}{field}"), message))?;
+            let chain = PolicyChain::compile(policies, &resources)
+                .map_err(|(field, message)| (format!("{name}{field}"), message))?;
             sets.insert(name.clone(), chain);
         }
         Ok(Self { sets })
@@ -201,10 +208,26 @@ mod tests {
         assert_eq!(default.endpoint.to_string(), "unix:///var/run/docker.sock");
         assert!(!default.exposed_by_default);
         assert_eq!(default.network, None);
-        assert_eq!(docker("{endpoint: 'tcp://127.0.0.1:2375'}").unwrap().endpoint, DockerEndpoint::Tcp("127.0.0.1:2375".into()));
-        assert_eq!(docker("{endpoint: 'unix://run/d.sock'}").unwrap().endpoint, DockerEndpoint::Unix("/etc/keygate/run/d.sock".into()));
-        for bad in ["http://x:1", "tcp://x", "tcp://:2375", "unix://", "/var/run/docker.sock"] {
-            assert_eq!(docker(&format!("{{endpoint: '{bad}'}}")).unwrap_err().0, "endpoint", "{bad}");
+        assert_eq!(
+            docker("{endpoint: 'tcp://127.0.0.1:2375'}").unwrap().endpoint,
+            DockerEndpoint::Tcp("127.0.0.1:2375".into())
+        );
+        assert_eq!(
+            docker("{endpoint: 'unix://run/d.sock'}").unwrap().endpoint,
+            DockerEndpoint::Unix("/etc/keygate/run/d.sock".into())
+        );
+        for bad in [
+            "http://x:1",
+            "tcp://x",
+            "tcp://:2375",
+            "unix://",
+            "/var/run/docker.sock",
+        ] {
+            assert_eq!(
+                docker(&format!("{{endpoint: '{bad}'}}")).unwrap_err().0,
+                "endpoint",
+                "{bad}"
+            );
         }
         assert_eq!(docker("{network: ' '}").unwrap_err().0, "network");
         assert_eq!(docker("{network: web}").unwrap().network.as_deref(), Some("web"));
@@ -223,6 +246,9 @@ mod tests {
         assert!(sets.get("open_1").is_some_and(PolicyChain::is_empty));
         assert!(sets.get("other").is_none());
         assert_eq!(compile("a.b: []").unwrap_err().0, "a.b");
-        assert_eq!(compile("x: [{id: a, keyauth: {keyspaces: [nope]}}]").unwrap_err().0, "x[0].keyauth.keyspaces[0]");
+        assert_eq!(
+            compile("x: [{id: a, keyauth: {keyspaces: [nope]}}]").unwrap_err().0,
+            "x[0].keyauth.keyspaces[0]"
+        );
     }
 }

@@ -190,7 +190,11 @@ impl Hub {
     /// Swaps in `next`, compiled from the file, with every provider's routes merged in.
     pub fn install_file(&self, next: Snapshot) {
         let Ok(mut state) = self.state.lock() else { return };
-        let merged = if state.published.is_empty() { next } else { Self::merge_into(&next, &mut state) };
+        let merged = if state.published.is_empty() {
+            next
+        } else {
+            Self::merge_into(&next, &mut state)
+        };
         self.swap(merged);
     }
 
@@ -203,7 +207,11 @@ impl Hub {
         }
         let current = self.snapshot.load_full();
         let next = Self::merge_into(&current, &mut state);
-        tracing::debug!(provider = provider.name(), routes = next.routes.len(), "routing updated");
+        tracing::debug!(
+            provider = provider.name(),
+            routes = next.routes.len(),
+            "routing updated"
+        );
         self.swap(next);
     }
 
@@ -260,7 +268,11 @@ mod tests {
     }
 
     fn deployment_for(merged: &Merged, host: &str) -> Option<String> {
-        merged.routes.resolve(host, &request_head("GET", "/", &[])).and_then(|r| r.target.deployment()).map(|d| d.id.to_string())
+        merged
+            .routes
+            .resolve(host, &request_head("GET", "/", &[]))
+            .and_then(|r| r.target.deployment())
+            .map(|d| d.id.to_string())
     }
 
     #[test]
@@ -273,7 +285,11 @@ mod tests {
         assert_eq!(deployment_for(&merged, "c.com").as_deref(), Some("ns/default:80"));
         assert_eq!(
             merged.conflicts,
-            vec![Conflict { host: "a.com".into(), kept_by: ProviderId::File, dropped_from: ProviderId::Kubernetes }]
+            vec![Conflict {
+                host: "a.com".into(),
+                kept_by: ProviderId::File,
+                dropped_from: ProviderId::Kubernetes
+            }]
         );
         assert_eq!(merged.deployments.len(), 4);
     }
@@ -283,12 +299,21 @@ mod tests {
         let file = share(&[("a.com", "file_a")]);
         let docker = share(&[("a.com", "docker/a"), ("b.com", "docker/b")]);
         let merged = merge(&[(ProviderId::Docker, &docker), (ProviderId::File, &file)]);
-        let provider = |host: &str| merged.routes.resolve(host, &request_head("GET", "/", &[])).map(|r| r.target.provider);
+        let provider = |host: &str| {
+            merged
+                .routes
+                .resolve(host, &request_head("GET", "/", &[]))
+                .map(|r| r.target.provider)
+        };
         assert_eq!(provider("a.com"), Some(ProviderId::File));
         assert_eq!(provider("b.com"), Some(ProviderId::Docker));
         assert_eq!(
             merged.conflicts,
-            vec![Conflict { host: "a.com".into(), kept_by: ProviderId::File, dropped_from: ProviderId::Docker }]
+            vec![Conflict {
+                host: "a.com".into(),
+                kept_by: ProviderId::File,
+                dropped_from: ProviderId::Docker
+            }]
         );
     }
 

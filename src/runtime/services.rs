@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use crate::http_client::{HttpClient, HttpError};
 use crate::keys::store::StoreError;
-use crate::policy::Resources;
 use crate::keys::KeyService;
 use crate::openapi::FetchedSpecs;
+use crate::policy::Resources;
 use crate::ratelimit::{RateLimiter, SharedSettings};
 use crate::state::{RootKeyError, StateSettings};
 use crate::telemetry::request_log::RequestLog;

@@ -21,8 +21,8 @@ use crate::upstream::{Endpoints, Entry, InstanceSet, PassivePolicy, Protocol, St
 
 use super::providers::PolicySets;
 use super::publish::{ProviderId, Routing};
-use super::Services;
 use super::ProvidersSettings;
+use super::Services;
 
 /// A deployment as requests see it.
 #[derive(Debug)]

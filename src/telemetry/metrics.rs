@@ -142,14 +142,22 @@ impl Metrics {
         let config_reloads = Counter::default();
         let config_reload_errors = Counter::default();
         let upstream_connect_failures = Counter::default();
-        registry.register("keygate_requests", "Requests answered, by route host, deployment, status and error code", requests.clone());
+        registry.register(
+            "keygate_requests",
+            "Requests answered, by route host, deployment, status and error code",
+            requests.clone(),
+        );
         registry.register(
             "keygate_request_duration_seconds",
             "Request latency by deployment: total, instance and gateway parts",
             durations.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
-        registry.register("keygate_build_info", "The running keygate's version and git commit (always 1)", build_info.clone());
+        registry.register(
+            "keygate_build_info",
+            "The running keygate's version and git commit (always 1)",
+            build_info.clone(),
+        );
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -157,8 +165,16 @@ impl Metrics {
             })
             .set(1);
         registry.register_collector(Box::new(ProcessCollector));
-        registry.register("keygate_config_reloads", "Successful configuration reloads", config_reloads.clone());
-        registry.register("keygate_config_reload_errors", "Configuration reloads rejected as invalid", config_reload_errors.clone());
+        registry.register(
+            "keygate_config_reloads",
+            "Successful configuration reloads",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "keygate_config_reload_errors",
+            "Configuration reloads rejected as invalid",
+            config_reload_errors.clone(),
+        );
         registry.register(
             "keygate_upstream_connect_failures",
             "Failed connection attempts to instances",
@@ -171,7 +187,11 @@ impl Metrics {
             certificate_expiry.clone(),
         );
         let acme_orders = Family::<ResultLabel, Counter>::default();
-        registry.register("keygate_acme_orders", "ACME certificate orders, by result", acme_orders.clone());
+        registry.register(
+            "keygate_acme_orders",
+            "ACME certificate orders, by result",
+            acme_orders.clone(),
+        );
         for result in ["success", "failure"] {
             drop(acme_orders.get_or_create(&ResultLabel { result: result.into() }));
         }
@@ -267,20 +287,26 @@ impl Metrics {
         self.instances_healthy.clear();
         for (deployment, healthy) in counts {
             self.instances_healthy
-                .get_or_create(&DeploymentLabel { deployment: deployment.to_string() })
+                .get_or_create(&DeploymentLabel {
+                    deployment: deployment.to_string(),
+                })
                 .set(i64::try_from(healthy).unwrap_or(i64::MAX));
         }
     }
 
     pub fn upstream_connection(&self, reused: bool) {
         let reused = if reused { "true" } else { "false" };
-        self.upstream_connections.get_or_create(&ReusedLabel { reused: reused.into() }).inc();
+        self.upstream_connections
+            .get_or_create(&ReusedLabel { reused: reused.into() })
+            .inc();
     }
 
     /// Counts one finished ACME order.
     pub fn acme_order(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
-        self.acme_orders.get_or_create(&ResultLabel { result: result.into() }).inc();
+        self.acme_orders
+            .get_or_create(&ResultLabel { result: result.into() })
+            .inc();
     }
 
     pub fn set_certificate_expiry(&self, host: &str, not_after: i64) {
@@ -374,22 +400,43 @@ mod tests {
 
     #[test]
     fn exposition_follows_accept() {
-        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
                           text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
         assert_eq!(Exposition::for_accept(Some(prometheus)), Exposition::OpenMetrics);
-        assert_eq!(Exposition::for_accept(Some("Application/OpenMetrics-Text")), Exposition::OpenMetrics);
-        assert_eq!(Exposition::for_accept(Some("text/plain;version=0.0.4")), Exposition::Prometheus);
-        assert_eq!(Exposition::for_accept(Some("application/openmetrics-text;q=0, */*")), Exposition::Prometheus);
+        assert_eq!(
+            Exposition::for_accept(Some("Application/OpenMetrics-Text")),
+            Exposition::OpenMetrics
+        );
+        assert_eq!(
+            Exposition::for_accept(Some("text/plain;version=0.0.4")),
+            Exposition::Prometheus
+        );
+        assert_eq!(
+            Exposition::for_accept(Some("application/openmetrics-text;q=0, */*")),
+            Exposition::Prometheus
+        );
         assert_eq!(Exposition::for_accept(None), Exposition::Prometheus);
     }
 
     #[test]
     fn build_info_and_process_metrics_are_exported() {
         let text = metrics().encode();
-        let build = format!("keygate_build_info{{version=\"{}\",commit=\"{COMMIT}\"}} 1", env!("CARGO_PKG_VERSION"));
+        let build = format!(
+            "keygate_build_info{{version=\"{}\",commit=\"{COMMIT}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         assert!(text.contains(&build), "{text}");
-        for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds ", "process_start_time_seconds "] {
-            assert!(text.lines().any(|line| line.starts_with(name)), "{name} missing:\n{text}");
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(
+                text.lines().any(|line| line.starts_with(name)),
+                "{name} missing:\n{text}"
+            );
         }
         assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
     }

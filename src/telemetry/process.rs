@@ -5,13 +5,13 @@
 //! `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
 //! `process_threads`, `process_start_time_seconds`.
 
+use procfs::process::{LimitValue, Process};
+use procfs::WithCurrentSystemInfo;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
-use procfs::process::{LimitValue, Process};
-use procfs::WithCurrentSystemInfo;
 
 /// Registered once with the process-wide registry.
 #[derive(Debug)]
@@ -40,15 +40,17 @@ impl Reading {
             resident_bytes: stat.as_ref().map(|s| s.rss_bytes().get()),
             virtual_bytes: stat.as_ref().map(|s| s.vsize),
             threads: stat.as_ref().map(|s| s.num_threads),
-            start_time_seconds: stat.as_ref().zip(boot).map(|(s, boot)| boot as f64 + s.starttime as f64 / ticks),
-            open_fds: process.as_ref().and_then(|p| p.fd_count().ok()),
-            max_fds: process
+            start_time_seconds: stat
                 .as_ref()
-                .and_then(|p| p.limits().ok())
-                .and_then(|limits| match limits.max_open_files.soft_limit {
+                .zip(boot)
+                .map(|(s, boot)| boot as f64 + s.starttime as f64 / ticks),
+            open_fds: process.as_ref().and_then(|p| p.fd_count().ok()),
+            max_fds: process.as_ref().and_then(|p| p.limits().ok()).and_then(|limits| {
+                match limits.max_open_files.soft_limit {
                     LimitValue::Value(max) => Some(max),
                     LimitValue::Unlimited => None,
-                }),
+                }
+            }),
         }
     }
 }
@@ -80,13 +82,49 @@ impl Collector for ProcessCollector {
         let r = Reading::now();
         let gauge = |value: Option<i64>| value.map(ConstGauge::new);
         let e = &mut encoder;
-        encode_one(e, "process_cpu", "User and system CPU time spent", Some(Unit::Seconds), r.cpu_seconds.map(ConstCounter::new))?;
-        encode_one(e, "process_resident_memory", "Resident memory size", Some(Unit::Bytes), gauge(r.resident_bytes.map(saturating)))?;
-        encode_one(e, "process_virtual_memory", "Virtual memory size", Some(Unit::Bytes), gauge(r.virtual_bytes.map(saturating)))?;
-        encode_one(e, "process_open_fds", "Open file descriptors", None, gauge(r.open_fds.map(saturating)))?;
-        encode_one(e, "process_max_fds", "The limit on open file descriptors", None, gauge(r.max_fds.map(saturating)))?;
+        encode_one(
+            e,
+            "process_cpu",
+            "User and system CPU time spent",
+            Some(Unit::Seconds),
+            r.cpu_seconds.map(ConstCounter::new),
+        )?;
+        encode_one(
+            e,
+            "process_resident_memory",
+            "Resident memory size",
+            Some(Unit::Bytes),
+            gauge(r.resident_bytes.map(saturating)),
+        )?;
+        encode_one(
+            e,
+            "process_virtual_memory",
+            "Virtual memory size",
+            Some(Unit::Bytes),
+            gauge(r.virtual_bytes.map(saturating)),
+        )?;
+        encode_one(
+            e,
+            "process_open_fds",
+            "Open file descriptors",
+            None,
+            gauge(r.open_fds.map(saturating)),
+        )?;
+        encode_one(
+            e,
+            "process_max_fds",
+            "The limit on open file descriptors",
+            None,
+            gauge(r.max_fds.map(saturating)),
+        )?;
         encode_one(e, "process_threads", "OS threads", None, gauge(r.threads))?;
         let start = r.start_time_seconds.map(ConstGauge::new);
-        encode_one(e, "process_start_time", "Start time of the process since the unix epoch", Some(Unit::Seconds), start)
+        encode_one(
+            e,
+            "process_start_time",
+            "Start time of the process since the unix epoch",
+            Some(Unit::Seconds),
+            start,
+        )
     }
 }

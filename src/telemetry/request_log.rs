@@ -14,9 +14,9 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use super::metrics;
 use crate::config::telemetry::RequestLogSpec;
+use arc_swap::ArcSwap;
 
 /// Where records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,9 @@ impl RequestLog {
     /// new sink makes the writer reopen.
     pub fn configure(&self, settings: &RequestLogSettings) {
         let log = &self.0;
-        let Ok(_one_at_a_time) = log.configuring.lock() else { return };
+        let Ok(_one_at_a_time) = log.configuring.lock() else {
+            return;
+        };
         if **log.target.load() != settings.sink {
             log.target.store(Arc::new(settings.sink.clone()));
             log.reopen.store(true, Ordering::Relaxed);
@@ -172,7 +174,11 @@ impl Output {
             Sink::File(path) => match OpenOptions::new().create(true).append(true).open(path) {
                 Ok(file) => {
                     let inode = file.metadata().map(|m| m.ino()).unwrap_or(0);
-                    Self::File { file, path: path.clone(), inode }
+                    Self::File {
+                        file,
+                        path: path.clone(),
+                        inode,
+                    }
                 }
                 Err(e) => {
                     tracing::error!("cannot open the request log {}: {e}", path.display());

@@ -292,7 +292,11 @@ impl Manager {
             return Some(cert);
         }
         let saved = self.ca.as_ref()?.disk.load_certificate(host)?;
-        tracing::info!(host, not_after = saved.not_after, "ACME certificate loaded from the state directory");
+        tracing::info!(
+            host,
+            not_after = saved.not_after,
+            "ACME certificate loaded from the state directory"
+        );
         self.store.install(source.clone(), saved);
         self.store.get(&source)
     }
@@ -350,10 +354,18 @@ impl Manager {
         if !cert.hosts.iter().any(|name| name == host) || self.needs_renewal(&cert) {
             return None;
         }
-        if let Some(Err(error)) = self.ca.as_ref().map(|ca| ca.disk.save_certificate(host, &found.chain_pem, &found.key_pem)) {
+        if let Some(Err(error)) = self
+            .ca
+            .as_ref()
+            .map(|ca| ca.disk.save_certificate(host, &found.chain_pem, &found.key_pem))
+        {
             tracing::error!(host, "cannot save the ACME certificate: {error}");
         }
-        tracing::info!(host, not_after = cert.not_after, "ACME certificate from another replica installed");
+        tracing::info!(
+            host,
+            not_after = cert.not_after,
+            "ACME certificate from another replica installed"
+        );
         let next = self.renewal_instant(&cert);
         self.store.install(Source::Acme(host.to_string()), cert);
         Some(next)
@@ -414,7 +426,8 @@ async fn order_certificate(
 ) -> Result<Certificate, AcmeError> {
     let account = ca.account().await?;
     let issued = order::issue(&account, host, tokens.clone(), shared).await?;
-    let cert = Certificate::from_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes()).map_err(AcmeError::Unusable)?;
+    let cert =
+        Certificate::from_pem(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes()).map_err(AcmeError::Unusable)?;
     if !cert.hosts.iter().any(|name| name == host) {
         return Err(AcmeError::Unusable(format!("it names {:?}, not {host}", cert.hosts)));
     }

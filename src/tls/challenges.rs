@@ -92,12 +92,18 @@ mod tests {
         {
             let mut published = Published::new(tokens.clone());
             published.publish("tok1", "tok1.thumb");
-            assert_eq!(tokens.answer("/.well-known/acme-challenge/tok1").as_deref(), Some("tok1.thumb"));
+            assert_eq!(
+                tokens.answer("/.well-known/acme-challenge/tok1").as_deref(),
+                Some("tok1.thumb")
+            );
             assert_eq!(tokens.answer("/.well-known/acme-challenge/other"), None);
             assert_eq!(tokens.answer("/tok1"), None);
         }
         assert_eq!(tokens.answer("/.well-known/acme-challenge/tok1"), None);
         tokens.mirror(HashMap::from([("peer".to_string(), "peer.thumb".to_string())]));
-        assert_eq!(tokens.answer("/.well-known/acme-challenge/peer").as_deref(), Some("peer.thumb"));
+        assert_eq!(
+            tokens.answer("/.well-known/acme-challenge/peer").as_deref(),
+            Some("peer.thumb")
+        );
     }
 }

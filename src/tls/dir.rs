@@ -19,13 +19,21 @@ pub fn load_into(store: &CertStore, dir: &Path) {
             return;
         }
         Err(e) => {
-            tracing::error!("cannot read tls.certs_dir {}: {e}; keeping the certificates already loaded", dir.display());
+            tracing::error!(
+                "cannot read tls.certs_dir {}: {e}; keeping the certificates already loaded",
+                dir.display()
+            );
             return;
         }
     };
     let names: HashSet<String> = entries
         .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".crt")).map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".crt"))
+                .map(str::to_string)
+        })
         .collect();
     let mut fresh = Vec::with_capacity(names.len());
     for name in names {
@@ -36,7 +44,10 @@ pub fn load_into(store: &CertStore, dir: &Path) {
                 fresh.push((source, cert));
             }
             Err(reason) => {
-                tracing::error!(name, "certificate refused: {reason}; the previous one (if any) stays in service");
+                tracing::error!(
+                    name,
+                    "certificate refused: {reason}; the previous one (if any) stays in service"
+                );
                 if let Some(previous) = store.get(&source) {
                     fresh.push((source, (*previous).clone()));
                 }

@@ -38,12 +38,21 @@ impl TlsSettings {
         let acme = match &spec.acme {
             Some(acme) => {
                 if !https_enabled {
-                    return Err(("acme".into(), "needs listen.https: ACME certificates are served there".into()));
+                    return Err((
+                        "acme".into(),
+                        "needs listen.https: ACME certificates are served there".into(),
+                    ));
                 }
                 if listen.http.is_none() {
-                    return Err(("acme".into(), "needs listen.http: the CA validates over plain HTTP (HTTP-01)".into()));
+                    return Err((
+                        "acme".into(),
+                        "needs listen.http: the CA validates over plain HTTP (HTTP-01)".into(),
+                    ));
                 }
-                Some(acme::AcmeSettings::compile(acme, base_dir).map_err(|(field, message)| (format!("acme.{field}"), message))?)
+                Some(
+                    acme::AcmeSettings::compile(acme, base_dir)
+                        .map_err(|(field, message)| (format!("acme.{field}"), message))?,
+                )
             }
             None => None,
         };

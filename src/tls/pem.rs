@@ -47,10 +47,7 @@ impl Certificate {
             .map_or(0, |d| d.as_secs() as i64);
         let not_after = parsed.validity().not_after.timestamp();
         if not_after <= now {
-            return Err(format!(
-                "the certificate expired at {}",
-                parsed.validity().not_after
-            ));
+            return Err(format!("the certificate expired at {}", parsed.validity().not_after));
         }
         Ok(Self {
             key: Arc::new(certified),

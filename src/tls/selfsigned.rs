@@ -10,5 +10,8 @@ const DEFAULT_NAME: &str = "keygate.invalid";
 pub fn generate() -> Result<Certificate, String> {
     let generated = rcgen::generate_simple_self_signed(vec![DEFAULT_NAME.to_string()])
         .map_err(|e| format!("cannot generate the default certificate: {e}"))?;
-    Certificate::from_pem(generated.cert.pem().as_bytes(), generated.key_pair.serialize_pem().as_bytes())
+    Certificate::from_pem(
+        generated.cert.pem().as_bytes(),
+        generated.key_pair.serialize_pem().as_bytes(),
+    )
 }

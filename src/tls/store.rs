@@ -83,12 +83,14 @@ impl CertStore {
     /// The certificate for a handshake's SNI (None: no SNI → default).
     pub fn for_sni(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let map = self.live.load();
-        let found = sni.map(|name| name.trim_end_matches('.').to_ascii_lowercase()).and_then(|name| {
-            map.exact.get(&name).cloned().or_else(|| {
-                let (_label, parent) = name.split_once('.')?;
-                map.wildcard.get(parent).cloned()
-            })
-        });
+        let found = sni
+            .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+            .and_then(|name| {
+                map.exact.get(&name).cloned().or_else(|| {
+                    let (_label, parent) = name.split_once('.')?;
+                    map.wildcard.get(parent).cloned()
+                })
+            });
         found.or_else(|| map.default.clone()).map(|c| c.key.clone())
     }
 
@@ -99,7 +101,10 @@ impl CertStore {
         let wildcard = host.split_once('.').map(|(_, parent)| format!("*.{parent}"));
         sources.iter().any(|(source, cert)| {
             matches!(source, Source::File(_) | Source::Kubernetes(_))
-                && cert.hosts.iter().any(|name| name == host || Some(name) == wildcard.as_ref())
+                && cert
+                    .hosts
+                    .iter()
+                    .any(|name| name == host || Some(name) == wildcard.as_ref())
         })
     }
 
@@ -138,11 +143,17 @@ impl CertStore {
 
     /// Every host with its certificate, for `keygate certs list`.
     pub fn list(&self) -> Vec<CertInfo> {
-        let Ok(sources) = self.sources.lock() else { return Vec::new() };
+        let Ok(sources) = self.sources.lock() else {
+            return Vec::new();
+        };
         let mut out: Vec<CertInfo> = sources
             .iter()
             .flat_map(|(source, cert)| {
-                let hosts = if matches!(source, Source::Default) { vec!["(default)".to_string()] } else { cert.hosts.clone() };
+                let hosts = if matches!(source, Source::Default) {
+                    vec!["(default)".to_string()]
+                } else {
+                    cert.hosts.clone()
+                };
                 hosts.into_iter().map(move |host| CertInfo {
                     host,
                     source: source.kind(),

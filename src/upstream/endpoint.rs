@@ -91,7 +91,9 @@ impl Endpoint {
 
     /// Milliseconds since this endpoint was created (never 0, which means "not ejected").
     fn age_ms(&self) -> u64 {
-        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+        u64::try_from(self.born.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Healthy by active checks, and admitted or on trial with the trial slot free.
@@ -121,7 +123,12 @@ impl Endpoint {
             && slot <= now
             && self
                 .trial_until
-                .compare_exchange(slot, now.saturating_add(duration_ms(TRIAL_HOLD)), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    slot,
+                    now.saturating_add(duration_ms(TRIAL_HOLD)),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 
@@ -164,7 +171,12 @@ impl Endpoint {
         // Of requests racing with the same news, the first ejects.
         if self
             .generation
-            .compare_exchange(generation, generation.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                generation,
+                generation.wrapping_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return;
@@ -173,7 +185,8 @@ impl Endpoint {
         let repeats = self.ejections.fetch_add(1, Ordering::Relaxed).min(5);
         let ejection = policy.ejection.saturating_mul(1 << repeats);
         self.trial_until.store(0, Ordering::Relaxed);
-        self.ejected_until.store(self.age_ms().saturating_add(duration_ms(ejection)), Ordering::Relaxed);
+        self.ejected_until
+            .store(self.age_ms().saturating_add(duration_ms(ejection)), Ordering::Relaxed);
         tracing::warn!(instance = %self.target, ?ejection, "instance ejected: {why}");
     }
 
@@ -250,7 +263,10 @@ mod tests {
     #[test]
     fn ejected_after_consecutive_failures() {
         let ep = endpoint();
-        let policy = PassivePolicy { failures: 2, ejection: Duration::from_secs(60) };
+        let policy = PassivePolicy {
+            failures: 2,
+            ejection: Duration::from_secs(60),
+        };
         fail(&ep, &policy);
         assert!(ep.is_available());
         fail(&ep, &policy);
@@ -263,7 +279,10 @@ mod tests {
     #[test]
     fn success_resets_the_streak() {
         let ep = endpoint();
-        let policy = PassivePolicy { failures: 2, ejection: Duration::from_secs(60) };
+        let policy = PassivePolicy {
+            failures: 2,
+            ejection: Duration::from_secs(60),
+        };
         fail(&ep, &policy);
         ep.connected();
         fail(&ep, &policy);
@@ -273,14 +292,21 @@ mod tests {
     #[test]
     fn failures_while_ejected_neither_extend_nor_repeat_the_ejection() {
         let ep = endpoint();
-        let policy = PassivePolicy { failures: 3, ejection: Duration::from_millis(100) };
+        let policy = PassivePolicy {
+            failures: 3,
+            ejection: Duration::from_millis(100),
+        };
         // 20 connections in flight when the instance goes away.
         let in_flight: Vec<_> = (0..20).map(|_| ep.begin_request()).collect();
         for guard in &in_flight {
             guard.connect_failed(&policy);
         }
         assert!(!ep.is_available());
-        assert_eq!(ep.ejections.load(Ordering::Relaxed), 1, "one ejection, not one per failure");
+        assert_eq!(
+            ep.ejections.load(Ordering::Relaxed),
+            1,
+            "one ejection, not one per failure"
+        );
         let until = ep.ejected_until.load(Ordering::Relaxed);
         assert!(until <= ep.age_ms() + 100, "the base back-off, not a doubled one");
     }
@@ -288,7 +314,10 @@ mod tests {
     #[test]
     fn after_the_back_off_one_trial_request_decides() {
         let ep = endpoint();
-        let policy = PassivePolicy { failures: 1, ejection: Duration::from_millis(50) };
+        let policy = PassivePolicy {
+            failures: 1,
+            ejection: Duration::from_millis(50),
+        };
         fail(&ep, &policy);
         assert!(!ep.is_available());
         std::thread::sleep(Duration::from_millis(60));
@@ -315,7 +344,10 @@ mod tests {
     #[test]
     fn a_failure_from_before_the_ejection_does_not_fail_the_trial() {
         let ep = endpoint();
-        let policy = PassivePolicy { failures: 1, ejection: Duration::from_millis(20) };
+        let policy = PassivePolicy {
+            failures: 1,
+            ejection: Duration::from_millis(20),
+        };
         let late = ep.begin_request();
         fail(&ep, &policy);
         std::thread::sleep(Duration::from_millis(30));
@@ -327,7 +359,10 @@ mod tests {
     #[test]
     fn a_passing_health_check_readmits_at_once() {
         let ep = endpoint();
-        let policy = PassivePolicy { failures: 1, ejection: Duration::from_secs(60) };
+        let policy = PassivePolicy {
+            failures: 1,
+            ejection: Duration::from_secs(60),
+        };
         fail(&ep, &policy);
         assert!(!ep.is_available());
         ep.check_passed();

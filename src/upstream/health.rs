@@ -31,7 +31,10 @@ impl HealthCheck {
     /// Errors are `(sub-field, message)`.
     pub fn compile(spec: &HealthCheckSpec, protocol: Protocol) -> Result<Self, (String, String)> {
         if !spec.path.starts_with('/') {
-            return Err(("path".into(), format!("health check path {:?} must start with /", spec.path)));
+            return Err((
+                "path".into(),
+                format!("health check path {:?} must start with /", spec.path),
+            ));
         }
         let method = http::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| ("method".to_string(), format!("invalid method {:?}", spec.method)))?;
@@ -90,8 +93,9 @@ async fn probe(addr: SocketAddr, check: &HealthCheck) -> bool {
                 sender.send_request(request).await.ok()?.status()
             }
             Protocol::H2c => {
-                let (mut sender, connection) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.ok()?;
+                let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .ok()?;
                 tokio::spawn(connection);
                 sender.send_request(request).await.ok()?.status()
             }

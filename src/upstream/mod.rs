@@ -13,8 +13,8 @@ pub mod supervisor;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 pub use endpoint::{Endpoint, InFlightGuard, PassivePolicy, Target};
-pub use select::{Picker, Strategy};
 pub use registry::Endpoints;
+pub use select::{Picker, Strategy};
 pub use set::{Entry, InstanceSet};
 
 use crate::config::deployment::{InstanceAddr, ProtocolSpec};
@@ -81,11 +81,19 @@ mod tests {
 
     #[test]
     fn resolves_names_and_dns_entries() {
-        let Entry::Fixed(targets) = resolve(&InstanceAddr::Host { host: "localhost".into(), port: 80 }).unwrap() else {
+        let Entry::Fixed(targets) = resolve(&InstanceAddr::Host {
+            host: "localhost".into(),
+            port: 80,
+        })
+        .unwrap() else {
             panic!("host:port is a fixed entry");
         };
         assert!(!targets.is_empty());
-        let Entry::Dns { resolved, .. } = resolve(&InstanceAddr::Dns { name: "localhost".into(), port: 81 }).unwrap() else {
+        let Entry::Dns { resolved, .. } = resolve(&InstanceAddr::Dns {
+            name: "localhost".into(),
+            port: 81,
+        })
+        .unwrap() else {
             panic!("dns: is a DNS entry");
         };
         assert!(resolved.iter().all(|a| a.port() == 81 && a.ip().is_loopback()));

@@ -46,6 +46,10 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &endpoints.endpoint(&other, Target::Echo)));
         drop(a);
         let fresh = endpoints.endpoint(&deployment, Target::Echo);
-        assert_eq!(Arc::strong_count(&fresh), 1, "a dropped endpoint is not handed out again");
+        assert_eq!(
+            Arc::strong_count(&fresh),
+            1,
+            "a dropped endpoint is not handed out again"
+        );
     }
 }

@@ -159,7 +159,10 @@ mod tests {
         list[0].set_healthy(false);
         list[2].set_healthy(false);
         let mut picker = Picker::new(list.clone());
-        assert_eq!(picker.pick(Strategy::Random, true).map(|e| e.target), Some(list[1].target));
+        assert_eq!(
+            picker.pick(Strategy::Random, true).map(|e| e.target),
+            Some(list[1].target)
+        );
         assert!(picker.pick(Strategy::Random, true).is_none());
     }
 

@@ -14,7 +14,11 @@ use super::registry::Endpoints;
 enum Source {
     Fixed(Vec<Target>),
     /// `dns:name:port`: every A/AAAA record, re-resolved periodically.
-    Dns { name: String, port: u16, resolved: Vec<SocketAddr> },
+    Dns {
+        name: String,
+        port: u16,
+        resolved: Vec<SocketAddr>,
+    },
 }
 
 #[derive(Debug)]
@@ -30,7 +34,11 @@ pub struct InstanceSet {
 /// One configured entry, resolved.
 pub enum Entry {
     Fixed(Vec<Target>),
-    Dns { name: String, port: u16, resolved: Vec<SocketAddr> },
+    Dns {
+        name: String,
+        port: u16,
+        resolved: Vec<SocketAddr>,
+    },
 }
 
 impl InstanceSet {
@@ -58,7 +66,9 @@ impl InstanceSet {
 
     /// The `dns:` entries to refresh, as `(name, port)`.
     pub fn dns_names(&self) -> Vec<(String, u16)> {
-        let Ok(sources) = self.sources.lock() else { return Vec::new() };
+        let Ok(sources) = self.sources.lock() else {
+            return Vec::new();
+        };
         sources
             .iter()
             .filter_map(|s| match s {
@@ -75,7 +85,12 @@ impl InstanceSet {
         let Ok(mut sources) = self.sources.lock() else { return };
         let mut changed = false;
         for source in sources.iter_mut() {
-            if let Source::Dns { name: n, port: p, resolved } = source {
+            if let Source::Dns {
+                name: n,
+                port: p,
+                resolved,
+            } = source
+            {
                 if n == name && *p == port && *resolved != addrs {
                     tracing::info!(deployment = %self.deployment, name, ?addrs, "DNS instances changed");
                     *resolved = addrs.clone();
@@ -84,7 +99,8 @@ impl InstanceSet {
             }
         }
         if changed {
-            self.endpoints.store(Arc::new(flatten(&self.registry, &self.deployment, &sources)));
+            self.endpoints
+                .store(Arc::new(flatten(&self.registry, &self.deployment, &sources)));
         }
     }
 

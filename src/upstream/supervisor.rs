@@ -89,7 +89,14 @@ fn sync_checkers(pools: &[Pool<'_>], checkers: &mut HashMap<(Arc<str>, SocketAdd
             continue;
         }
         let task = tokio::spawn(health::run(Arc::downgrade(&endpoint), key.1, check.clone()));
-        checkers.insert(key, Checker { check, endpoint: Arc::downgrade(&endpoint), task });
+        checkers.insert(
+            key,
+            Checker {
+                check,
+                endpoint: Arc::downgrade(&endpoint),
+                task,
+            },
+        );
     }
 }
 
@@ -119,7 +126,9 @@ async fn refresh_dns(pools: &[Pool<'_>], resolved_at: &mut HashMap<Arc<str>, Ins
                         pool.instances.update_dns(&name, port, addrs);
                     }
                 }
-                Err(e) => tracing::warn!(deployment = %pool.deployment, name, "DNS lookup failed, keeping the last good set: {e}"),
+                Err(e) => {
+                    tracing::warn!(deployment = %pool.deployment, name, "DNS lookup failed, keeping the last good set: {e}")
+                }
             }
         }
     }

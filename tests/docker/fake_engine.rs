@@ -163,14 +163,18 @@ impl FakeEngine {
         let inner = self.inner.clone();
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let conn_inner = inner.clone();
                 let connection = tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let inner = conn_inner.clone();
                         async move { Ok::<_, Infallible>(handle(&inner, request)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
                 inner.tasks.lock().unwrap().push(connection);
             }
@@ -218,7 +222,11 @@ impl FakeEngine {
             c.exit_code = 0;
             c.pid = 0;
             c.health = c.health.map(|_| "unhealthy");
-            vec![("kill", vec![("signal", "15")]), ("die", vec![("exitCode", "0")]), ("stop", vec![])]
+            vec![
+                ("kill", vec![("signal", "15")]),
+                ("die", vec![("exitCode", "0")]),
+                ("stop", vec![]),
+            ]
         });
     }
 
@@ -253,7 +261,14 @@ impl FakeEngine {
     pub fn set_health(&self, id: &str, health: &'static str) {
         self.change(id, |c| {
             c.health = Some(health);
-            vec![(if health == "healthy" { "health_status: healthy" } else { "health_status: unhealthy" }, vec![])]
+            vec![(
+                if health == "healthy" {
+                    "health_status: healthy"
+                } else {
+                    "health_status: unhealthy"
+                },
+                vec![],
+            )]
         });
     }
 
@@ -263,7 +278,9 @@ impl FakeEngine {
             self.crash(id);
         }
         let mut state = self.inner.state.lock().unwrap();
-        let Some(index) = state.containers.iter().position(|c| c.id == id) else { return };
+        let Some(index) = state.containers.iter().position(|c| c.id == id) else {
+            return;
+        };
         self.emit(&mut state, id, "destroy", &[]);
         state.containers.remove(index);
     }
@@ -300,13 +317,25 @@ impl FakeEngine {
 
     fn with<T>(&self, id: &str, f: impl FnOnce(&Container) -> T) -> T {
         let state = self.inner.state.lock().unwrap();
-        f(state.containers.iter().find(|c| c.id == id).expect("a container of this engine"))
+        f(state
+            .containers
+            .iter()
+            .find(|c| c.id == id)
+            .expect("a container of this engine"))
     }
 
     /// Applies `f` to container `id` and emits the events it returns.
-    fn change(&self, id: &str, f: impl FnOnce(&mut Container) -> Vec<(&'static str, Vec<(&'static str, &'static str)>)>) {
+    fn change(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Container) -> Vec<(&'static str, Vec<(&'static str, &'static str)>)>,
+    ) {
         let mut state = self.inner.state.lock().unwrap();
-        let container = state.containers.iter_mut().find(|c| c.id == id).expect("a container of this engine");
+        let container = state
+            .containers
+            .iter_mut()
+            .find(|c| c.id == id)
+            .expect("a container of this engine");
         for (action, extra) in f(container) {
             self.emit(&mut state, id, action, &extra);
         }
@@ -315,8 +344,17 @@ impl FakeEngine {
     /// Records and broadcasts an event under the state lock: an event stream
     /// reads the history and subscribes under it too, so it sees each once.
     fn emit(&self, state: &mut State, id: &str, action: &str, extra: &[(&str, &str)]) {
-        let container = state.containers.iter().find(|c| c.id == id).expect("a container of this engine");
-        let mut attributes: Map<String, Value> = container.spec.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let container = state
+            .containers
+            .iter()
+            .find(|c| c.id == id)
+            .expect("a container of this engine");
+        let mut attributes: Map<String, Value> = container
+            .spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
         attributes.insert("image".into(), json!(container.spec.image));
         attributes.insert("name".into(), json!(container.spec.name));
         for (key, value) in extra {
@@ -347,7 +385,9 @@ fn rfc3339(time: SystemTime) -> String {
 }
 
 fn hex(seed: &str, len: usize) -> String {
-    let mut x: u64 = seed.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let mut x: u64 = seed.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -381,8 +421,18 @@ impl Container {
                 (name.clone(), endpoint)
             })
             .collect();
-        let exposed: Map<String, Value> = self.spec.exposed.iter().map(|p| (format!("{p}/tcp"), json!({}))).collect();
-        let ports: Map<String, Value> = self.spec.exposed.iter().map(|p| (format!("{p}/tcp"), Value::Null)).collect();
+        let exposed: Map<String, Value> = self
+            .spec
+            .exposed
+            .iter()
+            .map(|p| (format!("{p}/tcp"), json!({})))
+            .collect();
+        let ports: Map<String, Value> = self
+            .spec
+            .exposed
+            .iter()
+            .map(|p| (format!("{p}/tcp"), Value::Null))
+            .collect();
         let mut state = json!({
             "Status": self.status,
             "Running": self.running(),
@@ -397,7 +447,8 @@ impl Container {
             "FinishedAt": if self.running() { "0001-01-01T00:00:00Z".to_string() } else { rfc3339(SystemTime::now()) },
         });
         if let Some(health) = self.health {
-            state["Health"] = json!({"Status": health, "FailingStreak": if health == "unhealthy" { 3 } else { 0 }, "Log": []});
+            state["Health"] =
+                json!({"Status": health, "FailingStreak": if health == "unhealthy" { 3 } else { 0 }, "Log": []});
         }
         json!({
             "Id": self.id,
@@ -481,9 +532,13 @@ fn error(status: u16, message: &str) -> Response<Body> {
 
 /// `/v1.47/x` → (`/x`, Some((1, 47))); `/x` → (`/x`, None).
 fn split_version(path: &str) -> (String, Option<(u32, u32)>) {
-    let Some(rest) = path.strip_prefix("/v") else { return (path.to_string(), None) };
+    let Some(rest) = path.strip_prefix("/v") else {
+        return (path.to_string(), None);
+    };
     let (version, tail) = rest.split_once('/').map_or((rest, ""), |(v, t)| (v, t));
-    let parsed = version.split_once('.').and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)));
+    let parsed = version
+        .split_once('.')
+        .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)));
     match parsed {
         Some(version) => (format!("/{tail}"), Some(version)),
         None => (path.to_string(), None),
@@ -493,7 +548,9 @@ fn split_version(path: &str) -> (String, Option<(u32, u32)>) {
 /// The API's `filters` query parameter: `{"key": ["value", …]}` (also the
 /// older `{"key": {"value": true}}` form).
 fn filters(query: &HashMap<String, String>) -> Result<HashMap<String, Vec<String>>, String> {
-    let Some(text) = query.get("filters").filter(|t| !t.is_empty()) else { return Ok(HashMap::new()) };
+    let Some(text) = query.get("filters").filter(|t| !t.is_empty()) else {
+        return Ok(HashMap::new());
+    };
     let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid filter: {e}"))?;
     let object = value.as_object().ok_or("invalid filter: not an object")?;
     Ok(object
@@ -518,8 +575,16 @@ fn labels_match(wanted: Option<&Vec<String>>, labels: &Map<String, Value>) -> bo
 }
 
 fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body> {
-    let target = request.uri().path_and_query().map_or("/".to_string(), |pq| pq.to_string());
-    inner.state.lock().unwrap().requests.push(format!("{} {target}", request.method()));
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/".to_string(), |pq| pq.to_string());
+    inner
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .push(format!("{} {target}", request.method()));
     let (path, version) = split_version(request.uri().path());
     if let Some(version) = version {
         if version > API_VERSION {
@@ -541,8 +606,9 @@ fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body> {
             );
         }
     }
-    let query: HashMap<String, String> =
-        form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    let query: HashMap<String, String> = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method(), segments.as_slice()) {
         (&Method::GET | &Method::HEAD, ["_ping"]) => Response::builder()
@@ -574,9 +640,15 @@ fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body> {
                     let name = s["Names"][0].as_str().unwrap_or("").trim_start_matches('/');
                     let id = s["Id"].as_str().unwrap_or("");
                     labels_match(filters.get("label"), &labels)
-                        && filters.get("status").is_none_or(|w| w.iter().any(|st| s["State"] == st.as_str()))
-                        && filters.get("id").is_none_or(|w| w.iter().any(|p| id.starts_with(p.as_str())))
-                        && filters.get("name").is_none_or(|w| w.iter().any(|n| name.contains(n.as_str())))
+                        && filters
+                            .get("status")
+                            .is_none_or(|w| w.iter().any(|st| s["State"] == st.as_str()))
+                        && filters
+                            .get("id")
+                            .is_none_or(|w| w.iter().any(|p| id.starts_with(p.as_str())))
+                        && filters
+                            .get("name")
+                            .is_none_or(|w| w.iter().any(|n| name.contains(n.as_str())))
                 })
                 .collect();
             json_response(200, &Value::Array(listed))
@@ -625,7 +697,9 @@ fn version_body() -> Value {
 /// `since`: unix seconds (maybe with a fraction) or a duration before now
 /// (`3s`, `10m`), as the engine takes it; in unix nanoseconds.
 fn since(value: Option<&String>) -> Result<Option<u128>, String> {
-    let Some(text) = value.filter(|t| !t.is_empty()) else { return Ok(None) };
+    let Some(text) = value.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
     if let Ok(seconds) = text.parse::<f64>() {
         return Ok(Some((seconds * 1e9) as u128));
     }
@@ -638,15 +712,21 @@ fn since(value: Option<&String>) -> Result<Option<u128>, String> {
 fn event_matches(filters: &HashMap<String, Vec<String>>, event: &Value) -> bool {
     let action = event["Action"].as_str().unwrap_or("");
     let attributes = event["Actor"]["Attributes"].as_object().cloned().unwrap_or_default();
-    let types_ok = filters.get("type").is_none_or(|w| w.iter().any(|t| event["Type"] == t.as_str()));
+    let types_ok = filters
+        .get("type")
+        .is_none_or(|w| w.iter().any(|t| event["Type"] == t.as_str()));
     // The engine matches `health_status` (no colon) against every
     // `health_status: <status>` action.
     let actions_ok = filters.get("event").is_none_or(|wanted| {
-        wanted.iter().any(|w| action == w || (w == "health_status" && action.starts_with("health_status")))
+        wanted
+            .iter()
+            .any(|w| action == w || (w == "health_status" && action.starts_with("health_status")))
     });
     let containers_ok = filters.get("container").is_none_or(|wanted| {
         let id = event["Actor"]["ID"].as_str().unwrap_or("");
-        wanted.iter().any(|w| id.starts_with(w.as_str()) || attributes.get("name").and_then(Value::as_str) == Some(w))
+        wanted
+            .iter()
+            .any(|w| id.starts_with(w.as_str()) || attributes.get("name").and_then(Value::as_str) == Some(w))
     });
     types_ok && actions_ok && containers_ok && labels_match(filters.get("label"), &attributes)
 }
@@ -658,7 +738,12 @@ fn events(inner: &Arc<Inner>, filters: HashMap<String, Vec<String>>, since: Opti
         let state = inner.state.lock().unwrap();
         let live = inner.events.subscribe();
         let backlog: Vec<Value> = match since {
-            Some(since) => state.history.iter().filter(|e| u128::from(e["timeNano"].as_u64().unwrap_or(0)) >= since).cloned().collect(),
+            Some(since) => state
+                .history
+                .iter()
+                .filter(|e| u128::from(e["timeNano"].as_u64().unwrap_or(0)) >= since)
+                .cloned()
+                .collect(),
             None => Vec::new(),
         };
         (backlog, live)

@@ -128,12 +128,15 @@ impl FakeApi {
         let previous = state.objects.get(&key).cloned();
         let meta = &mut value["metadata"];
         meta["resourceVersion"] = json!(rv.to_string());
-        let uid = previous.as_ref().map_or_else(|| json!(format!("uid-{name}-{rv}")), |p| p["metadata"]["uid"].clone());
+        let uid = previous
+            .as_ref()
+            .map_or_else(|| json!(format!("uid-{name}-{rv}")), |p| p["metadata"]["uid"].clone());
         meta["uid"] = uid;
         if meta.get("creationTimestamp").is_none() {
-            let created = previous
-                .as_ref()
-                .map_or_else(|| json!(format!("2024-01-01T00:00:{:02}Z", rv % 60)), |p| p["metadata"]["creationTimestamp"].clone());
+            let created = previous.as_ref().map_or_else(
+                || json!(format!("2024-01-01T00:00:{:02}Z", rv % 60)),
+                |p| p["metadata"]["creationTimestamp"].clone(),
+            );
             meta["creationTimestamp"] = created;
         }
         if let (Some(previous), None) = (&previous, value.get("status")) {
@@ -143,20 +146,39 @@ impl FakeApi {
         }
         let kind = if previous.is_some() { "MODIFIED" } else { "ADDED" };
         state.objects.insert(key, value.clone());
-        record(&self.inner, &mut state, Change { rv, collection, namespace, kind, object: value });
+        record(
+            &self.inner,
+            &mut state,
+            Change {
+                rv,
+                collection,
+                namespace,
+                kind,
+                object: value,
+            },
+        );
     }
 
     /// Deletes the object (DELETED), if it exists.
     pub fn delete<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) {
         let collection = collection_of::<K>();
         let mut state = self.inner.state.lock().unwrap();
-        let Some(mut object) = state.objects.remove(&(collection.clone(), namespace.to_string(), name.to_string())) else {
+        let Some(mut object) = state
+            .objects
+            .remove(&(collection.clone(), namespace.to_string(), name.to_string()))
+        else {
             return;
         };
         state.rv += 1;
         let rv = state.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let change = Change { rv, collection, namespace: namespace.to_string(), kind: "DELETED", object };
+        let change = Change {
+            rv,
+            collection,
+            namespace: namespace.to_string(),
+            kind: "DELETED",
+            object,
+        };
         record(&self.inner, &mut state, change);
     }
 
@@ -219,7 +241,9 @@ fn serve(inner: Arc<Inner>, listener: TcpListener) {
     let accept_inner = inner.clone();
     let accept = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let conn_inner = accept_inner.clone();
             let connection = tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
@@ -294,18 +318,30 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
                 .filter(|((c, ns, _), _)| *c == collection && namespace.is_none_or(|want| want == ns))
                 .map(|(_, object)| object)
                 .collect();
-            full(200, &json!({"apiVersion": "v1", "kind": "List",
-                              "metadata": {"resourceVersion": state.rv.to_string()}, "items": items}))
+            full(
+                200,
+                &json!({"apiVersion": "v1", "kind": "List",
+                              "metadata": {"resourceVersion": state.rv.to_string()}, "items": items}),
+            )
         }
         (Method::POST, None, None) if plural == "events" => {
-            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let posted: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let mut event = to_core_event(&prefix, posted);
             let mut state = inner.state.lock().unwrap();
             state.rv += 1;
             let name = match event["metadata"]["name"].as_str() {
                 Some(name) => name.to_string(),
-                None => format!("{}{}", event["metadata"]["generateName"].as_str().unwrap_or("event."), state.rv),
+                None => format!(
+                    "{}{}",
+                    event["metadata"]["generateName"].as_str().unwrap_or("event."),
+                    state.rv
+                ),
             };
             let namespace = namespace.unwrap_or_default();
             if find_event(&state.events, namespace, &name).is_some() {
@@ -318,7 +354,12 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
             full(201, &from_core_event(&prefix, event))
         }
         (Method::PATCH, Some(name), None) if plural == "events" => {
-            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let patch = to_core_event(&prefix, serde_json::from_slice(&body).unwrap_or(Value::Null));
             let mut state = inner.state.lock().unwrap();
             state.rv += 1;
@@ -332,7 +373,12 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
             full(200, &from_core_event(&prefix, event.clone()))
         }
         (Method::PATCH, Some(name), Some("status")) => {
-            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let namespace = namespace.unwrap_or_default().to_string();
             let key = (collection.clone(), namespace.clone(), name.to_string());
@@ -345,7 +391,17 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
             let rv = state.rv;
             object["metadata"]["resourceVersion"] = json!(rv.to_string());
             state.objects.insert(key, object.clone());
-            record(inner, &mut state, Change { rv, collection, namespace, kind: "MODIFIED", object: object.clone() });
+            record(
+                inner,
+                &mut state,
+                Change {
+                    rv,
+                    collection,
+                    namespace,
+                    kind: "MODIFIED",
+                    object: object.clone(),
+                },
+            );
             full(200, &object)
         }
         _ => status_error(405, "MethodNotAllowed", "not implemented by the fake API server"),
@@ -380,13 +436,20 @@ fn convert_event(prefix: &str, mut event: Value, to_core: bool) -> Value {
     }
     if let Some(fields) = event.as_object_mut() {
         for (events_name, core_name) in EVENT_FIELDS {
-            let (from, to) = if to_core { (events_name, core_name) } else { (core_name, events_name) };
+            let (from, to) = if to_core {
+                (events_name, core_name)
+            } else {
+                (core_name, events_name)
+            };
             if let Some(value) = fields.remove(from) {
                 fields.insert(to.to_string(), value);
             }
         }
         if fields.contains_key("apiVersion") {
-            fields.insert("apiVersion".to_string(), json!(if to_core { "v1" } else { "events.k8s.io/v1" }));
+            fields.insert(
+                "apiVersion".to_string(),
+                json!(if to_core { "v1" } else { "events.k8s.io/v1" }),
+            );
         }
     }
     event
@@ -421,16 +484,28 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// Streams the changes of `collection` after `from`, then live ones.
 fn watch(inner: &Arc<Inner>, collection: String, namespace: Option<String>, from: u64) -> Response<Body> {
-    let matches = move |change: &Change| change.collection == collection && namespace.as_ref().is_none_or(|ns| *ns == change.namespace);
+    let matches = move |change: &Change| {
+        change.collection == collection && namespace.as_ref().is_none_or(|ns| *ns == change.namespace)
+    };
     let (backlog, mut live, gone) = {
         let state = inner.state.lock().unwrap();
         let live = inner.changes.subscribe();
         let gone = from != 0 && from < state.compacted;
-        let backlog: Vec<Change> = state.history.iter().filter(|c| c.rv > from && matches(c)).cloned().collect();
+        let backlog: Vec<Change> = state
+            .history
+            .iter()
+            .filter(|c| c.rv > from && matches(c))
+            .cloned()
+            .collect();
         (backlog, live, gone)
     };
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
-    let line = |kind: &str, object: &Value| Ok(Frame::data(Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))));
+    let line = |kind: &str, object: &Value| {
+        Ok(Frame::data(Bytes::from(format!(
+            "{}\n",
+            json!({"type": kind, "object": object})
+        ))))
+    };
     let producer = tokio::spawn(async move {
         if gone {
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

@@ -111,7 +111,11 @@ impl Collector {
             tokio::time::sleep(Duration::from_secs(600)).await;
         })
         .await;
-        Collector { addr, received: Arc::default(), task }
+        Collector {
+            addr,
+            received: Arc::default(),
+            task,
+        }
     }
 
     /// The base address for `telemetry.tracing.otlp_endpoint`.
@@ -129,20 +133,28 @@ impl Collector {
 
     /// The spans of `trace_id`, once `count` of them arrived (bounded wait).
     pub async fn wait_for_trace(&self, trace_id: &str, count: usize) -> Vec<ReceivedSpan> {
-        poll_until(format!("{count} spans of trace {trace_id}"), super::wait::WAIT, || async {
-            let spans: Vec<ReceivedSpan> = self.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
-            (spans.len() >= count).then_some(spans)
-        })
+        poll_until(
+            format!("{count} spans of trace {trace_id}"),
+            super::wait::WAIT,
+            || async {
+                let spans: Vec<ReceivedSpan> = self.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
+                (spans.len() >= count).then_some(spans)
+            },
+        )
         .await
     }
 
     /// The first server span received whose `keygate.request.id` is `request_id`.
     pub async fn wait_for_request(&self, request_id: &str) -> ReceivedSpan {
-        poll_until(format!("the server span of {request_id}"), super::wait::WAIT, || async {
-            self.spans()
-                .into_iter()
-                .find(|s| s.kind == KIND_SERVER && s.str("keygate.request.id") == Some(request_id))
-        })
+        poll_until(
+            format!("the server span of {request_id}"),
+            super::wait::WAIT,
+            || async {
+                self.spans()
+                    .into_iter()
+                    .find(|s| s.kind == KIND_SERVER && s.str("keygate.request.id") == Some(request_id))
+            },
+        )
         .await
     }
 }

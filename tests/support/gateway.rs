@@ -85,10 +85,7 @@ impl Gateway {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let dir = tempfile::Builder::new()
-                .prefix("keygate-test")
-                .tempdir()
-                .unwrap();
+            let dir = tempfile::Builder::new().prefix("keygate-test").tempdir().unwrap();
             let http_port = launch.http_port.unwrap_or_else(free_port);
             let http = loopback(http_port);
             let mut admin = free_addr();
@@ -154,10 +151,7 @@ impl Gateway {
             .unwrap();
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                return Err(format!(
-                    "keygate exited early with {status}\n{}",
-                    self.logs()
-                ));
+                return Err(format!("keygate exited early with {status}\n{}", self.logs()));
             }
             if let Ok(r) = probe.get(&url).send().await {
                 if r.status() == 200 {
@@ -165,10 +159,7 @@ impl Gateway {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "/readyz not 200 within {READY_TIMEOUT:?}\n{}",
-                    self.logs()
-                ));
+                return Err(format!("/readyz not 200 within {READY_TIMEOUT:?}\n{}", self.logs()));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -213,15 +204,8 @@ impl Gateway {
     }
 
     /// A request to the proxy listener with the given Host header.
-    pub fn request(
-        &self,
-        method: reqwest::Method,
-        host: &str,
-        path: &str,
-    ) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.http_url(path))
-            .header("host", host)
+    pub fn request(&self, method: reqwest::Method, host: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.http_url(path)).header("host", host)
     }
 
     pub fn get(&self, host: &str, path: &str) -> reqwest::RequestBuilder {
@@ -316,9 +300,7 @@ impl Gateway {
     /// plus `extra_env`, off the async runtime.
     pub async fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
         let mut cmd = tokio::process::Command::new(keygate_bin());
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
+        cmd.args(args).current_dir(self.dir.path()).stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -345,12 +327,7 @@ impl Drop for Gateway {
 }
 
 /// Runs `keygate ARGS` to completion (for `check`), bounded.
-pub fn run_keygate(
-    args: &[&str],
-    cwd: &Path,
-    env: &[(&str, &str)],
-    env_remove: &[&str],
-) -> std::process::Output {
+pub fn run_keygate(args: &[&str], cwd: &Path, env: &[(&str, &str)], env_remove: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(keygate_bin());
     cmd.args(args)
         .current_dir(cwd)
@@ -375,8 +352,18 @@ pub fn run_keygate(
             out
         })
     };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -26,9 +26,7 @@ pub fn parse_metrics(text: &str) -> Vec<Sample> {
 
 /// Parses `name{a="b"} value` (or without labels / value).
 fn parse_series(s: &str, with_value: bool) -> Option<Sample> {
-    let name_end = s
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .unwrap_or(s.len());
+    let name_end = s.find(|c: char| c == '{' || c.is_whitespace()).unwrap_or(s.len());
     let name = s[..name_end].to_string();
     let mut rest = &s[name_end..];
     let mut labels = Vec::new();
@@ -50,11 +48,7 @@ fn parse_series(s: &str, with_value: bool) -> Option<Sample> {
             while i < chars.len() && chars[i] != '=' {
                 i += 1;
             }
-            let key: String = chars[k_start..i]
-                .iter()
-                .collect::<String>()
-                .trim()
-                .to_string();
+            let key: String = chars[k_start..i].iter().collect::<String>().trim().to_string();
             i += 1; // '='
             if chars.get(i) != Some(&'"') {
                 return None;

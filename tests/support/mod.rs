@@ -22,4 +22,3 @@ pub mod tls;
 pub mod upstreams;
 pub mod wait;
 pub mod websocket;
-

@@ -43,7 +43,8 @@ impl Pebble {
             .push(rcgen::DnType::CommonName, "keygate test Pebble endpoint CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let leaf_cert = leaf_params.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
         let root_pem = dir.path().join("root.pem");
         std::fs::write(&root_pem, ca_cert.pem()).unwrap();
@@ -101,9 +102,11 @@ impl Pebble {
         };
         for port in [acme_port, dns_management_port] {
             let addr = loopback(port);
-            wait_for(format!("Pebble listening on {addr}\n{}", pebble.logs()), WAIT, || async move {
-                TcpStream::connect(addr).await.is_ok()
-            })
+            wait_for(
+                format!("Pebble listening on {addr}\n{}", pebble.logs()),
+                WAIT,
+                || async move { TcpStream::connect(addr).await.is_ok() },
+            )
             .await;
         }
         pebble
@@ -134,7 +137,10 @@ impl Drop for Pebble {
         if std::thread::panicking() {
             let logs = self.logs();
             let lines: Vec<&str> = logs.lines().collect();
-            eprintln!("--- pebble log (tail) ---\n{}", lines[lines.len().saturating_sub(60)..].join("\n"));
+            eprintln!(
+                "--- pebble log (tail) ---\n{}",
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
         }
     }
 }

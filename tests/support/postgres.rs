@@ -35,7 +35,12 @@ impl Postgres {
         if let Some((uid, gid)) = user {
             chown(dir.path(), Some(uid), Some(gid)).unwrap();
         }
-        let mut pg = Postgres { port: free_port(), dir, child: None, user };
+        let mut pg = Postgres {
+            port: free_port(),
+            dir,
+            child: None,
+            user,
+        };
         let status = pg
             .command("initdb")
             .arg("-D")
@@ -51,7 +56,10 @@ impl Postgres {
             .await
             .expect("connect to the new cluster");
         tokio::spawn(connection);
-        client.batch_execute(&format!("CREATE DATABASE {DATABASE}")).await.unwrap();
+        client
+            .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+            .await
+            .unwrap();
         pg
     }
 
@@ -66,7 +74,9 @@ impl Postgres {
 
     /// A connection to the gateways' database, for looking at what is stored.
     pub async fn connect(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
         client
     }
@@ -96,7 +106,14 @@ impl Postgres {
             .command("postgres")
             .arg("-D")
             .arg(self.data())
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
             .arg("-k")
             .arg(self.dir.path())
             .stdout(Stdio::null())

@@ -8,12 +8,7 @@ pub const DOCS_BASE: &str = "https://unkey.com/docs/errors/frontline";
 
 /// Asserts a gateway-made problem+json error with `code`, `status` and
 /// `title`; returns the parsed body.
-pub async fn assert_problem(
-    resp: reqwest::Response,
-    status: u16,
-    code: &str,
-    title: &str,
-) -> Value {
+pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str, title: &str) -> Value {
     let got_status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap();
@@ -27,9 +22,7 @@ pub async fn assert_problem(
         "content-type {ct:?}; body: {text}"
     );
     assert_eq!(
-        headers
-            .get("x-unkey-error-source")
-            .map(|v| v.to_str().unwrap()),
+        headers.get("x-unkey-error-source").map(|v| v.to_str().unwrap()),
         Some("gateway"),
         "X-Unkey-Error-Source"
     );
@@ -37,10 +30,7 @@ pub async fn assert_problem(
         .get("x-request-id")
         .map(|v| v.to_str().unwrap().to_string())
         .expect("X-Request-Id header");
-    assert!(
-        rid.starts_with("req_") && rid.len() > 4,
-        "X-Request-Id {rid:?}"
-    );
+    assert!(rid.starts_with("req_") && rid.len() > 4, "X-Request-Id {rid:?}");
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     assert_eq!(
         v["meta"]["requestId"],

@@ -24,12 +24,8 @@ impl RawResponse {
             .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -78,10 +74,7 @@ impl RawConn {
     async fn fill(&mut self) -> Result<(), String> {
         let mut chunk = [0u8; 16384];
         match self.stream.read(&mut chunk).await {
-            Ok(0) => Err(format!(
-                "connection closed by peer ({} bytes pending)",
-                self.buf.len()
-            )),
+            Ok(0) => Err(format!("connection closed by peer ({} bytes pending)", self.buf.len())),
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(())
@@ -103,19 +96,13 @@ impl RawConn {
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         let end = if chunked {
             loop {
-                if let Some(p) = self.buf[head_end..]
-                    .windows(5)
-                    .position(|w| w == b"0\r\n\r\n")
-                {
+                if let Some(p) = self.buf[head_end..].windows(5).position(|w| w == b"0\r\n\r\n") {
                     break head_end + p + 5;
                 }
                 self.fill().await?;
             }
         } else {
-            let n: usize = head
-                .header("content-length")
-                .map(|v| v.parse().unwrap())
-                .unwrap_or(0);
+            let n: usize = head.header("content-length").map(|v| v.parse().unwrap()).unwrap_or(0);
             while self.buf.len() < head_end + n {
                 self.fill().await?;
             }
@@ -146,16 +133,15 @@ pub(super) fn parse_raw_response(buf: &[u8]) -> RawResponse {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     let rest = &buf[head_end + 4..];
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
-    });
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked {
         let mut out = Vec::new();
         let mut i = 0;
         while let Some(le) = rest[i..].windows(2).position(|w| w == b"\r\n") {
             let size_str = String::from_utf8_lossy(&rest[i..i + le]).to_string();
-            let size =
-                usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+            let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16).unwrap_or(0);
             i += le + 2;
             if size == 0 || i + size > rest.len() {
                 break;
@@ -164,18 +150,11 @@ pub(super) fn parse_raw_response(buf: &[u8]) -> RawResponse {
             i += size + 2;
         }
         out
-    } else if let Some(cl) = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
+    } else if let Some(cl) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
         let n: usize = cl.1.parse().unwrap();
         rest[..n.min(rest.len())].to_vec()
     } else {
         rest.to_vec()
     };
-    RawResponse {
-        status,
-        headers,
-        body,
-    }
+    RawResponse { status, headers, body }
 }

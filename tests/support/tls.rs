@@ -92,7 +92,10 @@ pub async fn tls_handshake(
     let name = rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
     let connect = async {
         let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        connector.connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))
+        connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))
     };
     let stream = tokio::time::timeout(Duration::from_secs(10), connect)
         .await
@@ -142,7 +145,11 @@ pub async fn https_get(addr: SocketAddr, sni: &str, path: &str) -> Result<RawRes
     let mut handshake = tls_handshake(addr, sni, TLS_ANY, &[b"http/1.1"]).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
     let exchange = async {
-        handshake.stream.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+        handshake
+            .stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 16384];
         loop {
@@ -176,7 +183,13 @@ pub async fn h2_get(handshake: Handshake, authority: &str, path: &str) -> (u16, 
             .unwrap();
         let response = sender.send_request(request).await.expect("h2 request");
         let status = response.status().as_u16();
-        let body = response.into_body().collect().await.expect("h2 body").to_bytes().to_vec();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("h2 body")
+            .to_bytes()
+            .to_vec();
         (status, body)
     };
     tokio::time::timeout(Duration::from_secs(15), exchange)

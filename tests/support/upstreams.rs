@@ -80,11 +80,7 @@ impl Seen {
     /// The single value of header `name`; panics when it is repeated.
     pub fn one(&self, name: &str) -> Option<&str> {
         let all = self.all(name);
-        assert!(
-            all.len() <= 1,
-            "header {name} arrived {} times: {all:?}",
-            all.len()
-        );
+        assert!(all.len() <= 1, "header {name} arrived {} times: {all:?}", all.len());
         all.first().copied()
     }
 }
@@ -247,10 +243,7 @@ async fn handle(st: Arc<UpState>, req: Request<Incoming>) -> Result<Response<Bod
     let resp = match st.kind.clone() {
         Kind::Counting => {
             let _ = req.into_body().collect().await;
-            builder
-                .header("content-type", "text/plain")
-                .body(full("ok"))
-                .unwrap()
+            builder.header("content-type", "text/plain").body(full("ok")).unwrap()
         }
         Kind::Large(n) => {
             let _ = req.into_body().collect().await;
@@ -261,9 +254,7 @@ async fn handle(st: Arc<UpState>, req: Request<Incoming>) -> Result<Response<Bod
                 .collect();
             builder = builder.header("content-type", "application/octet-stream");
             builder
-                .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
-                    chunks,
-                ))))
+                .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks))))
                 .unwrap()
         }
         kind => {
@@ -281,10 +272,7 @@ async fn handle(st: Arc<UpState>, req: Request<Incoming>) -> Result<Response<Bod
                 if let Some(cl) = req.headers().get("content-length") {
                     builder = builder.header("content-length", cl.clone());
                 }
-                let body = req
-                    .into_body()
-                    .map_err(|e| -> BoxError { Box::new(e) })
-                    .boxed();
+                let body = req.into_body().map_err(|e| -> BoxError { Box::new(e) }).boxed();
                 builder.body(body).unwrap()
             } else {
                 let _ = req.into_body().collect().await;

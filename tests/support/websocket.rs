@@ -30,11 +30,12 @@ impl WsUpstream {
         let accepted = Arc::new(AtomicUsize::new(0));
         let handshakes = Arc::new(Mutex::new(Vec::new()));
         let (acc, hs, nm) = (accepted.clone(), handshakes.clone(), name.to_string());
-        let (addr, task) = serve_loopback(move |stream| {
-            let (acc, hs, nm) = (acc.clone(), hs.clone(), nm.clone());
-            async move {
-                let hs2 = hs.clone();
-                #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
+        let (addr, task) =
+            serve_loopback(move |stream| {
+                let (acc, hs, nm) = (acc.clone(), hs.clone(), nm.clone());
+                async move {
+                    let hs2 = hs.clone();
+                    #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
                 let cb = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                                resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
                     let h = req
@@ -45,26 +46,26 @@ impl WsUpstream {
                     hs2.lock().unwrap().push(h);
                     Ok(resp)
                 };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
-                    return;
-                };
-                acc.fetch_add(1, Ordering::SeqCst);
-                while let Some(Ok(msg)) = ws.next().await {
-                    let reply = match msg {
-                        Message::Text(t) if t == "__name__" => Message::Text(nm.clone()),
-                        Message::Text(t) => Message::Text(t),
-                        Message::Binary(b) => Message::Binary(b),
-                        Message::Close(_) => break,
-                        _ => continue,
-                    };
-                    if ws.send(reply).await.is_err() {
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else {
                         return;
+                    };
+                    acc.fetch_add(1, Ordering::SeqCst);
+                    while let Some(Ok(msg)) = ws.next().await {
+                        let reply = match msg {
+                            Message::Text(t) if t == "__name__" => Message::Text(nm.clone()),
+                            Message::Text(t) => Message::Text(t),
+                            Message::Binary(b) => Message::Binary(b),
+                            Message::Close(_) => break,
+                            _ => continue,
+                        };
+                        if ws.send(reply).await.is_err() {
+                            return;
+                        }
                     }
+                    let _ = ws.close(None).await;
                 }
-                let _ = ws.close(None).await;
-            }
-        })
-        .await;
+            })
+            .await;
         WsUpstream {
             addr,
             name: name.to_string(),
@@ -107,13 +108,7 @@ pub async fn ws_connect(
     addr: SocketAddr,
     host: &str,
     path: &str,
-) -> Result<
-    (
-        Ws,
-        tokio_tungstenite::tungstenite::handshake::client::Response,
-    ),
-    tokio_tungstenite::tungstenite::Error,
-> {
+) -> Result<(Ws, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = format!("ws://{addr}{path}").into_client_request()?;
     req.headers_mut().insert("host", host.parse().unwrap());

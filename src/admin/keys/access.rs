@@ -6,10 +6,10 @@
 
 use serde_json::Value;
 
+use super::find_stored;
 use super::input::{key_id_field, PERMISSION};
 use super::lifecycle::ROLE;
 use super::shapes::{permission_json, role_json};
-use super::find_stored;
 use crate::admin::envelope::Reply;
 use crate::admin::fields::{Fields, Patch, Text};
 use crate::admin::rpc::{internal, refusal, required, Answer};
@@ -77,11 +77,16 @@ fn change_permissions(body: &[u8], keys: &Keys, change: Change) -> Answer {
     let catalogue = keys.service.catalogue();
     let named: Vec<String> = match change {
         Change::Remove => named,
-        Change::Add | Change::Set => permissions_named(catalogue, &named)?.into_iter().map(|p| p.slug).collect(),
+        Change::Add | Change::Set => permissions_named(catalogue, &named)?
+            .into_iter()
+            .map(|p| p.slug)
+            .collect(),
     };
     stored.record.permissions = change.apply(&stored.record.permissions, named);
     let stored = save(keys, stored)?;
-    let held = catalogue.ensure_permissions(&stored.record.permissions, now_ms()).map_err(internal)?;
+    let held = catalogue
+        .ensure_permissions(&stored.record.permissions, now_ms())
+        .map_err(internal)?;
     Ok(Reply::data(held.iter().map(permission_json).collect::<Value>()))
 }
 
@@ -91,7 +96,11 @@ fn roles_named(catalogue: &dyn CatalogueStore, named: &[String]) -> Result<Vec<R
         .iter()
         .map(|name| match catalogue.role(name).map_err(internal)? {
             Some(role) => Ok(role),
-            None => Err(refusal(ErrorCode::RoleNotFound, &format!("The role {name:?}"), "does not exist")),
+            None => Err(refusal(
+                ErrorCode::RoleNotFound,
+                &format!("The role {name:?}"),
+                "does not exist",
+            )),
         })
         .collect()
 }
@@ -107,7 +116,9 @@ fn change_roles(body: &[u8], keys: &Keys, change: Change) -> Answer {
     stored.record.roles = change.apply(&stored.record.roles, named);
     let stored = save(keys, stored)?;
     // Roles a key held before the catalogue existed join it now.
-    catalogue.ensure_roles(&stored.record.roles, now_ms()).map_err(internal)?;
+    catalogue
+        .ensure_roles(&stored.record.roles, now_ms())
+        .map_err(internal)?;
     let held = roles_named(catalogue, &stored.record.roles)?;
     Ok(Reply::data(held.iter().map(role_json).collect::<Value>()))
 }

@@ -108,7 +108,11 @@ pub(in crate::admin) fn list_keys(body: &[u8], keys: &Keys) -> Answer {
         .store()
         .list_keys(&id, cursor.as_deref(), limit + 1, external_id.as_deref())
         .map_err(internal)?;
-    page.extend(stored.into_iter().map(|s| (s.record.id.clone(), found_json(keys, &Found::Stored(Box::new(s))))));
+    page.extend(
+        stored
+            .into_iter()
+            .map(|s| (s.record.id.clone(), found_json(keys, &Found::Stored(Box::new(s))))),
+    );
     page.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(page_of(page, limit))
 }

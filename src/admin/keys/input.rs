@@ -1,8 +1,8 @@
 //! Request fields shared by several key operations: ids, credits, refills,
 //! rate limits.
 
-use crate::keys::model::{new_id, RateLimit, Refill, RefillInterval};
 use crate::admin::fields::{external_id_char, permission_char, Fields, Patch, Text};
+use crate::keys::model::{new_id, RateLimit, Refill, RefillInterval};
 
 /// Unkey's upper bound for `expires`/`expiration` (2100-01-01).
 pub(in crate::admin) const MAX_TIMESTAMP: i64 = 4_102_444_800_000;
@@ -96,7 +96,10 @@ pub(in crate::admin) fn read_ratelimits(f: &mut Fields) -> Patch<Vec<RateLimit>>
         let limit = item.int("limit", 1, i64::MAX, true);
         let duration = item.int("duration", 1000, i64::MAX, true);
         let auto_apply = item.boolean("autoApply").unwrap_or(false);
-        if let Some(name) = name.as_ref().filter(|n| limits.iter().any(|l: &RateLimit| &l.name == *n)) {
+        if let Some(name) = name
+            .as_ref()
+            .filter(|n| limits.iter().any(|l: &RateLimit| &l.name == *n))
+        {
             item.reject("name", &format!("duplicate rate limit {name:?}"));
         }
         match (name, limit, duration) {

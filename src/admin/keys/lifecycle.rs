@@ -4,7 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::input::{api_id_field, key_id_field, read_credits, read_ratelimits, set_or, CreditsInput, EXTERNAL_ID, MAX_TIMESTAMP, PERMISSION};
+use super::input::{
+    api_id_field, key_id_field, read_credits, read_ratelimits, set_or, CreditsInput, EXTERNAL_ID, MAX_TIMESTAMP,
+    PERMISSION,
+};
 use super::shapes::{credits_json, found_json};
 use super::{find_key, find_keyspace, find_stored, key_not_found};
 use crate::admin::envelope::{invalid_input, Reply};
@@ -12,7 +15,9 @@ use crate::admin::fields::{Fields, Patch, Text};
 use crate::admin::rpc::{internal, required, Answer};
 use crate::clock::now_ms;
 use crate::errors::GatewayError;
-use crate::keys::model::{generate_key, new_id, normalized, CreditPlan, Identity, KeyHash, KeyRecord, RateLimit, StoredKey};
+use crate::keys::model::{
+    generate_key, new_id, normalized, CreditPlan, Identity, KeyHash, KeyRecord, RateLimit, StoredKey,
+};
 use crate::keys::store::StoreError;
 use crate::keys::{CreditAdjustment, CreditChange, Keys};
 
@@ -70,7 +75,10 @@ impl NewKey {
     /// The key row for these settings, in keyspace `api_id`.
     pub(super) fn into_stored(self, api_id: String, hash: KeyHash, start: String, now: i64) -> StoredKey {
         let (plan, remaining) = match self.credits {
-            Patch::Set(CreditsInput { remaining: Patch::Set(remaining), refill }) => {
+            Patch::Set(CreditsInput {
+                remaining: Patch::Set(remaining),
+                refill,
+            }) => {
                 let refill = match refill {
                     Patch::Set(refill) => Some(refill),
                     Patch::Keep | Patch::Clear => None,
@@ -79,7 +87,8 @@ impl NewKey {
             }
             _ => (None, None),
         };
-        let balance = remaining.map(|r| crate::keys::credits::CreditAccount::opening(r, plan.and_then(|p| p.refill).as_ref(), now));
+        let balance = remaining
+            .map(|r| crate::keys::credits::CreditAccount::opening(r, plan.and_then(|p| p.refill).as_ref(), now));
         StoredKey {
             hash,
             balance,
@@ -109,10 +118,14 @@ pub(super) fn adopt_references(keys: &Keys, record: &KeyRecord) -> Result<(), Ga
     let catalogue = keys.service.catalogue();
     let now = now_ms();
     if let Some(identity) = &record.identity {
-        catalogue.ensure_identity(&identity.external_id, now).map_err(internal)?;
+        catalogue
+            .ensure_identity(&identity.external_id, now)
+            .map_err(internal)?;
     }
     if !record.permissions.is_empty() {
-        catalogue.ensure_permissions(&record.permissions, now).map_err(internal)?;
+        catalogue
+            .ensure_permissions(&record.permissions, now)
+            .map_err(internal)?;
     }
     if !record.roles.is_empty() {
         catalogue.ensure_roles(&record.roles, now).map_err(internal)?;
@@ -127,7 +140,10 @@ pub(in crate::admin) fn create_key(body: &[u8], keys: &Keys) -> Answer {
     let byte_length = f.int("byteLength", 16, 255, false).unwrap_or(16) as usize;
     let settings = read_new_key(&mut f);
     if f.boolean("recoverable") == Some(true) {
-        f.reject("recoverable", "keygate never stores plaintext keys; keys cannot be recoverable");
+        f.reject(
+            "recoverable",
+            "keygate never stores plaintext keys; keys cannot be recoverable",
+        );
     }
     f.finish()?;
     let api_id = required(api_id, "apiId")?;
@@ -135,8 +151,12 @@ pub(in crate::admin) fn create_key(body: &[u8], keys: &Keys) -> Answer {
     let generated = generate_key(prefix.as_deref(), byte_length);
     let stored = settings.into_stored(api_id, generated.hash, generated.start, now_ms());
     adopt_references(keys, &stored.record)?;
-    keys.service.insert_key(&stored).map_err(|e| key_error(e, &stored.record.id))?;
-    Ok(Reply::data(json!({"keyId": stored.record.id, "key": generated.plaintext})))
+    keys.service
+        .insert_key(&stored)
+        .map_err(|e| key_error(e, &stored.record.id))?;
+    Ok(Reply::data(
+        json!({"keyId": stored.record.id, "key": generated.plaintext}),
+    ))
 }
 
 pub(in crate::admin) fn get_key(body: &[u8], keys: &Keys) -> Answer {
@@ -199,7 +219,11 @@ pub(in crate::admin) fn update_key(body: &[u8], keys: &Keys) -> Answer {
     }
     let change = match credits {
         Patch::Keep => CreditChange::Keep,
-        Patch::Clear | Patch::Set(CreditsInput { remaining: Patch::Clear, .. }) => CreditChange::Unlimited,
+        Patch::Clear
+        | Patch::Set(CreditsInput {
+            remaining: Patch::Clear,
+            ..
+        }) => CreditChange::Unlimited,
         Patch::Set(CreditsInput { remaining, refill }) => {
             let current_refill = record.credits.and_then(|p| p.refill);
             let refill = match refill {
@@ -223,7 +247,9 @@ pub(in crate::admin) fn update_key(body: &[u8], keys: &Keys) -> Answer {
     };
     record.updated_at = now_ms();
     adopt_references(keys, &stored.record)?;
-    keys.service.update_key(&stored, change).map_err(|e| key_error(e, &stored.record.id))?;
+    keys.service
+        .update_key(&stored, change)
+        .map_err(|e| key_error(e, &stored.record.id))?;
     Ok(Reply::data(json!({})))
 }
 
@@ -261,22 +287,42 @@ pub(in crate::admin) fn update_credits(body: &[u8], keys: &Keys) -> Answer {
             stored.record.credits = Some(CreditPlan::default());
             stored.record.updated_at = now_ms();
             keys.service
-                .update_key(&stored, CreditChange::Limited { remaining: Some(n), refill: None })
+                .update_key(
+                    &stored,
+                    CreditChange::Limited {
+                        remaining: Some(n),
+                        refill: None,
+                    },
+                )
                 .map_err(internal)?;
             Some(n)
         }
-        ("set", Patch::Set(n)) => Some(keys.service.adjust_credits(&stored, CreditAdjustment::Set(n)).map_err(internal)?),
+        ("set", Patch::Set(n)) => Some(
+            keys.service
+                .adjust_credits(&stored, CreditAdjustment::Set(n))
+                .map_err(internal)?,
+        ),
         ("set", _) => {
             stored.record.credits = None;
             stored.record.updated_at = now_ms();
-            keys.service.update_key(&stored, CreditChange::Unlimited).map_err(internal)?;
+            keys.service
+                .update_key(&stored, CreditChange::Unlimited)
+                .map_err(internal)?;
             None
         }
         (_, _) if unlimited => {
             return Err(invalid_input("The key has unlimited credits; set a value first."));
         }
-        ("increment", Patch::Set(n)) => Some(keys.service.adjust_credits(&stored, CreditAdjustment::Increment(n)).map_err(internal)?),
-        (_, Patch::Set(n)) => Some(keys.service.adjust_credits(&stored, CreditAdjustment::Decrement(n)).map_err(internal)?),
+        ("increment", Patch::Set(n)) => Some(
+            keys.service
+                .adjust_credits(&stored, CreditAdjustment::Increment(n))
+                .map_err(internal)?,
+        ),
+        (_, Patch::Set(n)) => Some(
+            keys.service
+                .adjust_credits(&stored, CreditAdjustment::Decrement(n))
+                .map_err(internal)?,
+        ),
         (_, _) => return Err(invalid_input("body.value is required for increment and decrement")),
     };
     Ok(Reply::data(credits_json(stored.record.credits.as_ref(), remaining)))

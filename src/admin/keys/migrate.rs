@@ -44,7 +44,10 @@ pub(in crate::admin) fn migrate_keys(body: &[u8], keys: &Keys) -> Answer {
                 let text = item.text("hash", Text::len(3, 512), true);
                 let hash = text.as_deref().and_then(parse_any_hash);
                 if text.is_some() && hash.is_none() {
-                    item.reject("hash", "expected a SHA-256: 64 hex digits, sha256:<hex> or 32 bytes in base64");
+                    item.reject(
+                        "hash",
+                        "expected a SHA-256: 64 hex digits, sha256:<hex> or 32 bytes in base64",
+                    );
                 }
                 let settings = read_new_key(&mut item);
                 f.absorb(item);

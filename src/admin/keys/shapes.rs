@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use super::Found;
 use crate::admin::envelope::Reply;
-use crate::clock::now_ms;
 use crate::admin::fields::{Fields, Text};
+use crate::clock::now_ms;
 use crate::keys::catalogue::{Page, Permission, Role};
 use crate::keys::model::{CreditPlan, Identity, KeyRecord, RateLimit, Refill};
 use crate::keys::Keys;

@@ -128,7 +128,11 @@ pub(in crate::admin) async fn whoami(body: &[u8], keys: &Keys) -> Answer {
     let key = f.text("key", Text::len(1, 512), true);
     f.finish()?;
     let key = required(key, "key")?;
-    let found = keys.service.lookup(&keys.statics, &hash_key(&key)).await.map_err(internal)?;
+    let found = keys
+        .service
+        .lookup(&keys.statics, &hash_key(&key))
+        .await
+        .map_err(internal)?;
     let Some(active) = found else {
         return Err(ErrorCode::KeyNotFound.into());
     };

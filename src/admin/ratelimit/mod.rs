@@ -120,5 +120,7 @@ pub(super) async fn multi_limit(body: &[u8], keys: &Keys) -> Answer {
             out
         })
         .collect();
-    Ok(Reply::data(json!({"passed": decisions.iter().all(|d| d.allowed), "limits": limits})))
+    Ok(Reply::data(
+        json!({"passed": decisions.iter().all(|d| d.allowed), "limits": limits}),
+    ))
 }

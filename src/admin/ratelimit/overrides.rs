@@ -34,11 +34,19 @@ fn namespace_not_found(name: &str) -> GatewayError {
 }
 
 fn override_not_found(identifier: &str) -> GatewayError {
-    refusal(ErrorCode::RatelimitOverrideNotFound, &format!("The override for {identifier:?}"), "does not exist")
+    refusal(
+        ErrorCode::RatelimitOverrideNotFound,
+        &format!("The override for {identifier:?}"),
+        "does not exist",
+    )
 }
 
 fn find_namespace(keys: &Keys, name: &str) -> Result<Namespace, GatewayError> {
-    keys.service.catalogue().namespace(name).map_err(internal)?.ok_or_else(|| namespace_not_found(name))
+    keys.service
+        .catalogue()
+        .namespace(name)
+        .map_err(internal)?
+        .ok_or_else(|| namespace_not_found(name))
 }
 
 /// `{namespace, identifier}` of get and delete.
@@ -75,7 +83,9 @@ pub(in crate::admin) fn set_override(body: &[u8], keys: &Keys) -> Answer {
         limit: required(limit, "limit")? as u64,
         duration_ms: required(duration, "duration")? as u64,
     };
-    let stored = catalogue.set_override(&namespace, &wanted, now_ms()).map_err(internal)?;
+    let stored = catalogue
+        .set_override(&namespace, &wanted, now_ms())
+        .map_err(internal)?;
     changed(keys)?;
     Ok(Reply::data(json!({"overrideId": stored.id})))
 }
@@ -83,8 +93,14 @@ pub(in crate::admin) fn set_override(body: &[u8], keys: &Keys) -> Answer {
 pub(in crate::admin) fn get_override(body: &[u8], keys: &Keys) -> Answer {
     let (name, identifier) = read_target(body)?;
     let namespace = find_namespace(keys, &name)?;
-    let found = keys.service.catalogue().override_of(&namespace, &identifier).map_err(internal)?;
-    Ok(Reply::data(override_json(&found.ok_or_else(|| override_not_found(&identifier))?)))
+    let found = keys
+        .service
+        .catalogue()
+        .override_of(&namespace, &identifier)
+        .map_err(internal)?;
+    Ok(Reply::data(override_json(
+        &found.ok_or_else(|| override_not_found(&identifier))?,
+    )))
 }
 
 pub(in crate::admin) fn list_overrides(body: &[u8], keys: &Keys) -> Answer {
@@ -99,16 +115,22 @@ pub(in crate::admin) fn list_overrides(body: &[u8], keys: &Keys) -> Answer {
         .catalogue()
         .list_overrides(&namespace, cursor.as_deref(), limit + 1)
         .map_err(internal)?;
-    Ok(page_of(found.iter().map(|o| (o.id.clone(), override_json(o))).collect(), limit))
+    Ok(page_of(
+        found.iter().map(|o| (o.id.clone(), override_json(o))).collect(),
+        limit,
+    ))
 }
 
 pub(in crate::admin) fn delete_override(body: &[u8], keys: &Keys) -> Answer {
     let (name, identifier) = read_target(body)?;
     let namespace = find_namespace(keys, &name)?;
-    keys.service.catalogue().delete_override(&namespace, &identifier).map_err(|e| match e {
-        StoreError::NotFound => override_not_found(&identifier),
-        other => internal(other),
-    })?;
+    keys.service
+        .catalogue()
+        .delete_override(&namespace, &identifier)
+        .map_err(|e| match e {
+            StoreError::NotFound => override_not_found(&identifier),
+            other => internal(other),
+        })?;
     changed(keys)?;
     Ok(Reply::data(json!({})))
 }

@@ -138,7 +138,11 @@ fn set(body: &mut Value, field: &str, value: &Option<String>) {
 pub fn permissions(command: &PermissionsCommand) -> (Op, Value) {
     match command {
         PermissionsCommand::List(list) => (Op::ListPermissions, list.body()),
-        PermissionsCommand::Create { slug, name, description } => {
+        PermissionsCommand::Create {
+            slug,
+            name,
+            description,
+        } => {
             let mut body = json!({"slug": slug, "name": name.as_deref().unwrap_or(slug)});
             set(&mut body, "description", description);
             (Op::CreatePermission, body)
@@ -173,16 +177,21 @@ pub fn roles(command: &RolesCommand) -> (Op, Value) {
             (Op::CreateRole, body)
         }
         RolesCommand::Get { role } => (Op::GetRole, json!({"role": role})),
-        RolesCommand::Update { role, name, description } => {
+        RolesCommand::Update {
+            role,
+            name,
+            description,
+        } => {
             let mut body = json!({"role": role});
             set(&mut body, "name", name);
             set(&mut body, "description", description);
             (Op::UpdateRole, body)
         }
         RolesCommand::Delete { role } => (Op::DeleteRole, json!({"role": role})),
-        RolesCommand::SetPermissions { role, permissions } => {
-            (Op::SetRolePermissions, json!({"role": role, "permissions": permissions}))
-        }
+        RolesCommand::SetPermissions { role, permissions } => (
+            Op::SetRolePermissions,
+            json!({"role": role, "permissions": permissions}),
+        ),
     }
 }
 
@@ -197,7 +206,10 @@ pub fn identities(command: &IdentitiesCommand) -> Result<(Op, Value), String> {
             (Op::CreateIdentity, body)
         }
         IdentitiesCommand::Get { identity } => (Op::GetIdentity, json!({"identity": identity})),
-        IdentitiesCommand::Update { identity, meta } => (Op::UpdateIdentity, json!({"identity": identity, "meta": meta_value(meta)?})),
+        IdentitiesCommand::Update { identity, meta } => (
+            Op::UpdateIdentity,
+            json!({"identity": identity, "meta": meta_value(meta)?}),
+        ),
         IdentitiesCommand::Delete { identity } => (Op::DeleteIdentity, json!({"identity": identity})),
     })
 }

@@ -213,7 +213,12 @@ pub async fn main(config_path: &Path, args: KeysArgs) -> ExitCode {
 }
 
 /// Runs one admin API operation (or reports why it cannot) and prints its answer.
-pub(super) async fn call(config_path: &Path, client: &ClientArgs, as_json: bool, request: Result<(Op, Value), String>) -> ExitCode {
+pub(super) async fn call(
+    config_path: &Path,
+    client: &ClientArgs,
+    as_json: bool,
+    request: Result<(Op, Value), String>,
+) -> ExitCode {
     let answer = match (request, Target::authenticated(config_path, client)) {
         (Ok((op, body)), Ok(target)) => perform(&target, op, &body).await.map(|outcome| (op, outcome)),
         (Err(message), _) | (_, Err(message)) => Err(message),
@@ -245,14 +250,24 @@ pub(super) async fn call(config_path: &Path, client: &ClientArgs, as_json: bool,
 /// The operation through the gateway, or on the embedded store when none
 /// answers: the answer document, or the API error. `Err`: neither could run it.
 async fn perform(target: &Target, op: Op, body: &Value) -> Result<Result<Value, ApiError>, String> {
-    match target.client.call(Method::POST, &format!("/v2/{}", op.name()), Some(body)).await {
+    match target
+        .client
+        .call(Method::POST, &format!("/v2/{}", op.name()), Some(body))
+        .await
+    {
         Ok(document) => {
-            target.notes.say(format_args!("{} through the gateway's admin API", op.name()));
+            target
+                .notes
+                .say(format_args!("{} through the gateway's admin API", op.name()));
             Ok(Ok(document))
         }
         Err(CallError::Failed(error)) => Ok(Err(*error)),
         Err(error) if error.no_gateway_answered() => {
-            let note = format!("{error}; {} runs on the embedded store of {}", op.name(), target.config.path.display());
+            let note = format!(
+                "{error}; {} runs on the embedded store of {}",
+                op.name(),
+                target.config.path.display()
+            );
             // Named with --admin, a gateway that is not there is worth a word even without --verbose.
             if target.admin_given {
                 eprintln!("keygate: {note}");
@@ -268,7 +283,9 @@ async fn perform(target: &Target, op: Op, body: &Value) -> Result<Result<Value, 
 /// Runs the operation on the embedded store of the config's `state.dir`.
 async fn embedded(config: &LazyConfig, op: Op, body: &Value) -> Result<Result<Value, ApiError>, String> {
     let config = config.get().map_err(ToString::to_string)?;
-    let service = Services::open(&StateSettings::of(config)).map_err(|e| e.to_string())?.keys;
+    let service = Services::open(&StateSettings::of(config))
+        .map_err(|e| e.to_string())?
+        .keys;
     let statics = StaticKeys::compile(&config.file.keyspaces, &service)
         .map_err(|(field, message)| config.error_at(&format!("keyspaces{field}"), message).to_string())?;
     let keys = Keys {

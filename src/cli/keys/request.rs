@@ -109,7 +109,9 @@ pub fn request(command: &KeysCommand) -> Result<(Op, Value), String> {
             match credits.as_deref() {
                 Some("unlimited") => body["credits"] = Value::Null,
                 Some(n) => {
-                    let n: i64 = n.parse().map_err(|_| format!("--credits {n:?}: a number or `unlimited`"))?;
+                    let n: i64 = n
+                        .parse()
+                        .map_err(|_| format!("--credits {n:?}: a number or `unlimited`"))?;
                     body["credits"] = json!({"remaining": n});
                 }
                 None => {}
@@ -120,11 +122,16 @@ pub fn request(command: &KeysCommand) -> Result<(Op, Value), String> {
             (Op::UpdateKey, body)
         }
         KeysCommand::Revoke { key_id, permanent } => (Op::DeleteKey, json!({"keyId": key_id, "permanent": permanent})),
-        KeysCommand::AddPermissions { key_id, permissions } => (Op::AddPermissions, json!({"keyId": key_id, "permissions": permissions})),
-        KeysCommand::RemovePermissions { key_id, permissions } => {
-            (Op::RemovePermissions, json!({"keyId": key_id, "permissions": permissions}))
+        KeysCommand::AddPermissions { key_id, permissions } => {
+            (Op::AddPermissions, json!({"keyId": key_id, "permissions": permissions}))
         }
-        KeysCommand::SetPermissions { key_id, permissions } => (Op::SetPermissions, json!({"keyId": key_id, "permissions": permissions})),
+        KeysCommand::RemovePermissions { key_id, permissions } => (
+            Op::RemovePermissions,
+            json!({"keyId": key_id, "permissions": permissions}),
+        ),
+        KeysCommand::SetPermissions { key_id, permissions } => {
+            (Op::SetPermissions, json!({"keyId": key_id, "permissions": permissions}))
+        }
         KeysCommand::AddRoles { key_id, roles } => (Op::AddRoles, json!({"keyId": key_id, "roles": roles})),
         KeysCommand::RemoveRoles { key_id, roles } => (Op::RemoveRoles, json!({"keyId": key_id, "roles": roles})),
         KeysCommand::SetRoles { key_id, roles } => (Op::SetRoles, json!({"keyId": key_id, "roles": roles})),
@@ -144,4 +151,3 @@ pub fn request(command: &KeysCommand) -> Result<(Op, Value), String> {
         }
     })
 }
-

@@ -73,9 +73,7 @@ impl<'de> de::Deserializer<'de> for &'de Node {
             },
             Value::Scalar { text, plain: false } => visitor.visit_borrowed_str(text),
             Value::Sequence(items) => {
-                let mut access = Items {
-                    items: items.iter(),
-                };
+                let mut access = Items { items: items.iter() };
                 visitor.visit_seq(&mut access).map_err(|e| e.or_line(node.line))
             }
             Value::Mapping(entries) => {

@@ -20,9 +20,7 @@ pub fn resolve(text: &str) -> Resolved<'_> {
         "" | "~" | "null" | "Null" | "NULL" => Resolved::Null,
         "true" | "True" | "TRUE" => Resolved::Bool(true),
         "false" | "False" | "FALSE" => Resolved::Bool(false),
-        _ => integer(text)
-            .or_else(|| float(text))
-            .unwrap_or(Resolved::Str(text)),
+        _ => integer(text).or_else(|| float(text)).unwrap_or(Resolved::Str(text)),
     }
 }
 
@@ -60,7 +58,13 @@ fn float(text: &str) -> Option<Resolved<'static>> {
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     let negative = text.starts_with('-');
     match unsigned {
-        ".inf" | ".Inf" | ".INF" => return Some(Resolved::Float(if negative { f64::NEG_INFINITY } else { f64::INFINITY })),
+        ".inf" | ".Inf" | ".INF" => {
+            return Some(Resolved::Float(if negative {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }))
+        }
         ".nan" | ".NaN" | ".NAN" if unsigned.len() == text.len() => return Some(Resolved::Float(f64::NAN)),
         _ => {}
     }
@@ -72,7 +76,8 @@ fn float(text: &str) -> Option<Resolved<'static>> {
     let all_digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
     // Digits alone are an integer or (`0755`) a string, never a float.
     let shaped = mantissa.contains('.') || exponent.is_some();
-    let mantissa_ok = shaped && all_digits(whole) && all_digits(fraction) && (!whole.is_empty() || !fraction.is_empty());
+    let mantissa_ok =
+        shaped && all_digits(whole) && all_digits(fraction) && (!whole.is_empty() || !fraction.is_empty());
     let exponent_ok = exponent.is_none_or(|e| {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
         !e.is_empty() && all_digits(e)

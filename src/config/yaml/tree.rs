@@ -22,7 +22,10 @@ pub struct Node {
 pub enum Value {
     /// A scalar's text. A `plain` scalar (unquoted, not tagged `!!str`) is
     /// typed when read (null, bool, number, string); any other is a string.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Sequence(Vec<Node>),
     /// Entries in file order; duplicate keys are left to the reader.
     Mapping(Vec<(Node, Node)>),
@@ -88,7 +91,10 @@ struct Open {
 
 enum Items {
     Sequence(Vec<Node>),
-    Mapping { entries: Vec<(Node, Node)>, key: Option<Node> },
+    Mapping {
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+    },
 }
 
 struct Builder<'a, F> {
@@ -163,7 +169,13 @@ impl<F: Fn(&str) -> Option<String>> Builder<'_, F> {
 
     /// Whether the next scalar is a mapping key (never substituted).
     fn at_key(&self) -> bool {
-        matches!(self.open.last(), Some(Open { items: Items::Mapping { key: None, .. }, .. }))
+        matches!(
+            self.open.last(),
+            Some(Open {
+                items: Items::Mapping { key: None, .. },
+                ..
+            })
+        )
     }
 
     fn open(&mut self, line: usize, anchor: usize, items: Items) -> Result<(), LoadError> {
@@ -332,7 +344,11 @@ mod tests {
                 format!("{}x\n", "- ".repeat(depth)),
             ] {
                 let err = parse(&text).unwrap_err();
-                assert_eq!((err.line, err.message.as_str()), (1, "nested deeper than 64 levels"), "depth {depth}");
+                assert_eq!(
+                    (err.line, err.message.as_str()),
+                    (1, "nested deeper than 64 levels"),
+                    "depth {depth}"
+                );
             }
         }
         assert!(parse(&format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH))).is_ok());
@@ -351,7 +367,10 @@ mod tests {
     #[test]
     fn billion_laughs_is_an_error() {
         let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
-        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"]) {
+        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
             let aliases = vec![format!("*{previous}"); 10].join(", ");
             text.push_str(&format!("{name}: &{name} [{aliases}]\n"));
         }

@@ -28,11 +28,23 @@ fn identity_row(row: &Row) -> Result<Identity, StoreError> {
 }
 
 fn permission_row(row: &Row) -> Permission {
-    Permission { id: row.get(0), slug: row.get(1), name: row.get(2), description: row.get(3), created_at: row.get(4) }
+    Permission {
+        id: row.get(0),
+        slug: row.get(1),
+        name: row.get(2),
+        description: row.get(3),
+        created_at: row.get(4),
+    }
 }
 
 fn role_row(row: &Row) -> Role {
-    Role { id: row.get(0), name: row.get(1), description: row.get(2), created_at: row.get(3), permissions: Vec::new() }
+    Role {
+        id: row.get(0),
+        name: row.get(1),
+        description: row.get(2),
+        created_at: row.get(3),
+        permissions: Vec::new(),
+    }
 }
 
 fn override_row(row: &Row) -> Override {
@@ -71,16 +83,24 @@ fn holding(list: &str) -> String {
     format!("(record::jsonb -> '{list}') ? $1")
 }
 
-async fn rewrite_keys(tx: &Transaction<'_>, filter: &str, param: &str, change: impl Fn(&mut KeyRecord)) -> Result<(), StoreError> {
+async fn rewrite_keys(
+    tx: &Transaction<'_>,
+    filter: &str,
+    param: &str,
+    change: impl Fn(&mut KeyRecord),
+) -> Result<(), StoreError> {
     let sql = format!("SELECT id, record FROM keys WHERE deleted_at IS NULL AND {filter} FOR UPDATE");
     for row in tx.query(&sql, &[&param]).await.map_err(classify)? {
         let id: String = row.get(0);
         let mut record = decode_record(row.get(1))?;
         change(&mut record);
         let external_id = record.identity.as_ref().map(|i| i.external_id.clone());
-        tx.execute("UPDATE keys SET record = $2, external_id = $3 WHERE id = $1", &[&id, &encode(&record)?, &external_id])
-            .await
-            .map_err(classify)?;
+        tx.execute(
+            "UPDATE keys SET record = $2, external_id = $3 WHERE id = $1",
+            &[&id, &encode(&record)?, &external_id],
+        )
+        .await
+        .map_err(classify)?;
     }
     Ok(())
 }
@@ -121,7 +141,13 @@ impl CatalogueStore for PgStore {
         let sql = format!("SELECT {IDENTITY_COLUMNS} WHERE id = $1 OR external_id = $1");
         self.run(async {
             let client = self.client().await?;
-            client.query_opt(&sql, &[&id_or_external_id]).await.map_err(classify)?.as_ref().map(identity_row).transpose()
+            client
+                .query_opt(&sql, &[&id_or_external_id])
+                .await
+                .map_err(classify)?
+                .as_ref()
+                .map(identity_row)
+                .transpose()
         })
     }
 
@@ -132,7 +158,10 @@ impl CatalogueStore for PgStore {
         let (cursor, limit) = (page.cursor.unwrap_or(""), page.limit as i64);
         self.run(async {
             let client = self.client().await?;
-            let rows = client.query(&sql, &[&cursor, &page.search, &limit]).await.map_err(classify)?;
+            let rows = client
+                .query(&sql, &[&cursor, &page.search, &limit])
+                .await
+                .map_err(classify)?;
             rows.iter().map(identity_row).collect()
         })
     }
@@ -157,7 +186,11 @@ impl CatalogueStore for PgStore {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(classify)?;
-            changed(tx.execute("DELETE FROM identities WHERE external_id = $1", &[&external_id]).await.map_err(classify)?)?;
+            changed(
+                tx.execute("DELETE FROM identities WHERE external_id = $1", &[&external_id])
+                    .await
+                    .map_err(classify)?,
+            )?;
             rewrite_keys(&tx, "external_id = $1", external_id, |record| record.identity = None).await?;
             tx.commit().await.map_err(classify)
         })
@@ -169,7 +202,13 @@ impl CatalogueStore for PgStore {
             client
                 .execute(
                     "INSERT INTO permissions (id, slug, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    &[&permission.id, &permission.slug, &permission.name, &permission.description, &permission.created_at],
+                    &[
+                        &permission.id,
+                        &permission.slug,
+                        &permission.name,
+                        &permission.description,
+                        &permission.created_at,
+                    ],
                 )
                 .await
                 .map_err(|e| conflict_or(e, format!("permission {}", permission.slug)))?;
@@ -192,7 +231,13 @@ impl CatalogueStore for PgStore {
                 )
                 .await
                 .map_err(classify)?;
-                found.extend(tx.query_opt(&sql, &[&slug]).await.map_err(classify)?.as_ref().map(permission_row));
+                found.extend(
+                    tx.query_opt(&sql, &[&slug])
+                        .await
+                        .map_err(classify)?
+                        .as_ref()
+                        .map(permission_row),
+                );
             }
             tx.commit().await.map_err(classify)?;
             Ok(found)
@@ -203,7 +248,12 @@ impl CatalogueStore for PgStore {
         let sql = format!("SELECT {PERMISSION_COLUMNS} WHERE id = $1 OR slug = $1");
         self.run(async {
             let client = self.client().await?;
-            Ok(client.query_opt(&sql, &[&id_or_slug]).await.map_err(classify)?.as_ref().map(permission_row))
+            Ok(client
+                .query_opt(&sql, &[&id_or_slug])
+                .await
+                .map_err(classify)?
+                .as_ref()
+                .map(permission_row))
         })
     }
 
@@ -215,7 +265,13 @@ impl CatalogueStore for PgStore {
         let (cursor, limit) = (page.cursor.unwrap_or(""), page.limit as i64);
         self.run(async {
             let client = self.client().await?;
-            Ok(client.query(&sql, &[&cursor, &page.search, &limit]).await.map_err(classify)?.iter().map(permission_row).collect())
+            Ok(client
+                .query(&sql, &[&cursor, &page.search, &limit])
+                .await
+                .map_err(classify)?
+                .iter()
+                .map(permission_row)
+                .collect())
         })
     }
 
@@ -243,8 +299,17 @@ impl CatalogueStore for PgStore {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(classify)?;
-            changed(tx.execute("DELETE FROM permissions WHERE id = $1", &[&permission.id]).await.map_err(classify)?)?;
-            tx.execute("DELETE FROM role_permissions WHERE permission_id = $1", &[&permission.id]).await.map_err(classify)?;
+            changed(
+                tx.execute("DELETE FROM permissions WHERE id = $1", &[&permission.id])
+                    .await
+                    .map_err(classify)?,
+            )?;
+            tx.execute(
+                "DELETE FROM role_permissions WHERE permission_id = $1",
+                &[&permission.id],
+            )
+            .await
+            .map_err(classify)?;
             rewrite_keys(&tx, &holding("permissions"), &permission.slug, |record| {
                 renamed(&mut record.permissions, &permission.slug, None)
             })
@@ -304,12 +369,18 @@ impl CatalogueStore for PgStore {
     }
 
     fn list_roles(&self, page: Page<'_>) -> Result<Vec<Role>, StoreError> {
-        let sql = format!("SELECT {ROLE_COLUMNS} WHERE id > $1 AND ($2::text IS NULL OR strpos(name, $2) > 0) ORDER BY id LIMIT $3");
+        let sql = format!(
+            "SELECT {ROLE_COLUMNS} WHERE id > $1 AND ($2::text IS NULL OR strpos(name, $2) > 0) ORDER BY id LIMIT $3"
+        );
         let (cursor, limit) = (page.cursor.unwrap_or(""), page.limit as i64);
         self.run(async {
             let client = self.client().await?;
             let mut roles = Vec::new();
-            for row in client.query(&sql, &[&cursor, &page.search, &limit]).await.map_err(classify)? {
+            for row in client
+                .query(&sql, &[&cursor, &page.search, &limit])
+                .await
+                .map_err(classify)?
+            {
                 roles.push(with_permissions(&client, role_row(&row)).await?);
             }
             Ok(roles)
@@ -320,12 +391,17 @@ impl CatalogueStore for PgStore {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(classify)?;
-            tx.execute("UPDATE roles SET name = $2, description = $3 WHERE id = $1", &[&before.id, &after.name, &after.description])
-                .await
-                .map_err(|e| conflict_or(e, format!("role {}", after.name)))?;
+            tx.execute(
+                "UPDATE roles SET name = $2, description = $3 WHERE id = $1",
+                &[&before.id, &after.name, &after.description],
+            )
+            .await
+            .map_err(|e| conflict_or(e, format!("role {}", after.name)))?;
             if before.name != after.name {
-                rewrite_keys(&tx, &holding("roles"), &before.name, |record| renamed(&mut record.roles, &before.name, Some(&after.name)))
-                    .await?;
+                rewrite_keys(&tx, &holding("roles"), &before.name, |record| {
+                    renamed(&mut record.roles, &before.name, Some(&after.name))
+                })
+                .await?;
             }
             tx.commit().await.map_err(classify)
         })
@@ -335,9 +411,18 @@ impl CatalogueStore for PgStore {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(classify)?;
-            changed(tx.execute("DELETE FROM roles WHERE id = $1", &[&role.id]).await.map_err(classify)?)?;
-            tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&role.id]).await.map_err(classify)?;
-            rewrite_keys(&tx, &holding("roles"), &role.name, |record| renamed(&mut record.roles, &role.name, None)).await?;
+            changed(
+                tx.execute("DELETE FROM roles WHERE id = $1", &[&role.id])
+                    .await
+                    .map_err(classify)?,
+            )?;
+            tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&role.id])
+                .await
+                .map_err(classify)?;
+            rewrite_keys(&tx, &holding("roles"), &role.name, |record| {
+                renamed(&mut record.roles, &role.name, None)
+            })
+            .await?;
             tx.commit().await.map_err(classify)
         })
     }
@@ -346,7 +431,9 @@ impl CatalogueStore for PgStore {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(classify)?;
-            tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&role_id]).await.map_err(classify)?;
+            tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&role_id])
+                .await
+                .map_err(classify)?;
             for permission_id in permission_ids {
                 tx.execute(
                     "INSERT INTO role_permissions (role_id, permission_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -382,10 +469,16 @@ impl CatalogueStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let row = client
-                .query_opt("SELECT id, name FROM ratelimit_namespaces WHERE id = $1 OR name = $1", &[&id_or_name])
+                .query_opt(
+                    "SELECT id, name FROM ratelimit_namespaces WHERE id = $1 OR name = $1",
+                    &[&id_or_name],
+                )
                 .await
                 .map_err(classify)?;
-            Ok(row.map(|row| Namespace { id: row.get(0), name: row.get(1) }))
+            Ok(row.map(|row| Namespace {
+                id: row.get(0),
+                name: row.get(1),
+            }))
         })
     }
 
@@ -428,16 +521,32 @@ impl CatalogueStore for PgStore {
         let sql = format!("SELECT {OVERRIDE_COLUMNS} WHERE o.namespace_id = $1 AND o.identifier = $2");
         self.run(async {
             let client = self.client().await?;
-            Ok(client.query_opt(&sql, &[&namespace.id, &identifier]).await.map_err(classify)?.as_ref().map(override_row))
+            Ok(client
+                .query_opt(&sql, &[&namespace.id, &identifier])
+                .await
+                .map_err(classify)?
+                .as_ref()
+                .map(override_row))
         })
     }
 
-    fn list_overrides(&self, namespace: &Namespace, cursor: Option<&str>, limit: usize) -> Result<Vec<Override>, StoreError> {
+    fn list_overrides(
+        &self,
+        namespace: &Namespace,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Override>, StoreError> {
         let sql = format!("SELECT {OVERRIDE_COLUMNS} WHERE o.namespace_id = $1 AND o.id > $2 ORDER BY o.id LIMIT $3");
         let (cursor, limit) = (cursor.unwrap_or(""), limit as i64);
         self.run(async {
             let client = self.client().await?;
-            Ok(client.query(&sql, &[&namespace.id, &cursor, &limit]).await.map_err(classify)?.iter().map(override_row).collect())
+            Ok(client
+                .query(&sql, &[&namespace.id, &cursor, &limit])
+                .await
+                .map_err(classify)?
+                .iter()
+                .map(override_row)
+                .collect())
         })
     }
 
@@ -446,7 +555,10 @@ impl CatalogueStore for PgStore {
             let client = self.client().await?;
             changed(
                 client
-                    .execute("DELETE FROM ratelimit_overrides WHERE namespace_id = $1 AND identifier = $2", &[&namespace.id, &identifier])
+                    .execute(
+                        "DELETE FROM ratelimit_overrides WHERE namespace_id = $1 AND identifier = $2",
+                        &[&namespace.id, &identifier],
+                    )
                     .await
                     .map_err(classify)?,
             )
@@ -457,7 +569,13 @@ impl CatalogueStore for PgStore {
         let sql = format!("SELECT {OVERRIDE_COLUMNS}");
         self.run(async {
             let client = self.client().await?;
-            Ok(client.query(&sql, &[]).await.map_err(classify)?.iter().map(override_row).collect())
+            Ok(client
+                .query(&sql, &[])
+                .await
+                .map_err(classify)?
+                .iter()
+                .map(override_row)
+                .collect())
         })
     }
 }

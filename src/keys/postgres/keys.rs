@@ -15,7 +15,11 @@ use crate::keys::store::{BalanceWrite, KeyStore, Removed, StoreError};
 fn stored_key(row: &Row) -> Result<StoredKey, StoreError> {
     let remaining: Option<i64> = row.try_get(2).map_err(classify)?;
     let period: Option<i64> = row.try_get(3).map_err(classify)?;
-    let mut key = decode(row.try_get(0).map_err(classify)?, row.try_get(1).map_err(classify)?, remaining.zip(period))?;
+    let mut key = decode(
+        row.try_get(0).map_err(classify)?,
+        row.try_get(1).map_err(classify)?,
+        remaining.zip(period),
+    )?;
     let meta: Option<String> = row.try_get(4).map_err(classify)?;
     let limits: Option<String> = row.try_get(5).map_err(classify)?;
     if let (Some(identity), Some(meta), Some(limits)) = (key.record.identity.as_mut(), meta, limits) {
@@ -25,20 +29,42 @@ fn stored_key(row: &Row) -> Result<StoredKey, StoreError> {
 }
 
 fn keyspace(row: &Row) -> Keyspace {
-    Keyspace { id: row.get(0), name: row.get(1), created_at: row.get(2) }
+    Keyspace {
+        id: row.get(0),
+        name: row.get(1),
+        created_at: row.get(2),
+    }
 }
 
 fn removed(key_id: String, hash: Vec<u8>) -> Result<Removed, StoreError> {
-    let hash = KeyHash::try_from(hash).map_err(|_| StoreError::Corrupt { id: key_id.clone(), message: "hash is not 32 bytes".into() })?;
+    let hash = KeyHash::try_from(hash).map_err(|_| StoreError::Corrupt {
+        id: key_id.clone(),
+        message: "hash is not 32 bytes".into(),
+    })?;
     Ok(Removed { key_id, hash })
 }
 
-async fn one_key(client: &impl GenericClient, filter: &str, param: &(dyn ToSql + Sync)) -> Result<Option<StoredKey>, StoreError> {
+async fn one_key(
+    client: &impl GenericClient,
+    filter: &str,
+    param: &(dyn ToSql + Sync),
+) -> Result<Option<StoredKey>, StoreError> {
     let sql = format!("SELECT {KEY_COLUMNS} WHERE {filter} AND k.deleted_at IS NULL");
-    client.query_opt(&sql, &[param]).await.map_err(classify)?.as_ref().map(stored_key).transpose()
+    client
+        .query_opt(&sql, &[param])
+        .await
+        .map_err(classify)?
+        .as_ref()
+        .map(stored_key)
+        .transpose()
 }
 
-async fn write_balance(client: &impl GenericClient, key_id: &str, balance: Balance, origin: Option<&str>) -> Result<(), StoreError> {
+async fn write_balance(
+    client: &impl GenericClient,
+    key_id: &str,
+    balance: Balance,
+    origin: Option<&str>,
+) -> Result<(), StoreError> {
     client
         .execute(
             "INSERT INTO credits (key_id, remaining, period, origin) VALUES ($1, $2, $3, $4)
@@ -54,7 +80,10 @@ impl KeyStore for PgStore {
     fn keyspace(&self, id: &str) -> Result<Option<Keyspace>, StoreError> {
         self.run(async {
             let client = self.client().await?;
-            let row = client.query_opt("SELECT id, name, created_at FROM keyspaces WHERE id = $1", &[&id]).await.map_err(classify)?;
+            let row = client
+                .query_opt("SELECT id, name, created_at FROM keyspaces WHERE id = $1", &[&id])
+                .await
+                .map_err(classify)?;
             Ok(row.as_ref().map(keyspace))
         })
     }
@@ -62,7 +91,10 @@ impl KeyStore for PgStore {
     fn list_keyspaces(&self) -> Result<Vec<Keyspace>, StoreError> {
         self.run(async {
             let client = self.client().await?;
-            let rows = client.query("SELECT id, name, created_at FROM keyspaces ORDER BY id", &[]).await.map_err(classify)?;
+            let rows = client
+                .query("SELECT id, name, created_at FROM keyspaces ORDER BY id", &[])
+                .await
+                .map_err(classify)?;
             Ok(rows.iter().map(keyspace).collect())
         })
     }
@@ -88,7 +120,12 @@ impl KeyStore for PgStore {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(classify)?;
-            if tx.execute("DELETE FROM keyspaces WHERE id = $1", &[&id]).await.map_err(classify)? == 0 {
+            if tx
+                .execute("DELETE FROM keyspaces WHERE id = $1", &[&id])
+                .await
+                .map_err(classify)?
+                == 0
+            {
                 return Err(StoreError::NotFound);
             }
             let rows = tx
@@ -98,7 +135,10 @@ impl KeyStore for PgStore {
                 )
                 .await
                 .map_err(classify)?;
-            let removed = rows.into_iter().map(|row| removed(row.get(0), row.get(1))).collect::<Result<Vec<_>, _>>()?;
+            let removed = rows
+                .into_iter()
+                .map(|row| removed(row.get(0), row.get(1)))
+                .collect::<Result<Vec<_>, _>>()?;
             tx.commit().await.map_err(classify)?;
             Ok(removed)
         })
@@ -156,7 +196,9 @@ impl KeyStore for PgStore {
                 BalanceWrite::Keep => {}
                 BalanceWrite::Set(balance) => write_balance(&tx, &key.record.id, balance, None).await?,
                 BalanceWrite::Clear => {
-                    tx.execute("DELETE FROM credits WHERE key_id = $1", &[&key.record.id]).await.map_err(classify)?;
+                    tx.execute("DELETE FROM credits WHERE key_id = $1", &[&key.record.id])
+                        .await
+                        .map_err(classify)?;
                 }
             }
             tx.commit().await.map_err(classify)
@@ -168,16 +210,25 @@ impl KeyStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(classify)?;
             let row = tx
-                .query_opt("SELECT hash FROM keys WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", &[&id])
+                .query_opt(
+                    "SELECT hash FROM keys WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+                    &[&id],
+                )
                 .await
                 .map_err(classify)?
                 .ok_or(StoreError::NotFound)?;
             if permanent {
-                tx.execute("DELETE FROM keys WHERE id = $1", &[&id]).await.map_err(classify)?;
+                tx.execute("DELETE FROM keys WHERE id = $1", &[&id])
+                    .await
+                    .map_err(classify)?;
             } else {
-                tx.execute("UPDATE keys SET deleted_at = $2 WHERE id = $1", &[&id, &now_ms]).await.map_err(classify)?;
+                tx.execute("UPDATE keys SET deleted_at = $2 WHERE id = $1", &[&id, &now_ms])
+                    .await
+                    .map_err(classify)?;
             }
-            tx.execute("DELETE FROM credits WHERE key_id = $1", &[&id]).await.map_err(classify)?;
+            tx.execute("DELETE FROM credits WHERE key_id = $1", &[&id])
+                .await
+                .map_err(classify)?;
             tx.commit().await.map_err(classify)?;
             removed(id.to_string(), row.get(0))
         })
@@ -197,7 +248,10 @@ impl KeyStore for PgStore {
         let (cursor, limit) = (cursor.unwrap_or(""), limit as i64);
         self.run(async {
             let client = self.client().await?;
-            let rows = client.query(&sql, &[&keyspace_id, &cursor, &external_id, &limit]).await.map_err(classify)?;
+            let rows = client
+                .query(&sql, &[&keyspace_id, &cursor, &external_id, &limit])
+                .await
+                .map_err(classify)?;
             rows.iter().map(stored_key).collect()
         })
     }
@@ -206,14 +260,23 @@ impl KeyStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let row = client
-                .query_opt("SELECT remaining, period FROM credits WHERE key_id = $1 AND origin = $2", &[&key_id, &origin])
+                .query_opt(
+                    "SELECT remaining, period FROM credits WHERE key_id = $1 AND origin = $2",
+                    &[&key_id, &origin],
+                )
                 .await
                 .map_err(classify)?;
-            Ok(row.map(|row| Balance { remaining: row.get(0), period: row.get(1) }))
+            Ok(row.map(|row| Balance {
+                remaining: row.get(0),
+                period: row.get(1),
+            }))
         })
     }
 
-    fn save_balances(&self, collect: &mut dyn FnMut() -> Vec<(String, Balance, Option<String>)>) -> Result<(), StoreError> {
+    fn save_balances(
+        &self,
+        collect: &mut dyn FnMut() -> Vec<(String, Balance, Option<String>)>,
+    ) -> Result<(), StoreError> {
         let _writing = self.write_lock();
         let balances = collect();
         if balances.is_empty() {

@@ -43,7 +43,11 @@ pub fn listen(store: &PgStore, on_change: impl Fn(Change) + Send + Sync + 'stati
 
 /// One listening connection, until it ends. With `missed`, caches are
 /// dropped once the connection listens (changes may have gone unheard).
-async fn follow<F: Fn(Change) + Send + Sync + 'static>(url: &str, on_change: &Arc<F>, missed: bool) -> Result<(), tokio_postgres::Error> {
+async fn follow<F: Fn(Change) + Send + Sync + 'static>(
+    url: &str,
+    on_change: &Arc<F>,
+    missed: bool,
+) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
     let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {

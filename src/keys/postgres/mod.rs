@@ -59,12 +59,25 @@ impl PgStore {
             .thread_name("keygate-postgres")
             .enable_all()
             .build()
-            .map_err(|source| StoreError::Io { path: "postgres runtime".into(), source })?;
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Unreachable(format!("state.database is not a valid URL: {e}")))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let timeouts = Timeouts { wait: Some(QUERY_WAIT), create: Some(QUERY_WAIT), recycle: Some(QUERY_WAIT) };
+            .map_err(|source| StoreError::Io {
+                path: "postgres runtime".into(),
+                source,
+            })?;
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            StoreError::Unreachable(format!("state.database is not a valid URL: {e}"))
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let timeouts = Timeouts {
+            wait: Some(QUERY_WAIT),
+            create: Some(QUERY_WAIT),
+            recycle: Some(QUERY_WAIT),
+        };
         let pool = {
             let _entered = runtime.enter();
             Pool::builder(manager)
@@ -74,7 +87,12 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Unreachable(e.to_string()))?
         };
-        let store = Self { runtime: Some(runtime), pool, url: url.to_string(), writing: Mutex::new(()) };
+        let store = Self {
+            runtime: Some(runtime),
+            pool,
+            url: url.to_string(),
+            writing: Mutex::new(()),
+        };
         store.run(async {
             let mut client = store.client().await?;
             migrate(&mut client).await
@@ -107,7 +125,10 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Unreachable(e.to_string()))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unreachable(e.to_string()))
     }
 
     /// Tells every replica (this one included) about `change`.
@@ -115,7 +136,10 @@ impl PgStore {
         let payload = change.encode();
         self.run(async {
             let client = self.client().await?;
-            client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(classify)?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .await
+                .map_err(classify)?;
             Ok(())
         })
     }
@@ -161,10 +185,14 @@ fn conflict_or(error: tokio_postgres::Error, what: String) -> StoreError {
 /// refused, untouched.
 async fn migrate(client: &mut Object) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(classify)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS keygate_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(classify)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS keygate_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(classify)?;
     let current: i64 = tx
         .query_one("SELECT COALESCE(MAX(version), 0) FROM keygate_schema", &[])
         .await
@@ -176,9 +204,12 @@ async fn migrate(client: &mut Object) -> Result<(), StoreError> {
     }
     for (version, sql) in (1i64..).zip(MIGRATIONS).skip(current as usize) {
         tx.batch_execute(sql).await.map_err(classify)?;
-        tx.execute("INSERT INTO keygate_schema (version, applied_at) VALUES ($1, $2)", &[&version, &now_ms()])
-            .await
-            .map_err(classify)?;
+        tx.execute(
+            "INSERT INTO keygate_schema (version, applied_at) VALUES ($1, $2)",
+            &[&version, &now_ms()],
+        )
+        .await
+        .map_err(classify)?;
     }
     tx.commit().await.map_err(classify)
 }

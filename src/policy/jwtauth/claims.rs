@@ -26,10 +26,19 @@ pub struct ClaimRules {
 impl ClaimRules {
     /// `algorithms` are the allowed (asymmetric) ones; an empty `audiences`
     /// leaves `aud` unchecked.
-    pub fn new(algorithms: &[Algorithm], issuer: Option<String>, audiences: &[String], skew: u64, require_exp: bool) -> Self {
+    pub fn new(
+        algorithms: &[Algorithm],
+        issuer: Option<String>,
+        audiences: &[String],
+        skew: u64,
+        require_exp: bool,
+    ) -> Self {
         let mut validations: Vec<Validation> = Vec::new();
         for &alg in algorithms {
-            if let Some(validation) = validations.iter_mut().find(|v| v.algorithms[0].family() == alg.family()) {
+            if let Some(validation) = validations
+                .iter_mut()
+                .find(|v| v.algorithms[0].family() == alg.family())
+            {
                 validation.algorithms.push(alg);
                 continue;
             }
@@ -52,7 +61,11 @@ impl ClaimRules {
             }
             validations.push(validation);
         }
-        Self { validations, issuer, skew }
+        Self {
+            validations,
+            issuer,
+            skew,
+        }
     }
 
     /// The validation for a token signed with `alg`; `None` when `alg` is not allowed.
@@ -64,7 +77,10 @@ impl ClaimRules {
     /// date not after `now` (plus the skew). `Err(why)` otherwise.
     pub fn check_issued_at(&self, claims: &Value, now: u64) -> Result<(), String> {
         let Some(iat) = claims.get("iat") else { return Ok(()) };
-        let iat = iat.as_f64().filter(|t| *t >= 0.0).ok_or("`iat` is not a numeric date")?;
+        let iat = iat
+            .as_f64()
+            .filter(|t| *t >= 0.0)
+            .ok_or("`iat` is not a numeric date")?;
         if iat as u64 > now.saturating_add(self.skew) {
             return Err("the token was issued in the future (`iat`)".into());
         }
@@ -118,13 +134,22 @@ mod tests {
     use serde_json::json;
 
     fn rules() -> ClaimRules {
-        ClaimRules::new(&[Algorithm::RS256, Algorithm::ES256, Algorithm::PS256], Some("https://idp".into()), &["api".into()], 30, true)
+        ClaimRules::new(
+            &[Algorithm::RS256, Algorithm::ES256, Algorithm::PS256],
+            Some("https://idp".into()),
+            &["api".into()],
+            30,
+            true,
+        )
     }
 
     #[test]
     fn one_validation_per_key_family() {
         let rules = rules();
-        assert_eq!(rules.validation(Algorithm::ES256).unwrap().algorithms, [Algorithm::ES256]);
+        assert_eq!(
+            rules.validation(Algorithm::ES256).unwrap().algorithms,
+            [Algorithm::ES256]
+        );
         let rsa = rules.validation(Algorithm::PS256).unwrap();
         assert_eq!(rsa.algorithms, [Algorithm::RS256, Algorithm::PS256]);
         assert_eq!(rsa.leeway, 30);

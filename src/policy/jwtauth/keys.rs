@@ -13,8 +13,8 @@ use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::Value;
 
-use crate::telemetry::metrics;
 use crate::http_client::HttpClient;
+use crate::telemetry::metrics;
 
 /// The shortest time between two refetches caused by unknown `kid`s.
 pub const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(10);
@@ -120,7 +120,11 @@ impl KeySource {
                 AlgorithmFamily::Hmac => continue,
             };
             if let Ok(decoding) = parsed {
-                keys.push(Arc::new(Key { kid: None, alg: None, decoding }));
+                keys.push(Arc::new(Key {
+                    kid: None,
+                    alg: None,
+                    decoding,
+                }));
             }
         }
         if keys.is_empty() {
@@ -150,7 +154,11 @@ impl KeySource {
     /// The key for a token's `kid` (if any) and `alg`.
     pub async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<Key>, KeyError> {
         match self {
-            Self::Static(keys) => keys.iter().find(|k| k.fits(kid.filter(|_| k.kid.is_some()), alg)).cloned().ok_or(KeyError::NoMatch),
+            Self::Static(keys) => keys
+                .iter()
+                .find(|k| k.fits(kid.filter(|_| k.kid.is_some()), alg))
+                .cloned()
+                .ok_or(KeyError::NoMatch),
             Self::Remote(remote) => remote.find(kid, alg).await,
         }
     }
@@ -172,7 +180,10 @@ impl RemoteKeys {
                 return Ok(key);
             }
             // A fresh set without the key: refetch, rate-limited.
-            if state.last_unknown_kid.is_some_and(|at| at.elapsed() < UNKNOWN_KID_REFETCH) {
+            if state
+                .last_unknown_kid
+                .is_some_and(|at| at.elapsed() < UNKNOWN_KID_REFETCH)
+            {
                 return Err(KeyError::NoMatch);
             }
             state.last_unknown_kid = Some(Instant::now());
@@ -211,16 +222,26 @@ impl RemoteKeys {
                 url
             }
         };
-        let body = self.http.get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
+        let body = self
+            .http
+            .get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
         let keys = parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
-        Ok(KeySet { keys, fetched: Instant::now() })
+        Ok(KeySet {
+            keys,
+            fetched: Instant::now(),
+        })
     }
 }
 
 /// `jwks_uri` from `<issuer>/.well-known/openid-configuration`.
 async fn discover(http: &HttpClient, issuer: &str) -> Result<String, String> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-    let body = http.get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES).await.map_err(|e| e.to_string())?;
+    let body = http
+        .get(&url, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
     let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
     doc.get("jwks_uri")
         .and_then(Value::as_str)
@@ -243,12 +264,18 @@ pub fn parse_jwks(body: &[u8]) -> Result<Vec<Arc<Key>>, String> {
             continue;
         }
         // Shared secrets (`oct`) never verify here: jwtauth is asymmetric only.
-        let Ok(decoding) = DecodingKey::from_jwk(&jwk) else { continue };
+        let Ok(decoding) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
         if decoding.family() == AlgorithmFamily::Hmac {
             continue;
         }
         let alg = jwk.common.key_algorithm.and_then(|a| Algorithm::try_from(a).ok());
-        keys.push(Arc::new(Key { kid: jwk.common.key_id.clone(), alg, decoding }));
+        keys.push(Arc::new(Key {
+            kid: jwk.common.key_id.clone(),
+            alg,
+            decoding,
+        }));
     }
     Ok(keys)
 }

@@ -46,7 +46,10 @@ impl JwtAuth {
             let field = || format!(".algorithms[{i}]");
             let alg = Algorithm::from_str(name).map_err(|_| (field(), format!("unknown algorithm {name:?}")))?;
             if alg.family() == AlgorithmFamily::Hmac {
-                return Err((field(), format!("{name} needs a shared secret; jwtauth verifies asymmetric signatures only")));
+                return Err((
+                    field(),
+                    format!("{name} needs a shared secret; jwtauth verifies asymmetric signatures only"),
+                ));
             }
             algorithms.push(alg);
         }
@@ -60,7 +63,10 @@ impl JwtAuth {
             spec.public_key_file.is_some(),
         ];
         if sources.iter().filter(|s| **s).count() != 1 {
-            return Err((String::new(), "set exactly one of jwks_uri, oidc_issuer, public_key_pem, public_key_file".into()));
+            return Err((
+                String::new(),
+                "set exactly one of jwks_uri, oidc_issuer, public_key_pem, public_key_file".into(),
+            ));
         }
         let ttl = spec.jwks_cache.0;
         let keys = if let Some(url) = &spec.jwks_uri {
@@ -73,9 +79,14 @@ impl JwtAuth {
             KeySource::from_pem(pem, &algorithms).map_err(|m| (".public_key_pem".to_string(), m))?
         } else if let Some(file) = &spec.public_key_file {
             let path = base_dir.join(file);
-            let pem = std::fs::read_to_string(&path)
-                .map_err(|e| (".public_key_file".to_string(), format!("cannot read {}: {e}", path.display())))?;
-            KeySource::from_pem(&pem, &algorithms).map_err(|m| (".public_key_file".to_string(), format!("{}: {m}", path.display())))?
+            let pem = std::fs::read_to_string(&path).map_err(|e| {
+                (
+                    ".public_key_file".to_string(),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            KeySource::from_pem(&pem, &algorithms)
+                .map_err(|m| (".public_key_file".to_string(), format!("{}: {m}", path.display())))?
         } else {
             return Err((String::new(), "no key source".into()));
         };
@@ -83,7 +94,13 @@ impl JwtAuth {
         let issuer = spec.issuer.clone().or_else(|| spec.oidc_issuer.clone());
         Ok(Self {
             keys,
-            rules: ClaimRules::new(&algorithms, issuer, &spec.audiences, spec.clock_skew.0.as_secs(), spec.require_exp),
+            rules: ClaimRules::new(
+                &algorithms,
+                issuer,
+                &spec.audiences,
+                spec.clock_skew.0.as_secs(),
+                spec.require_exp,
+            ),
             subject_claim: spec.subject_claim.clone(),
             allow_anonymous: spec.allow_anonymous,
         })
@@ -91,20 +108,26 @@ impl JwtAuth {
 
     /// The verified token's Principal, or why it is invalid.
     async fn verify(&self, token: &str) -> Result<Principal, GatewayError> {
-        let invalid = |why: &str| GatewayError::with_detail(ErrorCode::InvalidKey, format!("The JWT is invalid: {why}."));
+        let invalid =
+            |why: &str| GatewayError::with_detail(ErrorCode::InvalidKey, format!("The JWT is invalid: {why}."));
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(&header_problem(&e)))?;
         let validation = self
             .rules
             .validation(header.alg)
             .ok_or_else(|| invalid(&format!("algorithm {:?} is not allowed", header.alg)))?;
-        let key = self.keys.find(header.kid.as_deref(), header.alg).await.map_err(|e| match e {
-            KeyError::NoMatch => invalid("no signing key matches its kid and algorithm"),
-            KeyError::Unavailable(why) => GatewayError::with_detail(
-                ErrorCode::InvalidConfiguration,
-                format!("The JWT signing keys cannot be fetched: {why}"),
-            ),
-        })?;
-        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, validation).map_err(|e| invalid(&self.rules.why(&e)))?;
+        let key = self
+            .keys
+            .find(header.kid.as_deref(), header.alg)
+            .await
+            .map_err(|e| match e {
+                KeyError::NoMatch => invalid("no signing key matches its kid and algorithm"),
+                KeyError::Unavailable(why) => GatewayError::with_detail(
+                    ErrorCode::InvalidConfiguration,
+                    format!("The JWT signing keys cannot be fetched: {why}"),
+                ),
+            })?;
+        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, validation)
+            .map_err(|e| invalid(&self.rules.why(&e)))?;
         let payload = data.claims;
         self.rules
             .check_issued_at(&payload, jsonwebtoken::get_current_timestamp())
@@ -114,7 +137,8 @@ impl JwtAuth {
             Some(Value::Number(n)) => n.to_string(),
             _ => return Err(invalid(&format!("no `{}` claim", self.subject_claim))),
         };
-        claims::principal(subject, &data.header, &payload).map_err(|e| invalid(&format!("the header cannot be re-encoded: {e}")))
+        claims::principal(subject, &data.header, &payload)
+            .map_err(|e| invalid(&format!("the header cannot be re-encoded: {e}")))
     }
 }
 
@@ -137,7 +161,13 @@ fn check_url(url: &str) -> Result<(), String> {
 
 /// The bearer token, if `Authorization: Bearer <token>` is there.
 fn bearer<'a>(request: &RequestView<'a>) -> Option<&'a str> {
-    let value = request.head.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let value = request
+        .head
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -196,8 +226,14 @@ mod tests {
         // An Ed25519 SubjectPublicKeyInfo (RFC 8410) is a fixed prefix and the 32-byte key.
         let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
         spki.extend_from_slice(pair.public_key().as_ref());
-        let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(spki));
-        Signer { encoding: EncodingKey::from_ed_der(pkcs8.as_ref()), pem }
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            STANDARD.encode(spki)
+        );
+        Signer {
+            encoding: EncodingKey::from_ed_der(pkcs8.as_ref()),
+            pem,
+        }
     }
 
     /// `jwtauth` with `signer`'s key, issuer, audience `api`, EdDSA, 30 s skew, plus `extra` YAML.
@@ -246,17 +282,47 @@ mod tests {
             sign(&signer, &claims)
         };
         assert_eq!(verify(&auth, &sign(&signer, &good_claims())).await, Ok("user_1".into()));
-        assert!(verify(&auth, &with("exp", json!(now() - 31))).await.unwrap_err().contains("expired"));
-        assert!(verify(&auth, &with("exp", json!(now() - 29))).await.is_ok(), "expired within the skew");
-        assert!(verify(&auth, &with("nbf", json!(now() + 31))).await.unwrap_err().contains("nbf"));
-        assert!(verify(&auth, &with("nbf", json!(now() + 29))).await.is_ok(), "not yet valid within the skew");
-        assert!(verify(&auth, &with("iat", json!(now() + 100))).await.unwrap_err().contains("iat"));
-        assert!(verify(&auth, &with("iss", json!("https://evil"))).await.unwrap_err().contains("issuer"));
-        assert!(verify(&auth, &with("aud", json!("other"))).await.unwrap_err().contains("audience"));
+        assert!(verify(&auth, &with("exp", json!(now() - 31)))
+            .await
+            .unwrap_err()
+            .contains("expired"));
+        assert!(
+            verify(&auth, &with("exp", json!(now() - 29))).await.is_ok(),
+            "expired within the skew"
+        );
+        assert!(verify(&auth, &with("nbf", json!(now() + 31)))
+            .await
+            .unwrap_err()
+            .contains("nbf"));
+        assert!(
+            verify(&auth, &with("nbf", json!(now() + 29))).await.is_ok(),
+            "not yet valid within the skew"
+        );
+        assert!(verify(&auth, &with("iat", json!(now() + 100)))
+            .await
+            .unwrap_err()
+            .contains("iat"));
+        assert!(verify(&auth, &with("iss", json!("https://evil")))
+            .await
+            .unwrap_err()
+            .contains("issuer"));
+        assert!(verify(&auth, &with("aud", json!("other")))
+            .await
+            .unwrap_err()
+            .contains("audience"));
         assert!(verify(&auth, &with("aud", json!("api"))).await.is_ok());
-        assert!(verify(&auth, &with("exp", json!("soon"))).await.unwrap_err().contains("numeric"));
-        assert!(verify(&auth, &with("nbf", json!("now"))).await.unwrap_err().contains("numeric"));
-        assert!(verify(&auth, &with("sub", json!(""))).await.unwrap_err().contains("`sub`"));
+        assert!(verify(&auth, &with("exp", json!("soon")))
+            .await
+            .unwrap_err()
+            .contains("numeric"));
+        assert!(verify(&auth, &with("nbf", json!("now")))
+            .await
+            .unwrap_err()
+            .contains("numeric"));
+        assert!(verify(&auth, &with("sub", json!("")))
+            .await
+            .unwrap_err()
+            .contains("`sub`"));
         for claim in ["iss", "aud"] {
             let mut claims = good_claims();
             claims.as_object_mut().unwrap().remove(claim);
@@ -271,14 +337,23 @@ mod tests {
         let mut claims = good_claims();
         claims.as_object_mut().unwrap().remove("exp");
         let token = sign(&signer, &claims);
-        assert!(verify(&policy(&signer, ""), &token).await.unwrap_err().contains("no `exp`"));
+        assert!(verify(&policy(&signer, ""), &token)
+            .await
+            .unwrap_err()
+            .contains("no `exp`"));
         let lax = policy(&signer, "require_exp: false\n");
         assert_eq!(verify(&lax, &token).await, Ok("user_1".into()));
         // Present, it is still checked.
         claims["exp"] = json!(now() - 3600);
-        assert!(verify(&lax, &sign(&signer, &claims)).await.unwrap_err().contains("expired"));
+        assert!(verify(&lax, &sign(&signer, &claims))
+            .await
+            .unwrap_err()
+            .contains("expired"));
         claims["exp"] = json!("soon");
-        assert!(verify(&lax, &sign(&signer, &claims)).await.unwrap_err().contains("numeric"));
+        assert!(verify(&lax, &sign(&signer, &claims))
+            .await
+            .unwrap_err()
+            .contains("numeric"));
     }
 
     #[tokio::test]
@@ -288,28 +363,45 @@ mod tests {
         let claims = good_claims();
         for alg in ["none", "None", "NONE"] {
             let token = forged(json!({"alg": alg, "typ": "JWT"}), &claims);
-            assert!(verify(&auth, &token).await.unwrap_err().contains("not allowed"), "{alg}");
+            assert!(
+                verify(&auth, &token).await.unwrap_err().contains("not allowed"),
+                "{alg}"
+            );
             let unsigned = token.rsplit_once('.').unwrap().0.to_string() + ".";
-            assert!(verify(&auth, &unsigned).await.unwrap_err().contains("not allowed"), "{alg}, no signature");
+            assert!(
+                verify(&auth, &unsigned).await.unwrap_err().contains("not allowed"),
+                "{alg}, no signature"
+            );
         }
-        assert!(verify(&auth, &forged(json!({"typ": "JWT"}), &claims)).await.unwrap_err().contains("not allowed"));
+        assert!(verify(&auth, &forged(json!({"typ": "JWT"}), &claims))
+            .await
+            .unwrap_err()
+            .contains("not allowed"));
         for alg in ["ES256", "RS256", "HS256"] {
             let why = verify(&auth, &forged(json!({"alg": alg}), &claims)).await.unwrap_err();
             assert!(why.contains(&format!("{alg} is not allowed")), "{why}");
         }
         // Signed by another key, or tampered with.
-        assert!(verify(&auth, &sign(&fresh_signer(), &claims)).await.unwrap_err().contains("signature"));
+        assert!(verify(&auth, &sign(&fresh_signer(), &claims))
+            .await
+            .unwrap_err()
+            .contains("signature"));
         let token = sign(&signer, &claims);
         let (head, _) = token.rsplit_once('.').unwrap();
-        assert!(verify(&auth, &format!("{head}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]))).await.unwrap_err().contains("signature"));
+        assert!(verify(&auth, &format!("{head}.{}", URL_SAFE_NO_PAD.encode([0u8; 64])))
+            .await
+            .unwrap_err()
+            .contains("signature"));
         assert!(verify(&auth, "not-a-jwt").await.unwrap_err().contains("three"));
         assert!(verify(&auth, "a.b.c").await.unwrap_err().contains("base64url"));
     }
 
     #[test]
     fn hmac_is_refused_at_load() {
-        let spec: JwtAuthSpec = serde_saphyr::from_str("jwks_uri: https://idp.test/jwks\nalgorithms: [RS256, HS256]\n").unwrap();
-        let (field, message) = JwtAuth::compile(&spec, std::path::Path::new("."), &HttpClient::new(&[]).unwrap()).unwrap_err();
+        let spec: JwtAuthSpec =
+            serde_saphyr::from_str("jwks_uri: https://idp.test/jwks\nalgorithms: [RS256, HS256]\n").unwrap();
+        let (field, message) =
+            JwtAuth::compile(&spec, std::path::Path::new("."), &HttpClient::new(&[]).unwrap()).unwrap_err();
         assert_eq!(field, ".algorithms[1]");
         assert!(message.contains("shared secret"), "{message}");
     }

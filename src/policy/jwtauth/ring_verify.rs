@@ -13,7 +13,9 @@ use std::sync::LazyLock;
 use jsonwebtoken::crypto::{rust_crypto, CryptoProvider, JwtVerifier};
 use jsonwebtoken::errors::{ErrorKind, Result};
 use jsonwebtoken::{signature, Algorithm, DecodingKey, DecodingKeyKind};
-use ring::signature::{self as ring_signature, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm};
+use ring::signature::{
+    self as ring_signature, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm,
+};
 
 /// RustCrypto's provider with ring's RSA and ECDSA verifiers.
 static PROVIDER: LazyLock<CryptoProvider> = LazyLock::new(|| CryptoProvider {
@@ -61,7 +63,11 @@ fn verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> 
     if key.family() != alg.family() {
         return Err(ErrorKind::InvalidKeyFormat.into());
     }
-    Ok(Box::new(RingVerifier { alg: *alg, scheme, key: key.clone() }))
+    Ok(Box::new(RingVerifier {
+        alg: *alg,
+        scheme,
+        key: key.clone(),
+    }))
 }
 
 struct RingVerifier {
@@ -138,6 +144,10 @@ mod tests {
         assert!(verifier(&Algorithm::RS256, &ed).is_err());
         assert!(verifier(&Algorithm::PS512, &ed).is_err());
         let secret = b"0123456789abcdef0123456789abcdef";
-        round_trip(Algorithm::HS256, &EncodingKey::from_secret(secret).unwrap(), &DecodingKey::from_secret(secret).unwrap());
+        round_trip(
+            Algorithm::HS256,
+            &EncodingKey::from_secret(secret).unwrap(),
+            &DecodingKey::from_secret(secret).unwrap(),
+        );
     }
 }

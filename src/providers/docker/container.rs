@@ -58,7 +58,9 @@ impl Container {
         let run_state = match (state.status, state.running, state.paused) {
             (Some(ContainerStateStatusEnum::PAUSED), ..) | (_, Some(true), Some(true)) => RunState::Paused,
             (Some(ContainerStateStatusEnum::RUNNING), ..) => RunState::Running,
-            (None | Some(ContainerStateStatusEnum::EMPTY), Some(true), _) if state.restarting != Some(true) => RunState::Running,
+            (None | Some(ContainerStateStatusEnum::EMPTY), Some(true), _) if state.restarting != Some(true) => {
+                RunState::Running
+            }
             _ => RunState::Stopped,
         };
         let health = match state.health.and_then(|h| h.status) {
@@ -97,7 +99,9 @@ impl Container {
         Some(Self {
             name: inspected.name.unwrap_or_default().trim_start_matches('/').to_string(),
             image: config.image.unwrap_or_default(),
-            created: inspected.created.and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok()),
+            created: inspected
+                .created
+                .and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok()),
             labels: config.labels.unwrap_or_default().into_iter().collect(),
             state: run_state,
             health,
@@ -143,7 +147,10 @@ mod tests {
         assert_eq!(container.exposed_tcp_ports, vec![8080, 9090]);
         assert_eq!(
             container.networks,
-            vec![("backend".into(), Some("fd00::5".parse().unwrap())), ("web".into(), Some("172.18.0.5".parse().unwrap()))]
+            vec![
+                ("backend".into(), Some("fd00::5".parse().unwrap())),
+                ("web".into(), Some("172.18.0.5".parse().unwrap()))
+            ]
         );
         assert_eq!(container.state, RunState::Running);
         assert_eq!(container.health, Some(Health::Healthy));
@@ -160,8 +167,14 @@ mod tests {
         assert_eq!(exited.state, RunState::Stopped);
         let restarting = state(serde_json::json!({"Status": "restarting", "Running": true, "Restarting": true}));
         assert_eq!(restarting.state, RunState::Stopped);
-        for (health, ready) in [("starting", false), ("unhealthy", false), ("healthy", true), ("none", true)] {
-            let container = state(serde_json::json!({"Status": "running", "Running": true, "Health": {"Status": health}}));
+        for (health, ready) in [
+            ("starting", false),
+            ("unhealthy", false),
+            ("healthy", true),
+            ("none", true),
+        ] {
+            let container =
+                state(serde_json::json!({"Status": "running", "Running": true, "Health": {"Status": health}}));
             assert_eq!(container.is_ready(), ready, "{health}");
         }
         assert!(!paused.is_ready() && !exited.is_ready());

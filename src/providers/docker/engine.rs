@@ -18,7 +18,16 @@ use crate::runtime::DockerEndpoint;
 const CALL_TIMEOUT_SECS: u64 = 10;
 
 /// The container events that can change what is served.
-const ACTIONS: [&str; 8] = ["start", "stop", "die", "pause", "unpause", "health_status", "destroy", "rename"];
+const ACTIONS: [&str; 8] = [
+    "start",
+    "stop",
+    "die",
+    "pause",
+    "unpause",
+    "health_status",
+    "destroy",
+    "rename",
+];
 
 /// Why the engine could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +77,11 @@ impl Engine {
         let version = docker.client_version();
         let prefix = format!("/v{}.{}", version.major_version, version.minor_version);
         let docker = docker.with_request_modifier(move |request| versioned(request, &prefix));
-        let labels = if only_enabled { vec![format!("{}=true", super::labels::ENABLE)] } else { Vec::new() };
+        let labels = if only_enabled {
+            vec![format!("{}=true", super::labels::ENABLE)]
+        } else {
+            Vec::new()
+        };
         Ok(Self { docker, labels })
     }
 
@@ -121,10 +134,12 @@ impl Engine {
         };
         self.docker.events(Some(options)).filter_map(|message| {
             futures::future::ready(match message {
-                Ok(message) => message
-                    .actor
-                    .and_then(|actor| actor.id)
-                    .map(|id| Ok(ContainerEvent { id, action: message.action.unwrap_or_default() })),
+                Ok(message) => message.actor.and_then(|actor| actor.id).map(|id| {
+                    Ok(ContainerEvent {
+                        id,
+                        action: message.action.unwrap_or_default(),
+                    })
+                }),
                 Err(error) => Some(Err(error.into())),
             })
         })
@@ -155,16 +170,36 @@ mod tests {
 
     #[test]
     fn paths_name_the_agreed_version() {
-        let request = |uri: &str| http::Request::get(uri).body(bollard::body_full(bytes::Bytes::new())).unwrap();
+        let request = |uri: &str| {
+            http::Request::get(uri)
+                .body(bollard::body_full(bytes::Bytes::new()))
+                .unwrap()
+        };
         let path = |uri: &str| versioned(request(uri), "/v1.44").uri().to_string();
-        assert_eq!(path("http://127.0.0.1:2375/containers/json?all=false"), "http://127.0.0.1:2375/v1.44/containers/json?all=false");
-        assert_eq!(path("http://127.0.0.1:2375/v1.41/version"), "http://127.0.0.1:2375/v1.41/version");
+        assert_eq!(
+            path("http://127.0.0.1:2375/containers/json?all=false"),
+            "http://127.0.0.1:2375/v1.44/containers/json?all=false"
+        );
+        assert_eq!(
+            path("http://127.0.0.1:2375/v1.41/version"),
+            "http://127.0.0.1:2375/v1.41/version"
+        );
     }
 
     #[test]
     fn events_that_take_a_container_out() {
-        let event = |action: &str| ContainerEvent { id: "c".into(), action: action.into() };
-        for action in ["stop", "die", "pause", "destroy", "health_status: unhealthy", "health_status: starting"] {
+        let event = |action: &str| ContainerEvent {
+            id: "c".into(),
+            action: action.into(),
+        };
+        for action in [
+            "stop",
+            "die",
+            "pause",
+            "destroy",
+            "health_status: unhealthy",
+            "health_status: starting",
+        ] {
             assert!(event(action).takes_out(), "{action}");
         }
         for action in ["start", "unpause", "rename", "health_status: healthy"] {

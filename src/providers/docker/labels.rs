@@ -35,7 +35,10 @@ pub struct LabelError {
 }
 
 fn error(label: &'static str, message: impl Into<String>) -> LabelError {
-    LabelError { label, message: message.into() }
+    LabelError {
+        label,
+        message: message.into(),
+    }
 }
 
 /// Whether the container is to be served: `keygate.enable`, else the
@@ -179,7 +182,10 @@ mod tests {
         assert_eq!(parsed.protocol, Protocol::H2c);
         assert_eq!(parsed.policies.as_deref(), Some("public-api"));
         let check = parsed.health_check.unwrap();
-        assert_eq!((check.path.as_str(), check.interval, check.protocol), ("/healthz", Duration::from_millis(250), Protocol::H2c));
+        assert_eq!(
+            (check.path.as_str(), check.interval, check.protocol),
+            ("/healthz", Duration::from_millis(250), Protocol::H2c)
+        );
         assert_eq!(check.failure_threshold, 3, "the health_check defaults");
     }
 
@@ -216,6 +222,9 @@ mod tests {
         assert_eq!(deployment(&labels(&[(DEPLOYMENT, "")])).unwrap_err().label, DEPLOYMENT);
         assert_eq!(enabled(&labels(&[(ENABLE, "maybe")]), true).unwrap_err().label, ENABLE);
         let message = Routing::parse(&labels(&[(PROTOCOL, "h3")])).unwrap_err().to_string();
-        assert!(message.starts_with("label keygate.protocol: unknown variant `h3`"), "{message}");
+        assert!(
+            message.starts_with("label keygate.protocol: unknown variant `h3`"),
+            "{message}"
+        );
     }
 }

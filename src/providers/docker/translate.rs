@@ -84,7 +84,10 @@ pub fn translate<'c>(containers: impl IntoIterator<Item = &'c Container>, contex
             Ok(Some(member)) => member,
             Ok(None) => continue,
             Err(message) => {
-                out.problems.push(Problem { container: container.name.clone(), message });
+                out.problems.push(Problem {
+                    container: container.name.clone(),
+                    message,
+                });
                 continue;
             }
         };
@@ -108,7 +111,10 @@ fn member<'c>(container: &'c Container, context: &Context<'_>) -> Result<Option<
     if !labels::enabled(labels, context.exposed_by_default).map_err(|e| e.to_string())? {
         return Ok(None);
     }
-    let port = match (labels::port(labels).map_err(|e| e.to_string())?, container.exposed_tcp_ports.as_slice()) {
+    let port = match (
+        labels::port(labels).map_err(|e| e.to_string())?,
+        container.exposed_tcp_ports.as_slice(),
+    ) {
         (Some(port), _) => port,
         (None, [only]) => *only,
         // Served by default only: a container without ports is not a web service.
@@ -116,7 +122,11 @@ fn member<'c>(container: &'c Container, context: &Context<'_>) -> Result<Option<
         (None, []) => return Err(format!("exposes no TCP port; set {} to the port to dial", labels::PORT)),
         (None, several) => {
             let ports: Vec<String> = several.iter().map(u16::to_string).collect();
-            return Err(format!("exposes ports {}; set {} to the one to dial", ports.join(", "), labels::PORT));
+            return Err(format!(
+                "exposes ports {}; set {} to the one to dial",
+                ports.join(", "),
+                labels::PORT
+            ));
         }
     };
     let ip = match context.network {
@@ -133,7 +143,10 @@ fn member<'c>(container: &'c Container, context: &Context<'_>) -> Result<Option<
     };
     let deployment = deployment_id(container).map_err(|e| e.to_string())?;
     if context.file_deployments.contains(deployment.as_str()) {
-        return Err(format!("{}: {deployment:?} is a deployment of the configuration file", labels::DEPLOYMENT));
+        return Err(format!(
+            "{}: {deployment:?} is a deployment of the configuration file",
+            labels::DEPLOYMENT
+        ));
     }
     let routing = labels::Routing::parse(labels).map_err(|e| e.to_string())?;
     Ok(Some(Member {
@@ -151,10 +164,12 @@ pub fn deployment_id(container: &Container) -> Result<String, LabelError> {
         return Ok(id.to_string());
     }
     let compose = |label| container.labels.get(label).filter(|v| !v.is_empty());
-    Ok(match (compose(labels::COMPOSE_PROJECT), compose(labels::COMPOSE_SERVICE)) {
-        (Some(project), Some(service)) => format!("docker/{project}/{service}"),
-        _ => format!("docker/{}", container.name),
-    })
+    Ok(
+        match (compose(labels::COMPOSE_PROJECT), compose(labels::COMPOSE_SERVICE)) {
+            (Some(project), Some(service)) => format!("docker/{project}/{service}"),
+            _ => format!("docker/{}", container.name),
+        },
+    )
 }
 
 /// Adds deployment `id` of `members` (oldest first) and its routes.
@@ -166,7 +181,10 @@ fn deployment(
     out: &mut Translation,
 ) {
     let Some(first) = members.first() else { return };
-    let problem = |member: &Member<'_>, message: String| Problem { container: member.container.name.clone(), message };
+    let problem = |member: &Member<'_>, message: String| Problem {
+        container: member.container.name.clone(),
+        message,
+    };
     for other in &members[1..] {
         if other.routing != first.routing {
             out.problems.push(problem(
@@ -195,7 +213,11 @@ fn deployment(
             }
         },
     };
-    let mut instances: Vec<SocketAddr> = members.iter().filter(|m| m.container.is_ready()).map(|m| m.address).collect();
+    let mut instances: Vec<SocketAddr> = members
+        .iter()
+        .filter(|m| m.container.is_ready())
+        .map(|m| m.address)
+        .collect();
     instances.sort();
     instances.dedup();
     let plain = Deployment::plain(id.into(), instances, chain, context.endpoints);
@@ -207,7 +229,10 @@ fn deployment(
     out.routing.deployments.push(deployment.clone());
 
     if first.routing.hosts.is_empty() {
-        out.problems.push(problem(first, format!("has no {} label: deployment {id} is not routed", labels::HOST)));
+        out.problems.push(problem(
+            first,
+            format!("has no {} label: deployment {id} is not routed", labels::HOST),
+        ));
     }
     let path = PathMatch::Prefix(first.routing.path_prefix.clone());
     for (text, host) in &first.routing.hosts {
@@ -215,7 +240,10 @@ fn deployment(
         if let Some(owner) = claimed.get(&key) {
             out.problems.push(problem(
                 first,
-                format!("{text} {} is already routed to deployment {owner}; not routed to {id}", first.routing.path_prefix.as_str()),
+                format!(
+                    "{text} {} is already routed to deployment {owner}; not routed to {id}",
+                    first.routing.path_prefix.as_str()
+                ),
             ));
             continue;
         }

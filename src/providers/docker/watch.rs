@@ -53,7 +53,9 @@ impl Shared {
     fn set(&self, id: &str, container: Option<Container>) {
         if let Ok(mut known) = self.containers.lock() {
             let changed = match container {
-                Some(container) => known.insert(id.to_string(), container.clone()).is_none_or(|before| before != container),
+                Some(container) => known
+                    .insert(id.to_string(), container.clone())
+                    .is_none_or(|before| before != container),
                 None => known.remove(id).is_some(),
             };
             if changed {
@@ -90,7 +92,11 @@ impl Watcher {
 
     /// The containers known now.
     pub fn containers(&self) -> Vec<Container> {
-        self.shared.containers.lock().map(|known| known.values().cloned().collect()).unwrap_or_default()
+        self.shared
+            .containers
+            .lock()
+            .map(|known| known.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 

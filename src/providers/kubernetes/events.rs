@@ -69,7 +69,11 @@ impl ProblemReporter {
                 // Cluster-scoped objects (IngressClass) get the log line only.
                 continue;
             }
-            if self.events.try_send((event(problem), object_reference(problem))).is_err() {
+            if self
+                .events
+                .try_send((event(problem), object_reference(problem)))
+                .is_err()
+            {
                 tracing::debug!(object = %problem.object, "Kubernetes Event dropped: too many waiting");
             }
         }

@@ -140,7 +140,12 @@ pub async fn run(
         let served: Vec<(String, Vec<u8>)> = translation
             .certificates
             .iter()
-            .map(|(name, c)| (name.clone(), c.key.cert.first().map(|leaf| leaf.to_vec()).unwrap_or_default()))
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    c.key.cert.first().map(|leaf| leaf.to_vec()).unwrap_or_default(),
+                )
+            })
             .collect();
         match &certs {
             Some(store) if installed_certs.as_ref() != Some(&served) => {

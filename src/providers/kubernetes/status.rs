@@ -54,7 +54,9 @@ impl StatusWriter {
         }
         self.warned = false;
         self.written.retain(|(ns, name), _| {
-            served.iter().any(|i| i.metadata.namespace.as_deref() == Some(ns) && i.metadata.name.as_deref() == Some(name))
+            served
+                .iter()
+                .any(|i| i.metadata.namespace.as_deref() == Some(ns) && i.metadata.name.as_deref() == Some(name))
         });
         for ingress in served {
             let current = ingress
@@ -73,7 +75,10 @@ impl StatusWriter {
             let api: Api<Ingress> = Api::namespaced(self.client.clone(), &namespace);
             let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": addresses}}});
             tokio::spawn(async move {
-                if let Err(error) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                if let Err(error) = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     tracing::warn!(ingress = name, "cannot update the Ingress status: {error}");
                 }
             });

@@ -22,9 +22,9 @@ use serde::Deserialize;
 
 use super::crd::KeygatePolicy;
 use super::CONTROLLER;
+use crate::config::policy::PolicySpec;
 use crate::errors::ErrorCode;
 use crate::keys::Keys;
-use crate::config::policy::PolicySpec;
 use crate::policy::{PolicyChain, Resources};
 use crate::routing::{HostPattern, PathMatch, PathPrefix};
 use crate::runtime::{Deployment, Route, RouteTarget, Routing, Services};
@@ -118,7 +118,10 @@ pub type CertCache = HashMap<String, (Option<String>, Result<Certificate, String
 pub fn translate(view: &View, context: &Context<'_>, certs: &mut CertCache) -> Translation {
     let mut problems = Vec::new();
     let Some(class) = our_class(view, context.ingress_class, &mut problems) else {
-        return Translation { problems, ..Translation::default() };
+        return Translation {
+            problems,
+            ..Translation::default()
+        };
     };
     let mut ingresses: Vec<&Arc<Ingress>> = view.ingresses.iter().filter(|i| class.claims(i)).collect();
     // The oldest Ingress keeps a host and path that several claim.
@@ -130,7 +133,10 @@ pub fn translate(view: &View, context: &Context<'_>, certs: &mut CertCache) -> T
         context,
         claimed: HashMap::new(),
         deployments: BTreeMap::new(),
-        out: Translation { problems, ..Translation::default() },
+        out: Translation {
+            problems,
+            ..Translation::default()
+        },
     };
     let mut secrets = HashSet::new();
     for ingress in &ingresses {
@@ -175,7 +181,10 @@ impl Class<'_> {
 fn our_class<'a>(view: &View, name: &'a str, problems: &mut Vec<Problem>) -> Option<Class<'a>> {
     let Some(object) = view.classes.iter().find(|c| c.name_any() == name) else {
         // Served by name: the IngressClass object is recommended, not required.
-        return Some(Class { name, is_default: false });
+        return Some(Class {
+            name,
+            is_default: false,
+        });
     };
     let controller = object.spec.as_ref().and_then(|s| s.controller.as_deref()).unwrap_or("");
     if controller != CONTROLLER {
@@ -194,7 +203,10 @@ fn our_class<'a>(view: &View, name: &'a str, problems: &mut Vec<Problem>) -> Opt
         });
         return None;
     }
-    let is_default = object.annotations().get(DEFAULT_CLASS_ANNOTATION).is_some_and(|v| v == "true");
+    let is_default = object
+        .annotations()
+        .get(DEFAULT_CLASS_ANNOTATION)
+        .is_some_and(|v| v == "true");
     Some(Class { name, is_default })
 }
 
@@ -251,7 +263,10 @@ impl Builder<'_, '_> {
         let namespace = object.namespace.clone();
         let Some(spec) = &ingress.spec else { return };
         let policy = self.policy(ingress, &object);
-        let strip_prefix = ingress.annotations().get(STRIP_PREFIX_ANNOTATION).is_some_and(|v| v == "true");
+        let strip_prefix = ingress
+            .annotations()
+            .get(STRIP_PREFIX_ANNOTATION)
+            .is_some_and(|v| v == "true");
 
         let mut hosts_with_root: Vec<(Option<HostPattern>, bool, String)> = Vec::new();
         for rule in spec.rules.iter().flatten() {
@@ -265,7 +280,11 @@ impl Builder<'_, '_> {
                 },
                 None => None,
             };
-            let label = rule.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "*".to_string());
+            let label = rule
+                .host
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "*".to_string());
             let mut has_root = false;
             for path in rule.http.iter().flat_map(|h| h.paths.iter()) {
                 let text = path.path.as_deref().unwrap_or("/");
@@ -273,7 +292,9 @@ impl Builder<'_, '_> {
                     "Exact" if text.starts_with('/') => Ok(PathMatch::Exact(text.into())),
                     "Exact" => Err(format!("path {text:?} must start with /")),
                     "Prefix" | "ImplementationSpecific" => PathPrefix::parse(text).map(PathMatch::Prefix),
-                    other => Err(format!("unknown pathType {other:?} (Exact, Prefix or ImplementationSpecific)")),
+                    other => Err(format!(
+                        "unknown pathType {other:?} (Exact, Prefix or ImplementationSpecific)"
+                    )),
                 };
                 let matcher = match matcher {
                     Ok(matcher) => matcher,
@@ -283,7 +304,9 @@ impl Builder<'_, '_> {
                     }
                 };
                 has_root |= matches!(&matcher, PathMatch::Prefix(p) if p.is_root());
-                let Some(backend) = self.backend(&namespace, &path.backend, &policy, &object) else { continue };
+                let Some(backend) = self.backend(&namespace, &path.backend, &policy, &object) else {
+                    continue;
+                };
                 let strip = strip_prefix && matches!(matcher, PathMatch::Prefix(_));
                 self.route(&object, host.clone(), matcher, strip, backend, &label);
             }
@@ -302,8 +325,18 @@ impl Builder<'_, '_> {
                     if has_root || (host.is_some() && self.claimed.contains_key(&key)) {
                         continue;
                     }
-                    let backend = Backend { target: backend.target.clone(), refusal: backend.refusal };
-                    self.route(&object, host, PathMatch::Prefix(PathPrefix::root()), false, backend, &label);
+                    let backend = Backend {
+                        target: backend.target.clone(),
+                        refusal: backend.refusal,
+                    };
+                    self.route(
+                        &object,
+                        host,
+                        PathMatch::Prefix(PathPrefix::root()),
+                        false,
+                        backend,
+                        &label,
+                    );
                 }
             }
         }
@@ -312,7 +345,9 @@ impl Builder<'_, '_> {
     /// The policy the Ingress selects: `Ok(None)` without the annotation,
     /// `Err(())` when it is unusable (reported; its routes fail closed).
     fn policy(&mut self, ingress: &Ingress, object: &ObjectKey) -> Result<Option<String>, ()> {
-        let Some(name) = ingress.annotations().get(POLICY_ANNOTATION) else { return Ok(None) };
+        let Some(name) = ingress.annotations().get(POLICY_ANNOTATION) else {
+            return Ok(None);
+        };
         let name = name.trim();
         if !is_object_name(name) {
             self.problem(
@@ -326,7 +361,10 @@ impl Builder<'_, '_> {
             self.problem(
                 object,
                 "PolicyNotFound",
-                format!("KeygatePolicy {}/{name} does not exist; the Ingress answers 422 until it does", object.namespace),
+                format!(
+                    "KeygatePolicy {}/{name} does not exist; the Ingress answers 422 until it does",
+                    object.namespace
+                ),
             );
             return Err(());
         }
@@ -343,7 +381,11 @@ impl Builder<'_, '_> {
         object: &ObjectKey,
     ) -> Option<Backend> {
         let Some(service) = &backend.service else {
-            self.problem(object, "UnsupportedBackend", "only Service backends are supported; path skipped".into());
+            self.problem(
+                object,
+                "UnsupportedBackend",
+                "only Service backends are supported; path skipped".into(),
+            );
             return None;
         };
         let port = service.port.as_ref();
@@ -351,21 +393,34 @@ impl Builder<'_, '_> {
             (Some(number), _) => number.to_string(),
             (None, Some(name)) => name.to_string(),
             (None, None) => {
-                self.problem(object, "InvalidBackend", format!("service {} names no port; path skipped", service.name));
+                self.problem(
+                    object,
+                    "InvalidBackend",
+                    format!("service {} names no port; path skipped", service.name),
+                );
                 return None;
             }
         };
         let id = format!("{namespace}/{}:{port_label}", service.name);
         let placeholder = |id: &str, refusal| {
             Some(Backend {
-                target: Arc::new(Deployment::plain(id.into(), Vec::new(), PolicyChain::default(), &self.context.services.endpoints)),
+                target: Arc::new(Deployment::plain(
+                    id.into(),
+                    Vec::new(),
+                    PolicyChain::default(),
+                    &self.context.services.endpoints,
+                )),
                 refusal: Some(refusal),
             })
         };
         let instances = match self.instances(namespace, &service.name, port) {
             Ok(instances) => instances,
             Err(message) => {
-                self.problem(object, "ServiceNotFound", format!("{message}; requests answer 404 deployment_not_found"));
+                self.problem(
+                    object,
+                    "ServiceNotFound",
+                    format!("{message}; requests answer 404 deployment_not_found"),
+                );
                 return placeholder(&id, ErrorCode::DeploymentNotFound);
             }
         };
@@ -374,26 +429,39 @@ impl Builder<'_, '_> {
         };
         let key = (id.clone(), policy.clone());
         if let Some(existing) = self.deployments.get(&key) {
-            return Some(Backend { target: existing.clone(), refusal: None });
+            return Some(Backend {
+                target: existing.clone(),
+                refusal: None,
+            });
         }
         let chain = match policy {
-            Some(name) => match self.compile_policy(namespace, name) {
-                Ok(chain) => chain,
-                Err(message) => {
-                    self.problem(
+            Some(name) => {
+                match self.compile_policy(namespace, name) {
+                    Ok(chain) => chain,
+                    Err(message) => {
+                        self.problem(
                         object,
                         "InvalidPolicy",
                         format!("KeygatePolicy {namespace}/{name}: {message}; the Ingress answers 422 until it is fixed"),
                     );
-                    return placeholder(&id, ErrorCode::InvalidConfiguration);
+                        return placeholder(&id, ErrorCode::InvalidConfiguration);
+                    }
                 }
-            },
+            }
             None => PolicyChain::default(),
         };
-        let deployment = Arc::new(Deployment::plain(id.into(), instances, chain, &self.context.services.endpoints));
+        let deployment = Arc::new(Deployment::plain(
+            id.into(),
+            instances,
+            chain,
+            &self.context.services.endpoints,
+        ));
         self.deployments.insert(key, deployment.clone());
         self.out.routing.deployments.push(deployment.clone());
-        Some(Backend { target: deployment, refusal: None })
+        Some(Backend {
+            target: deployment,
+            refusal: None,
+        })
     }
 
     /// The ready addresses of the Service's port, from its EndpointSlices.
@@ -408,9 +476,14 @@ impl Builder<'_, '_> {
             .services
             .get(&(namespace, service_name))
             .ok_or_else(|| format!("Service {namespace}/{service_name} does not exist"))?;
-        let spec = service.spec.as_ref().ok_or_else(|| format!("Service {namespace}/{service_name} has no spec"))?;
+        let spec = service
+            .spec
+            .as_ref()
+            .ok_or_else(|| format!("Service {namespace}/{service_name} has no spec"))?;
         if spec.type_.as_deref() == Some("ExternalName") {
-            return Err(format!("Service {namespace}/{service_name} is an ExternalName service, which is not supported"));
+            return Err(format!(
+                "Service {namespace}/{service_name} is an ExternalName service, which is not supported"
+            ));
         }
         let wanted_number = port.and_then(|p| p.number);
         let wanted_name = port.and_then(|p| p.name.as_deref());
@@ -477,7 +550,15 @@ impl Builder<'_, '_> {
             .map_err(|(field, message)| format!("spec.policies{field}: {message}"))
     }
 
-    fn route(&mut self, object: &ObjectKey, host: Option<HostPattern>, path: PathMatch, strip: bool, backend: Backend, label: &str) {
+    fn route(
+        &mut self,
+        object: &ObjectKey,
+        host: Option<HostPattern>,
+        path: PathMatch,
+        strip: bool,
+        backend: Backend,
+        label: &str,
+    ) {
         let key = (host.clone(), path.clone());
         if let Some(owner) = self.claimed.get(&key) {
             if owner != object {
@@ -489,11 +570,21 @@ impl Builder<'_, '_> {
         self.claimed.insert(key, object.clone());
         let mut target = RouteTarget::new(backend.target, label);
         target.refusal = backend.refusal;
-        self.out.routing.routes.push(Route { host, path, strip_prefix: strip, rule: Default::default(), target });
+        self.out.routing.routes.push(Route {
+            host,
+            path,
+            strip_prefix: strip,
+            rule: Default::default(),
+            target,
+        });
     }
 
     fn problem(&mut self, object: &ObjectKey, reason: &'static str, message: String) {
-        let problem = Problem { object: object.clone(), reason, message };
+        let problem = Problem {
+            object: object.clone(),
+            reason,
+            message,
+        };
         if !self.out.problems.contains(&problem) {
             self.out.problems.push(problem);
         }
@@ -511,7 +602,14 @@ fn is_object_name(name: &str) -> bool {
 }
 
 /// Loads the `spec.tls` Secret `namespace/name` into `out.certificates`.
-fn certificate(index: &Index<'_>, cache: &mut CertCache, ingress: &Ingress, namespace: &str, name: &str, out: &mut Translation) {
+fn certificate(
+    index: &Index<'_>,
+    cache: &mut CertCache,
+    ingress: &Ingress,
+    namespace: &str,
+    name: &str,
+    out: &mut Translation,
+) {
     let object = ObjectKey::ingress(ingress);
     let Some(secret) = index.secrets.get(&(namespace, name)) else {
         out.problems.push(Problem {
@@ -543,7 +641,10 @@ fn certificate(index: &Index<'_>, cache: &mut CertCache, ingress: &Ingress, name
 
 fn parse_secret(secret: &Secret) -> Result<Certificate, String> {
     if secret.type_.as_deref() != Some("kubernetes.io/tls") {
-        return Err(format!("type is {:?}, not kubernetes.io/tls", secret.type_.as_deref().unwrap_or("")));
+        return Err(format!(
+            "type is {:?}, not kubernetes.io/tls",
+            secret.type_.as_deref().unwrap_or("")
+        ));
     }
     let data = secret.data.as_ref().ok_or("it has no data")?;
     let crt = data.get("tls.crt").ok_or("it has no tls.crt")?;

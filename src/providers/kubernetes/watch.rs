@@ -71,7 +71,11 @@ impl Cluster {
             false,
         );
         // Only TLS Secrets: other Secrets never enter the gateway's memory.
-        let secrets = starter.namespaced("secrets", watcher::Config::default().fields("type=kubernetes.io/tls"), false);
+        let secrets = starter.namespaced(
+            "secrets",
+            watcher::Config::default().fields("type=kubernetes.io/tls"),
+            false,
+        );
         // Optional: without the CRD installed, no Ingress can name a policy
         // that exists (and such Ingresses fail closed).
         let policies = starter.namespaced("keygatepolicies", watcher::Config::default(), true);
@@ -135,9 +139,15 @@ impl Starter<'_> {
         let apis: Vec<Api<K>> = if self.namespaces.is_empty() {
             vec![Api::all(self.client.clone())]
         } else {
-            self.namespaces.iter().map(|ns| Api::namespaced(self.client.clone(), ns)).collect()
+            self.namespaces
+                .iter()
+                .map(|ns| Api::namespaced(self.client.clone(), ns))
+                .collect()
         };
-        let stores = apis.into_iter().map(|api| self.reflect(kind, api, config.clone(), optional)).collect();
+        let stores = apis
+            .into_iter()
+            .map(|api| self.reflect(kind, api, config.clone(), optional))
+            .collect();
         Watched { stores }
     }
 
@@ -145,7 +155,12 @@ impl Starter<'_> {
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
-        let store = self.reflect(kind, Api::all(self.client.clone()), watcher::Config::default(), optional);
+        let store = self.reflect(
+            kind,
+            Api::all(self.client.clone()),
+            watcher::Config::default(),
+            optional,
+        );
         Watched { stores: vec![store] }
     }
 
@@ -176,13 +191,19 @@ impl Starter<'_> {
                     }
                     Err(error) if optional && is_not_found(&error) => {
                         if !synced.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(kind, "the API server does not serve {kind} (is the CRD installed?); treated as empty");
+                            tracing::warn!(
+                                kind,
+                                "the API server does not serve {kind} (is the CRD installed?); treated as empty"
+                            );
                             changed.notify_one();
                         }
                     }
                     Err(error) => {
                         if !std::mem::replace(&mut failing, true) {
-                            tracing::warn!(kind, "Kubernetes watch failed, serving what is known and retrying with backoff: {error}");
+                            tracing::warn!(
+                                kind,
+                                "Kubernetes watch failed, serving what is known and retrying with backoff: {error}"
+                            );
                         } else {
                             tracing::debug!(kind, "Kubernetes watch still failing: {error}");
                         }
@@ -196,7 +217,9 @@ impl Starter<'_> {
 
 fn is_not_found(error: &watcher::Error) -> bool {
     let api_error = match error {
-        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => e,
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            e
+        }
         _ => return false,
     };
     matches!(api_error, kube::Error::Api(response) if response.code == 404)

@@ -70,7 +70,9 @@ impl Pipeline {
         };
         // The schedule delay and batch size follow OTEL_BSP_* when set; the
         // queue bound is keygate's, enforced (and counted) by BoundedQueue.
-        let batch_config = BatchConfigBuilder::default().with_max_queue_size(QUEUE_CAPACITY).build();
+        let batch_config = BatchConfigBuilder::default()
+            .with_max_queue_size(QUEUE_CAPACITY)
+            .build();
         let batch = BatchSpanProcessor::new(exporter, batch_config);
         let resource = Resource::builder()
             .with_service_name(settings.service_name.clone())
@@ -82,7 +84,9 @@ impl Pipeline {
                 backlog,
                 closed: AtomicBool::new(false),
             })
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio))))
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                settings.sample_ratio,
+            ))))
             .with_resource(resource)
             .build();
         Ok(Self {
@@ -177,7 +181,10 @@ impl SpanExporter for CountingExporter {
             Err(e) => {
                 metrics().trace_spans_dropped.inc_by(spans as u64);
                 if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("tracing: export to {} failed, spans are dropped until it works: {e}", self.endpoint);
+                    tracing::warn!(
+                        "tracing: export to {} failed, spans are dropped until it works: {e}",
+                        self.endpoint
+                    );
                 }
             }
             Ok(()) => {

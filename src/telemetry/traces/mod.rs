@@ -167,7 +167,10 @@ mod tests {
         for (given, url) in [
             ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
             ("http://collector:4318/", "http://collector:4318/v1/traces"),
-            ("https://otel.example.com/otlp", "https://otel.example.com/otlp/v1/traces"),
+            (
+                "https://otel.example.com/otlp",
+                "https://otel.example.com/otlp/v1/traces",
+            ),
             ("http://127.0.0.1:4318/v1/traces", "http://127.0.0.1:4318/v1/traces"),
         ] {
             let settings = TracingSettings::compile(&spec(Some(given), 1.0)).unwrap().unwrap();
@@ -184,7 +187,10 @@ mod tests {
         assert_eq!(field("127.0.0.1:4318", 1.0), "otlp_endpoint");
         assert_eq!(field("ftp://collector", 1.0), "otlp_endpoint");
         assert_eq!(field("http://collector:4318/?x=1", 1.0), "otlp_endpoint");
-        let empty_name = TracingSpec { service_name: " ".into(), ..spec(Some("http://c:4318"), 1.0) };
+        let empty_name = TracingSpec {
+            service_name: " ".into(),
+            ..spec(Some("http://c:4318"), 1.0)
+        };
         assert_eq!(TracingSettings::compile(&empty_name).unwrap_err().0, "service_name");
     }
 }

@@ -37,15 +37,22 @@ pub struct ServerOutcome<'a> {
 impl Pipeline {
     pub(super) fn start_request(&self, request: &ServerRequest<'_>) -> RequestTrace {
         let head = request.head;
-        let caller = TraceContextPropagator::new().extract_with_context(&Context::new(), &HeaderExtractor(&head.headers));
+        let caller =
+            TraceContextPropagator::new().extract_with_context(&Context::new(), &HeaderExtractor(&head.headers));
         let mut attributes = Vec::with_capacity(9);
         let method = known_method(&head.method);
         attributes.push(KeyValue::new("http.request.method", method.unwrap_or("_OTHER")));
         if method.is_none() {
-            attributes.push(KeyValue::new("http.request.method_original", head.method.as_str().to_owned()));
+            attributes.push(KeyValue::new(
+                "http.request.method_original",
+                head.method.as_str().to_owned(),
+            ));
         }
         attributes.push(KeyValue::new("url.path", head.uri.path().to_owned()));
-        attributes.push(KeyValue::new("url.scheme", if request.https { "https" } else { "http" }));
+        attributes.push(KeyValue::new(
+            "url.scheme",
+            if request.https { "https" } else { "http" },
+        ));
         if let Some(authority) = request.host.and_then(|h| h.parse::<http::uri::Authority>().ok()) {
             attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
             if let Some(port) = authority.port_u16() {
@@ -75,7 +82,9 @@ impl Pipeline {
 /// The method's name when it is one of HTTP's own (the semantic conventions
 /// report any other as `_OTHER`, keeping span names few); no allocation.
 fn known_method(method: &http::Method) -> Option<&'static str> {
-    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
     KNOWN.into_iter().find(|known| *known == method.as_str())
 }
 

@@ -80,11 +80,15 @@ fn parse_retry_after(value: &http::HeaderValue) -> Option<SystemTime> {
 }
 
 /// instant-acme's transport to the CA, trusting the system roots and `roots`.
-fn ca_http(roots: &[CertificateDer<'static>], retry_after: RetryAfter) -> Result<Box<dyn instant_acme::HttpClient>, AcmeError> {
+fn ca_http(
+    roots: &[CertificateDer<'static>],
+    retry_after: RetryAfter,
+) -> Result<Box<dyn instant_acme::HttpClient>, AcmeError> {
     let http = HttpClient::new(roots).map_err(|e| AcmeError::Setup(format!("tls.acme.ca_roots: {e}")))?;
     if http.trusted_roots() == 0 {
         return Err(AcmeError::Setup(
-            "no trusted roots for the ACME directory: install the system CA certificates or set tls.acme.ca_roots".into(),
+            "no trusted roots for the ACME directory: install the system CA certificates or set tls.acme.ca_roots"
+                .into(),
         ));
     }
     Ok(Box::new(CaHttp { http, retry_after }))
@@ -125,7 +129,10 @@ mod tests {
         let delta = in_two_minutes.duration_since(SystemTime::now()).unwrap();
         assert!(delta > Duration::from_secs(110) && delta <= Duration::from_secs(120));
         let date = parse_retry_after(&http::HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT")).unwrap();
-        assert_eq!(date.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
+        assert_eq!(
+            date.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            784_111_777
+        );
         assert!(parse_retry_after(&http::HeaderValue::from_static("soon")).is_none());
     }
 }

@@ -62,7 +62,9 @@ async fn issue_publishing(
             AuthorizationStatus::Pending => {}
             AuthorizationStatus::Valid => continue,
             status => {
-                return Err(AcmeError::Refused(format!("the authorization for {host} is {status:?}")));
+                return Err(AcmeError::Refused(format!(
+                    "the authorization for {host} is {status:?}"
+                )));
             }
         }
         let mut challenge = authorization

@@ -28,7 +28,9 @@ pub fn unix_now() -> i64 {
 /// otherwise be re-ordered in a loop.
 pub fn renew_at(not_before: i64, not_after: i64, renew_before: Duration) -> i64 {
     let lifetime = (not_after - not_before).max(0);
-    let ahead = i64::try_from(renew_before.as_secs()).unwrap_or(i64::MAX).min(lifetime / 2);
+    let ahead = i64::try_from(renew_before.as_secs())
+        .unwrap_or(i64::MAX)
+        .min(lifetime / 2);
     not_after - ahead
 }
 
@@ -81,7 +83,9 @@ pub fn retry_base() -> Duration {
         Ok(text) => match humantime::parse_duration(text.trim()) {
             Ok(base) if !base.is_zero() => base,
             _ => {
-                tracing::warn!("KEYGATE_ACME_RETRY_BASE={text:?} is not a positive duration; using {DEFAULT_RETRY_BASE:?}");
+                tracing::warn!(
+                    "KEYGATE_ACME_RETRY_BASE={text:?} is not a positive duration; using {DEFAULT_RETRY_BASE:?}"
+                );
                 DEFAULT_RETRY_BASE
             }
         },
@@ -114,7 +118,11 @@ mod tests {
             let full = base * (1 << (failures - 1));
             let d = retries.failed(None);
             assert_eq!(retries.failures(), failures);
-            assert!(d >= full / 2 && d <= full, "failure {failures}: {d:?} not within [{:?}, {full:?}]", full / 2);
+            assert!(
+                d >= full / 2 && d <= full,
+                "failure {failures}: {d:?} not within [{:?}, {full:?}]",
+                full / 2
+            );
         }
         for _ in 6..40 {
             retries.failed(None);

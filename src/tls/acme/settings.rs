@@ -138,7 +138,10 @@ mod tests {
     #[test]
     fn host_list_is_normalised_and_refuses_wildcards() {
         let s = compile("hosts: [B.example.com, a.example.com., b.example.com]").unwrap();
-        assert_eq!(s.hosts, AcmeHosts::List(vec!["a.example.com".into(), "b.example.com".into()]));
+        assert_eq!(
+            s.hosts,
+            AcmeHosts::List(vec!["a.example.com".into(), "b.example.com".into()])
+        );
         let (field, message) = compile("hosts: [a.example.com, '*.example.com']").unwrap_err();
         assert_eq!(field, "hosts[1]");
         assert!(message.contains("DNS-01"), "{message}");
@@ -150,6 +153,9 @@ mod tests {
         assert_eq!(compile("directory: http://ca.test/dir").unwrap_err().0, "directory");
         assert_eq!(compile("email: nobody").unwrap_err().0, "email");
         assert_eq!(compile("ca_roots: /nonexistent/root.pem").unwrap_err().0, "ca_roots");
-        assert_eq!(compile("ca_roots: [/nonexistent/root.pem]").unwrap_err().0, "ca_roots[0]");
+        assert_eq!(
+            compile("ca_roots: [/nonexistent/root.pem]").unwrap_err().0,
+            "ca_roots[0]"
+        );
     }
 }

@@ -53,7 +53,11 @@ pub struct Shared {
 impl Shared {
     pub async fn connect(url: &str, directory_id: &str) -> Result<Self, AcmeError> {
         let redis = crate::state::connect_redis(url, CALL_TIMEOUT).await?;
-        let replica = rand::thread_rng().sample_iter(&Alphanumeric).take(16).map(char::from).collect();
+        let replica = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(16)
+            .map(char::from)
+            .collect();
         Ok(Self {
             redis,
             prefix: format!("keygate:acme:{directory_id}:"),

@@ -32,7 +32,9 @@ pub struct AcmeDisk {
 impl AcmeDisk {
     /// The files for `directory_url`, creating the folders (0700) if missing.
     pub fn open(state: &StateSettings, directory_url: &str) -> Result<Self, AcmeError> {
-        let root = state.subdir("acme").map_err(|e| disk_error(&state.dir.join("acme"), e))?;
+        let root = state
+            .subdir("acme")
+            .map_err(|e| disk_error(&state.dir.join("acme"), e))?;
         let dir = root.join(directory_id(directory_url));
         let certs = dir.join("certs");
         std::fs::DirBuilder::new()
@@ -76,7 +78,11 @@ impl AcmeDisk {
         let key_pem = match std::fs::read(&key) {
             Ok(pem) => pem,
             Err(e) => {
-                tracing::warn!(host, "ACME certificate on disk without a usable key ({}): {e}", key.display());
+                tracing::warn!(
+                    host,
+                    "ACME certificate on disk without a usable key ({}): {e}",
+                    key.display()
+                );
                 return None;
             }
         };
@@ -113,7 +119,13 @@ pub fn directory_id(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let safe: String = rest
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     safe.trim_matches('_').to_string()
 }
@@ -162,8 +174,12 @@ mod tests {
         let state = StateSettings::compile(&Default::default(), tmp.path());
         let disk = AcmeDisk::open(&state, "https://ca.test/dir").unwrap();
         let generated = rcgen::generate_simple_self_signed(vec!["a.example.com".to_string()]).unwrap();
-        disk.save_certificate("a.example.com", &generated.cert.pem(), &generated.key_pair.serialize_pem())
-            .unwrap();
+        disk.save_certificate(
+            "a.example.com",
+            &generated.cert.pem(),
+            &generated.key_pair.serialize_pem(),
+        )
+        .unwrap();
         let (crt, key) = disk.cert_paths("a.example.com");
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(crt.starts_with(tmp.path().join("state/acme/ca.test_dir/certs")));

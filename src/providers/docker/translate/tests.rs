@@ -26,7 +26,9 @@ fn container(name: &str, created: i64, ip: &str, ports: &[u16], labels: &[(&str,
 
 fn policy_sets() -> PolicySets {
     let services = crate::runtime::Services::in_memory().unwrap();
-    let spec: PolicySetsSpec = serde_saphyr::from_str("no-admin: [{id: deny, match: [{path: {prefix: /admin}}], firewall: {action: deny}}]").unwrap();
+    let spec: PolicySetsSpec =
+        serde_saphyr::from_str("no-admin: [{id: deny, match: [{path: {prefix: /admin}}], firewall: {action: deny}}]")
+            .unwrap();
     PolicySets::compile(&spec, &services.policy_resources(&services.keys_without_statics())).unwrap()
 }
 
@@ -49,7 +51,9 @@ impl Run {
             file_deployments: HashSet::from(["dep_file"]),
             endpoints: &endpoints,
         };
-        Run { out: translate(containers, &context) }
+        Run {
+            out: translate(containers, &context),
+        }
     }
 
     /// Deployment id → its instances.
@@ -58,7 +62,12 @@ impl Run {
             .routing
             .deployments
             .iter()
-            .map(|d| (d.id.to_string(), d.instances.current().iter().map(|e| e.target.to_string()).collect()))
+            .map(|d| {
+                (
+                    d.id.to_string(),
+                    d.instances.current().iter().map(|e| e.target.to_string()).collect(),
+                )
+            })
             .collect()
     }
 
@@ -73,10 +82,17 @@ impl Run {
             .routes
             .iter()
             .map(|r| {
-                let PathMatch::Prefix(prefix) = &r.path else { unreachable!("docker routes are prefixes") };
+                let PathMatch::Prefix(prefix) = &r.path else {
+                    unreachable!("docker routes are prefixes")
+                };
                 let refused = if r.target.refusal.is_some() { "!" } else { "" };
                 let strip = if r.strip_prefix { "-" } else { "" };
-                format!("{} {}{strip} → {refused}{}", r.target.host_label, prefix.as_str(), r.target.deployment().unwrap().id)
+                format!(
+                    "{} {}{strip} → {refused}{}",
+                    r.target.host_label,
+                    prefix.as_str(),
+                    r.target.deployment().unwrap().id
+                )
             })
             .collect()
     }
@@ -90,16 +106,34 @@ const ON: (&str, &str) = ("keygate.enable", "true");
 
 #[test]
 fn labelled_containers_become_deployments_and_routes() {
-    let web = container("web", 1, "172.18.0.2", &[8080], &[ON, ("keygate.host", "shop.test, *.preview.test")]);
+    let web = container(
+        "web",
+        1,
+        "172.18.0.2",
+        &[8080],
+        &[ON, ("keygate.host", "shop.test, *.preview.test")],
+    );
     let api = container(
         "api",
         2,
         "172.18.0.3",
         &[3000],
-        &[ON, ("keygate.host", "shop.test"), ("keygate.path_prefix", "/api"), ("keygate.strip_prefix", "true")],
+        &[
+            ON,
+            ("keygate.host", "shop.test"),
+            ("keygate.path_prefix", "/api"),
+            ("keygate.strip_prefix", "true"),
+        ],
     );
     let run = Run::new(&[api, web]);
-    assert_eq!(run.routes(), ["shop.test / → docker/web", "*.preview.test / → docker/web", "shop.test /api- → docker/api"]);
+    assert_eq!(
+        run.routes(),
+        [
+            "shop.test / → docker/web",
+            "*.preview.test / → docker/web",
+            "shop.test /api- → docker/api"
+        ]
+    );
     assert_eq!(
         run.deployments(),
         BTreeMap::from([
@@ -113,17 +147,35 @@ fn labelled_containers_become_deployments_and_routes() {
 #[test]
 fn without_enable_only_exposed_by_default_serves() {
     let plain = container("plain", 1, "172.18.0.2", &[80], &[("keygate.host", "plain.test")]);
-    let off = container("off", 1, "172.18.0.3", &[80], &[("keygate.enable", "false"), ("keygate.host", "off.test")]);
+    let off = container(
+        "off",
+        1,
+        "172.18.0.3",
+        &[80],
+        &[("keygate.enable", "false"), ("keygate.host", "off.test")],
+    );
     let portless = container("worker", 1, "172.18.0.4", &[], &[]);
-    assert!(Run::new(&[plain.clone(), off.clone(), portless.clone()]).routes().is_empty());
+    assert!(Run::new(&[plain.clone(), off.clone(), portless.clone()])
+        .routes()
+        .is_empty());
     let run = Run::with(&[plain, off, portless], true, None);
     assert_eq!(run.routes(), ["plain.test / → docker/plain"]);
-    assert!(run.problems().is_empty(), "a container without ports is not a service: {:?}", run.problems());
+    assert!(
+        run.problems().is_empty(),
+        "a container without ports is not a service: {:?}",
+        run.problems()
+    );
 }
 
 #[test]
 fn the_port_is_the_label_or_the_only_exposed_one() {
-    let labelled = container("a", 1, "10.0.0.1", &[80, 443], &[ON, ("keygate.host", "a.test"), ("keygate.port", "8443")]);
+    let labelled = container(
+        "a",
+        1,
+        "10.0.0.1",
+        &[80, 443],
+        &[ON, ("keygate.host", "a.test"), ("keygate.port", "8443")],
+    );
     let several = container("b", 1, "10.0.0.2", &[80, 443], &[ON, ("keygate.host", "b.test")]);
     let none = container("c", 1, "10.0.0.3", &[], &[ON, ("keygate.host", "c.test")]);
     let run = Run::new(&[labelled, several, none]);
@@ -146,12 +198,25 @@ fn the_address_is_on_the_chosen_network() {
         ("backend".into(), Some("10.1.0.5".parse().unwrap())),
         ("web".into(), Some("10.2.0.5".parse().unwrap())),
     ];
-    assert_eq!(Run::new(&[multi.clone()]).deployments()["docker/m"], ["10.1.0.5:80"], "the first with an address");
-    assert_eq!(Run::with(&[multi.clone()], false, Some("web")).deployments()["docker/m"], ["10.2.0.5:80"]);
+    assert_eq!(
+        Run::new(&[multi.clone()]).deployments()["docker/m"],
+        ["10.1.0.5:80"],
+        "the first with an address"
+    );
+    assert_eq!(
+        Run::with(&[multi.clone()], false, Some("web")).deployments()["docker/m"],
+        ["10.2.0.5:80"]
+    );
     let run = Run::with(&[multi.clone()], false, Some("other"));
     assert!(run.deployments().is_empty());
-    assert_eq!(run.problems(), ["container m: is not on network other (providers.docker.network)"]);
-    assert_eq!(Run::with(&[multi], false, Some("a-host")).problems(), ["container m: has no address on network a-host"]);
+    assert_eq!(
+        run.problems(),
+        ["container m: is not on network other (providers.docker.network)"]
+    );
+    assert_eq!(
+        Run::with(&[multi], false, Some("a-host")).problems(),
+        ["container m: has no address on network a-host"]
+    );
 }
 
 #[test]
@@ -162,7 +227,12 @@ fn compose_services_and_labels_group_instances() {
             created,
             ip,
             &[8080],
-            &[ON, ("keygate.host", "api.test"), ("com.docker.compose.project", "shop"), ("com.docker.compose.service", "api")],
+            &[
+                ON,
+                ("keygate.host", "api.test"),
+                ("com.docker.compose.project", "shop"),
+                ("com.docker.compose.service", "api"),
+            ],
         );
         c.health = health;
         c
@@ -173,11 +243,20 @@ fn compose_services_and_labels_group_instances() {
     let unhealthy = compose("shop-api-4", 4, "10.0.0.4", Some(Health::Unhealthy));
     let mut paused = compose("shop-api-5", 5, "10.0.0.5", None);
     paused.state = RunState::Paused;
-    let labelled = container("legacy", 6, "10.0.0.6", &[8080], &[ON, ("keygate.deployment", "docker/shop/api")]);
+    let labelled = container(
+        "legacy",
+        6,
+        "10.0.0.6",
+        &[8080],
+        &[ON, ("keygate.deployment", "docker/shop/api")],
+    );
     let run = Run::new(&[paused, unhealthy, starting, two, one, labelled]);
     assert_eq!(
         run.deployments(),
-        BTreeMap::from([("docker/shop/api".to_string(), vec!["10.0.0.1:8080".into(), "10.0.0.2:8080".into(), "10.0.0.6:8080".into()])])
+        BTreeMap::from([(
+            "docker/shop/api".to_string(),
+            vec!["10.0.0.1:8080".into(), "10.0.0.2:8080".into(), "10.0.0.6:8080".into()]
+        )])
     );
     assert_eq!(run.routes(), ["api.test / → docker/shop/api"]);
     assert_eq!(
@@ -194,21 +273,45 @@ fn protocol_and_health_check_apply_to_the_deployment() {
         1,
         "10.0.0.1",
         &[50051],
-        &[ON, ("keygate.host", "grpc.test"), ("keygate.protocol", "h2c"), ("keygate.health.path", "/ready"), ("keygate.health.interval", "2s")],
+        &[
+            ON,
+            ("keygate.host", "grpc.test"),
+            ("keygate.protocol", "h2c"),
+            ("keygate.health.path", "/ready"),
+            ("keygate.health.interval", "2s"),
+        ],
     );
     let run = Run::new(&[c]);
     let deployment = run.deployment("docker/grpc");
     assert_eq!(deployment.protocol, Protocol::H2c);
     let check = deployment.health_check.as_ref().unwrap();
-    assert_eq!((check.path.as_str(), check.interval.as_secs(), check.protocol), ("/ready", 2, Protocol::H2c));
+    assert_eq!(
+        (check.path.as_str(), check.interval.as_secs(), check.protocol),
+        ("/ready", 2, Protocol::H2c)
+    );
 }
 
 #[test]
 fn a_policy_set_is_attached_and_an_unknown_one_fails_closed() {
-    let known = container("known", 1, "10.0.0.1", &[80], &[ON, ("keygate.host", "known.test"), ("keygate.policies", "no-admin")]);
-    let unknown = container("unknown", 2, "10.0.0.2", &[80], &[ON, ("keygate.host", "unknown.test"), ("keygate.policies", "nope")]);
+    let known = container(
+        "known",
+        1,
+        "10.0.0.1",
+        &[80],
+        &[ON, ("keygate.host", "known.test"), ("keygate.policies", "no-admin")],
+    );
+    let unknown = container(
+        "unknown",
+        2,
+        "10.0.0.2",
+        &[80],
+        &[ON, ("keygate.host", "unknown.test"), ("keygate.policies", "nope")],
+    );
     let run = Run::new(&[known, unknown]);
-    assert_eq!(run.routes(), ["known.test / → docker/known", "unknown.test / → !docker/unknown"]);
+    assert_eq!(
+        run.routes(),
+        ["known.test / → docker/known", "unknown.test / → !docker/unknown"]
+    );
     assert!(!run.deployment("docker/known").policies.is_empty());
     assert_eq!(
         run.out.routing.routes[1].target.refusal,
@@ -230,13 +333,28 @@ fn bad_labels_keep_only_that_container_out() {
     let hostless = container("hostless", 1, "10.0.0.5", &[80], &[ON]);
     let run = Run::new(&[good, bad_host, bad_enable, file_id, hostless]);
     assert_eq!(run.routes(), ["good.test / → docker/good"]);
-    assert_eq!(run.deployments().keys().collect::<Vec<_>>(), ["docker/good", "docker/hostless"]);
+    assert_eq!(
+        run.deployments().keys().collect::<Vec<_>>(),
+        ["docker/good", "docker/hostless"]
+    );
     let problems = run.problems();
     assert_eq!(problems.len(), 4, "{problems:?}");
-    assert!(problems[0].starts_with("container bad-enable: label keygate.enable: \"yes\" is not true or false"), "{problems:?}");
-    assert!(problems[1].starts_with("container bad-host: label keygate.host: invalid host"), "{problems:?}");
-    assert_eq!(problems[2], "container clash: keygate.deployment: \"dep_file\" is a deployment of the configuration file");
-    assert_eq!(problems[3], "container hostless: has no keygate.host label: deployment docker/hostless is not routed");
+    assert!(
+        problems[0].starts_with("container bad-enable: label keygate.enable: \"yes\" is not true or false"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("container bad-host: label keygate.host: invalid host"),
+        "{problems:?}"
+    );
+    assert_eq!(
+        problems[2],
+        "container clash: keygate.deployment: \"dep_file\" is a deployment of the configuration file"
+    );
+    assert_eq!(
+        problems[3],
+        "container hostless: has no keygate.host label: deployment docker/hostless is not routed"
+    );
 }
 
 #[test]
@@ -245,5 +363,8 @@ fn the_oldest_deployment_keeps_a_host_two_claim() {
     let new = container("new", 2, "10.0.0.2", &[80], &[ON, ("keygate.host", "x.test,y.test")]);
     let run = Run::new(&[new, old]);
     assert_eq!(run.routes(), ["x.test / → docker/old", "y.test / → docker/new"]);
-    assert_eq!(run.problems(), ["container new: x.test / is already routed to deployment docker/old; not routed to docker/new"]);
+    assert_eq!(
+        run.problems(),
+        ["container new: x.test / is already routed to deployment docker/old; not routed to docker/new"]
+    );
 }

@@ -23,7 +23,10 @@ fn backend(service: &str, port: i32) -> IngressBackend {
     IngressBackend {
         service: Some(IngressServiceBackend {
             name: service.to_string(),
-            port: Some(ServiceBackendPort { number: Some(port), name: None }),
+            port: Some(ServiceBackendPort {
+                number: Some(port),
+                name: None,
+            }),
         }),
         resource: None,
     }
@@ -57,7 +60,11 @@ fn ingress(name: &str, class: &str, rules: &[(&str, &str, &str, &str)]) -> Arc<I
 
 fn annotated(ingress: Arc<Ingress>, key: &str, value: &str) -> Arc<Ingress> {
     let mut ingress = (*ingress).clone();
-    ingress.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(key.into(), value.into());
+    ingress
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(key.into(), value.into());
     Arc::new(ingress)
 }
 
@@ -65,7 +72,11 @@ fn service(name: &str) -> Arc<Service> {
     Arc::new(Service {
         metadata: meta("ns", name),
         spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, ..ServicePort::default() }]),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                ..ServicePort::default()
+            }]),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -83,11 +94,18 @@ fn slice(service: &str, endpoints: &[(&str, Option<bool>)]) -> Arc<EndpointSlice
             .iter()
             .map(|(ip, ready)| Endpoint {
                 addresses: vec![ip.to_string()],
-                conditions: Some(EndpointConditions { ready: *ready, ..EndpointConditions::default() }),
+                conditions: Some(EndpointConditions {
+                    ready: *ready,
+                    ..EndpointConditions::default()
+                }),
                 ..Endpoint::default()
             })
             .collect(),
-        ports: Some(vec![EndpointPort { name: Some("http".into()), port: Some(8080), ..EndpointPort::default() }]),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            ..EndpointPort::default()
+        }]),
     })
 }
 
@@ -98,16 +116,28 @@ fn policy(name: &str, spec: serde_json::Value) -> Arc<KeygatePolicy> {
 fn run(view: &View) -> Translation {
     let services = crate::runtime::Services::in_memory().unwrap();
     let keys = services.keys_without_statics();
-    let context = Context { ingress_class: "keygate", keys: &keys, base_dir: Path::new("."), services: &services };
+    let context = Context {
+        ingress_class: "keygate",
+        keys: &keys,
+        base_dir: Path::new("."),
+        services: &services,
+    };
     translate(view, &context, &mut CertCache::new())
 }
 
 /// `(host, path) → (deployment id, instances, refusal)` of a translation.
 fn resolve(t: &Translation, host: &str, path: &str) -> Option<(String, Vec<String>, Option<ErrorCode>)> {
     let merged = crate::runtime::merge(&[(crate::runtime::ProviderId::Kubernetes, &t.routing)]);
-    let routed = merged.routes.resolve(host, &crate::routing::request_head("GET", path, &[]))?;
+    let routed = merged
+        .routes
+        .resolve(host, &crate::routing::request_head("GET", path, &[]))?;
     let deployment = routed.target.deployment()?;
-    let instances = deployment.instances.current().iter().map(|e| e.target.to_string()).collect();
+    let instances = deployment
+        .instances
+        .current()
+        .iter()
+        .map(|e| e.target.to_string())
+        .collect();
     Some((deployment.id.to_string(), instances, routed.target.refusal))
 }
 
@@ -120,7 +150,10 @@ fn rules_route_to_the_ready_endpoints_of_the_service() {
     let view = View {
         ingresses: vec![ingress("web", "keygate", &[("a.example.com", "/api", "Prefix", "api")])],
         services: vec![service("api")],
-        slices: vec![slice("api", &[("10.0.0.1", Some(true)), ("10.0.0.2", Some(false)), ("10.0.0.3", None)])],
+        slices: vec![slice(
+            "api",
+            &[("10.0.0.1", Some(true)), ("10.0.0.2", Some(false)), ("10.0.0.3", None)],
+        )],
         ..View::default()
     };
     let t = run(&view);
@@ -149,7 +182,10 @@ fn other_classes_and_foreign_ingress_classes_are_not_served() {
 
     view.classes = vec![Arc::new(IngressClass {
         metadata: meta("", "keygate"),
-        spec: Some(IngressClassSpec { controller: Some("k8s.io/ingress-nginx".into()), parameters: None }),
+        spec: Some(IngressClassSpec {
+            controller: Some("k8s.io/ingress-nginx".into()),
+            parameters: None,
+        }),
     })];
     let t = run(&view);
     assert!(t.routing.routes.is_empty());
@@ -158,7 +194,12 @@ fn other_classes_and_foreign_ingress_classes_are_not_served() {
 
 #[test]
 fn exact_paths_default_backends_and_missing_services() {
-    let mut web = (*ingress("web", "keygate", &[("a.com", "/exact", "Exact", "api"), ("", "/any", "Prefix", "gone")])).clone();
+    let mut web = (*ingress(
+        "web",
+        "keygate",
+        &[("a.com", "/exact", "Exact", "api"), ("", "/any", "Prefix", "gone")],
+    ))
+    .clone();
     if let Some(spec) = web.spec.as_mut() {
         spec.default_backend = Some(backend("api", 80));
     }
@@ -170,10 +211,21 @@ fn exact_paths_default_backends_and_missing_services() {
     };
     let t = run(&view);
     assert_eq!(resolve(&t, "a.com", "/exact").unwrap().0, "ns/api:80");
-    assert_eq!(resolve(&t, "a.com", "/exact/below").unwrap().0, "ns/api:80", "the default backend serves / of a.com");
-    assert_eq!(resolve(&t, "elsewhere.com", "/x").unwrap().0, "ns/api:80", "and every other host");
+    assert_eq!(
+        resolve(&t, "a.com", "/exact/below").unwrap().0,
+        "ns/api:80",
+        "the default backend serves / of a.com"
+    );
+    assert_eq!(
+        resolve(&t, "elsewhere.com", "/x").unwrap().0,
+        "ns/api:80",
+        "and every other host"
+    );
     let (id, instances, refusal) = resolve(&t, "elsewhere.com", "/any/1").unwrap();
-    assert_eq!((id.as_str(), instances.len(), refusal), ("ns/gone:80", 0, Some(ErrorCode::DeploymentNotFound)));
+    assert_eq!(
+        (id.as_str(), instances.len(), refusal),
+        ("ns/gone:80", 0, Some(ErrorCode::DeploymentNotFound))
+    );
     assert_eq!(reasons(&t), ["ServiceNotFound"]);
 }
 
@@ -184,34 +236,60 @@ fn policies_are_attached_or_fail_closed() {
     let view = View {
         ingresses: vec![
             annotated(ingress("ok", "keygate", &rule), POLICY_ANNOTATION, "deny-all"),
-            annotated(ingress("missing", "keygate", &[("b.com", "/", "Prefix", "api")]), POLICY_ANNOTATION, "nope"),
-            annotated(ingress("bad", "keygate", &[("c.com", "/", "Prefix", "api")]), POLICY_ANNOTATION, "Not A Name!"),
-            annotated(ingress("invalid", "keygate", &[("d.com", "/", "Prefix", "api")]), POLICY_ANNOTATION, "broken"),
+            annotated(
+                ingress("missing", "keygate", &[("b.com", "/", "Prefix", "api")]),
+                POLICY_ANNOTATION,
+                "nope",
+            ),
+            annotated(
+                ingress("bad", "keygate", &[("c.com", "/", "Prefix", "api")]),
+                POLICY_ANNOTATION,
+                "Not A Name!",
+            ),
+            annotated(
+                ingress("invalid", "keygate", &[("d.com", "/", "Prefix", "api")]),
+                POLICY_ANNOTATION,
+                "broken",
+            ),
             ingress("plain", "keygate", &[("e.com", "/", "Prefix", "api")]),
         ],
         services: vec![service("api")],
         policies: vec![
             policy("deny-all", deny_all),
-            policy("broken", serde_json::json!({"policies": [{"id": "x", "ip": {"allow": ["not-a-cidr"]}}]})),
+            policy(
+                "broken",
+                serde_json::json!({"policies": [{"id": "x", "ip": {"allow": ["not-a-cidr"]}}]}),
+            ),
         ],
         ..View::default()
     };
     let t = run(&view);
     let target = |host: &str| {
         let merged = crate::runtime::merge(&[(crate::runtime::ProviderId::Kubernetes, &t.routing)]);
-        let routed = merged.routes.resolve(host, &crate::routing::request_head("GET", "/", &[])).map(|r| (r.target.refusal, r.target.deployment().unwrap().policies.is_empty()));
+        let routed = merged
+            .routes
+            .resolve(host, &crate::routing::request_head("GET", "/", &[]))
+            .map(|r| (r.target.refusal, r.target.deployment().unwrap().policies.is_empty()));
         routed.unwrap()
     };
     assert_eq!(target("a.com"), (None, false), "the policy chain is attached");
     assert_eq!(target("b.com"), (Some(ErrorCode::InvalidConfiguration), true));
     assert_eq!(target("c.com"), (Some(ErrorCode::InvalidConfiguration), true));
     assert_eq!(target("d.com"), (Some(ErrorCode::InvalidConfiguration), true));
-    assert_eq!(target("e.com"), (None, true), "the same service without a policy is another deployment");
+    assert_eq!(
+        target("e.com"),
+        (None, true),
+        "the same service without a policy is another deployment"
+    );
     let mut found = reasons(&t);
     found.sort_unstable();
     assert_eq!(found, ["InvalidAnnotation", "InvalidPolicy", "PolicyNotFound"]);
     let invalid = t.problems.iter().find(|p| p.reason == "InvalidPolicy").unwrap();
-    assert!(invalid.message.contains("spec.policies[0].ip.allow[0]"), "{}", invalid.message);
+    assert!(
+        invalid.message.contains("spec.policies[0].ip.allow[0]"),
+        "{}",
+        invalid.message
+    );
 }
 
 #[test]
@@ -219,7 +297,12 @@ fn the_oldest_ingress_keeps_a_contested_path_and_bad_rules_skip_alone() {
     let at = |secs: i64| Some(Time(Timestamp::from_second(secs).unwrap()));
     let mut old = (*ingress("old", "keygate", &[("a.com", "/", "Prefix", "api")])).clone();
     old.metadata.creation_timestamp = at(1_000);
-    let mut new = (*ingress("new", "keygate", &[("a.com", "/", "Prefix", "other"), ("bad host!", "/", "Prefix", "api")])).clone();
+    let mut new = (*ingress(
+        "new",
+        "keygate",
+        &[("a.com", "/", "Prefix", "other"), ("bad host!", "/", "Prefix", "api")],
+    ))
+    .clone();
     new.metadata.creation_timestamp = at(2_000);
     let view = View {
         ingresses: vec![Arc::new(new), Arc::new(old)],
@@ -246,7 +329,11 @@ fn object_names() {
 fn the_strip_prefix_annotation_applies_to_prefix_paths_only() {
     let view = View {
         ingresses: vec![annotated(
-            ingress("web", "keygate", &[("a.com", "/api", "Prefix", "api"), ("b.com", "/exact", "Exact", "api")]),
+            ingress(
+                "web",
+                "keygate",
+                &[("a.com", "/api", "Prefix", "api"), ("b.com", "/exact", "Exact", "api")],
+            ),
             STRIP_PREFIX_ANNOTATION,
             "true",
         )],
