@@ -183,6 +183,14 @@ pub fn blocking_client(timeout: Duration) -> Result<reqwest::blocking::Client, H
         .map_err(|e| HttpError::Setup(format!("HTTP client: {}", with_causes(&e))))
 }
 
+/// rustls on ring trusting the system's roots, without ALPN: for TLS that
+/// is not HTTP (the state database).
+pub fn system_tls_config() -> Result<rustls::ClientConfig, HttpError> {
+    let (mut tls, _) = tls_config(&[])?;
+    tls.alpn_protocols.clear();
+    Ok(tls)
+}
+
 /// rustls on ring with the system roots plus `extra_roots` (and how many
 /// roots that is), offering h2 and HTTP/1.1.
 fn tls_config(extra_roots: &[CertificateDer<'static>]) -> Result<(rustls::ClientConfig, usize), HttpError> {

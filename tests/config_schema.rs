@@ -123,6 +123,7 @@ fn every_example_config_passes_the_schema_and_check() {
         let env = [
             ("KEYGATE_ROOT_KEY", "root"),
             ("KEYGATE_REDIS_URL", "redis://127.0.0.1:1"),
+            ("KEYGATE_DATABASE_URL", "postgres://keygate@127.0.0.1:1/keygate"),
         ];
         keygate(&["check", "--config", "example.yaml"], dir.path(), &env);
     }

@@ -24,12 +24,24 @@ pub struct Postgres {
     dir: TempDir,
     child: Option<Child>,
     user: Option<(u32, u32)>,
+    /// Serving TLS with this certificate (`server.crt`/`server.key` in the directory).
+    tls: bool,
 }
 
 impl Postgres {
     /// Creates a cluster, starts it on a free loopback port and creates the
     /// `keygate` database; returns once it accepts connections.
     pub async fn start() -> Postgres {
+        Self::start_with(false).await
+    }
+
+    /// [`Postgres::start`] with TLS on, its self-signed certificate for
+    /// 127.0.0.1 at [`Postgres::certificate`].
+    pub async fn start_with_tls() -> Postgres {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Postgres {
         let dir = tempfile::Builder::new().prefix("keygate-pg").tempdir().unwrap();
         let user = postgres_user();
         if let Some((uid, gid)) = user {
@@ -40,6 +52,7 @@ impl Postgres {
             dir,
             child: None,
             user,
+            tls,
         };
         let status = pg
             .command("initdb")
@@ -51,6 +64,15 @@ impl Postgres {
             .status()
             .expect("run initdb (apt-get install postgresql)");
         assert!(status.success(), "initdb failed");
+        if tls {
+            let (cert, key) = super::tls::self_signed_pem(&["127.0.0.1"]);
+            super::tls::write_cert_pair(pg.dir.path(), "server", &cert, &key);
+            let key_path = pg.dir.path().join("server.key");
+            std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            if let Some((uid, gid)) = user {
+                chown(&key_path, Some(uid), Some(gid)).unwrap();
+            }
+        }
         pg.launch().await;
         let (client, connection) = tokio_postgres::connect(&pg.url_of("postgres"), tokio_postgres::NoTls)
             .await
@@ -70,6 +92,11 @@ impl Postgres {
 
     fn url_of(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// The server's certificate (PEM), when it serves TLS.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("server.crt")
     }
 
     /// A connection to the gateways' database, for looking at what is stored.
@@ -116,6 +143,19 @@ impl Postgres {
             ])
             .arg("-k")
             .arg(self.dir.path())
+            .args(if self.tls {
+                let file = |name: &str| self.dir.path().join(name).display().to_string();
+                vec![
+                    "-c".to_string(),
+                    "ssl=on".to_string(),
+                    "-c".to_string(),
+                    format!("ssl_cert_file={}", file("server.crt")),
+                    "-c".to_string(),
+                    format!("ssl_key_file={}", file("server.key")),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

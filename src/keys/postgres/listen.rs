@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{PgStore, CHANNEL};
 use crate::keys::changes::Change;
@@ -21,13 +22,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// thread (it may read the store) for every change any replica announces.
 pub fn listen(store: &PgStore, on_change: impl Fn(Change) + Send + Sync + 'static) {
     let Some(runtime) = &store.runtime else { return };
-    let url = store.url.clone();
+    let (config, tls) = (store.config.clone(), store.tls.clone());
+    let process = store.process.clone();
     let on_change = Arc::new(on_change);
     runtime.spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut missed = false;
         loop {
-            match follow(&url, &on_change, missed).await {
+            match follow(&config, &tls, &process, &on_change, missed).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {
                     metrics().store_errors.inc();
@@ -44,11 +46,13 @@ pub fn listen(store: &PgStore, on_change: impl Fn(Change) + Send + Sync + 'stati
 /// One listening connection, until it ends. With `missed`, caches are
 /// dropped once the connection listens (changes may have gone unheard).
 async fn follow<F: Fn(Change) + Send + Sync + 'static>(
-    url: &str,
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    process: &str,
     on_change: &Arc<F>,
     missed: bool,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -73,7 +77,11 @@ async fn follow<F: Fn(Change) + Send + Sync + 'static>(
         deliver(on_change, Change::Everything);
     }
     while let Some(payload) = changes.recv().await {
-        match Change::decode(&payload) {
+        let (origin, change) = payload.split_once(' ').unwrap_or(("", &payload));
+        if origin == process {
+            continue;
+        }
+        match Change::decode(change) {
             Some(change) => deliver(on_change, change),
             None => tracing::debug!("state.database: ignoring an unknown change {payload:?}"),
         }

@@ -18,7 +18,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::changes::Change;
 use super::store::StoreError;
@@ -44,7 +45,11 @@ pub struct PgStore {
     /// Drives the connections; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
-    url: String,
+    /// This process among the replicas, in its announcements.
+    process: String,
+    /// Where the listener connects, and how.
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// Held by balance writes, so this process never overwrites a balance
     /// an admin change just set with an older one it computed before.
     writing: Mutex<()>,
@@ -63,12 +68,20 @@ impl PgStore {
                 path: "postgres runtime".into(),
                 source,
             })?;
-        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
             StoreError::Unreachable(format!("state.database is not a valid URL: {e}"))
         })?;
+        // TLS when the URL asks for it (`sslmode=require`), verified against
+        // the system's roots; otherwise plain, never a silent "prefer".
+        if config.get_ssl_mode() != SslMode::Require {
+            config.ssl_mode(SslMode::Disable);
+        }
+        let tls = crate::http_client::system_tls_config()
+            .map(MakeRustlsConnect::new)
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            config.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -90,7 +103,9 @@ impl PgStore {
         let store = Self {
             runtime: Some(runtime),
             pool,
-            url: url.to_string(),
+            process: format!("{:016x}", rand::random::<u64>()),
+            config,
+            tls,
             writing: Mutex::new(()),
         };
         store.run(async {
@@ -131,9 +146,11 @@ impl PgStore {
             .map_err(|e| StoreError::Unreachable(e.to_string()))
     }
 
-    /// Tells every replica (this one included) about `change`.
+    /// Tells the other replicas about `change` (the payload names this
+    /// process, whose listener skips it: its caches are already current,
+    /// and evicting them again would lose what it learnt since).
     pub fn announce(&self, change: &Change) -> Result<(), StoreError> {
-        let payload = change.encode();
+        let payload = format!("{} {}", self.process, change.encode());
         self.run(async {
             let client = self.client().await?;
             client
