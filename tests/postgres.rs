@@ -20,7 +20,8 @@ use support::wait::{poll_until, wait_for, WAIT};
 
 const ROOT: &str = "root_fleet_key";
 
-/// One keyspace, a route that requires its keys and one that does not.
+/// One keyspace with a config key that has credits, a route that requires
+/// its keys, one that spends a credit per request and one that is open.
 fn config(pg: &Postgres) -> String {
     format!("state:\n  database: \"{}\"\n{}", pg.url(), embedded_config())
 }
@@ -32,17 +33,26 @@ fn embedded_config() -> String {
   root_keys: ["{ROOT}"]
 keyspaces:
   - id: ks_fleet
+    keys:
+      - {{id: key_config, key: sk_config_fleet, credits: {{remaining: 6}}}}
 deployments:
   - id: dep_keys
     instances: ["builtin:echo"]
     policies:
       - id: auth
         keyauth: {{keyspaces: [ks_fleet], credits: 0}}
+  - id: dep_paid
+    instances: ["builtin:echo"]
+    policies:
+      - id: auth
+        keyauth: {{keyspaces: [ks_fleet]}}
   - id: dep_open
     instances: ["builtin:echo"]
 routes:
   - host: keys.test
     deployment: dep_keys
+  - host: paid.test
+    deployment: dep_paid
   - host: open.test
     deployment: dep_open
 "#
@@ -411,4 +421,62 @@ async fn sslmode_require_speaks_tls_verified_against_the_trusted_roots() {
         "started against an untrusted server: {stderr}"
     );
     assert!(stderr.contains("TLS") || stderr.contains("certificate"), "{stderr}");
+}
+
+/// Spends `key` on the paid route `rounds` times, alternating between the
+/// replicas; returns how many requests were admitted.
+async fn admitted_alternating(replicas: [&Gateway; 2], key: &str, rounds: usize) -> usize {
+    let mut admitted = 0;
+    for round in 0..rounds {
+        let gw = replicas[round % 2];
+        let status = gw.get("paid.test", "/").bearer_auth(key).send().await.unwrap().status();
+        if status == 200 {
+            admitted += 1;
+        }
+    }
+    admitted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_spent_on_two_replicas_admit_exactly_the_balance() {
+    let pg = Postgres::start().await;
+    let text = config(&pg);
+    let (a, b) = tokio::join!(Gateway::start(&text), Gateway::start(&text));
+
+    let created = admin(
+        &a,
+        "keys.createKey",
+        json!({"apiId": "ks_fleet", "credits": {"remaining": 20}}),
+    )
+    .await;
+    let (id, key) = (created["keyId"].clone(), created["key"].as_str().unwrap().to_string());
+    assert_eq!(
+        admitted_alternating([&a, &b], &key, 30).await,
+        20,
+        "an API key with 20 credits"
+    );
+    let refused = b.get("paid.test", "/").bearer_auth(&key).send().await.unwrap();
+    assert_eq!(refused.status(), 429, "usage exceeded");
+
+    // A balance set through one replica is what both spend from next.
+    admin(
+        &b,
+        "keys.updateCredits",
+        json!({"keyId": id, "operation": "set", "value": 5}),
+    )
+    .await;
+    assert_eq!(
+        admitted_alternating([&a, &b], &key, 10).await,
+        5,
+        "after setting 5 credits"
+    );
+    let got = admin(&a, "keys.getKey", json!({"keyId": id})).await;
+    assert_eq!(got["credits"]["remaining"], 0, "{got}");
+
+    // Config keys share the database's ledger too when there is no Redis.
+    assert_eq!(
+        admitted_alternating([&a, &b], "sk_config_fleet", 10).await,
+        6,
+        "a config key with 6 credits"
+    );
 }

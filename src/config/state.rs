@@ -33,12 +33,13 @@ pub struct StateSpec {
     /// How often rate-limit counts are exchanged through Redis (default 50ms).
     #[serde(default)]
     pub sync_interval: Option<HumanDuration>,
-    /// Credits a replica takes from Redis at a time (default 1: exact and
+    /// Credits a replica takes from the shared ledger (Redis or the
+    /// database) at a time (default 1: exact and
     /// always current; more saves round trips, and unspent leases go back
     /// after a second without use).
     #[serde(default)]
     pub credit_lease: Option<u32>,
-    /// Credits per key a replica may spend while Redis is unreachable, on
+    /// Credits per key a replica may spend while the shared ledger is unreachable, on
     /// top of its lease (default 10): the bound on over-spending.
     #[serde(default)]
     pub outage_credits: Option<u32>,

@@ -37,7 +37,7 @@ use changes::Change;
 use credits::{period_of, CreditAccount, CreditLedger};
 use model::{hash_key, Balance, KeyHash, Refill, StoredKey};
 use roles::RoleGrants;
-use shared_credits::SharedCredits;
+use shared_credits::{RedisLedger, SharedCredits};
 pub use statics::StaticKeys;
 use store::{BalanceWrite, KeyStore, StoreError};
 use verify::{ActiveKey, Credits, Verdict, Verification, VerifyRequest};
@@ -67,8 +67,10 @@ pub struct KeyService {
     roles: ArcSwap<RoleGrants>,
     ledger: CreditLedger,
     limiter: RateLimiter,
-    /// With `state.redis`: the ledger config keys' credits are leased from.
+    /// Config keys' credits shared by replicas (`state.redis`, else `state.database`).
     shared_credits: Option<Arc<SharedCredits>>,
+    /// API keys' credits in `state.database`; `None`: spent from [`Self::ledger`].
+    store_credits: Option<Arc<SharedCredits>>,
     found: moka::sync::Cache<KeyHash, Arc<ActiveKey>>,
     missing: moka::sync::Cache<KeyHash, ()>,
     /// Bumped by every invalidation: a lookup that raced with one does not cache.
@@ -111,13 +113,20 @@ pub enum CreditAdjustment {
     Decrement(i64),
 }
 
+/// The ledgers replicas lease credits from; `None`: this process's own.
+#[derive(Default)]
+struct CreditSharing {
+    config_keys: Option<Arc<SharedCredits>>,
+    api_keys: Option<Arc<SharedCredits>>,
+}
+
 impl KeyService {
     /// A service on `store`; the role catalogue and the rate-limit
     /// overrides it holds are loaded (the overrides into `limiter`).
     fn with_store<S: KeyStore + CatalogueStore + 'static>(
         store: Arc<S>,
         limiter: RateLimiter,
-        shared_credits: Option<Arc<SharedCredits>>,
+        sharing: CreditSharing,
         found_ttl: Duration,
     ) -> Result<Self, StoreError> {
         let roles = RoleGrants::new(0, store.role_grants()?);
@@ -128,7 +137,8 @@ impl KeyService {
             roles: ArcSwap::from_pointee(roles),
             ledger: CreditLedger::default(),
             limiter,
-            shared_credits,
+            shared_credits: sharing.config_keys,
+            store_credits: sharing.api_keys,
             found: moka::sync::Cache::builder()
                 .max_capacity(FOUND_CAPACITY)
                 .time_to_live(found_ttl)
@@ -145,30 +155,30 @@ impl KeyService {
     /// Opens the store for serving — `state.database` when set (and starts
     /// listening for the other replicas' changes), else the embedded one in
     /// `state.dir/keys` — and starts writing spent credits back every
-    /// second. Key and identity limits count in `limiter`; with
-    /// `state.redis`, config keys' credits are leased from the replicas'
-    /// shared ledger over the limiter's link.
+    /// second. Key and identity limits count in `limiter`. Replicas share
+    /// credits through a ledger: config keys' through `state.redis` (over
+    /// the limiter's link) or else `state.database`, API keys' through
+    /// `state.database`.
     pub fn open(state: &StateSettings, limiter: RateLimiter) -> Result<Arc<Self>, StoreError> {
-        let shared_credits = match limiter.redis_link() {
-            Some(link) => Some(
-                SharedCredits::start(link, state.credit_lease, state.outage_credits).map_err(|source| {
-                    StoreError::Io {
-                        path: "credits sync thread".into(),
-                        source,
-                    }
-                })?,
-            ),
+        let start = |ledger: Box<dyn shared_credits::Ledger>| {
+            SharedCredits::start(ledger, state.credit_lease, state.outage_credits).map_err(|source| StoreError::Io {
+                path: "credits sync thread".into(),
+                source,
+            })
+        };
+        let redis = match limiter.redis_link() {
+            Some(link) => Some(start(Box::new(RedisLedger::new(link)))?),
             None => None,
         };
         let service = match &state.database {
             Some(url) => {
                 let store = Arc::new(postgres::PgStore::open(url)?);
-                let service = Arc::new(Self::with_store(
-                    store.clone(),
-                    limiter,
-                    shared_credits,
-                    state.cache_ttl,
-                )?);
+                let database = start(Box::new(postgres::PgLedger::new(store.clone())))?;
+                let sharing = CreditSharing {
+                    config_keys: Some(redis.unwrap_or_else(|| database.clone())),
+                    api_keys: Some(database),
+                };
+                let service = Arc::new(Self::with_store(store.clone(), limiter, sharing, state.cache_ttl)?);
                 let weak = Arc::downgrade(&service);
                 postgres::listen(&store, move |change| {
                     if let Some(service) = weak.upgrade() {
@@ -183,7 +193,11 @@ impl KeyService {
                     source,
                 })?;
                 let store = Arc::new(sqlite::SqliteStore::open(&dir)?);
-                Arc::new(Self::with_store(store, limiter, shared_credits, EMBEDDED_FOUND_TTL)?)
+                let sharing = CreditSharing {
+                    config_keys: redis,
+                    api_keys: None,
+                };
+                Arc::new(Self::with_store(store, limiter, sharing, EMBEDDED_FOUND_TTL)?)
             }
         };
         let weak = Arc::downgrade(&service);
@@ -206,7 +220,7 @@ impl KeyService {
             Ok(Arc::new(Self::with_store(
                 store,
                 RateLimiter::default(),
-                None,
+                CreditSharing::default(),
                 EMBEDDED_FOUND_TTL,
             )?))
         } else {
@@ -220,7 +234,7 @@ impl KeyService {
         Ok(Arc::new(Self::with_store(
             store,
             RateLimiter::default(),
-            None,
+            CreditSharing::default(),
             EMBEDDED_FOUND_TTL,
         )?))
     }
@@ -373,7 +387,7 @@ impl KeyService {
         });
         let balance = persisted.unwrap_or(opening);
         match &self.shared_credits {
-            Some(shared) => Credits::Shared(shared.account(key_id, balance, refill, origin)),
+            Some(shared) => Credits::Shared(shared.account(key_id, balance, refill, Some(origin))),
             None => Credits::Local(
                 self.ledger
                     .replace(key_id, CreditAccount::seeded(balance, refill, origin)),
@@ -384,12 +398,17 @@ impl KeyService {
     /// A stored key, compiled for verification with its live credit account.
     pub fn activate(&self, stored: StoredKey) -> ActiveKey {
         let account = stored.record.credits.map(|plan| {
-            let opening = stored.balance;
-            self.ledger.account(&stored.record.id, plan.refill, || {
-                opening.unwrap_or_else(|| CreditAccount::opening(0, plan.refill.as_ref(), now_ms()))
-            })
+            let opening = || {
+                stored
+                    .balance
+                    .unwrap_or_else(|| CreditAccount::opening(0, plan.refill.as_ref(), now_ms()))
+            };
+            match &self.store_credits {
+                Some(shared) => Credits::Shared(shared.account(&stored.record.id, opening(), plan.refill, None)),
+                None => Credits::Local(self.ledger.account(&stored.record.id, plan.refill, opening)),
+            }
         });
-        ActiveKey::new(stored.record, account.map(Credits::Local), &self.roles.load())
+        ActiveKey::new(stored.record, account, &self.roles.load())
     }
 
     /// The key with this hash: static, cached, or read from the store.
@@ -499,6 +518,7 @@ impl KeyService {
             }
         };
         self.store.update_key(key, &mut write)?;
+        self.leave_balance_to_the_ledger(id);
         self.forget(&key.hash);
         Ok(())
     }
@@ -525,8 +545,19 @@ impl KeyService {
                 period: account.balance().period,
             })
         })?;
+        self.leave_balance_to_the_ledger(&key.record.id);
         self.forget(&key.hash);
         Ok(remaining)
+    }
+
+    /// With a shared ledger, an admin change computes the balance in a
+    /// local account and writes it to the store, where the ledger reads it:
+    /// the account must go, or its next write-back would overwrite what the
+    /// replicas spend meanwhile.
+    fn leave_balance_to_the_ledger(&self, key_id: &str) {
+        if self.store_credits.is_some() {
+            self.ledger.remove(key_id);
+        }
     }
 
     pub fn delete_key(&self, id: &str, permanent: bool) -> Result<(), StoreError> {

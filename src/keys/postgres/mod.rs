@@ -10,6 +10,7 @@
 //! [`StoreError::Unreachable`] quickly, never a hung request.
 
 mod catalogue;
+mod credits;
 mod keys;
 mod listen;
 
@@ -26,6 +27,7 @@ use super::store::StoreError;
 use crate::clock::now_ms;
 use crate::telemetry::metrics;
 
+pub use credits::PgLedger;
 pub use listen::listen;
 
 /// The schema, one migration per version, tracked in `keygate_schema`.
