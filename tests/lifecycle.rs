@@ -19,7 +19,7 @@ async fn health_endpoints_answer_without_auth() {
         let r = gw.client().get(gw.admin_url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    // The admin listener never proxies traffic.
+    // The admin listener never proxies traffic: `/` is its dashboard, any other path is its own 404.
     let r = gw
         .client()
         .get(gw.admin_url("/"))
@@ -27,7 +27,15 @@ async fn health_endpoints_answer_without_auth() {
         .send()
         .await
         .unwrap();
-    assert_ne!(r.status(), 200, "admin listener must not proxy");
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let r = gw
+        .client()
+        .get(gw.admin_url("/a/path"))
+        .header("host", "a.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "admin listener must not proxy");
     assert_eq!(up.hits(), 0);
 }
 

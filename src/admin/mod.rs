@@ -9,7 +9,9 @@
 //! body (JSON, as Unkey's API sends it) are written here. An unknown path
 //! is a JSON 404, a known one with another method a JSON 405.
 
+mod activity;
 mod auth;
+mod dashboard;
 pub mod envelope;
 pub mod fields;
 mod identities;
@@ -133,6 +135,8 @@ enum Endpoint {
     Health,
     Ready,
     Metrics,
+    /// The dashboard's page and assets (no data in them).
+    Dashboard,
     /// Behind a root key.
     Call(Call),
 }
@@ -142,6 +146,9 @@ enum Call {
     Reload,
     Routes,
     Certs,
+    /// The dashboard's data: recent requests, per-deployment series.
+    Requests,
+    Stats,
     Rpc(Op),
 }
 
@@ -155,13 +162,20 @@ impl Endpoint {
             "/v1/admin.reload" => Self::Call(Call::Reload),
             "/v1/routes" => Self::Call(Call::Routes),
             "/v1/certs" => Self::Call(Call::Certs),
+            "/v1/requests" => Self::Call(Call::Requests),
+            "/v1/stats" => Self::Call(Call::Stats),
+            page if dashboard::owns(page) => Self::Dashboard,
             rpc => Self::Call(Call::Rpc(rpc.strip_prefix("/v2/").and_then(Op::from_name)?)),
         })
     }
 
     fn method(&self) -> Method {
         match self {
-            Self::Health | Self::Ready | Self::Metrics | Self::Call(Call::Routes | Call::Certs) => Method::GET,
+            Self::Health
+            | Self::Ready
+            | Self::Metrics
+            | Self::Dashboard
+            | Self::Call(Call::Routes | Call::Certs | Call::Requests | Call::Stats) => Method::GET,
             Self::Call(Call::Reload | Call::Rpc(_)) => Method::POST,
         }
     }
@@ -190,13 +204,23 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
         Endpoint::Health => return text(StatusCode::OK, "ok\n"),
         Endpoint::Ready => return readiness(state).await,
         Endpoint::Metrics => return prometheus(state, request.headers()),
+        Endpoint::Dashboard => {
+            let accept = request
+                .headers()
+                .get(http::header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok());
+            return dashboard::serve(path, accept).unwrap_or_else(|| {
+                let detail = format!("The dashboard has no asset {path} (reload the page).");
+                refuse(state, &GatewayError::with_detail(ErrorCode::RouteNotFound, detail))
+            });
+        }
         Endpoint::Call(call) => call,
     };
     let request_id = new_request_id();
     let snapshot = state.hub.current();
     let representation = match call {
         Call::Rpc(op) => op.error_representation(),
-        Call::Reload | Call::Routes | Call::Certs => Representation::Json,
+        Call::Reload | Call::Routes | Call::Certs | Call::Requests | Call::Stats => Representation::Json,
     };
     let answer = match auth::require_root_key(&snapshot.root_keys, request.headers(), &snapshot.keys).await {
         Ok(()) => authorized(state, call, request).await,
@@ -229,6 +253,8 @@ async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) 
             let certs = state.tls.as_ref().map(|tls| tls.store.list()).unwrap_or_default();
             Ok(Reply::data(json!({"certificates": certs})))
         }
+        Call::Requests => Ok(Reply::data(activity::requests(request.uri().query()))),
+        Call::Stats => Ok(Reply::data(activity::stats())),
         Call::Rpc(op) => {
             let body = envelope::read_body(request).await?;
             let keys = state.hub.current().keys.clone();

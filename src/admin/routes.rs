@@ -44,6 +44,7 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
                 "environment": &*d.environment,
                 "protocol": d.protocol.name(),
                 "selection": d.selection.name(),
+                "policies": d.policies.summary().map(|(id, kind)| format!("{id} ({kind})")).collect::<Vec<_>>(),
                 "instances": d.instances.current().iter().map(|e| serde_json::json!({
                     "address": e.target.to_string(),
                     "healthy": e.is_healthy(),

@@ -255,6 +255,11 @@ impl PolicyChain {
         self.policies.is_empty()
     }
 
+    /// `(id, type)` of each policy, in order: what operators see of the chain.
+    pub fn summary(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.policies.iter().map(|p| (&*p.id, p.action.kind()))
+    }
+
     /// Where this deployment's requests carry credentials.
     pub fn credentials(&self) -> &CredentialNames {
         &self.credentials

@@ -25,11 +25,13 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 pub use context::RequestCtx;
 use context::RouteInfo;
 
+use crate::clock::now_ms;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::policy::redact::{redact_query, CredentialNames};
 use crate::policy::{Progress, RequestSummary, RequestView};
 use crate::routing::filters::RedirectFrom;
 use crate::runtime::{Deployment, InFlightCounter, Limits, SharedSnapshot};
+use crate::telemetry::recent::{recent, RecentRequest};
 use crate::telemetry::traces::{RequestTrace, ServerOutcome, ServerRequest};
 use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
 use crate::tls::ChallengeTokens;
@@ -345,6 +347,7 @@ impl ProxyHttp for Gateway {
         if ctx.upstream_started.is_some() {
             m.observe_duration(&deployment, Part::Instance, instance);
         }
+        remember(session, ctx, status, total, instance);
         let deployment_id = ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &*d.id);
         ctx.policy.finish(&RequestSummary {
             request: session.req_header(),
@@ -366,6 +369,30 @@ impl ProxyHttp for Gateway {
             });
         }
     }
+}
+
+/// Keeps the request in the dashboard's recent requests: what was asked
+/// (the path, never the query), the answer, the caller's subject.
+fn remember(session: &Session, ctx: &RequestCtx, status: u16, total: Duration, instance: Duration) {
+    let request = session.req_header();
+    recent().record(RecentRequest {
+        seq: 0,
+        at: now_ms(),
+        method: request.method.as_str().to_owned(),
+        host: forwarding::original_host(request).unwrap_or_default().to_owned(),
+        path: request.uri.path().to_owned(),
+        status,
+        deployment: ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.deployment.as_ref())
+            .map(|d| d.id.clone()),
+        total_us: total.as_micros() as u64,
+        instance_us: ctx.upstream_started.map(|_| instance.as_micros() as u64),
+        error_code: ctx.error.map(ErrorCode::code),
+        subject: ctx.policy.principal().map(|p| p.subject.clone()),
+        request_id: ctx.request_id.clone(),
+    });
 }
 
 /// Where a plain-HTTP request is sent when `tls.redirect_http` is on: the

@@ -4,6 +4,7 @@
 
 mod metrics;
 mod process;
+pub mod recent;
 pub mod request_log;
 pub mod traces;
 

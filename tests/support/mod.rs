@@ -21,4 +21,5 @@ pub mod redis;
 pub mod tls;
 pub mod upstreams;
 pub mod wait;
+pub mod webdriver;
 pub mod websocket;

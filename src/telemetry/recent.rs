@@ -1,0 +1,316 @@
+//! What this replica answered lately, for the dashboard: the last 1,000
+//! requests in a ring, and per deployment a minute-by-minute series of the
+//! last hour (requests, errors, latency percentiles). Always on, so both
+//! are cheap: a request takes one slot lock nobody else holds (slots are
+//! handed out round-robin) and a few atomic adds; readers copy.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+/// Requests kept.
+pub const RING_SIZE: usize = 1_000;
+/// Minutes of per-deployment history.
+const MINUTES: usize = 60;
+/// Latency buckets: upper bounds in milliseconds (the last one open).
+const LATENCY_BOUNDS_MS: [u64; 16] = [
+    1,
+    2,
+    5,
+    10,
+    20,
+    50,
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    u64::MAX,
+];
+
+/// One answered request as the dashboard shows it: never a body, a query
+/// string or a header value.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentRequest {
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub method: String,
+    pub host: String,
+    /// The path only (a query string may carry a credential).
+    pub path: String,
+    pub status: u16,
+    #[serde(serialize_with = "shared_text")]
+    pub deployment: Option<Arc<str>>,
+    pub total_us: u64,
+    pub instance_us: Option<u64>,
+    pub error_code: Option<&'static str>,
+    /// The Principal's subject (a key or token id, never the credential).
+    pub subject: Option<String>,
+    pub request_id: String,
+}
+
+fn shared_text<S: serde::Serializer>(text: &Option<Arc<str>>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_some(&text.as_deref())
+}
+
+/// The process's recent requests and series.
+pub fn recent() -> &'static Recent {
+    static RECENT: OnceLock<Recent> = OnceLock::new();
+    RECENT.get_or_init(Recent::default)
+}
+
+pub struct Recent {
+    slots: Box<[Mutex<Option<Arc<RecentRequest>>>]>,
+    next: AtomicU64,
+    series: ArcSwap<HashMap<Arc<str>, Arc<Series>>>,
+    /// Serialises adding a deployment's series (rare), never recording.
+    adding: Mutex<()>,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self {
+            slots: (0..RING_SIZE).map(|_| Mutex::new(None)).collect(),
+            next: AtomicU64::new(1),
+            series: ArcSwap::default(),
+            adding: Mutex::new(()),
+        }
+    }
+}
+
+impl Recent {
+    /// Records an answered request (its `seq` is assigned here).
+    pub fn record(&self, mut request: RecentRequest) {
+        if let Some(deployment) = &request.deployment {
+            // Server errors, and requests that got no answer at all.
+            let error = request.status >= 500 || request.status == 0;
+            self.series_of(deployment)
+                .record(request.at, Duration::from_micros(request.total_us), error);
+        }
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        request.seq = seq;
+        let slot = &self.slots[(seq % RING_SIZE as u64) as usize];
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(request));
+    }
+
+    /// The kept requests after `seq`, oldest first, and the newest seq.
+    pub fn after(&self, seq: u64) -> (Vec<Arc<RecentRequest>>, u64) {
+        let mut found: Vec<Arc<RecentRequest>> = self
+            .slots
+            .iter()
+            .filter_map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .filter(|r| r.seq > seq)
+            .collect();
+        found.sort_by_key(|r| r.seq);
+        let last = found
+            .last()
+            .map_or(seq.max(self.next.load(Ordering::Relaxed).saturating_sub(1)), |r| r.seq);
+        (found, last)
+    }
+
+    /// Every deployment's last hour, minute by minute (oldest first).
+    pub fn series(&self, now_ms: i64) -> Vec<(Arc<str>, Vec<MinuteStats>)> {
+        let mut all: Vec<_> = self
+            .series
+            .load()
+            .iter()
+            .map(|(id, series)| (id.clone(), series.minutes(now_ms)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    fn series_of(&self, deployment: &Arc<str>) -> Arc<Series> {
+        if let Some(series) = self.series.load().get(deployment) {
+            return series.clone();
+        }
+        let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.series.load_full();
+        if let Some(series) = current.get(deployment) {
+            return series.clone();
+        }
+        let series = Arc::new(Series::default());
+        let mut next = HashMap::clone(&current);
+        next.insert(deployment.clone(), series.clone());
+        self.series.store(Arc::new(next));
+        series
+    }
+}
+
+/// One deployment's minutes, in a ring indexed by minute.
+struct Series {
+    minutes: [Minute; MINUTES],
+}
+
+impl Default for Minute {
+    fn default() -> Self {
+        Self {
+            minute: AtomicI64::new(i64::MIN),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Self {
+            minutes: std::array::from_fn(|_| Minute::default()),
+        }
+    }
+}
+
+struct Minute {
+    /// Which minute (unix ms / 60,000) the counts belong to; `i64::MIN`: none yet.
+    minute: AtomicI64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    latency: [AtomicU64; LATENCY_BOUNDS_MS.len()],
+}
+
+/// One minute of one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct MinuteStats {
+    /// Start of the minute, unix ms.
+    pub at: i64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Upper bound of the bucket holding the median / 99th percentile.
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+}
+
+impl Series {
+    fn record(&self, at_ms: i64, latency: Duration, error: bool) {
+        let minute = at_ms.div_euclid(60_000);
+        let slot = &self.minutes[minute.rem_euclid(MINUTES as i64) as usize];
+        let seen = slot.minute.load(Ordering::Acquire);
+        if seen != minute
+            && slot
+                .minute
+                .compare_exchange(seen, minute, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // This request opens the minute: last hour's counts go.
+            slot.requests.store(0, Ordering::Release);
+            slot.errors.store(0, Ordering::Release);
+            for bucket in &slot.latency {
+                bucket.store(0, Ordering::Release);
+            }
+        }
+        slot.requests.fetch_add(1, Ordering::Relaxed);
+        if error {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let ms = latency.as_millis() as u64;
+        let bucket = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|bound| ms < *bound)
+            .unwrap_or(LATENCY_BOUNDS_MS.len() - 1);
+        slot.latency[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn minutes(&self, now_ms: i64) -> Vec<MinuteStats> {
+        let now = now_ms.div_euclid(60_000);
+        let mut minutes: Vec<MinuteStats> = self
+            .minutes
+            .iter()
+            .filter(|slot| {
+                let minute = slot.minute.load(Ordering::Acquire);
+                minute > now - MINUTES as i64 && minute <= now
+            })
+            .map(|slot| {
+                let counts: Vec<u64> = slot.latency.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+                MinuteStats {
+                    at: slot.minute.load(Ordering::Acquire) * 60_000,
+                    requests: slot.requests.load(Ordering::Relaxed),
+                    errors: slot.errors.load(Ordering::Relaxed),
+                    p50_ms: percentile(&counts, 0.5),
+                    p99_ms: percentile(&counts, 0.99),
+                }
+            })
+            .collect();
+        minutes.sort_by_key(|m| m.at);
+        minutes
+    }
+}
+
+/// The bucket bound below which `q` of the counted requests fall (the
+/// open bucket reports the last finite bound).
+fn percentile(counts: &[u64], q: f64) -> u64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let wanted = ((total as f64) * q).ceil() as u64;
+    let mut seen = 0;
+    for (count, bound) in counts.iter().zip(LATENCY_BOUNDS_MS) {
+        seen += count;
+        if seen >= wanted {
+            return bound.min(LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 2]);
+        }
+    }
+    LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(host: &str, deployment: Option<&str>, status: u16) -> RecentRequest {
+        RecentRequest {
+            seq: 0,
+            at: 120_000,
+            method: "GET".into(),
+            host: host.into(),
+            path: "/".into(),
+            status,
+            deployment: deployment.map(Arc::from),
+            total_us: 3_000,
+            instance_us: Some(2_000),
+            error_code: None,
+            subject: None,
+            request_id: "req_1".into(),
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_thousand_in_order() {
+        let recent = Recent::default();
+        for i in 0..1_500 {
+            recent.record(request(&format!("h{i}"), None, 200));
+        }
+        let (all, last) = recent.after(0);
+        assert_eq!(all.len(), RING_SIZE);
+        assert_eq!(all[0].host, "h500");
+        assert_eq!(last, 1_500);
+        let (newer, _) = recent.after(1_499);
+        assert_eq!(newer.iter().map(|r| r.host.as_str()).collect::<Vec<_>>(), ["h1499"]);
+    }
+
+    #[test]
+    fn series_count_requests_errors_and_latency_per_minute() {
+        let recent = Recent::default();
+        recent.record(request("a", Some("dep"), 200));
+        recent.record(request("a", Some("dep"), 502));
+        let series = recent.series(150_000);
+        assert_eq!(series.len(), 1);
+        let minutes = &series[0].1;
+        assert_eq!((minutes[0].at, minutes[0].requests, minutes[0].errors), (120_000, 2, 1));
+        assert_eq!(minutes[0].p50_ms, 5, "3 ms falls in the ≤5 ms bucket");
+        assert!(
+            recent.series(120_000 + 3_600_000).iter().all(|(_, m)| m.is_empty()),
+            "an hour later it is gone"
+        );
+    }
+}
