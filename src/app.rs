@@ -19,6 +19,7 @@ use pingora_core::services::listening::ConnectionLimit;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError};
 use crate::keys::KeyService;
+use crate::platform::Platform;
 use crate::providers::file::Reloader;
 use crate::proxy::Gateway;
 use crate::runtime::{
@@ -50,6 +51,8 @@ pub enum StartupError {
     RootKey(#[from] crate::state::RootKeyError),
     #[error("telemetry.tracing: {0}")]
     Tracing(#[from] crate::telemetry::traces::TracingError),
+    #[error("deployments: {0}")]
+    Platform(#[from] crate::keys::store::StoreError),
 }
 
 /// Loads the config at `path` and serves until SIGTERM/SIGINT.
@@ -90,6 +93,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     let kubernetes = snapshot.providers.kubernetes.clone();
     let docker = snapshot.providers.docker.clone();
     let hub = Hub::new(snapshot);
+    let platform = Platform::open(hub.clone())?;
     let reloader = Reloader::new(path.to_path_buf(), hub.clone(), services.clone(), tls.clone());
     let in_flight = InFlightCounter::default();
 
@@ -136,7 +140,13 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
     let admin = admin_listener.map(|listener| {
         (
             listener,
-            AdminState::new(hub.clone(), reloader.clone(), tls.clone(), proxy_listeners),
+            AdminState::new(
+                hub.clone(),
+                reloader.clone(),
+                tls.clone(),
+                platform.clone(),
+                proxy_listeners,
+            ),
         )
     });
     let control = ControlPlane {
@@ -147,6 +157,7 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
         tls,
         kubernetes,
         docker,
+        platform,
         admin,
     };
     let mut control = background_service("control plane", control);
@@ -228,6 +239,7 @@ struct ControlPlane {
     tls: Option<Arc<Tls>>,
     kubernetes: Option<KubernetesSettings>,
     docker: Option<DockerSettings>,
+    platform: Arc<Platform>,
     admin: Option<(std::net::TcpListener, Arc<AdminState>)>,
 }
 
@@ -261,6 +273,8 @@ impl BackgroundService for ControlPlane {
                 shutdown.clone(),
             ))
         });
+        self.hub.await_first_publish(ProviderId::Api);
+        let platform = tokio::spawn(crate::platform::run(self.platform.clone(), shutdown.clone()));
         if let Some((listener, state)) = &self.admin {
             let listener = listener
                 .try_clone()
@@ -273,7 +287,7 @@ impl BackgroundService for ControlPlane {
         }
         let _ = tokio::join!(watcher, supervisor, openapi_fetcher);
         connection_cap.abort();
-        for provider in [kubernetes, docker].into_iter().flatten() {
+        for provider in [kubernetes, docker, Some(platform)].into_iter().flatten() {
             let _ = provider.await;
         }
     }

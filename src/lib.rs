@@ -14,6 +14,7 @@ pub mod http_client;
 pub mod keys;
 pub mod net;
 pub mod openapi;
+pub mod platform;
 pub mod policy;
 pub mod providers;
 pub mod proxy;

@@ -480,3 +480,27 @@ async fn credits_spent_on_two_replicas_admit_exactly_the_balance() {
         "a config key with 6 credits"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_created_on_one_replica_is_served_by_every_replica() {
+    let pg = Postgres::start().await;
+    let instance = support::upstreams::Upstream::counting("v1").await;
+    let text = format!(
+        "{}platform: {{base_domain: kg.test}}\nprojects:\n  - {{id: proj_api, slug: api}}\n",
+        config(&pg)
+    );
+    let (a, b) = tokio::join!(Gateway::start(&text), Gateway::start(&text));
+    let body = json!({"projectId": "proj_api", "environmentSlug": "production", "branch": "main",
+                      "instances": [instance.addr_str()]});
+    let created = admin(&a, "deploy.createDeployment", body).await;
+    let id = created["deploymentId"].as_str().unwrap().to_string();
+    for replica in [&a, &b] {
+        poll_until("api.kg.test served on every replica", WAIT, || async {
+            let response = replica.get("api.kg.test", "/").send().await.unwrap();
+            (response.headers().get("x-upstream").is_some_and(|v| v == "v1")).then_some(())
+        })
+        .await;
+    }
+    let seen_on_b = admin(&b, "deploy.getDeployment", json!({"deploymentId": id})).await;
+    assert_eq!(seen_on_b["live"], true, "{seen_on_b}");
+}

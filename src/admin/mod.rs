@@ -12,6 +12,7 @@
 mod activity;
 mod auth;
 mod dashboard;
+mod deploy;
 pub mod envelope;
 pub mod fields;
 mod identities;
@@ -38,10 +39,12 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::errors::{ErrorCode, GatewayError, Representation};
+use crate::platform::Platform;
 use crate::providers::file::Reloader;
 use crate::runtime::Hub;
 use crate::telemetry::{metrics, new_request_id, Exposition};
 use crate::tls::Tls;
+use deploy::DeployOp;
 use envelope::{text, Reply};
 use rpc::Op;
 
@@ -51,6 +54,8 @@ pub struct AdminState {
     pub reloader: Arc<Reloader>,
     /// The certificate store, when TLS is on.
     pub tls: Option<Arc<Tls>>,
+    /// The Deployments API's state.
+    pub platform: Arc<Platform>,
     /// Proxy listeners that must accept connections before `/readyz` says yes.
     pub proxy_listeners: Vec<SocketAddr>,
     ready: AtomicBool,
@@ -61,12 +66,14 @@ impl AdminState {
         hub: Arc<Hub>,
         reloader: Arc<Reloader>,
         tls: Option<Arc<Tls>>,
+        platform: Arc<Platform>,
         proxy_listeners: Vec<SocketAddr>,
     ) -> Arc<Self> {
         Arc::new(Self {
             hub,
             reloader,
             tls,
+            platform,
             proxy_listeners,
             ready: AtomicBool::new(false),
         })
@@ -149,6 +156,8 @@ enum Call {
     /// The dashboard's data: recent requests, per-deployment series.
     Requests,
     Stats,
+    /// The Deployments API.
+    Deploy(DeployOp),
     Rpc(Op),
 }
 
@@ -165,7 +174,13 @@ impl Endpoint {
             "/v1/requests" => Self::Call(Call::Requests),
             "/v1/stats" => Self::Call(Call::Stats),
             page if dashboard::owns(page) => Self::Dashboard,
-            rpc => Self::Call(Call::Rpc(rpc.strip_prefix("/v2/").and_then(Op::from_name)?)),
+            path => {
+                let name = path.strip_prefix("/v2/")?;
+                match DeployOp::from_name(name) {
+                    Some(op) => Self::Call(Call::Deploy(op)),
+                    None => Self::Call(Call::Rpc(Op::from_name(name)?)),
+                }
+            }
         })
     }
 
@@ -176,7 +191,7 @@ impl Endpoint {
             | Self::Metrics
             | Self::Dashboard
             | Self::Call(Call::Routes | Call::Certs | Call::Requests | Call::Stats) => Method::GET,
-            Self::Call(Call::Reload | Call::Rpc(_)) => Method::POST,
+            Self::Call(Call::Reload | Call::Deploy(_) | Call::Rpc(_)) => Method::POST,
         }
     }
 }
@@ -220,7 +235,9 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
     let snapshot = state.hub.current();
     let representation = match call {
         Call::Rpc(op) => op.error_representation(),
-        Call::Reload | Call::Routes | Call::Certs | Call::Requests | Call::Stats => Representation::Json,
+        Call::Reload | Call::Routes | Call::Certs | Call::Requests | Call::Stats | Call::Deploy(_) => {
+            Representation::Json
+        }
     };
     let answer = match auth::require_root_key(&snapshot.root_keys, request.headers(), &snapshot.keys).await {
         Ok(()) => authorized(state, call, request).await,
@@ -255,6 +272,10 @@ async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) 
         }
         Call::Requests => Ok(Reply::data(activity::requests(request.uri().query()))),
         Call::Stats => Ok(Reply::data(activity::stats())),
+        Call::Deploy(op) => {
+            let body = envelope::read_body(request).await?;
+            deploy::run(op, body.to_vec(), state.platform.clone()).await
+        }
         Call::Rpc(op) => {
             let body = envelope::read_body(request).await?;
             let keys = state.hub.current().keys.clone();

@@ -14,6 +14,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use super::deployment::DeploymentSpec;
 use super::keys::KeyspaceSpec;
+use super::platform::{PlatformSpec, ProjectSpec};
 use super::policy::PolicySetsSpec;
 use super::providers::ProvidersSpec;
 use super::route::RouteSpec;
@@ -75,6 +76,12 @@ pub struct ConfigFile {
     /// Named policy lists the providers attach to their deployments.
     #[serde(default)]
     pub policy_sets: PolicySetsSpec,
+    /// The control plane: generated domains, standby, readiness.
+    #[serde(default)]
+    pub platform: PlatformSpec,
+    /// Projects whose deployments the Deployments API creates.
+    #[serde(default)]
+    pub projects: Vec<ProjectSpec>,
 }
 
 /// The `listen:` section. Listeners are bound at start-up: a change needs a restart.

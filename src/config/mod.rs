@@ -9,6 +9,7 @@ pub mod file;
 pub mod keys;
 mod locate;
 mod mask;
+pub mod platform;
 pub mod policy;
 pub mod providers;
 pub mod route;

@@ -52,6 +52,8 @@ pub enum ErrorCode {
     RoleAlreadyExists,
     ProtectedResource,
     AdminStoreUnavailable,
+    ProjectNotFound,
+    AdminDeploymentNotFound,
 }
 
 impl ErrorCode {
@@ -98,6 +100,8 @@ impl ErrorCode {
             RoleAlreadyExists => ("err:unkey:data:role_already_exists", 409),
             ProtectedResource => ("err:unkey:application:protected_resource", 412),
             AdminStoreUnavailable => ("err:unkey:application:service_unavailable", 503),
+            ProjectNotFound => ("err:unkey:data:project_not_found", 404),
+            AdminDeploymentNotFound => ("err:unkey:data:deployment_not_found", 404),
         }
     }
 
@@ -161,6 +165,8 @@ impl ErrorCode {
             RoleAlreadyExists => "A role with this name already exists.",
             ProtectedResource => "The resource is defined in the config file and is read-only here; change it there.",
             AdminStoreUnavailable => "The database cannot be reached; nothing was changed. Try again.",
+            ProjectNotFound => "The project does not exist (projects are declared in the configuration).",
+            AdminDeploymentNotFound => "The deployment does not exist.",
         }
     }
 

@@ -16,19 +16,22 @@ pub enum Change {
     Roles { records_rewritten: bool },
     /// Rate-limit overrides changed.
     Overrides,
+    /// The control plane's records (deployments) changed.
+    Records,
     /// Anything may have changed (notifications were missed): forget everything.
     Everything,
 }
 
 impl Change {
     /// The payload: `key:<hex hash>`, `identity:<externalId>`, `roles:0|1`,
-    /// `overrides` or `everything`.
+    /// `overrides`, `records` or `everything`.
     pub fn encode(&self) -> String {
         match self {
             Self::Key(hash) => format!("key:{}", hex(hash)),
             Self::Identity(external_id) => format!("identity:{external_id}"),
             Self::Roles { records_rewritten } => format!("roles:{}", u8::from(*records_rewritten)),
             Self::Overrides => "overrides".into(),
+            Self::Records => "records".into(),
             Self::Everything => "everything".into(),
         }
     }
@@ -47,6 +50,7 @@ impl Change {
                 records_rewritten: true,
             }),
             ("overrides", "") => Some(Self::Overrides),
+            ("records", "") => Some(Self::Records),
             ("everything", "") => Some(Self::Everything),
             _ => None,
         }

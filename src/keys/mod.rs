@@ -39,7 +39,7 @@ use model::{hash_key, Balance, KeyHash, Refill, StoredKey};
 use roles::RoleGrants;
 use shared_credits::{RedisLedger, SharedCredits};
 pub use statics::StaticKeys;
-use store::{BalanceWrite, KeyStore, StoreError};
+use store::{BalanceWrite, KeyStore, RecordStore, StoreError};
 use verify::{ActiveKey, Credits, Verdict, Verification, VerifyRequest};
 
 use crate::ratelimit::RateLimiter;
@@ -63,6 +63,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub struct KeyService {
     store: Arc<dyn KeyStore>,
     catalogue: Arc<dyn CatalogueStore>,
+    records: Arc<dyn RecordStore>,
+    /// Bumped whenever another replica changed the records.
+    records_changed: tokio::sync::watch::Sender<u64>,
     /// The roles' permissions, reloaded on every catalogue change.
     roles: ArcSwap<RoleGrants>,
     ledger: CreditLedger,
@@ -123,7 +126,7 @@ struct CreditSharing {
 impl KeyService {
     /// A service on `store`; the role catalogue and the rate-limit
     /// overrides it holds are loaded (the overrides into `limiter`).
-    fn with_store<S: KeyStore + CatalogueStore + 'static>(
+    fn with_store<S: KeyStore + CatalogueStore + RecordStore + 'static>(
         store: Arc<S>,
         limiter: RateLimiter,
         sharing: CreditSharing,
@@ -133,6 +136,8 @@ impl KeyService {
         limiter.overrides().install(store.all_overrides()?);
         Ok(Self {
             catalogue: store.clone(),
+            records: store.clone(),
+            records_changed: tokio::sync::watch::Sender::new(0),
             store,
             roles: ArcSwap::from_pointee(roles),
             ledger: CreditLedger::default(),
@@ -254,6 +259,22 @@ impl KeyService {
         self.store.as_ref()
     }
 
+    /// The control plane's records. After a change, call
+    /// [`Self::records_written`] so the other replicas reload them.
+    pub fn records(&self) -> &dyn RecordStore {
+        self.records.as_ref()
+    }
+
+    /// Tells the other replicas that the records changed.
+    pub fn records_written(&self) {
+        self.announce(Change::Records);
+    }
+
+    /// Follows the other replicas' record changes.
+    pub fn follow_records(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.records_changed.subscribe()
+    }
+
     /// Identities, permissions, roles and rate-limit overrides. After a
     /// change, call [`Self::roles_changed`], [`Self::identity_changed`] or
     /// [`Self::overrides_changed`] so it takes effect at once.
@@ -344,7 +365,12 @@ impl KeyService {
             }
             Change::Roles { records_rewritten } => self.roles_changed_here(records_rewritten),
             Change::Overrides => self.overrides_changed_here(),
+            Change::Records => {
+                self.records_changed.send_modify(|n| *n += 1);
+                Ok(())
+            }
             Change::Everything => {
+                self.records_changed.send_modify(|n| *n += 1);
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 self.found.invalidate_all();
                 self.missing.invalidate_all();

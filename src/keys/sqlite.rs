@@ -21,13 +21,14 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
 use super::model::{Balance, KeyHash, KeyRecord, Keyspace, StoredKey};
-use super::store::{BalanceWrite, KeyStore, Removed, StoreError};
+use super::store::{BalanceWrite, KeyStore, RecordStore, Removed, StoreError};
 
 /// The schema, one migration per version; the version a database is at is
 /// its SQLite `user_version`. Append, never edit.
 static SCHEMA_VERSIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/01_keys.sql")),
     M::up(include_str!("migrations/02_catalogue.sql")),
+    M::up(include_str!("migrations/03_records.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(SCHEMA_VERSIONS);
 
@@ -389,6 +390,29 @@ impl KeyStore for SqliteStore {
             write_balance(&tx, key_id, *balance, origin.as_deref())?;
         }
         tx.commit()?;
+        Ok(())
+    }
+}
+
+impl RecordStore for SqliteStore {
+    fn put_record(&self, kind: &str, id: &str, record: &str, now_ms: i64) -> Result<(), StoreError> {
+        lock(&self.writer).execute(
+            "INSERT INTO records (kind, id, record, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (kind, id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+            params![kind, id, record, now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = lock(&self.writer);
+        let mut statement = conn.prepare("SELECT id, record FROM records WHERE kind = ?1 ORDER BY id")?;
+        let rows = statement.query_map(params![kind], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_record(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+        lock(&self.writer).execute("DELETE FROM records WHERE kind = ?1 AND id = ?2", params![kind, id])?;
         Ok(())
     }
 }

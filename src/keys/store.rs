@@ -97,3 +97,15 @@ pub enum BalanceWrite {
     /// Unlimited: the balance row goes.
     Clear,
 }
+
+/// Documents of the layers above the key store (the control plane's
+/// deployments), kept in the same store so they are as durable and, with
+/// a database, as shared as the keys.
+pub trait RecordStore: Send + Sync {
+    /// Creates or replaces the record `kind`/`id`.
+    fn put_record(&self, kind: &str, id: &str, record: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Every record of `kind`, by id.
+    fn records(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Removes the record if it exists.
+    fn delete_record(&self, kind: &str, id: &str) -> Result<(), StoreError>;
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::platform::PlatformSettings;
 use super::providers::{PolicySets, ProvidersSettings};
 use super::publish::{merge, ProviderId, Route, Routing};
 use super::services::Services;
@@ -73,6 +74,8 @@ impl Snapshot {
         };
         let policy_sets = PolicySets::compile(&file.policy_sets, &set_resources)
             .map_err(|(field, message)| config.error_at(&format!("policy_sets.{field}"), message))?;
+        let platform = PlatformSettings::compile(&file.platform, &file.projects, &set_resources)
+            .map_err(|(field, message)| config.error_at(&field, message))?;
 
         let limits = &file.limits;
         if !(1..=Limits::MAX_HEADERS_CEILING).contains(&limits.max_headers) {
@@ -95,6 +98,7 @@ impl Snapshot {
             providers: ProvidersSettings::compile(&file.providers, config.base_dir())
                 .map_err(|(field, message)| config.error_at(&format!("providers.{field}"), message))?,
             policy_sets: Arc::new(policy_sets),
+            platform: Arc::new(platform),
             limits: Limits {
                 request_timeout: limits.request_timeout.0,
                 connect_timeout: limits.connect_timeout.0,

@@ -10,12 +10,14 @@
 mod compile;
 mod followers;
 mod in_flight;
+mod platform;
 mod providers;
 mod publish;
 mod services;
 mod snapshot;
 
 pub use in_flight::{InFlight, InFlightCounter};
+pub use platform::{is_slug, PlatformSettings, Project};
 pub use providers::{DockerEndpoint, DockerSettings, KubernetesSettings, PolicySets, ProvidersSettings};
 pub use publish::{merge, Hub, Merged, ProviderId, Route, Routing, SharedSnapshot};
 pub use services::{Services, ServicesError};

@@ -25,6 +25,8 @@ pub enum ProviderId {
     File,
     Kubernetes,
     Docker,
+    /// Deployments created through the Deployments API.
+    Api,
 }
 
 impl ProviderId {
@@ -33,6 +35,7 @@ impl ProviderId {
             Self::File => "file",
             Self::Kubernetes => "kubernetes",
             Self::Docker => "docker",
+            Self::Api => "api",
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::tls::TlsSettings;
 use crate::upstream::health::HealthCheck;
 use crate::upstream::{Endpoints, Entry, InstanceSet, PassivePolicy, Protocol, Strategy, Target};
 
+use super::platform::PlatformSettings;
 use super::providers::PolicySets;
 use super::publish::{ProviderId, Routing};
 use super::ProvidersSettings;
@@ -149,6 +150,8 @@ pub struct Snapshot {
     pub providers: ProvidersSettings,
     /// `policy_sets:`, for the deployments providers build.
     pub policy_sets: Arc<PolicySets>,
+    /// `platform:` and `projects:`, for the control plane.
+    pub platform: Arc<PlatformSettings>,
     pub limits: Limits,
     pub trusted_proxies: IpSet,
     pub docs_base: Box<str>,
@@ -175,6 +178,7 @@ impl Snapshot {
             file_routing: self.file_routing.clone(),
             providers: self.providers.clone(),
             policy_sets: self.policy_sets.clone(),
+            platform: self.platform.clone(),
             limits: self.limits.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             docs_base: self.docs_base.clone(),

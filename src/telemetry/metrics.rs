@@ -99,6 +99,11 @@ pub struct HostLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
 }
@@ -125,6 +130,9 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// Trace spans that never reached the collector (queue full, export failed).
     pub trace_spans_dropped: Counter,
+    /// Deployments made live (promotions, automatic ones and rollbacks).
+    pub deployment_promotions: Counter,
+    deployments: Family<StatusLabel, Gauge>,
     certificate_expiry: Family<HostLabel, Gauge>,
     acme_orders: Family<ResultLabel, Counter>,
     instances_healthy: Family<DeploymentLabel, Gauge>,
@@ -240,6 +248,18 @@ impl Metrics {
             "Failed queries to state.database (cached keys keep verifying; unknown keys and admin writes answer 503)",
             store_errors.clone(),
         );
+        let deployment_promotions = Counter::default();
+        registry.register(
+            "keygate_deployment_promotions",
+            "Deployments of the Deployments API made live (promote, automatic promotion, rollback)",
+            deployment_promotions.clone(),
+        );
+        let deployments = Family::<StatusLabel, Gauge>::default();
+        registry.register(
+            "keygate_deployments",
+            "Deployments of the Deployments API by status",
+            deployments.clone(),
+        );
         let trace_spans_dropped = Counter::default();
         registry.register(
             "keygate_trace_spans_dropped",
@@ -273,6 +293,8 @@ impl Metrics {
             ratelimit_backend_errors,
             store_errors,
             trace_spans_dropped,
+            deployment_promotions,
+            deployments,
             certificate_expiry,
             acme_orders,
             instances_healthy,
@@ -283,6 +305,18 @@ impl Metrics {
 
     /// Sets `keygate_instances_healthy` to exactly these deployments' counts
     /// (computed when scraped: availability also changes as ejections expire).
+    /// Sets `keygate_deployments{status}` to `counts`.
+    pub fn set_deployments<'a>(&self, counts: impl IntoIterator<Item = (&'a str, usize)>) {
+        self.deployments.clear();
+        for (status, count) in counts {
+            self.deployments
+                .get_or_create(&StatusLabel {
+                    status: status.to_string(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
     pub fn set_instances_healthy<'a>(&self, counts: impl IntoIterator<Item = (&'a str, usize)>) {
         self.instances_healthy.clear();
         for (deployment, healthy) in counts {

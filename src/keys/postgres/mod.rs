@@ -13,6 +13,7 @@ mod catalogue;
 mod credits;
 mod keys;
 mod listen;
+mod records;
 
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -32,7 +33,7 @@ pub use listen::listen;
 
 /// The schema, one migration per version, tracked in `keygate_schema`.
 /// Append, never edit.
-const MIGRATIONS: &[&str] = &[include_str!("01_schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("01_schema.sql"), include_str!("02_records.sql")];
 /// The advisory lock replicas take while migrating (any fixed number; this
 /// one spells "keygate" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_7967_6174_65;

@@ -1,0 +1,35 @@
+//! What the dashboard's always-on recording costs each request: one entry
+//! in the recent-requests ring and one count in its deployment's series.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use keygate::telemetry::recent::{Recent, RecentRequest};
+
+fn request(deployment: &Arc<str>) -> RecentRequest {
+    RecentRequest {
+        seq: 0,
+        at: 1_764_900_000_000,
+        method: "GET".into(),
+        host: "api.example.com".into(),
+        path: "/v1/orders/12345".into(),
+        status: 200,
+        deployment: Some(deployment.clone()),
+        total_us: 1_250,
+        instance_us: Some(900),
+        error_code: None,
+        subject: Some("user_42".into()),
+        request_id: "req_2Mq8Zr1vYx7N4kPa".into(),
+    }
+}
+
+fn record(c: &mut Criterion) {
+    let recent = Recent::default();
+    let deployment: Arc<str> = Arc::from("dep_api");
+    c.bench_function("recent/record one request", |b| {
+        b.iter(|| recent.record(request(&deployment)))
+    });
+}
+
+criterion_group!(benches, record);
+criterion_main!(benches);

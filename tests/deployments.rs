@@ -1,0 +1,280 @@
+//! The Deployments API against real instances: a deployment goes
+//! `deploying → ready`, gets its commit, branch, environment and live
+//! domains and goes live for the production branch; the next one replaces
+//! it under a request loop without a failed request; rollback and promote
+//! switch back and forth; an unreachable deployment fails and changes
+//! nothing; a live deployment cannot be deleted; standby ends in archive;
+//! a restart keeps everything.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::gateway::Gateway;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, WAIT};
+
+const ROOT: &str = "root_deploy_key";
+
+fn config(standby: &str) -> String {
+    format!(
+        r#"admin:
+  root_keys: ["{ROOT}"]
+platform:
+  base_domain: kg.test
+  ready_timeout: 2s
+  standby: {standby}
+projects:
+  - id: proj_api
+    slug: api
+    production_branch: main
+    domains: [api.example.test]
+    environments:
+      production: {{}}
+      preview:
+        policies:
+          - id: preview-only
+            match: [{{path: {{prefix: /private}}}}]
+            firewall: {{action: deny}}
+"#
+    )
+}
+
+async fn call(gw: &Gateway, op: &str, body: Value) -> (u16, Value) {
+    gw.admin_post(&format!("/v2/{op}"), Some(ROOT), &body).await
+}
+
+async fn ok(gw: &Gateway, op: &str, body: Value) -> Value {
+    let (status, answer) = call(gw, op, body).await;
+    assert_eq!(status, 200, "{op}: {answer}");
+    answer["data"].clone()
+}
+
+async fn create(gw: &Gateway, environment: &str, branch: &str, sha: &str, instance: &str) -> String {
+    let body = json!({
+        "projectId": "proj_api",
+        "environmentSlug": environment,
+        "branch": branch,
+        "gitCommit": {"commitSha": sha, "commitMessage": "ship it", "authorHandle": "dev", "timestamp": 1764900000000_i64},
+        "dockerImage": "registry.example/api:1",
+        "instances": [instance],
+    });
+    ok(gw, "deploy.createDeployment", body).await["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn wait_status(gw: &Gateway, id: &str, want: &str) -> Value {
+    poll_until(format!("{id} {want}"), WAIT, || async {
+        let got = ok(gw, "deploy.getDeployment", json!({"deploymentId": id})).await;
+        (got["status"] == want).then_some(got)
+    })
+    .await
+}
+
+/// Which instance answers for `host` (its `x-upstream`), or the status when none does.
+async fn served_by(gw: &Gateway, host: &str) -> String {
+    let response = gw.get(host, "/").send().await.unwrap();
+    match response.headers().get("x-upstream") {
+        Some(name) => name.to_str().unwrap().to_string(),
+        None => response.status().as_u16().to_string(),
+    }
+}
+
+async fn wait_served_by(gw: &Gateway, host: &str, want: &str) {
+    poll_until(format!("{host} served by {want}"), WAIT, || async {
+        (served_by(gw, host).await == want).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_goes_live_and_the_next_replaces_it_without_a_failed_request() {
+    let (v1, v2) = (Upstream::counting("v1").await, Upstream::counting("v2").await);
+    let mut gw = Gateway::start(&config("30m")).await;
+
+    let first = create(&gw, "production", "main", "abc1234def", &v1.addr_str()).await;
+    let got = wait_status(&gw, &first, "ready").await;
+    assert_eq!(got["live"], true, "the production branch goes live by itself: {got}");
+    let domains: Vec<&str> = got["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for domain in [
+        "api-abc1234.kg.test",
+        "api-git-main.kg.test",
+        "api-production.kg.test",
+        "api.kg.test",
+        "api.example.test",
+    ] {
+        assert!(domains.contains(&domain), "{domain} in {domains:?}");
+        wait_served_by(&gw, domain, "v1").await;
+    }
+    assert_eq!(got["gitCommit"]["commitSha"], "abc1234def");
+    assert_eq!(got["instances"][0]["address"], v1.addr_str());
+
+    // The next deployment replaces it while requests keep flowing: each is answered by v1 or v2.
+    let looping = {
+        let client = gw.client().clone();
+        let url = gw.http_url("/");
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..400 {
+                let response = client.get(&url).header("host", "api.kg.test").send().await;
+                answers.push(match response {
+                    Ok(r) => r
+                        .headers()
+                        .get("x-upstream")
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or(r.status().to_string()),
+                    Err(e) => e.to_string(),
+                });
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            answers
+        })
+    };
+    let second = create(&gw, "production", "main", "fedcba98765", &v2.addr_str()).await;
+    wait_status(&gw, &second, "ready").await;
+    wait_served_by(&gw, "api.kg.test", "v2").await;
+    let answers = looping.await.unwrap();
+    assert!(
+        answers.iter().all(|a| a == "v1" || a == "v2"),
+        "every request answered by v1 or v2: {answers:?}"
+    );
+    assert_eq!(wait_status(&gw, &first, "standby").await["live"], false);
+    served_by(&gw, "api-abc1234.kg.test")
+        .await
+        .eq("v1")
+        .then_some(())
+        .expect("a standby deployment keeps its commit domain");
+
+    // Rollback, promote.
+    let rolled = ok(
+        &gw,
+        "deploy.rollback",
+        json!({"projectId": "proj_api", "environmentSlug": "production"}),
+    )
+    .await;
+    assert_eq!(rolled["deploymentId"], first.as_str());
+    wait_served_by(&gw, "api.example.test", "v1").await;
+    ok(&gw, "deploy.promote", json!({"deploymentId": second})).await;
+    wait_served_by(&gw, "api.kg.test", "v2").await;
+
+    // The live deployment cannot be deleted; the other one can.
+    let (status, refused) = call(&gw, "deploy.deleteDeployment", json!({"deploymentId": second})).await;
+    assert_eq!(status, 409, "{refused}");
+    let listed = ok(&gw, "deploy.listDeployments", json!({"projectId": "proj_api"})).await;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()], "newest first");
+
+    // Two automatic promotions, a rollback and a promote.
+    assert_eq!(gw.metric("keygate_deployment_promotions_total").await, 4.0);
+    gw.wait_metric("keygate_deployments{status=\"ready\"}", 1.0).await;
+    gw.wait_metric("keygate_deployments{status=\"standby\"}", 1.0).await;
+
+    // A restart keeps the deployments and what is live.
+    gw.restart().await;
+    wait_served_by(&gw, "api.kg.test", "v2").await;
+    assert_eq!(
+        ok(&gw, "deploy.getDeployment", json!({"deploymentId": first})).await["status"],
+        "standby"
+    );
+    ok(&gw, "deploy.deleteDeployment", json!({"deploymentId": first})).await;
+    let (status, _) = call(&gw, "deploy.getDeployment", json!({"deploymentId": first})).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previews_get_their_domains_and_policies_failures_change_nothing_and_standby_ends() {
+    let (v1, preview) = (Upstream::counting("v1").await, Upstream::counting("preview").await);
+    let gw = Gateway::start(&config("1s")).await;
+    let live = create(&gw, "production", "main", "1111111aaa", &v1.addr_str()).await;
+    wait_status(&gw, &live, "ready").await;
+
+    // A preview deployment: its own domains, its environment's policies, never live in production.
+    let pr = create(&gw, "preview", "feat/Login", "2222222bbb", &preview.addr_str()).await;
+    let got = wait_status(&gw, &pr, "ready").await;
+    wait_served_by(&gw, "api-git-feat-login.kg.test", "preview").await;
+    wait_served_by(&gw, "api-2222222.kg.test", "preview").await;
+    assert_eq!(got["live"], false, "a preview is not promoted by itself");
+    let denied = gw.get("api-git-feat-login.kg.test", "/private/x").send().await.unwrap();
+    assert_eq!(denied.status(), 403, "the preview environment's firewall applies");
+    assert_eq!(served_by(&gw, "api.kg.test").await, "v1");
+
+    // Unreachable instances: failed after ready_timeout, the live deployment untouched.
+    let broken = create(&gw, "production", "main", "3333333ccc", "127.0.0.1:1").await;
+    assert_eq!(
+        ok(&gw, "deploy.getDeployment", json!({"deploymentId": broken})).await["status"],
+        "deploying"
+    );
+    let failed = wait_status(&gw, &broken, "failed").await;
+    assert!(failed["error"].as_str().unwrap().contains("127.0.0.1:1"), "{failed}");
+    assert_eq!(served_by(&gw, "api.kg.test").await, "v1");
+    let (status, _) = call(&gw, "deploy.promote", json!({"deploymentId": broken})).await;
+    assert_eq!(status, 409, "a failed deployment cannot be promoted");
+
+    // A pending deployment gets its instances later; the replaced one is archived after standby.
+    let later = ok(
+        &gw,
+        "deploy.createDeployment",
+        json!({"projectId": "proj_api", "environmentSlug": "production", "branch": "main"}),
+    )
+    .await["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ok(&gw, "deploy.getDeployment", json!({"deploymentId": later})).await["status"],
+        "pending"
+    );
+    ok(
+        &gw,
+        "deploy.addInstances",
+        json!({"deploymentId": later, "instances": [preview.addr_str()]}),
+    )
+    .await;
+    wait_status(&gw, &later, "ready").await;
+    wait_served_by(&gw, "api.kg.test", "preview").await;
+    wait_status(&gw, &live, "archived").await;
+    assert_eq!(
+        served_by(&gw, "api-1111111.kg.test").await,
+        "404",
+        "an archived deployment is not routed"
+    );
+
+    // Bad input is refused with the field named, and nothing is created.
+    let (status, bad) = call(
+        &gw,
+        "deploy.createDeployment",
+        json!({"projectId": "proj_api", "environmentSlug": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, bad) = call(
+        &gw,
+        "deploy.createDeployment",
+        json!({"projectId": "nope", "environmentSlug": "production"}),
+    )
+    .await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (404, Some("err:unkey:data:project_not_found"))
+    );
+    let (status, bad) = call(
+        &gw,
+        "deploy.createDeployment",
+        json!({"projectId": "proj_api", "environmentSlug": "production", "instances": ["not-an-address"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+}
