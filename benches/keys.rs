@@ -63,11 +63,12 @@ fn verify(c: &mut Criterion) {
     });
     c.bench_function("unknown key (negative cache)", |b| {
         runtime.block_on(service.verify(&statics, "nope_nope_nope", &request));
+        // The negative cache forgets after 10 s, which a long run outlasts:
+        // the one lookup that then goes to the store runs on the runtime.
+        let _context = runtime.enter();
         b.iter(|| {
-            service
-                .verify(&statics, black_box("nope_nope_nope"), &request)
-                .now_or_never()
-                .expect("a cached miss answers without waiting")
+            let verify = || service.verify(&statics, black_box("nope_nope_nope"), &request);
+            verify().now_or_never().unwrap_or_else(|| runtime.block_on(verify()))
         })
     });
 }

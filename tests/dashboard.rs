@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::gateway::Gateway;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, WAIT};
 use support::webdriver::Browser;
 
 const ROOT: &str = "root_dashboard_key_0123456789";
@@ -36,6 +38,9 @@ routes:
     deployment: dep_echo
   - host: keys.test
     deployment: dep_keys
+platform: {{base_domain: kg.test}}
+projects:
+  - {{id: proj_api, slug: api}}
 "#
     )
 }
@@ -44,6 +49,25 @@ async fn admin(gw: &Gateway, op: &str, body: Value) -> Value {
     let (status, answer) = gw.admin_post(&format!("/v2/{op}"), Some(ROOT), &body).await;
     assert_eq!(status, 200, "{op}: {answer}");
     answer["data"].clone()
+}
+
+/// Deploys `instance` to production of `proj_api`; returns its id.
+async fn deploy(gw: &Gateway, instance: &Upstream) -> String {
+    let body = json!({"projectId": "proj_api", "environmentSlug": "production", "branch": "main",
+                      "instances": [instance.addr_str()]});
+    admin(gw, "deploy.createDeployment", body).await["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Waits until `api.kg.test` is answered by the instance called `name`.
+async fn wait_served_by(gw: &Gateway, name: &str) {
+    poll_until(format!("api.kg.test served by {name}"), WAIT, || async {
+        let response = gw.get("api.kg.test", "/").send().await.ok()?;
+        (response.headers().get("x-upstream")? == name).then_some(())
+    })
+    .await;
 }
 
 async fn get_json(gw: &Gateway, path: &str, root_key: Option<&str>) -> (u16, Value) {
@@ -199,9 +223,33 @@ async fn an_operator_signs_in_watches_traffic_and_revokes_a_key_in_a_real_browse
     );
     browser.screenshot("requests").await;
 
+    // Two API deployments, the second live: roll back and promote from the page.
+    let (v1, v2) = (Upstream::counting("v1").await, Upstream::counting("v2").await);
+    let first = deploy(&gw, &v1).await;
+    wait_served_by(&gw, "v1").await;
+    let second = deploy(&gw, &v2).await;
+    wait_served_by(&gw, "v2").await;
     browser.goto(&format!("{origin}/#deployments")).await;
-    browser.wait_for_text("preview", Duration::from_secs(5)).await;
+    browser.wait_for_text(&second, Duration::from_secs(5)).await;
+    let text = browser.text().await;
+    assert!(
+        text.contains(&first) && text.contains("standby") && text.contains("api.kg.test"),
+        "{text}"
+    );
+    assert!(!text.contains("null"), "{text}");
+    assert!(
+        text.to_lowercase().contains("preview"),
+        "the configuration's deployments by environment: {text}"
+    );
     browser.screenshot("deployments").await;
+    browser
+        .click("[data-action=rollback][data-environment=production]")
+        .await;
+    wait_served_by(&gw, "v1").await;
+    browser
+        .click(&format!("tr[data-deployment-id='{second}'] [data-action=promote]"))
+        .await;
+    wait_served_by(&gw, "v2").await;
     browser.goto(&format!("{origin}/#certificates")).await;
     browser.wait_for_text("Certificates", Duration::from_secs(5)).await;
     browser.screenshot("certificates").await;

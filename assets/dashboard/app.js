@@ -12,6 +12,7 @@ const $ = (selector) => document.querySelector(selector);
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined) continue;
     if (name === "class") node.className = value;
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value);
@@ -142,15 +143,52 @@ function chart(series) {
 // ---------------------------------------------------------------- deployments
 
 async function deployments(page) {
-  const snapshot = await api("GET", "/v1/routes");
-  const byEnvironment = {};
-  for (const d of snapshot.deployments) (byEnvironment[d.environment] = byEnvironment[d.environment] || []).push(d);
+  const [overview, snapshot] = await Promise.all([api("GET", "/v1/deployments"), api("GET", "/v1/routes")]);
+  const act = async (operation, body) => {
+    try {
+      await api("POST", "/v2/" + operation, body);
+      await deployments(page);
+    } catch (error) {
+      if (error instanceof Unauthorized) return signOut(error.message);
+      $("#deploy-error").textContent = error.message;
+    }
+  };
+  const projects = overview.projects.flatMap((project) => {
+    const byEnvironment = {};
+    for (const d of project.deployments) (byEnvironment[d.environmentSlug] = byEnvironment[d.environmentSlug] || []).push(d);
+    return [
+      el("h2", {}, `${project.id} (${project.slug})`),
+      ...(project.deployments.length === 0 ? [el("div", { class: "empty" }, "No deployments yet: create one with deploy.createDeployment.")] : []),
+      ...Object.keys(byEnvironment).sort().flatMap((environment) => {
+        const list = byEnvironment[environment];
+        const canRollBack = list.some((d) => d.status === "standby");
+        return [
+          el("h3", {}, environment, " ",
+            el("button", { class: "action", "data-action": "rollback", "data-environment": environment, disabled: canRollBack ? null : "",
+              onclick: () => act("deploy.rollback", { projectId: project.id, environmentSlug: environment }) }, "Roll back")),
+          table(["Deployment", "Branch", "Commit", "Status", "Domains", ""], list.map((d) => el("tr", { "data-deployment-id": d.id },
+            el("td", {}, el("code", {}, d.id), d.live ? el("strong", { class: "healthy" }, " live") : ""),
+            el("td", {}, d.branch),
+            el("td", {}, el("code", {}, (d.gitCommit.commitSha || "").slice(0, 7))),
+            el("td", { class: d.status === "failed" ? "status-5xx" : "" }, d.status, d.error ? el("div", { class: "muted" }, d.error) : ""),
+            el("td", {}, d.domains.map((domain) => el("div", {}, el("code", {}, domain)))),
+            el("td", {}, !d.live && ["ready", "standby", "archived"].includes(d.status)
+              ? el("button", { class: "action", "data-action": "promote", onclick: () => act("deploy.promote", { deploymentId: d.id }) }, "Promote")
+              : "")))),
+        ];
+      }),
+    ];
+  });
+  const configured = {};
+  for (const d of snapshot.deployments.filter((d) => !d.id.startsWith("d_"))) (configured[d.environment] = configured[d.environment] || []).push(d);
   page.replaceChildren(
     el("h1", {}, "Deployments"),
-    el("p", { class: "muted" }, "Deployments of the configuration and the providers, by environment. Deployments created through the Deployments API appear here with Promote and Rollback once that API is enabled."),
-    ...Object.keys(byEnvironment).sort().flatMap((environment) => [
-      el("h2", {}, environment),
-      table(["Deployment", "Protocol", "Selection", "Instances"], byEnvironment[environment].map((d) => el("tr", {},
+    el("p", { id: "deploy-error", class: "error", role: "alert" }),
+    ...(overview.projects.length ? projects : [el("div", { class: "empty" }, "No projects: declare them under projects: to use the Deployments API.")]),
+    el("h2", {}, "From the configuration and providers"),
+    ...Object.keys(configured).sort().flatMap((environment) => [
+      el("h3", {}, environment),
+      table(["Deployment", "Protocol", "Selection", "Instances"], configured[environment].map((d) => el("tr", {},
         el("td", {}, el("code", {}, d.id)),
         el("td", {}, d.protocol),
         el("td", {}, d.selection),

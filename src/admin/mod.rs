@@ -156,6 +156,8 @@ enum Call {
     /// The dashboard's data: recent requests, per-deployment series.
     Requests,
     Stats,
+    /// Every project's deployments, for the dashboard.
+    Deployments,
     /// The Deployments API.
     Deploy(DeployOp),
     Rpc(Op),
@@ -173,6 +175,7 @@ impl Endpoint {
             "/v1/certs" => Self::Call(Call::Certs),
             "/v1/requests" => Self::Call(Call::Requests),
             "/v1/stats" => Self::Call(Call::Stats),
+            "/v1/deployments" => Self::Call(Call::Deployments),
             page if dashboard::owns(page) => Self::Dashboard,
             path => {
                 let name = path.strip_prefix("/v2/")?;
@@ -190,7 +193,7 @@ impl Endpoint {
             | Self::Ready
             | Self::Metrics
             | Self::Dashboard
-            | Self::Call(Call::Routes | Call::Certs | Call::Requests | Call::Stats) => Method::GET,
+            | Self::Call(Call::Routes | Call::Certs | Call::Requests | Call::Stats | Call::Deployments) => Method::GET,
             Self::Call(Call::Reload | Call::Deploy(_) | Call::Rpc(_)) => Method::POST,
         }
     }
@@ -235,9 +238,13 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
     let snapshot = state.hub.current();
     let representation = match call {
         Call::Rpc(op) => op.error_representation(),
-        Call::Reload | Call::Routes | Call::Certs | Call::Requests | Call::Stats | Call::Deploy(_) => {
-            Representation::Json
-        }
+        Call::Reload
+        | Call::Routes
+        | Call::Certs
+        | Call::Requests
+        | Call::Stats
+        | Call::Deployments
+        | Call::Deploy(_) => Representation::Json,
     };
     let answer = match auth::require_root_key(&snapshot.root_keys, request.headers(), &snapshot.keys).await {
         Ok(()) => authorized(state, call, request).await,
@@ -272,6 +279,7 @@ async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) 
         }
         Call::Requests => Ok(Reply::data(activity::requests(request.uri().query()))),
         Call::Stats => Ok(Reply::data(activity::stats())),
+        Call::Deployments => Ok(Reply::data(state.platform.overview())),
         Call::Deploy(op) => {
             let body = envelope::read_body(request).await?;
             deploy::run(op, body.to_vec(), state.platform.clone()).await

@@ -360,6 +360,33 @@ impl Platform {
         Ok((page.iter().map(|d| self.view(&state, d)).collect(), next))
     }
 
+    /// Every project of the configuration with its deployments (newest
+    /// first), for the dashboard.
+    pub fn overview(&self) -> Value {
+        let snapshot = self.hub.current();
+        let state = self.lock();
+        let projects: Vec<Value> = snapshot
+            .platform
+            .projects
+            .iter()
+            .map(|project| {
+                let mut deployments: Vec<&DeploymentRecord> = state
+                    .deployments
+                    .values()
+                    .filter(|d| d.project_id == project.id)
+                    .collect();
+                deployments.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+                json!({
+                    "id": project.id,
+                    "slug": project.slug,
+                    "productionBranch": project.production_branch,
+                    "deployments": deployments.iter().map(|d| self.view(&state, d)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({"projects": projects})
+    }
+
     fn view(&self, state: &State, record: &DeploymentRecord) -> Value {
         let snapshot = self.hub.current();
         let settings = &snapshot.platform;
