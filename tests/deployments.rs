@@ -278,3 +278,55 @@ async fn previews_get_their_domains_and_policies_failures_change_nothing_and_sta
     .await;
     assert_eq!(status, 400, "{bad}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygate_deploy_waits_for_ready_or_failed_and_says_so_in_its_exit_code() {
+    let v1 = Upstream::counting("v1").await;
+    let gw = Gateway::start(&config("30m")).await;
+    let admin = format!("http://{}", gw.admin);
+    let base = ["--admin", admin.as_str(), "--root-key", ROOT];
+    let instance = v1.addr_str();
+    let mut create = vec![
+        "deploy",
+        "create",
+        "--project",
+        "proj_api",
+        "--env",
+        "production",
+        "--branch",
+        "main",
+    ];
+    create.extend(["--commit", "9a8b7c6d5e", "--instance", instance.as_str(), "--wait"]);
+    create.extend(base);
+    let out = gw.cli(&create, &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("status: ready") && stdout.contains("api-9a8b7c6.kg.test"),
+        "{stdout}"
+    );
+    assert_eq!(served_by(&gw, "api.kg.test").await, "v1");
+
+    let mut broken = vec![
+        "deploy",
+        "create",
+        "--project",
+        "proj_api",
+        "--instance",
+        "127.0.0.1:1",
+        "--wait",
+    ];
+    broken.extend(base);
+    let out = gw.cli(&broken, &[]).await;
+    assert!(!out.status.success(), "an unreachable deployment fails the command");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("status: failed"));
+
+    let mut list = vec!["deploy", "list", "--project", "proj_api"];
+    list.extend(base);
+    let out = gw.cli(&list, &[]).await;
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && listed.contains("failed") && listed.contains("live"),
+        "{listed}"
+    );
+}

@@ -1,6 +1,6 @@
 //! The `keygate` command line: `run` (the default), `check` and `config`
 //! work on the config file, `state migrate` on its stored state; the client commands — `health`, `reload`,
-//! `routes`, `certs list`, `keys`, `apis` — talk to a running gateway's
+//! `routes`, `certs list`, `keys`, `apis`, `deploy` — talk to a running gateway's
 //! admin listener through one
 //! client ([`client`]), finding it and its root key as [`target`] says.
 
@@ -8,6 +8,7 @@ mod apis;
 mod certs;
 mod client;
 mod config;
+mod deploy;
 mod health;
 mod keys;
 mod reload;
@@ -68,6 +69,8 @@ pub enum Command {
     Apis(Box<apis::ApisArgs>),
     /// What the gateway stores: copy the embedded key store into a database.
     State(state::StateArgs),
+    /// Deployments: create (--wait for ready), list, get, promote, rollback (through the running gateway).
+    Deploy(Box<deploy::DeployArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Keys(args) => with_runtime(keys::main(config, *args)),
         Command::Apis(args) => with_runtime(apis::main(config, *args)),
         Command::State(args) => state::main(config, &args),
+        Command::Deploy(args) => with_runtime(deploy::main(config, *args)),
     }
 }
 
