@@ -183,6 +183,7 @@ async fn a_deployment_goes_live_and_the_next_replaces_it_without_a_failed_reques
     gw.wait_metric("keygate_deployments{status=\"standby\"}", 1.0).await;
 
     // A restart keeps the deployments and what is live.
+    gw.kill9().await;
     gw.restart().await;
     wait_served_by(&gw, "api.kg.test", "v2").await;
     assert_eq!(

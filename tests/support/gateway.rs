@@ -274,6 +274,13 @@ impl Gateway {
     /// Starts the gateway again with the same config, directory (state) and
     /// ports, and waits for `/readyz`.
     pub async fn restart(&mut self) {
+        // A still-running gateway would answer /readyz for the new one, which cannot bind.
+        if let Some(child) = self.child.as_mut() {
+            assert!(
+                child.try_wait().unwrap().is_some(),
+                "restart() while the gateway still runs: stop it first (kill9, or signal and wait_exit)"
+            );
+        }
         let mut cmd = Command::new(keygate_bin());
         cmd.arg("run").arg("--config").arg(&self.config_path);
         self.spawn(cmd);
