@@ -20,11 +20,33 @@ const MAX_BODY: usize = 1 << 20;
 pub struct Reply {
     pub data: Value,
     pub pagination: Option<Value>,
+    /// 200, but 201 for Unkey's creates and 202 for its asynchronous actions.
+    pub status: StatusCode,
 }
 
 impl Reply {
     pub fn data(data: Value) -> Self {
-        Self { data, pagination: None }
+        Self {
+            data,
+            pagination: None,
+            status: StatusCode::OK,
+        }
+    }
+
+    /// One page of a list; `next` is the cursor of the following page.
+    pub fn page(items: Vec<Value>, next: Option<String>) -> Self {
+        let mut pagination = json!({"hasMore": next.is_some()});
+        if let Some(cursor) = next {
+            pagination["cursor"] = json!(cursor);
+        }
+        Self {
+            pagination: Some(pagination),
+            ..Self::data(Value::Array(items))
+        }
+    }
+
+    pub fn with_status(self, status: StatusCode) -> Self {
+        Self { status, ..self }
     }
 }
 
@@ -41,13 +63,13 @@ pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, GatewayError
     }
 }
 
-/// `200 {meta, data, pagination?}`.
+/// `{meta, data, pagination?}`, with the reply's status.
 pub fn ok(request_id: &str, reply: Reply) -> Response<Full<Bytes>> {
     let mut out = json!({"meta": {"requestId": request_id}, "data": reply.data});
     if let Some(pagination) = reply.pagination {
         out["pagination"] = pagination;
     }
-    json_response(StatusCode::OK, out.to_string(), "application/json")
+    json_response(reply.status, out.to_string(), "application/json")
 }
 
 /// An error in the shape every keygate error has, as `representation`.

@@ -44,7 +44,7 @@ use crate::providers::file::Reloader;
 use crate::runtime::Hub;
 use crate::telemetry::{metrics, new_request_id, Exposition};
 use crate::tls::Tls;
-use deploy::DeployOp;
+use deploy::PlatformOp;
 use envelope::{text, Reply};
 use rpc::Op;
 
@@ -159,7 +159,7 @@ enum Call {
     /// Every project's deployments, for the dashboard.
     Deployments,
     /// The Deployments API.
-    Deploy(DeployOp),
+    Deploy(PlatformOp),
     Rpc(Op),
 }
 
@@ -179,7 +179,7 @@ impl Endpoint {
             page if dashboard::owns(page) => Self::Dashboard,
             path => {
                 let name = path.strip_prefix("/v2/")?;
-                match DeployOp::from_name(name) {
+                match PlatformOp::from_name(name) {
                     Some(op) => Self::Call(Call::Deploy(op)),
                     None => Self::Call(Call::Rpc(Op::from_name(name)?)),
                 }
@@ -279,10 +279,11 @@ async fn authorized(state: &AdminState, call: Call, request: Request<Incoming>) 
         }
         Call::Requests => Ok(Reply::data(activity::requests(request.uri().query()))),
         Call::Stats => Ok(Reply::data(activity::stats())),
-        Call::Deployments => Ok(Reply::data(state.platform.overview())),
+        Call::Deployments => Ok(Reply::data(deploy::dashboard_overview(state.platform.overview()))),
         Call::Deploy(op) => {
+            let caller = deploy::caller(request.headers());
             let body = envelope::read_body(request).await?;
-            deploy::run(op, body.to_vec(), state.platform.clone()).await
+            deploy::run(op, body.to_vec(), caller, state.platform.clone()).await
         }
         Call::Rpc(op) => {
             let body = envelope::read_body(request).await?;

@@ -164,7 +164,7 @@ async fn run(target: &Target, args: &DeployArgs) -> Result<ExitCode, String> {
                             text(&d["environmentSlug"]),
                             text(&d["branch"]),
                             text(&d["gitCommit"]["commitSha"]).chars().take(7).collect(),
-                            text(&d["status"]),
+                            status(d),
                             if d["live"] == true {
                                 "live".into()
                             } else {
@@ -212,7 +212,7 @@ async fn wait_until_settled(target: &Target, id: &str, timeout: Duration, as_jso
     let mut last = String::new();
     loop {
         let got = call(target, "deploy.getDeployment", json!({"deploymentId": id})).await?;
-        let status = text(&got["data"]["status"]);
+        let status = status(&got["data"]);
         if status != last {
             if as_json {
                 println!("{}", serde_json::to_string(&got["data"]).unwrap_or_default());
@@ -246,7 +246,7 @@ fn describe(deployment: &Value) {
     println!("id:      {}", text(&deployment["id"]));
     println!(
         "status:  {}{}",
-        text(&deployment["status"]),
+        status(deployment),
         if deployment["live"] == true { " (live)" } else { "" }
     );
     for domain in deployment["domains"].as_array().into_iter().flatten() {
@@ -255,6 +255,12 @@ fn describe(deployment: &Value) {
     for instance in deployment["instances"].as_array().into_iter().flatten() {
         println!("instance: {}", text(&instance["address"]));
     }
+}
+
+/// The deployment's status in keygate's lower-case names (the API sends
+/// it upper-case, as Unkey's internal API does).
+fn status(deployment: &Value) -> String {
+    text(&deployment["status"]).to_ascii_lowercase()
 }
 
 fn text(value: &Value) -> String {

@@ -233,7 +233,7 @@ pub enum SelectionSpec {
 }
 
 /// The `upstream.health_check` section: a check passes on a 2xx within `timeout`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckSpec {
     /// The path checked (must start with `/`).

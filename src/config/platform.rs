@@ -21,10 +21,17 @@ pub struct PlatformSpec {
     /// rolled back to before it is archived. Default 30m.
     #[serde(default)]
     pub standby: Option<HumanDuration>,
-    /// A deployment whose instances are not all reachable within this
+    /// A deployment whose instances are not all healthy within this
     /// fails (and nothing else changes). Default 5m.
     #[serde(default)]
     pub ready_timeout: Option<HumanDuration>,
+    /// Preview deployments (any but the production branch in production)
+    /// that get no request for this long are archived. Default 6h.
+    #[serde(default)]
+    pub preview_idle_archive: Option<HumanDuration>,
+    /// The region name deployments report (`regions` in Unkey's model). Default `local`.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// One entry of `projects:`.
@@ -45,6 +52,18 @@ pub struct ProjectSpec {
     /// every deployment in it.
     #[serde(default)]
     pub environments: BTreeMap<String, EnvironmentSpec>,
+    /// The apps deployments belong to; default one app, `default`. With
+    /// several, generated domains start with `{app}-{slug}`.
+    #[serde(default)]
+    pub apps: Vec<AppSpec>,
+}
+
+/// One app of a project.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    /// Lowercase letters, digits and `-`, at most 40.
+    pub slug: String,
 }
 
 impl ProjectSpec {

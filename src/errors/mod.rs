@@ -54,6 +54,7 @@ pub enum ErrorCode {
     AdminStoreUnavailable,
     ProjectNotFound,
     AdminDeploymentNotFound,
+    ActionNotAvailable,
 }
 
 impl ErrorCode {
@@ -102,6 +103,7 @@ impl ErrorCode {
             AdminStoreUnavailable => ("err:unkey:application:service_unavailable", 503),
             ProjectNotFound => ("err:unkey:data:project_not_found", 404),
             AdminDeploymentNotFound => ("err:unkey:data:deployment_not_found", 404),
+            ActionNotAvailable => ("err:unkey:application:precondition_failed", 412),
         }
     }
 
@@ -165,8 +167,9 @@ impl ErrorCode {
             RoleAlreadyExists => "A role with this name already exists.",
             ProtectedResource => "The resource is defined in the config file and is read-only here; change it there.",
             AdminStoreUnavailable => "The database cannot be reached; nothing was changed. Try again.",
-            ProjectNotFound => "The project does not exist (projects are declared in the configuration).",
+            ProjectNotFound => "The project does not exist.",
             AdminDeploymentNotFound => "The deployment does not exist.",
+            ActionNotAvailable => "The deployment's state does not allow this action now (see its availableActions).",
         }
     }
 

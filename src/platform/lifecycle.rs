@@ -1,18 +1,22 @@
 //! The control plane's background task: deploying deployments are probed
-//! (every instance must accept a TCP connection) until ready or
+//! (every instance must pass the deployment's health check, or accept a
+//! TCP connection when it has none) until ready or
 //! `platform.ready_timeout`; a ready production deployment of the
-//! project's production branch goes live; a standby deployment is
-//! archived after `platform.standby`; and after every change — its own, an
-//! API call's, another replica's, a config reload — the routes are
-//! published again.
+//! project's production branch goes live (unless a rollback paused that);
+//! a standby deployment is archived after `platform.standby`, an idle
+//! preview after `platform.preview_idle_archive`; and after every change —
+//! its own, an API call's, another replica's, a config reload — the routes
+//! are published again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::model::{DeploymentRecord, Status};
-use super::{routing, Platform};
+use super::{projects, routing, Platform};
 use crate::clock::now_ms;
 use crate::runtime::ProviderId;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::Protocol;
 
 /// How often deploying instances are probed and timers checked.
 const TICK: Duration = Duration::from_millis(500);
@@ -79,7 +83,7 @@ async fn advance(platform: &Arc<Platform>) -> bool {
     let mut ready = Vec::new();
     let mut failed = Vec::new();
     for record in deploying {
-        match probe(&record.instances).await {
+        match probe(&record).await {
             Ok(()) => ready.push(record),
             Err(unreachable) => {
                 let since = record.deploying_since.unwrap_or(record.created_at);
@@ -109,41 +113,30 @@ fn apply(
 ) -> Result<bool, super::PlatformError> {
     let settings = platform.hub.current().platform.clone();
     let mut state = platform.lock();
+    let projects = projects::all(&state, &settings);
     let mut changed = Vec::new();
     let mut to_promote = Vec::new();
-    for record in ready {
-        // The API may have changed it while it was probed.
-        if state
-            .deployments
-            .get(&record.id)
-            .is_none_or(|d| d.status != Status::Deploying)
-        {
-            continue;
-        }
-        let mut next = record;
+    // The API may have changed a record while it was probed.
+    let still_deploying = |id: &str| state.deployments.get(id).is_some_and(|d| d.status == Status::Deploying);
+    for mut next in ready.into_iter().filter(|r| still_deploying(&r.id)) {
         next.status = Status::Ready;
         next.ready_at = Some(now);
-        let automatic = settings
-            .project(&next.project_id)
-            .is_some_and(|project| next.environment_slug == "production" && next.branch == project.production_branch);
-        if automatic || next.promote_when_ready {
+        let production_branch = projects
+            .iter()
+            .find(|p| p.id == next.project_id)
+            .is_some_and(|p| next.environment_slug == "production" && next.branch == p.production_branch);
+        let paused = state.live_of(&next).is_some_and(|l| l.rolled_back);
+        if (production_branch && !paused) || next.promote_when_ready {
             to_promote.push(next.id.clone());
         }
         tracing::info!(deployment = next.id, "deployment ready");
         changed.push(next);
     }
-    for (record, unreachable) in failed {
-        if state
-            .deployments
-            .get(&record.id)
-            .is_none_or(|d| d.status != Status::Deploying)
-        {
-            continue;
-        }
-        let mut next = record;
+    for (mut next, unreachable) in failed.into_iter().filter(|(r, _)| still_deploying(&r.id)) {
         next.status = Status::Failed;
+        next.failed_at = Some(now);
         next.error = Some(format!(
-            "instances not reachable within {:?}: {unreachable}",
+            "instances not healthy within {:?}: {unreachable}",
             settings.ready_timeout
         ));
         tracing::warn!(
@@ -154,38 +147,67 @@ fn apply(
         changed.push(next);
     }
     let standby = settings.standby.as_millis() as i64;
+    let idle = settings.preview_idle_archive.as_millis() as i64;
+    let recent = crate::telemetry::recent::recent();
     for record in state.deployments.values() {
         if record.status == Status::Standby && record.standby_since.is_some_and(|since| now - since >= standby) {
             let mut next = record.clone();
             next.status = Status::Archived;
             tracing::info!(deployment = next.id, "standby over: deployment archived");
             changed.push(next);
+        } else if record.status == Status::Ready && is_preview(record, &projects) {
+            let last_used = recent
+                .last_request(&record.id)
+                .max(record.ready_at)
+                .unwrap_or(record.created_at);
+            if now - last_used >= idle {
+                let mut next = record.clone();
+                next.status = Status::Archived;
+                tracing::info!(deployment = next.id, "idle preview archived");
+                changed.push(next);
+            }
         }
     }
     let any = !changed.is_empty() || !to_promote.is_empty();
     if !changed.is_empty() {
-        platform.save(&changed.iter().collect::<Vec<_>>(), &[])?;
-        for record in changed {
-            state.deployments.insert(record.id.clone(), record);
-        }
+        platform.commit(&mut state, changed, Vec::new())?;
     }
     for id in to_promote {
-        platform.make_live(&mut state, &id)?;
+        platform.make_live(&mut state, &id, None)?;
     }
     Ok(any)
 }
 
-/// `Ok` when every instance accepts a connection, else the unreachable ones.
-async fn probe(instances: &[String]) -> Result<(), String> {
-    let attempts = instances.iter().map(|instance| async move {
-        let connected = match instance.parse::<std::net::SocketAddr>() {
-            Ok(address) => matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await,
-                Ok(Ok(_))
-            ),
-            Err(_) => false,
-        };
-        (instance, connected)
+/// Anything but the production branch in production.
+fn is_preview(record: &DeploymentRecord, projects: &[crate::runtime::Project]) -> bool {
+    let production_branch = projects
+        .iter()
+        .find(|p| p.id == record.project_id)
+        .map(|p| p.production_branch.as_str());
+    record.environment_slug != "production" || Some(record.branch.as_str()) != production_branch
+}
+
+/// `Ok` when every instance passes the deployment's health check (or
+/// accepts a connection, without one), else the failing ones.
+async fn probe(record: &DeploymentRecord) -> Result<(), String> {
+    let check = record
+        .health_check
+        .as_ref()
+        .and_then(|spec| HealthCheck::compile(spec, Protocol::Http1).ok());
+    let instances = &record.instances;
+    let attempts = instances.iter().map(|instance| {
+        let check = check.clone();
+        async move {
+            let connected = match (instance.parse::<std::net::SocketAddr>(), check) {
+                (Ok(address), Some(check)) => crate::upstream::health::probe(address, &check).await,
+                (Ok(address), None) => matches!(
+                    tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await,
+                    Ok(Ok(_))
+                ),
+                (Err(_), _) => false,
+            };
+            (instance, connected)
+        }
     });
     let unreachable: Vec<&String> = futures::future::join_all(attempts)
         .await
@@ -206,21 +228,10 @@ fn publish(platform: &Platform) {
     let state = platform.lock();
     let mut counts: std::collections::BTreeMap<&'static str, usize> = std::collections::BTreeMap::new();
     for record in state.deployments.values() {
-        *counts.entry(status_name(record.status)).or_default() += 1;
+        *counts.entry(record.status.name()).or_default() += 1;
     }
     crate::telemetry::metrics().set_deployments(counts);
     let routing = routing::routing(&state, &snapshot);
     drop(state);
     platform.hub.publish(ProviderId::Api, routing);
-}
-
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Pending => "pending",
-        Status::Deploying => "deploying",
-        Status::Ready => "ready",
-        Status::Failed => "failed",
-        Status::Standby => "standby",
-        Status::Archived => "archived",
-    }
 }

@@ -1,43 +1,53 @@
-//! The control plane: deployments created through the admin API
-//! (`deploy.*`) move `pending → deploying → ready | failed`, get their
-//! domains, and go live — automatically for the production branch, or by
-//! `promote` — while the previous live one waits on `standby` for a
-//! rollback. Records persist in the key store (so they survive restarts
-//! and, with `state.database`, are shared by every replica); the routes
-//! they imply are published to the [`Hub`] as the `api` provider, so a
-//! switch is one snapshot swap.
+//! The control plane: deployments created through the admin API move
+//! `pending → deploying → ready | failed`, get their domains, and go live —
+//! automatically for the production branch, or by `promote` — while the
+//! previous live one waits on `standby` for a rollback. Records persist in
+//! the key store (so they survive restarts and, with `state.database`, are
+//! shared by every replica); the routes they imply are published to the
+//! [`Hub`] as the `api` provider, so a switch is one snapshot swap.
 //!
-//! [`Platform`] holds the state and the operations; `lifecycle` is the
-//! background task that probes instances and applies timeouts; `routing`
-//! turns the state into routes.
+//! [`Platform`] holds the state and the operations (`switch`: what goes
+//! live; `projects`: the projects of the file and of the API; `view`: what
+//! the API shows); `lifecycle` is the background task that checks
+//! instances and applies timers; `routing` turns the state into routes.
 
 mod domains;
 mod lifecycle;
 pub mod model;
+mod projects;
 mod routing;
+mod switch;
+mod view;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
+use crate::config::deployment::HealthCheckSpec;
 use crate::keys::model::new_id;
 use crate::keys::store::StoreError;
-use crate::runtime::{Hub, Project};
+use crate::runtime::Hub;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::Protocol;
 pub use lifecycle::run;
-use model::{live_id, DeploymentRecord, GitCommit, LiveRecord, Status};
+use model::{DeploymentRecord, GitCommit, LiveRecord, ProjectRecord, Status, Trigger};
+pub use projects::NewProject;
+pub use view::{Action, Filter, InstanceView, View};
 
 /// Record kinds in the store.
 const DEPLOYMENT: &str = "deployment";
 const LIVE: &str = "live";
+const PROJECT: &str = "project";
 
 /// Why an operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
-    #[error("project {0:?} is not in the configuration's projects")]
+    #[error("project {0:?} does not exist")]
     ProjectNotFound(String),
+    #[error("project {project:?} has no app {app:?}")]
+    AppNotFound { project: String, app: String },
     #[error("deployment {0:?} does not exist")]
     DeploymentNotFound(String),
     #[error("{0}")]
@@ -48,23 +58,30 @@ pub enum PlatformError {
     Store(#[from] StoreError),
 }
 
-/// What `deploy.createDeployment` asks for.
-#[derive(Debug, Clone)]
+/// What `deploy.createDeployment` (or `deployments.createDeployment`) asks for.
+#[derive(Debug, Clone, Default)]
 pub struct NewDeployment {
-    pub project_id: String,
+    /// The project's id or slug.
+    pub project: String,
+    /// The app's slug; none: the project's first.
+    pub app: Option<String>,
     pub environment_slug: String,
     pub branch: String,
     pub git_commit: GitCommit,
     pub docker_image: Option<String>,
     pub keyspace_id: Option<String>,
     pub instances: Vec<String>,
+    pub health_check: Option<HealthCheckSpec>,
+    pub trigger: Trigger,
 }
 
 #[derive(Debug, Default)]
 struct State {
     deployments: BTreeMap<String, DeploymentRecord>,
-    /// By [`live_id`].
+    /// By [`model::live_id`].
     live: BTreeMap<String, LiveRecord>,
+    /// Projects created through the API, by id.
+    projects: BTreeMap<String, ProjectRecord>,
 }
 
 /// The control plane's state and operations.
@@ -76,7 +93,7 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Loads the stored deployments.
+    /// Loads the stored records.
     pub fn open(hub: Arc<Hub>) -> Result<Arc<Self>, StoreError> {
         let platform = Arc::new(Self {
             hub,
@@ -95,91 +112,110 @@ impl Platform {
     fn reload(&self) -> Result<(), StoreError> {
         let keys = self.hub.current().keys.service.clone();
         let records = keys.records();
-        let mut state = State::default();
-        for (id, text) in records.records(DEPLOYMENT)? {
-            match serde_json::from_str(&text) {
-                Ok(record) => {
-                    state.deployments.insert(id, record);
-                }
-                Err(e) => tracing::error!(deployment = id, "unreadable deployment record skipped: {e}"),
-            }
-        }
-        for (id, text) in records.records(LIVE)? {
-            match serde_json::from_str(&text) {
-                Ok(record) => {
-                    state.live.insert(id, record);
-                }
-                Err(e) => tracing::error!(environment = id, "unreadable live record skipped: {e}"),
-            }
-        }
+        let state = State {
+            deployments: read(records.records(DEPLOYMENT)?, DEPLOYMENT),
+            live: read(records.records(LIVE)?, LIVE),
+            projects: read(records.records(PROJECT)?, PROJECT),
+        };
         *self.lock() = state;
         Ok(())
     }
 
-    /// Writes `deployments` and `live` records, then tells the other replicas.
-    fn save(&self, deployments: &[&DeploymentRecord], live: &[(&str, &LiveRecord)]) -> Result<(), StoreError> {
+    /// Stamps and writes `deployments` and `live` records, puts them into
+    /// `state`, and tells the lifecycle task and the other replicas.
+    fn commit(
+        &self,
+        state: &mut State,
+        deployments: Vec<DeploymentRecord>,
+        live: Vec<(String, LiveRecord)>,
+    ) -> Result<(), StoreError> {
         let keys = self.hub.current().keys.service.clone();
         let now = now_ms();
-        for record in deployments {
-            let text = serde_json::to_string(record).map_err(|e| StoreError::Task(e.to_string()))?;
+        for mut record in deployments {
+            record.updated_at = Some(now);
+            let text = serde_json::to_string(&record).map_err(|e| StoreError::Task(e.to_string()))?;
             keys.records().put_record(DEPLOYMENT, &record.id, &text, now)?;
+            state.deployments.insert(record.id.clone(), record);
         }
         for (id, record) in live {
-            let text = serde_json::to_string(record).map_err(|e| StoreError::Task(e.to_string()))?;
-            keys.records().put_record(LIVE, id, &text, now)?;
+            let text = serde_json::to_string(&record).map_err(|e| StoreError::Task(e.to_string()))?;
+            keys.records().put_record(LIVE, &id, &text, now)?;
+            state.live.insert(id, record);
         }
         keys.records_written();
         self.changed.notify_one();
         Ok(())
     }
 
-    fn project(&self, id: &str) -> Result<Project, PlatformError> {
-        self.hub
-            .current()
-            .platform
-            .project(id)
+    /// A stored deployment, as it is.
+    pub fn record(&self, id: &str) -> Result<DeploymentRecord, PlatformError> {
+        self.lock()
+            .deployments
+            .get(id)
             .cloned()
-            .ok_or_else(|| PlatformError::ProjectNotFound(id.to_string()))
+            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))
     }
 
     /// Creates a deployment; it starts deploying once it has instances.
     pub fn create(&self, new: NewDeployment) -> Result<String, PlatformError> {
-        let project = self.project(&new.project_id)?;
+        check_instances(&new.instances)?;
+        if let Some(check) = &new.health_check {
+            HealthCheck::compile(check, Protocol::Http1)
+                .map_err(|(field, message)| PlatformError::Invalid(format!("healthCheck.{field}: {message}")))?;
+        }
+        let settings = self.hub.current().platform.clone();
+        let mut state = self.lock();
+        let project = projects::find(&state, &settings, &new.project)
+            .ok_or_else(|| PlatformError::ProjectNotFound(new.project.clone()))?;
+        let app = match &new.app {
+            Some(name) => project.app(name).ok_or_else(|| PlatformError::AppNotFound {
+                project: project.id.clone(),
+                app: name.clone(),
+            })?,
+            None => project.apps.first().map_or(crate::runtime::DEFAULT_APP, String::as_str),
+        }
+        .to_string();
         if !project.environments.is_empty() && !project.environments.contains_key(&new.environment_slug) {
             let known: Vec<&str> = project.environments.keys().map(String::as_str).collect();
             return Err(PlatformError::Invalid(format!(
-                "environmentSlug {:?} is not an environment of {} ({})",
+                "environment {:?} is not an environment of {} ({})",
                 new.environment_slug,
                 project.id,
                 known.join(", ")
             )));
         }
-        check_instances(&new.instances)?;
+        if !crate::runtime::is_slug(&new.environment_slug, 40) {
+            return Err(PlatformError::Invalid(format!(
+                "environment {:?} must be 1-40 lowercase letters, digits and '-'",
+                new.environment_slug
+            )));
+        }
         let now = now_ms();
+        let deploying = !new.instances.is_empty();
         let record = DeploymentRecord {
             id: new_id("d"),
-            project_id: new.project_id,
+            project_id: project.id.clone(),
+            app,
             environment_slug: new.environment_slug,
             branch: new.branch,
             git_commit: new.git_commit,
             docker_image: new.docker_image,
             keyspace_id: new.keyspace_id,
-            status: if new.instances.is_empty() {
-                Status::Pending
-            } else {
-                Status::Deploying
-            },
-            deploying_since: (!new.instances.is_empty()).then_some(now),
             instances: new.instances,
+            health_check: new.health_check,
+            trigger: new.trigger,
+            status: if deploying { Status::Deploying } else { Status::Pending },
             created_at: now,
+            updated_at: None,
+            deploying_since: deploying.then_some(now),
             ready_at: None,
+            failed_at: None,
             standby_since: None,
             error: None,
             promote_when_ready: false,
         };
-        self.save(&[&record], &[])?;
         let id = record.id.clone();
-        self.lock().deployments.insert(id.clone(), record);
+        self.commit(&mut state, vec![record], Vec::new())?;
         Ok(id)
     }
 
@@ -190,11 +226,11 @@ impl Platform {
             return Err(PlatformError::Invalid("instances: at least one ip:port".into()));
         }
         let mut state = self.lock();
-        let record = state
+        let mut next = state
             .deployments
-            .get_mut(id)
+            .get(id)
+            .cloned()
             .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
-        let mut next = record.clone();
         for instance in instances {
             if !next.instances.contains(&instance) {
                 next.instances.push(instance);
@@ -204,63 +240,8 @@ impl Platform {
             next.status = Status::Deploying;
             next.deploying_since = Some(now_ms());
         }
-        self.save(&[&next], &[])?;
-        *record = next;
+        self.commit(&mut state, vec![next], Vec::new())?;
         Ok(())
-    }
-
-    /// Makes `id` its environment's live deployment (a ready, standby or
-    /// archived one; an archived one is probed again first).
-    pub fn promote(&self, id: &str) -> Result<(), PlatformError> {
-        let mut state = self.lock();
-        let record = state
-            .deployments
-            .get(id)
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
-        match record.status {
-            Status::Ready | Status::Standby => self.make_live(&mut state, id),
-            Status::Archived => {
-                let mut next = record.clone();
-                next.status = Status::Deploying;
-                next.deploying_since = Some(now_ms());
-                next.error = None;
-                // Once ready again, the lifecycle makes it live.
-                next.promote_when_ready = true;
-                self.save(&[&next], &[])?;
-                state.deployments.insert(id.to_string(), next);
-                Ok(())
-            }
-            status => Err(PlatformError::Conflict(format!(
-                "deployment {id} is {} and cannot be promoted",
-                serde_json::to_value(status).unwrap_or(Value::Null)
-            ))),
-        }
-    }
-
-    /// Makes the environment's previous live deployment live again.
-    pub fn rollback(&self, project_id: &str, environment: &str) -> Result<String, PlatformError> {
-        self.project(project_id)?;
-        let mut state = self.lock();
-        let key = live_id(project_id, environment);
-        let live = state.live.get(&key).cloned().unwrap_or_default();
-        let target = live
-            .previous
-            .iter()
-            .rev()
-            .find(|id| {
-                state
-                    .deployments
-                    .get(*id)
-                    .is_some_and(|d| matches!(d.status, Status::Standby | Status::Ready))
-            })
-            .cloned()
-            .ok_or_else(|| {
-                PlatformError::Conflict(format!(
-                    "{environment} of {project_id} has no previous deployment on standby to roll back to"
-                ))
-            })?;
-        self.make_live(&mut state, &target)?;
-        Ok(target)
     }
 
     /// Removes a deployment that is not live.
@@ -270,8 +251,7 @@ impl Platform {
             .deployments
             .get(id)
             .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
-        let key = live_id(&record.project_id, &record.environment_slug);
-        if state.live.get(&key).is_some_and(|l| l.deployment_id == id) {
+        if state.is_live(record) {
             return Err(PlatformError::Conflict(format!(
                 "deployment {id} is live; promote another one first"
             )));
@@ -283,152 +263,54 @@ impl Platform {
         self.changed.notify_one();
         Ok(())
     }
+}
 
-    /// `id` goes live in its environment; the one it replaces goes to standby.
-    fn make_live(&self, state: &mut State, id: &str) -> Result<(), PlatformError> {
-        let now = now_ms();
-        let Some(record) = state.deployments.get(id).cloned() else {
-            return Err(PlatformError::DeploymentNotFound(id.to_string()));
-        };
-        let key = live_id(&record.project_id, &record.environment_slug);
-        let mut live = state.live.get(&key).cloned().unwrap_or_default();
-        let mut changed = Vec::new();
-        if !live.deployment_id.is_empty() && live.deployment_id != id {
-            if let Some(previous) = state.deployments.get(&live.deployment_id) {
-                let mut previous = previous.clone();
-                previous.status = Status::Standby;
-                previous.standby_since = Some(now);
-                changed.push(previous);
+impl State {
+    /// The live record of `record`'s environment.
+    fn live_of(&self, record: &DeploymentRecord) -> Option<&LiveRecord> {
+        self.live.get(&model::live_id(
+            &record.project_id,
+            &record.app,
+            &record.environment_slug,
+        ))
+    }
+
+    /// Whether `record` is its environment's live deployment.
+    fn is_live(&self, record: &DeploymentRecord) -> bool {
+        self.live_of(record).is_some_and(|l| l.deployment_id == record.id)
+    }
+}
+
+/// Parses stored records of `kind`; an unreadable one is logged and skipped.
+fn read<T: serde::de::DeserializeOwned>(records: Vec<(String, String)>, kind: &str) -> BTreeMap<String, T> {
+    let mut parsed = BTreeMap::new();
+    for (id, text) in records {
+        match serde_json::from_str(&text) {
+            Ok(record) => {
+                parsed.insert(id, record);
             }
-            live.previous.retain(|p| p != &live.deployment_id && p != id);
-            live.previous.push(live.deployment_id.clone());
+            Err(e) => tracing::error!(record = id, "unreadable {kind} record skipped: {e}"),
         }
-        live.previous.retain(|p| p != id);
-        live.deployment_id = id.to_string();
-        let mut promoted = record;
-        promoted.status = Status::Ready;
-        promoted.standby_since = None;
-        promoted.promote_when_ready = false;
-        changed.push(promoted);
-        self.save(&changed.iter().collect::<Vec<_>>(), &[(&key, &live)])?;
-        for record in changed {
-            state.deployments.insert(record.id.clone(), record);
-        }
-        state.live.insert(key, live);
-        crate::telemetry::metrics().deployment_promotions.inc();
-        tracing::info!(deployment = id, "deployment is live");
-        Ok(())
     }
+    parsed
+}
 
-    /// The deployment as the API shows it.
-    pub fn get(&self, id: &str) -> Result<Value, PlatformError> {
-        let state = self.lock();
-        let record = state
-            .deployments
-            .get(id)
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
-        Ok(self.view(&state, record))
-    }
-
-    /// Deployments of `project_id` (and `environment`), newest first, after `cursor`.
-    pub fn list(
-        &self,
-        project_id: &str,
-        environment: Option<&str>,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<Value>, Option<String>), PlatformError> {
-        self.project(project_id)?;
-        let state = self.lock();
-        let mut matching: Vec<&DeploymentRecord> = state
-            .deployments
-            .values()
-            .filter(|d| d.project_id == project_id && environment.is_none_or(|e| d.environment_slug == e))
-            .collect();
-        matching.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        let start = match cursor {
-            Some(cursor) => matching
-                .iter()
-                .position(|d| d.id == cursor)
-                .map_or(matching.len(), |i| i + 1),
-            None => 0,
-        };
-        let page: Vec<&DeploymentRecord> = matching.iter().skip(start).take(limit).copied().collect();
-        let next = (start + page.len() < matching.len())
-            .then(|| page.last().map(|d| d.id.clone()))
-            .flatten();
-        Ok((page.iter().map(|d| self.view(&state, d)).collect(), next))
-    }
-
-    /// Every project of the configuration with its deployments (newest
-    /// first), for the dashboard.
-    pub fn overview(&self) -> Value {
-        let snapshot = self.hub.current();
-        let state = self.lock();
-        let projects: Vec<Value> = snapshot
-            .platform
-            .projects
+/// One page of `items` (already in order) after the item whose id is
+/// `cursor`, and the cursor of the next page.
+fn page<T>(items: Vec<T>, limit: usize, cursor: Option<&str>, id: impl Fn(&T) -> &str) -> (Vec<T>, Option<String>) {
+    let start = match cursor {
+        Some(cursor) => items
             .iter()
-            .map(|project| {
-                let mut deployments: Vec<&DeploymentRecord> = state
-                    .deployments
-                    .values()
-                    .filter(|d| d.project_id == project.id)
-                    .collect();
-                deployments.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-                json!({
-                    "id": project.id,
-                    "slug": project.slug,
-                    "productionBranch": project.production_branch,
-                    "deployments": deployments.iter().map(|d| self.view(&state, d)).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({"projects": projects})
-    }
-
-    fn view(&self, state: &State, record: &DeploymentRecord) -> Value {
-        let snapshot = self.hub.current();
-        let settings = &snapshot.platform;
-        let domains = routing::domains_of(state, settings, record);
-        let healthy: Vec<Value> = record
-            .instances
-            .iter()
-            .map(|address| {
-                let healthy = snapshot
-                    .deployments
-                    .iter()
-                    .find(|d| *d.id == *record.id)
-                    .map(|d| {
-                        d.instances
-                            .current()
-                            .iter()
-                            .any(|e| e.target.to_string() == *address && e.is_healthy())
-                    })
-                    .unwrap_or(false);
-                json!({"address": address, "healthy": healthy && record.status != Status::Failed})
-            })
-            .collect();
-        let live = state
-            .live
-            .get(&live_id(&record.project_id, &record.environment_slug))
-            .is_some_and(|l| l.deployment_id == record.id);
-        json!({
-            "id": record.id,
-            "projectId": record.project_id,
-            "environmentSlug": record.environment_slug,
-            "branch": record.branch,
-            "gitCommit": record.git_commit,
-            "dockerImage": record.docker_image,
-            "status": record.status,
-            "live": live,
-            "domains": domains,
-            "instances": healthy,
-            "createdAt": record.created_at,
-            "readyAt": record.ready_at,
-            "error": record.error,
-        })
-    }
+            .position(|item| id(item) == cursor)
+            .map_or(items.len(), |i| i + 1),
+        None => 0,
+    };
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(start).take(limit).collect();
+    let next = (start + page.len() < total)
+        .then(|| page.last().map(|item| id(item).to_string()))
+        .flatten();
+    (page, next)
 }
 
 /// Every instance must be `ip:port`.

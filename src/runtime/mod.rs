@@ -17,7 +17,7 @@ mod services;
 mod snapshot;
 
 pub use in_flight::{InFlight, InFlightCounter};
-pub use platform::{is_slug, PlatformSettings, Project};
+pub use platform::{is_slug, PlatformSettings, Project, DEFAULT_APP};
 pub use providers::{DockerEndpoint, DockerSettings, KubernetesSettings, PolicySets, ProvidersSettings};
 pub use publish::{merge, Hub, Merged, ProviderId, Route, Routing, SharedSnapshot};
 pub use services::{Services, ServicesError};

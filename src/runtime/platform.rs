@@ -16,19 +16,48 @@ pub struct PlatformSettings {
     pub base_domain: String,
     pub standby: Duration,
     pub ready_timeout: Duration,
+    pub preview_idle_archive: Duration,
+    pub region: String,
     pub projects: Vec<Project>,
 }
 
-/// One project of the file.
+/// One project: of the file, or created through the API (then without
+/// environments' policies).
 #[derive(Debug, Clone)]
 pub struct Project {
     pub id: String,
+    /// The display name (the slug for the file's projects).
+    pub name: String,
     pub slug: String,
     pub production_branch: String,
     pub domains: Vec<String>,
-    /// Environment → its policy chain.
+    /// Environment → its policy chain; empty: every environment, no policies.
     pub environments: BTreeMap<String, PolicyChain>,
+    /// App slugs, at least one.
+    pub apps: Vec<String>,
+    /// Created through the API (unix ms); `None` for the file's.
+    pub created_at: Option<i64>,
 }
+
+impl Project {
+    /// The first label of the app's generated domains: the project's slug,
+    /// or `{app}-{slug}` when the project has several apps.
+    pub fn label(&self, app: &str) -> String {
+        if self.apps.len() > 1 {
+            format!("{app}-{}", self.slug)
+        } else {
+            self.slug.clone()
+        }
+    }
+
+    /// The app named by `name` (its slug), if the project has it.
+    pub fn app(&self, name: &str) -> Option<&str> {
+        self.apps.iter().map(String::as_str).find(|app| *app == name)
+    }
+}
+
+/// The app every project has when it names none.
+pub const DEFAULT_APP: &str = "default";
 
 impl PlatformSettings {
     /// Errors are `(field, message)`, the field below the file's root.
@@ -86,24 +115,52 @@ impl PlatformSettings {
                     .map_err(|(f, message)| (format!("projects[{i}].environments.{name}.policies{f}"), message))?;
                 environments.insert(name.clone(), chain);
             }
+            let mut apps = Vec::new();
+            for (a, app) in project.apps.iter().enumerate() {
+                if !is_slug(&app.slug, 40) || apps.contains(&app.slug) {
+                    return Err((
+                        format!("projects[{i}].apps[{a}].slug"),
+                        format!("{:?} must be 1-40 lowercase letters, digits and '-', unique", app.slug),
+                    ));
+                }
+                apps.push(app.slug.clone());
+            }
+            if apps.is_empty() {
+                apps.push(DEFAULT_APP.to_string());
+            }
             compiled.push(Project {
                 id: project.id.clone(),
+                name: project.slug.clone(),
                 slug: project.slug.clone(),
                 production_branch: project.production_branch.clone(),
                 domains: project.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
                 environments,
+                apps,
+                created_at: None,
             });
+        }
+        let region = spec.region.clone().unwrap_or_else(|| "local".into());
+        if !is_slug(&region, 63) {
+            return Err((
+                "platform.region".into(),
+                format!("{region:?} must be 1-63 lowercase letters, digits and '-'"),
+            ));
         }
         Ok(Self {
             base_domain: base_domain.to_ascii_lowercase(),
             standby: spec.standby.map_or(Duration::from_secs(30 * 60), |d| d.0),
             ready_timeout: spec.ready_timeout.map_or(Duration::from_secs(5 * 60), |d| d.0),
+            preview_idle_archive: spec.preview_idle_archive.map_or(Duration::from_secs(6 * 3600), |d| d.0),
+            region,
             projects: compiled,
         })
     }
 
-    pub fn project(&self, id: &str) -> Option<&Project> {
-        self.projects.iter().find(|p| p.id == id)
+    /// The file's project with this id or slug.
+    pub fn project(&self, id_or_slug: &str) -> Option<&Project> {
+        self.projects
+            .iter()
+            .find(|p| p.id == id_or_slug || p.slug == id_or_slug)
     }
 }
 

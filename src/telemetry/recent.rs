@@ -129,6 +129,12 @@ impl Recent {
         all
     }
 
+    /// When `deployment` last answered a request in this process (unix ms).
+    pub fn last_request(&self, deployment: &str) -> Option<i64> {
+        let last = self.series.load().get(deployment)?.last.load(Ordering::Relaxed);
+        (last > 0).then_some(last)
+    }
+
     fn series_of(&self, deployment: &Arc<str>) -> Arc<Series> {
         if let Some(series) = self.series.load().get(deployment) {
             return series.clone();
@@ -149,6 +155,9 @@ impl Recent {
 /// One deployment's minutes, in a ring indexed by minute.
 struct Series {
     minutes: [Minute; MINUTES],
+    /// When its last request was answered (unix ms; 0: none yet), for
+    /// archiving idle previews.
+    last: AtomicI64,
 }
 
 impl Default for Minute {
@@ -166,6 +175,7 @@ impl Default for Series {
     fn default() -> Self {
         Self {
             minutes: std::array::from_fn(|_| Minute::default()),
+            last: AtomicI64::new(0),
         }
     }
 }
@@ -192,6 +202,7 @@ pub struct MinuteStats {
 
 impl Series {
     fn record(&self, at_ms: i64, latency: Duration, error: bool) {
+        self.last.fetch_max(at_ms, Ordering::Relaxed);
         let minute = at_ms.div_euclid(60_000);
         let slot = &self.minutes[minute.rem_euclid(MINUTES as i64) as usize];
         let seen = slot.minute.load(Ordering::Acquire);

@@ -74,8 +74,9 @@ pub async fn run(endpoint: Weak<Endpoint>, addr: SocketAddr, check: HealthCheck)
     }
 }
 
-/// One check: a 2xx within the timeout passes.
-async fn probe(addr: SocketAddr, check: &HealthCheck) -> bool {
+/// One check: a 2xx within the timeout passes (also how the control plane
+/// decides that a new deployment is ready).
+pub async fn probe(addr: SocketAddr, check: &HealthCheck) -> bool {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let io = TokioIo::new(stream);

@@ -48,16 +48,8 @@ impl Listing {
 pub(in crate::admin) fn page_of(mut items: Vec<(String, Value)>, limit: usize) -> Reply {
     let has_more = items.len() > limit;
     items.truncate(limit);
-    let mut pagination = json!({"hasMore": has_more});
-    if has_more {
-        if let Some((last, _)) = items.last() {
-            pagination["cursor"] = json!(last);
-        }
-    }
-    Reply {
-        data: Value::Array(items.into_iter().map(|(_, v)| v).collect()),
-        pagination: Some(pagination),
-    }
+    let next = has_more.then(|| items.last().map(|(last, _)| last.clone())).flatten();
+    Reply::page(items.into_iter().map(|(_, v)| v).collect(), next)
 }
 
 /// Unkey's `Permission`.
