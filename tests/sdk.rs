@@ -1,7 +1,8 @@
 //! Unkey's official SDKs, unchanged, against the real gateway: `@unkey/api`
 //! and `@unkey/ratelimit` (Node) and `unkey.py` (Python), pointed at the
 //! admin listener. Each SDK's driver script in `tests/clients/` calls every
-//! method of its apis, keys, identities, permissions and ratelimit groups,
+//! method of its apis, keys, identities, permissions, ratelimit, deployments
+//! and internal groups (and projects' create, get and list),
 //! asserts the answers and the typed error classes (400, 401, 403, 404,
 //! 409, 412), and fails when a method fails or was never called.
 //!
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::gateway::Gateway;
+use support::upstreams::Upstream;
 
 const ROOT: &str = "root_sdk_test";
 /// A config keyspace (read-only through the API: 412) with one key (an API key, not a root key: 403).
@@ -31,6 +33,12 @@ deployments:
 routes:
   - host: app.test
     deployment: dep
+platform:
+  base_domain: kg.test
+projects:
+  - id: proj_sdk
+    slug: sdk
+    environments: {production: {}, preview: {}}
 "#;
 /// A driver gets this long (it makes a few hundred calls).
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(180);
@@ -51,6 +59,8 @@ fn on_path(name: &str) -> Option<PathBuf> {
 /// output unless every method worked.
 async fn drive(program: &Path, script: &str) {
     let gw = Gateway::start(CONFIG).await;
+    // The instance the drivers' deployments get.
+    let instance = Upstream::counting("sdk-instance").await;
     let run = tokio::process::Command::new(program)
         .arg(script)
         .current_dir(clients_dir())
@@ -58,6 +68,8 @@ async fn drive(program: &Path, script: &str) {
         .env("KEYGATE_ROOT_KEY", ROOT)
         .env("KEYGATE_CONFIG_API", "ks_config")
         .env("KEYGATE_API_KEY", "sk_config_user")
+        .env("KEYGATE_PROJECT", "proj_sdk")
+        .env("KEYGATE_INSTANCE", instance.addr_str())
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(DRIVER_TIMEOUT, run)

@@ -177,6 +177,10 @@ impl Endpoint {
             "/v1/stats" => Self::Call(Call::Stats),
             "/v1/deployments" => Self::Call(Call::Deployments),
             page if dashboard::owns(page) => Self::Dashboard,
+            // Unkey's newer create (an `oci` source), same model.
+            "/v3/deployments.createDeployment" => {
+                Self::Call(Call::Deploy(PlatformOp::from_name("deployments.createDeployment")?))
+            }
             path => {
                 let name = path.strip_prefix("/v2/")?;
                 match PlatformOp::from_name(name) {

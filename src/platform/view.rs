@@ -56,6 +56,10 @@ pub struct Filter {
     pub app: Option<String>,
     pub environment: Option<String>,
     pub statuses: Option<Vec<Status>>,
+    pub branches: Option<Vec<String>>,
+    /// Created at or after / before (unix ms).
+    pub created_from: Option<i64>,
+    pub created_until: Option<i64>,
 }
 
 impl Platform {
@@ -92,6 +96,9 @@ impl Platform {
             .filter(|d| filter.app.as_ref().is_none_or(|a| d.app == *a))
             .filter(|d| filter.environment.as_ref().is_none_or(|e| d.environment_slug == *e))
             .filter(|d| filter.statuses.as_ref().is_none_or(|s| s.contains(&d.status)))
+            .filter(|d| filter.branches.as_ref().is_none_or(|b| b.contains(&d.branch)))
+            .filter(|d| filter.created_from.is_none_or(|t| d.created_at >= t))
+            .filter(|d| filter.created_until.is_none_or(|t| d.created_at <= t))
             .collect();
         matching.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         let (page, next) = super::page(matching, limit, cursor, |d| d.id.as_str());

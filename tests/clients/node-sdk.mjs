@@ -2,10 +2,10 @@
 // running keygate, exactly as an application would: `serverURL` is the
 // admin listener. tests/sdk.rs starts the gateway and this script.
 //
-// Every method of the SDK's apis, keys, identities, permissions and
-// ratelimit groups is called and its answer checked, and the typed error
-// classes are checked for 400, 401, 403, 404, 409 and 412. The last line of
-// stdout is a JSON report {sdk, methods: {name: "ok" | error}, missing};
+// Every method of the SDK's apis, keys, identities, permissions, ratelimit,
+// deployments and internal groups (and projects' create, get and list) is
+// called and its answer checked, and the typed error classes are checked
+// for 400, 401, 403, 404, 409 and 412. The last line of stdout is a JSON report {sdk, methods: {name: "ok" | error}, missing};
 // the exit code is 1 when a method failed or was never called.
 
 import assert from "node:assert/strict";
@@ -23,10 +23,12 @@ const serverURL = env("KEYGATE_ADMIN_URL");
 const rootKey = env("KEYGATE_ROOT_KEY");
 const configApi = env("KEYGATE_CONFIG_API"); // a keyspace from the config file: read-only
 const apiKey = env("KEYGATE_API_KEY"); // a key of that keyspace: not a root key
+const project = env("KEYGATE_PROJECT"); // a project of the config file (production, preview)
+const instance = env("KEYGATE_INSTANCE"); // ip:port of a running upstream
 
 // No retries: a 5xx must show, not be retried away.
 const unkey = new Unkey({ serverURL, rootKey, retryConfig: { strategy: "none" } });
-const GROUPS = ["apis", "keys", "identities", "permissions", "ratelimit"];
+const GROUPS = ["apis", "keys", "identities", "permissions", "ratelimit", "deployments", "internal"];
 const outcomes = {};
 
 /** Runs one method's checks, recording the outcome under `name` ("keys.getKey"). */
@@ -394,6 +396,111 @@ await step("@unkey/ratelimit Overrides", async () => {
   const listed = await overrides.listOverrides({ namespace: `${namespace}-rl` });
   assert.equal(listed.data.length, 1);
   await overrides.deleteOverride({ namespace: `${namespace}-rl`, identifier: "gina" });
+});
+
+// Deployments: projects, Unkey's public deployments API and its internal one.
+// The SDKs cannot send keygate's `instances`: they come through keygate's
+// own deploy.addInstances, as a CI job or the Docker provider would add them.
+async function addInstances(deploymentId) {
+  const response = await fetch(`${serverURL}/v2/deploy.addInstances`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${rootKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ deploymentId, instances: [instance] }),
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+/** Polls getDeployment (bounded) until `check` holds; returns the deployment. */
+async function waitFor(deploymentId, check, what) {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const got = (await unkey.deployments.getDeployment({ deploymentId })).data;
+    if (check(got)) return got;
+    if (Date.now() > deadline) throw new Error(`${deploymentId} never became ${what}: ${JSON.stringify(got)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+let firstDeployment;
+let secondDeployment;
+let previewDeployment;
+await step("projects.createProject", async () => {
+  const res = await unkey.projects.createProject({ name: `Node ${suffix}`, slug: `node-${suffix}` });
+  assert.match(res.data.id, /^proj_/);
+  await rejects(() => unkey.projects.createProject({ name: "again", slug: `node-${suffix}` }), errors.ConflictErrorResponse, 409, "err:unkey:data:conflict");
+  const got = await unkey.projects.getProject({ project: `node-${suffix}` });
+  assert.deepEqual([got.data.id, got.data.name, got.data.deleteProtection], [res.data.id, `Node ${suffix}`, false]);
+});
+await step("projects.getProject", async () => {
+  const got = await unkey.projects.getProject({ project });
+  assert.equal(got.data.id, project);
+  assert.equal(got.data.deleteProtection, true, "the file's projects are protected");
+});
+await step("projects.listProjects", async () => {
+  const res = await unkey.projects.listProjects({ search: "node-" });
+  assert.deepEqual(res.result.data.map((p) => p.slug), [`node-${suffix}`]);
+});
+await step("deployments.createDeployment", async () => {
+  const res = await unkey.deployments.createDeployment({ project, app: "default", environment: "production", git: { branch: "main", commitSha: "1a2b3c4d5e6f" } });
+  firstDeployment = res.data.deploymentId;
+  assert.match(firstDeployment, /^d_/);
+  await rejects(() => unkey.deployments.createDeployment({ project: "proj_missing", app: "default", environment: "production", image: { dockerImage: "x" } }), errors.NotFoundErrorResponse, 404, "err:unkey:data:project_not_found");
+});
+await step("deployments.getDeployment", async () => {
+  const pending = (await unkey.deployments.getDeployment({ deploymentId: firstDeployment })).data;
+  assert.deepEqual([pending.status, pending.isCurrent, pending.availableActions], ["pending", false, []]);
+  assert.deepEqual([pending.project, pending.app, pending.environment, pending.git.commitSha, pending.git.branch], [project, "default", "production", "1a2b3c4d5e6f", "main"]);
+  assert.deepEqual(pending.regions, ["local"]);
+  await addInstances(firstDeployment);
+  const live = await waitFor(firstDeployment, (d) => d.isCurrent, "current");
+  assert.equal(live.status, "ready");
+  assert.ok(live.domains.includes("sdk.kg.test"), JSON.stringify(live.domains));
+  assert.equal(live.runtime.port, Number(instance.split(":").pop()));
+  await rejects(() => unkey.deployments.getDeployment({ deploymentId: "d_missing" }), errors.NotFoundErrorResponse, 404, "err:unkey:data:deployment_not_found");
+});
+await step("deployments.listDeployments", async () => {
+  secondDeployment = (await unkey.deployments.createDeployment({ project, app: "default", environment: "production", image: { dockerImage: "registry.example/sdk:2" }, git: { branch: "main", commitSha: "9f8e7d6c5b4a" } })).data.deploymentId;
+  await addInstances(secondDeployment);
+  await waitFor(secondDeployment, (d) => d.isCurrent, "current");
+  const res = await unkey.deployments.listDeployments({ project, environment: "production" });
+  assert.deepEqual(res.result.data.map((d) => d.id), [secondDeployment, firstDeployment], "newest first");
+  const superseded = await unkey.deployments.listDeployments({ project, status: ["superseded"] });
+  assert.deepEqual(superseded.result.data.map((d) => [d.id, d.availableActions]), [[firstDeployment, ["promote", "rollback"]]]);
+});
+await step("deployments.rollbackDeployment", async () => {
+  const res = await unkey.deployments.rollbackDeployment({ deploymentId: firstDeployment });
+  assert.deepEqual(res.data, {});
+  assert.equal((await unkey.deployments.getDeployment({ deploymentId: firstDeployment })).data.isCurrent, true);
+  await rejects(() => unkey.deployments.rollbackDeployment({ deploymentId: firstDeployment }), errors.PreconditionFailedErrorResponse, 412, "err:unkey:application:precondition_failed");
+});
+await step("deployments.promoteDeployment", async () => {
+  await unkey.deployments.promoteDeployment({ deploymentId: secondDeployment });
+  const got = (await unkey.deployments.getDeployment({ deploymentId: secondDeployment })).data;
+  assert.deepEqual([got.isCurrent, got.docker.image], [true, "registry.example/sdk:2"]);
+  await rejects(() => unkey.deployments.promoteDeployment({ deploymentId: secondDeployment }), errors.PreconditionFailedErrorResponse, 412, "err:unkey:application:precondition_failed");
+});
+await step("deployments.stopDeployment", async () => {
+  // A redeploy of the second into preview: it copies its instances.
+  previewDeployment = (await unkey.deployments.createDeployment({ project, app: "default", environment: "preview", deployment: { deploymentId: secondDeployment } })).data.deploymentId;
+  await waitFor(previewDeployment, (d) => d.status === "ready", "ready");
+  await unkey.deployments.stopDeployment({ deploymentId: previewDeployment });
+  const stopped = (await unkey.deployments.getDeployment({ deploymentId: previewDeployment })).data;
+  assert.deepEqual([stopped.status, stopped.availableActions, stopped.domains], ["stopped", ["start"], []]);
+  await rejects(() => unkey.deployments.stopDeployment({ deploymentId: previewDeployment }), errors.PreconditionFailedErrorResponse, 412, "err:unkey:application:precondition_failed");
+});
+await step("deployments.startDeployment", async () => {
+  await unkey.deployments.startDeployment({ deploymentId: previewDeployment });
+  await waitFor(previewDeployment, (d) => d.status === "ready", "ready again");
+  await rejects(() => unkey.deployments.startDeployment({ deploymentId: secondDeployment }), errors.PreconditionFailedErrorResponse, 412, "err:unkey:application:precondition_failed");
+});
+let internalDeployment;
+await step("internal.createDeployment", async () => {
+  const res = await unkey.internal.createDeployment({ project, app: "default", branch: "feat/sdk", environmentSlug: "preview", dockerImage: "registry.example/sdk:3", gitCommit: { commitSha: "0badc0ffee", commitMessage: "from the SDK", authorHandle: "dev" } });
+  internalDeployment = res.data.deploymentId;
+  assert.match(internalDeployment, /^d_/);
+});
+await step("internal.getDeployment", async () => {
+  const got = (await unkey.internal.getDeployment({ deploymentId: internalDeployment })).data;
+  assert.deepEqual([got.id, got.status, got.hostnames], [internalDeployment, "PENDING", []]);
+  assert.equal(got.steps[0].status, "PENDING");
 });
 
 // Every method of the groups must have been called.

@@ -2,8 +2,8 @@
 an application would: `server_url` is the admin listener. tests/sdk.rs
 starts the gateway and this script.
 
-Every method of the SDK's apis, keys, identities, permissions and ratelimit
-groups is called and its answer checked, and the typed error classes are
+Every method of the SDK's apis, keys, identities, permissions, ratelimit,
+deployments and internal groups (and projects' create, get and list) is called and its answer checked, and the typed error classes are
 checked for 400, 401, 403, 404, 409 and 412. The last line of stdout is a
 JSON report {sdk, methods: {name: "ok" | error}, missing}; the exit code is
 1 when a method failed or was never called.
@@ -26,10 +26,12 @@ SERVER_URL = os.environ["KEYGATE_ADMIN_URL"]
 ROOT_KEY = os.environ["KEYGATE_ROOT_KEY"]
 CONFIG_API = os.environ["KEYGATE_CONFIG_API"]  # a keyspace from the config file: read-only
 API_KEY = os.environ["KEYGATE_API_KEY"]  # a key of that keyspace: not a root key
+PROJECT = os.environ["KEYGATE_PROJECT"]  # a project of the config file (production, preview)
+INSTANCE = os.environ["KEYGATE_INSTANCE"]  # ip:port of a running upstream
 
 # No retries: a 5xx must show, not be retried away.
 NO_RETRIES = RetryConfig("none", BackoffStrategy(1, 1, 1, 1), False)
-GROUPS = ["apis", "keys", "identities", "permissions", "ratelimit"]
+GROUPS = ["apis", "keys", "identities", "permissions", "ratelimit", "deployments", "internal"]
 outcomes = {}
 
 
@@ -472,6 +474,153 @@ def _():
         404,
         "err:unkey:data:ratelimit_override_not_found",
     )
+
+# Deployments: projects, Unkey's public deployments API and its internal one.
+# The SDK cannot send keygate's `instances`: they come through keygate's own
+# deploy.addInstances, as a CI job or the Docker provider would add them.
+def add_instances(deployment_id):
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{SERVER_URL}/v2/deploy.addInstances",
+        data=json.dumps({"deploymentId": deployment_id, "instances": [INSTANCE]}).encode(),
+        headers={"authorization": f"Bearer {ROOT_KEY}", "content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200, response.read()
+
+
+def wait_for(deployment_id, check, what):
+    """Polls get_deployment (bounded) until `check` holds; returns the deployment."""
+    deadline = time.monotonic() + 30
+    while True:
+        got = unkey.deployments.get_deployment(deployment_id=deployment_id).data
+        if check(got):
+            return got
+        assert time.monotonic() < deadline, f"{deployment_id} never became {what}: {got}"
+        time.sleep(0.1)
+
+
+@step("projects.create_project")
+def _():
+    created = unkey.projects.create_project(name=f"Py {suffix}", slug=f"py-{suffix}").data
+    assert created.id.startswith("proj_")
+    rejects(lambda: unkey.projects.create_project(name="again", slug=f"py-{suffix}"), errors.ConflictErrorResponse, 409, "err:unkey:data:conflict")
+    got = unkey.projects.get_project(project=f"py-{suffix}").data
+    assert (got.id, got.name, got.delete_protection) == (created.id, f"Py {suffix}", False)
+
+
+@step("projects.get_project")
+def _():
+    got = unkey.projects.get_project(project=PROJECT).data
+    assert (got.id, got.delete_protection) == (PROJECT, True)
+
+
+@step("projects.list_projects")
+def _():
+    page = unkey.projects.list_projects(search="py-")
+    assert [p.slug for p in page.result.data] == [f"py-{suffix}"]
+
+
+@step("deployments.create_deployment")
+def _():
+    state["first"] = unkey.deployments.create_deployment(
+        request={"project": PROJECT, "app": "default", "environment": "production", "git": {"branch": "main", "commitSha": "1a2b3c4d5e6f"}}
+    ).data.deployment_id
+    assert state["first"].startswith("d_")
+    rejects(
+        lambda: unkey.deployments.create_deployment(request={"project": "proj_missing", "app": "default", "environment": "production", "image": {"dockerImage": "x"}}),
+        errors.NotFoundErrorResponse,
+        404,
+        "err:unkey:data:project_not_found",
+    )
+
+
+@step("deployments.get_deployment")
+def _():
+    pending = unkey.deployments.get_deployment(deployment_id=state["first"]).data
+    assert (pending.status, pending.is_current, pending.available_actions) == ("pending", False, []), pending
+    assert (pending.trigger.via, pending.trigger.actor.type) == ("api", "root_key"), pending.trigger
+    add_instances(state["first"])
+    live = wait_for(state["first"], lambda d: d.is_current, "current")
+    assert live.status == "ready" and "sdk.kg.test" in live.domains, live
+    assert live.runtime.port == int(INSTANCE.rsplit(":", 1)[1])
+    rejects(lambda: unkey.deployments.get_deployment(deployment_id="d_missing"), errors.NotFoundErrorResponse, 404, "err:unkey:data:deployment_not_found")
+
+
+@step("deployments.create_deployment_v3")
+def _():
+    state["second"] = unkey.deployments.create_deployment_v3(
+        project=PROJECT, app="default", environment="production", oci={"image": "registry.example/sdk:2"}, git={"branch": "main", "commitSha": "9f8e7d6c5b4a"}
+    ).data.deployment_id
+    add_instances(state["second"])
+    got = wait_for(state["second"], lambda d: d.is_current, "current")
+    assert got.docker.image == "registry.example/sdk:2"
+
+
+@step("deployments.list_deployments")
+def _():
+    page = unkey.deployments.list_deployments(project=PROJECT, environment="production", branch=["main"])
+    assert [d.id for d in page.result.data] == [state["second"], state["first"]], "newest first"
+    superseded = unkey.deployments.list_deployments(project=PROJECT, status=["superseded"]).result.data
+    assert [(d.id, d.available_actions) for d in superseded] == [(state["first"], ["promote", "rollback"])]
+
+
+@step("deployments.list_build_logs")
+def _():
+    assert unkey.deployments.list_build_logs(deployment_id=state["first"]).data == [], "keygate builds nothing"
+
+
+@step("deployments.rollback_deployment")
+def _():
+    unkey.deployments.rollback_deployment(deployment_id=state["first"])
+    assert unkey.deployments.get_deployment(deployment_id=state["first"]).data.is_current
+    rejects(
+        lambda: unkey.deployments.rollback_deployment(deployment_id=state["first"]),
+        errors.PreconditionFailedErrorResponse,
+        412,
+        "err:unkey:application:precondition_failed",
+    )
+
+
+@step("deployments.promote_deployment")
+def _():
+    unkey.deployments.promote_deployment(deployment_id=state["second"])
+    assert unkey.deployments.get_deployment(deployment_id=state["second"]).data.is_current
+
+
+@step("deployments.stop_deployment")
+def _():
+    # A redeploy of the second into preview: it copies its instances.
+    state["preview"] = unkey.deployments.create_deployment(
+        request={"project": PROJECT, "app": "default", "environment": "preview", "deployment": {"deploymentId": state["second"]}}
+    ).data.deployment_id
+    wait_for(state["preview"], lambda d: d.status == "ready", "ready")
+    unkey.deployments.stop_deployment(deployment_id=state["preview"])
+    stopped = unkey.deployments.get_deployment(deployment_id=state["preview"]).data
+    assert (stopped.status, stopped.available_actions) == ("stopped", ["start"]), stopped
+
+
+@step("deployments.start_deployment")
+def _():
+    unkey.deployments.start_deployment(deployment_id=state["preview"])
+    wait_for(state["preview"], lambda d: d.status == "ready", "ready again")
+
+
+@step("internal.create_deployment")
+def _():
+    state["internal"] = unkey.internal.create_deployment(
+        project=PROJECT, app="default", branch="feat/sdk", environment_slug="preview", docker_image="registry.example/sdk:3", git_commit={"commitSha": "0badc0ffee"}
+    ).data.deployment_id
+    assert state["internal"].startswith("d_")
+
+
+@step("internal.get_deployment")
+def _():
+    got = unkey.internal.get_deployment(deployment_id=state["internal"]).data
+    assert (got.id, got.status, got.hostnames) == (state["internal"], "PENDING", []), got
+    assert got.steps[0].status == "PENDING"
 
 
 def sdk_methods():

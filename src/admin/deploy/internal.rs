@@ -64,7 +64,7 @@ pub fn handle(op: Op, mut f: Fields, caller: Trigger, platform: &Platform) -> Re
                 project: Some(required(project, "projectId")?),
                 app: f.text("app", Text::len(1, 40), false),
                 environment: f.text("environmentSlug", Text::len(1, 40), false),
-                statuses: None,
+                ..Filter::default()
             };
             let limit = f.int("limit", 1, 100, false).unwrap_or(100) as usize;
             let cursor = f.text("cursor", Text::len(1, 255), false);

@@ -25,6 +25,8 @@ pub enum Op {
     Rollback,
     Stop,
     Start,
+    /// keygate builds nothing: always an empty list.
+    BuildLogs,
 }
 
 impl Op {
@@ -37,6 +39,7 @@ impl Op {
             "deployments.rollbackDeployment" => Self::Rollback,
             "deployments.stopDeployment" => Self::Stop,
             "deployments.startDeployment" => Self::Start,
+            "deployments.listBuildLogs" => Self::BuildLogs,
             _ => return None,
         })
     }
@@ -48,7 +51,7 @@ impl Op {
             Self::Rollback => Some(Action::Rollback),
             Self::Stop => Some(Action::Stop),
             Self::Start => Some(Action::Start),
-            Self::Create | Self::Get | Self::List => None,
+            Self::Create | Self::Get | Self::List | Self::BuildLogs => None,
         }
     }
 }
@@ -96,12 +99,27 @@ pub fn handle(op: Op, mut f: Fields, caller: Trigger, platform: &Platform) -> Re
                 &platform.describe(&required(id, "deploymentId")?).map_err(refused)?,
             )))
         }
+        Op::BuildLogs => {
+            let id = deployment_id(&mut f);
+            f.text("stepId", Text::len(1, 255), false);
+            f.text("cursor", Text::len(1, 255), false);
+            f.int("limit", 1, 1000, false);
+            f.finish()?;
+            platform.describe(&required(id, "deploymentId")?).map_err(refused)?;
+            Ok(Reply::page(Vec::new(), None))
+        }
         _ => {
             let filter = Filter {
                 project: f.text("project", Text::len(1, 255), false),
                 app: f.text("app", Text::len(1, 255), false),
                 environment: f.text("environment", Text::len(1, 40), false),
                 statuses: statuses(&mut f),
+                branches: match f.text_list("branch", 100, Text::len(1, 255)) {
+                    Patch::Set(branches) => Some(branches),
+                    Patch::Keep | Patch::Clear => None,
+                },
+                created_from: f.int("startTime", 0, i64::MAX, false),
+                created_until: f.int("endTime", 0, i64::MAX, false),
             };
             let limit = f.int("limit", 1, 100, false).unwrap_or(100) as usize;
             let cursor = f.text("cursor", Text::len(1, 255), false);
@@ -148,10 +166,10 @@ fn statuses(f: &mut Fields) -> Option<Vec<Status>> {
     Some(statuses)
 }
 
-/// `{project, app, environment}` and one source: `image: {dockerImage}`,
-/// `git: {branch?, commitSha?, repository?}`, or `deployment:
-/// {deploymentId}` (that deployment's settings again); keygate's
-/// `instances` and `healthCheck` too.
+/// `{project, app, environment}` and one source: `image: {dockerImage}`
+/// (`oci: {image}` in the v3 form), `git: {branch?, commitSha?,
+/// repository?}`, or `deployment: {deploymentId}` (that deployment's
+/// settings again); keygate's `instances` and `healthCheck` too.
 fn new_deployment(f: &mut Fields, trigger: Trigger, platform: &Platform) -> Result<NewDeployment, GatewayError> {
     let project = f.text("project", Text::len(1, 255), true);
     let app = f.text("app", Text::len(1, 255), true);
@@ -162,7 +180,14 @@ fn new_deployment(f: &mut Fields, trigger: Trigger, platform: &Platform) -> Resu
             f.absorb(image);
             docker
         }
-        Patch::Keep | Patch::Clear => None,
+        Patch::Keep | Patch::Clear => match f.nested("oci") {
+            Patch::Set(mut oci) => {
+                let image = oci.text("image", Text::len(1, 1024), true);
+                f.absorb(oci);
+                image
+            }
+            Patch::Keep | Patch::Clear => None,
+        },
     };
     let git = match f.nested("git") {
         Patch::Set(mut git) => {
@@ -199,7 +224,7 @@ fn new_deployment(f: &mut Fields, trigger: Trigger, platform: &Platform) -> Resu
         }
         None if image.is_none() && git.is_none() => {
             return Err(invalid_input(
-                "one source is required: body.image, body.git or body.deployment",
+                "one source is required: body.image (or body.oci), body.git or body.deployment",
             ))
         }
         None => NewDeployment {

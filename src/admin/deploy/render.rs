@@ -38,7 +38,7 @@ pub fn internal(view: &View) -> Value {
         steps.push(step("STANDBY", "replaced as the live deployment", at));
     }
     steps.sort_by_key(|s| s["createdAt"].as_i64());
-    json!({
+    let mut out = json!({
         "id": record.id,
         "projectId": record.project_id,
         "app": record.app,
@@ -58,7 +58,12 @@ pub fn internal(view: &View) -> Value {
         "error": record.error,
         "errorMessage": record.error,
         "steps": steps,
-    })
+    });
+    // Absent, not null: Unkey's SDKs reject a null where they expect a string.
+    if let Value::Object(fields) = &mut out {
+        fields.retain(|_, value| !value.is_null());
+    }
+    out
 }
 
 fn step(status: &str, message: &str, at: i64) -> Value {
