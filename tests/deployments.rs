@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::gateway::Gateway;
-use support::upstreams::Upstream;
+use support::upstreams::{DocServer, Upstream};
 use support::wait::{poll_until, WAIT};
 
 const ROOT: &str = "root_deploy_key";
@@ -331,4 +331,178 @@ async fn keygate_deploy_waits_for_ready_or_failed_and_says_so_in_its_exit_code()
         out.status.success() && listed.contains("failed") && listed.contains("live"),
         "{listed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_gates_readiness_and_a_rollback_pauses_automatic_promotion() {
+    let checked = DocServer::start().await;
+    let (v2, v3) = (Upstream::counting("v2").await, Upstream::counting("v3").await);
+    let gw = Gateway::start(&config("1h")).await;
+
+    // Its instance accepts connections at once, but /ready answers 404 until it is set.
+    let first = ok(
+        &gw,
+        "deploy.createDeployment",
+        json!({
+            "projectId": "proj_api", "environmentSlug": "production", "branch": "main",
+            "instances": [checked.addr.to_string()],
+            "healthCheck": {"path": "/ready", "interval": "100ms", "timeout": "1s"},
+        }),
+    )
+    .await["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll_until("a readiness probe of /ready", WAIT, || async {
+        (checked.hits("/ready") >= 2).then_some(())
+    })
+    .await;
+    let waiting = ok(&gw, "deploy.getDeployment", json!({"deploymentId": first})).await;
+    assert_eq!(
+        waiting["status"], "DEPLOYING",
+        "a failing health check keeps it deploying: {waiting}"
+    );
+    assert_eq!(waiting["healthCheck"]["path"], "/ready");
+    checked.set("/ready", "text/plain", "ok");
+    assert_eq!(wait_status(&gw, &first, "ready").await["live"], true);
+
+    // A bad health check is refused with its field.
+    let (status, bad) = call(
+        &gw,
+        "deploy.createDeployment",
+        json!({"projectId": "proj_api", "environmentSlug": "production", "healthCheck": {"interval": "soon"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad.to_string().contains("healthCheck.interval"), "{bad}");
+
+    // After a rollback, a new deployment of the production branch waits for an explicit promote.
+    let second = create(&gw, "production", "main", "2222222", &v2.addr_str()).await;
+    wait_served_by(&gw, "api.kg.test", "v2").await;
+    let rolled = ok(
+        &gw,
+        "deploy.rollback",
+        json!({"projectId": "proj_api", "environmentSlug": "production"}),
+    )
+    .await;
+    assert_eq!(rolled["deploymentId"], first.as_str());
+    let third = create(&gw, "production", "main", "3333333", &v3.addr_str()).await;
+    assert_eq!(
+        wait_status(&gw, &third, "ready").await["live"],
+        false,
+        "paused by the rollback"
+    );
+    assert_eq!(
+        served_by(&gw, "api.kg.test").await,
+        "404",
+        "still the rolled-back-to deployment"
+    );
+    assert_eq!(
+        ok(&gw, "deploy.getDeployment", json!({"deploymentId": second})).await["status"],
+        "STANDBY"
+    );
+    ok(&gw, "deploy.promote", json!({"deploymentId": third})).await;
+    wait_served_by(&gw, "api.kg.test", "v3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_projects_apps_and_idle_previews() {
+    let (site, web, api, busy, idle) = (
+        Upstream::counting("site").await,
+        Upstream::counting("web").await,
+        Upstream::counting("api").await,
+        Upstream::counting("busy").await,
+        Upstream::counting("idle").await,
+    );
+    let config = format!(
+        r#"admin:
+  root_keys: ["{ROOT}"]
+platform:
+  base_domain: kg.test
+  preview_idle_archive: 2s
+projects:
+  - id: proj_shop
+    slug: shop
+    apps: [{{slug: web}}, {{slug: api}}]
+"#
+    );
+    let mut gw = Gateway::start(&config).await;
+
+    // A project created through the API: its deployments go live on its domains.
+    let project = ok(
+        &gw,
+        "projects.createProject",
+        json!({"name": "Blog", "slug": "blog", "domains": ["blog.example.test"]}),
+    )
+    .await["projectId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, taken) = call(&gw, "projects.createProject", json!({"slug": "shop"})).await;
+    assert_eq!(status, 409, "the file's slug is taken: {taken}");
+    let deploy = |project: &str, app: Option<&str>, environment: &str, branch: &str, instance: String| {
+        let mut body =
+            json!({"project": project, "environmentSlug": environment, "branch": branch, "instances": [instance]});
+        if let Some(app) = app {
+            body["app"] = json!(app);
+        }
+        let gw = &gw;
+        async move {
+            ok(gw, "deploy.createDeployment", body).await["deploymentId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    deploy("blog", None, "production", "main", site.addr_str()).await;
+    wait_served_by(&gw, "blog.kg.test", "site").await;
+    wait_served_by(&gw, "blog.example.test", "site").await;
+
+    // Several apps: `{app}-{slug}` domains; an unknown app is refused.
+    deploy("proj_shop", Some("web"), "production", "main", web.addr_str()).await;
+    deploy("proj_shop", Some("api"), "production", "main", api.addr_str()).await;
+    wait_served_by(&gw, "web-shop.kg.test", "web").await;
+    wait_served_by(&gw, "api-shop.kg.test", "api").await;
+    let (status, refused) = call(
+        &gw,
+        "deploy.createDeployment",
+        json!({"project": "proj_shop", "app": "admin", "environmentSlug": "production"}),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (404, Some("err:unkey:data:project_not_found")),
+        "{refused}"
+    );
+
+    // Previews without requests for preview_idle_archive are archived; a used one stays.
+    let quiet = deploy(&project, None, "preview", "feat-quiet", idle.addr_str()).await;
+    let used = deploy(&project, None, "preview", "feat-used", busy.addr_str()).await;
+    wait_status(&gw, &quiet, "ready").await;
+    wait_status(&gw, &used, "ready").await;
+    let archived = poll_until("the idle preview archived", WAIT, || async {
+        assert_eq!(served_by(&gw, "blog-git-feat-used.kg.test").await, "busy");
+        let got = ok(&gw, "deploy.getDeployment", json!({"deploymentId": quiet})).await;
+        (got["status"] == "ARCHIVED").then_some(got)
+    })
+    .await;
+    assert_eq!(archived["domains"], json!([]), "{archived}");
+    assert_eq!(
+        ok(&gw, "deploy.getDeployment", json!({"deploymentId": used})).await["status"],
+        "READY"
+    );
+    assert_eq!(
+        served_by(&gw, "blog.kg.test").await,
+        "site",
+        "production is never idle-archived"
+    );
+
+    // The API's project survives a restart.
+    gw.kill9().await;
+    gw.restart().await;
+    assert_eq!(
+        ok(&gw, "projects.getProject", json!({"project": "blog"})).await["id"],
+        project.as_str()
+    );
+    wait_served_by(&gw, "blog.example.test", "site").await;
 }
