@@ -506,3 +506,49 @@ projects:
     );
     wait_served_by(&gw, "blog.example.test", "site").await;
 }
+
+/// How long a promote takes, from the API call to traffic switched, with
+/// 10,000 file routes in the table (printed; `scripts/promote-latency.sh`
+/// repeats it). What is asserted is the switch itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promote_switches_traffic_with_ten_thousand_routes_in_the_table() {
+    let (v1, v2) = (Upstream::counting("v1").await, Upstream::counting("v2").await);
+    let mut config = config("1h");
+    config.push_str("deployments:\n  - id: filler\n    instances: [\"builtin:echo\"]\nroutes:\n");
+    for i in 0..10_000 {
+        config.push_str(&format!("  - {{host: host-{i}.filler.test, deployment: filler}}\n"));
+    }
+    let gw = Gateway::start(&config).await;
+    let first = create(&gw, "production", "main", "1111111", &v1.addr_str()).await;
+    wait_served_by(&gw, "api.kg.test", "v1").await;
+    let second = create(&gw, "production", "feature", "2222222", &v2.addr_str()).await;
+    wait_status(&gw, &second, "ready").await;
+    assert_eq!(
+        served_by(&gw, "api.kg.test").await,
+        "v1",
+        "not the production branch: not live by itself"
+    );
+
+    let rounds: usize = std::env::var("KEYGATE_PROMOTES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    let mut took = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let (target, name) = if round % 2 == 0 {
+            (&second, "v2")
+        } else {
+            (&first, "v1")
+        };
+        let started = std::time::Instant::now();
+        ok(&gw, "deploy.promote", json!({"deploymentId": target})).await;
+        wait_served_by(&gw, "api.kg.test", name).await;
+        took.push(started.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "promote → traffic switched, 10,000 routes, {rounds} promotes: median {:?}, max {:?}",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+}

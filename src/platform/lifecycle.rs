@@ -31,13 +31,12 @@ pub async fn run(platform: Arc<Platform>, mut shutdown: tokio::sync::watch::Rece
     let mut published_platform = platform.hub.current().platform.clone();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Published at once (readiness waits for it), then after every change.
-    let mut dirty = true;
+    // Published at once (readiness waits for it), then after every change —
+    // before anything else, so a promote switches traffic without waiting
+    // for probes.
+    publish(&platform);
     loop {
-        if dirty {
-            publish(&platform);
-            dirty = false;
-        }
+        let mut dirty = false;
         tokio::select! {
             _ = ticker.tick() => {}
             _ = platform.changed.notified() => dirty = true,
@@ -64,7 +63,12 @@ pub async fn run(platform: Arc<Platform>, mut shutdown: tokio::sync::watch::Rece
             }
             _ = shutdown.changed() => return,
         }
-        dirty |= advance(&platform).await;
+        if dirty {
+            publish(&platform);
+        }
+        if advance(&platform).await {
+            publish(&platform);
+        }
     }
 }
 
