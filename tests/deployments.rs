@@ -552,3 +552,30 @@ async fn a_promote_switches_traffic_with_ten_thousand_routes_in_the_table() {
         took[took.len() - 1]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_stays_open_on_the_deployment_a_promote_replaced() {
+    use support::websocket::{ws_connect, ws_roundtrip, WsUpstream};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (chat, v2) = (WsUpstream::start("chat").await, Upstream::counting("v2").await);
+    let gw = Gateway::start(&config("1h")).await;
+    let first = create(&gw, "production", "main", "1111111", &chat.addr_str()).await;
+    wait_status(&gw, &first, "ready").await;
+    let (mut ws, response) = ws_connect(gw.http, "api.kg.test", "/chat").await.expect("upgrade");
+    assert_eq!(response.status(), 101);
+    assert_eq!(
+        ws_roundtrip(&mut ws, Message::Text("before".into())).await.unwrap(),
+        Message::Text("before".into())
+    );
+
+    let second = create(&gw, "production", "main", "2222222", &v2.addr_str()).await;
+    wait_served_by(&gw, "api.kg.test", "v2").await;
+    assert_eq!(wait_status(&gw, &second, "ready").await["live"], true);
+    assert_eq!(
+        ws_roundtrip(&mut ws, Message::Text("after".into())).await.unwrap(),
+        Message::Text("after".into()),
+        "the socket stays on the replaced (standby) deployment"
+    );
+    assert_eq!(chat.accepted(), 1, "no reconnect");
+}
