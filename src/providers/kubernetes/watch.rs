@@ -212,12 +212,13 @@ impl Starter<'_> {
                         }
                         changed.notify_one();
                     }
-                    Err(error) if optional && is_not_found(&error) => {
+                    Err(error) if optional && unavailable(&error).is_some() => {
                         if !synced.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(
-                                kind,
-                                "the API server does not serve {kind} (is the CRD installed?); treated as empty"
-                            );
+                            let why = match unavailable(&error) {
+                                Some(403) => "keygate may not list them (check its ClusterRole)",
+                                _ => "the API server does not serve them (is the CRD installed?)",
+                            };
+                            tracing::warn!(kind, "{kind}: {why}; treated as empty");
                             changed.notify_one();
                         }
                     }
@@ -238,12 +239,18 @@ impl Starter<'_> {
     }
 }
 
-fn is_not_found(error: &watcher::Error) -> bool {
+/// The status of an API error that makes an optional kind empty: 404 (its
+/// CRD is not installed) or 403 (the ClusterRole does not cover it, e.g. an
+/// older one without the Gateway API: Ingresses must keep being served).
+fn unavailable(error: &watcher::Error) -> Option<u16> {
     let api_error = match error {
         watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
             e
         }
-        _ => return false,
+        _ => return None,
     };
-    matches!(api_error, kube::Error::Api(response) if response.code == 404)
+    match api_error {
+        kube::Error::Api(response) if matches!(response.code, 403 | 404) => Some(response.code),
+        _ => None,
+    }
 }
