@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cluster::{Cluster, NS, PUBLISHED_IP};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::ByteString;
 use keygate::providers::kubernetes::{Gateway, GatewayClass, HttpRoute, KeygatePolicy, ReferenceGrant};
 use serde_json::{json, Value};
@@ -212,8 +212,17 @@ async fn section_name_attaches_to_one_listener_and_namespaces_are_checked() {
              "allowedRoutes": {"namespaces": {"from": "All"}}},
             // Routes from the Gateway's own namespace only (the default).
             {"name": "infra-only", "port": 80, "protocol": "HTTP", "hostname": "infra.test"},
+            // Routes from namespaces labelled team=shop.
+            {"name": "team", "port": 80, "protocol": "HTTP", "hostname": "team.test",
+             "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {"matchLabels": {"team": "shop"}}}}},
         ]),
     );
+    let mut namespace = Namespace {
+        metadata: cluster::meta("", NS),
+        ..Namespace::default()
+    };
+    namespace.metadata.labels = Some(BTreeMap::from([("team".to_string(), "shop".to_string())]));
+    cluster.api.apply(&namespace);
     let on = |section: &str| json!([{"name": "web", "namespace": INFRA, "sectionName": section}]);
     cluster.api.apply(&HttpRoute::new(
         NS,
@@ -225,8 +234,14 @@ async fn section_name_attaches_to_one_listener_and_namespaces_are_checked() {
         "refused",
         json!({"parentRefs": on("infra-only"), "rules": to("svc-a")}),
     ));
+    cluster.api.apply(&HttpRoute::new(
+        NS,
+        "team",
+        json!({"parentRefs": on("team"), "rules": to("svc-a")}),
+    ));
     let gw = cluster.gateway().await;
     wait_served_by(&gw, "internal.test", "/", Ok("a")).await;
+    wait_served_by(&gw, "team.test", "/", Ok("a")).await;
     assert_eq!(served_by(&gw, "public.test", "/").await, Err(404));
     assert_eq!(served_by(&gw, "infra.test", "/").await, Err(404));
 
@@ -238,6 +253,17 @@ async fn section_name_attaches_to_one_listener_and_namespaces_are_checked() {
     let gateway = wait_status::<Gateway>(&cluster, INFRA, "web", |s| s["listeners"][1]["attachedRoutes"] == 1).await;
     assert_eq!(gateway["listeners"][0]["attachedRoutes"], 0);
     assert_eq!(gateway["listeners"][2]["attachedRoutes"], 0);
+    assert_eq!(gateway["listeners"][3]["attachedRoutes"], 1);
+
+    // The namespace loses its label: the selector no longer admits the route.
+    namespace.metadata.labels = None;
+    cluster.api.apply(&namespace);
+    wait_served_by(&gw, "team.test", "/", Err(404)).await;
+    let team = wait_status::<HttpRoute>(&cluster, NS, "team", |s| {
+        condition(route_conditions(s), "Accepted") == Some(("False", "NotAllowedByListeners"))
+    })
+    .await;
+    assert_eq!(team["parents"][0]["controllerName"], CONTROLLER);
     wait_for("a NotAllowedByListeners Event", WAIT, || async {
         cluster.api.events().iter().any(|e| {
             e["involvedObject"]["kind"] == "HTTPRoute"

@@ -259,6 +259,31 @@ mod tests {
     }
 
     #[test]
+    fn gateway_controller_names() {
+        let kubernetes = |yaml: &str| {
+            let spec: KubernetesSpec = serde_saphyr::from_str(yaml).unwrap();
+            KubernetesSettings::compile(&spec, Path::new("/etc/keygate"))
+        };
+        assert_eq!(
+            kubernetes("{}").unwrap().gateway_controller,
+            "keygate.dev/gateway-controller"
+        );
+        assert_eq!(
+            kubernetes("{gateway_controller: example.com/gw}")
+                .unwrap()
+                .gateway_controller,
+            "example.com/gw"
+        );
+        for bad in ["keygate", "keygate.dev/", "/x", "no_dots/x", "a.b/with space"] {
+            assert_eq!(
+                kubernetes(&format!("{{gateway_controller: '{bad}'}}")).unwrap_err().0,
+                "gateway_controller",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn policy_set_names_and_errors() {
         let services = crate::runtime::Services::in_memory().unwrap();
         let resources = services.policy_resources(&services.keys_without_statics());
