@@ -193,9 +193,19 @@ async fn a_route_serves_its_hosts_and_every_object_gets_its_status() {
     wait_status::<Gateway>(&cluster, INFRA, "web", |s| s["listeners"][0]["attachedRoutes"] == 2).await;
     assert_eq!(version("app"), written, "an unchanged status is not written again");
 
+    // A route moved to another controller's Gateway loses keygate's entry.
+    wait_status::<HttpRoute>(&cluster, NS, "other", |s| !route_conditions(s).is_null()).await;
+    cluster.api.apply(&HttpRoute::new(
+        NS,
+        "other",
+        json!({"parentRefs": [{"name": "nginx"}], "hostnames": ["other.shop.test"], "rules": to("svc-a")}),
+    ));
+    wait_served_by(&gw, "other.shop.test", "/", Err(404)).await;
+    wait_status::<HttpRoute>(&cluster, NS, "other", |s| s["parents"] == json!([])).await;
+
     cluster.api.delete::<HttpRoute>(NS, "app");
     wait_served_by(&gw, "api.shop.test", "/x", Err(404)).await;
-    wait_status::<Gateway>(&cluster, INFRA, "web", |s| s["listeners"][0]["attachedRoutes"] == 1).await;
+    wait_status::<Gateway>(&cluster, INFRA, "web", |s| s["listeners"][0]["attachedRoutes"] == 0).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
-//! Cluster objects → keygate routing: Ingress rules (here) and the Gateway
-//! API (`super::gateway`) become routes. Ingress rules become routes, their
-//! backends deployments `<namespace>/<service>:<port>` whose
+//! Cluster objects → keygate routing: Ingresses here, then the Gateway API
+//! (`super::gateway`) into the same [`Translation`]. Ingress rules become
+//! routes, their backends deployments `<namespace>/<service>:<port>` whose
 //! instances are the *ready* EndpointSlice addresses, `spec.tls` Secrets
 //! become certificates and `keygate.dev/policies` selects a `KeygatePolicy`.
 //!

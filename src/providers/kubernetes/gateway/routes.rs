@@ -71,7 +71,7 @@ impl Attach<'_, '_> {
                     })
                     .collect();
                 if ours.is_empty() {
-                    return None;
+                    return self.forget(route);
                 }
                 out.problem(&key, "InvalidHTTPRoute", format!("{message}; the route is not served"));
                 return Some(self.status(route, ours, None));
@@ -85,7 +85,7 @@ impl Attach<'_, '_> {
             }
         }
         if parents.is_empty() {
-            return None;
+            return self.forget(route);
         }
         for parent in &parents {
             if let Err((reason, message)) = &parent.outcome {
@@ -128,6 +128,18 @@ impl Attach<'_, '_> {
             total: spec.rules.len(),
         };
         Some(self.status(route, parents, Some(rules_status)))
+    }
+
+    /// A status without keygate's parents, for a route that no longer names
+    /// one of keygate's Gateways but still has keygate's entries; else `None`.
+    fn forget(&self, route: &HttpRoute) -> Option<StatusUpdate> {
+        let listed = route
+            .status
+            .as_ref()
+            .and_then(|s| s.get("parents"))
+            .and_then(Value::as_array)
+            .is_some_and(|parents| parents.iter().any(|p| p["controllerName"] == self.controller));
+        listed.then(|| self.status(route, Vec::new(), None))
     }
 
     /// The Gateway a parentRef names, when it is one of keygate's.

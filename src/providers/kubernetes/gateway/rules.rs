@@ -161,6 +161,8 @@ pub fn compile(
     };
     let mut compiled = Vec::with_capacity(matches.len());
     for (i, matched) in matches.iter().enumerate() {
+        // Every match gets the rule's filters: they move into its spec and
+        // back out once compiled (the spec types are not `Clone`).
         let route =
             route_spec(matched, std::mem::take(&mut filters), timeout).map_err(|m| format!("matches[{i}]: {m}"))?;
         let path = compile_path(&route).map_err(|(field, m)| format!("matches[{i}] {field}: {m}"))?;
