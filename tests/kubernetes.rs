@@ -15,23 +15,21 @@ mod support;
 #[path = "kubernetes/fake_api.rs"]
 mod fake_api;
 
+#[path = "kubernetes/cluster.rs"]
+mod cluster;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_api::FakeApi;
-use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Secret, Service, ServicePort, ServiceSpec, ServiceStatus,
-};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use cluster::{meta, slice, Cluster, NS};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressClassSpec, IngressRule,
-    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
+    IngressTLS, ServiceBackendPort,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use keygate::providers::kubernetes::KeygatePolicy;
 use support::gateway::{one_route, Gateway};
@@ -41,117 +39,6 @@ use support::problem::assert_problem;
 use support::tls::{https_get, self_signed_pem, tls_handshake, TLS_ANY};
 use support::upstreams::Upstream;
 use support::wait::{wait_for, RELOAD_DEADLINE, WAIT};
-use tempfile::TempDir;
-
-const NS: &str = "shop";
-
-/// A fake API server and a kubeconfig for it.
-struct Cluster {
-    api: FakeApi,
-    kubeconfig: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-impl Cluster {
-    /// A cluster with keygate's IngressClass and its published Service.
-    async fn start() -> Cluster {
-        let api = FakeApi::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = api.write_kubeconfig(dir.path());
-        api.apply(&IngressClass {
-            metadata: meta("", "keygate"),
-            spec: Some(IngressClassSpec {
-                controller: Some("keygate.dev/ingress-controller".into()),
-                parameters: None,
-            }),
-        });
-        let mut published = (*service_object("keygate", "keygate")).clone();
-        published.status = Some(ServiceStatus {
-            load_balancer: Some(LoadBalancerStatus {
-                ingress: Some(vec![LoadBalancerIngress {
-                    ip: Some("192.0.2.10".into()),
-                    ..LoadBalancerIngress::default()
-                }]),
-            }),
-            conditions: None,
-        });
-        api.apply(&published);
-        Cluster {
-            api,
-            kubeconfig,
-            _dir: dir,
-        }
-    }
-
-    /// A gateway config: the Kubernetes provider plus `extra` (listen, file routes).
-    fn config(&self, extra: &str) -> String {
-        format!(
-            "{extra}providers:\n  kubernetes:\n    kubeconfig: \"{}\"\n    publish_service: keygate/keygate\n",
-            self.kubeconfig.display()
-        )
-    }
-
-    async fn gateway(&self) -> Gateway {
-        Gateway::start(&self.config("")).await
-    }
-
-    /// Service `name` (port 80 named `http`) whose ready endpoints are `upstreams`.
-    fn service(&self, name: &str, upstreams: &[&Upstream]) {
-        self.api.apply(&*service_object(NS, name));
-        for (i, upstream) in upstreams.iter().enumerate() {
-            self.api.apply(&slice(name, i, upstream.addr, Some(true)));
-        }
-    }
-}
-
-fn meta(namespace: &str, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
-        name: Some(name.to_string()),
-        ..ObjectMeta::default()
-    }
-}
-
-fn service_object(namespace: &str, name: &str) -> Arc<Service> {
-    Arc::new(Service {
-        metadata: meta(namespace, name),
-        spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    })
-}
-
-/// EndpointSlice `i` of `service`: one endpoint at `addr` (port `http`).
-fn slice(service: &str, i: usize, addr: SocketAddr, ready: Option<bool>) -> EndpointSlice {
-    let mut metadata = meta(NS, &format!("{service}-{i}"));
-    metadata.labels = Some(BTreeMap::from([(
-        "kubernetes.io/service-name".to_string(),
-        service.to_string(),
-    )]));
-    EndpointSlice {
-        metadata,
-        address_type: "IPv4".into(),
-        endpoints: vec![Endpoint {
-            addresses: vec![addr.ip().to_string()],
-            conditions: Some(EndpointConditions {
-                ready,
-                ..EndpointConditions::default()
-            }),
-            ..Endpoint::default()
-        }],
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(i32::from(addr.port())),
-            ..EndpointPort::default()
-        }]),
-    }
-}
 
 /// Ingress `name` of `class`: `host` → `service`:80 for every path.
 fn ingress(name: &str, class: &str, host: &str, service: &str) -> Ingress {

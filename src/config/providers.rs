@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProvidersSpec {
-    /// Ingress controller mode: Ingresses of a class become routes.
+    /// Ingress controller and Gateway API mode: Ingresses of a class, and
+    /// HTTPRoutes of the Gateways of keygate's GatewayClasses, become routes.
     #[serde(default)]
     pub kubernetes: Option<KubernetesSpec>,
     /// Labelled containers of a Docker engine become deployments and routes.
@@ -22,6 +23,10 @@ pub struct KubernetesSpec {
     /// Ingresses with this class are served.
     #[serde(default = "KubernetesSpec::default_class")]
     pub ingress_class: String,
+    /// Gateway API: GatewayClasses with this `controllerName` are served
+    /// (their Gateways and the HTTPRoutes attached to them).
+    #[serde(default = "KubernetesSpec::default_gateway_controller")]
+    pub gateway_controller: String,
     /// Namespaces to watch; empty = all.
     #[serde(default)]
     pub namespaces: Vec<String>,
@@ -37,6 +42,10 @@ pub struct KubernetesSpec {
 impl KubernetesSpec {
     fn default_class() -> String {
         "keygate".to_string()
+    }
+
+    fn default_gateway_controller() -> String {
+        "keygate.dev/gateway-controller".to_string()
     }
 }
 

@@ -44,6 +44,8 @@ impl ProvidersSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubernetesSettings {
     pub ingress_class: String,
+    /// GatewayClasses with this `controllerName` are served.
+    pub gateway_controller: String,
     pub namespaces: Vec<String>,
     pub kubeconfig: Option<PathBuf>,
     pub publish_service: Option<(String, String)>,
@@ -56,6 +58,15 @@ impl KubernetesSettings {
     pub fn compile(spec: &KubernetesSpec, base_dir: &Path) -> Result<Self, (String, String)> {
         if spec.ingress_class.trim().is_empty() {
             return Err(("ingress_class".into(), "the ingress class cannot be empty".into()));
+        }
+        if !is_controller_name(&spec.gateway_controller) {
+            return Err((
+                "gateway_controller".into(),
+                format!(
+                    "{:?} is not a controller name (<domain>/<path>, e.g. keygate.dev/gateway-controller)",
+                    spec.gateway_controller
+                ),
+            ));
         }
         let publish_service = match &spec.publish_service {
             Some(text) => match text.split_once('/') {
@@ -76,12 +87,26 @@ impl KubernetesSettings {
         };
         Ok(Self {
             ingress_class: spec.ingress_class.clone(),
+            gateway_controller: spec.gateway_controller.clone(),
             namespaces: spec.namespaces.clone(),
             kubeconfig: spec.kubeconfig.as_ref().map(|path| base_dir.join(path)),
             publish_service,
             base_dir: base_dir.to_path_buf(),
         })
     }
+}
+
+/// A Gateway API controller name: a domain, `/`, a path (at most 253 characters).
+fn is_controller_name(name: &str) -> bool {
+    let Some((domain, path)) = name.split_once('/') else {
+        return false;
+    };
+    let label = |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    name.len() <= 253
+        && domain.contains('.')
+        && domain.split('.').all(label)
+        && !path.is_empty()
+        && path.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// The compiled `providers.docker` section.
@@ -231,6 +256,31 @@ mod tests {
         }
         assert_eq!(docker("{network: ' '}").unwrap_err().0, "network");
         assert_eq!(docker("{network: web}").unwrap().network.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn gateway_controller_names() {
+        let kubernetes = |yaml: &str| {
+            let spec: KubernetesSpec = serde_saphyr::from_str(yaml).unwrap();
+            KubernetesSettings::compile(&spec, Path::new("/etc/keygate"))
+        };
+        assert_eq!(
+            kubernetes("{}").unwrap().gateway_controller,
+            "keygate.dev/gateway-controller"
+        );
+        assert_eq!(
+            kubernetes("{gateway_controller: example.com/gw}")
+                .unwrap()
+                .gateway_controller,
+            "example.com/gw"
+        );
+        for bad in ["keygate", "keygate.dev/", "/x", "no_dots/x", "a.b/with space"] {
+            assert_eq!(
+                kubernetes(&format!("{{gateway_controller: '{bad}'}}")).unwrap_err().0,
+                "gateway_controller",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!   ones, as JSON lines of `ADDED`/`MODIFIED`/`DELETED` events; a watch from
 //!   before the compacted history gets `410 Gone` (an `ERROR` event), which
 //!   makes clients re-list;
-//! - `PATCH .../ingresses/<name>/status` (merge patch);
+//! - `PATCH .../<plural>/<name>/status` (merge patch of the status only),
+//!   namespaced or cluster-scoped (Ingresses, GatewayClasses, Gateways,
+//!   HTTPRoutes); `metadata.generation` starts at 1 and grows when the spec
+//!   changes, as the real API server keeps it;
 //! - Events, in both API groups that serve them: `POST` (a name or a
 //!   `generateName`; an existing name is `409 AlreadyExists`) and `PATCH
 //!   .../events/<name>` (merge patch, how recorders continue an Event's
@@ -139,6 +142,16 @@ impl FakeApi {
             );
             meta["creationTimestamp"] = created;
         }
+        // Like the API server: a new object is generation 1, a changed spec
+        // the next one; status changes never bump it.
+        let generation = match &previous {
+            None => 1,
+            Some(p) => {
+                let before = p["metadata"]["generation"].as_i64().unwrap_or(1);
+                before + i64::from(p.get("spec") != value.get("spec"))
+            }
+        };
+        value["metadata"]["generation"] = json!(generation);
         if let (Some(previous), None) = (&previous, value.get("status")) {
             if let Some(status) = previous.get("status") {
                 value["status"] = status.clone();
@@ -297,8 +310,11 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
     }
     let prefix = segments[..prefix_len].join("/");
     let (namespace, plural, name, subresource) = match &segments[prefix_len..] {
-        [plural] => (None, *plural, None, None),
         ["namespaces", ns, plural] => (Some(*ns), *plural, None, None),
+        [plural] => (None, *plural, None, None),
+        // Cluster-scoped objects (GatewayClass) and their subresources.
+        [plural, name] if *plural != "namespaces" => (None, *plural, Some(*name), None),
+        [plural, name, sub] if *plural != "namespaces" => (None, *plural, Some(*name), Some(*sub)),
         ["namespaces", ns, plural, name] => (Some(*ns), *plural, Some(*name), None),
         ["namespaces", ns, plural, name, sub] => (Some(*ns), *plural, Some(*name), Some(*sub)),
         _ => return status_error(404, "NotFound", "unknown path"),
@@ -386,7 +402,8 @@ async fn handle(inner: &Arc<Inner>, request: Request<Incoming>) -> Response<Body
             let Some(mut object) = state.objects.get(&key).cloned() else {
                 return status_error(404, "NotFound", "no such object");
             };
-            object["status"] = patch["status"].clone();
+            // The /status subresource changes the status only (merge patch).
+            merge_patch(&mut object["status"], &patch["status"]);
             state.rv += 1;
             let rv = state.rv;
             object["metadata"]["resourceVersion"] = json!(rv.to_string());

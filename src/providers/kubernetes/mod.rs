@@ -1,12 +1,17 @@
 //! The Kubernetes provider (`providers.kubernetes`): keygate as an ingress
-//! controller. Reflectors keep a copy of the Ingresses of our class and
-//! what they refer to (`watch`); every change is translated into a complete
-//! [`Routing`](crate::runtime::Routing) plus certificates (`translate`) and
-//! published to the [`Hub`]; problems become Events (`events`) and served
-//! Ingresses get the gateway's address (`status`).
+//! controller and a Gateway API implementation. Reflectors keep a copy of
+//! the Ingresses, Gateway API objects and what they refer to (`watch`);
+//! every change is translated into a complete
+//! [`Routing`](crate::runtime::Routing) plus certificates (`translate` for
+//! Ingresses, `gateway` for the Gateway API, both on `resolve`) and
+//! published to the [`Hub`]; problems become Events (`events`), served
+//! Ingresses get the gateway's address (`status`) and Gateway API objects
+//! their conditions (`gateway`).
 
 mod crd;
 mod events;
+mod gateway;
+mod resolve;
 mod status;
 mod translate;
 mod watch;
@@ -19,6 +24,7 @@ use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::Notify;
 
 pub use crd::{custom_resource_definition, KeygatePolicy};
+pub use gateway::{Gateway, GatewayClass, GatewayObject, HttpRoute, Kind, ReferenceGrant};
 
 use crate::runtime::{Hub, KubernetesSettings, ProviderId};
 use crate::tls::store::{CertStore, Source};
@@ -92,17 +98,18 @@ pub async fn run(
         },
         _ = shutdown.changed() => return,
     };
-    tracing::info!(ingress_class = settings.ingress_class, namespaces = ?settings.namespaces, "Kubernetes provider watching");
+    tracing::info!(ingress_class = settings.ingress_class, gateway_controller = settings.gateway_controller, namespaces = ?settings.namespaces, "Kubernetes provider watching");
 
     let changed = Arc::new(Notify::new());
     let cluster = watch::Cluster::watch(&client, &settings.namespaces, changed.clone());
     let mut problems = events::ProblemReporter::new(client.clone());
-    let mut status = status::StatusWriter::new(client, settings.publish_service.clone());
+    let mut status = status::StatusWriter::new(client.clone(), settings.publish_service.clone());
+    let mut gateway_status = gateway::StatusWriter::new(client);
     // A file reload changes the static keys that Ingress policies verify
     // against: translate again then (and not on the other swaps).
     let mut config = hub.subscribe();
     let mut statics = hub.current().keys.statics.clone();
-    let mut cert_cache = translate::CertCache::new();
+    let mut cert_cache = resolve::CertCache::new();
     let mut installed_certs: Option<Vec<(String, Vec<u8>)>> = None;
     let mut warned_no_https = false;
     loop {
@@ -130,6 +137,8 @@ pub async fn run(
         let view = cluster.view();
         let context = translate::Context {
             ingress_class: &settings.ingress_class,
+            gateway_controller: &settings.gateway_controller,
+            publish_service: settings.publish_service.as_ref(),
             keys: &snapshot.keys,
             base_dir: &settings.base_dir,
             services: &snapshot.services,
@@ -158,12 +167,13 @@ pub async fn run(
                 installed_certs = Some(served);
             }
             None if !served.is_empty() && !std::mem::replace(&mut warned_no_https, true) => {
-                tracing::warn!("Ingress spec.tls is ignored: listen.https is not set");
+                tracing::warn!("Ingress spec.tls and Gateway HTTPS listeners are ignored: listen.https is not set");
             }
             _ => {}
         }
         hub.publish(ProviderId::Kubernetes, translation.routing);
         problems.report(&translation.problems);
         status.update(&view.services, &translation.served);
+        gateway_status.update(&translation.statuses);
     }
 }

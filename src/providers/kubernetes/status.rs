@@ -87,7 +87,7 @@ impl StatusWriter {
 }
 
 /// The Service's published addresses: its load balancer's, else its external IPs.
-fn addresses(service: &Service) -> Vec<IngressLoadBalancerIngress> {
+pub(super) fn addresses(service: &Service) -> Vec<IngressLoadBalancerIngress> {
     let balancer: Vec<IngressLoadBalancerIngress> = service
         .status
         .as_ref()

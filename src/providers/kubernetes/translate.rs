@@ -1,5 +1,6 @@
-//! Cluster objects → keygate routing: Ingress rules become routes, their
-//! backends deployments `<namespace>/<service>:<port>` whose
+//! Cluster objects → keygate routing: Ingresses here, then the Gateway API
+//! (`super::gateway`) into the same [`Translation`]. Ingress rules become
+//! routes, their backends deployments `<namespace>/<service>:<port>` whose
 //! instances are the *ready* EndpointSlice addresses, `spec.tls` Secrets
 //! become certificates and `keygate.dev/policies` selects a `KeygatePolicy`.
 //!
@@ -9,23 +10,22 @@
 //! host is skipped, a missing Service answers `deployment_not_found`, a
 //! missing or invalid policy answers `invalid_configuration` (fail closed) — the rest of the cluster keeps being served.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use kube::ResourceExt;
-use serde::Deserialize;
 
 use super::crd::KeygatePolicy;
+use super::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant, StatusUpdate};
+pub use super::resolve::CertCache;
+use super::resolve::{is_object_name, Index, PortRef, Resolver};
 use super::CONTROLLER;
-use crate::config::policy::PolicySpec;
 use crate::errors::ErrorCode;
 use crate::keys::Keys;
-use crate::policy::{PolicyChain, Resources};
 use crate::routing::{HostPattern, PathMatch, PathPrefix};
 use crate::runtime::{Deployment, Route, RouteTarget, Routing, Services};
 use crate::tls::pem::Certificate;
@@ -37,7 +37,6 @@ pub const STRIP_PREFIX_ANNOTATION: &str = "keygate.dev/strip-prefix";
 /// The pre-`ingressClassName` way of naming a class.
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Everything the reflectors hold, at one moment.
 #[derive(Default)]
@@ -48,11 +47,20 @@ pub struct View {
     pub slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
     pub policies: Vec<Arc<KeygatePolicy>>,
+    pub namespaces: Vec<Arc<Namespace>>,
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
 }
 
 /// What translation needs besides the cluster.
 pub struct Context<'a> {
     pub ingress_class: &'a str,
+    /// The `controllerName` of the GatewayClasses keygate serves.
+    pub gateway_controller: &'a str,
+    /// `(namespace, name)` of the Service whose address Gateways get.
+    pub publish_service: Option<&'a (String, String)>,
     /// The key service and static keys `keyauth` policies verify against.
     pub keys: &'a Keys,
     /// Where relative paths in policies resolve (the config file's directory).
@@ -73,7 +81,7 @@ pub struct ObjectKey {
 }
 
 impl ObjectKey {
-    fn ingress(ingress: &Ingress) -> Self {
+    pub fn ingress(ingress: &Ingress) -> Self {
         Self {
             kind: "Ingress",
             api_version: "networking.k8s.io/v1",
@@ -108,35 +116,48 @@ pub struct Translation {
     pub problems: Vec<Problem>,
     /// The Ingresses of our class (their status gets the gateway's address).
     pub served: Vec<Arc<Ingress>>,
+    /// The statuses of the Gateway API objects keygate serves.
+    pub statuses: Vec<StatusUpdate>,
 }
 
-/// Parsed TLS Secrets, kept between translations by `namespace/name` and
-/// resourceVersion: a certificate is parsed once per change, not per event.
-pub type CertCache = HashMap<String, (Option<String>, Result<Certificate, String>)>;
-
-/// Translates `view`; see the module comment.
-pub fn translate(view: &View, context: &Context<'_>, certs: &mut CertCache) -> Translation {
-    let mut problems = Vec::new();
-    let Some(class) = our_class(view, context.ingress_class, &mut problems) else {
-        return Translation {
-            problems,
-            ..Translation::default()
+impl Translation {
+    /// Reports a problem with one object (once per translation).
+    pub fn problem(&mut self, object: &ObjectKey, reason: &'static str, message: String) {
+        let problem = Problem {
+            object: object.clone(),
+            reason,
+            message,
         };
+        if !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
+    }
+}
+
+/// Translates `view`: Ingresses, then the Gateway API; see the module comment.
+pub fn translate(view: &View, context: &Context<'_>, certs: &mut CertCache) -> Translation {
+    let index = Index::build(view);
+    let mut resolver = Resolver::new(&index, context, certs);
+    let mut out = Translation::default();
+    ingresses(view, context, &mut resolver, &mut out);
+    super::gateway::translate(view, context, &mut resolver, &mut out);
+    out.routing.deployments = resolver.finish();
+    out
+}
+
+/// Adds the Ingresses of our class to `out`.
+fn ingresses(view: &View, context: &Context<'_>, resolver: &mut Resolver<'_, '_>, out: &mut Translation) {
+    let Some(class) = our_class(view, context.ingress_class, &mut out.problems) else {
+        return;
     };
     let mut ingresses: Vec<&Arc<Ingress>> = view.ingresses.iter().filter(|i| class.claims(i)).collect();
     // The oldest Ingress keeps a host and path that several claim.
     ingresses.sort_by_key(|i| (i.creation_timestamp().map(|t| t.0), i.namespace(), i.name_any()));
 
-    let index = Index::build(view);
     let mut builder = Builder {
-        index: &index,
-        context,
+        resolver,
         claimed: HashMap::new(),
-        deployments: BTreeMap::new(),
-        out: Translation {
-            problems,
-            ..Translation::default()
-        },
+        out,
     };
     let mut secrets = HashSet::new();
     for ingress in &ingresses {
@@ -145,14 +166,19 @@ pub fn translate(view: &View, context: &Context<'_>, certs: &mut CertCache) -> T
             if let Some(name) = &tls.secret_name {
                 let namespace = ingress.namespace().unwrap_or_default();
                 if secrets.insert(format!("{namespace}/{name}")) {
-                    certificate(&index, certs, ingress, &namespace, name, &mut builder.out);
+                    match builder.resolver.certificate(&namespace, name) {
+                        Ok(certificate) => builder.out.certificates.push(certificate),
+                        Err((reason, message)) => builder.out.problems.push(Problem {
+                            object: ObjectKey::ingress(ingress),
+                            reason,
+                            message,
+                        }),
+                    }
                 }
             }
         }
         builder.out.served.push((*ingress).clone());
     }
-    certs.retain(|key, _| secrets.contains(key));
-    builder.out
 }
 
 /// How this controller decides which Ingresses are its own.
@@ -210,45 +236,12 @@ fn our_class<'a>(view: &View, name: &'a str, problems: &mut Vec<Problem>) -> Opt
     Some(Class { name, is_default })
 }
 
-/// Lookups by namespace and name.
-struct Index<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Service>,
-    /// EndpointSlices by (namespace, service name).
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    secrets: HashMap<(&'a str, &'a str), &'a Arc<Secret>>,
-    policies: HashMap<(&'a str, &'a str), &'a KeygatePolicy>,
-}
-
-impl<'a> Index<'a> {
-    fn build(view: &'a View) -> Self {
-        fn key<K: kube::Resource>(object: &K) -> Option<(&str, &str)> {
-            Some((object.meta().namespace.as_deref()?, object.meta().name.as_deref()?))
-        }
-        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for slice in &view.slices {
-            let service = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
-            if let (Some(namespace), Some(service)) = (slice.metadata.namespace.as_deref(), service) {
-                slices.entry((namespace, service.as_str())).or_default().push(slice);
-            }
-        }
-        Self {
-            services: view.services.iter().filter_map(|s| Some((key(&**s)?, &**s))).collect(),
-            slices,
-            secrets: view.secrets.iter().filter_map(|s| Some((key(&**s)?, s))).collect(),
-            policies: view.policies.iter().filter_map(|p| Some((key(&**p)?, &**p))).collect(),
-        }
-    }
-}
-
 /// The state of one translation while Ingresses are added to it.
-struct Builder<'a, 'c> {
-    index: &'a Index<'a>,
-    context: &'a Context<'c>,
+struct Builder<'r, 'a, 'c> {
+    resolver: &'r mut Resolver<'a, 'c>,
     /// Which Ingress routes each (host, path) already.
     claimed: HashMap<(Option<HostPattern>, PathMatch), ObjectKey>,
-    /// Deployments by (id, policy), shared by every route to the same backend.
-    deployments: BTreeMap<(String, Option<String>), Arc<Deployment>>,
-    out: Translation,
+    out: &'r mut Translation,
 }
 
 /// A backend as a route target: a deployment, or why it cannot be served.
@@ -257,7 +250,7 @@ struct Backend {
     refusal: Option<ErrorCode>,
 }
 
-impl Builder<'_, '_> {
+impl Builder<'_, '_, '_> {
     fn ingress(&mut self, ingress: &Ingress) {
         let object = ObjectKey::ingress(ingress);
         let namespace = object.namespace.clone();
@@ -357,7 +350,7 @@ impl Builder<'_, '_> {
             );
             return Err(());
         }
-        if !self.index.policies.contains_key(&(object.namespace.as_str(), name)) {
+        if !self.resolver.index().has_policy(&object.namespace, name) {
             self.problem(
                 object,
                 "PolicyNotFound",
@@ -402,18 +395,17 @@ impl Builder<'_, '_> {
             }
         };
         let id = format!("{namespace}/{}:{port_label}", service.name);
-        let placeholder = |id: &str, refusal| {
+        let port = match (port.and_then(|p| p.number), port.and_then(|p| p.name.as_deref())) {
+            (Some(number), _) => PortRef::Number(number),
+            (None, name) => PortRef::Name(name.unwrap_or_default()),
+        };
+        let placeholder = |resolver: &Resolver<'_, '_>, id: &str, refusal| {
             Some(Backend {
-                target: Arc::new(Deployment::plain(
-                    id.into(),
-                    Vec::new(),
-                    PolicyChain::default(),
-                    &self.context.services.endpoints,
-                )),
+                target: resolver.placeholder(id),
                 refusal: Some(refusal),
             })
         };
-        let instances = match self.instances(namespace, &service.name, port) {
+        let instances = match self.resolver.instances(namespace, &service.name, port) {
             Ok(instances) => instances,
             Err(message) => {
                 self.problem(
@@ -421,133 +413,30 @@ impl Builder<'_, '_> {
                     "ServiceNotFound",
                     format!("{message}; requests answer 404 deployment_not_found"),
                 );
-                return placeholder(&id, ErrorCode::DeploymentNotFound);
+                return placeholder(self.resolver, &id, ErrorCode::DeploymentNotFound);
             }
         };
         let Ok(policy) = policy else {
-            return placeholder(&id, ErrorCode::InvalidConfiguration);
+            return placeholder(self.resolver, &id, ErrorCode::InvalidConfiguration);
         };
-        let key = (id.clone(), policy.clone());
-        if let Some(existing) = self.deployments.get(&key) {
-            return Some(Backend {
-                target: existing.clone(),
+        match self
+            .resolver
+            .deployment(id.clone(), instances, policy.as_deref().map(|name| (namespace, name)))
+        {
+            Ok(deployment) => Some(Backend {
+                target: deployment,
                 refusal: None,
-            });
-        }
-        let chain = match policy {
-            Some(name) => {
-                match self.compile_policy(namespace, name) {
-                    Ok(chain) => chain,
-                    Err(message) => {
-                        self.problem(
-                        object,
-                        "InvalidPolicy",
-                        format!("KeygatePolicy {namespace}/{name}: {message}; the Ingress answers 422 until it is fixed"),
-                    );
-                        return placeholder(&id, ErrorCode::InvalidConfiguration);
-                    }
-                }
-            }
-            None => PolicyChain::default(),
-        };
-        let deployment = Arc::new(Deployment::plain(
-            id.into(),
-            instances,
-            chain,
-            &self.context.services.endpoints,
-        ));
-        self.deployments.insert(key, deployment.clone());
-        self.out.routing.deployments.push(deployment.clone());
-        Some(Backend {
-            target: deployment,
-            refusal: None,
-        })
-    }
-
-    /// The ready addresses of the Service's port, from its EndpointSlices.
-    fn instances(
-        &self,
-        namespace: &str,
-        service_name: &str,
-        port: Option<&k8s_openapi::api::networking::v1::ServiceBackendPort>,
-    ) -> Result<Vec<SocketAddr>, String> {
-        let service = self
-            .index
-            .services
-            .get(&(namespace, service_name))
-            .ok_or_else(|| format!("Service {namespace}/{service_name} does not exist"))?;
-        let spec = service
-            .spec
-            .as_ref()
-            .ok_or_else(|| format!("Service {namespace}/{service_name} has no spec"))?;
-        if spec.type_.as_deref() == Some("ExternalName") {
-            return Err(format!(
-                "Service {namespace}/{service_name} is an ExternalName service, which is not supported"
-            ));
-        }
-        let wanted_number = port.and_then(|p| p.number);
-        let wanted_name = port.and_then(|p| p.name.as_deref());
-        let service_port = spec
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| Some(p.port) == wanted_number || (wanted_name.is_some() && p.name.as_deref() == wanted_name))
-            .ok_or_else(|| {
-                let port = wanted_number.map_or_else(|| wanted_name.unwrap_or("").to_string(), |n| n.to_string());
-                format!("Service {namespace}/{service_name} has no port {port}")
-            })?;
-        let port_name = service_port.name.as_deref().unwrap_or("");
-        let mut addresses = Vec::new();
-        for slice in self.index.slices.get(&(namespace, service_name)).into_iter().flatten() {
-            if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
-                continue;
-            }
-            let Some(port) = slice
-                .ports
-                .iter()
-                .flatten()
-                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
-                .and_then(|p| p.port)
-                .and_then(|p| u16::try_from(p).ok())
-            else {
-                continue;
-            };
-            for endpoint in &slice.endpoints {
-                // An unknown readiness counts as ready (the API's convention);
-                // terminating pods are never ready.
-                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                let address = endpoint.addresses.first().and_then(|a| a.parse::<IpAddr>().ok());
-                if let (true, Some(ip)) = (ready, address) {
-                    addresses.push(SocketAddr::new(ip, port));
-                }
+            }),
+            Err(message) => {
+                let name = policy.as_deref().unwrap_or_default();
+                self.problem(
+                    object,
+                    "InvalidPolicy",
+                    format!("KeygatePolicy {namespace}/{name}: {message}; the Ingress answers 422 until it is fixed"),
+                );
+                placeholder(self.resolver, &id, ErrorCode::InvalidConfiguration)
             }
         }
-        addresses.sort();
-        addresses.dedup();
-        Ok(addresses)
-    }
-
-    fn compile_policy(&self, namespace: &str, name: &str) -> Result<PolicyChain, String> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Spec {
-            #[serde(default)]
-            policies: Vec<PolicySpec>,
-        }
-        let object = self.index.policies.get(&(namespace, name)).ok_or("it does not exist")?;
-        let spec: Spec = serde_path_to_error::deserialize(&object.spec).map_err(|e| {
-            let path = e.path().to_string();
-            format!("spec.{path}: {}", e.into_inner())
-        })?;
-        // Rate-limit buckets are per KeygatePolicy: every Ingress selecting it shares them.
-        let owner = format!("{namespace}/{name}");
-        let resources = Resources {
-            base_dir: self.context.base_dir,
-            deployment: &owner,
-            ..self.context.services.policy_resources(self.context.keys)
-        };
-        PolicyChain::compile(&spec.policies, &resources)
-            .map_err(|(field, message)| format!("spec.policies{field}: {message}"))
     }
 
     fn route(
@@ -580,76 +469,8 @@ impl Builder<'_, '_> {
     }
 
     fn problem(&mut self, object: &ObjectKey, reason: &'static str, message: String) {
-        let problem = Problem {
-            object: object.clone(),
-            reason,
-            message,
-        };
-        if !self.out.problems.contains(&problem) {
-            self.out.problems.push(problem);
-        }
+        self.out.problem(object, reason, message);
     }
-}
-
-/// A DNS-1123 subdomain, what Kubernetes object names are.
-fn is_object_name(name: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !name.is_empty()
-        && name.len() <= 253
-        && name.starts_with(alnum)
-        && name.ends_with(alnum)
-        && name.chars().all(|c| alnum(c) || c == '-' || c == '.')
-}
-
-/// Loads the `spec.tls` Secret `namespace/name` into `out.certificates`.
-fn certificate(
-    index: &Index<'_>,
-    cache: &mut CertCache,
-    ingress: &Ingress,
-    namespace: &str,
-    name: &str,
-    out: &mut Translation,
-) {
-    let object = ObjectKey::ingress(ingress);
-    let Some(secret) = index.secrets.get(&(namespace, name)) else {
-        out.problems.push(Problem {
-            object,
-            reason: "SecretNotFound",
-            message: format!("TLS Secret {namespace}/{name} does not exist"),
-        });
-        return;
-    };
-    let key = format!("{namespace}/{name}");
-    let version = secret.resource_version();
-    let cached = match cache.get(&key) {
-        Some((seen, parsed)) if *seen == version && version.is_some() => parsed.clone(),
-        _ => {
-            let parsed = parse_secret(secret);
-            cache.insert(key.clone(), (version, parsed.clone()));
-            parsed
-        }
-    };
-    match cached {
-        Ok(certificate) => out.certificates.push((key, certificate)),
-        Err(message) => out.problems.push(Problem {
-            object,
-            reason: "InvalidCertificate",
-            message: format!("TLS Secret {key}: {message}"),
-        }),
-    }
-}
-
-fn parse_secret(secret: &Secret) -> Result<Certificate, String> {
-    if secret.type_.as_deref() != Some("kubernetes.io/tls") {
-        return Err(format!(
-            "type is {:?}, not kubernetes.io/tls",
-            secret.type_.as_deref().unwrap_or("")
-        ));
-    }
-    let data = secret.data.as_ref().ok_or("it has no data")?;
-    let crt = data.get("tls.crt").ok_or("it has no tls.crt")?;
-    let key = data.get("tls.key").ok_or("it has no tls.key")?;
-    Certificate::from_pem(&crt.0, &key.0)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::Api;
@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::crd::KeygatePolicy;
+use super::gateway::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use super::translate::View;
 
 /// The stores of one kind (one per watched namespace, or one for all).
@@ -46,6 +47,11 @@ pub struct Cluster {
     slices: Watched<EndpointSlice>,
     secrets: Watched<Secret>,
     policies: Watched<KeygatePolicy>,
+    namespace_labels: Watched<Namespace>,
+    gateway_classes: Watched<GatewayClass>,
+    gateways: Watched<Gateway>,
+    http_routes: Watched<HttpRoute>,
+    reference_grants: Watched<ReferenceGrant>,
     /// One flag per reflector: it has listed its objects once.
     synced: Vec<Arc<AtomicBool>>,
     tasks: Vec<JoinHandle<()>>,
@@ -79,6 +85,13 @@ impl Cluster {
         // Optional: without the CRD installed, no Ingress can name a policy
         // that exists (and such Ingresses fail closed).
         let policies = starter.namespaced("keygatepolicies", watcher::Config::default(), true);
+        // Namespace labels, for Gateway listeners that select route namespaces.
+        let namespace_labels = starter.cluster_wide("namespaces", true);
+        // The Gateway API, optional too: a cluster without its CRDs serves Ingresses alone.
+        let gateway_classes = starter.cluster_wide("gatewayclasses", true);
+        let gateways = starter.namespaced("gateways", watcher::Config::default(), true);
+        let http_routes = starter.namespaced("httproutes", watcher::Config::default(), true);
+        let reference_grants = starter.namespaced("referencegrants", watcher::Config::default(), true);
         Self {
             ingresses,
             classes,
@@ -86,6 +99,11 @@ impl Cluster {
             slices,
             secrets,
             policies,
+            namespace_labels,
+            gateway_classes,
+            gateways,
+            http_routes,
+            reference_grants,
             synced: starter.synced,
             tasks: starter.tasks,
         }
@@ -105,6 +123,11 @@ impl Cluster {
             slices: self.slices.objects(),
             secrets: self.secrets.objects(),
             policies: self.policies.objects(),
+            namespaces: self.namespace_labels.objects(),
+            gateway_classes: self.gateway_classes.objects(),
+            gateways: self.gateways.objects(),
+            http_routes: self.http_routes.objects(),
+            reference_grants: self.reference_grants.objects(),
         }
     }
 }
@@ -189,12 +212,13 @@ impl Starter<'_> {
                         }
                         changed.notify_one();
                     }
-                    Err(error) if optional && is_not_found(&error) => {
+                    Err(error) if optional && unavailable(&error).is_some() => {
                         if !synced.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(
-                                kind,
-                                "the API server does not serve {kind} (is the CRD installed?); treated as empty"
-                            );
+                            let why = match unavailable(&error) {
+                                Some(403) => "keygate may not list them (check its ClusterRole)",
+                                _ => "the API server does not serve them (is the CRD installed?)",
+                            };
+                            tracing::warn!(kind, "{kind}: {why}; treated as empty");
                             changed.notify_one();
                         }
                     }
@@ -215,12 +239,18 @@ impl Starter<'_> {
     }
 }
 
-fn is_not_found(error: &watcher::Error) -> bool {
+/// The status of an API error that makes an optional kind empty: 404 (its
+/// CRD is not installed) or 403 (the ClusterRole does not cover it, e.g. an
+/// older one without the Gateway API: Ingresses must keep being served).
+fn unavailable(error: &watcher::Error) -> Option<u16> {
     let api_error = match error {
         watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
             e
         }
-        _ => return false,
+        _ => return None,
     };
-    matches!(api_error, kube::Error::Api(response) if response.code == 404)
+    match api_error {
+        kube::Error::Api(response) if matches!(response.code, 403 | 404) => Some(response.code),
+        _ => None,
+    }
 }

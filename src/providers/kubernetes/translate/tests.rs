@@ -86,7 +86,10 @@ fn service(name: &str) -> Arc<Service> {
 /// The EndpointSlice of `service` (port `http` → 8080) with `(ip, ready)` endpoints.
 fn slice(service: &str, endpoints: &[(&str, Option<bool>)]) -> Arc<EndpointSlice> {
     let mut metadata = meta("ns", &format!("{service}-abc"));
-    metadata.labels = Some(BTreeMap::from([(SERVICE_NAME_LABEL.to_string(), service.to_string())]));
+    metadata.labels = Some(BTreeMap::from([(
+        "kubernetes.io/service-name".to_string(),
+        service.to_string(),
+    )]));
     Arc::new(EndpointSlice {
         metadata,
         address_type: "IPv4".into(),
@@ -118,6 +121,8 @@ fn run(view: &View) -> Translation {
     let keys = services.keys_without_statics();
     let context = Context {
         ingress_class: "keygate",
+        gateway_controller: "keygate.dev/gateway-controller",
+        publish_service: None,
         keys: &keys,
         base_dir: Path::new("."),
         services: &services,
