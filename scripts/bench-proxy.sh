@@ -17,7 +17,9 @@
 #      log/temp paths, not daemonized
 #   5. for each target and path: wrk warm-up ($WARMUP), then
 #      `wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency` with `Host: localhost`
-#   6. prints RPS / p50 / p99 / errors per run and the keygate/nginx RPS ratio
+#   6. prints RPS / p50 / p99 / errors / CPU µs per request / RSS per run (CPU and
+#      RSS of the serving process tree from /proc: utime+stime over the run, VmRSS
+#      at its end) and the keygate/nginx RPS ratio
 #
 # Both proxies get one worker thread/process; wrk, the upstream and the proxy
 # share the machine, so absolute numbers depend heavily on the core count
@@ -349,6 +351,41 @@ bg_wait() {
 
 RESULTS=$TMP/results.tsv
 : >"$RESULTS"
+CLK_TCK=$(getconf CLK_TCK)
+
+pid_of() { # target name -> the pid whose process tree serves it ("" if unknown)
+    case $1 in
+        direct) echo "$up_pid" ;;
+        pingora) echo "${pg_pid:-}" ;;
+        keygate) echo "$kg_pid" ;;
+        nginx) echo "$ng_pid" ;;
+        *) echo "" ;;
+    esac
+}
+
+tree() { # pid -> the pid and its children (nginx's workers)
+    echo "$1"
+    pgrep -P "$1" || true
+}
+
+cpu_ticks() { # pid -> user+system clock ticks of its process tree
+    local total=0 p t
+    for p in $(tree "$1"); do
+        # Fields after the ")" of the command name: utime is the 12th, stime the 13th.
+        t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
+
+rss_kib() { # pid -> resident KiB of its process tree
+    local total=0 p r
+    for p in $(tree "$1"); do
+        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        total=$((total + ${r:-0}))
+    done
+    echo "$total"
+}
 
 run_wrk() { # name addr path
     local name=$1 addr=$2 path=$3 out
@@ -356,7 +393,14 @@ run_wrk() { # name addr path
     log "wrk $name $path: warm-up $WARMUP"
     bg_wait timeout "$WRK_LIMIT" wrk -t"$WRK_THREADS" -c"$CONNS" -d"$WARMUP" -H 'Host: localhost' "http://$addr$path" >/dev/null
     log "wrk $name $path: -t$WRK_THREADS -c$CONNS -d$DURATION"
+    local pid ticks_before=0 ticks_after=0 rss=0
+    pid=$(pid_of "$name")
+    [[ -n $pid ]] && ticks_before=$(cpu_ticks "$pid")
     bg_wait timeout "$WRK_LIMIT" wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency -H 'Host: localhost' "http://$addr$path" >"$out"
+    if [[ -n $pid ]]; then
+        ticks_after=$(cpu_ticks "$pid")
+        rss=$(rss_kib "$pid")
+    fi
     local rps p50 p99 xfer errs non2xx
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     xfer=$(awk '/^Transfer\/sec:/ {print $2}' "$out")
@@ -365,8 +409,12 @@ run_wrk() { # name addr path
     errs=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$out")
     [[ -n $rps && -n $p50 && -n $p99 ]] || { cat "$out" >&2; die "could not parse wrk output for $name $path"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$path" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" \
-        "$xfer" "$((${errs:-0} + ${non2xx:-0}))" >>"$RESULTS"
+    # CPU µs per request: the process tree's user+system time over the run / requests.
+    local cpu_us
+    cpu_us=$(awk -v t=$((ticks_after - ticks_before)) -v hz="$CLK_TCK" -v rps="$rps" -v d="$(secs "$DURATION")" \
+        -v known="${pid:+1}" 'BEGIN { if (known && rps > 0) printf "%.1f", t / hz * 1e6 / (rps * d); else print "-" }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$path" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" \
+        "$xfer" "$((${errs:-0} + ${non2xx:-0}))" "$cpu_us" "$((rss / 1024))" >>"$RESULTS"
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -392,9 +440,9 @@ echo
 echo "keygate vs nginx — 1 proxy worker, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 awk -F'\t' '
-    BEGIN { printf "%-12s %-7s %12s %10s %10s %11s %7s\n", "target", "path", "req/s", "p50 ms", "p99 ms", "transfer/s", "errors"
-            printf "%-12s %-7s %12s %10s %10s %11s %7s\n", "------------", "-------", "------------", "----------", "----------", "-----------", "-------" }
-    { printf "%-12s %-7s %12.0f %10.2f %10.2f %11s %7d\n", $1, $2, $3, $4, $5, $6, $7
+    BEGIN { printf "%-12s %-7s %12s %10s %10s %11s %7s %11s %8s\n", "target", "path", "req/s", "p50 ms", "p99 ms", "transfer/s", "errors", "CPU us/req", "RSS MiB"
+            printf "%-12s %-7s %12s %10s %10s %11s %7s %11s %8s\n", "------------", "-------", "------------", "----------", "----------", "-----------", "-------", "-----------", "--------" }
+    { printf "%-12s %-7s %12.0f %10.2f %10.2f %11s %7d %11s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9
       k = $1 SUBSEP $2; sum[k] += $3; runs[k]++; rps[k] = sum[k] / runs[k]
       if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } }
     END {

@@ -1,0 +1,108 @@
+//! The upstream keep-alive pool (vendor/PATCHES.md, patch 9): consecutive
+//! requests reuse one connection to the instance, and a pooled connection
+//! the instance closed while idle is never used for a request (which would
+//! then fail).
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::gateway::{one_route, Gateway};
+use support::upstreams::{serve_loopback, Upstream};
+use support::wait::{poll_until, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_keep_alive_requests_use_one_upstream_connection() {
+    let up = Upstream::counting("pooled").await;
+    let gw = Gateway::start(&one_route("pool.test", "dep_pool", &[&up.addr_str()])).await;
+    for i in 0..1_000 {
+        let response = gw.get("pool.test", &format!("/{i}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(up.hits(), 1_000);
+    assert_eq!(
+        up.connections(),
+        1,
+        "every request after the first reused the pooled connection"
+    );
+}
+
+/// An instance that answers one request per connection with keep-alive
+/// framing, then closes the connection once it has been idle 50 ms — as
+/// servers with a short keep-alive timeout do.
+struct ClosingWhenIdle {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ClosingWhenIdle {
+    async fn start() -> Self {
+        let (accepted, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, c) = (accepted.clone(), closed.clone());
+        let (addr, task) = serve_loopback(move |mut stream| {
+            let (a, c) = (a.clone(), c.clone());
+            async move {
+                a.fetch_add(1, Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let read = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut chunk)).await;
+                    match read {
+                        Ok(Ok(n)) if n > 0 => head.extend_from_slice(&chunk[..n]),
+                        // Idle (or closed by the gateway): close.
+                        _ => break,
+                    }
+                    if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        head.clear();
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Upstream: closing\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                drop(stream);
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .await;
+        ClosingWhenIdle {
+            addr,
+            accepted,
+            closed,
+            task,
+        }
+    }
+}
+
+impl Drop for ClosingWhenIdle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_instance_closed_while_idle_is_not_reused() {
+    let up = ClosingWhenIdle::start().await;
+    let gw = Gateway::start(&one_route("closing.test", "dep_closing", &[&up.addr.to_string()])).await;
+    for round in 1..=5 {
+        let response = gw.get("closing.test", "/").send().await.unwrap();
+        assert_eq!(response.status(), 200, "round {round}");
+        assert_eq!(response.text().await.unwrap(), "ok");
+        // The instance closes the pooled connection before the next request.
+        poll_until(format!("the instance closed connection {round}"), WAIT, || async {
+            (up.closed.load(Ordering::SeqCst) >= round).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        5,
+        "each request got a fresh connection instead of the closed pooled one"
+    );
+}
