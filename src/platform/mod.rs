@@ -149,11 +149,7 @@ impl Platform {
 
     /// A stored deployment, as it is.
     pub fn record(&self, id: &str) -> Result<DeploymentRecord, PlatformError> {
-        self.lock()
-            .deployments
-            .get(id)
-            .cloned()
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))
+        self.lock().deployment(id).cloned()
     }
 
     /// Creates a deployment; it starts deploying once it has instances.
@@ -226,11 +222,7 @@ impl Platform {
             return Err(PlatformError::Invalid("instances: at least one ip:port".into()));
         }
         let mut state = self.lock();
-        let mut next = state
-            .deployments
-            .get(id)
-            .cloned()
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
+        let mut next = state.deployment(id)?.clone();
         for instance in instances {
             if !next.instances.contains(&instance) {
                 next.instances.push(instance);
@@ -247,10 +239,7 @@ impl Platform {
     /// Removes a deployment that is not live.
     pub fn delete(&self, id: &str) -> Result<(), PlatformError> {
         let mut state = self.lock();
-        let record = state
-            .deployments
-            .get(id)
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
+        let record = state.deployment(id)?;
         if state.is_live(record) {
             return Err(PlatformError::Conflict(format!(
                 "deployment {id} is live; promote another one first"
@@ -266,6 +255,13 @@ impl Platform {
 }
 
 impl State {
+    /// The deployment `id`, or why not.
+    fn deployment(&self, id: &str) -> Result<&DeploymentRecord, PlatformError> {
+        self.deployments
+            .get(id)
+            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))
+    }
+
     /// The live record of `record`'s environment.
     fn live_of(&self, record: &DeploymentRecord) -> Option<&LiveRecord> {
         self.live.get(&model::live_id(

@@ -54,10 +54,7 @@ impl Platform {
     /// Makes the earlier deployment `id` live again, as a rollback.
     pub fn rollback_to(&self, id: &str) -> Result<(), PlatformError> {
         let mut state = self.lock();
-        let record = state
-            .deployments
-            .get(id)
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
+        let record = state.deployment(id)?;
         if state.is_live(record) {
             return Err(PlatformError::Conflict(format!("deployment {id} is already live")));
         }
@@ -67,11 +64,7 @@ impl Platform {
     /// Archives `id` now: its routes go, its instances are left alone.
     pub fn stop(&self, id: &str) -> Result<(), PlatformError> {
         let mut state = self.lock();
-        let mut next = state
-            .deployments
-            .get(id)
-            .cloned()
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
+        let mut next = state.deployment(id)?.clone();
         if matches!(next.status, Status::Archived | Status::Failed) {
             return Err(PlatformError::Conflict(format!(
                 "deployment {id} is {} already",
@@ -88,11 +81,7 @@ impl Platform {
     /// once ready.
     pub fn start(&self, id: &str) -> Result<(), PlatformError> {
         let mut state = self.lock();
-        let mut next = state
-            .deployments
-            .get(id)
-            .cloned()
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
+        let mut next = state.deployment(id)?.clone();
         if next.status != Status::Archived {
             return Err(PlatformError::Conflict(format!(
                 "deployment {id} is {}, not stopped",
@@ -105,10 +94,7 @@ impl Platform {
 
     /// Goes live now (ready or standby) or once checked again (archived).
     fn switch_to(&self, state: &mut State, id: &str, rollback: bool) -> Result<(), PlatformError> {
-        let record = state
-            .deployments
-            .get(id)
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
+        let record = state.deployment(id)?;
         match record.status {
             Status::Ready | Status::Standby => self.make_live(state, id, Some(rollback)),
             Status::Archived => {
@@ -148,9 +134,7 @@ impl Platform {
         rolled_back: Option<bool>,
     ) -> Result<(), PlatformError> {
         let now = now_ms();
-        let Some(record) = state.deployments.get(id).cloned() else {
-            return Err(PlatformError::DeploymentNotFound(id.to_string()));
-        };
+        let record = state.deployment(id)?.clone();
         let key = live_id(&record.project_id, &record.app, &record.environment_slug);
         let mut live = state.live.get(&key).cloned().unwrap_or_default();
         let mut changed = Vec::new();

@@ -67,10 +67,7 @@ impl Platform {
     pub fn describe(&self, id: &str) -> Result<View, PlatformError> {
         let snapshot = self.hub.current();
         let state = self.lock();
-        let record = state
-            .deployments
-            .get(id)
-            .ok_or_else(|| PlatformError::DeploymentNotFound(id.to_string()))?;
+        let record = state.deployment(id)?;
         let projects = projects::all(&state, &snapshot.platform);
         Ok(view(&state, &snapshot, &projects, record))
     }

@@ -10,6 +10,8 @@
 
 mod crd;
 mod events;
+#[cfg(test)]
+mod fixtures;
 mod gateway;
 mod resolve;
 mod status;

@@ -1,56 +1,19 @@
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Namespace;
 use serde_json::json;
 
 use super::*;
 use crate::errors::ErrorCode;
+use crate::providers::kubernetes::fixtures::{self, meta};
 use crate::providers::kubernetes::resolve::CertCache;
 
 const CONTROLLER: &str = "keygate.dev/gateway-controller";
 
-fn meta(namespace: &str, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
-        name: Some(name.to_string()),
-        ..ObjectMeta::default()
-    }
-}
-
 /// Service `namespace/name` (port 80 `http`) with one ready endpoint at `ip`:8080.
 fn service(view: &mut View, namespace: &str, name: &str, ip: &str) {
-    view.services.push(Arc::new(Service {
-        metadata: meta(namespace, name),
-        spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }));
-    let mut metadata = meta(namespace, &format!("{name}-1"));
-    metadata.labels = Some(BTreeMap::from([(
-        "kubernetes.io/service-name".to_string(),
-        name.to_string(),
-    )]));
-    view.slices.push(Arc::new(EndpointSlice {
-        metadata,
-        address_type: "IPv4".into(),
-        endpoints: vec![Endpoint {
-            addresses: vec![ip.to_string()],
-            ..Endpoint::default()
-        }],
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(8080),
-            ..EndpointPort::default()
-        }]),
-    }));
+    view.services.push(fixtures::service(namespace, name));
+    view.slices.push(fixtures::slice(namespace, name, &[(ip, Some(true))]));
 }
 
 /// Our class `keygate`, a foreign class `other`, and Gateway `infra/web`

@@ -1,23 +1,14 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, IngressClassSpec, IngressRule, IngressServiceBackend, IngressSpec,
     ServiceBackendPort,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;
-
-fn meta(namespace: &str, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
-        name: Some(name.to_string()),
-        ..ObjectMeta::default()
-    }
-}
+use crate::providers::kubernetes::fixtures::meta;
 
 fn backend(service: &str, port: i32) -> IngressBackend {
     IngressBackend {
@@ -69,47 +60,11 @@ fn annotated(ingress: Arc<Ingress>, key: &str, value: &str) -> Arc<Ingress> {
 }
 
 fn service(name: &str) -> Arc<Service> {
-    Arc::new(Service {
-        metadata: meta("ns", name),
-        spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    })
+    crate::providers::kubernetes::fixtures::service("ns", name)
 }
 
-/// The EndpointSlice of `service` (port `http` → 8080) with `(ip, ready)` endpoints.
 fn slice(service: &str, endpoints: &[(&str, Option<bool>)]) -> Arc<EndpointSlice> {
-    let mut metadata = meta("ns", &format!("{service}-abc"));
-    metadata.labels = Some(BTreeMap::from([(
-        "kubernetes.io/service-name".to_string(),
-        service.to_string(),
-    )]));
-    Arc::new(EndpointSlice {
-        metadata,
-        address_type: "IPv4".into(),
-        endpoints: endpoints
-            .iter()
-            .map(|(ip, ready)| Endpoint {
-                addresses: vec![ip.to_string()],
-                conditions: Some(EndpointConditions {
-                    ready: *ready,
-                    ..EndpointConditions::default()
-                }),
-                ..Endpoint::default()
-            })
-            .collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(8080),
-            ..EndpointPort::default()
-        }]),
-    })
+    crate::providers::kubernetes::fixtures::slice("ns", service, endpoints)
 }
 
 fn policy(name: &str, spec: serde_json::Value) -> Arc<KeygatePolicy> {
