@@ -38,7 +38,8 @@ pub struct RequestSummary<'a> {
     pub trace_id: Option<TraceId>,
     pub client_ip: Option<IpAddr>,
     pub deployment_id: Option<&'a str>,
-    pub instance: Option<String>,
+    /// Formatted only by a policy that records it (not on every request).
+    pub instance: Option<&'a dyn std::fmt::Display>,
     pub status: u16,
     pub response_headers: Option<&'a http::HeaderMap>,
     pub total: Duration,

@@ -73,6 +73,11 @@ enum Admitted {
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
+    /// None: pingora's default adds a (disabled) response-compression
+    /// module whose context is built for every request; keygate does not
+    /// compress what it proxies.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             in_flight: Some(self.in_flight.start()),
@@ -355,7 +360,7 @@ impl ProxyHttp for Gateway {
             trace_id: ctx.trace.as_ref().map(RequestTrace::trace_id),
             client_ip: ctx.client_ip,
             deployment_id,
-            instance: ctx.instance.as_ref().map(|e| e.target.to_string()),
+            instance: ctx.instance.as_ref().map(|e| &e.target as &dyn std::fmt::Display),
             status,
             response_headers: session.response_written().map(|r| &r.headers),
             total,
