@@ -37,8 +37,8 @@ ARG KEYGATE_COMMIT=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin keygate \
- && install -D -s -m 0755 target/release/keygate /out/keygate
+    cargo build --profile production --locked --bin keygate \
+ && install -D -s -m 0755 target/production/keygate /out/keygate
 
 ############################ runtime ############################
 FROM debian:bookworm-slim

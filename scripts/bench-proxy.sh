@@ -6,7 +6,8 @@
 #     DURATION=30s CONNS=128 scripts/bench-proxy.sh
 #
 # What it does:
-#   1. cargo build --release --bin keygate --example bench_upstream --example pingora_baseline
+#   1. cargo build --profile $PROFILE --bin keygate --example bench_upstream --example pingora_baseline
+#      (PROFILE [production]: what is shipped; `release` builds faster)
 #      (skip with SKIP_BUILD=1; the binaries must then already exist)
 #   2. starts examples/bench_upstream on $UPSTREAM (GET /small -> "ok\n", GET /1m -> 1 MiB)
 #   3. starts keygate with a generated config (listen.threads: 1, one deployment,
@@ -48,6 +49,7 @@
 # bounded by a timeout.
 set -euo pipefail
 
+PROFILE=${PROFILE:-production}
 UPSTREAM=${UPSTREAM:-127.0.0.1:9100}
 KG_HTTP=${KG_HTTP:-127.0.0.1:18080}
 KG_ADMIN=${KG_ADMIN:-127.0.0.1:19901}
@@ -173,14 +175,14 @@ done
 # ---------------------------------------------------------------- build
 if [[ $SKIP_BUILD != 1 ]]; then
     log "building release binaries (keygate, bench_upstream)"
-    timeout "$BUILD_TIMEOUT" cargo build --release --bin keygate --example bench_upstream --example pingora_baseline \
+    timeout "$BUILD_TIMEOUT" cargo build --profile "$PROFILE" --bin keygate --example bench_upstream --example pingora_baseline \
         --example otlp_sink
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-KEYGATE_BIN=$TARGET_DIR/release/keygate
-UPSTREAM_BIN=$TARGET_DIR/release/examples/bench_upstream
-BASELINE_BIN=$TARGET_DIR/release/examples/pingora_baseline
-SINK_BIN=$TARGET_DIR/release/examples/otlp_sink
+KEYGATE_BIN=$TARGET_DIR/$PROFILE/keygate
+UPSTREAM_BIN=$TARGET_DIR/$PROFILE/examples/bench_upstream
+BASELINE_BIN=$TARGET_DIR/$PROFILE/examples/pingora_baseline
+SINK_BIN=$TARGET_DIR/$PROFILE/examples/otlp_sink
 [[ -x $KEYGATE_BIN ]] || die "missing $KEYGATE_BIN"
 [[ -x $UPSTREAM_BIN ]] || die "missing $UPSTREAM_BIN"
 
