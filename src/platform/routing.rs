@@ -15,18 +15,18 @@ use crate::runtime::{Deployment, PlatformSettings, Project, Route, RouteTarget, 
 use crate::upstream::health::HealthCheck;
 use crate::upstream::Protocol;
 
-/// The domains that point at `record` now.
-pub fn domains_of(
+/// Deployment id → the domains that point at it now (computed once for
+/// every deployment a view shows).
+pub fn domains_by_deployment(
     state: &State,
     settings: &PlatformSettings,
     projects: &[Project],
-    record: &DeploymentRecord,
-) -> Vec<String> {
-    assign(state, settings, projects)
-        .into_iter()
-        .filter(|(_, id)| *id == record.id)
-        .map(|(domain, _)| domain)
-        .collect()
+) -> BTreeMap<String, Vec<String>> {
+    let mut by_deployment: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (domain, id) in assign(state, settings, projects) {
+        by_deployment.entry(id).or_default().push(domain);
+    }
+    by_deployment
 }
 
 /// Domain → deployment id, for every project.

@@ -2,6 +2,8 @@
 //! what follows from the state — whether it is live, its domains, the
 //! health of its instances, and the actions that would succeed now.
 
+use std::collections::BTreeMap;
+
 use super::model::{DeploymentRecord, Status};
 use super::{projects, routing, Platform, PlatformError, State};
 use crate::runtime::{PlatformSettings, Project, Snapshot};
@@ -68,8 +70,7 @@ impl Platform {
         let snapshot = self.hub.current();
         let state = self.lock();
         let record = state.deployment(id)?;
-        let projects = projects::all(&state, &snapshot.platform);
-        Ok(view(&state, &snapshot, &projects, record))
+        Ok(Shown::new(&state, &snapshot).view(record))
     }
 
     /// Deployments matching `filter`, newest first, after `cursor`.
@@ -85,7 +86,7 @@ impl Platform {
             None => None,
         };
         let state = self.lock();
-        let projects = projects::all(&state, &snapshot.platform);
+        let shown = Shown::new(&state, &snapshot);
         let mut matching: Vec<&DeploymentRecord> = state
             .deployments
             .values()
@@ -99,20 +100,16 @@ impl Platform {
             .collect();
         matching.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         let (page, next) = super::page(matching, limit, cursor, |d| d.id.as_str());
-        Ok((
-            page.into_iter()
-                .map(|d| view(&state, &snapshot, &projects, d))
-                .collect(),
-            next,
-        ))
+        Ok((page.into_iter().map(|d| shown.view(d)).collect(), next))
     }
 
     /// Every project with its deployments (newest first), for the dashboard.
     pub fn overview(&self) -> Vec<(Project, Vec<View>)> {
         let snapshot = self.hub.current();
         let state = self.lock();
-        let projects = projects::all(&state, &snapshot.platform);
-        projects
+        let shown = Shown::new(&state, &snapshot);
+        shown
+            .projects
             .iter()
             .map(|project| {
                 let mut deployments: Vec<&DeploymentRecord> = state
@@ -121,47 +118,68 @@ impl Platform {
                     .filter(|d| d.project_id == project.id)
                     .collect();
                 deployments.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-                let views = deployments
-                    .iter()
-                    .map(|d| view(&state, &snapshot, &projects, d))
-                    .collect();
+                let views = deployments.iter().map(|d| shown.view(d)).collect();
                 (project.clone(), views)
             })
             .collect()
     }
 }
 
-fn view(state: &State, snapshot: &Snapshot, projects: &[Project], record: &DeploymentRecord) -> View {
-    let settings: &PlatformSettings = &snapshot.platform;
-    let serving = snapshot.deployments.iter().find(|d| *d.id == *record.id);
-    let instances = record
-        .instances
-        .iter()
-        .map(|address| InstanceView {
-            address: address.clone(),
-            healthy: record.routable()
-                && serving.is_some_and(|d| {
-                    d.instances
-                        .current()
-                        .iter()
-                        .any(|e| e.target.to_string() == *address && e.is_healthy())
-                }),
-        })
-        .collect();
-    let project = projects
-        .iter()
-        .find(|p| p.id == record.project_id)
-        .cloned()
-        .unwrap_or_else(|| orphan(record));
-    let live = state.is_live(record);
-    View {
-        actions: actions(state, record, live),
-        domains: routing::domains_of(state, settings, projects, record),
-        record: record.clone(),
-        project,
-        live,
-        instances,
-        region: settings.region.clone(),
+/// What every view of one call shares: the state, the routing snapshot,
+/// the projects and the domain assignment, computed once.
+struct Shown<'a> {
+    state: &'a State,
+    snapshot: &'a Snapshot,
+    projects: Vec<Project>,
+    domains: BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> Shown<'a> {
+    fn new(state: &'a State, snapshot: &'a Snapshot) -> Self {
+        let settings: &PlatformSettings = &snapshot.platform;
+        let projects = projects::all(state, settings);
+        let domains = routing::domains_by_deployment(state, settings, &projects);
+        Shown {
+            state,
+            snapshot,
+            projects,
+            domains,
+        }
+    }
+
+    fn view(&self, record: &DeploymentRecord) -> View {
+        let (state, snapshot) = (self.state, self.snapshot);
+        let serving = snapshot.deployments.iter().find(|d| *d.id == *record.id);
+        let instances = record
+            .instances
+            .iter()
+            .map(|address| InstanceView {
+                address: address.clone(),
+                healthy: record.routable()
+                    && serving.is_some_and(|d| {
+                        d.instances
+                            .current()
+                            .iter()
+                            .any(|e| e.target.to_string() == *address && e.is_healthy())
+                    }),
+            })
+            .collect();
+        let project = self
+            .projects
+            .iter()
+            .find(|p| p.id == record.project_id)
+            .cloned()
+            .unwrap_or_else(|| orphan(record));
+        let live = state.is_live(record);
+        View {
+            actions: actions(state, record, live),
+            domains: self.domains.get(&record.id).cloned().unwrap_or_default(),
+            record: record.clone(),
+            project,
+            live,
+            instances,
+            region: snapshot.platform.region.clone(),
+        }
     }
 }
 
