@@ -1600,7 +1600,11 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        // keygate patch 10: the request's state machine is boxed, so a
+        // connection waiting for its next request holds only the small
+        // future of the read above, not the largest one of the whole proxy
+        // path.
+        Box::pin(self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {

@@ -313,7 +313,10 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     current_handle().spawn(async move {
                         let _permit = permit;
                         let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
+                        // keygate patch 10: the handshake's state machine (TLS
+                        // included) is boxed, so it is held only while it runs,
+                        // not for the life of the connection.
+                        match timeout(Duration::from_secs(60), Box::pin(io.handshake())).await {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
