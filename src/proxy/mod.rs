@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::protocols::http::v1::server::RequestHeadLimits;
+use pingora_core::protocols::http::ServerSession as HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -435,6 +436,12 @@ impl Gateway {
         session.set_keepalive((idle > 0).then_some(idle));
         let body_timeout = snapshot.limits.read_body_timeout;
         session.set_read_timeout((!body_timeout.is_zero()).then_some(body_timeout));
+        // A client may send its next requests before reading this answer
+        // (RFC 9112 §9.3.2): they are served in order, one after the other,
+        // instead of being dropped with the connection.
+        if let HttpSession::H1(h1) = session.as_downstream_mut() {
+            h1.set_pipelining_enabled(true);
+        }
 
         let request = session.req_header_mut();
         if !snapshot.limits.allow_underscores_in_headers {

@@ -17,6 +17,7 @@ pub mod pebble;
 pub mod postgres;
 pub mod problem;
 pub mod raw_http;
+pub mod recording_upstream;
 pub mod redis;
 pub mod tls;
 pub mod upstreams;
