@@ -2,7 +2,7 @@
 //! policies, headers or metrics) to the same upstream, with the same runtime
 //! settings as keygate. keygate's overhead is what it adds on top of this.
 //!
-//! Usage: pingora_baseline LISTEN UPSTREAM   (e.g. 127.0.0.1:18082 127.0.0.1:9100)
+//! Usage: pingora_baseline LISTEN UPSTREAM [THREADS]   (e.g. 127.0.0.1:18082 127.0.0.1:9100 1)
 
 use async_trait::async_trait;
 use pingora_core::server::configuration::ServerConf;
@@ -29,8 +29,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:18082".into());
     let upstream = args.next().unwrap_or_else(|| "127.0.0.1:9100".into());
+    let threads = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
     let conf = ServerConf {
-        threads: 1,
+        threads,
         work_stealing: false,
         ..ServerConf::default()
     };
