@@ -184,6 +184,19 @@ pub struct TransportConnector {
 
 const DEFAULT_POOL_SIZE: usize = 128;
 
+/// Whether a pooled `stream` is still a connection to `peer`.
+///
+/// keygate patch 11: the address the stream's socket digest read once (and
+/// keeps) is compared first; `getpeername()` on every reuse — a system call
+/// per proxied keep-alive request — is left for when that does not settle it
+/// (no digest, a peer reached through a proxy, `0.0.0.0`).
+#[cfg(unix)]
+fn connected_to<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    let digest = stream.get_socket_digest();
+    let known = digest.as_deref().and_then(|digest| digest.peer_addr());
+    known == Some(peer.address()) || peer.matches_fd(stream.id())
+}
+
 impl TransportConnector {
     /// Create a new [TransportConnector] with the given [ConnectorOptions]
     pub fn new(mut options: Option<ConnectorOptions>) -> Self {
@@ -259,7 +272,7 @@ impl TransportConnector {
         loop {
             let stream = self.connection_pool.take(peer.reuse_hash())?;
             #[cfg(unix)]
-            if peer.matches_fd(stream.id()) {
+            if connected_to(peer, &stream) {
                 return Some(stream);
             }
             #[cfg(windows)]
