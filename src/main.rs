@@ -18,14 +18,12 @@ fn main() -> std::process::ExitCode {
 /// small thread asks every [`MEMORY_RETURN_INTERVAL`]; under load the
 /// workers' own allocations do it first and this finds nothing to do.
 fn return_freed_memory_periodically() {
-    let spawned = std::thread::Builder::new()
-        .name("memory-return".into())
-        .spawn(|| loop {
-            std::thread::sleep(MEMORY_RETURN_INTERVAL);
-            // SAFETY: `mi_collect` only works on mimalloc's own state and may
-            // be called from any thread at any time.
-            unsafe { libmimalloc_sys::mi_collect(false) };
-        });
+    let spawned = std::thread::Builder::new().name("memory-return".into()).spawn(|| loop {
+        std::thread::sleep(MEMORY_RETURN_INTERVAL);
+        // SAFETY: `mi_collect` only works on mimalloc's own state and may
+        // be called from any thread at any time.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    });
     if let Err(e) = spawned {
         eprintln!("keygate: memory is not returned to the system after load peaks: {e}");
     }
