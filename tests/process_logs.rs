@@ -75,3 +75,43 @@ async fn a_client_hanging_up_mid_request_is_not_an_error() {
     let errors: Vec<Value> = json_lines(&gw).into_iter().filter(|l| l["level"] == "ERROR").collect();
     assert!(errors.is_empty(), "a hang-up logged as an error: {errors:#?}");
 }
+
+/// A bodiless request waits for its answer with nothing left to read from
+/// the client, yet a client that hangs up meanwhile is noticed at once (the
+/// instance has not answered): the exchange is abandoned and logged as a
+/// hang-up, not held until the instance answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_while_its_get_waits_for_the_instance_is_noticed() {
+    let up = Upstream::held("app").await;
+    let gw = json_gateway(&one_route("app.test", "dep", &[&up.addr_str()])).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    poll_until("the request at the instance", WAIT, || async {
+        (up.hits() > 0).then_some(())
+    })
+    .await;
+    drop(stream);
+
+    let logged = poll_until(
+        "the hang-up in the log while the instance holds the answer",
+        WAIT,
+        || async {
+            json_lines(&gw).into_iter().find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("client closed the connection"))
+            })
+        },
+    )
+    .await;
+    assert_eq!(logged["level"], "INFO", "{logged}");
+    assert_eq!(
+        up.completed(),
+        0,
+        "the instance answered before the hang-up was noticed"
+    );
+    up.release();
+}

@@ -130,6 +130,9 @@ async fn h2_is_negotiated_by_alpn_and_proxied() {
     assert_eq!(echo["path"], "/over/h2");
     assert_eq!(echo["query"], "x=1");
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+    // HTTP/2 has no Host field: the instance gets the :authority as Host and X-Forwarded-Host.
+    assert_eq!(echo["headers"]["host"], "a.example.com");
+    assert_eq!(echo["headers"]["x-forwarded-host"], "a.example.com");
 
     let hs = tls_handshake(https, "a.example.com", TLS_ANY, &[b"http/1.1"])
         .await

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::{CompileError, Outcome, Policy, PolicyState, RequestView, Resources};
 use crate::config::policy::{IdentifierSpec, RateLimitSpec};
 use crate::errors::ErrorCode;
+use crate::net::push_ip;
 use crate::ratelimit::{identifier_of, push_part, window_ms, LimitRequest, RateLimiter};
 
 /// The most identifier parts one bucket key may have.
@@ -98,7 +99,7 @@ impl RateLimit {
             let value: &str = match part {
                 Part::RemoteIp => match request.client_ip {
                     Some(ip) => {
-                        let _ = write!(scratch, "{ip}");
+                        push_ip(&mut scratch, ip);
                         &scratch
                     }
                     None => UNKNOWN,

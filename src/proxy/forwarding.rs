@@ -4,10 +4,10 @@
 
 use std::net::IpAddr;
 
-use http::header::HOST;
+use http::header::{HeaderValue, HOST};
 use pingora_http::RequestHeader;
 
-use crate::net::{canonical_ip, IpSet};
+use crate::net::{canonical_ip, ip_text, IpSet};
 use crate::policy::Credential;
 
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -145,23 +145,30 @@ pub struct Forwarding<'a> {
 
 /// Sets the forwarding headers on the request as it goes to the instance.
 pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Result<()> {
-    let host = original_host(request).map(str::to_owned);
-    if let Some(host) = &host {
-        if request.headers.get(HOST).is_none() {
-            request.insert_header(HOST, host.as_str())?;
+    // The same host as `original_host`, as a header value: the Host field's
+    // value is shared, not copied.
+    let host = match request.headers.get(HOST).filter(|v| v.to_str().is_ok()) {
+        Some(value) => Some(value.clone()),
+        None => {
+            let authority = request.uri.authority().map(|a| a.as_str()).unwrap_or_default();
+            let value = HeaderValue::from_str(authority).ok().filter(|_| !authority.is_empty());
+            if let (Some(value), false) = (&value, request.headers.contains_key(HOST)) {
+                request.insert_header(HOST, value.clone())?;
+            }
+            value
         }
-    }
+    };
 
     if let Some(peer) = fwd.peer.map(canonical_ip) {
         let value = match (fwd.peer_trusted, joined(request, X_FORWARDED_FOR)) {
-            (true, Some(chain)) => format!("{chain}, {peer}"),
-            _ => peer.to_string(),
+            (true, Some(chain)) => format!("{chain}, {}", ip_text(peer)),
+            _ => ip_text(peer),
         };
         request.insert_header(X_FORWARDED_FOR, value)?;
     }
     if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_HOST)) {
-        match &host {
-            Some(host) => request.insert_header(X_FORWARDED_HOST, host.as_str())?,
+        match host {
+            Some(host) => request.insert_header(X_FORWARDED_HOST, host)?,
             None => drop(request.remove_header(X_FORWARDED_HOST)),
         }
     }

@@ -113,7 +113,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upstream_upgrade_req = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upstream_upgrade_req);
 
         session.upstream_compression.request_filter(&req);
 
@@ -124,6 +125,12 @@ where
             Err(e) => {
                 return (false, false, Some(e.into_up()));
             }
+        }
+
+        // keygate patch 12: a request without a body, upgrade, cache or custom
+        // session is one request then one response: no task pipes needed.
+        if !upstream_upgrade_req && Self::is_plain_exchange(session) {
+            return self.proxy_1to1_sequential(session, client_session, ctx).await;
         }
 
         let mut downstream_custom_message_writer = session
@@ -243,6 +250,130 @@ where
         session.set_upstream_write_pending_time(upstream_write_pending);
 
         (server_session_reuse, client_session_reuse, error)
+    }
+
+    /// keygate patch 12: whether this request can be proxied by
+    /// [`Self::proxy_1to1_sequential`]: a plain HTTP/1-style exchange whose
+    /// request has no body to stream, with no cache, upgrade, retry buffer or
+    /// custom downstream session involved.
+    fn is_plain_exchange(session: &mut Session) -> bool {
+        !session.downstream_session.is_custom()
+            && !session.is_upgrade_req()
+            && !session.cache.enabled()
+            && !session.cache.bypassing()
+            && session.as_ref().get_retry_buffer().is_none()
+            && session.as_mut().is_body_empty()
+    }
+
+    /// keygate patch 12: the request/response exchange of
+    /// [`Self::proxy_1to1`] for a request without a body, without the two
+    /// task pipes and the `try_join!` of two `select!` loops: the request's
+    /// end is sent, then the response is read, filtered and written task by
+    /// task. While the response is awaited the client is still watched
+    /// (`read_body_or_idle`), so a client that hangs up aborts the exchange
+    /// and a pipelined next request is kept, as on the piped path.
+    ///
+    /// Returns `(reuse downstream, reuse upstream, error)` like `proxy_1to1`.
+    async fn proxy_1to1_sequential(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> (bool, bool, Option<Box<Error>>)
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        // The request body's end, through the same filters as on the piped
+        // path (a filter may still supply a body).
+        let mut body = None;
+        if let Err(e) = session
+            .downstream_modules_ctx
+            .request_body_filter(&mut body, true)
+            .await
+        {
+            return (false, false, Some(e));
+        }
+        if let Err(e) = self
+            .inner
+            .request_body_filter(session, &mut body, true, ctx)
+            .await
+        {
+            return (false, false, Some(e));
+        }
+        // As on the piped path, a failed write of the request still lets a
+        // complete response through; the connection is then not reused.
+        let send_error = send_body_to1(client_session, Some(HttpTask::Body(body, true)))
+            .await
+            .inspect_err(|e| warn!("send error, draining read buf: {e}"))
+            .err();
+        let upstream_can_reuse = send_error.is_none();
+        let mut send_error = send_error;
+
+        let mut serve_from_cache = ServeFromCache::new();
+        let mut range_body_filter = RangeBodyFilter::new();
+        loop {
+            // With no body expected, `read_body_or_idle` only ever ends with
+            // an error (the client hung up); anything else stays pending, so
+            // the response read is never cancelled half-way.
+            let client_gone = async {
+                match session.downstream_session.read_body_or_idle(true).await {
+                    Err(e) => e,
+                    Ok(_) => std::future::pending().await,
+                }
+            };
+            let task = tokio::select! {
+                task = client_session.read_response_task() => task,
+                e = client_gone => return (false, false, Some(e.into_down())),
+            };
+            let mut task = match task {
+                Ok(task) => task,
+                Err(e) => return (false, false, Some(send_error.take().unwrap_or(e).into_up())),
+            };
+            #[cfg(feature = "upstream_modules")]
+            {
+                if let HttpTask::Header(header, end_of_stream) = &task {
+                    if let Err(e) = self
+                        .inner
+                        .adjust_upstream_modules(session, header, *end_of_stream, ctx)
+                        .await
+                    {
+                        return (false, false, Some(e));
+                    }
+                }
+                if let Err(e) = session.upstream_modules_filter_task(&mut task).await {
+                    return (false, false, Some(e));
+                }
+            }
+            session.upstream_compression.response_filter(&mut task);
+            let task = match self
+                .h1_response_filter(
+                    session,
+                    task,
+                    ctx,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    false,
+                )
+                .await
+            {
+                Ok(task) => task,
+                Err(e) => return (false, false, Some(e)),
+            };
+            match session.write_response_tasks(vec![task]).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => return (false, false, Some(e)),
+            }
+        }
+        let reuse_downstream = match session.as_mut().finish_body().await {
+            Ok(_) => true,
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        (reuse_downstream, upstream_can_reuse, None)
     }
 
     async fn proxy_handle_upstream(
