@@ -136,7 +136,10 @@ pub struct Metrics {
     certificate_expiry: Family<HostLabel, Gauge>,
     acme_orders: Family<ResultLabel, Counter>,
     instances_healthy: Family<DeploymentLabel, Gauge>,
-    upstream_connections: Family<ReusedLabel, Counter>,
+    /// `keygate_upstream_connections{reused="true"}` and `{reused="false"}`,
+    /// resolved once: counted on every proxied request.
+    upstream_reused: Counter,
+    upstream_new: Counter,
     policy_decisions: Family<DecisionLabels, Counter>,
 }
 
@@ -215,9 +218,12 @@ impl Metrics {
             "Requests sent to an instance, by whether a pooled keep-alive connection was reused",
             upstream_connections.clone(),
         );
-        for reused in ["true", "false"] {
-            drop(upstream_connections.get_or_create(&ReusedLabel { reused: reused.into() }));
-        }
+        let upstream_counter = |reused: &str| {
+            upstream_connections
+                .get_or_create(&ReusedLabel { reused: reused.into() })
+                .clone()
+        };
+        let (upstream_reused, upstream_new) = (upstream_counter("true"), upstream_counter("false"));
         let log_records_dropped = Counter::default();
         registry.register(
             "keygate_log_records_dropped",
@@ -298,7 +304,8 @@ impl Metrics {
             certificate_expiry,
             acme_orders,
             instances_healthy,
-            upstream_connections,
+            upstream_reused,
+            upstream_new,
             policy_decisions,
         }
     }
@@ -329,10 +336,11 @@ impl Metrics {
     }
 
     pub fn upstream_connection(&self, reused: bool) {
-        let reused = if reused { "true" } else { "false" };
-        self.upstream_connections
-            .get_or_create(&ReusedLabel { reused: reused.into() })
-            .inc();
+        if reused {
+            self.upstream_reused.inc();
+        } else {
+            self.upstream_new.inc();
+        }
     }
 
     /// Counts one finished ACME order.
