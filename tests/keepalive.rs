@@ -1,12 +1,13 @@
 //! HTTP/1.1 keep-alive through the gateway, pinned with raw sockets on both
 //! sides so that work on the HTTP/1 hot path (vendor/pingora-core,
-//! src/proxy) cannot quietly change it: pipelined requests answered in
-//! order with their bodies intact, `Connection: close` honoured from the
-//! client and from the instance (without costing the client its
-//! connection), a body-carrying request after a bodiless one on the same
-//! connection, and custom header fields forwarded with the spelling and
-//! order the client used (a repeated name's lines travel together).
-//! Upstream connection reuse over many requests is pinned by
+//! vendor/pingora-proxy, src/proxy) cannot quietly change it: pipelined
+//! requests answered in order with their bodies intact (also one that
+//! arrives while the previous waits for the instance), `Connection: close`
+//! honoured from the client and from the instance (without costing the
+//! client its connection), a body-carrying request after a bodiless one on
+//! the same connection, and custom header fields forwarded with the
+//! spelling and order the client used (a repeated name's lines travel
+//! together). Upstream connection reuse over many requests is pinned by
 //! tests/upstream_pool.rs.
 
 mod support;
@@ -14,7 +15,8 @@ mod support;
 use support::gateway::{one_route, Gateway};
 use support::raw_http::{RawConn, RawResponse};
 use support::recording_upstream::{FirstResponse, RecordingUpstream};
-use support::wait::WAIT;
+use support::upstreams::Upstream;
+use support::wait::{poll_until, WAIT};
 
 const HOST: &str = "keepalive.test";
 
@@ -366,4 +368,39 @@ async fn custom_headers_reach_the_upstream_with_their_case_and_order() {
         "custom fields as forwarded (name spelling, value), in order; the upstream received this head:\n{}",
         recorded[0].head_text()
     );
+}
+
+/// A request pipelined while the previous one still waits for its answer
+/// arrives when the gateway has nothing left to read for the first (it only
+/// watches the client for a hang-up then): it is kept, and answered after
+/// the first, on the same connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_pipelined_while_the_previous_waits_is_answered_after_it() {
+    let up = Upstream::held("held").await;
+    let gw = Gateway::start(&format!(
+        "limits:\n  idle_timeout: 60s\n{}",
+        one_route(HOST, "dep_keepalive", &[&up.addr_str()])
+    ))
+    .await;
+    let mut conn = RawConn::connect(gw.http).await;
+    conn.send(format!("GET /slow/first HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    poll_until("the first request at the instance", WAIT, || async {
+        (up.hits() == 1).then_some(())
+    })
+    .await;
+    conn.send(format!("GET /second HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    up.release();
+
+    for expected in ["/slow/first", "/second"] {
+        let response = next_response(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("the answer to {expected}: {e}"));
+        assert_eq!(response.status, 200, "{expected}: {response:?}");
+        assert_eq!(response.json()["uri"], expected, "answers out of order");
+    }
+    assert_eq!(up.hits(), 2);
 }

@@ -59,13 +59,16 @@ impl RawConn {
         }
     }
 
+    /// Sends `bytes` verbatim without reading anything (a request pipelined
+    /// ahead of the answers; read them with `roundtrip(b"")`).
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream.write_all(bytes).await.map_err(|e| format!("write: {e}"))
+    }
+
     /// Sends `request` verbatim and reads one response (bounded, 15 s).
     /// `Err` when the peer closed or reset the connection before a full response.
     pub async fn roundtrip(&mut self, request: &[u8]) -> Result<RawResponse, String> {
-        self.stream
-            .write_all(request)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
+        self.send(request).await?;
         tokio::time::timeout(Duration::from_secs(15), self.read_response())
             .await
             .map_err(|_| "no response within 15s".to_string())?
