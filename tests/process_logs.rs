@@ -45,30 +45,42 @@ async fn json_lines_with_a_startup_line_naming_the_listeners() {
         .all(|l| l["timestamp"].is_string() && l["level"].is_string()));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_client_hanging_up_mid_request_is_not_an_error() {
-    let up = Upstream::inspector("app").await;
-    let gw = json_gateway(&one_route("app.test", "dep", &[&up.addr_str()])).await;
+/// Sends `request` on a new connection, waits until it reaches `up`, then
+/// hangs up.
+async fn hang_up_once_it_reaches(gw: &Gateway, up: &Upstream, request: &[u8]) {
     let mut stream = tokio::net::TcpStream::connect(gw.http).await.unwrap();
-    stream
-        .write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nonly the start")
-        .await
-        .unwrap();
-    // Let the request reach the instance before hanging up.
+    stream.write_all(request).await.unwrap();
     poll_until("the request at the instance", WAIT, || async {
         (up.hits() > 0).then_some(())
     })
     .await;
     drop(stream);
+}
 
-    let logged = poll_until("the hang-up in the log", WAIT, || async {
-        json_lines(&gw).into_iter().find(|l| {
+/// The log line saying a client hung up (waited for, bounded).
+async fn hang_up_line(gw: &Gateway) -> Value {
+    poll_until("the hang-up in the log", WAIT, || async {
+        json_lines(gw).into_iter().find(|l| {
             l["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("client closed the connection"))
         })
     })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_mid_request_is_not_an_error() {
+    let up = Upstream::inspector("app").await;
+    let gw = json_gateway(&one_route("app.test", "dep", &[&up.addr_str()])).await;
+    hang_up_once_it_reaches(
+        &gw,
+        &up,
+        b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\nonly the start",
+    )
     .await;
+
+    let logged = hang_up_line(&gw).await;
     assert_eq!(logged["level"], "INFO", "{logged}");
     // pingora logs a proxy failure before the request's last phase, which counts it.
     gw.wait_metric_at_least("keygate_requests_total", 1.0).await;
@@ -84,29 +96,9 @@ async fn a_client_hanging_up_mid_request_is_not_an_error() {
 async fn a_client_hanging_up_while_its_get_waits_for_the_instance_is_noticed() {
     let up = Upstream::held("app").await;
     let gw = json_gateway(&one_route("app.test", "dep", &[&up.addr_str()])).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.http).await.unwrap();
-    stream
-        .write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .await
-        .unwrap();
-    poll_until("the request at the instance", WAIT, || async {
-        (up.hits() > 0).then_some(())
-    })
-    .await;
-    drop(stream);
+    hang_up_once_it_reaches(&gw, &up, b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
 
-    let logged = poll_until(
-        "the hang-up in the log while the instance holds the answer",
-        WAIT,
-        || async {
-            json_lines(&gw).into_iter().find(|l| {
-                l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("client closed the connection"))
-            })
-        },
-    )
-    .await;
+    let logged = hang_up_line(&gw).await;
     assert_eq!(logged["level"], "INFO", "{logged}");
     assert_eq!(
         up.completed(),
