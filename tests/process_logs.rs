@@ -1,7 +1,8 @@
 //! The process log (docs/operations.md, "Logs"): JSON lines with
 //! `KEYGATE_LOG_FORMAT=json`, a start-up line naming every listener and the
 //! number of routes, and a client that hangs up mid-request logged as what
-//! it is — not a gateway error.
+//! it is — not a gateway error, whether it left mid-body, while waiting for
+//! the instance or before finishing its request head.
 
 mod support;
 
@@ -106,4 +107,28 @@ async fn a_client_hanging_up_while_its_get_waits_for_the_instance_is_noticed() {
         "the instance answered before the hang-up was noticed"
     );
     up.release();
+}
+
+/// A client that hangs up before finishing its request head (a port scanner,
+/// a half-open connection) is logged at info: not a gateway error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_mid_head_is_not_an_error() {
+    let up = Upstream::inspector("app").await;
+    let gw = json_gateway(&one_route("app.test", "dep", &[&up.addr_str()])).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    stream.write_all(b"GET /half HTTP/1.1\r\nHost: app.te").await.unwrap();
+    drop(stream);
+
+    let logged = poll_until("the early hang-up in the log", WAIT, || async {
+        json_lines(&gw).into_iter().find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("before sending a whole request head"))
+        })
+    })
+    .await;
+    assert_eq!(logged["level"], "INFO", "{logged}");
+    let errors: Vec<Value> = json_lines(&gw).into_iter().filter(|l| l["level"] == "ERROR").collect();
+    assert!(errors.is_empty(), "an early hang-up logged as an error: {errors:#?}");
+    assert_eq!(up.hits(), 0);
 }
