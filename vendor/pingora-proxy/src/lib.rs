@@ -367,7 +367,7 @@ where
                             error!("failed to send error response to downstream: {e}");
                         });
                 } else if matches!(e.etype, ConnectionClosed | ReadError | ReadTimedout) {
-                    // keygate patch 14: a client that hung up, or went quiet, before
+                    // keygate patch 13: a client that hung up, or went quiet, before
                     // finishing its request head is the client's doing, not a
                     // failure of the proxy: logged, but not as an error.
                     info!(
