@@ -9,6 +9,7 @@
 #
 # What it does:
 #   1. cargo build --profile $PROFILE --bin keygate --example bench_upstream --example pingora_baseline
+#      --example pingora_core_baseline
 #      (PROFILE [production]: what is shipped; `release` builds faster)
 #      (skip with SKIP_BUILD=1; the binaries must then already exist)
 #   2. with a TLS scenario: a self-signed ECDSA P-256 certificate for
@@ -33,6 +34,11 @@
 #        nbthread $WORKERS, http-reuse always, logs off, foreground
 #      - bare pingora (examples/pingora_baseline.rs): plain HTTP only (the
 #        example has no TLS), $WORKERS threads
+#      - pingora-core only (examples/pingora_core_baseline.rs): the same
+#        exchange on pingora-core's listener, HTTP/1 sessions and upstream
+#        pool without pingora-proxy's request machinery; plain HTTP only,
+#        $WORKERS threads. Its gap to "bare pingora" is pingora-proxy's
+#        per-request cost
 #   5. for every round, scenario and target (interleaved): wrk warm-up
 #      ($WARMUP), then `wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency`
 #      with `Host: localhost`
@@ -78,7 +84,7 @@
 #   PIN [1]         0: no taskset placement
 #   POLICIES [1]    0: no keygate+policies target (and no Authorization header)
 #   HAPROXY [1]     0: no haproxy target
-#   BASELINE [1]    0: no bare pingora target
+#   BASELINE [1]    0: no bare pingora and pingora-core targets
 #   DIRECT [1]      also benchmark the upstream directly (plain HTTP scenarios)
 #   PROFILE [production]  SKIP_BUILD [0]  BUILD_TIMEOUT [3600]  APT_TIMEOUT [600]
 #   KEEP_TMP [0]    keep the temp dir (configs, logs, certificate, raw wrk output)
@@ -97,7 +103,7 @@
 #   KG_POL_HTTP [127.0.0.1:18087]  KG_POL_HTTPS [127.0.0.1:18446]  KG_POL_ADMIN [127.0.0.1:19905]
 #   NGINX_HTTP [127.0.0.1:18081]   NGINX_HTTPS [127.0.0.1:18444]
 #   HAPROXY_HTTP [127.0.0.1:18086] HAPROXY_HTTPS [127.0.0.1:18445]
-#   PINGORA_HTTP [127.0.0.1:18082]
+#   PINGORA_HTTP [127.0.0.1:18082]  PCORE_HTTP [127.0.0.1:18088]
 #   KG_RL_HTTP [127.0.0.1:18083] KG_RL_ADMIN [127.0.0.1:19902]
 #   KG_RLR_HTTP [127.0.0.1:18084] KG_RLR_ADMIN [127.0.0.1:19903] REDIS_PORT [16399]
 #   KG_TR_HTTP [127.0.0.1:18085] KG_TR_ADMIN [127.0.0.1:19904] OTLP_ADDR [127.0.0.1:14318]
@@ -123,6 +129,7 @@ NGINX_HTTPS=${NGINX_HTTPS:-127.0.0.1:18444}
 HAPROXY_HTTP=${HAPROXY_HTTP:-127.0.0.1:18086}
 HAPROXY_HTTPS=${HAPROXY_HTTPS:-127.0.0.1:18445}
 PINGORA_HTTP=${PINGORA_HTTP:-127.0.0.1:18082}
+PCORE_HTTP=${PCORE_HTTP:-127.0.0.1:18088}
 KG_RL_HTTP=${KG_RL_HTTP:-127.0.0.1:18083}
 KG_RL_ADMIN=${KG_RL_ADMIN:-127.0.0.1:19902}
 KG_RLR_HTTP=${KG_RLR_HTTP:-127.0.0.1:18084}
@@ -384,7 +391,7 @@ if [[ $POLICIES == 1 ]]; then addrs+=("$KG_POL_HTTP" "$KG_POL_ADMIN"); fi
 if [[ $POLICIES == 1 && $TLS == 1 ]]; then addrs+=("$KG_POL_HTTPS"); fi
 if [[ -n $HAPROXY_BIN ]]; then addrs+=("$HAPROXY_HTTP"); fi
 if [[ -n $HAPROXY_BIN && $TLS == 1 ]]; then addrs+=("$HAPROXY_HTTPS"); fi
-if [[ $BASELINE == 1 ]]; then addrs+=("$PINGORA_HTTP"); fi
+if [[ $BASELINE == 1 ]]; then addrs+=("$PINGORA_HTTP" "$PCORE_HTTP"); fi
 if [[ $RATELIMIT == 1 ]]; then addrs+=("$KG_RL_HTTP" "$KG_RL_ADMIN" "$KG_RLR_HTTP" "$KG_RLR_ADMIN" "127.0.0.1:$REDIS_PORT"); fi
 if [[ $TRACING == 1 ]]; then addrs+=("$KG_TR_HTTP" "$KG_TR_ADMIN" "$OTLP_ADDR"); fi
 for addr in "${addrs[@]}"; do
@@ -393,14 +400,15 @@ done
 
 # ---------------------------------------------------------------- build
 if [[ $SKIP_BUILD != 1 ]]; then
-    log "building $PROFILE binaries (keygate, bench_upstream, pingora_baseline, otlp_sink)"
-    timeout "$BUILD_TIMEOUT" cargo build --profile "$PROFILE" --bin keygate --example bench_upstream --example pingora_baseline \
+    log "building $PROFILE binaries (keygate, bench_upstream, pingora_baseline, pingora_core_baseline, otlp_sink)"
+    timeout "$BUILD_TIMEOUT" cargo build --profile "$PROFILE" --bin keygate --example bench_upstream --example pingora_baseline --example pingora_core_baseline \
         --example otlp_sink
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KEYGATE_BIN=$TARGET_DIR/$PROFILE/keygate
 UPSTREAM_BIN=$TARGET_DIR/$PROFILE/examples/bench_upstream
 BASELINE_BIN=$TARGET_DIR/$PROFILE/examples/pingora_baseline
+PCORE_BIN=$TARGET_DIR/$PROFILE/examples/pingora_core_baseline
 SINK_BIN=$TARGET_DIR/$PROFILE/examples/otlp_sink
 [[ -x $KEYGATE_BIN ]] || die "missing $KEYGATE_BIN"
 [[ -x $UPSTREAM_BIN ]] || die "missing $UPSTREAM_BIN"
@@ -555,6 +563,20 @@ else
     wait_http_200 "http://$PINGORA_HTTP/small" 10 "$LAST_PID" pingora
 fi
 
+# pingora-core alone (examples/pingora_core_baseline.rs): the same exchange
+# without pingora-proxy, so the report shows what each layer costs.
+PCORE_LABEL="pingora-core only"
+if [[ $BASELINE != 1 ]]; then
+    skip_target pcore "$PCORE_LABEL" "BASELINE=0"
+elif [[ ! -x $PCORE_BIN ]]; then
+    skip_target pcore "$PCORE_LABEL" "missing $PCORE_BIN"
+else
+    log "starting the pingora-core baseline on $PCORE_HTTP"
+    start pcore ${PROXY_PIN[@]+"${PROXY_PIN[@]}"} "$PCORE_BIN" "$PCORE_HTTP" "$UPSTREAM" "$WORKERS"
+    add_target pcore "$PCORE_LABEL" "$LAST_PID" "$PCORE_HTTP" ""
+    wait_http_200 "http://$PCORE_HTTP/small" 10 "$LAST_PID" pcore
+fi
+
 # ---------------------------------------------------------------- nginx
 NG=$TMP/nginx
 mkdir -p "$NG/logs" "$NG/tmp"
@@ -662,9 +684,10 @@ else
 fi
 
 # Table order (nginx first: the ratios are relative to it): nginx, haproxy,
-# bare pingora, keygate, keygate+policies, the optional keygates, the upstream.
+# pingora-core only, bare pingora, keygate, keygate+policies, the optional
+# keygates, the upstream.
 ordered=()
-for name in nginx haproxy pingora keygate kg-policies kg-rl kg-rl-redis kg-trace direct; do
+for name in nginx haproxy pcore pingora keygate kg-policies kg-rl kg-rl-redis kg-trace direct; do
     if [[ -n ${T_LABEL[$name]:-} ]]; then ordered+=("$name"); fi
 done
 TARGETS=("${ordered[@]}")
@@ -841,6 +864,7 @@ for name in "${TARGETS[@]}"; do
     if [[ -z $reason && -z ${T_HTTPS[$name]} && $TLS == 1 ]]; then
         case $name in
             pingora) reason="no TLS in examples/pingora_baseline.rs" ;;
+            pcore) reason="no TLS in examples/pingora_core_baseline.rs" ;;
             direct) reason="the upstream is plain HTTP" ;;
             *) reason="plain HTTP only" ;;
         esac
@@ -910,6 +934,7 @@ awk -F'\t' -v scenarios="$SCENARIOS" -v desc_http="" -v desc_https="" -v desc_1m
             }
             kg = med["keygate"]
             if (kg > 0 && med["pingora"] > 0) printf "keygate / bare pingora: %.2f\n", kg / med["pingora"]
+            if (med["pingora"] > 0 && med["pcore"] > 0) printf "bare pingora / pingora-core only: %.2f\n", med["pingora"] / med["pcore"]
             if (kg > 0 && med["kg-policies"] > 0) {
                 q = med["kg-policies"] / kg
                 printf "keygate+policies / keygate: %.2f (target >= 0.95)%s\n", q, (q < 0.95) ? "  below target" : ""
