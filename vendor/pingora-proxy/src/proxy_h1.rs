@@ -303,12 +303,11 @@ where
         }
         // As on the piped path, a failed write of the request still lets a
         // complete response through; the connection is then not reused.
-        let send_error = send_body_to1(client_session, Some(HttpTask::Body(body, true)))
+        let mut send_error = send_body_to1(client_session, Some(HttpTask::Body(body, true)))
             .await
             .inspect_err(|e| warn!("send error, draining read buf: {e}"))
             .err();
         let upstream_can_reuse = send_error.is_none();
-        let mut send_error = send_error;
 
         let mut serve_from_cache = ServeFromCache::new();
         let mut range_body_filter = RangeBodyFilter::new();
