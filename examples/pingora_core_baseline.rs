@@ -9,6 +9,9 @@
 //!
 //! Usage: pingora_core_baseline LISTEN UPSTREAM [THREADS]   (e.g. 127.0.0.1:18088 127.0.0.1:9100 1)
 
+#[path = "common/baseline.rs"]
+mod baseline;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,8 +19,7 @@ use pingora_core::apps::{HttpServerApp, ReusedHttpStream};
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession as UpstreamSession;
 use pingora_core::protocols::http::{HttpTask, ServerSession};
-use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{RunArgs, Server, ShutdownWatch};
+use pingora_core::server::ShutdownWatch;
 use pingora_core::services::listening::Service;
 use pingora_core::upstreams::peer::HttpPeer;
 
@@ -84,23 +86,11 @@ impl HttpServerApp for CoreBaseline {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let listen = args.next().unwrap_or_else(|| "127.0.0.1:18088".into());
-    let upstream = args.next().unwrap_or_else(|| "127.0.0.1:9100".into());
-    let threads = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
-    let conf = ServerConf {
-        threads,
-        work_stealing: false,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let app = CoreBaseline {
-        connector: Connector::new(None),
-        upstream: HttpPeer::new(upstream.as_str(), false, String::new()),
-    };
-    let mut service = Service::new("pingora-core baseline".into(), app);
-    service.add_tcp(&listen);
-    server.add_service(service);
-    server.run(RunArgs::default());
+    baseline::run("127.0.0.1:18088", |_conf, upstream| {
+        let app = CoreBaseline {
+            connector: Connector::new(None),
+            upstream: HttpPeer::new(upstream.as_str(), false, String::new()),
+        };
+        Service::new("pingora-core baseline".into(), app)
+    });
 }

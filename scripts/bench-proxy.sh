@@ -551,31 +551,23 @@ fi
 # ---------------------------------------------------------------- pingora
 # A bare pingora proxy (examples/pingora_baseline.rs): the framework's floor,
 # so the report separates keygate's own cost from pingora's. Plain HTTP only.
-PINGORA_LABEL="bare pingora"
-if [[ $BASELINE != 1 ]]; then
-    skip_target pingora "$PINGORA_LABEL" "BASELINE=0"
-elif [[ ! -x $BASELINE_BIN ]]; then
-    skip_target pingora "$PINGORA_LABEL" "missing $BASELINE_BIN"
-else
-    log "starting the bare pingora baseline on $PINGORA_HTTP"
-    start pingora ${PROXY_PIN[@]+"${PROXY_PIN[@]}"} "$BASELINE_BIN" "$PINGORA_HTTP" "$UPSTREAM" "$WORKERS"
-    add_target pingora "$PINGORA_LABEL" "$LAST_PID" "$PINGORA_HTTP" ""
-    wait_http_200 "http://$PINGORA_HTTP/small" 10 "$LAST_PID" pingora
-fi
-
+start_baseline() { # name label binary address
+    local name=$1 label=$2 bin=$3 addr=$4
+    if [[ $BASELINE != 1 ]]; then
+        skip_target "$name" "$label" "BASELINE=0"
+    elif [[ ! -x $bin ]]; then
+        skip_target "$name" "$label" "missing $bin"
+    else
+        log "starting the $label baseline on $addr"
+        start "$name" ${PROXY_PIN[@]+"${PROXY_PIN[@]}"} "$bin" "$addr" "$UPSTREAM" "$WORKERS"
+        add_target "$name" "$label" "$LAST_PID" "$addr" ""
+        wait_http_200 "http://$addr/small" 10 "$LAST_PID" "$name"
+    fi
+}
+start_baseline pingora "bare pingora" "$BASELINE_BIN" "$PINGORA_HTTP"
 # pingora-core alone (examples/pingora_core_baseline.rs): the same exchange
 # without pingora-proxy, so the report shows what each layer costs.
-PCORE_LABEL="pingora-core only"
-if [[ $BASELINE != 1 ]]; then
-    skip_target pcore "$PCORE_LABEL" "BASELINE=0"
-elif [[ ! -x $PCORE_BIN ]]; then
-    skip_target pcore "$PCORE_LABEL" "missing $PCORE_BIN"
-else
-    log "starting the pingora-core baseline on $PCORE_HTTP"
-    start pcore ${PROXY_PIN[@]+"${PROXY_PIN[@]}"} "$PCORE_BIN" "$PCORE_HTTP" "$UPSTREAM" "$WORKERS"
-    add_target pcore "$PCORE_LABEL" "$LAST_PID" "$PCORE_HTTP" ""
-    wait_http_200 "http://$PCORE_HTTP/small" 10 "$LAST_PID" pcore
-fi
+start_baseline pcore "pingora-core only" "$PCORE_BIN" "$PCORE_HTTP"
 
 # ---------------------------------------------------------------- nginx
 NG=$TMP/nginx
