@@ -94,7 +94,10 @@ impl PolicyState {
     /// Headers the response gets from the policies that ran: the rate-limit
     /// headers of the most restrictive limit (`Retry-After` when the request
     /// was refused with `rate_limited`).
-    pub fn response_headers(&self, refused_with: Option<ErrorCode>) -> Vec<(HeaderName, HeaderValue)> {
+    pub fn response_headers(
+        &self,
+        refused_with: Option<ErrorCode>,
+    ) -> Vec<(&'static pingora_http::StaticHeaderName, HeaderValue)> {
         if self.limits.is_empty() {
             return Vec::new();
         }

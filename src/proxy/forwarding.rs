@@ -5,22 +5,26 @@
 use std::net::IpAddr;
 
 use http::header::{HeaderValue, HOST};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, StaticHeaderName};
 
 use crate::net::{canonical_ip, ip_text, IpSet};
 use crate::policy::Credential;
 
-pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
-pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
-pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub const X_REQUEST_ID: &str = "x-request-id";
-pub const X_DEPLOYMENT_ID: &str = "x-deployment-id";
-pub const X_UNKEY_PRINCIPAL: &str = "x-unkey-principal";
+// Parsed at compile time: setting, finding or removing them parses no text.
+// They are written in lower case, as HTTP/2 requires and HTTP/1.1 allows.
+pub static X_FORWARDED_FOR: StaticHeaderName = StaticHeaderName::new("x-forwarded-for", "x-forwarded-for");
+pub static X_FORWARDED_HOST: StaticHeaderName = StaticHeaderName::new("x-forwarded-host", "x-forwarded-host");
+pub static X_FORWARDED_PROTO: StaticHeaderName = StaticHeaderName::new("x-forwarded-proto", "x-forwarded-proto");
+pub static X_REQUEST_ID: StaticHeaderName = StaticHeaderName::new("x-request-id", "x-request-id");
+pub static X_DEPLOYMENT_ID: StaticHeaderName = StaticHeaderName::new("x-deployment-id", "x-deployment-id");
+pub static X_UNKEY_PRINCIPAL: StaticHeaderName = StaticHeaderName::new("x-unkey-principal", "x-unkey-principal");
+/// The Host field as `insert_header(HOST, …)` writes it.
+static HOST_TITLED: StaticHeaderName = StaticHeaderName::new("host", "Host");
 
 /// Removes every copy, in any case, of the headers only the gateway may set.
 pub fn strip_spoofable(request: &mut RequestHeader) {
-    request.remove_header(X_UNKEY_PRINCIPAL);
-    request.remove_header(X_DEPLOYMENT_ID);
+    request.remove_header(X_UNKEY_PRINCIPAL.name());
+    request.remove_header(X_DEPLOYMENT_ID.name());
 }
 
 /// Removes every header whose name contains `_`: CGI-style instances (WSGI,
@@ -45,12 +49,12 @@ pub fn drop_underscored_headers(request: &mut RequestHeader) {
 /// Headers the gateway sets itself on the way upstream.
 const GATEWAY_SET: [&str; 7] = [
     "host",
-    X_FORWARDED_FOR,
-    X_FORWARDED_HOST,
-    X_FORWARDED_PROTO,
-    X_REQUEST_ID,
-    X_DEPLOYMENT_ID,
-    X_UNKEY_PRINCIPAL,
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-request-id",
+    "x-deployment-id",
+    "x-unkey-principal",
 ];
 
 /// A client's `Connection` header naming a header the gateway sets
@@ -104,7 +108,7 @@ pub fn client_ip(request: &RequestHeader, peer: IpAddr, trusted: &IpSet) -> IpAd
 fn forwarded_for_chain(request: &RequestHeader) -> impl Iterator<Item = IpAddr> + '_ {
     request
         .headers
-        .get_all(X_FORWARDED_FOR)
+        .get_all(X_FORWARDED_FOR.name())
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -153,34 +157,47 @@ pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error
             let authority = request.uri.authority().map(|a| a.as_str()).unwrap_or_default();
             let value = HeaderValue::from_str(authority).ok().filter(|_| !authority.is_empty());
             if let (Some(value), false) = (&value, request.headers.contains_key(HOST)) {
-                request.insert_header(HOST, value.clone())?;
+                request.insert_static_header(&HOST_TITLED, value.clone());
             }
             value
         }
     };
 
     if let Some(peer) = fwd.peer.map(canonical_ip) {
-        let value = match (fwd.peer_trusted, joined(request, X_FORWARDED_FOR)) {
+        let value = match (fwd.peer_trusted, joined(request, X_FORWARDED_FOR.name())) {
             (true, Some(chain)) => format!("{chain}, {}", ip_text(peer)),
             _ => ip_text(peer),
         };
-        request.insert_header(X_FORWARDED_FOR, value)?;
+        request.insert_static_header(&X_FORWARDED_FOR, value_of(value)?);
     }
-    if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_HOST)) {
+    if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_HOST.name())) {
         match host {
-            Some(host) => request.insert_header(X_FORWARDED_HOST, host)?,
-            None => drop(request.remove_header(X_FORWARDED_HOST)),
+            Some(host) => request.insert_static_header(&X_FORWARDED_HOST, host),
+            None => drop(request.remove_header(X_FORWARDED_HOST.name())),
         }
     }
-    if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_PROTO)) {
-        request.insert_header(X_FORWARDED_PROTO, if fwd.https { "https" } else { "http" })?;
+    if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_PROTO.name())) {
+        let proto = HeaderValue::from_static(if fwd.https { "https" } else { "http" });
+        request.insert_static_header(&X_FORWARDED_PROTO, proto);
     }
-    request.insert_header(X_REQUEST_ID, fwd.request_id)?;
-    request.insert_header(X_DEPLOYMENT_ID, fwd.deployment_id)?;
+    request.insert_static_header(&X_REQUEST_ID, value_of(fwd.request_id)?);
+    request.insert_static_header(&X_DEPLOYMENT_ID, value_of(fwd.deployment_id)?);
     if let Some(principal) = fwd.principal {
-        request.insert_header(X_UNKEY_PRINCIPAL, principal)?;
+        request.insert_static_header(&X_UNKEY_PRINCIPAL, value_of(principal)?);
     }
     Ok(())
+}
+
+/// A header value from text the gateway made or checked; refused (as
+/// pingora's `insert_header` would) if it holds a byte no field may carry.
+pub fn value_of<T>(text: T) -> pingora_error::Result<HeaderValue>
+where
+    T: TryInto<HeaderValue>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    text.try_into().map_err(|e| {
+        pingora_error::Error::because(pingora_error::ErrorType::InvalidHTTPHeader, "invalid header value", e)
+    })
 }
 
 /// Removes the API key `keyauth` found (its header, or its query parameter)
@@ -224,7 +241,7 @@ pub fn strip_credential(request: &mut RequestHeader, location: &Credential) -> p
 }
 
 /// All values of a header joined with ", " (RFC 9110 list syntax), if any.
-fn joined(request: &RequestHeader, name: &str) -> Option<String> {
+fn joined(request: &RequestHeader, name: &http::HeaderName) -> Option<String> {
     let mut values = request.headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
     let first = values.next()?;
     Some(values.fold(first.to_string(), |mut acc, v| {
@@ -236,7 +253,13 @@ fn joined(request: &RequestHeader, name: &str) -> Option<String> {
 
 /// Hop-by-hop fields of RFC 9110 §7.6.1 that an instance's response must not
 /// pass on (framing — Transfer-Encoding — is pingora's to manage).
-const RESPONSE_HOP_BY_HOP: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "te", "upgrade"];
+static RESPONSE_HOP_BY_HOP: [http::HeaderName; 5] = [
+    http::header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::UPGRADE,
+];
 
 /// Removes hop-by-hop fields, and those the `Connection` header nominates,
 /// from an instance's response. A `101` keeps them: they carry the upgrade.
@@ -253,18 +276,17 @@ pub fn strip_response_hop_by_hop(response: &mut pingora_http::ResponseHeader) {
         .map(|name| name.trim().to_ascii_lowercase())
         .filter(|name| !name.is_empty() && !matches!(name.as_str(), "transfer-encoding" | "content-length"))
         .collect();
-    for name in RESPONSE_HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(nominated.iter().map(String::as_str))
-    {
+    for name in &RESPONSE_HOP_BY_HOP {
+        response.remove_header(name);
+    }
+    for name in &nominated {
         response.remove_header(name);
     }
 }
 
 /// A usable incoming X-Request-Id from a trusted proxy.
 pub fn trusted_request_id(request: &RequestHeader) -> Option<String> {
-    let value = request.headers.get(X_REQUEST_ID)?.to_str().ok()?.trim();
+    let value = request.headers.get(X_REQUEST_ID.name())?.to_str().ok()?.trim();
     let usable = !value.is_empty() && value.len() <= 200 && value.bytes().all(|b| b.is_ascii_graphic());
     usable.then(|| value.to_string())
 }
@@ -330,8 +352,8 @@ mod tests {
             ("x-deployment-id", "evil2"),
         ]);
         strip_spoofable(&mut req);
-        assert!(req.headers.get(X_UNKEY_PRINCIPAL).is_none());
-        assert!(req.headers.get(X_DEPLOYMENT_ID).is_none());
+        assert!(req.headers.get(X_UNKEY_PRINCIPAL.name()).is_none());
+        assert!(req.headers.get(X_DEPLOYMENT_ID.name()).is_none());
     }
 
     #[test]
@@ -372,16 +394,18 @@ mod tests {
         };
         let mut req = request(&incoming);
         apply(&mut req, &fwd(false)).unwrap();
-        let get = |req: &RequestHeader, name: &str| req.headers.get(name).unwrap().to_str().unwrap().to_string();
-        assert_eq!(get(&req, X_FORWARDED_FOR), "10.0.0.1");
-        assert_eq!(get(&req, X_FORWARDED_HOST), "api.example.com:8080");
-        assert_eq!(get(&req, X_FORWARDED_PROTO), "http");
-        assert_eq!(get(&req, X_DEPLOYMENT_ID), "dep");
+        let get = |req: &RequestHeader, name: &StaticHeaderName| {
+            req.headers.get(name.name()).unwrap().to_str().unwrap().to_string()
+        };
+        assert_eq!(get(&req, &X_FORWARDED_FOR), "10.0.0.1");
+        assert_eq!(get(&req, &X_FORWARDED_HOST), "api.example.com:8080");
+        assert_eq!(get(&req, &X_FORWARDED_PROTO), "http");
+        assert_eq!(get(&req, &X_DEPLOYMENT_ID), "dep");
 
         let mut req = request(&incoming);
         apply(&mut req, &fwd(true)).unwrap();
-        assert_eq!(get(&req, X_FORWARDED_FOR), "1.1.1.1, 10.0.0.1");
-        assert_eq!(get(&req, X_FORWARDED_HOST), "spoof");
-        assert_eq!(get(&req, X_FORWARDED_PROTO), "https");
+        assert_eq!(get(&req, &X_FORWARDED_FOR), "1.1.1.1, 10.0.0.1");
+        assert_eq!(get(&req, &X_FORWARDED_HOST), "spoof");
+        assert_eq!(get(&req, &X_FORWARDED_PROTO), "https");
     }
 }

@@ -3,18 +3,20 @@
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-use pingora_http::ResponseHeader;
+use pingora_http::{ResponseHeader, StaticHeaderName};
 use pingora_proxy::Session;
 
 use super::context::RequestCtx;
 use crate::errors::{self, GatewayError, Representation, DEFAULT_DOCS_BASE};
-use crate::proxy::forwarding::X_REQUEST_ID;
+use crate::proxy::forwarding::{value_of, X_REQUEST_ID};
+
+static SERVER_TIMING: StaticHeaderName = StaticHeaderName::new("server-timing", "server-timing");
 
 /// Adds the headers every response carries.
 pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
-    response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+    response.insert_static_header(&X_REQUEST_ID, value_of(ctx.request_id.as_str())?);
     for (name, value) in ctx.policy.response_headers(ctx.error) {
-        response.insert_header(name, value)?;
+        response.insert_static_header(name, value);
     }
     let instance = ctx.instance_time();
     let gateway = ctx.total_time().saturating_sub(instance);
@@ -25,7 +27,8 @@ pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> p
         timing.push_str(", instance;dur=");
         push_ms(&mut timing, instance);
     }
-    response.insert_header("server-timing", timing)
+    response.insert_static_header(&SERVER_TIMING, value_of(timing)?);
+    Ok(())
 }
 
 /// Milliseconds with three decimals (`1.234`), without float formatting.

@@ -19,7 +19,8 @@ mod window;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
+use pingora_http::StaticHeaderName;
 
 use overrides::Overrides;
 pub use shared::{Link as RedisLink, SharedSettings};
@@ -167,31 +168,30 @@ pub fn window_ms(window: Duration) -> u64 {
 /// `X-RateLimit-Limit/Remaining/Reset` (and `Retry-After` when
 /// `rate_limited`) from the most restrictive decision: lowest remaining,
 /// ties broken by lowest limit.
-pub fn headers(decisions: &[Decision], rate_limited: bool, now_ms: i64) -> Vec<(HeaderName, HeaderValue)> {
+pub fn headers(
+    decisions: &[Decision],
+    rate_limited: bool,
+    now_ms: i64,
+) -> Vec<(&'static StaticHeaderName, HeaderValue)> {
     let Some(chosen) = decisions.iter().min_by_key(|d| (d.remaining, d.limit)) else {
         return Vec::new();
     };
     let reset_secs = (chosen.reset_ms + 999).div_euclid(1000);
-    let mut out = vec![
-        (
-            HeaderName::from_static("x-ratelimit-limit"),
-            HeaderValue::from(chosen.limit),
-        ),
-        (
-            HeaderName::from_static("x-ratelimit-remaining"),
-            HeaderValue::from(chosen.remaining),
-        ),
-        (
-            HeaderName::from_static("x-ratelimit-reset"),
-            HeaderValue::from(reset_secs),
-        ),
-    ];
+    let mut out = Vec::with_capacity(4);
+    out.push((&LIMIT, HeaderValue::from(chosen.limit)));
+    out.push((&REMAINING, HeaderValue::from(chosen.remaining)));
+    out.push((&RESET, HeaderValue::from(reset_secs)));
     if rate_limited {
         let wait = ((chosen.reset_ms - now_ms) + 999).div_euclid(1000).max(1);
-        out.push((http::header::RETRY_AFTER, HeaderValue::from(wait)));
+        out.push((&RETRY_AFTER, HeaderValue::from(wait)));
     }
     out
 }
+
+static LIMIT: StaticHeaderName = StaticHeaderName::new("x-ratelimit-limit", "x-ratelimit-limit");
+static REMAINING: StaticHeaderName = StaticHeaderName::new("x-ratelimit-remaining", "x-ratelimit-remaining");
+static RESET: StaticHeaderName = StaticHeaderName::new("x-ratelimit-reset", "x-ratelimit-reset");
+static RETRY_AFTER: StaticHeaderName = StaticHeaderName::new("retry-after", "retry-after");
 
 #[cfg(test)]
 mod tests {
@@ -280,13 +280,15 @@ mod tests {
         let h = headers(&[d(5, 10), d(2, 100), d(2, 50)], true, 4_000);
         let get = |name: &str| {
             h.iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| n.name() == name)
                 .map(|(_, v)| v.to_str().unwrap().to_string())
         };
         assert_eq!(get("x-ratelimit-limit").as_deref(), Some("50"));
         assert_eq!(get("x-ratelimit-remaining").as_deref(), Some("2"));
         assert_eq!(get("x-ratelimit-reset").as_deref(), Some("6"));
         assert_eq!(get("retry-after").as_deref(), Some("2"));
-        assert!(headers(&[d(1, 1)], false, 0).iter().all(|(n, _)| n != "retry-after"));
+        assert!(headers(&[d(1, 1)], false, 0)
+            .iter()
+            .all(|(n, _)| n.name() != "retry-after"));
     }
 }
