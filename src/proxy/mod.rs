@@ -34,7 +34,7 @@ use crate::routing::filters::RedirectFrom;
 use crate::runtime::{Deployment, InFlightCounter, Limits, SharedSnapshot};
 use crate::telemetry::recent::{recent, RecentRequest};
 use crate::telemetry::traces::{RequestTrace, ServerOutcome, ServerRequest};
-use crate::telemetry::{metrics, new_request_id, Label, Part, RequestLabels};
+use crate::telemetry::{metrics, new_request_id, Label, RequestLabels};
 use crate::tls::ChallengeTokens;
 use crate::upstream::{Picker, Protocol, Target};
 
@@ -348,10 +348,11 @@ impl ProxyHttp for Gateway {
         });
         let total = ctx.total_time();
         let instance = ctx.instance_time();
-        m.observe_duration(&deployment, Part::Total, total);
-        m.observe_duration(&deployment, Part::Gateway, total.saturating_sub(instance));
-        if ctx.upstream_started.is_some() {
-            m.observe_duration(&deployment, Part::Instance, instance);
+        match ctx.deployment() {
+            Some(deployment) => deployment
+                .durations
+                .observe(total, ctx.upstream_started.map(|_| instance)),
+            None => m.observe_unrouted(total),
         }
         remember(session, ctx, status, total, instance);
         let deployment_id = ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &*d.id);

@@ -31,11 +31,16 @@ pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> p
     Ok(())
 }
 
-/// Milliseconds with three decimals (`1.234`), without float formatting.
+/// Milliseconds with three decimals (`1.234`), without float formatting or
+/// the `fmt` machinery (this runs on every response).
 fn push_ms(out: &mut String, duration: std::time::Duration) {
-    use std::fmt::Write as _;
-    let micros = duration.as_micros();
-    let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    let mut digits = itoa::Buffer::new();
+    out.push_str(digits.format(micros / 1000));
+    out.push('.');
+    let fraction = digits.format(micros % 1000);
+    out.push_str(&"00"[..3 - fraction.len()]);
+    out.push_str(fraction);
 }
 
 /// Answers the request with `error` in the shape of every gateway error.

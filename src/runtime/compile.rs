@@ -177,6 +177,7 @@ fn compile_deployment(
         .map_err(|(field, message)| config.error_at(&at(&format!(".policies{field}")), message))?;
     Ok(Deployment {
         instances: InstanceSet::new(id.clone(), entries, &services.endpoints),
+        durations: Deployment::durations_of(&id),
         id,
         environment: spec.environment.as_str().into(),
         protocol,

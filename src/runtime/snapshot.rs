@@ -15,6 +15,7 @@ use crate::routing::{Backends, RouteTable};
 use crate::state::StateSettings;
 use crate::telemetry::request_log::RequestLogSettings;
 use crate::telemetry::traces::TracingSettings;
+use crate::telemetry::{metrics, Durations, Label};
 use crate::tls::TlsSettings;
 use crate::upstream::health::HealthCheck;
 use crate::upstream::{Endpoints, Entry, InstanceSet, PassivePolicy, Protocol, Strategy, Target};
@@ -39,6 +40,8 @@ pub struct Deployment {
     /// `openapi:` — the spec `openapi` policies check requests against.
     pub openapi: Option<Arc<crate::openapi::SpecSlot>>,
     pub policies: PolicyChain,
+    /// Its latency histograms, resolved once.
+    pub durations: Durations,
 }
 
 impl Deployment {
@@ -47,6 +50,7 @@ impl Deployment {
     /// section, like Kubernetes, produce).
     pub fn plain(id: Arc<str>, instances: Vec<SocketAddr>, policies: PolicyChain, endpoints: &Endpoints) -> Self {
         let targets = instances.into_iter().map(Target::Network).collect();
+        let durations = Self::durations_of(&id);
         Self {
             instances: InstanceSet::new(id.clone(), vec![Entry::Fixed(targets)], endpoints),
             id,
@@ -58,7 +62,13 @@ impl Deployment {
             dns_refresh: Duration::from_secs(10),
             openapi: None,
             policies,
+            durations,
         }
+    }
+
+    /// The latency histograms of the deployment `id`.
+    pub fn durations_of(id: &Arc<str>) -> Durations {
+        metrics().durations(&Label(Some(id.clone())))
     }
 }
 

@@ -67,6 +67,35 @@ pub struct DurationLabels {
     pub part: Part,
 }
 
+/// One deployment's `keygate_request_duration_seconds` histograms, resolved
+/// once when its snapshot is compiled: a request's samples then cost no
+/// label hashing or map lookup.
+#[derive(Clone)]
+pub struct Durations {
+    total: Histogram,
+    gateway: Histogram,
+    instance: Histogram,
+}
+
+impl Durations {
+    /// A finished request: its total time and, when an instance was asked,
+    /// the time spent waiting for it (the gateway's part is the difference).
+    pub fn observe(&self, total: Duration, instance: Option<Duration>) {
+        let waited = instance.unwrap_or_default();
+        self.total.observe(total.as_secs_f64());
+        self.gateway.observe(total.saturating_sub(waited).as_secs_f64());
+        if let Some(instance) = instance {
+            self.instance.observe(instance.as_secs_f64());
+        }
+    }
+}
+
+impl std::fmt::Debug for Durations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Durations")
+    }
+}
+
 /// `keygate_build_info`: what is running.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -372,14 +401,31 @@ impl Metrics {
         self.requests.get_or_create(labels).inc();
     }
 
-    /// One latency sample of `deployment` (a label from the snapshot, or
-    /// empty when no route matched).
-    pub fn observe_duration(&self, deployment: &Label, part: Part, duration: Duration) {
+    /// The latency histograms of a deployment. Resolving them creates the
+    /// three series (with zero counts) before its first request.
+    pub fn durations(&self, deployment: &Label) -> Durations {
+        Durations {
+            total: self.duration_histogram(deployment, Part::Total),
+            gateway: self.duration_histogram(deployment, Part::Gateway),
+            instance: self.duration_histogram(deployment, Part::Instance),
+        }
+    }
+
+    /// A request no route matched: counted under the empty deployment, with
+    /// no instance time (and so no `instance` series).
+    pub fn observe_unrouted(&self, total: Duration) {
+        let seconds = total.as_secs_f64();
+        self.duration_histogram(&Label::default(), Part::Total).observe(seconds);
+        self.duration_histogram(&Label::default(), Part::Gateway)
+            .observe(seconds);
+    }
+
+    fn duration_histogram(&self, deployment: &Label, part: Part) -> Histogram {
         let labels = DurationLabels {
             deployment: deployment.clone(),
             part,
         };
-        self.durations.get_or_create(&labels).observe(duration.as_secs_f64());
+        self.durations.get_or_create(&labels).clone()
     }
 
     /// The text exposition of every metric: OpenMetrics 1.0, which
