@@ -45,7 +45,12 @@ where
 
         // phase 2 send to upstream
 
-        let mut req = session.req_header().clone();
+        // keygate patch 16: the upstream request is the parsed head itself,
+        // whose maps have room for the fields the proxy adds; the session
+        // keeps an identical copy (a clone's maps are exactly full, and each
+        // added field would grow them).
+        let copy = session.req_header().clone();
+        let mut req = std::mem::replace(session.req_header_mut(), copy);
         let authority_policy = AuthorityPolicy::from(session.downstream_session.is_custom());
         let downstream_had_host = req.headers.contains_key(http::header::HOST);
         req.set_version(Version::HTTP_11);

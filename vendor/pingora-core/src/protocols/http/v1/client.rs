@@ -17,7 +17,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, header::AsHeaderName, HeaderValue, StatusCode, Version};
 use log::{debug, trace};
-use pingora_error::{Error, ErrorType::*, OrErr, Result, RetryType};
+use pingora_error::{Error, ErrorType::*, OkOrErr, OrErr, Result, RetryType};
 use pingora_http::{HMap, IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use pingora_timeout::timeout;
 use std::io::ErrorKind;
@@ -437,8 +437,16 @@ impl HttpSession {
     /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
-        // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        // keygate patch 17: the caller gets the parsed head itself, whose
+        // maps have room for the fields a proxy adds; the session keeps an
+        // identical copy (a clone's maps are exactly full, and each added
+        // field would grow them).
+        let parsed = self
+            .response_header
+            .take()
+            .or_err(InternalError, "no response header after reading one")?;
+        self.response_header = Some(Box::new(parsed.as_ref().clone()));
+        Ok(parsed)
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read
