@@ -93,17 +93,7 @@ PIDS+=($!)
 keygate_config() { # dir port admin_port with_policies
     local policies=
     if [[ $4 == 1 ]]; then
-        policies='    policies:
-      - id: fw
-        match:
-          - header: {name: X-Bench-Block, present: true}
-        firewall: {action: deny}
-      - id: local_only
-        ip: {allow: [127.0.0.0/8]}
-      - id: auth
-        keyauth: {keyspaces: [ks_bench]}
-      - id: rl
-        ratelimit: {limit: 1000000000, window: 60s, identifiers: [remote_ip: {}]}'
+        policies=$(cat "$ROOT/scripts/bench/policy-chain.yaml")
     fi
     cat >"$1/keygate.yaml" <<EOF
 listen:

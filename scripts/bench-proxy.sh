@@ -493,23 +493,10 @@ if [[ $POLICIES == 1 ]]; then
     root_key=$(openssl rand -hex 24 2>/dev/null || od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
     pol_https=
     if [[ $TLS == 1 ]]; then pol_https=$KG_POL_HTTPS; fi
-    # The firewall rule matches a header nobody sends: it runs on every
-    # request and denies none. One hot rate-limit bucket (every wrk
-    # connection comes from 127.0.0.1), never exceeded.
     start_keygate kg-policies "$KG_POL_HTTP" "$pol_https" "$KG_POL_ADMIN" "admin:
   root_keys: [\"$root_key\"]
 keyspaces:
-  - id: ks_bench" '    policies:
-      - id: fw
-        match:
-          - header: {name: X-Bench-Block, present: true}
-        firewall: {action: deny}
-      - id: local_only
-        ip: {allow: [127.0.0.0/8]}
-      - id: auth
-        keyauth: {keyspaces: [ks_bench]}
-      - id: rl
-        ratelimit: {limit: 1000000000, window: 60s, identifiers: [remote_ip: {}]}'
+  - id: ks_bench" "$(cat "$ROOT/scripts/bench/policy-chain.yaml")"
     pol_pid=$LAST_PID
     answer=$(curl -sS -m 10 -X POST -H "Authorization: Bearer $root_key" -H 'Content-Type: application/json' \
         -d '{"apiId": "ks_bench", "name": "bench"}' "http://$KG_POL_ADMIN/v2/keys.createKey") ||
