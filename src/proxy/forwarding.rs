@@ -12,12 +12,12 @@ use crate::policy::Credential;
 
 // Parsed at compile time: setting, finding or removing them parses no text.
 // They are written in lower case, as HTTP/2 requires and HTTP/1.1 allows.
-pub static X_FORWARDED_FOR: StaticHeaderName = StaticHeaderName::new("x-forwarded-for", "x-forwarded-for");
-pub static X_FORWARDED_HOST: StaticHeaderName = StaticHeaderName::new("x-forwarded-host", "x-forwarded-host");
-pub static X_FORWARDED_PROTO: StaticHeaderName = StaticHeaderName::new("x-forwarded-proto", "x-forwarded-proto");
-pub static X_REQUEST_ID: StaticHeaderName = StaticHeaderName::new("x-request-id", "x-request-id");
-pub static X_DEPLOYMENT_ID: StaticHeaderName = StaticHeaderName::new("x-deployment-id", "x-deployment-id");
-pub static X_UNKEY_PRINCIPAL: StaticHeaderName = StaticHeaderName::new("x-unkey-principal", "x-unkey-principal");
+pub static X_FORWARDED_FOR: StaticHeaderName = StaticHeaderName::lowercase("x-forwarded-for");
+pub static X_FORWARDED_HOST: StaticHeaderName = StaticHeaderName::lowercase("x-forwarded-host");
+pub static X_FORWARDED_PROTO: StaticHeaderName = StaticHeaderName::lowercase("x-forwarded-proto");
+pub static X_REQUEST_ID: StaticHeaderName = StaticHeaderName::lowercase("x-request-id");
+pub static X_DEPLOYMENT_ID: StaticHeaderName = StaticHeaderName::lowercase("x-deployment-id");
+pub static X_UNKEY_PRINCIPAL: StaticHeaderName = StaticHeaderName::lowercase("x-unkey-principal");
 /// The Host field as `insert_header(HOST, …)` writes it.
 static HOST_TITLED: StaticHeaderName = StaticHeaderName::new("host", "Host");
 
@@ -47,14 +47,14 @@ pub fn drop_underscored_headers(request: &mut RequestHeader) {
 }
 
 /// Headers the gateway sets itself on the way upstream.
-const GATEWAY_SET: [&str; 7] = [
-    "host",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-request-id",
-    "x-deployment-id",
-    "x-unkey-principal",
+static GATEWAY_SET: [&StaticHeaderName; 7] = [
+    &HOST_TITLED,
+    &X_FORWARDED_FOR,
+    &X_FORWARDED_HOST,
+    &X_FORWARDED_PROTO,
+    &X_REQUEST_ID,
+    &X_DEPLOYMENT_ID,
+    &X_UNKEY_PRINCIPAL,
 ];
 
 /// A client's `Connection` header naming a header the gateway sets
@@ -63,9 +63,11 @@ const GATEWAY_SET: [&str; 7] = [
 /// Allocates only when there is one.
 pub fn ignore_gateway_header_nominations(request: &mut RequestHeader) {
     let nominates = |value: &str| {
-        value
-            .split(',')
-            .any(|token| GATEWAY_SET.iter().any(|h| token.trim().eq_ignore_ascii_case(h)))
+        value.split(',').any(|token| {
+            GATEWAY_SET
+                .iter()
+                .any(|h| token.trim().eq_ignore_ascii_case(h.name().as_str()))
+        })
     };
     let values = request.headers.get_all(http::header::CONNECTION);
     if !values.iter().any(|v| v.to_str().is_ok_and(nominates)) {
@@ -76,7 +78,12 @@ pub fn ignore_gateway_header_nominations(request: &mut RequestHeader) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|token| !token.is_empty() && !GATEWAY_SET.iter().any(|h| token.eq_ignore_ascii_case(h)))
+        .filter(|token| {
+            !token.is_empty()
+                && !GATEWAY_SET
+                    .iter()
+                    .any(|h| token.eq_ignore_ascii_case(h.name().as_str()))
+        })
         .collect();
     let kept = kept.join(", ");
     request.remove_header(&http::header::CONNECTION);

@@ -10,7 +10,7 @@ use super::context::RequestCtx;
 use crate::errors::{self, GatewayError, Representation, DEFAULT_DOCS_BASE};
 use crate::proxy::forwarding::{value_of, X_REQUEST_ID};
 
-static SERVER_TIMING: StaticHeaderName = StaticHeaderName::new("server-timing", "server-timing");
+static SERVER_TIMING: StaticHeaderName = StaticHeaderName::lowercase("server-timing");
 
 /// Adds the headers every response carries.
 pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {

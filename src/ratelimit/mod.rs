@@ -188,10 +188,10 @@ pub fn headers(
     out
 }
 
-static LIMIT: StaticHeaderName = StaticHeaderName::new("x-ratelimit-limit", "x-ratelimit-limit");
-static REMAINING: StaticHeaderName = StaticHeaderName::new("x-ratelimit-remaining", "x-ratelimit-remaining");
-static RESET: StaticHeaderName = StaticHeaderName::new("x-ratelimit-reset", "x-ratelimit-reset");
-static RETRY_AFTER: StaticHeaderName = StaticHeaderName::new("retry-after", "retry-after");
+static LIMIT: StaticHeaderName = StaticHeaderName::lowercase("x-ratelimit-limit");
+static REMAINING: StaticHeaderName = StaticHeaderName::lowercase("x-ratelimit-remaining");
+static RESET: StaticHeaderName = StaticHeaderName::lowercase("x-ratelimit-reset");
+static RETRY_AFTER: StaticHeaderName = StaticHeaderName::lowercase("retry-after");
 
 #[cfg(test)]
 mod tests {

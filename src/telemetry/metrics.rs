@@ -70,11 +70,12 @@ pub struct DurationLabels {
 /// One deployment's `keygate_request_duration_seconds` histograms, resolved
 /// once when its snapshot is compiled: a request's samples then cost no
 /// label hashing or map lookup.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Durations {
     total: Histogram,
     gateway: Histogram,
-    instance: Histogram,
+    /// None for requests no route matched: they have no `instance` series.
+    instance: Option<Histogram>,
 }
 
 impl Durations {
@@ -84,15 +85,9 @@ impl Durations {
         let waited = instance.unwrap_or_default();
         self.total.observe(total.as_secs_f64());
         self.gateway.observe(total.saturating_sub(waited).as_secs_f64());
-        if let Some(instance) = instance {
-            self.instance.observe(instance.as_secs_f64());
+        if let (Some(histogram), Some(instance)) = (&self.instance, instance) {
+            histogram.observe(instance.as_secs_f64());
         }
-    }
-}
-
-impl std::fmt::Debug for Durations {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Durations")
     }
 }
 
@@ -407,17 +402,19 @@ impl Metrics {
         Durations {
             total: self.duration_histogram(deployment, Part::Total),
             gateway: self.duration_histogram(deployment, Part::Gateway),
-            instance: self.duration_histogram(deployment, Part::Instance),
+            instance: Some(self.duration_histogram(deployment, Part::Instance)),
         }
     }
 
     /// A request no route matched: counted under the empty deployment, with
     /// no instance time (and so no `instance` series).
     pub fn observe_unrouted(&self, total: Duration) {
-        let seconds = total.as_secs_f64();
-        self.duration_histogram(&Label::default(), Part::Total).observe(seconds);
-        self.duration_histogram(&Label::default(), Part::Gateway)
-            .observe(seconds);
+        let unrouted = Durations {
+            total: self.duration_histogram(&Label::default(), Part::Total),
+            gateway: self.duration_histogram(&Label::default(), Part::Gateway),
+            instance: None,
+        };
+        unrouted.observe(total, None);
     }
 
     fn duration_histogram(&self, deployment: &Label, part: Part) -> Histogram {

@@ -56,6 +56,11 @@ impl StaticHeaderName {
         }
     }
 
+    /// A name written in lower case, as given (what HTTP/2 requires).
+    pub const fn lowercase(name: &'static str) -> Self {
+        Self::new(name, name)
+    }
+
     /// The parsed name, for lookups and removals that should not parse text.
     pub fn name(&self) -> &HeaderName {
         &self.name
