@@ -5,9 +5,9 @@
 //! arrives while the previous waits for the instance), `Connection: close`
 //! honoured from the client and from the instance (without costing the
 //! client its connection), a body-carrying request after a bodiless one on
-//! the same connection, and custom header fields forwarded with the
+//! the same connection, custom header fields forwarded with the
 //! spelling and order the client used (a repeated name's lines travel
-//! together). Upstream connection reuse over many requests is pinned by
+//! together), and hop-by-hop fields never forwarded. Upstream connection reuse over many requests is pinned by
 //! tests/upstream_pool.rs.
 
 mod support;
@@ -366,6 +366,44 @@ async fn custom_headers_reach_the_upstream_with_their_case_and_order() {
         received,
         expected,
         "custom fields as forwarded (name spelling, value), in order; the upstream received this head:\n{}",
+        recorded[0].head_text()
+    );
+}
+
+/// The hop-by-hop fields of RFC 9110 §7.6.1 (and the legacy ones proxies
+/// also drop) describe the client's connection, not the request: none
+/// reaches the instance, in any spelling, and the fields beside them do.
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_fields_do_not_reach_the_upstream() {
+    let up = RecordingUpstream::start().await;
+    let gw = gateway_to(&up).await;
+    let hop_by_hop = [
+        ("Keep-Alive", "timeout=5"),
+        ("proxy-connection", "keep-alive"),
+        ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+        ("TE", "trailers"),
+        ("Trailer", "X-Checksum"),
+        ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+    ];
+    let fields: String = hop_by_hop.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let mut conn = RawConn::connect(gw.http).await;
+    let response = conn
+        .roundtrip(format!("GET /hop HTTP/1.1\r\nHost: {HOST}\r\n{fields}X-Kept: yes\r\n\r\n").as_bytes())
+        .await
+        .expect("a response to the request with hop-by-hop fields");
+    assert_answers(&response, &Req::get("/hop"), "the response");
+
+    let recorded = up.requests();
+    assert_eq!(recorded.len(), 1, "requests the upstream received");
+    let received = recorded[0].fields();
+    let leaked: Vec<&(String, String)> = received
+        .iter()
+        .filter(|(name, _)| hop_by_hop.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)))
+        .collect();
+    assert!(leaked.is_empty(), "hop-by-hop fields reached the upstream: {leaked:?}");
+    assert!(
+        received.iter().any(|(name, value)| name == "X-Kept" && value == "yes"),
+        "the other field is forwarded; the upstream received:\n{}",
         recorded[0].head_text()
     );
 }

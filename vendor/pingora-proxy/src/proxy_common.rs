@@ -175,7 +175,37 @@ impl ConnectionNominations {
     }
 }
 
+/// keygate patch 18: whether `name` is one of the fields
+/// [`strip_standard_hop_by_hop_headers`] removes.
+fn is_standard_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::UPGRADE,
+    ]
+    .contains(name)
+        || [KEEP_ALIVE, PROXY_CONNECTION, HTTP2_SETTINGS].contains(&name.as_str())
+}
+
+/// keygate patch 18: whether the request carries `Connection`, `Upgrade` or
+/// `HTTP2-Settings`, the fields an upgrade policy removes.
+fn has_upgrade_fields(req: &RequestHeader) -> bool {
+    req.headers.keys().any(|name| {
+        name == header::CONNECTION || name == header::UPGRADE || name.as_str() == HTTP2_SETTINGS
+    })
+}
+
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
+    // keygate patch 18: most requests carry none of these fields; one pass
+    // over the names present replaces ten lookups by name (each hashing a
+    // name, three of them parsing it first).
+    if !req.headers.keys().any(is_standard_hop_by_hop) {
+        return;
+    }
     req.remove_header(KEEP_ALIVE);
     req.remove_header(PROXY_CONNECTION);
     req.remove_header(&header::PROXY_AUTHENTICATE);
@@ -360,18 +390,23 @@ pub(crate) fn sanitize_h1_upstream_request(
 
     match policy.h1_upgrade {
         H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            // keygate patch 18: only looked up when present
+            if has_upgrade_fields(req) {
+                req.remove_header(&header::CONNECTION);
+                req.remove_header(&header::UPGRADE);
+                req.remove_header(HTTP2_SETTINGS);
+            }
             if websocket_upgrade {
                 req.insert_header(header::CONNECTION, "Upgrade")?;
                 req.insert_header(header::UPGRADE, "websocket")?;
             }
         }
         H1UpgradePolicy::Deny => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            if has_upgrade_fields(req) {
+                req.remove_header(&header::CONNECTION);
+                req.remove_header(&header::UPGRADE);
+                req.remove_header(HTTP2_SETTINGS);
+            }
         }
         H1UpgradePolicy::Preserve => {}
     }
@@ -559,6 +594,36 @@ mod tests {
                 .unwrap();
         }
         request
+    }
+
+    /// keygate patch 18: each standard hop-by-hop field is still removed
+    /// (whatever its case), and a request with none keeps every field.
+    #[test]
+    fn hop_by_hop_fields_are_stripped_and_others_kept() {
+        let hop_by_hop = [
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Proxy-Authenticate",
+            "proxy-authorization",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Connection",
+            "Upgrade",
+            "HTTP2-Settings",
+        ];
+        for field in hop_by_hop {
+            let mut request = request_with_headers(&[("Host", "a"), (field, "x"), ("X-Kept", "1")]);
+            strip_standard_hop_by_hop_headers(&mut request);
+            let names: Vec<&str> = request.headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(names, ["host", "x-kept"], "{field}");
+        }
+        let fields = [("Host", "a"), ("Accept", "*/*"), ("X-Custom", "1"), ("Authorization", "t")];
+        let mut request = request_with_headers(&fields);
+        strip_standard_hop_by_hop_headers(&mut request);
+        assert_eq!(request.headers.len(), fields.len());
+        assert!(!has_upgrade_fields(&request));
+        assert!(has_upgrade_fields(&request_with_headers(&[("http2-settings", "x")])));
     }
 
     #[test]
