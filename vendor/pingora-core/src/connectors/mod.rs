@@ -326,7 +326,11 @@ impl TransportConnector {
         if let Some(s) = reused_stream {
             Ok((s, true))
         } else {
-            let s = self.new_stream(peer).await?;
+            // keygate patch 19: the connect (and TLS handshake) state lives on
+            // the heap only while a new connection is made, so the future of
+            // every proxied request, most of which reuse a connection, does
+            // not carry room for it.
+            let s = Box::pin(self.new_stream(peer)).await?;
             Ok((s, false))
         }
     }
