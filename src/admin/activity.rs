@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::clock::now_ms;
-use crate::telemetry::recent::{recent, RecentRequest};
+use crate::telemetry::recent::recent;
 
 /// `{requests: [...oldest first], last}`: the requests after `after`, and
 /// the sequence number to poll from next.
@@ -17,7 +17,6 @@ pub fn requests(query: Option<&str>) -> Value {
         .and_then(|(_, value)| value.parse().ok())
         .unwrap_or(0);
     let (requests, last) = recent().after(after);
-    let requests: Vec<&RecentRequest> = requests.iter().map(|r| &**r).collect();
     json!({"requests": requests, "last": last})
 }
 

@@ -32,7 +32,7 @@ use crate::policy::redact::{redact_query, CredentialNames};
 use crate::policy::{Progress, RequestSummary, RequestView};
 use crate::routing::filters::RedirectFrom;
 use crate::runtime::{Deployment, InFlightCounter, Limits, SharedSnapshot};
-use crate::telemetry::recent::{recent, RecentRequest};
+use crate::telemetry::recent::{recent, Answered};
 use crate::telemetry::traces::{RequestTrace, ServerOutcome, ServerRequest};
 use crate::telemetry::{metrics, new_request_id, Label, RequestLabels};
 use crate::tls::ChallengeTokens;
@@ -382,23 +382,18 @@ impl ProxyHttp for Gateway {
 /// (the path, never the query), the answer, the caller's subject.
 fn remember(session: &Session, ctx: &RequestCtx, status: u16, total: Duration, instance: Duration) {
     let request = session.req_header();
-    recent().record(RecentRequest {
-        seq: 0,
+    recent().record(&Answered {
         at: now_ms(),
-        method: request.method.as_str().to_owned(),
-        host: forwarding::original_host(request).unwrap_or_default().to_owned(),
-        path: request.uri.path().to_owned(),
+        method: request.method.as_str(),
+        host: forwarding::original_host(request).unwrap_or_default(),
+        path: request.uri.path(),
         status,
-        deployment: ctx
-            .route
-            .as_ref()
-            .and_then(|r| r.deployment.as_ref())
-            .map(|d| d.id.clone()),
+        deployment: ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &d.id),
         total_us: total.as_micros() as u64,
         instance_us: ctx.upstream_started.map(|_| instance.as_micros() as u64),
         error_code: ctx.error.map(ErrorCode::code),
-        subject: ctx.policy.principal().map(|p| p.subject.clone()),
-        request_id: ctx.request_id.clone(),
+        subject: ctx.policy.principal().map(|p| p.subject.as_str()),
+        request_id: &ctx.request_id,
     });
 }
 

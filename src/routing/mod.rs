@@ -14,7 +14,10 @@ mod path;
 mod rule;
 mod spec;
 
-use std::collections::HashMap;
+/// The route maps are looked up on every request with the client's Host:
+/// ahash (randomly keyed, so still safe against crafted keys) instead of
+/// the standard library's SipHash, several times cheaper on short text.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 use std::sync::Arc;
 
 pub use backends::Backends;
@@ -120,8 +123,8 @@ struct HostRoutes<T> {
 impl<T> Default for HostRoutes<T> {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
-            by_prefix: HashMap::new(),
+            exact: HashMap::default(),
+            by_prefix: HashMap::default(),
             regex: Vec::new(),
         }
     }
@@ -188,8 +191,8 @@ pub struct RouteTable<T> {
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: HashMap::default(),
+            wildcard: HashMap::default(),
             any_host: HostRoutes::default(),
             len: 0,
         }

@@ -2,9 +2,10 @@
 //! requests in a ring, and per deployment a minute-by-minute series of the
 //! last hour (requests, errors, latency percentiles). Always on, so both
 //! are cheap: a request takes one slot lock nobody else holds (slots are
-//! handed out round-robin) and a few atomic adds; readers copy.
+//! handed out round-robin), copies its text into the slot's own buffers
+//! (no allocation once they are warm) and does a few atomic adds; readers
+//! copy.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -16,6 +17,9 @@ use serde::Serialize;
 pub const RING_SIZE: usize = 1_000;
 /// Minutes of per-deployment history.
 const MINUTES: usize = 60;
+/// Deployments' series by id: looked up on every request.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 /// Latency buckets: upper bounds in milliseconds (the last one open).
 const LATENCY_BOUNDS_MS: [u64; 16] = [
     1,
@@ -58,6 +62,72 @@ pub struct RecentRequest {
     pub request_id: String,
 }
 
+/// What the proxy reports of one answered request, borrowed from it:
+/// [`Recent::record`] copies it into a ring slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered<'a> {
+    /// Unix milliseconds.
+    pub at: i64,
+    pub method: &'a str,
+    pub host: &'a str,
+    /// The path only.
+    pub path: &'a str,
+    pub status: u16,
+    pub deployment: Option<&'a Arc<str>>,
+    pub total_us: u64,
+    pub instance_us: Option<u64>,
+    pub error_code: Option<&'static str>,
+    pub subject: Option<&'a str>,
+    pub request_id: &'a str,
+}
+
+impl RecentRequest {
+    /// An empty slot (`seq` 0: never filled).
+    fn empty() -> Self {
+        Self {
+            seq: 0,
+            at: 0,
+            method: String::new(),
+            host: String::new(),
+            path: String::new(),
+            status: 0,
+            deployment: None,
+            total_us: 0,
+            instance_us: None,
+            error_code: None,
+            subject: None,
+            request_id: String::new(),
+        }
+    }
+
+    /// Becomes `answered`, reusing its own text buffers.
+    fn overwrite(&mut self, seq: u64, answered: &Answered<'_>) {
+        self.seq = seq;
+        self.at = answered.at;
+        replace_text(&mut self.method, answered.method);
+        replace_text(&mut self.host, answered.host);
+        replace_text(&mut self.path, answered.path);
+        self.status = answered.status;
+        match answered.deployment {
+            Some(id) if self.deployment.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, id)) => {}
+            other => self.deployment = other.cloned(),
+        }
+        self.total_us = answered.total_us;
+        self.instance_us = answered.instance_us;
+        self.error_code = answered.error_code;
+        match (answered.subject, &mut self.subject) {
+            (Some(subject), Some(kept)) => replace_text(kept, subject),
+            (subject, kept) => *kept = subject.map(str::to_owned),
+        }
+        replace_text(&mut self.request_id, answered.request_id);
+    }
+}
+
+fn replace_text(buffer: &mut String, text: &str) {
+    buffer.clear();
+    buffer.push_str(text);
+}
+
 fn shared_text<S: serde::Serializer>(text: &Option<Arc<str>>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_some(&text.as_deref())
 }
@@ -69,7 +139,7 @@ pub fn recent() -> &'static Recent {
 }
 
 pub struct Recent {
-    slots: Box<[Mutex<Option<Arc<RecentRequest>>>]>,
+    slots: Box<[Mutex<RecentRequest>]>,
     next: AtomicU64,
     series: ArcSwap<HashMap<Arc<str>, Arc<Series>>>,
     /// Serialises adding a deployment's series (rare), never recording.
@@ -79,7 +149,7 @@ pub struct Recent {
 impl Default for Recent {
     fn default() -> Self {
         Self {
-            slots: (0..RING_SIZE).map(|_| Mutex::new(None)).collect(),
+            slots: (0..RING_SIZE).map(|_| Mutex::new(RecentRequest::empty())).collect(),
             next: AtomicU64::new(1),
             series: ArcSwap::default(),
             adding: Mutex::new(()),
@@ -89,26 +159,32 @@ impl Default for Recent {
 
 impl Recent {
     /// Records an answered request (its `seq` is assigned here).
-    pub fn record(&self, mut request: RecentRequest) {
-        if let Some(deployment) = &request.deployment {
+    pub fn record(&self, request: &Answered<'_>) {
+        if let Some(deployment) = request.deployment {
             // Server errors, and requests that got no answer at all.
             let error = request.status >= 500 || request.status == 0;
-            self.series_of(deployment)
-                .record(request.at, Duration::from_micros(request.total_us), error);
+            let latency = Duration::from_micros(request.total_us);
+            match self.series.load().get(deployment) {
+                Some(series) => series.record(request.at, latency, error),
+                None => self.add_series(deployment).record(request.at, latency, error),
+            }
         }
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        request.seq = seq;
         let slot = &self.slots[(seq % RING_SIZE as u64) as usize];
-        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(request));
+        slot.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .overwrite(seq, request);
     }
 
     /// The kept requests after `seq`, oldest first, and the newest seq.
-    pub fn after(&self, seq: u64) -> (Vec<Arc<RecentRequest>>, u64) {
-        let mut found: Vec<Arc<RecentRequest>> = self
+    pub fn after(&self, seq: u64) -> (Vec<RecentRequest>, u64) {
+        let mut found: Vec<RecentRequest> = self
             .slots
             .iter()
-            .filter_map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner).clone())
-            .filter(|r| r.seq > seq)
+            .filter_map(|slot| {
+                let kept = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                (kept.seq > seq).then(|| kept.clone())
+            })
             .collect();
         found.sort_by_key(|r| r.seq);
         let last = found
@@ -135,10 +211,8 @@ impl Recent {
         (last > 0).then_some(last)
     }
 
-    fn series_of(&self, deployment: &Arc<str>) -> Arc<Series> {
-        if let Some(series) = self.series.load().get(deployment) {
-            return series.clone();
-        }
+    /// `deployment`'s series, added unless another request just did.
+    fn add_series(&self, deployment: &Arc<str>) -> Arc<Series> {
         let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.series.load_full();
         if let Some(series) = current.get(deployment) {
@@ -278,20 +352,19 @@ fn percentile(counts: &[u64], q: f64) -> u64 {
 mod tests {
     use super::*;
 
-    fn request(host: &str, deployment: Option<&str>, status: u16) -> RecentRequest {
-        RecentRequest {
-            seq: 0,
+    fn request<'a>(host: &'a str, deployment: Option<&'a Arc<str>>, status: u16) -> Answered<'a> {
+        Answered {
             at: 120_000,
-            method: "GET".into(),
-            host: host.into(),
-            path: "/".into(),
+            method: "GET",
+            host,
+            path: "/",
             status,
-            deployment: deployment.map(Arc::from),
+            deployment,
             total_us: 3_000,
             instance_us: Some(2_000),
             error_code: None,
             subject: None,
-            request_id: "req_1".into(),
+            request_id: "req_1",
         }
     }
 
@@ -299,7 +372,7 @@ mod tests {
     fn the_ring_keeps_the_last_thousand_in_order() {
         let recent = Recent::default();
         for i in 0..1_500 {
-            recent.record(request(&format!("h{i}"), None, 200));
+            recent.record(&request(&format!("h{i}"), None, 200));
         }
         let (all, last) = recent.after(0);
         assert_eq!(all.len(), RING_SIZE);
@@ -309,11 +382,51 @@ mod tests {
         assert_eq!(newer.iter().map(|r| r.host.as_str()).collect::<Vec<_>>(), ["h1499"]);
     }
 
+    /// A slot reused for another request keeps nothing of the previous one.
+    #[test]
+    fn a_reused_slot_holds_only_the_new_request() {
+        let recent = Recent::default();
+        let dep: Arc<str> = Arc::from("dep");
+        let first = Answered {
+            subject: Some("key_first"),
+            error_code: Some("RATE_LIMITED"),
+            request_id: "req_first_long_id",
+            ..request("first.example", Some(&dep), 429)
+        };
+        recent.record(&first);
+        for _ in 0..RING_SIZE {
+            recent.record(&request("b", None, 200));
+        }
+        let (all, _) = recent.after(0);
+        assert_eq!(all.len(), RING_SIZE);
+        assert!(all.iter().all(|r| r.host == "b"
+            && r.subject.is_none()
+            && r.deployment.is_none()
+            && r.error_code.is_none()
+            && r.request_id == "req_1"
+            && r.status == 200));
+        recent.record(&Answered {
+            subject: Some("key_2"),
+            ..request("c", Some(&dep), 200)
+        });
+        let (newest, _) = recent.after(RING_SIZE as u64 + 1);
+        assert_eq!(newest.len(), 1);
+        assert_eq!(
+            (
+                newest[0].host.as_str(),
+                newest[0].subject.as_deref(),
+                newest[0].deployment.as_deref()
+            ),
+            ("c", Some("key_2"), Some("dep"))
+        );
+    }
+
     #[test]
     fn series_count_requests_errors_and_latency_per_minute() {
         let recent = Recent::default();
-        recent.record(request("a", Some("dep"), 200));
-        recent.record(request("a", Some("dep"), 502));
+        let dep: Arc<str> = Arc::from("dep");
+        recent.record(&request("a", Some(&dep), 200));
+        recent.record(&request("a", Some(&dep), 502));
         let series = recent.series(150_000);
         assert_eq!(series.len(), 1);
         let minutes = &series[0].1;

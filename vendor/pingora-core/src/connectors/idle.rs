@@ -36,7 +36,9 @@ impl Idle {
 
 #[derive(Default)]
 struct Slots {
-    by_key: HashMap<u64, Vec<Idle>>,
+    /// Keyed by the peer's reuse hash, looked up twice per proxied request:
+    /// hashed with ahash rather than the standard library's SipHash.
+    by_key: HashMap<u64, Vec<Idle>, ahash::RandomState>,
     count: usize,
 }
 
