@@ -14,7 +14,7 @@ mod support;
 
 use support::gateway::{one_route, Gateway};
 use support::raw_http::{RawConn, RawResponse};
-use support::recording_upstream::{FirstResponse, RecordingUpstream};
+use support::recording_upstream::{FirstResponse, RecordedRequest, RecordingUpstream};
 use support::upstreams::Upstream;
 use support::wait::{poll_until, WAIT};
 
@@ -319,10 +319,25 @@ async fn bodies_after_a_bodiless_request_on_one_connection_arrive_intact() {
     assert_upstream_received(&up, &requests.iter().collect::<Vec<_>>());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn custom_headers_reach_the_upstream_with_their_case_and_order() {
+/// Sends `GET path` with `fields` (in this order and spelling) through a
+/// new gateway and returns the request the upstream received.
+async fn forwarded(path: &'static str, fields: &[(&str, &str)]) -> RecordedRequest {
     let up = RecordingUpstream::start().await;
     let gw = gateway_to(&up).await;
+    let fields: String = fields.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let mut conn = RawConn::connect(gw.http).await;
+    let response = conn
+        .roundtrip(format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{fields}\r\n").as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("a response to GET {path}: {e}"));
+    assert_answers(&response, &Req::get(path), "the response");
+    let mut recorded = up.requests();
+    assert_eq!(recorded.len(), 1, "requests the upstream received");
+    recorded.remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_headers_reach_the_upstream_with_their_case_and_order() {
     let sent = [
         ("X-First", "1"),
         ("x-MiXeD-Case", "two"),
@@ -330,18 +345,9 @@ async fn custom_headers_reach_the_upstream_with_their_case_and_order() {
         ("X-Other", "3"),
         ("X-Repeated", "b"),
     ];
-    let fields: String = sent.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    let mut conn = RawConn::connect(gw.http).await;
-    let response = conn
-        .roundtrip(format!("GET /headers HTTP/1.1\r\nHost: {HOST}\r\n{fields}\r\n").as_bytes())
-        .await
-        .expect("a response to the request with custom headers");
-    assert_answers(&response, &Req::get("/headers"), "the response");
-
-    let recorded = up.requests();
-    assert_eq!(recorded.len(), 1, "requests the upstream received");
+    let recorded = forwarded("/headers", &sent).await;
     // Only the fields the client sent; the gateway adds X-Forwarded-* and others.
-    let received: Vec<(String, String)> = recorded[0]
+    let received: Vec<(String, String)> = recorded
         .fields()
         .into_iter()
         .filter(|(name, _)| sent.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)))
@@ -366,7 +372,7 @@ async fn custom_headers_reach_the_upstream_with_their_case_and_order() {
         received,
         expected,
         "custom fields as forwarded (name spelling, value), in order; the upstream received this head:\n{}",
-        recorded[0].head_text()
+        recorded.head_text()
     );
 }
 
@@ -375,8 +381,6 @@ async fn custom_headers_reach_the_upstream_with_their_case_and_order() {
 /// reaches the instance, in any spelling, and the fields beside them do.
 #[tokio::test(flavor = "multi_thread")]
 async fn hop_by_hop_fields_do_not_reach_the_upstream() {
-    let up = RecordingUpstream::start().await;
-    let gw = gateway_to(&up).await;
     let hop_by_hop = [
         ("Keep-Alive", "timeout=5"),
         ("proxy-connection", "keep-alive"),
@@ -385,17 +389,10 @@ async fn hop_by_hop_fields_do_not_reach_the_upstream() {
         ("Trailer", "X-Checksum"),
         ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
     ];
-    let fields: String = hop_by_hop.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    let mut conn = RawConn::connect(gw.http).await;
-    let response = conn
-        .roundtrip(format!("GET /hop HTTP/1.1\r\nHost: {HOST}\r\n{fields}X-Kept: yes\r\n\r\n").as_bytes())
-        .await
-        .expect("a response to the request with hop-by-hop fields");
-    assert_answers(&response, &Req::get("/hop"), "the response");
-
-    let recorded = up.requests();
-    assert_eq!(recorded.len(), 1, "requests the upstream received");
-    let received = recorded[0].fields();
+    let mut sent = hop_by_hop.to_vec();
+    sent.push(("X-Kept", "yes"));
+    let recorded = forwarded("/hop", &sent).await;
+    let received = recorded.fields();
     let leaked: Vec<&(String, String)> = received
         .iter()
         .filter(|(name, _)| hop_by_hop.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)))
@@ -404,7 +401,7 @@ async fn hop_by_hop_fields_do_not_reach_the_upstream() {
     assert!(
         received.iter().any(|(name, value)| name == "X-Kept" && value == "yes"),
         "the other field is forwarded; the upstream received:\n{}",
-        recorded[0].head_text()
+        recorded.head_text()
     );
 }
 
