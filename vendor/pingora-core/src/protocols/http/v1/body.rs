@@ -174,7 +174,12 @@ impl BodyReader {
     }
 
     fn prepare_buf(&mut self, buf_to_rewind: &[u8]) {
-        let mut body_buf = BytesMut::with_capacity(self.body_buf_size.max(buf_to_rewind.len()));
+        self.prepare_buf_of(self.body_buf_size, buf_to_rewind);
+    }
+
+    /// [`Self::prepare_buf`] with room for `size` bytes (at least the rewound ones).
+    fn prepare_buf_of(&mut self, size: usize, buf_to_rewind: &[u8]) {
+        let mut body_buf = BytesMut::with_capacity(size.max(buf_to_rewind.len()));
         if !buf_to_rewind.is_empty() {
             self.rewind_buf_len = buf_to_rewind.len();
             // TODO: this is still 1 copy. Make it zero
@@ -246,7 +251,10 @@ impl BodyReader {
                 }
             }
             _ => {
-                self.prepare_buf(buf_to_rewind);
+                // keygate patch 21: a body of known length needs no more room
+                // than its length (a read that does need more reserves it):
+                // a small upstream response no longer allocates 64 KiB.
+                self.prepare_buf_of(cl.min(self.body_buf_size), buf_to_rewind);
                 self.body_state = PS::Partial(0, cl);
             }
         }
@@ -2046,6 +2054,28 @@ mod tests {
         let overread = body_reader.take_body_overread().unwrap();
         assert_eq!(overread.as_ptr(), rewind_ptr);
         assert_eq!(overread.as_ref(), b"next request");
+    }
+
+    /// keygate patch 21: a small body of known length gets a small buffer,
+    /// and a large one is still read whole.
+    #[tokio::test]
+    async fn content_length_body_buffer_is_sized_by_the_length() {
+        let mut mock_io = Builder::new().build();
+        let mut body_reader = BodyReader::new(true);
+        body_reader.init_content_length(3, b"abc");
+        let body = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+        assert_eq!(body_reader.get_body(&body), b"abc");
+        assert!(body_reader.body_buf.as_ref().unwrap().capacity() < 64);
+
+        let rest = vec![b'x'; 100_000];
+        let mut mock_io = Builder::new().read(&rest).build();
+        let mut body_reader = BodyReader::new(true);
+        body_reader.init_content_length(100_001, b"a");
+        let mut total = 0;
+        while let Some(chunk) = body_reader.read_body(&mut mock_io).await.unwrap() {
+            total += body_reader.get_body(&chunk).len();
+        }
+        assert_eq!(total, 100_001);
     }
 
     #[tokio::test]
