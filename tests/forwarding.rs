@@ -273,7 +273,8 @@ async fn builtin_echo_reports_what_an_instance_would_see() {
     let gw = Gateway::start(&one_route("echo.test", "dep_echo", &["builtin:echo"])).await;
 
     let req = "POST /echo/p%20q?x=1&y=2 HTTP/1.1\r\nHost: echo.test\r\nX-Multi: a\r\nx-multi: b\r\n\
-               Content-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello wörl";
+               Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Hop: 1\r\n\
+               Content-Type: text/plain\r\nContent-Length: 11\r\nConnection: close, X-Hop\r\n\r\nhello wörl";
     // "hello wörl" is 11 bytes in UTF-8.
     let r = raw_request(gw.http, req.as_bytes()).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -295,6 +296,10 @@ async fn builtin_echo_reports_what_an_instance_would_see() {
     assert_eq!(h["x-forwarded-host"], "echo.test", "{v}");
     assert_eq!(h["x-forwarded-proto"], "http", "{v}");
     assert_eq!(h["x-request-id"].as_str(), r.header("x-request-id"), "{v}");
+    // Hop-by-hop fields (and those Connection nominates) never reach an instance.
+    for hop in ["connection", "keep-alive", "te", "x-hop"] {
+        assert!(h.get(hop).is_none(), "{hop} is hop-by-hop: {v}");
+    }
 
     // Non-UTF-8 bodies come back as base64.
     let r = gw

@@ -258,15 +258,44 @@ fn joined(request: &RequestHeader, name: &http::HeaderName) -> Option<String> {
     }))
 }
 
-/// Hop-by-hop fields of RFC 9110 §7.6.1 that an instance's response must not
-/// pass on (framing — Transfer-Encoding — is pingora's to manage).
-static RESPONSE_HOP_BY_HOP: [http::HeaderName; 5] = [
+/// The hop-by-hop fields of RFC 9110 §7.6.1 (and the legacy ones proxies
+/// drop). A request loses all of them before it goes to an instance (pingora
+/// removes them; `builtin:echo` does the same, to show what an instance
+/// would receive); an instance's response loses the first five
+/// ([`RESPONSE_HOP_BY_HOP`]: its framing, Transfer-Encoding, is pingora's
+/// to manage).
+static HOP_BY_HOP: [http::HeaderName; 10] = [
     http::header::CONNECTION,
     http::HeaderName::from_static("keep-alive"),
     http::HeaderName::from_static("proxy-connection"),
     http::header::TE,
     http::header::UPGRADE,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::HeaderName::from_static("http2-settings"),
 ];
+
+/// The hop-by-hop fields an instance's response must not pass on.
+const RESPONSE_HOP_BY_HOP: std::ops::Range<usize> = 0..5;
+
+/// Which of `fields` `headers` has, and the names its `Connection` header
+/// nominates as hop-by-hop (never the framing fields). Usually none: then
+/// nothing is allocated.
+fn hop_by_hop(fields: &[http::HeaderName], headers: &http::HeaderMap) -> Vec<http::HeaderName> {
+    let mut found: Vec<http::HeaderName> = fields.iter().filter(|f| headers.contains_key(*f)).cloned().collect();
+    found.extend(
+        headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| *name != http::header::TRANSFER_ENCODING && *name != http::header::CONTENT_LENGTH),
+    );
+    found
+}
 
 /// Removes hop-by-hop fields, and those the `Connection` header nominates,
 /// from an instance's response. A `101` keeps them: they carry the upgrade.
@@ -274,20 +303,16 @@ pub fn strip_response_hop_by_hop(response: &mut pingora_http::ResponseHeader) {
     if response.status == http::StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
-    let nominated: Vec<String> = response
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty() && !matches!(name.as_str(), "transfer-encoding" | "content-length"))
-        .collect();
-    for name in &RESPONSE_HOP_BY_HOP {
-        response.remove_header(name);
+    for name in hop_by_hop(&HOP_BY_HOP[RESPONSE_HOP_BY_HOP], &response.headers) {
+        response.remove_header(&name);
     }
-    for name in &nominated {
-        response.remove_header(name);
+}
+
+/// Removes hop-by-hop fields, and those the `Connection` header nominates,
+/// from a request, as pingora does before sending it to an instance.
+pub fn strip_request_hop_by_hop(request: &mut RequestHeader) {
+    for name in hop_by_hop(&HOP_BY_HOP, &request.headers) {
+        request.remove_header(&name);
     }
 }
 

@@ -143,6 +143,7 @@ impl ProxyHttp for Gateway {
             }
             Ok(Admitted::Echo) => {
                 let mut view = session.req_header().clone();
+                forwarding::strip_request_hop_by_hop(&mut view);
                 self.prepare_upstream_request(&mut view, ctx)?;
                 let max_body = ctx.snapshot().map_or(0, |s| s.limits.max_request_body);
                 echo::respond(session, ctx, &view, max_body).await?;
