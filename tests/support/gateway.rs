@@ -154,7 +154,9 @@ impl Gateway {
                 return Err(format!("keygate exited early with {status}\n{}", self.logs()));
             }
             if let Ok(r) = probe.get(&url).send().await {
-                if r.status() == 200 {
+                // Ready only if the answer came from a gateway that is still ours to run:
+                // one that failed to bind has exited, and someone else answered.
+                if r.status() == 200 && self.child.as_mut().unwrap().try_wait().unwrap().is_none() {
                     return Ok(());
                 }
             }
