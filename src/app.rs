@@ -15,14 +15,14 @@ use pingora_core::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
-use pingora_core::services::listening::ConnectionLimit;
+use pingora_core::services::listening::{ConnectionLimit, Service};
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError};
 use crate::keys::KeyService;
 use crate::platform::Platform;
 use crate::providers::file::Reloader;
-use crate::proxy::Gateway;
+use crate::proxy::{FastPath, Gateway};
 use crate::runtime::{
     DockerSettings, Hub, InFlightCounter, KubernetesSettings, Limits, ProviderId, Services, Snapshot,
 };
@@ -124,15 +124,15 @@ pub fn run(path: &Path) -> Result<(), StartupError> {
 
     let challenges = Arc::new(ChallengeTokens::default());
     let gateway = Gateway::new(hub.shared().clone(), challenges.clone(), in_flight.clone());
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "keygate proxy");
+    let mut full = pingora_proxy::http_proxy(&server.configuration, gateway.clone());
+    full.h2_options = Some(h2_options(&limits));
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout);
+    full.server_options = Some(options);
+    let app = FastPath::new(gateway, full);
+    let mut proxy = Service::new("keygate proxy".to_string(), app);
     let connections = Arc::new(ConnectionLimit::new(limits.max_connections));
     proxy.set_connection_limit(connections.clone());
-    if let Some(app) = proxy.app_logic_mut() {
-        app.h2_options = Some(h2_options(&limits));
-        let mut options = HttpServerOptions::default();
-        options.h2_idle_timeout = (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout);
-        app.server_options = Some(options);
-    }
     if let Some(addr) = listen.http {
         proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_socket_buffers()));
     }

@@ -188,6 +188,8 @@ pub struct PolicyChain {
     policies: Arc<[CompiledPolicy]>,
     /// Where this deployment's requests carry credentials (never logged).
     credentials: CredentialNames,
+    /// A `logging` policy may record bodies as they pass.
+    records_bodies: bool,
 }
 
 /// Where [`PolicyChain::evaluate_from`] stopped.
@@ -245,9 +247,11 @@ impl PolicyChain {
                 action,
             });
         }
+        let records_bodies = policies.iter().any(|p| matches!(p.action, Action::Logging(_)));
         Ok(Self {
             policies: policies.into(),
             credentials,
+            records_bodies,
         })
     }
 
@@ -258,6 +262,12 @@ impl PolicyChain {
     /// `(id, type)` of each policy, in order: what operators see of the chain.
     pub fn summary(&self) -> impl Iterator<Item = (&str, &'static str)> {
         self.policies.iter().map(|p| (&*p.id, p.action.kind()))
+    }
+
+    /// Whether a policy of the chain (`logging`) may record the bodies as
+    /// they pass (so a path that relays bytes unparsed must not carry them).
+    pub fn records_bodies(&self) -> bool {
+        self.records_bodies
     }
 
     /// Where this deployment's requests carry credentials.

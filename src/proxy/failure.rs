@@ -5,7 +5,9 @@
 
 use pingora_error::{Error, ErrorSource, ErrorType};
 
+use super::context::RequestCtx;
 use crate::errors::ErrorCode;
+use crate::telemetry::metrics;
 
 /// The error to answer with, or `None` when the client is gone (nothing to answer).
 pub fn classify(error: &Error) -> Option<ErrorCode> {
@@ -35,6 +37,24 @@ pub fn is_connect_failure(error: &Error) -> bool {
         error.etype(),
         ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError
     )
+}
+
+/// Books a failed connect to `instance` (metrics, passive health, the
+/// trace, the log) and marks the error retryable when another instance is
+/// left to try.
+pub fn connect_failed(ctx: &mut RequestCtx, instance: &dyn std::fmt::Display, mut error: Box<Error>) -> Box<Error> {
+    metrics().upstream_connect_failures.inc();
+    if let (Some(attempt), Some(deployment)) = (&ctx.instance_load, ctx.deployment()) {
+        attempt.connect_failed(&deployment.passive);
+    }
+    tracing::warn!(request_id = %ctx.request_id, %instance, "connect to instance failed: {error}");
+    if let Some(trace) = ctx.trace.as_mut() {
+        trace.attempt_failed(error.etype().as_str(), &error);
+    }
+    if is_connect_failure(&error) && ctx.can_retry() {
+        error.set_retry(true);
+    }
+    error
 }
 
 #[cfg(test)]

@@ -3,11 +3,14 @@
 //! few lines calling into `routing`, `upstream`, `errors`; no business logic
 //! lives here.
 
+mod admission;
 mod body;
 mod context;
 mod echo;
 mod failure;
+mod fast;
 mod filters;
+mod finish;
 pub mod forwarding;
 mod respond;
 
@@ -23,25 +26,17 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use admission::{https_redirect, Admission, Admitted, Peer};
 pub use context::RequestCtx;
-use context::RouteInfo;
+pub use fast::FastPath;
 
-use crate::clock::now_ms;
 use crate::errors::{ErrorCode, GatewayError};
-use crate::policy::redact::{redact_query, CredentialNames};
-use crate::policy::{Progress, RequestSummary, RequestView};
-use crate::routing::filters::RedirectFrom;
-use crate::runtime::{Deployment, InFlightCounter, Limits, SharedSnapshot};
-use crate::telemetry::recent::{recent, Answered};
-use crate::telemetry::traces::{RequestTrace, ServerOutcome, ServerRequest};
-use crate::telemetry::{metrics, new_request_id, Label, RequestLabels};
+use crate::runtime::{InFlightCounter, Limits, SharedSnapshot};
+use crate::telemetry::metrics;
 use crate::tls::ChallengeTokens;
-use crate::upstream::{Picker, Protocol, Target};
-
-/// Concurrent HTTP/2 streams per upstream h2c connection.
-const H2C_MAX_STREAMS: usize = 100;
 
 /// keygate's proxy: what pingora calls for each request.
+#[derive(Clone)]
 pub struct Gateway {
     snapshot: SharedSnapshot,
     /// Pending ACME HTTP-01 answers (published by the ACME task).
@@ -58,16 +53,6 @@ impl Gateway {
             in_flight,
         }
     }
-}
-
-/// What `request_filter` decided.
-enum Admitted {
-    /// Forward to a network instance.
-    Forward,
-    /// Answer with the built-in echo instance.
-    Echo,
-    /// Answer with the route's redirect: `(status, Location)`.
-    Redirect(u16, String),
 }
 
 #[async_trait]
@@ -105,25 +90,7 @@ impl ProxyHttp for Gateway {
     /// What the process log says about a request when proxying it failed:
     /// never a credential from its query (see `policy::redact`).
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
-        let request = session.req_header();
-        let credentials = ctx.deployment().map(|d| d.policies.credentials());
-        let query = request.uri.query().map(|query| {
-            redact_query(query, |name| {
-                credentials.map_or_else(
-                    || CredentialNames::default().is_likely_credential_param(name),
-                    |c| c.is_likely_credential_param(name),
-                )
-            })
-        });
-        format!(
-            "{} {}{}{}, Host: {}, request id: {}",
-            request.method,
-            request.uri.path(),
-            if query.is_some() { "?" } else { "" },
-            query.unwrap_or_default(),
-            forwarding::original_host(request).unwrap_or("-"),
-            ctx.request_id,
-        )
+        finish::summary(session.req_header(), ctx)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -132,11 +99,11 @@ impl ProxyHttp for Gateway {
             respond::send(session, ctx, 200, "text/plain", answer.into(), false).await?;
             return Ok(true);
         }
-        if let Some(location) = https_redirect(session, ctx) {
+        if let Some(location) = https_redirect(session.req_header(), ctx) {
             respond::redirect(session, ctx, 308, &location).await?;
             return Ok(true);
         }
-        match self.admit(session, ctx).await? {
+        match Self::admit_session(session, ctx).await? {
             Ok(Admitted::Forward) => {
                 Self::start_chunked_body(session, ctx).await?;
                 Ok(false)
@@ -144,7 +111,7 @@ impl ProxyHttp for Gateway {
             Ok(Admitted::Echo) => {
                 let mut view = session.req_header().clone();
                 forwarding::strip_request_hop_by_hop(&mut view);
-                self.prepare_upstream_request(&mut view, ctx)?;
+                Self::prepare_upstream_request(&mut view, ctx)?;
                 let max_body = ctx.snapshot().map_or(0, |s| s.limits.max_request_body);
                 echo::respond(session, ctx, &view, max_body).await?;
                 Ok(true)
@@ -166,28 +133,7 @@ impl ProxyHttp for Gateway {
             error.esource = ErrorSource::Upstream;
             return Err(error);
         };
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        if let Some(snapshot) = ctx.snapshot() {
-            let limits = &snapshot.limits;
-            let timeout = ctx
-                .route
-                .as_ref()
-                .and_then(|r| r.rule.timeout)
-                .unwrap_or(limits.request_timeout);
-            let remaining = timeout.saturating_sub(ctx.total_time()).max(Duration::from_millis(1));
-            peer.options.connection_timeout = Some(limits.connect_timeout);
-            peer.options.read_timeout = Some(remaining);
-            peer.options.write_timeout = Some(remaining);
-        }
-        let h2c = ctx.deployment().is_some_and(|d| d.protocol == Protocol::H2c);
-        if h2c && !session.is_upgrade_req() {
-            peer.options.set_http_version(2, 2);
-            peer.options.max_h2_streams = H2C_MAX_STREAMS;
-        }
-        ctx.upstream_started = Some(Instant::now());
-        if let Some(trace) = ctx.trace.as_mut() {
-            trace.start_attempt(addr);
-        }
+        let peer = Self::instance_peer(addr, session.is_upgrade_req(), ctx);
         Ok(Box::new(peer))
     }
 
@@ -216,7 +162,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        self.prepare_upstream_request(upstream_request, ctx)
+        Self::prepare_upstream_request(upstream_request, ctx)
     }
 
     async fn upstream_response_filter(
@@ -263,20 +209,9 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut error: Box<Error>,
+        error: Box<Error>,
     ) -> Box<Error> {
-        metrics().upstream_connect_failures.inc();
-        if let (Some(attempt), Some(deployment)) = (&ctx.instance_load, ctx.deployment()) {
-            attempt.connect_failed(&deployment.passive);
-        }
-        tracing::warn!(request_id = %ctx.request_id, instance = %peer, "connect to instance failed: {error}");
-        if let Some(trace) = ctx.trace.as_mut() {
-            trace.attempt_failed(error.etype().as_str(), &error);
-        }
-        if failure::is_connect_failure(&error) && ctx.can_retry() {
-            error.set_retry(true);
-        }
-        error
+        failure::connect_failed(ctx, peer, error)
     }
 
     async fn connected_to_upstream(
@@ -329,106 +264,19 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
-        if ctx.started.is_none() {
-            return;
-        }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let (host, deployment) = match &ctx.route {
-            Some(route) => (
-                Label(Some(route.host_label.clone())),
-                Label(route.deployment.as_ref().map(|d| d.id.clone())),
-            ),
-            None => (Label::default(), Label::default()),
-        };
-        let m = metrics();
-        m.record_request(&RequestLabels {
-            host,
-            deployment: deployment.clone(),
-            status,
-            error_code: ctx.error.map_or("", ErrorCode::code),
-        });
-        let total = ctx.total_time();
-        let instance = ctx.instance_time();
-        match ctx.deployment() {
-            Some(deployment) => deployment
-                .durations
-                .observe(total, ctx.upstream_started.map(|_| instance)),
-            None => m.observe_unrouted(total),
-        }
-        remember(session, ctx, status, total, instance);
-        let deployment_id = ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &*d.id);
-        ctx.policy.finish(&RequestSummary {
-            request: session.req_header(),
-            request_id: &ctx.request_id,
-            trace_id: ctx.trace.as_ref().map(RequestTrace::trace_id),
-            client_ip: ctx.client_ip,
-            deployment_id,
-            instance: ctx.instance.as_ref().map(|e| &e.target as &dyn std::fmt::Display),
-            status,
-            response_headers: session.response_written().map(|r| &r.headers),
-            total,
-            instance_time: instance,
-        });
-        if let Some(trace) = ctx.trace.take() {
-            trace.finish(&ServerOutcome {
-                status,
-                deployment_id,
-                error_code: ctx.error.map(ErrorCode::code),
-            });
-        }
+        finish::record(session.req_header(), session.response_written(), ctx);
     }
-}
-
-/// Keeps the request in the dashboard's recent requests: what was asked
-/// (the path, never the query), the answer, the caller's subject.
-fn remember(session: &Session, ctx: &RequestCtx, status: u16, total: Duration, instance: Duration) {
-    let request = session.req_header();
-    recent().record(&Answered {
-        at: now_ms(),
-        method: request.method.as_str(),
-        host: forwarding::original_host(request).unwrap_or_default(),
-        path: request.uri.path(),
-        status,
-        deployment: ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &d.id),
-        total_us: total.as_micros() as u64,
-        instance_us: ctx.upstream_started.map(|_| instance.as_micros() as u64),
-        error_code: ctx.error.map(ErrorCode::code),
-        subject: ctx.policy.principal().map(|p| p.subject.as_str()),
-        request_id: &ctx.request_id,
-    });
-}
-
-/// Where a plain-HTTP request is sent when `tls.redirect_http` is on: the
-/// same host, path and query on https. ACME challenges are
-/// never redirected.
-fn https_redirect(session: &Session, ctx: &RequestCtx) -> Option<String> {
-    let snapshot = ctx.snapshot()?;
-    let https = snapshot.listen.https?;
-    if ctx.https || !snapshot.tls.redirect_http {
-        return None;
-    }
-    let request = session.req_header();
-    if request.uri.path().starts_with("/.well-known/acme-challenge/") {
-        return None;
-    }
-    let host = crate::routing::normalize_request_host(forwarding::original_host(request)?);
-    let port = match https.port() {
-        443 => String::new(),
-        port => format!(":{port}"),
-    };
-    let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    Some(format!("https://{host}{port}{target}"))
 }
 
 impl Gateway {
-    /// Loads the snapshot and works out who is asking; removes headers only
-    /// the gateway may set before anything looks at the request.
+    /// Applies the connection's settings for this request and begins it
+    /// (see [`Gateway::begin_request`]).
     fn begin(&self, session: &mut Session, ctx: &mut RequestCtx) {
-        ctx.started = Some(Instant::now());
-        let snapshot = self.snapshot.load_full();
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.peer_trusted = peer.is_some_and(|ip| snapshot.trusted_proxies.contains(ip));
-        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let peer = Peer {
+            ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            https: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        };
+        let snapshot = self.begin_request(session.req_header_mut(), peer, ctx);
         let idle = snapshot.limits.idle_timeout.as_secs();
         session.set_keepalive((idle > 0).then_some(idle));
         let body_timeout = snapshot.limits.read_body_timeout;
@@ -439,82 +287,30 @@ impl Gateway {
         if let HttpSession::H1(h1) = session.as_downstream_mut() {
             h1.set_pipelining_enabled(true);
         }
-
-        let request = session.req_header_mut();
-        if !snapshot.limits.allow_underscores_in_headers {
-            forwarding::drop_underscored_headers(request);
-        }
-        forwarding::strip_spoofable(request);
-        forwarding::ignore_gateway_header_nominations(request);
-        ctx.request_id = ctx
-            .peer_trusted
-            .then(|| forwarding::trusted_request_id(request))
-            .flatten()
-            .unwrap_or_else(new_request_id);
-        ctx.client_ip = peer.map(|ip| forwarding::client_ip(request, ip, &snapshot.trusted_proxies));
-        ctx.peer_ip = peer;
-        ctx.trace = snapshot.services.tracing.start_request(&ServerRequest {
-            head: request,
-            host: forwarding::original_host(request),
-            https: ctx.https,
-            client_ip: ctx.client_ip,
-            request_id: &ctx.request_id,
-        });
-        if let Some(parent) = ctx.trace.as_ref().and_then(RequestTrace::policy_parent) {
-            ctx.policy.trace_policies(parent);
-        }
-        ctx.snapshot = Some(snapshot);
+        Self::start_trace(session.req_header(), ctx);
     }
 
-    /// Route → policies → redirect or instance choice. An inner `Err` is
-    /// answered as is; an outer one is a failed client connection.
-    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Result<Admitted, GatewayError>> {
-        let deployment = match self.route(session, ctx) {
+    /// Route → policies (reading the body when one needs it) → redirect or
+    /// instance. An inner `Err` is answered as is; an outer one is a failed
+    /// client connection.
+    async fn admit_session(session: &mut Session, ctx: &mut RequestCtx) -> Result<Result<Admitted, GatewayError>> {
+        let deployment = match Self::route(session.req_header(), ctx) {
             Ok(deployment) => deployment,
             Err(error) => return Ok(Err(error)),
         };
-        if let Some(deployment) = &deployment {
-            if let Err(error) = Self::run_policies(deployment, session, ctx).await? {
-                return Ok(Err(error));
-            }
-        }
-        if let Some((status, location)) = ctx.route.as_mut().and_then(|r| r.redirect.take()) {
-            return Ok(Ok(Admitted::Redirect(status, location)));
-        }
-        match deployment {
-            Some(deployment) => Ok(Self::choose_instance(&deployment, ctx)),
-            None => Ok(Err(ErrorCode::InternalServerError.into())),
-        }
-    }
-
-    /// The deployment's policy chain. When a policy needs the body (`openapi`),
-    /// it is buffered at that point and the chain resumes there.
-    async fn run_policies(
-        deployment: &Deployment,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Result<(), GatewayError>> {
-        let request = RequestView::new(session.req_header(), ctx.client_ip);
-        let resume = match deployment.policies.evaluate_from(0, &request, &mut ctx.policy).await {
-            Ok(Progress::Done) => return Ok(Ok(())),
-            Ok(Progress::NeedsBody(resume)) => resume,
-            Err(error) => return Ok(Err(error)),
+        let (deployment, resume) = match Self::admit(session.req_header(), deployment, ctx).await {
+            Admission::Decided(decided) => return Ok(decided),
+            Admission::NeedsBody { deployment, resume } => (deployment, resume),
         };
         let max = ctx.snapshot().map_or(0, |s| s.limits.max_request_body);
-        ctx.request_body = match body::buffer(session, max).await {
-            Ok(bytes) => Some(bytes),
+        let body = match body::buffer(session, max).await {
+            Ok(bytes) => bytes,
             Err(body::BufferError::TooLarge(error)) => return Ok(Err(error)),
             Err(body::BufferError::Read(error)) => return Err(error),
         };
-        let request = RequestView {
-            body: ctx.request_body.as_ref(),
-            ..RequestView::new(session.req_header(), ctx.client_ip)
-        };
-        Ok(deployment
-            .policies
-            .evaluate_from(resume, &request, &mut ctx.policy)
-            .await
-            .map(|_| ()))
+        let admitted = Self::admit_with_body(&deployment, resume, session.req_header(), &body, ctx).await;
+        ctx.request_body = Some(body);
+        Ok(admitted)
     }
 
     /// A chunked body's first piece is read before anything is forwarded:
@@ -533,95 +329,5 @@ impl Gateway {
             body::FirstPiece::Prefix(prefix) => ctx.body_prefix = Some(prefix),
         }
         Ok(())
-    }
-
-    /// Resolves the request's route, picks its backend and records both in
-    /// `ctx` (a redirect route may have no backend).
-    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Option<Arc<Deployment>>, GatewayError> {
-        let snapshot = ctx.snapshot.clone().ok_or(ErrorCode::InternalServerError)?;
-        let request = session.req_header();
-        let host = forwarding::original_host(request).unwrap_or("");
-        let routed = snapshot
-            .routes
-            .resolve(host, request)
-            .ok_or(ErrorCode::ConfigNotFound)?;
-        let target = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let redirect = routed.rule.redirect.as_ref().map(|redirect| {
-            let from = RedirectFrom {
-                https: ctx.https,
-                host,
-                target,
-            };
-            (redirect.status, redirect.location(&routed.prefix, &from))
-        });
-        let rewritten_target = match routed.upstream_target(target) {
-            std::borrow::Cow::Owned(rewritten) => Some(rewritten),
-            std::borrow::Cow::Borrowed(_) => None,
-        };
-        let deployment = routed.target.choose().cloned();
-        ctx.route = Some(RouteInfo {
-            deployment: deployment.clone(),
-            host_label: routed.target.host_label.clone(),
-            rewritten_target,
-            rule: routed.rule.clone(),
-            redirect,
-        });
-        if let Some(refusal) = routed.target.refusal {
-            return Err(refusal.into());
-        }
-        Ok(deployment)
-    }
-
-    /// Picks the first instance to try among the available ones (see
-    /// `upstream::select`); none available is `no_running_instances`.
-    fn choose_instance(deployment: &Deployment, ctx: &mut RequestCtx) -> Result<Admitted, GatewayError> {
-        let mut picker = Picker::new(deployment.instances.current());
-        let first = picker
-            .pick(deployment.selection, false)
-            .ok_or(ErrorCode::NoRunningInstances)?;
-        let admitted = match first.target {
-            Target::Echo => Admitted::Echo,
-            Target::Network(_) => Admitted::Forward,
-        };
-        ctx.instance = Some(first.clone());
-        ctx.first_pick = Some(first);
-        ctx.picker = Some(picker);
-        Ok(admitted)
-    }
-
-    /// The request as the instance gets it: forwarding headers, stripped prefix.
-    fn prepare_upstream_request(&self, request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
-        let (Some(route), Some(deployment)) = (&ctx.route, ctx.deployment()) else {
-            return Ok(());
-        };
-        if let Some(target) = &route.rewritten_target {
-            let uri = http::Uri::try_from(target.as_str())
-                .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request target", e))?;
-            request.set_uri(uri);
-        }
-        // The route's edits first, so the gateway's own headers below always win.
-        filters::apply(&route.rule.request_headers, request)?;
-        forwarding::apply(
-            request,
-            &forwarding::Forwarding {
-                peer: ctx.peer_ip,
-                peer_trusted: ctx.peer_trusted,
-                https: ctx.https,
-                request_id: &ctx.request_id,
-                deployment_id: &deployment.id,
-                principal: ctx.policy.principal().map(|p| p.json.as_str()),
-            },
-        )?;
-        // After forwarding: X-Forwarded-Host keeps the host the client asked for.
-        if let Some(hostname) = route.rule.rewrite.as_ref().and_then(|r| r.hostname.as_ref()) {
-            request.insert_header(http::header::HOST, hostname.clone())?;
-        }
-        if let Some(trace) = &ctx.trace {
-            trace.inject(&mut forwarding::TraceHeaders(request));
-        }
-        match ctx.policy.credential_to_strip() {
-            Some(location) => forwarding::strip_credential(request, location),
-            None => Ok(()),
-        }
     }
 }

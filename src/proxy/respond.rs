@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-use pingora_http::{ResponseHeader, StaticHeaderName};
+use pingora_http::{RequestHeader, ResponseHeader, StaticHeaderName};
 use pingora_proxy::Session;
 
 use super::context::RequestCtx;
@@ -43,15 +43,16 @@ fn push_ms(out: &mut String, duration: std::time::Duration) {
     out.push_str(fraction);
 }
 
-/// Answers the request with `error` in the shape of every gateway error.
-pub async fn send_error(
-    session: &mut Session,
+/// The gateway's own answer `error`, in the shape of every gateway error
+/// (JSON or problem+json, as the request's `Accept` asks): head and body.
+pub fn error_response(
+    request: &RequestHeader,
     ctx: &mut RequestCtx,
     error: &GatewayError,
-) -> pingora_error::Result<()> {
+) -> pingora_error::Result<(ResponseHeader, Bytes)> {
     ctx.error = Some(error.code);
     let docs_base = ctx.snapshot().map_or(DEFAULT_DOCS_BASE, |s| &s.docs_base);
-    let accept = session.req_header().headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = request.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
     let trace_id = ctx.trace_id();
     let rendered = errors::render(
         error,
@@ -60,43 +61,29 @@ pub async fn send_error(
         docs_base,
         Representation::for_accept(accept),
     );
-    send(
-        session,
-        ctx,
-        rendered.status,
-        rendered.content_type,
-        rendered.body.into(),
-        true,
-    )
-    .await
+    let body = Bytes::from(rendered.body);
+    let head = complete_response(ctx, rendered.status, rendered.content_type, &body, true)?;
+    Ok((head, body))
 }
 
-/// Answers with a redirect to `location` (no body).
-pub async fn redirect(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    status: u16,
-    location: &str,
-) -> pingora_error::Result<()> {
+/// The head of a redirect to `location` (no body).
+pub fn redirect_response(ctx: &RequestCtx, status: u16, location: &str) -> pingora_error::Result<ResponseHeader> {
     let mut response = ResponseHeader::build(status, Some(4))?;
     response.insert_header(http::header::LOCATION, location)?;
     response.insert_header(CONTENT_LENGTH, 0)?;
     add_gateway_headers(&mut response, ctx)?;
-    if !session.is_body_done() {
-        session.set_keepalive(None);
-    }
-    session.write_response_header(Box::new(response), true).await
+    Ok(response)
 }
 
-/// Writes a complete response. `is_error` marks it as the gateway's own error.
-pub async fn send(
-    session: &mut Session,
+/// The head of a complete response the gateway writes itself. `is_error`
+/// marks it as the gateway's own error.
+pub fn complete_response(
     ctx: &mut RequestCtx,
     status: u16,
     content_type: &str,
-    body: Bytes,
+    body: &Bytes,
     is_error: bool,
-) -> pingora_error::Result<()> {
+) -> pingora_error::Result<ResponseHeader> {
     let mut response = ResponseHeader::build(status, Some(6))?;
     response.insert_header(CONTENT_TYPE, content_type)?;
     response.insert_header(CONTENT_LENGTH, body.len())?;
@@ -107,12 +94,51 @@ pub async fn send(
         super::filters::apply(&route.rule.response_headers, &mut response)?;
     }
     add_gateway_headers(&mut response, ctx)?;
-    ctx.policy.on_response_body(&body);
-    // The request body may be unread: do not try to reuse the connection.
+    ctx.policy.on_response_body(body);
+    Ok(response)
+}
+
+/// Answers the request with `error` (see [`error_response`]).
+pub async fn send_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    error: &GatewayError,
+) -> pingora_error::Result<()> {
+    let (response, body) = error_response(session.req_header(), ctx, error)?;
+    write(session, response, body).await
+}
+
+/// Answers with a redirect to `location` (no body).
+pub async fn redirect(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    location: &str,
+) -> pingora_error::Result<()> {
+    let response = redirect_response(ctx, status, location)?;
+    write(session, response, Bytes::new()).await
+}
+
+/// Writes a complete response (see [`complete_response`]).
+pub async fn send(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    is_error: bool,
+) -> pingora_error::Result<()> {
+    let response = complete_response(ctx, status, content_type, &body, is_error)?;
+    write(session, response, body).await
+}
+
+/// Writes a head and its whole body; a request body left unread means the
+/// connection is not reused.
+async fn write(session: &mut Session, response: ResponseHeader, body: Bytes) -> pingora_error::Result<()> {
     if !session.is_body_done() {
         session.set_keepalive(None);
     }
-    let head_only = session.req_header().method == http::Method::HEAD;
+    let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
     session.write_response_header(Box::new(response), head_only).await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;

@@ -128,6 +128,11 @@ pub struct StatusLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabel {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
 }
@@ -164,6 +169,9 @@ pub struct Metrics {
     /// resolved once: counted on every proxied request.
     upstream_reused: Counter,
     upstream_new: Counter,
+    /// `keygate_http1_requests{path="fast"}` and `{path="proxy"}`, resolved once.
+    http1_fast: Counter,
+    http1_proxy: Counter,
     policy_decisions: Family<DecisionLabels, Counter>,
 }
 
@@ -248,6 +256,14 @@ impl Metrics {
                 .clone()
         };
         let (upstream_reused, upstream_new) = (upstream_counter("true"), upstream_counter("false"));
+        let http1_requests = Family::<PathLabel, Counter>::default();
+        registry.register(
+            "keygate_http1_requests",
+            "HTTP/1 requests by the path that served them: keygate's fast path, or the full proxy (bodies, upgrades, redirects, echo, ...)",
+            http1_requests.clone(),
+        );
+        let http1_counter = |path: &str| http1_requests.get_or_create(&PathLabel { path: path.into() }).clone();
+        let (http1_fast, http1_proxy) = (http1_counter("fast"), http1_counter("proxy"));
         let log_records_dropped = Counter::default();
         registry.register(
             "keygate_log_records_dropped",
@@ -330,6 +346,8 @@ impl Metrics {
             instances_healthy,
             upstream_reused,
             upstream_new,
+            http1_fast,
+            http1_proxy,
             policy_decisions,
         }
     }
@@ -364,6 +382,15 @@ impl Metrics {
             self.upstream_reused.inc();
         } else {
             self.upstream_new.inc();
+        }
+    }
+
+    /// Counts an HTTP/1 request by the path that serves it.
+    pub fn http1_request(&self, fast: bool) {
+        if fast {
+            self.http1_fast.inc();
+        } else {
+            self.http1_proxy.inc();
         }
     }
 

@@ -275,6 +275,13 @@ where
         self.client_upstream.unexpected_data_connection_count()
     }
 
+    /// keygate patch 23: the transport under the HTTP/1 upstream connector,
+    /// whose pool of idle connections another HTTP/1 path of the same
+    /// application shares.
+    pub fn upstream_transport(&self) -> &pingora_core::connectors::TransportConnector {
+        self.client_upstream.h1_transport()
+    }
+
     /// Return a shared reference to the unexpected data connection counter for periodic metric reporting.
     pub fn unexpected_data_connection_counter(&self) -> Arc<AtomicU64> {
         self.client_upstream.unexpected_data_connection_counter()

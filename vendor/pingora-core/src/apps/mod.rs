@@ -149,6 +149,13 @@ impl HttpPersistentSettings {
         self.pipelined_prefix = Some(prefix);
     }
 
+    /// keygate patch 22: the bytes read past the end of the previous
+    /// request, for an application that reads the connection's next request
+    /// itself instead of through a new [`ServerSession`].
+    pub fn take_pipelined_prefix(&mut self) -> Option<BytesMut> {
+        self.pipelined_prefix.take()
+    }
+
     pub fn apply_to_session(self, session: &mut ServerSession) {
         let Self {
             keepalive_timeout,

@@ -161,6 +161,11 @@ where
         self.h1.unexpected_data_connection_count()
     }
 
+    /// keygate patch 23: the HTTP/1 transport and its connection pool.
+    pub fn h1_transport(&self) -> &crate::connectors::TransportConnector {
+        self.h1.transport()
+    }
+
     /// Return a shared reference to the unexpected data connection counter for periodic metric reporting.
     pub fn unexpected_data_connection_counter(&self) -> Arc<AtomicU64> {
         self.h1.unexpected_data_connection_counter()

@@ -69,6 +69,13 @@ impl Connector {
         self.transport.unexpected_data_connection_count()
     }
 
+    /// keygate patch 23: the transport (and its pool of idle connections)
+    /// under this connector, for an application that speaks HTTP/1 on
+    /// pooled connections itself and should share the pool.
+    pub fn transport(&self) -> &TransportConnector {
+        &self.transport
+    }
+
     /// Return a shared reference to the unexpected data connection counter for periodic metric reporting.
     pub fn unexpected_data_connection_counter(&self) -> Arc<AtomicU64> {
         self.transport.unexpected_data_connection_counter()

@@ -1,0 +1,466 @@
+//! One request's trip to an instance on the fast path, and the answers the
+//! gateway writes itself there: the head goes out, the response head is
+//! read and edited like `HttpProxy`'s (hop-by-hop fields, the route's
+//! response headers, the gateway's), and the body is passed through as it
+//! arrives, framing untouched.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, DATE};
+use pingora_core::protocols::http::date::get_cached_date;
+use pingora_core::protocols::Stream;
+use pingora_core::upstreams::peer::{HttpPeer, Peer as _};
+use pingora_error::{Error, ErrorSource, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::framing::{self, ChunkedEnd, Framing};
+use super::head::{self, Parsed, ResponseRead};
+use super::FastPath;
+use crate::errors::{ErrorCode, GatewayError};
+use crate::proxy::context::RequestCtx;
+use crate::proxy::{failure, filters, finish, forwarding, respond, Gateway};
+use crate::telemetry::metrics;
+
+/// Room for an instance's response head; a larger one is a 502.
+const MAX_RESPONSE_HEAD: usize = 64 << 10;
+/// Fields in an instance's response head.
+const MAX_RESPONSE_FIELDS: usize = 128;
+/// Bytes of a pipelined request read while the previous one waits.
+const EARLY_LIMIT: usize = 64 << 10;
+/// Bytes read from an instance at a time.
+const READ_SIZE: usize = 16 << 10;
+
+/// What the client got.
+pub struct Answer {
+    /// The head sent, if one was.
+    pub response: Option<ResponseHeader>,
+    /// The client connection is in a state to read its next request.
+    pub reusable: bool,
+}
+
+/// Forwards the request to the chosen instance (then to others while a
+/// connect fails and one is left) and relays the answer.
+pub async fn forward(
+    fast: &FastPath,
+    client: &mut Stream,
+    head: &RequestHeader,
+    names: &[(http::HeaderName, Bytes)],
+    keep_alive: bool,
+    early: &mut BytesMut,
+    ctx: &mut RequestCtx,
+) -> Answer {
+    let mut upstream = head.clone();
+    forwarding::strip_request_hop_by_hop(&mut upstream);
+    if let Err(error) = Gateway::prepare_upstream_request(&mut upstream, ctx) {
+        return failed(client, head, &error, ctx).await;
+    }
+    let mut out = BytesMut::with_capacity(1024);
+    head::write_request_line(&mut out, &upstream, upstream.raw_path());
+    head::write_fields(&mut out, &upstream.headers, names);
+    let out = out.freeze();
+    let waited = tokio::select! {
+        exchanged = exchange(fast, &out, ctx) => Some(exchanged),
+        () = hang_up(client, early) => None,
+    };
+    let (instance, peer, response, buf) = match waited {
+        Some(Ok(exchanged)) => exchanged,
+        Some(Err(error)) => return failed(client, head, &error, ctx).await,
+        None => {
+            tracing::info!(
+                "client closed the connection mid-request: waiting for the instance, {}",
+                finish::summary(head, ctx)
+            );
+            return Answer {
+                response: None,
+                reusable: false,
+            };
+        }
+    };
+    relay(fast, client, instance, &peer, head, response, buf, keep_alive, ctx).await
+}
+
+/// Resolves when the client closes its connection (or it fails) while its
+/// request waits for the instance, so the exchange is abandoned at once.
+/// What the client sends meanwhile (its next, pipelined request) is kept in
+/// `early`; past [`EARLY_LIMIT`] bytes it is left unread.
+async fn hang_up(client: &mut Stream, early: &mut BytesMut) {
+    while early.len() < EARLY_LIMIT {
+        match client.read_buf(early).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    std::future::pending().await
+}
+
+/// An instance's connection, how it was reached, its response head and
+/// what was read with it.
+type Exchanged = (Stream, HttpPeer, Parsed<ResponseHeader>, Bytes);
+
+/// Sends the head to an instance and reads its response head, trying the
+/// next instance while connecting fails.
+async fn exchange(fast: &FastPath, out: &Bytes, ctx: &mut RequestCtx) -> Result<Exchanged, Box<Error>> {
+    loop {
+        let Some(addr) = ctx.next_network_instance() else {
+            return Err(upstream_error(ErrorType::ConnectRefused, "no instance left to try"));
+        };
+        let peer = Gateway::instance_peer(addr, false, ctx);
+        let (mut instance, reused) = match fast.instances().get_stream(&peer).await {
+            Ok(connected) => connected,
+            Err(error) => {
+                let error = failure::connect_failed(ctx, &addr, error.into_up());
+                if error.retry() {
+                    continue;
+                }
+                return Err(error);
+            }
+        };
+        if let Some(endpoint) = &ctx.instance {
+            endpoint.connected();
+        }
+        metrics().upstream_connection(reused);
+        let wait = peer.options.read_timeout.unwrap_or(Duration::from_secs(60));
+        let mut answer = round_trip(&mut instance, out, wait).await;
+        if reused && matches!(&answer, Err(RoundTrip::Closed)) {
+            // The instance closed the pooled connection as it was taken:
+            // the request never reached it, so a new connection may carry it.
+            instance = Box::pin(fast.instances().new_stream(&peer))
+                .await
+                .map_err(|e| failure::connect_failed(ctx, &addr, e.into_up()))?;
+            metrics().upstream_connection(false);
+            answer = round_trip(&mut instance, out, wait).await;
+        }
+        let (response, buf) = answer.map_err(|e| e.into_error(addr))?;
+        return Ok((instance, peer, response, buf));
+    }
+}
+
+/// Why a round trip failed.
+enum RoundTrip {
+    /// Closed (or reset) before a byte of the response came back.
+    Closed,
+    Failed(Box<Error>),
+}
+
+impl RoundTrip {
+    fn into_error(self, addr: SocketAddr) -> Box<Error> {
+        match self {
+            RoundTrip::Closed => upstream_error(ErrorType::ConnectionClosed, format!("{addr} closed the connection")),
+            RoundTrip::Failed(error) => error,
+        }
+    }
+}
+
+/// Writes the request head and reads the response head (skipping `100
+/// Continue` and other interim answers), within `wait`.
+async fn round_trip(
+    instance: &mut Stream,
+    out: &Bytes,
+    wait: Duration,
+) -> Result<(Parsed<ResponseHeader>, Bytes), RoundTrip> {
+    let trip = async {
+        if instance.write_all(out).await.is_err() || instance.flush().await.is_err() {
+            return Err(RoundTrip::Closed);
+        }
+        let mut buf = BytesMut::with_capacity(READ_SIZE);
+        loop {
+            let n = match instance.read_buf(&mut buf).await {
+                Ok(n) => n,
+                Err(_) if buf.is_empty() => return Err(RoundTrip::Closed),
+                Err(e) => {
+                    return Err(RoundTrip::Failed(
+                        Error::because(ErrorType::ReadError, "reading the response", e).into_up(),
+                    ))
+                }
+            };
+            if n == 0 {
+                return Err(match buf.is_empty() {
+                    true => RoundTrip::Closed,
+                    false => RoundTrip::Failed(upstream_error(ErrorType::ConnectionClosed, "response head cut short")),
+                });
+            }
+            loop {
+                // Frozen so the head's values share the bytes read; thawed
+                // again (without a copy: nothing else holds them) to read more.
+                let read = std::mem::take(&mut buf).freeze();
+                match head::parse_response(&read, MAX_RESPONSE_FIELDS) {
+                    ResponseRead::Complete(parsed)
+                        if parsed.head.status.is_informational() && parsed.head.status != 101 =>
+                    {
+                        buf = thaw(read.slice(parsed.len..));
+                    }
+                    ResponseRead::Complete(parsed) => return Ok((parsed, read)),
+                    ResponseRead::Partial if read.len() < MAX_RESPONSE_HEAD => {
+                        buf = thaw(read);
+                        break;
+                    }
+                    _ => {
+                        return Err(RoundTrip::Failed(upstream_error(
+                            ErrorType::InvalidHTTPHeader,
+                            "invalid response head",
+                        )))
+                    }
+                }
+            }
+            if buf.capacity() == buf.len() {
+                buf.reserve(READ_SIZE);
+            }
+        }
+    };
+    match tokio::time::timeout(wait, trip).await {
+        Ok(result) => result,
+        Err(_) => Err(RoundTrip::Failed(upstream_error(
+            ErrorType::ReadTimedout,
+            "no response in time",
+        ))),
+    }
+}
+
+/// `bytes` to read more into: the same memory when nothing else holds it.
+fn thaw(bytes: Bytes) -> BytesMut {
+    bytes
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+}
+
+/// Sends the response head and passes the body through; the instance's
+/// connection goes back to the pool when the body ended where its framing
+/// says.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    fast: &FastPath,
+    client: &mut Stream,
+    mut instance: Stream,
+    peer: &HttpPeer,
+    request: &RequestHeader,
+    parsed: Parsed<ResponseHeader>,
+    read: Bytes,
+    keep_alive: bool,
+    ctx: &mut RequestCtx,
+) -> Answer {
+    let Parsed {
+        head: mut response,
+        names,
+        len,
+    } = parsed;
+    ctx.upstream_answered.get_or_insert_with(Instant::now);
+    if let Some(trace) = ctx.trace.as_mut() {
+        trace.attempt_answered(response.status.as_u16());
+    }
+    let instance_closes = response.version == http::Version::HTTP_10
+        || response.headers.get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+        });
+    let Some(framing) = framing::of_response(&request.method, response.status, &response.headers) else {
+        let error = upstream_error(ErrorType::InvalidHTTPHeader, "ambiguous response framing");
+        return failed(client, request, &error, ctx).await;
+    };
+    if response.status == 101 {
+        let error = upstream_error(ErrorType::InvalidHTTPHeader, "101 without an upgrade");
+        return failed(client, request, &error, ctx).await;
+    }
+    if framing == Framing::Chunked {
+        response.remove_header(&http::header::CONTENT_LENGTH);
+    }
+    forwarding::strip_response_hop_by_hop(&mut response);
+    let edited = match &ctx.route {
+        Some(route) => filters::apply(&route.rule.response_headers, &mut response),
+        None => Ok(()),
+    }
+    .and_then(|()| respond::add_gateway_headers(&mut response, ctx));
+    if let Err(error) = edited {
+        return failed(client, request, &error, ctx).await;
+    }
+    let keep_alive = keep_alive && framing != Framing::UntilClose;
+    let _ = response.insert_header(DATE, get_cached_date());
+    let _ = response.insert_header(CONNECTION, if keep_alive { "keep-alive" } else { "close" });
+
+    let mut out = BytesMut::with_capacity(len + 512);
+    head::write_status_line(&mut out, &response);
+    head::write_fields(&mut out, &response.headers, &names);
+    let body = read.slice(len..);
+    let mut body_end = BodyEnd::new(framing);
+    let (first, done, extra) = match body_end.take(&body) {
+        Ok(taken) => taken,
+        Err(()) => (body.len(), true, true),
+    };
+    out.extend_from_slice(&body[..first]);
+    let sent = write_all(client, &out).await;
+    let mut instance_reusable = !extra && !instance_closes && framing != Framing::UntilClose;
+    let mut client_reusable = sent && keep_alive;
+    let mut body_done = done;
+    if sent && !done {
+        let wait = peer.options.read_timeout.unwrap_or(Duration::from_secs(60));
+        match pass_body(client, &mut instance, &mut body_end, wait).await {
+            Passed::Done { extra } => {
+                instance_reusable &= !extra;
+                body_done = true;
+            }
+            Passed::ClientGone => client_reusable = false,
+            Passed::InstanceEnded => client_reusable = false,
+        }
+    }
+    if body_done && instance_reusable {
+        fast.instances()
+            .release_stream(instance, peer.reuse_hash(), peer.options.idle_timeout);
+    }
+    Answer {
+        response: Some(response),
+        reusable: client_reusable,
+    }
+}
+
+/// How the rest of a body went.
+enum Passed {
+    /// It ended where the framing says; `extra`: the instance sent more.
+    Done {
+        extra: bool,
+    },
+    ClientGone,
+    /// The instance closed, failed or went quiet before the framing's end
+    /// (for a body delimited by the connection's end: that is its end).
+    InstanceEnded,
+}
+
+/// Reads the body's remainder from the instance and writes it to the client.
+async fn pass_body(client: &mut Stream, instance: &mut Stream, end: &mut BodyEnd, wait: Duration) -> Passed {
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    loop {
+        buf.clear();
+        let n = match tokio::time::timeout(wait, instance.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return Passed::InstanceEnded,
+        };
+        let (take, done, extra) = match end.take(&buf[..n]) {
+            Ok(taken) => taken,
+            Err(()) => return Passed::InstanceEnded,
+        };
+        if !write_all(client, &buf[..take]).await {
+            return Passed::ClientGone;
+        }
+        if done {
+            return Passed::Done { extra };
+        }
+    }
+}
+
+/// Where the body being relayed ends.
+enum BodyEnd {
+    Left(u64),
+    Chunked(ChunkedEnd),
+    UntilClose,
+}
+
+impl BodyEnd {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty => BodyEnd::Left(0),
+            Framing::Length(n) => BodyEnd::Left(n),
+            Framing::Chunked => BodyEnd::Chunked(ChunkedEnd::default()),
+            Framing::UntilClose => BodyEnd::UntilClose,
+        }
+    }
+
+    /// Of `data`, how much belongs to the body, whether the body is then
+    /// complete, and whether bytes past its end arrived. `Err`: the
+    /// framing is broken.
+    fn take(&mut self, data: &[u8]) -> Result<(usize, bool, bool), ()> {
+        match self {
+            BodyEnd::Left(left) => {
+                let take = (*left).min(data.len() as u64);
+                *left -= take;
+                let take = take as usize;
+                Ok((take, *left == 0, take < data.len()))
+            }
+            BodyEnd::Chunked(scanner) => match scanner.feed(data).map_err(|_| ())? {
+                Some(end) => Ok((end, true, end < data.len())),
+                None => Ok((data.len(), false, false)),
+            },
+            BodyEnd::UntilClose => Ok((data.len(), false, false)),
+        }
+    }
+}
+
+/// Answers with the route's redirect.
+pub async fn redirect(
+    client: &mut Stream,
+    status: u16,
+    location: &str,
+    keep_alive: bool,
+    ctx: &mut RequestCtx,
+) -> Answer {
+    match respond::redirect_response(ctx, status, location) {
+        Ok(response) => send(client, response, Bytes::new(), keep_alive).await,
+        Err(_) => Answer {
+            response: None,
+            reusable: false,
+        },
+    }
+}
+
+/// Answers with the gateway's own error.
+pub async fn gateway_error(
+    client: &mut Stream,
+    request: &RequestHeader,
+    error: &GatewayError,
+    keep_alive: bool,
+    ctx: &mut RequestCtx,
+) -> Answer {
+    match respond::error_response(request, ctx, error) {
+        Ok((response, body)) => {
+            let body = if request.method == http::Method::HEAD {
+                Bytes::new()
+            } else {
+                body
+            };
+            send(client, response, body, keep_alive).await
+        }
+        Err(_) => Answer {
+            response: None,
+            reusable: false,
+        },
+    }
+}
+
+/// Answers a failure to proxy as `HttpProxy` does: the error's status, and
+/// the connection closes.
+async fn failed(client: &mut Stream, request: &RequestHeader, error: &Error, ctx: &mut RequestCtx) -> Answer {
+    if let (Some(trace), ErrorSource::Upstream) = (ctx.trace.as_mut(), error.esource()) {
+        trace.attempt_failed(error.etype().as_str(), error);
+    }
+    let code = failure::classify(error).unwrap_or(ErrorCode::BadGateway);
+    tracing::error!("Fail to proxy: {error}, {}", finish::summary(request, ctx));
+    let answer = gateway_error(client, request, &GatewayError::new(code), false, ctx).await;
+    ctx.error = Some(code);
+    answer
+}
+
+/// Writes a complete response of the gateway's own.
+async fn send(client: &mut Stream, mut response: ResponseHeader, body: Bytes, keep_alive: bool) -> Answer {
+    let _ = response.insert_header(DATE, get_cached_date());
+    let _ = response.insert_header(CONNECTION, if keep_alive { "keep-alive" } else { "close" });
+    let mut out = BytesMut::with_capacity(512 + body.len());
+    head::write_status_line(&mut out, &response);
+    head::write_fields(&mut out, &response.headers, &[]);
+    out.extend_from_slice(&body);
+    let sent = write_all(client, &out).await;
+    Answer {
+        response: Some(response),
+        reusable: sent && keep_alive,
+    }
+}
+
+/// Writes and flushes; false when the client is gone.
+async fn write_all(client: &mut Stream, bytes: &[u8]) -> bool {
+    client.write_all(bytes).await.is_ok() && client.flush().await.is_ok()
+}
+
+fn upstream_error(kind: ErrorType, context: impl Into<pingora_error::ImmutStr>) -> Box<Error> {
+    let mut error = Error::explain(kind, context);
+    error.esource = ErrorSource::Upstream;
+    error
+}

@@ -1,0 +1,264 @@
+//! keygate's own HTTP/1 path for the common request: a `GET` or `HEAD`
+//! whose head arrived whole, to a deployment of HTTP/1.1 instances. It
+//! parses the head once (`httparse`), runs the same admission as every
+//! request (route, policies, instance; see `proxy::admission`), writes the
+//! instance's head straight from the parsed fields and passes the response
+//! through, over pingora's pool of instance connections. Per request it
+//! skips what `HttpProxy` pays for generality: a new session and buffers,
+//! header maps kept twice, body channels, a dozen boxed phase futures.
+//!
+//! Everything else — a body, an upgrade, HTTP/1.0, HTTP/2, an ACME
+//! challenge, a redirect, `builtin:echo`, h2c instances, a chain that logs
+//! bodies, anything malformed — is handed to `HttpProxy` with the bytes
+//! already read ([`rewind::Rewind`]), one request at a time; the
+//! connection comes back afterwards.
+
+mod exchange;
+mod framing;
+mod head;
+mod rewind;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::connectors::TransportConnector;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+use pingora_proxy::{HttpProxy, ProxyHttp};
+use tokio::io::AsyncReadExt;
+
+use super::admission::{https_redirect, Admission, Admitted, Peer};
+use super::{finish, Gateway, RequestCtx};
+use crate::errors::ErrorCode;
+use crate::runtime::Deployment;
+use crate::telemetry::metrics;
+use crate::upstream::{Protocol, Target};
+use exchange::Answer;
+use head::{FastRequest, RequestRead};
+use rewind::Rewind;
+
+/// Room for a request head read in one go (larger heads go to `HttpProxy`).
+const READ_SIZE: usize = 4096;
+
+/// The listeners' application: the fast path, with `HttpProxy` behind it.
+pub struct FastPath {
+    gateway: Gateway,
+    full: Arc<HttpProxy<Gateway>>,
+}
+
+impl FastPath {
+    pub fn new(gateway: Gateway, full: HttpProxy<Gateway>) -> Self {
+        Self {
+            gateway,
+            full: Arc::new(full),
+        }
+    }
+
+    /// Connections to instances: `HttpProxy`'s pool, so a connection either
+    /// path opened serves both.
+    fn instances(&self) -> &TransportConnector {
+        self.full.upstream_transport()
+    }
+}
+
+/// What happens to the client connection after a request.
+enum Next {
+    KeepAlive,
+    Close,
+    /// The request is `HttpProxy`'s: nothing was done with it.
+    Handoff,
+}
+
+#[async_trait]
+impl ServerApp for FastPath {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return self.full.process_new(stream, shutdown).await;
+        }
+        self.serve(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.full.http_cleanup().await;
+    }
+}
+
+impl FastPath {
+    /// Serves the connection's requests in order until it closes.
+    async fn serve(self: &Arc<Self>, mut client: Stream, shutdown: &ShutdownWatch) {
+        let peer = Peer {
+            ip: client
+                .get_socket_digest()
+                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip())),
+            https: client.get_ssl_digest().is_some(),
+        };
+        let mut pending = Bytes::new();
+        let mut first = true;
+        loop {
+            if pending.is_empty() {
+                let limits = &self.gateway.snapshot.load().limits;
+                let wait = if first {
+                    limits.read_header_timeout
+                } else {
+                    limits.idle_timeout
+                };
+                match read_some(&mut client, wait).await {
+                    Some(read) => pending = read,
+                    None => return,
+                }
+            }
+            let parsed = head::parse_request(&pending, &self.gateway.snapshot.load().limits);
+            let next = match parsed {
+                RequestRead::Fast(request) => {
+                    let rest = pending.slice(request.parsed.len..);
+                    let mut early = BytesMut::new();
+                    match self
+                        .serve_request(&mut client, peer, request, &mut early, shutdown)
+                        .await
+                    {
+                        Next::Handoff => Next::Handoff,
+                        next => {
+                            pending = joined(rest, early);
+                            next
+                        }
+                    }
+                }
+                RequestRead::Handoff => Next::Handoff,
+            };
+            match next {
+                Next::KeepAlive => {}
+                Next::Close => {
+                    client.shutdown().await;
+                    return;
+                }
+                Next::Handoff => match self
+                    .hand_off(client, std::mem::take(&mut pending), first, shutdown)
+                    .await
+                {
+                    Some((stream, unread)) => {
+                        client = stream;
+                        pending = unread;
+                    }
+                    None => return,
+                },
+            }
+            first = false;
+        }
+    }
+
+    /// `HttpProxy` serves one request from `read` and the connection; the
+    /// connection comes back with what was read past that request.
+    async fn hand_off(
+        self: &Arc<Self>,
+        client: Stream,
+        read: Bytes,
+        first: bool,
+        shutdown: &ShutdownWatch,
+    ) -> Option<(Stream, Bytes)> {
+        metrics().http1_request(false);
+        let mut session = ServerSession::new_http1(Box::new(Rewind::new(read, client)));
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        if let Some(limits) = self.full.h1_head_limits() {
+            session.set_head_limits(limits, first);
+        }
+        let (stream, settings) = self.full.process_new_http(session, shutdown).await?.consume();
+        let (unread, client) = stream.into_any().downcast::<Rewind>().ok()?.into_parts();
+        let pipelined = settings.and_then(|mut s| s.take_pipelined_prefix()).unwrap_or_default();
+        Some((client, joined(pipelined.freeze(), BytesMut::from(&unread[..]))))
+    }
+
+    /// One request, start to end, or [`Next::Handoff`] before anything
+    /// was done with it.
+    async fn serve_request(
+        &self,
+        client: &mut Stream,
+        peer: Peer,
+        request: FastRequest,
+        early: &mut BytesMut,
+        shutdown: &ShutdownWatch,
+    ) -> Next {
+        let FastRequest { parsed, close } = request;
+        let mut head = parsed.head;
+        let mut ctx = self.gateway.new_ctx();
+        let snapshot = self.gateway.begin_request(&mut head, peer, &mut ctx);
+        let Some(deployment) = self.takes(&head, &mut ctx) else {
+            return Next::Handoff;
+        };
+        metrics().http1_request(true);
+        Gateway::start_trace(&head, &mut ctx);
+        let admitted = match Gateway::admit(&head, Some(deployment), &mut ctx).await {
+            Admission::Decided(decided) => decided,
+            Admission::NeedsBody { deployment, resume } => {
+                let empty = Bytes::new();
+                Gateway::admit_with_body(&deployment, resume, &head, &empty, &mut ctx).await
+            }
+        };
+        let keep_alive = !close && !snapshot.limits.idle_timeout.is_zero() && !*shutdown.borrow();
+        let answer = match admitted {
+            Ok(Admitted::Forward) => {
+                exchange::forward(self, client, &head, &parsed.names, keep_alive, early, &mut ctx).await
+            }
+            Ok(Admitted::Redirect(status, location)) => {
+                exchange::redirect(client, status, &location, keep_alive, &mut ctx).await
+            }
+            Ok(Admitted::Echo) => {
+                let error = ErrorCode::InternalServerError.into();
+                exchange::gateway_error(client, &head, &error, keep_alive, &mut ctx).await
+            }
+            Err(error) => exchange::gateway_error(client, &head, &error, keep_alive, &mut ctx).await,
+        };
+        let Answer { response, reusable } = answer;
+        finish::record(&head, response.as_ref(), &mut ctx);
+        if reusable && keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// The deployment, when the fast path serves this request; `None` for
+    /// what only `HttpProxy` answers (decided before any policy runs).
+    fn takes(&self, head: &pingora_http::RequestHeader, ctx: &mut RequestCtx) -> Option<Arc<Deployment>> {
+        if self.gateway.challenges.answer(head.uri.path()).is_some() || https_redirect(head, ctx).is_some() {
+            return None;
+        }
+        let deployment = Gateway::route(head, ctx).ok()??;
+        let plain = ctx.route.as_ref().is_some_and(|r| r.redirect.is_none())
+            && deployment.protocol == Protocol::Http1
+            && !deployment.policies.records_bodies()
+            && deployment.instances.current().iter().all(|e| e.target != Target::Echo);
+        plain.then_some(deployment)
+    }
+}
+
+/// `first` then `then`, copied only when both hold bytes.
+fn joined(first: Bytes, then: BytesMut) -> Bytes {
+    if then.is_empty() {
+        return first;
+    }
+    if first.is_empty() {
+        return then.freeze();
+    }
+    let mut both = BytesMut::with_capacity(first.len() + then.len());
+    both.extend_from_slice(&first);
+    both.extend_from_slice(&then);
+    both.freeze()
+}
+
+/// Waits for bytes from the client (at most `wait`, when it is not zero).
+/// `None`: closed, failed or timed out — nothing to answer.
+async fn read_some(client: &mut Stream, wait: Duration) -> Option<Bytes> {
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let read = client.read_buf(&mut buf);
+    let n = if wait.is_zero() {
+        read.await.ok()?
+    } else {
+        tokio::time::timeout(wait, read).await.ok()?.ok()?
+    };
+    (n > 0).then(|| buf.freeze())
+}

@@ -1,0 +1,197 @@
+//! keygate's own HTTP/1 path (src/proxy/fast) against instances that answer
+//! with exact bytes: what it serves and what it hands to the full proxy
+//! (counted in `keygate_http1_requests{path}`), and how it passes a
+//! response through — chunked bodies split across reads, bytes past a
+//! response's end, a body delimited by the instance closing, ambiguous
+//! lengths — and when it may reuse the instance's connection.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::gateway::{one_route, Gateway};
+use support::raw_http::RawConn;
+use support::recording_upstream::RecordingUpstream;
+use support::upstreams::serve_loopback;
+
+const HOST: &str = "fast.test";
+
+/// An instance that answers every request head it reads with the same raw
+/// response, written in `pieces` (each flushed on its own), and counts the
+/// connections it accepted. With `close_after`, it closes the connection
+/// after each response.
+struct Scripted {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+async fn scripted(pieces: &'static [&'static [u8]], close_after: bool) -> Scripted {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let (addr, _task) = serve_loopback(move |mut stream: TcpStream| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut buf = Vec::new();
+            loop {
+                let head_end = loop {
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break p + 4;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                buf.drain(..head_end);
+                for piece in pieces {
+                    if stream.write_all(piece).await.is_err() || stream.flush().await.is_err() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                if close_after {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    Scripted { addr, accepted }
+}
+
+async fn gateway_to(addr: SocketAddr) -> Gateway {
+    Gateway::start(&format!(
+        "limits:\n  idle_timeout: 60s\n{}",
+        one_route(HOST, "dep_fast", &[&addr.to_string()])
+    ))
+    .await
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_gets_take_the_fast_path_and_the_rest_is_handed_over_on_the_same_connection() {
+    let up = RecordingUpstream::start().await;
+    let gw = Gateway::start(&format!(
+        "limits:\n  idle_timeout: 60s\n{}",
+        one_route(HOST, "dep_fast", &[&up.addr_str()])
+    ))
+    .await;
+    let fast = "keygate_http1_requests_total{path=\"fast\"}";
+    let proxy = "keygate_http1_requests_total{path=\"proxy\"}";
+    let mut conn = RawConn::connect(gw.http).await;
+    let post = format!("POST /b HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\n\r\nbody");
+    for (request, want_body) in [
+        (get("/a"), "GET /a\n"),
+        (post.into_bytes(), "POST /b\nbody"),
+        (get("/c"), "GET /c\n"),
+        (get("/d"), "GET /d\n"),
+    ] {
+        let response = conn.roundtrip(&request).await.unwrap();
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(String::from_utf8_lossy(&response.body), want_body);
+    }
+    assert_eq!(gw.metric(fast).await, 3.0, "the GETs are served by the fast path");
+    assert_eq!(gw.metric(proxy).await, 1.0, "the POST is handed to the full proxy");
+    assert!(
+        up.requests().iter().all(|r| r.connection == 1),
+        "one instance connection carried all four, whichever path sent them"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_response_split_across_reads_arrives_whole_and_its_connection_is_reused() {
+    const PIECES: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhel",
+        b"lo\r\n6\r\n wor",
+        b"ld\r\n0\r\n",
+        b"\r\n",
+    ];
+    let up = scripted(PIECES, false).await;
+    let gw = gateway_to(up.addr).await;
+    let mut conn = RawConn::connect(gw.http).await;
+    for i in 0..3 {
+        let response = conn.roundtrip(&get("/chunked")).await.unwrap();
+        assert_eq!(response.status, 200, "request {i}: {response:?}");
+        assert_eq!(response.body, b"hello world", "request {i}");
+        assert_eq!(response.header("connection"), Some("keep-alive"), "request {i}");
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "the instance connection is reused after each body's end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_past_a_responses_end_are_dropped_with_the_instance_connection() {
+    let up = scripted(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"], false).await;
+    let gw = gateway_to(up.addr).await;
+    let mut conn = RawConn::connect(gw.http).await;
+    for i in 0..2 {
+        let response = conn.roundtrip(&get("/extra")).await.unwrap();
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, &b"ok"[..]),
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        2,
+        "a connection that sent more than its response is never reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_delimited_by_the_instance_closing_reaches_the_client_which_is_then_closed() {
+    let up = scripted(
+        &[b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ", b"close"],
+        true,
+    )
+    .await;
+    let gw = gateway_to(up.addr).await;
+    let mut client = TcpStream::connect(gw.http).await.unwrap();
+    client.write_all(&get("/stream")).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), client.read_to_end(&mut received))
+        .await
+        .expect("the gateway closes the client connection after the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nuntil close"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_with_conflicting_lengths_is_a_502_never_passed_on() {
+    let up = scripted(
+        &[b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"],
+        false,
+    )
+    .await;
+    let gw = gateway_to(up.addr).await;
+    let mut conn = RawConn::connect(gw.http).await;
+    let response = conn.roundtrip(&get("/smuggle")).await.unwrap();
+    assert_eq!(response.status, 502, "{response:?}");
+    assert_eq!(
+        response.json()["error"]["code"],
+        "err:frontline:upstream:bad_gateway",
+        "{response:?}"
+    );
+    assert_eq!(response.header("x-unkey-error-source"), Some("gateway"));
+    assert!(!String::from_utf8_lossy(&response.body).contains("hello"));
+}
