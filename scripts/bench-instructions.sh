@@ -35,6 +35,7 @@
 # admin API, in-memory ratelimit; the chain scripts/bench-proxy.sh uses).
 #
 # Settings: N [2000]  TOP [0]  PROFILE [release]  SKIP_BUILD [0]
+#   TARGETS [all five: "nginx pingora-core-only bare-pingora keygate keygate+policies"]
 #   UPSTREAM [127.0.0.1:9300]  PORT [18300] (targets use PORT..PORT+4, keygate's admin PORT+10..)
 # Needs valgrind, nginx and curl (installed with apt-get when missing).
 set -euo pipefail
@@ -170,22 +171,25 @@ measure() { # name port auth_header command...
 }
 
 declare -A IR
-targets=(nginx pingora-core-only bare-pingora keygate keygate+policies)
-for t in "${targets[@]}"; do mkdir -p "$TMP/$t"; done
+all_targets=(nginx pingora-core-only bare-pingora keygate keygate+policies)
+read -r -a targets <<<"${TARGETS:-${all_targets[*]}}"
+for t in "${all_targets[@]}"; do mkdir -p "$TMP/$t"; done
+wanted() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 nginx_config "$TMP/nginx" "$PORT"
 keygate_config "$TMP/keygate" $((PORT + 3)) $((PORT + 13)) 0
 keygate_config "$TMP/keygate+policies" $((PORT + 4)) $((PORT + 14)) 1
 log "counting $N requests per target (valgrind makes each target ~50x slower)"
-measure nginx "$PORT" "Authorization: Bearer none" "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log"
-measure pingora-core-only $((PORT + 1)) "Authorization: Bearer none" "$BIN/examples/pingora_core_baseline" "127.0.0.1:$((PORT + 1))" "$UPSTREAM"
-measure bare-pingora $((PORT + 2)) "Authorization: Bearer none" "$BIN/examples/pingora_baseline" "127.0.0.1:$((PORT + 2))" "$UPSTREAM"
-measure keygate $((PORT + 3)) "Authorization: Bearer none" "$BIN/keygate" run --config "$TMP/keygate/keygate.yaml"
-measure keygate+policies $((PORT + 4)) key "$BIN/keygate" run --config "$TMP/keygate+policies/keygate.yaml"
+IR[nginx]=0
+wanted nginx && measure nginx "$PORT" "Authorization: Bearer none" "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log"
+wanted pingora-core-only && measure pingora-core-only $((PORT + 1)) "Authorization: Bearer none" "$BIN/examples/pingora_core_baseline" "127.0.0.1:$((PORT + 1))" "$UPSTREAM"
+wanted bare-pingora && measure bare-pingora $((PORT + 2)) "Authorization: Bearer none" "$BIN/examples/pingora_baseline" "127.0.0.1:$((PORT + 2))" "$UPSTREAM"
+wanted keygate && measure keygate $((PORT + 3)) "Authorization: Bearer none" "$BIN/keygate" run --config "$TMP/keygate/keygate.yaml"
+wanted keygate+policies && measure keygate+policies $((PORT + 4)) key "$BIN/keygate" run --config "$TMP/keygate+policies/keygate.yaml"
 
 printf '\nuser-space instructions per request (GET /small, keep-alive, %s requests, %s build)\n' "$N" "$PROFILE"
 printf '%-20s %12s %10s\n' target instructions "x nginx"
 for t in "${targets[@]}"; do
-    printf '%-20s %12s %10s\n' "$t" "${IR[$t]}" "$(awk -v a="${IR[$t]}" -v b="${IR[nginx]}" 'BEGIN { printf "%.2f", a / b }')"
+    printf '%-20s %12s %10s\n' "$t" "${IR[$t]}" "$(awk -v a="${IR[$t]}" -v b="${IR[nginx]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
 done
 
 if ((TOP > 0)); then

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use pingora_http::{RequestHeader, ResponseHeader};
+use http::HeaderMap;
+use pingora_http::RequestHeader;
 
 use super::context::RequestCtx;
 use super::forwarding;
@@ -16,13 +17,13 @@ use crate::telemetry::recent::{recent, Answered};
 use crate::telemetry::traces::{RequestTrace, ServerOutcome};
 use crate::telemetry::{metrics, Label, RequestLabels};
 
-/// Records the finished request. `response` is what the client was sent
-/// (none when the connection failed before a response head went out).
-pub fn record(request: &RequestHeader, response: Option<&ResponseHeader>, ctx: &mut RequestCtx) {
+/// Records the finished request: `status` is what the client was sent (0
+/// when the connection failed before a response head went out), with the
+/// response's fields when they were kept.
+pub fn record(request: &RequestHeader, status: u16, response_headers: Option<&HeaderMap>, ctx: &mut RequestCtx) {
     if ctx.started.is_none() {
         return;
     }
-    let status = response.map_or(0, |r| r.status.as_u16());
     let (host, deployment) = match &ctx.route {
         Some(route) => (
             Label(Some(route.host_label.clone())),
@@ -55,7 +56,7 @@ pub fn record(request: &RequestHeader, response: Option<&ResponseHeader>, ctx: &
         deployment_id,
         instance: ctx.instance.as_ref().map(|e| &e.target as &dyn std::fmt::Display),
         status,
-        response_headers: response.map(|r| &r.headers),
+        response_headers,
         total,
         instance_time: instance,
     });

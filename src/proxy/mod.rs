@@ -264,7 +264,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
-        finish::record(session.req_header(), session.response_written(), ctx);
+        let response = session.response_written();
+        let status = response.map_or(0, |r| r.status.as_u16());
+        finish::record(session.req_header(), status, response.map(|r| &r.headers), ctx);
     }
 }
 

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::HeaderValue;
 use pingora_http::{RequestHeader, ResponseHeader, StaticHeaderName};
 use pingora_proxy::Session;
 
@@ -12,12 +13,20 @@ use crate::proxy::forwarding::{value_of, X_REQUEST_ID};
 
 static SERVER_TIMING: StaticHeaderName = StaticHeaderName::lowercase("server-timing");
 
-/// Adds the headers every response carries.
+/// Adds the headers every response carries (replacing any of the same name).
 pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
-    response.insert_static_header(&X_REQUEST_ID, value_of(ctx.request_id.as_str())?);
-    for (name, value) in ctx.policy.response_headers(ctx.error) {
+    for (name, value) in gateway_headers(ctx)? {
         response.insert_static_header(name, value);
     }
+    Ok(())
+}
+
+/// The headers every response carries: X-Request-Id, the policies' (rate
+/// limits), Server-Timing.
+pub fn gateway_headers(ctx: &RequestCtx) -> pingora_error::Result<Vec<(&'static StaticHeaderName, HeaderValue)>> {
+    let mut headers = Vec::with_capacity(8);
+    headers.push((&X_REQUEST_ID, value_of(ctx.request_id.as_str())?));
+    headers.extend(ctx.policy.response_headers(ctx.error));
     let instance = ctx.instance_time();
     let gateway = ctx.total_time().saturating_sub(instance);
     let mut timing = String::with_capacity(48);
@@ -27,8 +36,8 @@ pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> p
         timing.push_str(", instance;dur=");
         push_ms(&mut timing, instance);
     }
-    response.insert_static_header(&SERVER_TIMING, value_of(timing)?);
-    Ok(())
+    headers.push((&SERVER_TIMING, value_of(timing)?));
+    Ok(headers)
 }
 
 /// Milliseconds with three decimals (`1.234`), without float formatting or

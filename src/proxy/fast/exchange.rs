@@ -17,7 +17,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::framing::{self, ChunkedEnd, Framing};
-use super::head::{self, Parsed, ResponseRead};
+use super::head::{self, Parsed, RawResponse, ResponseRead};
 use super::FastPath;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::proxy::context::RequestCtx;
@@ -35,10 +35,22 @@ const READ_SIZE: usize = 16 << 10;
 
 /// What the client got.
 pub struct Answer {
-    /// The head sent, if one was.
-    pub response: Option<ResponseHeader>,
+    /// The status sent; 0 when no response went out.
+    pub status: u16,
+    /// The head sent, when it was built in a header map (the gateway's own
+    /// answers, edited responses); a response passed through has none.
+    pub head: Option<ResponseHeader>,
     /// The client connection is in a state to read its next request.
     pub reusable: bool,
+}
+
+impl Answer {
+    /// Nothing went out; the connection is done.
+    const NONE: Answer = Answer {
+        status: 0,
+        head: None,
+        reusable: false,
+    };
 }
 
 /// Forwards the request to the chosen instance (then to others while a
@@ -73,10 +85,7 @@ pub async fn forward(
                 "client closed the connection mid-request: waiting for the instance, {}",
                 finish::summary(head, ctx)
             );
-            return Answer {
-                response: None,
-                reusable: false,
-            };
+            return Answer::NONE;
         }
     };
     relay(fast, client, instance, &peer, head, response, buf, keep_alive, ctx).await
@@ -98,7 +107,7 @@ async fn hang_up(client: &mut Stream, early: &mut BytesMut) {
 
 /// An instance's connection, how it was reached, its response head and
 /// what was read with it.
-type Exchanged = (Stream, HttpPeer, Parsed<ResponseHeader>, Bytes);
+type Exchanged = (Stream, HttpPeer, RawResponse, Bytes);
 
 /// Sends the head to an instance and reads its response head, trying the
 /// next instance while connecting fails.
@@ -156,11 +165,7 @@ impl RoundTrip {
 
 /// Writes the request head and reads the response head (skipping `100
 /// Continue` and other interim answers), within `wait`.
-async fn round_trip(
-    instance: &mut Stream,
-    out: &Bytes,
-    wait: Duration,
-) -> Result<(Parsed<ResponseHeader>, Bytes), RoundTrip> {
+async fn round_trip(instance: &mut Stream, out: &Bytes, wait: Duration) -> Result<(RawResponse, Bytes), RoundTrip> {
     let trip = async {
         if instance.write_all(out).await.is_err() || instance.flush().await.is_err() {
             return Err(RoundTrip::Closed);
@@ -187,9 +192,7 @@ async fn round_trip(
                 // again (without a copy: nothing else holds them) to read more.
                 let read = std::mem::take(&mut buf).freeze();
                 match head::parse_response(&read, MAX_RESPONSE_FIELDS) {
-                    ResponseRead::Complete(parsed)
-                        if parsed.head.status.is_informational() && parsed.head.status != 101 =>
-                    {
+                    ResponseRead::Complete(parsed) if parsed.status.is_informational() && parsed.status != 101 => {
                         buf = thaw(read.slice(parsed.len..));
                     }
                     ResponseRead::Complete(parsed) => return Ok((parsed, read)),
@@ -236,26 +239,16 @@ async fn relay(
     mut instance: Stream,
     peer: &HttpPeer,
     request: &RequestHeader,
-    parsed: Parsed<ResponseHeader>,
+    response: RawResponse,
     read: Bytes,
     keep_alive: bool,
     ctx: &mut RequestCtx,
 ) -> Answer {
-    let Parsed {
-        head: mut response,
-        names,
-        len,
-    } = parsed;
     ctx.upstream_answered.get_or_insert_with(Instant::now);
     if let Some(trace) = ctx.trace.as_mut() {
         trace.attempt_answered(response.status.as_u16());
     }
-    let instance_closes = response.version == http::Version::HTTP_10
-        || response.headers.get_all(CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-        });
-    let Some(framing) = framing::of_response(&request.method, response.status, &response.headers) else {
+    let Some(framing) = framing::of_response(&request.method, &response) else {
         let error = upstream_error(ErrorType::InvalidHTTPHeader, "ambiguous response framing");
         return failed(client, request, &error, ctx).await;
     };
@@ -263,25 +256,26 @@ async fn relay(
         let error = upstream_error(ErrorType::InvalidHTTPHeader, "101 without an upgrade");
         return failed(client, request, &error, ctx).await;
     }
-    if framing == Framing::Chunked {
-        response.remove_header(&http::header::CONTENT_LENGTH);
-    }
-    forwarding::strip_response_hop_by_hop(&mut response);
-    let edited = match &ctx.route {
-        Some(route) => filters::apply(&route.rule.response_headers, &mut response),
-        None => Ok(()),
-    }
-    .and_then(|()| respond::add_gateway_headers(&mut response, ctx));
-    if let Err(error) = edited {
-        return failed(client, request, &error, ctx).await;
-    }
     let keep_alive = keep_alive && framing != Framing::UntilClose;
-    let _ = response.insert_header(DATE, get_cached_date());
-    let _ = response.insert_header(CONNECTION, if keep_alive { "keep-alive" } else { "close" });
-
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let len = response.len;
     let mut out = BytesMut::with_capacity(len + 512);
-    head::write_status_line(&mut out, &response);
-    head::write_fields(&mut out, &response.headers, &names);
+    let edits = ctx.route.as_ref().map_or(&[][..], |r| &r.rule.response_headers[..]);
+    let kept = match edits.is_empty() {
+        // Nothing to edit: the fields go out as they came, without a header map.
+        true => respond::gateway_headers(ctx)
+            .map(|own| response.write_passthrough(&mut out, framing == Framing::Chunked, &own, connection))
+            .map(|()| None),
+        false => edited_head(&response, framing, edits, connection, ctx).map(|(head, names)| {
+            head::write_status_line(&mut out, &head);
+            head::write_fields(&mut out, &head.headers, &names);
+            Some(head)
+        }),
+    };
+    let kept = match kept {
+        Ok(kept) => kept,
+        Err(error) => return failed(client, request, &error, ctx).await,
+    };
     let body = read.slice(len..);
     let mut body_end = BodyEnd::new(framing);
     let (first, done, extra) = match body_end.take(&body) {
@@ -290,7 +284,7 @@ async fn relay(
     };
     out.extend_from_slice(&body[..first]);
     let sent = write_all(client, &out).await;
-    let mut instance_reusable = !extra && !instance_closes && framing != Framing::UntilClose;
+    let mut instance_reusable = !extra && !response.closes() && framing != Framing::UntilClose;
     let mut client_reusable = sent && keep_alive;
     let mut body_done = done;
     if sent && !done {
@@ -309,9 +303,39 @@ async fn relay(
             .release_stream(instance, peer.reuse_hash(), peer.options.idle_timeout);
     }
     Answer {
-        response: Some(response),
+        status: response.status.as_u16(),
+        head: kept,
         reusable: client_reusable,
     }
+}
+
+/// The response head with the route's edits applied, like `HttpProxy`'s
+/// (hop-by-hop fields removed, the route's response headers, the
+/// gateway's), and the names as received.
+fn edited_head(
+    response: &RawResponse,
+    framing: Framing,
+    edits: &[crate::routing::filters::HeaderFilter],
+    connection: &'static str,
+    ctx: &RequestCtx,
+) -> pingora_error::Result<(ResponseHeader, Vec<(http::HeaderName, Bytes)>)> {
+    let Some(Parsed {
+        head: mut edited,
+        names,
+        ..
+    }) = response.to_head()
+    else {
+        return Err(upstream_error(ErrorType::InvalidHTTPHeader, "invalid response field"));
+    };
+    if framing == Framing::Chunked {
+        edited.remove_header(&http::header::CONTENT_LENGTH);
+    }
+    forwarding::strip_response_hop_by_hop(&mut edited);
+    filters::apply(edits, &mut edited)?;
+    respond::add_gateway_headers(&mut edited, ctx)?;
+    edited.insert_header(DATE, get_cached_date())?;
+    edited.insert_header(CONNECTION, connection)?;
+    Ok((edited, names))
 }
 
 /// How the rest of a body went.
@@ -395,10 +419,7 @@ pub async fn redirect(
 ) -> Answer {
     match respond::redirect_response(ctx, status, location) {
         Ok(response) => send(client, response, Bytes::new(), keep_alive).await,
-        Err(_) => Answer {
-            response: None,
-            reusable: false,
-        },
+        Err(_) => Answer::NONE,
     }
 }
 
@@ -419,10 +440,7 @@ pub async fn gateway_error(
             };
             send(client, response, body, keep_alive).await
         }
-        Err(_) => Answer {
-            response: None,
-            reusable: false,
-        },
+        Err(_) => Answer::NONE,
     }
 }
 
@@ -449,7 +467,8 @@ async fn send(client: &mut Stream, mut response: ResponseHeader, body: Bytes, ke
     out.extend_from_slice(&body);
     let sent = write_all(client, &out).await;
     Answer {
-        response: Some(response),
+        status: response.status.as_u16(),
+        head: Some(response),
         reusable: sent && keep_alive,
     }
 }

@@ -2,8 +2,9 @@
 //! can pass it through unchanged and still know when the connection is free
 //! for the next request.
 
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
+
+use super::head::RawResponse;
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +20,8 @@ pub enum Framing {
 /// The response's framing; `None` when it is ambiguous or broken
 /// (conflicting lengths, a transfer coding that is not chunked last): a
 /// response a proxy must not pass on.
-pub fn of_response(method: &Method, status: StatusCode, headers: &HeaderMap) -> Option<Framing> {
+pub fn of_response(method: &Method, response: &RawResponse) -> Option<Framing> {
+    let status = response.status;
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -27,24 +29,23 @@ pub fn of_response(method: &Method, status: StatusCode, headers: &HeaderMap) -> 
     {
         return Some(Framing::Empty);
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|coding| !coding.is_empty())?;
-        return last.eq_ignore_ascii_case("chunked").then_some(Framing::Chunked);
+    let codings = response.values("transfer-encoding");
+    if codings.clone().next().is_some() {
+        let last = codings
+            .flat_map(|v| v.split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|coding| !coding.is_empty())
+            .last()?;
+        return last.eq_ignore_ascii_case(b"chunked").then_some(Framing::Chunked);
     }
     let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.to_str().ok()?.split(',') {
-            let item = item.trim();
-            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+    for value in response.values("content-length") {
+        for item in value.split(|b| *b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
                 return None;
             }
-            let n: u64 = item.parse().ok()?;
+            let n = item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
             if length.is_some_and(|seen| seen != n) {
                 return None;
             }
@@ -139,62 +140,58 @@ impl ChunkedEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
-    fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in fields {
-            map.append(*name, HeaderValue::from_static(value));
+    fn framing(method: Method, head: &str) -> Option<Framing> {
+        let bytes = bytes::Bytes::from(format!("{head}\r\n"));
+        match super::super::head::parse_response(&bytes, 16) {
+            super::super::head::ResponseRead::Complete(response) => of_response(&method, &response),
+            _ => panic!("not a response head: {head}"),
         }
-        map
     }
 
     #[test]
     fn framing_follows_rfc_9112_section_6_3() {
-        let get = Method::GET;
-        let ok = StatusCode::OK;
-        assert_eq!(
-            of_response(&Method::HEAD, ok, &headers(&[("content-length", "5")])),
-            Some(Framing::Empty)
-        );
-        assert_eq!(
-            of_response(&get, StatusCode::NO_CONTENT, &headers(&[])),
-            Some(Framing::Empty)
-        );
-        assert_eq!(
-            of_response(&get, StatusCode::NOT_MODIFIED, &headers(&[])),
-            Some(Framing::Empty)
-        );
-        assert_eq!(
-            of_response(&get, ok, &headers(&[("content-length", "5")])),
-            Some(Framing::Length(5))
-        );
-        assert_eq!(
-            of_response(&get, ok, &headers(&[("content-length", "5, 5")])),
-            Some(Framing::Length(5))
-        );
-        assert_eq!(
-            of_response(&get, ok, &headers(&[("content-length", "5"), ("content-length", "6")])),
-            None
-        );
-        assert_eq!(of_response(&get, ok, &headers(&[("content-length", "+5")])), None);
-        assert_eq!(
-            of_response(&get, ok, &headers(&[("transfer-encoding", "gzip, chunked")])),
-            Some(Framing::Chunked)
-        );
-        assert_eq!(
-            of_response(&get, ok, &headers(&[("transfer-encoding", "chunked, gzip")])),
-            None
-        );
-        assert_eq!(
-            of_response(
-                &get,
-                ok,
-                &headers(&[("transfer-encoding", "chunked"), ("content-length", "3")])
+        let ok = "HTTP/1.1 200 OK\r\n";
+        let cases: [(Method, String, Option<Framing>); 11] = [
+            (Method::HEAD, format!("{ok}Content-Length: 5\r\n"), Some(Framing::Empty)),
+            (Method::GET, "HTTP/1.1 204 No Content\r\n".into(), Some(Framing::Empty)),
+            (
+                Method::GET,
+                "HTTP/1.1 304 Not Modified\r\n".into(),
+                Some(Framing::Empty),
             ),
-            Some(Framing::Chunked)
-        );
-        assert_eq!(of_response(&get, ok, &headers(&[])), Some(Framing::UntilClose));
+            (
+                Method::GET,
+                format!("{ok}Content-Length: 5\r\n"),
+                Some(Framing::Length(5)),
+            ),
+            (
+                Method::GET,
+                format!("{ok}content-length: 5, 5\r\n"),
+                Some(Framing::Length(5)),
+            ),
+            (
+                Method::GET,
+                format!("{ok}Content-Length: 5\r\nContent-Length: 6\r\n"),
+                None,
+            ),
+            (Method::GET, format!("{ok}Content-Length: +5\r\n"), None),
+            (
+                Method::GET,
+                format!("{ok}Transfer-Encoding: gzip, chunked\r\n"),
+                Some(Framing::Chunked),
+            ),
+            (Method::GET, format!("{ok}Transfer-Encoding: chunked, gzip\r\n"), None),
+            (
+                Method::GET,
+                format!("{ok}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n"),
+                Some(Framing::Chunked),
+            ),
+            (Method::GET, ok.into(), Some(Framing::UntilClose)),
+        ];
+        for (method, head, want) in cases {
+            assert_eq!(framing(method, &head), want, "{head}");
+        }
     }
 
     #[test]

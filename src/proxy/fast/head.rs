@@ -12,8 +12,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use pingora_http::{RequestHeader, ResponseHeader};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use pingora_core::protocols::http::date::get_cached_date;
+use pingora_http::{RequestHeader, ResponseHeader, StaticHeaderName};
 
 use crate::runtime::Limits;
 
@@ -133,11 +134,21 @@ fn has_bare_lf(head: &[u8]) -> bool {
     memchr::memchr_iter(b'\n', head).any(|at| at == 0 || head[at - 1] != b'\r')
 }
 
+/// An instance's response head as received: its fields are not put in a
+/// header map unless the route edits them ([`RawResponse::to_head`]).
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub http10: bool,
+    reason: Bytes,
+    /// `(name, value)` as received, in order.
+    pub fields: Vec<(Bytes, Bytes)>,
+    /// Bytes of the head.
+    pub len: usize,
+}
+
 /// What [`parse_response`] made of the bytes read so far.
-// See `RequestRead`.
-#[allow(clippy::large_enum_variant)]
 pub enum ResponseRead {
-    Complete(Parsed<ResponseHeader>),
+    Complete(RawResponse),
     /// Read more.
     Partial,
     /// Not a valid HTTP/1 response head.
@@ -153,64 +164,148 @@ pub fn parse_response(buf: &Bytes, max_fields: usize) -> ResponseRead {
         Ok(httparse::Status::Partial) => return ResponseRead::Partial,
         Err(_) => return ResponseRead::Invalid,
     };
-    let Some(code) = response.code else {
+    let Some(status) = response.code.and_then(|code| StatusCode::from_u16(code).ok()) else {
         return ResponseRead::Invalid;
     };
-    let Ok(mut head) = ResponseHeader::build_no_case(code, Some(response.headers.len())) else {
-        return ResponseRead::Invalid;
-    };
-    if response.version == Some(0) {
-        head.set_version(http::Version::HTTP_10);
-    }
-    if let Some(reason) = response.reason.filter(|r| !r.is_empty()) {
-        if head.set_reason_phrase(Some(reason)).is_err() {
-            return ResponseRead::Invalid;
-        }
-    }
-    let mut names = Vec::with_capacity(response.headers.len());
-    for field in response.headers.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(field.name.as_bytes()),
-            HeaderValue::from_maybe_shared(buf.slice_ref(field.value)),
-        ) else {
-            return ResponseRead::Invalid;
-        };
-        if head.append_header(name.clone(), value).is_err() {
-            return ResponseRead::Invalid;
-        }
-        names.push((name, buf.slice_ref(field.name.as_bytes())));
-    }
-    ResponseRead::Complete(Parsed { head, names, len })
+    let reason = response.reason.map_or_else(Bytes::new, |r| buf.slice_ref(r.as_bytes()));
+    let fields = response
+        .headers
+        .iter()
+        .map(|field| (buf.slice_ref(field.name.as_bytes()), buf.slice_ref(field.value)))
+        .collect();
+    ResponseRead::Complete(RawResponse {
+        status,
+        http10: response.version == Some(0),
+        reason,
+        fields,
+        len,
+    })
 }
 
-/// Appends `headers` to `out`: first under the names as received (every
-/// value the field still has, where it first appeared), then the fields the
-/// gateway added, then the empty line.
-pub fn write_fields(out: &mut BytesMut, headers: &HeaderMap, names: &[(HeaderName, Bytes)]) {
-    for (i, (name, raw)) in names.iter().enumerate() {
-        if names[..i].iter().any(|(seen, _)| seen == name) {
-            continue;
-        }
-        for value in headers.get_all(name) {
-            put_field(out, raw, value);
-        }
+impl RawResponse {
+    /// The values of field `name` (lowercase), as received.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| &v[..])
     }
-    for name in headers.keys() {
-        if names.iter().any(|(received, _)| received == name) {
-            continue;
+
+    /// Whether a `Connection` field says `close` (or the instance speaks HTTP/1.0).
+    pub fn closes(&self) -> bool {
+        self.http10
+            || self
+                .values("connection")
+                .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(b"close")))
+    }
+
+    /// The head in a header map, for the route's edits, with the names as
+    /// received; `None` when a field is not valid HTTP.
+    pub fn to_head(&self) -> Option<Parsed<ResponseHeader>> {
+        let mut head = ResponseHeader::build_no_case(self.status, Some(self.fields.len())).ok()?;
+        if self.http10 {
+            head.set_version(http::Version::HTTP_10);
         }
-        for value in headers.get_all(name) {
-            put_field(out, name.as_str().as_bytes(), value);
+        let mut names = Vec::with_capacity(self.fields.len());
+        for (name, value) in &self.fields {
+            let header = HeaderName::from_bytes(name).ok()?;
+            head.append_header(header.clone(), HeaderValue::from_maybe_shared(value.clone()).ok()?)
+                .ok()?;
+            names.push((header, name.clone()));
         }
+        Some(Parsed {
+            head,
+            names,
+            len: self.len,
+        })
+    }
+
+    /// Appends the head as the client gets it, without a header map: the
+    /// status line; the fields as received, less the hop-by-hop ones (and
+    /// those `Connection` nominates), `Date`, `Content-Length` beside a
+    /// chunked body, and any the gateway sets itself (`own`); then `own`,
+    /// `Date`, `Connection: {connection}`.
+    pub fn write_passthrough(
+        &self,
+        out: &mut BytesMut,
+        chunked: bool,
+        own: &[(&'static StaticHeaderName, HeaderValue)],
+        connection: &str,
+    ) {
+        out.put_slice(b"HTTP/1.1 ");
+        out.put_slice(self.status.as_str().as_bytes());
+        out.put_u8(b' ');
+        match self.reason.is_empty() {
+            false => out.put_slice(&self.reason),
+            true => out.put_slice(self.status.canonical_reason().unwrap_or("").as_bytes()),
+        }
+        out.put_slice(b"\r\n");
+        let nominated: Vec<&[u8]> = self.values("connection").flat_map(tokens).collect();
+        for (name, value) in &self.fields {
+            let dropped = RESPONSE_DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
+                || (chunked && name.eq_ignore_ascii_case(b"content-length"))
+                || own
+                    .iter()
+                    .any(|(o, _)| name.eq_ignore_ascii_case(o.name().as_str().as_bytes()))
+                || nominated.iter().any(|n| {
+                    name.eq_ignore_ascii_case(n)
+                        && !n.eq_ignore_ascii_case(b"content-length")
+                        && !n.eq_ignore_ascii_case(b"transfer-encoding")
+                });
+            if !dropped {
+                put_raw(out, name, value);
+            }
+        }
+        for (name, value) in own {
+            put_field(out, name.name().as_str().as_bytes(), value);
+        }
+        put_field(out, b"date", &get_cached_date());
+        put_raw(out, b"connection", connection.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+}
+
+/// Fields of an instance's response the client never gets as they are:
+/// the hop-by-hop ones and `Date` (the gateway's replaces it).
+const RESPONSE_DROPPED: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "te", "upgrade", "date"];
+
+/// The comma-separated tokens of a field value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+fn put_raw(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+/// Appends `headers` to `out` in the map's order (the order received, for
+/// what was received), each under its name as received when it was, then
+/// the empty line.
+pub fn write_fields(out: &mut BytesMut, headers: &HeaderMap, names: &[(HeaderName, Bytes)]) {
+    // Fields mostly come in the order received: look from where the last one was found.
+    let mut hint = 0;
+    for (name, value) in headers {
+        let found = (hint..names.len()).chain(0..hint).find(|&i| names[i].0 == *name);
+        let spelled = match found {
+            Some(i) => {
+                hint = i;
+                &names[i].1[..]
+            }
+            None => name.as_str().as_bytes(),
+        };
+        put_field(out, spelled, value);
     }
     out.put_slice(b"\r\n");
 }
 
 fn put_field(out: &mut BytesMut, name: &[u8], value: &HeaderValue) {
-    out.put_slice(name);
-    out.put_slice(b": ");
-    out.put_slice(value.as_bytes());
-    out.put_slice(b"\r\n");
+    put_raw(out, name, value.as_bytes());
 }
 
 /// Appends the request line for `head`, with `target` as the request target.

@@ -212,8 +212,12 @@ impl FastPath {
             }
             Err(error) => exchange::gateway_error(client, &head, &error, keep_alive, &mut ctx).await,
         };
-        let Answer { response, reusable } = answer;
-        finish::record(&head, response.as_ref(), &mut ctx);
+        let Answer {
+            status,
+            head: sent,
+            reusable,
+        } = answer;
+        finish::record(&head, status, sent.as_ref().map(|h| &h.headers), &mut ctx);
         if reusable && keep_alive {
             Next::KeepAlive
         } else {
