@@ -207,9 +207,12 @@ impl Gateway {
 
     /// The request as the instance gets it: forwarding headers, stripped prefix.
     pub(super) fn prepare_upstream_request(request: &mut RequestHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
-        let (Some(route), Some(deployment)) = (&ctx.route, ctx.deployment()) else {
+        let Some(route) = &ctx.route else {
             return Ok(());
         };
+        if ctx.deployment().is_none() {
+            return Ok(());
+        }
         if let Some(target) = &route.rewritten_target {
             let uri = http::Uri::try_from(target.as_str())
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request target", e))?;
@@ -217,17 +220,9 @@ impl Gateway {
         }
         // The route's edits first, so the gateway's own headers below always win.
         filters::apply(&route.rule.request_headers, request)?;
-        forwarding::apply(
-            request,
-            &forwarding::Forwarding {
-                peer: ctx.peer_ip,
-                peer_trusted: ctx.peer_trusted,
-                https: ctx.https,
-                request_id: &ctx.request_id,
-                deployment_id: &deployment.id,
-                principal: ctx.policy.principal().map(|p| p.json.as_str()),
-            },
-        )?;
+        if let Some(fwd) = Self::forwarding(ctx) {
+            forwarding::apply(request, &fwd)?;
+        }
         // After forwarding: X-Forwarded-Host keeps the host the client asked for.
         if let Some(hostname) = route.rule.rewrite.as_ref().and_then(|r| r.hostname.as_ref()) {
             request.insert_header(http::header::HOST, hostname.clone())?;
@@ -271,6 +266,21 @@ impl Gateway {
             trace.start_attempt(addr);
         }
         peer
+    }
+}
+
+impl Gateway {
+    /// What the forwarding fields are made of, once a deployment was chosen.
+    pub(super) fn forwarding(ctx: &RequestCtx) -> Option<forwarding::Forwarding<'_>> {
+        let deployment = ctx.deployment()?;
+        Some(forwarding::Forwarding {
+            peer: ctx.peer_ip,
+            peer_trusted: ctx.peer_trusted,
+            https: ctx.https,
+            request_id: &ctx.request_id,
+            deployment_id: &deployment.id,
+            principal: ctx.policy.principal().map(|p| p.json.as_str()),
+        })
     }
 }
 

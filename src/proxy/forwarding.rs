@@ -154,45 +154,58 @@ pub struct Forwarding<'a> {
     pub principal: Option<&'a str>,
 }
 
+/// One forwarding field: set to the value, or removed (`None`).
+pub type FieldEdit = (&'static StaticHeaderName, Option<HeaderValue>);
+
 /// Sets the forwarding headers on the request as it goes to the instance.
 pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Result<()> {
-    // The same host as `original_host`, as a header value: the Host field's
-    // value is shared, not copied.
-    let host = match request.headers.get(HOST).filter(|v| v.to_str().is_ok()) {
-        Some(value) => Some(value.clone()),
-        None => {
-            let authority = request.uri.authority().map(|a| a.as_str()).unwrap_or_default();
-            let value = HeaderValue::from_str(authority).ok().filter(|_| !authority.is_empty());
-            if let (Some(value), false) = (&value, request.headers.contains_key(HOST)) {
-                request.insert_static_header(&HOST_TITLED, value.clone());
+    // An absolute-form request may carry its host only in the target: the
+    // instance gets it as a Host field.
+    if !request.headers.contains_key(HOST) {
+        let authority = request.uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        if let Ok(value) = HeaderValue::from_str(authority) {
+            if !authority.is_empty() {
+                request.insert_static_header(&HOST_TITLED, value);
             }
-            value
         }
-    };
+    }
+    for (name, value) in edits(request, fwd)? {
+        match value {
+            Some(value) => request.insert_static_header(name, value),
+            None => drop(request.remove_header(name.name())),
+        }
+    }
+    Ok(())
+}
 
+/// The forwarding fields the request gets on its way to the instance, each
+/// replacing any field of its name: X-Forwarded-For (appended to a trusted
+/// proxy's chain), X-Forwarded-Host and -Proto (a trusted proxy's kept),
+/// X-Request-Id, X-Deployment-Id, X-Unkey-Principal.
+pub fn edits(request: &RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Result<Vec<FieldEdit>> {
+    let mut edits = Vec::with_capacity(6);
     if let Some(peer) = fwd.peer.map(canonical_ip) {
         let value = match (fwd.peer_trusted, joined(request, X_FORWARDED_FOR.name())) {
             (true, Some(chain)) => format!("{chain}, {}", ip_text(peer)),
             _ => ip_text(peer),
         };
-        request.insert_static_header(&X_FORWARDED_FOR, value_of(value)?);
+        edits.push((&X_FORWARDED_FOR, Some(value_of(value)?)));
     }
     if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_HOST.name())) {
-        match host {
-            Some(host) => request.insert_static_header(&X_FORWARDED_HOST, host),
-            None => drop(request.remove_header(X_FORWARDED_HOST.name())),
-        }
+        // The Host field's value, shared, not copied.
+        let host = request.headers.get(HOST).filter(|v| v.to_str().is_ok()).cloned();
+        edits.push((&X_FORWARDED_HOST, host));
     }
     if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_PROTO.name())) {
         let proto = HeaderValue::from_static(if fwd.https { "https" } else { "http" });
-        request.insert_static_header(&X_FORWARDED_PROTO, proto);
+        edits.push((&X_FORWARDED_PROTO, Some(proto)));
     }
-    request.insert_static_header(&X_REQUEST_ID, value_of(fwd.request_id)?);
-    request.insert_static_header(&X_DEPLOYMENT_ID, value_of(fwd.deployment_id)?);
+    edits.push((&X_REQUEST_ID, Some(value_of(fwd.request_id)?)));
+    edits.push((&X_DEPLOYMENT_ID, Some(value_of(fwd.deployment_id)?)));
     if let Some(principal) = fwd.principal {
-        request.insert_static_header(&X_UNKEY_PRINCIPAL, value_of(principal)?);
+        edits.push((&X_UNKEY_PRINCIPAL, Some(value_of(principal)?)));
     }
-    Ok(())
+    Ok(edits)
 }
 
 /// A header value from text the gateway made or checked; refused (as
@@ -306,6 +319,11 @@ pub fn strip_response_hop_by_hop(response: &mut pingora_http::ResponseHeader) {
     for name in hop_by_hop(&HOP_BY_HOP[RESPONSE_HOP_BY_HOP], &response.headers) {
         response.remove_header(&name);
     }
+}
+
+/// Whether `name` is a hop-by-hop field a request never takes to an instance.
+pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
 }
 
 /// Removes hop-by-hop fields, and those the `Connection` header nominates,

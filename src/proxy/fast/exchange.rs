@@ -26,8 +26,6 @@ use crate::telemetry::metrics;
 
 /// Room for an instance's response head; a larger one is a 502.
 const MAX_RESPONSE_HEAD: usize = 64 << 10;
-/// Fields in an instance's response head.
-const MAX_RESPONSE_FIELDS: usize = 128;
 /// Bytes of a pipelined request read while the previous one waits.
 const EARLY_LIMIT: usize = 64 << 10;
 /// Bytes read from an instance at a time.
@@ -64,15 +62,10 @@ pub async fn forward(
     early: &mut BytesMut,
     ctx: &mut RequestCtx,
 ) -> Answer {
-    let mut upstream = head.clone();
-    forwarding::strip_request_hop_by_hop(&mut upstream);
-    if let Err(error) = Gateway::prepare_upstream_request(&mut upstream, ctx) {
-        return failed(client, head, &error, ctx).await;
-    }
-    let mut out = BytesMut::with_capacity(1024);
-    head::write_request_line(&mut out, &upstream, upstream.raw_path());
-    head::write_fields(&mut out, &upstream.headers, names);
-    let out = out.freeze();
+    let out = match upstream_head(head, names, ctx) {
+        Ok(out) => out,
+        Err(error) => return failed(client, head, &error, ctx).await,
+    };
     let waited = tokio::select! {
         exchanged = exchange(fast, &out, ctx) => Some(exchanged),
         () = hang_up(client, early) => None,
@@ -89,6 +82,43 @@ pub async fn forward(
         }
     };
     relay(fast, client, instance, &peer, head, response, buf, keep_alive, ctx).await
+}
+
+/// The head the instance gets. When the route edits nothing but the
+/// forwarding fields (no header edits, rewrite, trace context or credential
+/// to strip), it is written straight from the client's fields, less the
+/// hop-by-hop ones, and the forwarding fields; otherwise through a header
+/// map, as `HttpProxy` builds it.
+fn upstream_head(
+    head: &RequestHeader,
+    names: &[(http::HeaderName, Bytes)],
+    ctx: &RequestCtx,
+) -> pingora_error::Result<Bytes> {
+    let mut out = BytesMut::with_capacity(1024);
+    let plain = ctx.route.as_ref().is_some_and(|route| {
+        route.rewritten_target.is_none()
+            && route.rule.request_headers.is_empty()
+            && route.rule.rewrite.as_ref().is_none_or(|r| r.hostname.is_none())
+    }) && ctx.trace.is_none()
+        && ctx.policy.credential_to_strip().is_none();
+    match Gateway::forwarding(ctx).filter(|_| plain) {
+        Some(fwd) => {
+            let edits = forwarding::edits(head, &fwd)?;
+            head::write_request_line(&mut out, head, head.raw_path());
+            let replaced = |name: &http::HeaderName| {
+                forwarding::is_hop_by_hop(name) || edits.iter().any(|(edited, _)| edited.name() == name)
+            };
+            head::write_fields(&mut out, &head.headers, names, replaced, &edits);
+        }
+        None => {
+            let mut upstream = head.clone();
+            forwarding::strip_request_hop_by_hop(&mut upstream);
+            Gateway::prepare_upstream_request(&mut upstream, ctx)?;
+            head::write_request_line(&mut out, &upstream, upstream.raw_path());
+            head::write_fields(&mut out, &upstream.headers, names, |_| false, &[]);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// Resolves when the client closes its connection (or it fails) while its
@@ -191,7 +221,7 @@ async fn round_trip(instance: &mut Stream, out: &Bytes, wait: Duration) -> Resul
                 // Frozen so the head's values share the bytes read; thawed
                 // again (without a copy: nothing else holds them) to read more.
                 let read = std::mem::take(&mut buf).freeze();
-                match head::parse_response(&read, MAX_RESPONSE_FIELDS) {
+                match head::parse_response(&read) {
                     ResponseRead::Complete(parsed) if parsed.status.is_informational() && parsed.status != 101 => {
                         buf = thaw(read.slice(parsed.len..));
                     }
@@ -268,7 +298,7 @@ async fn relay(
             .map(|()| None),
         false => edited_head(&response, framing, edits, connection, ctx).map(|(head, names)| {
             head::write_status_line(&mut out, &head);
-            head::write_fields(&mut out, &head.headers, &names);
+            head::write_fields(&mut out, &head.headers, &names, |_| false, &[]);
             Some(head)
         }),
     };
@@ -463,7 +493,7 @@ async fn send(client: &mut Stream, mut response: ResponseHeader, body: Bytes, ke
     let _ = response.insert_header(CONNECTION, if keep_alive { "keep-alive" } else { "close" });
     let mut out = BytesMut::with_capacity(512 + body.len());
     head::write_status_line(&mut out, &response);
-    head::write_fields(&mut out, &response.headers, &[]);
+    head::write_fields(&mut out, &response.headers, &[], |_| false, &[]);
     out.extend_from_slice(&body);
     let sent = write_all(client, &out).await;
     Answer {

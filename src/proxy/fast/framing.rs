@@ -143,7 +143,7 @@ mod tests {
 
     fn framing(method: Method, head: &str) -> Option<Framing> {
         let bytes = bytes::Bytes::from(format!("{head}\r\n"));
-        match super::super::head::parse_response(&bytes, 16) {
+        match super::super::head::parse_response(&bytes) {
             super::super::head::ResponseRead::Complete(response) => of_response(&method, &response),
             _ => panic!("not a response head: {head}"),
         }

@@ -10,6 +10,8 @@
 //! malformed — goes to `HttpProxy`, which applies every framing rule and
 //! answers errors, so this parser never has to.
 
+use std::mem::MaybeUninit;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -21,6 +23,8 @@ use crate::runtime::Limits;
 /// Fields a request head may hold without leaving the fast path. More go
 /// to `HttpProxy` (which allows up to `limits.max_headers`).
 const MAX_FIELDS: usize = 64;
+/// Fields in an instance's response head; more is a 502.
+const MAX_RESPONSE_FIELDS: usize = 128;
 
 /// A head and the names of its fields as received, in order.
 pub struct Parsed<H> {
@@ -52,9 +56,9 @@ pub enum RequestRead {
 /// Parses the request head at the start of `buf` (see the module docs for
 /// what qualifies).
 pub fn parse_request(buf: &Bytes, limits: &Limits) -> RequestRead {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut request = httparse::Request::new(&mut fields);
-    let len = match request.parse(buf) {
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         _ => return RequestRead::Handoff,
     };
@@ -156,10 +160,11 @@ pub enum ResponseRead {
 }
 
 /// Parses the response head at the start of `buf`.
-pub fn parse_response(buf: &Bytes, max_fields: usize) -> ResponseRead {
-    let mut fields = vec![httparse::EMPTY_HEADER; max_fields];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+pub fn parse_response(buf: &Bytes) -> ResponseRead {
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_RESPONSE_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut fields);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return ResponseRead::Partial,
         Err(_) => return ResponseRead::Invalid,
@@ -285,12 +290,22 @@ fn put_raw(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 }
 
 /// Appends `headers` to `out` in the map's order (the order received, for
-/// what was received), each under its name as received when it was, then
-/// the empty line.
-pub fn write_fields(out: &mut BytesMut, headers: &HeaderMap, names: &[(HeaderName, Bytes)]) {
+/// what was received), each under its name as received when it was,
+/// except those `skip` names; then `extra` (the fields set to a value);
+/// then the empty line.
+pub fn write_fields(
+    out: &mut BytesMut,
+    headers: &HeaderMap,
+    names: &[(HeaderName, Bytes)],
+    skip: impl Fn(&HeaderName) -> bool,
+    extra: &[(&'static StaticHeaderName, Option<HeaderValue>)],
+) {
     // Fields mostly come in the order received: look from where the last one was found.
     let mut hint = 0;
     for (name, value) in headers {
+        if skip(name) {
+            continue;
+        }
         let found = (hint..names.len()).chain(0..hint).find(|&i| names[i].0 == *name);
         let spelled = match found {
             Some(i) => {
@@ -300,6 +315,11 @@ pub fn write_fields(out: &mut BytesMut, headers: &HeaderMap, names: &[(HeaderNam
             None => name.as_str().as_bytes(),
         };
         put_field(out, spelled, value);
+    }
+    for (name, value) in extra {
+        if let Some(value) = value {
+            put_field(out, name.name().as_str().as_bytes(), value);
+        }
     }
     out.put_slice(b"\r\n");
 }
