@@ -30,6 +30,9 @@ const MAX_RESPONSE_HEAD: usize = 64 << 10;
 const EARLY_LIMIT: usize = 64 << 10;
 /// Bytes read from an instance at a time.
 const READ_SIZE: usize = 16 << 10;
+/// Bytes of a body read from an instance at a time, once it did not all
+/// come with the head (a large body moves in few system calls).
+const BODY_READ_SIZE: usize = 64 << 10;
 
 /// What the client got.
 pub struct Answer {
@@ -382,7 +385,7 @@ enum Passed {
 
 /// Reads the body's remainder from the instance and writes it to the client.
 async fn pass_body(client: &mut Stream, instance: &mut Stream, end: &mut BodyEnd, wait: Duration) -> Passed {
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut buf = BytesMut::with_capacity(BODY_READ_SIZE);
     loop {
         buf.clear();
         let n = match tokio::time::timeout(wait, instance.read_buf(&mut buf)).await {
