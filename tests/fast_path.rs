@@ -66,10 +66,11 @@ async fn scripted(pieces: &'static [&'static [u8]], close_after: bool) -> Script
     Scripted { addr, accepted }
 }
 
-async fn gateway_to(addr: SocketAddr) -> Gateway {
+/// A gateway routing [`HOST`] to the instance at `addr`, client keep-alive on.
+async fn gateway_to(addr: &str) -> Gateway {
     Gateway::start(&format!(
         "limits:\n  idle_timeout: 60s\n{}",
-        one_route(HOST, "dep_fast", &[&addr.to_string()])
+        one_route(HOST, "dep_fast", &[addr])
     ))
     .await
 }
@@ -81,11 +82,7 @@ fn get(path: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_gets_take_the_fast_path_and_the_rest_is_handed_over_on_the_same_connection() {
     let up = RecordingUpstream::start().await;
-    let gw = Gateway::start(&format!(
-        "limits:\n  idle_timeout: 60s\n{}",
-        one_route(HOST, "dep_fast", &[&up.addr_str()])
-    ))
-    .await;
+    let gw = gateway_to(&up.addr_str()).await;
     let fast = "keygate_http1_requests_total{path=\"fast\"}";
     let proxy = "keygate_http1_requests_total{path=\"proxy\"}";
     let mut conn = RawConn::connect(gw.http).await;
@@ -117,7 +114,7 @@ async fn a_chunked_response_split_across_reads_arrives_whole_and_its_connection_
         b"\r\n",
     ];
     let up = scripted(PIECES, false).await;
-    let gw = gateway_to(up.addr).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
     let mut conn = RawConn::connect(gw.http).await;
     for i in 0..3 {
         let response = conn.roundtrip(&get("/chunked")).await.unwrap();
@@ -135,7 +132,7 @@ async fn a_chunked_response_split_across_reads_arrives_whole_and_its_connection_
 #[tokio::test(flavor = "multi_thread")]
 async fn bytes_past_a_responses_end_are_dropped_with_the_instance_connection() {
     let up = scripted(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"], false).await;
-    let gw = gateway_to(up.addr).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
     let mut conn = RawConn::connect(gw.http).await;
     for i in 0..2 {
         let response = conn.roundtrip(&get("/extra")).await.unwrap();
@@ -159,7 +156,7 @@ async fn a_body_delimited_by_the_instance_closing_reaches_the_client_which_is_th
         true,
     )
     .await;
-    let gw = gateway_to(up.addr).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
     let mut client = TcpStream::connect(gw.http).await.unwrap();
     client.write_all(&get("/stream")).await.unwrap();
     let mut received = Vec::new();
@@ -183,7 +180,7 @@ async fn a_response_with_conflicting_lengths_is_a_502_never_passed_on() {
         false,
     )
     .await;
-    let gw = gateway_to(up.addr).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
     let mut conn = RawConn::connect(gw.http).await;
     let response = conn.roundtrip(&get("/smuggle")).await.unwrap();
     assert_eq!(response.status, 502, "{response:?}");
