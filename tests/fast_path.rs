@@ -192,3 +192,30 @@ async fn a_response_with_conflicting_lengths_is_a_502_never_passed_on() {
     assert_eq!(response.header("x-unkey-error-source"), Some("gateway"));
     assert!(!String::from_utf8_lossy(&response.body).contains("hello"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_response_that_also_declares_a_length_is_read_as_chunked_on_a_connection_not_reused() {
+    const PIECES: &[&[u8]] =
+        &[b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"];
+    let up = scripted(PIECES, false).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
+    let mut conn = RawConn::connect(gw.http).await;
+    for i in 0..2 {
+        let response = conn.roundtrip(&get("/both")).await.unwrap();
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, &b"hello"[..]),
+            "request {i}"
+        );
+        assert_eq!(
+            response.header("content-length"),
+            None,
+            "request {i}: the length is not passed on"
+        );
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        2,
+        "the connection that declared both is not reused"
+    );
+}

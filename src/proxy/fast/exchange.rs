@@ -317,7 +317,10 @@ async fn relay(
     };
     out.extend_from_slice(&body[..first]);
     let sent = write_all(client, &out).await;
-    let mut instance_reusable = !extra && !response.closes() && framing != Framing::UntilClose;
+    // A chunked response that also declared a length is read as chunked, but
+    // its connection is not trusted with another request (RFC 9112 §6.3).
+    let declared_both = framing == Framing::Chunked && response.values("content-length").next().is_some();
+    let mut instance_reusable = !extra && !declared_both && !response.closes() && framing != Framing::UntilClose;
     let mut client_reusable = sent && keep_alive;
     let mut body_done = done;
     if sent && !done {

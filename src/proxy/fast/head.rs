@@ -23,8 +23,9 @@ use crate::runtime::Limits;
 /// Fields a request head may hold without leaving the fast path. More go
 /// to `HttpProxy` (which allows up to `limits.max_headers`).
 const MAX_FIELDS: usize = 64;
-/// Fields in an instance's response head; more is a 502.
-const MAX_RESPONSE_FIELDS: usize = 128;
+/// Fields in an instance's response head (the most `limits.max_headers`
+/// allows a request); more is a 502.
+const MAX_RESPONSE_FIELDS: usize = Limits::MAX_HEADERS_CEILING;
 
 /// A head and the names of its fields as received, in order.
 pub struct Parsed<H> {
