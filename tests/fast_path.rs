@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use support::gateway::{one_route, Gateway};
-use support::raw_http::RawConn;
+use support::raw_http::{RawConn, RawResponse};
 use support::recording_upstream::RecordingUpstream;
 use support::upstreams::serve_loopback;
 
@@ -129,22 +129,32 @@ async fn a_chunked_response_split_across_reads_arrives_whole_and_its_connection_
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bytes_past_a_responses_end_are_dropped_with_the_instance_connection() {
-    let up = scripted(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"], false).await;
+/// Sends `GET path` twice on one client connection to an instance that
+/// answers with `pieces`; both answers must be 200 with `body`. Returns
+/// them and how many connections the instance accepted.
+async fn get_twice(pieces: &'static [&'static [u8]], path: &str, body: &[u8]) -> (Vec<RawResponse>, usize) {
+    let up = scripted(pieces, false).await;
     let gw = gateway_to(&up.addr.to_string()).await;
     let mut conn = RawConn::connect(gw.http).await;
+    let mut responses = Vec::new();
     for i in 0..2 {
-        let response = conn.roundtrip(&get("/extra")).await.unwrap();
-        assert_eq!(
-            (response.status, response.body.as_slice()),
-            (200, &b"ok"[..]),
-            "request {i}"
-        );
+        let response = conn.roundtrip(&get(path)).await.unwrap();
+        assert_eq!((response.status, response.body.as_slice()), (200, body), "request {i}");
+        responses.push(response);
     }
+    (responses, up.accepted.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_past_a_responses_end_are_dropped_with_the_instance_connection() {
+    let (_, accepted) = get_twice(
+        &[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"],
+        "/extra",
+        b"ok",
+    )
+    .await;
     assert_eq!(
-        up.accepted.load(Ordering::SeqCst),
-        2,
+        accepted, 2,
         "a connection that sent more than its response is never reused"
     );
 }
@@ -197,25 +207,13 @@ async fn a_response_with_conflicting_lengths_is_a_502_never_passed_on() {
 async fn a_chunked_response_that_also_declares_a_length_is_read_as_chunked_on_a_connection_not_reused() {
     const PIECES: &[&[u8]] =
         &[b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"];
-    let up = scripted(PIECES, false).await;
-    let gw = gateway_to(&up.addr.to_string()).await;
-    let mut conn = RawConn::connect(gw.http).await;
-    for i in 0..2 {
-        let response = conn.roundtrip(&get("/both")).await.unwrap();
-        assert_eq!(
-            (response.status, response.body.as_slice()),
-            (200, &b"hello"[..]),
-            "request {i}"
-        );
+    let (responses, accepted) = get_twice(PIECES, "/both", b"hello").await;
+    for response in &responses {
         assert_eq!(
             response.header("content-length"),
             None,
-            "request {i}: the length is not passed on"
+            "the length is not passed on: {response:?}"
         );
     }
-    assert_eq!(
-        up.accepted.load(Ordering::SeqCst),
-        2,
-        "the connection that declared both is not reused"
-    );
+    assert_eq!(accepted, 2, "the connection that declared both is not reused");
 }
