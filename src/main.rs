@@ -20,6 +20,21 @@ const WORD: usize = std::mem::size_of::<usize>();
 /// per allocation instead of about 20 in `scripts/bench-instructions.sh`).
 struct Mimalloc;
 
+/// A block for `layout` from `plain` when its alignment is at most a word
+/// (every mimalloc block is), else from `aligned`.
+#[inline(always)]
+unsafe fn block(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    if layout.align() <= WORD {
+        plain(layout.size()).cast()
+    } else {
+        aligned(layout.size(), layout.align()).cast()
+    }
+}
+
 // SAFETY: each method forwards to the mimalloc function with the same
 // contract; a plain block is only used when it is aligned to at least
 // `layout.align()` (every mimalloc block is word-aligned), and `mi_free`
@@ -27,20 +42,12 @@ struct Mimalloc;
 unsafe impl GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= WORD {
-            mi_malloc(layout.size()).cast()
-        } else {
-            mi_malloc_aligned(layout.size(), layout.align()).cast()
-        }
+        block(layout, mi_malloc, mi_malloc_aligned)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= WORD {
-            mi_zalloc(layout.size()).cast()
-        } else {
-            mi_zalloc_aligned(layout.size(), layout.align()).cast()
-        }
+        block(layout, mi_zalloc, mi_zalloc_aligned)
     }
 
     #[inline]

@@ -321,6 +321,14 @@ pub fn strip_response_hop_by_hop(response: &mut pingora_http::ResponseHeader) {
     }
 }
 
+/// Whether `name` (any case, as received) is a hop-by-hop field an
+/// instance's response never passes on.
+pub fn is_response_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP[RESPONSE_HOP_BY_HOP]
+        .iter()
+        .any(|field| name.eq_ignore_ascii_case(field.as_str().as_bytes()))
+}
+
 /// Whether `name` is a hop-by-hop field a request never takes to an instance.
 pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
     HOP_BY_HOP.contains(name)

@@ -445,20 +445,6 @@ impl BodyEnd {
     }
 }
 
-/// Answers with the route's redirect.
-pub async fn redirect(
-    client: &mut Stream,
-    status: u16,
-    location: &str,
-    keep_alive: bool,
-    ctx: &mut RequestCtx,
-) -> Answer {
-    match respond::redirect_response(ctx, status, location) {
-        Ok(response) => send(client, response, Bytes::new(), keep_alive).await,
-        Err(_) => Answer::NONE,
-    }
-}
-
 /// Answers with the gateway's own error.
 pub async fn gateway_error(
     client: &mut Stream,
@@ -488,9 +474,7 @@ async fn failed(client: &mut Stream, request: &RequestHeader, error: &Error, ctx
     }
     let code = failure::classify(error).unwrap_or(ErrorCode::BadGateway);
     tracing::error!("Fail to proxy: {error}, {}", finish::summary(request, ctx));
-    let answer = gateway_error(client, request, &GatewayError::new(code), false, ctx).await;
-    ctx.error = Some(code);
-    answer
+    gateway_error(client, request, &GatewayError::new(code), false, ctx).await
 }
 
 /// Writes a complete response of the gateway's own.

@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use pingora_core::protocols::http::date::get_cached_date;
 use pingora_http::{RequestHeader, ResponseHeader, StaticHeaderName};
 
+use crate::proxy::forwarding;
 use crate::runtime::Limits;
 
 /// Fields a request head may hold without leaving the fast path. More go
@@ -248,7 +249,8 @@ impl RawResponse {
         out.put_slice(b"\r\n");
         let nominated: Vec<&[u8]> = self.values("connection").flat_map(tokens).collect();
         for (name, value) in &self.fields {
-            let dropped = RESPONSE_DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
+            let dropped = forwarding::is_response_hop_by_hop(name)
+                || name.eq_ignore_ascii_case(b"date")
                 || (chunked && name.eq_ignore_ascii_case(b"content-length"))
                 || own
                     .iter()
@@ -270,10 +272,6 @@ impl RawResponse {
         out.put_slice(b"\r\n");
     }
 }
-
-/// Fields of an instance's response the client never gets as they are:
-/// the hop-by-hop ones and `Date` (the gateway's replaces it).
-const RESPONSE_DROPPED: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "te", "upgrade", "date"];
 
 /// The comma-separated tokens of a field value, trimmed.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {

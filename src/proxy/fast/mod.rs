@@ -123,7 +123,7 @@ impl FastPath {
                     {
                         Next::Handoff => Next::Handoff,
                         next => {
-                            pending = joined(rest, early);
+                            pending = joined(rest, early.freeze());
                             next
                         }
                     }
@@ -169,7 +169,7 @@ impl FastPath {
         let (stream, settings) = self.full.process_new_http(session, shutdown).await?.consume();
         let (unread, client) = stream.into_any().downcast::<Rewind>().ok()?.into_parts();
         let pipelined = settings.and_then(|mut s| s.take_pipelined_prefix()).unwrap_or_default();
-        Some((client, joined(pipelined.freeze(), BytesMut::from(&unread[..]))))
+        Some((client, joined(pipelined.freeze(), unread)))
     }
 
     /// One request, start to end, or [`Next::Handoff`] before anything
@@ -203,10 +203,8 @@ impl FastPath {
             Ok(Admitted::Forward) => {
                 exchange::forward(self, client, &head, &parsed.names, keep_alive, early, &mut ctx).await
             }
-            Ok(Admitted::Redirect(status, location)) => {
-                exchange::redirect(client, status, &location, keep_alive, &mut ctx).await
-            }
-            Ok(Admitted::Echo) => {
+            // `takes` leaves redirect routes and echo instances to `HttpProxy`.
+            Ok(Admitted::Redirect(..) | Admitted::Echo) => {
                 let error = ErrorCode::InternalServerError.into();
                 exchange::gateway_error(client, &head, &error, keep_alive, &mut ctx).await
             }
@@ -241,12 +239,12 @@ impl FastPath {
 }
 
 /// `first` then `then`, copied only when both hold bytes.
-fn joined(first: Bytes, then: BytesMut) -> Bytes {
+fn joined(first: Bytes, then: Bytes) -> Bytes {
     if then.is_empty() {
         return first;
     }
     if first.is_empty() {
-        return then.freeze();
+        return then;
     }
     let mut both = BytesMut::with_capacity(first.len() + then.len());
     both.extend_from_slice(&first);
