@@ -4,22 +4,21 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use keygate::telemetry::recent::{Recent, RecentRequest};
+use keygate::telemetry::recent::{Answered, Recent};
 
-fn request(deployment: &Arc<str>) -> RecentRequest {
-    RecentRequest {
-        seq: 0,
+fn request(deployment: &Arc<str>) -> Answered<'_> {
+    Answered {
         at: 1_764_900_000_000,
-        method: "GET".into(),
-        host: "api.example.com".into(),
-        path: "/v1/orders/12345".into(),
+        method: "GET",
+        host: "api.example.com",
+        path: "/v1/orders/12345",
         status: 200,
-        deployment: Some(deployment.clone()),
+        deployment: Some(deployment),
         total_us: 1_250,
         instance_us: Some(900),
         error_code: None,
-        subject: Some("user_42".into()),
-        request_id: "req_2Mq8Zr1vYx7N4kPa".into(),
+        subject: Some("user_42"),
+        request_id: "req_2Mq8Zr1vYx7N4kPa",
     }
 }
 
@@ -27,7 +26,7 @@ fn record(c: &mut Criterion) {
     let recent = Recent::default();
     let deployment: Arc<str> = Arc::from("dep_api");
     c.bench_function("recent/record one request", |b| {
-        b.iter(|| recent.record(request(&deployment)))
+        b.iter(|| recent.record(&request(&deployment)))
     });
 }
 

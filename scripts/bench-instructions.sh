@@ -36,6 +36,7 @@
 #
 # Settings: N [2000]  TOP [0]  PROFILE [release]  SKIP_BUILD [0]
 #   TARGETS [all five: "nginx pingora-core-only bare-pingora keygate keygate+policies"]
+#   KEEP [0] (1 keeps the callgrind files, named at the end, for callgrind_annotate --tree=caller)
 #   UPSTREAM [127.0.0.1:9300]  PORT [18300] (targets use PORT..PORT+4, keygate's admin PORT+10..)
 # Needs valgrind, nginx and curl (installed with apt-get when missing).
 set -euo pipefail
@@ -46,6 +47,7 @@ N=${N:-2000}
 TOP=${TOP:-0}
 PROFILE=${PROFILE:-release}
 SKIP_BUILD=${SKIP_BUILD:-0}
+KEEP=${KEEP:-0}
 UPSTREAM=${UPSTREAM:-127.0.0.1:9300}
 PORT=${PORT:-18300}
 ROOT_KEY=e07c6dbefc2c57c957c290720b166f44ac4447c4269e9ee0
@@ -61,7 +63,7 @@ cleanup() {
     set +e
     for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
     wait 2>/dev/null
-    if [[ $rc == 0 ]]; then rm -rf "$TMP"; else log "temp dir kept: $TMP"; fi
+    if [[ $rc == 0 && $KEEP != 1 ]]; then rm -rf "$TMP"; else log "temp dir kept: $TMP"; fi
 }
 trap cleanup EXIT
 

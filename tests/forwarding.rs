@@ -287,7 +287,7 @@ async fn builtin_echo_reports_what_an_instance_would_see() {
     let q = v["query"].as_str().unwrap_or_default();
     assert!(q == "x=1&y=2" || q == "?x=1&y=2", "query {q:?}");
     assert_eq!(v["body"], "hello wörl", "{v}");
-    assert!(v.get("body_encoding").map_or(true, |e| e.is_null()), "{v}");
+    assert!(v.get("body_encoding").is_none_or(|e| e.is_null()), "{v}");
     let h = &v["headers"];
     assert_eq!(h["x-multi"], "a, b", "repeated headers joined: {v}");
     assert_eq!(h["host"], "echo.test", "{v}");

@@ -86,7 +86,9 @@ async fn precedence_and_fall_through() {
     ))
     .await;
 
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    // (method, target, headers, expected route)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("GET", "/v1/ping", &[("x-canary", "1")], "exact"),
         ("GET", "/v1/ping/", &[], "prefix"),
         ("GET", "/v1/users/7", &[("x-canary", "1")], "longer"),

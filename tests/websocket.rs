@@ -174,7 +174,7 @@ async fn websocket_upgrade_stress() {
                     let (mut ws, _) = ws_connect(addr, "ws.test", "/stress")
                         .await
                         .map_err(|e| format!("upgrade: {e}"))?;
-                    let msg = if i % 2 == 0 {
+                    let msg = if i.is_multiple_of(2) {
                         Message::Text(format!("m{i}"))
                     } else {
                         Message::Binary(i.to_be_bytes().to_vec())

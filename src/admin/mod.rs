@@ -42,7 +42,7 @@ use crate::errors::{ErrorCode, GatewayError, Representation};
 use crate::platform::Platform;
 use crate::providers::file::Reloader;
 use crate::runtime::Hub;
-use crate::telemetry::{metrics, new_request_id, Exposition};
+use crate::telemetry::{metrics, Exposition, RequestId};
 use crate::tls::Tls;
 use deploy::PlatformOp;
 use envelope::{text, Reply};
@@ -238,7 +238,7 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
         }
         Endpoint::Call(call) => call,
     };
-    let request_id = new_request_id();
+    let request_id = RequestId::generate();
     let snapshot = state.hub.current();
     let representation = match call {
         Call::Rpc(op) => op.error_representation(),
@@ -255,15 +255,15 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Full<
         Err(error) => Err(error),
     };
     match answer {
-        Ok(reply) => envelope::ok(&request_id, reply),
-        Err(error) => envelope::error(&request_id, &snapshot.docs_base, &error, representation),
+        Ok(reply) => envelope::ok(request_id.as_str(), reply),
+        Err(error) => envelope::error(request_id.as_str(), &snapshot.docs_base, &error, representation),
     }
 }
 
 /// An error answer outside any endpoint.
 fn refuse(state: &AdminState, error: &GatewayError) -> Response<Full<Bytes>> {
     envelope::error(
-        &new_request_id(),
+        RequestId::generate().as_str(),
         &state.hub.current().docs_base,
         error,
         Representation::Json,

@@ -18,8 +18,8 @@ use crate::errors::{ErrorCode, GatewayError};
 use crate::policy::{Progress, RequestView};
 use crate::routing::filters::RedirectFrom;
 use crate::runtime::{Deployment, Snapshot};
-use crate::telemetry::new_request_id;
 use crate::telemetry::traces::{RequestTrace, ServerRequest};
+use crate::telemetry::RequestId;
 use crate::upstream::{Picker, Protocol, Target};
 
 /// Concurrent HTTP/2 streams per upstream h2c connection.
@@ -60,16 +60,14 @@ impl Gateway {
         let snapshot = self.snapshot.load_full();
         ctx.peer_trusted = peer.ip.is_some_and(|ip| snapshot.trusted_proxies.contains(ip));
         ctx.https = peer.https;
-        if !snapshot.limits.allow_underscores_in_headers {
-            forwarding::drop_underscored_headers(request);
-        }
-        forwarding::strip_spoofable(request);
+        forwarding::strip_on_entry(request, snapshot.limits.allow_underscores_in_headers);
         forwarding::ignore_gateway_header_nominations(request);
         ctx.request_id = ctx
             .peer_trusted
-            .then(|| forwarding::trusted_request_id(request))
+            .then(|| request.headers.get(forwarding::X_REQUEST_ID.name()))
             .flatten()
-            .unwrap_or_else(new_request_id);
+            .and_then(RequestId::from_trusted)
+            .unwrap_or_else(RequestId::generate);
         ctx.client_ip = peer
             .ip
             .map(|ip| forwarding::client_ip(request, ip, &snapshot.trusted_proxies));
@@ -88,7 +86,7 @@ impl Gateway {
             host: forwarding::original_host(request),
             https: ctx.https,
             client_ip: ctx.client_ip,
-            request_id: &ctx.request_id,
+            request_id: ctx.request_id.as_str(),
         });
         if let Some(parent) = ctx.trace.as_ref().and_then(RequestTrace::policy_parent) {
             ctx.policy.trace_policies(parent);
@@ -278,7 +276,7 @@ impl Gateway {
             peer_trusted: ctx.peer_trusted,
             https: ctx.https,
             request_id: &ctx.request_id,
-            deployment_id: &deployment.id,
+            deployment_id: deployment.id_header.as_ref(),
             principal: ctx.policy.principal().map(|p| p.json.as_str()),
         })
     }

@@ -8,6 +8,7 @@ use crate::errors::ErrorCode;
 use crate::routing::RouteRule;
 use crate::runtime::{Deployment, InFlight, Snapshot};
 use crate::telemetry::traces::RequestTrace;
+use crate::telemetry::RequestId;
 use crate::upstream::{Endpoint, InFlightGuard, Picker, Target};
 
 /// Per-request state. The snapshot is loaded once, in `request_filter`, and
@@ -17,7 +18,7 @@ pub struct RequestCtx {
     /// Keeps a graceful shutdown waiting until this request is done.
     pub in_flight: Option<InFlight>,
     pub snapshot: Option<Arc<Snapshot>>,
-    pub request_id: String,
+    pub request_id: RequestId,
     pub started: Option<Instant>,
     /// The TCP peer.
     pub peer_ip: Option<IpAddr>,

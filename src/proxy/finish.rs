@@ -50,7 +50,7 @@ pub fn record(request: &RequestHeader, status: u16, response_headers: Option<&He
     let deployment_id = ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &*d.id);
     ctx.policy.finish(&RequestSummary {
         request,
-        request_id: &ctx.request_id,
+        request_id: ctx.request_id.as_str(),
         trace_id: ctx.trace.as_ref().map(RequestTrace::trace_id),
         client_ip: ctx.client_ip,
         deployment_id,
@@ -106,6 +106,6 @@ fn remember(request: &RequestHeader, ctx: &RequestCtx, status: u16, total: Durat
         instance_us: ctx.upstream_started.map(|_| instance.as_micros() as u64),
         error_code: ctx.error.map(ErrorCode::code),
         subject: ctx.policy.principal().map(|p| p.subject.as_str()),
-        request_id: &ctx.request_id,
+        request_id: ctx.request_id.as_str(),
     });
 }

@@ -9,6 +9,7 @@ use pingora_http::{RequestHeader, StaticHeaderName};
 
 use crate::net::{canonical_ip, ip_text, IpSet};
 use crate::policy::Credential;
+use crate::telemetry::RequestId;
 
 // Parsed at compile time: setting, finding or removing them parses no text.
 // They are written in lower case, as HTTP/2 requires and HTTP/1.1 allows.
@@ -21,27 +22,27 @@ pub static X_UNKEY_PRINCIPAL: StaticHeaderName = StaticHeaderName::lowercase("x-
 /// The Host field as `insert_header(HOST, …)` writes it.
 static HOST_TITLED: StaticHeaderName = StaticHeaderName::new("host", "Host");
 
-/// Removes every copy, in any case, of the headers only the gateway may set.
-pub fn strip_spoofable(request: &mut RequestHeader) {
-    request.remove_header(X_UNKEY_PRINCIPAL.name());
-    request.remove_header(X_DEPLOYMENT_ID.name());
+/// A field no request keeps past the gateway's door: one only the gateway
+/// sets (X-Unkey-Principal, X-Deployment-Id) and, unless underscores are
+/// allowed, one whose name contains `_` — CGI-style instances (WSGI, PHP,
+/// Rack) read `X_Unkey_Principal` as `X-Unkey-Principal`, so such a field
+/// could pass for one only the gateway sets (nginx drops them too).
+pub fn stripped_on_entry(name: &http::HeaderName, allow_underscores: bool) -> bool {
+    let text = name.as_str();
+    (!allow_underscores && text.bytes().any(|b| b == b'_'))
+        || text == X_UNKEY_PRINCIPAL.name().as_str()
+        || text == X_DEPLOYMENT_ID.name().as_str()
 }
 
-/// Removes every header whose name contains `_`: CGI-style instances (WSGI,
-/// PHP, Rack) read `X_Unkey_Principal` as `X-Unkey-Principal`, so such a
-/// header could pass for one only the gateway sets (nginx drops them too).
-/// Allocates only when there is one.
-pub fn drop_underscored_headers(request: &mut RequestHeader) {
-    if !request.headers.keys().any(|name| name.as_str().contains('_')) {
+/// Removes every field [`stripped_on_entry`] names, in any case. Allocates
+/// only when there is one.
+pub fn strip_on_entry(request: &mut RequestHeader, allow_underscores: bool) {
+    let stripped = |name: &&http::HeaderName| stripped_on_entry(name, allow_underscores);
+    if !request.headers.keys().any(|name| stripped(&name)) {
         return;
     }
-    let underscored: Vec<http::HeaderName> = request
-        .headers
-        .keys()
-        .filter(|name| name.as_str().contains('_'))
-        .cloned()
-        .collect();
-    for name in underscored {
+    let names: Vec<http::HeaderName> = request.headers.keys().filter(stripped).cloned().collect();
+    for name in names {
         request.remove_header(&name);
     }
 }
@@ -148,8 +149,9 @@ pub struct Forwarding<'a> {
     pub peer: Option<IpAddr>,
     pub peer_trusted: bool,
     pub https: bool,
-    pub request_id: &'a str,
-    pub deployment_id: &'a str,
+    pub request_id: &'a RequestId,
+    /// `None` when the deployment's id is no valid field value.
+    pub deployment_id: Option<&'a HeaderValue>,
     /// The Principal JSON when an auth policy succeeded.
     pub principal: Option<&'a str>,
 }
@@ -200,8 +202,11 @@ pub fn edits(request: &RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Re
         let proto = HeaderValue::from_static(if fwd.https { "https" } else { "http" });
         edits.push((&X_FORWARDED_PROTO, Some(proto)));
     }
-    edits.push((&X_REQUEST_ID, Some(value_of(fwd.request_id)?)));
-    edits.push((&X_DEPLOYMENT_ID, Some(value_of(fwd.deployment_id)?)));
+    edits.push((&X_REQUEST_ID, Some(fwd.request_id.header())));
+    let deployment_id = fwd.deployment_id.ok_or_else(|| {
+        pingora_error::Error::explain(pingora_error::ErrorType::InvalidHTTPHeader, "invalid deployment id")
+    })?;
+    edits.push((&X_DEPLOYMENT_ID, Some(deployment_id.clone())));
     if let Some(principal) = fwd.principal {
         edits.push((&X_UNKEY_PRINCIPAL, Some(value_of(principal)?)));
     }
@@ -342,13 +347,6 @@ pub fn strip_request_hop_by_hop(request: &mut RequestHeader) {
     }
 }
 
-/// A usable incoming X-Request-Id from a trusted proxy.
-pub fn trusted_request_id(request: &RequestHeader) -> Option<String> {
-    let value = request.headers.get(X_REQUEST_ID.name())?.to_str().ok()?.trim();
-    let usable = !value.is_empty() && value.len() <= 200 && value.bytes().all(|b| b.is_ascii_graphic());
-    usable.then(|| value.to_string())
-}
-
 /// Where keygate's trace context goes on the way upstream: `traceparent`
 /// and `tracestate` replace the client's (never appended beside them); an
 /// empty `tracestate` removes the header.
@@ -402,16 +400,26 @@ mod tests {
     }
 
     #[test]
-    fn strips_identity_headers_in_any_case() {
-        let mut req = request(&[
+    fn strips_identity_headers_in_any_case_and_underscores_unless_allowed() {
+        let incoming = [
             ("X-Unkey-Principal", "{}"),
             ("x-unkey-principal", "{}"),
             ("X-DEPLOYMENT-ID", "evil"),
             ("x-deployment-id", "evil2"),
-        ]);
-        strip_spoofable(&mut req);
-        assert!(req.headers.get(X_UNKEY_PRINCIPAL.name()).is_none());
-        assert!(req.headers.get(X_DEPLOYMENT_ID.name()).is_none());
+            ("X_Unkey_Principal", "{}"),
+            ("Accept", "*/*"),
+        ];
+        for allow_underscores in [false, true] {
+            let mut req = request(&incoming);
+            strip_on_entry(&mut req, allow_underscores);
+            let mut left: Vec<&str> = req.headers.keys().map(|n| n.as_str()).collect();
+            left.sort_unstable();
+            let expected = match allow_underscores {
+                false => vec!["accept"],
+                true => vec!["accept", "x_unkey_principal"],
+            };
+            assert_eq!(left, expected);
+        }
     }
 
     #[test]
@@ -442,12 +450,14 @@ mod tests {
             ("X-Forwarded-Host", "spoof"),
             ("X-Forwarded-Proto", "https"),
         ];
+        let request_id = RequestId::from_trusted(&HeaderValue::from_static("req_x")).unwrap();
+        let deployment_id = HeaderValue::from_static("dep");
         let fwd = |trusted| Forwarding {
             peer: Some(ip("10.0.0.1")),
             peer_trusted: trusted,
             https: false,
-            request_id: "req_x",
-            deployment_id: "dep",
+            request_id: &request_id,
+            deployment_id: Some(&deployment_id),
             principal: None,
         };
         let mut req = request(&incoming);

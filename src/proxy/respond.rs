@@ -25,7 +25,7 @@ pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> p
 /// limits), Server-Timing.
 pub fn gateway_headers(ctx: &RequestCtx) -> pingora_error::Result<Vec<(&'static StaticHeaderName, HeaderValue)>> {
     let mut headers = Vec::with_capacity(8);
-    headers.push((&X_REQUEST_ID, value_of(ctx.request_id.as_str())?));
+    headers.push((&X_REQUEST_ID, ctx.request_id.header()));
     headers.extend(ctx.policy.response_headers(ctx.error));
     let instance = ctx.instance_time();
     let gateway = ctx.total_time().saturating_sub(instance);
@@ -65,7 +65,7 @@ pub fn error_response(
     let trace_id = ctx.trace_id();
     let rendered = errors::render(
         error,
-        &ctx.request_id,
+        ctx.request_id.as_str(),
         trace_id.as_deref(),
         docs_base,
         Representation::for_accept(accept),

@@ -64,7 +64,7 @@ async fn sync_loop(table: Weak<Table>, settings: SharedSettings, link: Link) {
     loop {
         ticker.tick().await;
         let Some(table) = table.upgrade() else { return };
-        if redis.is_none() && last_attempt.map_or(true, |at| at.elapsed() >= CONNECT_EVERY) {
+        if redis.is_none() && last_attempt.is_none_or(|at| at.elapsed() >= CONNECT_EVERY) {
             last_attempt = Some(std::time::Instant::now());
             match crate::state::connect_redis(&settings.url, CALL_TIMEOUT).await {
                 Ok(connection) => {

@@ -185,7 +185,7 @@ impl Table {
         shard
             .windows
             .get(bucket)
-            .map_or(true, |w| now_ms - w.touched_ms >= RECENT_MS)
+            .is_none_or(|w| now_ms - w.touched_ms >= RECENT_MS)
     }
 
     /// Takes in the replicas' totals read for a cold bucket, and marks it

@@ -3,6 +3,7 @@
 //! deployments resolved for routes) and swapped in whole. The request path
 //! loads one `Arc<Snapshot>` and never sees config text.
 
+use http::HeaderValue;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,9 @@ use super::Services;
 #[derive(Debug)]
 pub struct Deployment {
     pub id: Arc<str>,
+    /// The id as the `X-Deployment-Id` value, made once (`None`: the id
+    /// holds a byte no field may carry, and requests to it fail).
+    pub id_header: Option<HeaderValue>,
     pub environment: Box<str>,
     pub instances: InstanceSet,
     pub protocol: Protocol,
@@ -53,6 +57,7 @@ impl Deployment {
         let durations = Self::durations_of(&id);
         Self {
             instances: InstanceSet::new(id.clone(), vec![Entry::Fixed(targets)], endpoints),
+            id_header: HeaderValue::from_str(&id).ok(),
             id,
             environment: "production".into(),
             protocol: Protocol::Http1,

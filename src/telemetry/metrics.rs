@@ -137,6 +137,16 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// Series of `keygate_requests_total` a thread keeps at hand.
+const RECENT_SERIES: usize = 8;
+
+thread_local! {
+    /// This thread's latest `keygate_requests_total` series, newest first
+    /// (see [`Metrics::record_request`]; `Metrics` is one per process).
+    static RECENT_REQUEST_SERIES: std::cell::RefCell<Vec<(RequestLabels, Counter)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Policy types and decisions exported at 0 from start-up.
 const POLICY_TYPES: [&str; 4] = ["firewall", "ip", "logging", "ratelimit"];
 const DECISIONS: [&str; 2] = ["allow", "deny"];
@@ -419,8 +429,24 @@ impl Metrics {
             .clone()
     }
 
+    /// Counts a request under its labels. The family's lookup hashes four
+    /// labels under a lock, so each thread keeps the last few series it
+    /// counted (a series is never removed, so a kept counter stays the
+    /// exported one).
     pub fn record_request(&self, labels: &RequestLabels) {
-        self.requests.get_or_create(labels).inc();
+        RECENT_REQUEST_SERIES.with_borrow_mut(|recent| match recent.iter().position(|(l, _)| l == labels) {
+            Some(at) => {
+                recent[at].1.inc();
+            }
+            None => {
+                let counter = self.requests.get_or_create(labels).clone();
+                counter.inc();
+                if recent.len() == RECENT_SERIES {
+                    recent.pop();
+                }
+                recent.insert(0, (labels.clone(), counter));
+            }
+        });
     }
 
     /// The latency histograms of a deployment. Resolving them creates the

@@ -36,7 +36,7 @@ pub use listen::listen;
 const MIGRATIONS: &[&str] = &[include_str!("01_schema.sql"), include_str!("02_records.sql")];
 /// The advisory lock replicas take while migrating (any fixed number; this
 /// one spells "keygate" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6b65_7967_6174_65;
+const MIGRATION_LOCK: i64 = 0x006b_6579_6761_7465;
 /// The channel changes are announced on.
 const CHANNEL: &str = "keygate_changes";
 /// How long a call waits for a connection or a query.

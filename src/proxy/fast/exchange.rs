@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::framing::{self, ChunkedEnd, Framing};
 use super::head::{self, Parsed, RawResponse, ResponseRead};
+use super::timer::ConnectionTimer;
 use super::FastPath;
 use crate::errors::{ErrorCode, GatewayError};
 use crate::proxy::context::RequestCtx;
@@ -54,26 +55,35 @@ impl Answer {
     };
 }
 
+/// The client's request as the fast path forwards it.
+pub struct Request<'a> {
+    pub head: &'a RequestHeader,
+    /// The field names as received (see `head::Parsed`).
+    pub fields: &'a [(http::HeaderName, &'a [u8])],
+    /// The client connection may serve another request after this one.
+    pub keep_alive: bool,
+}
+
 /// Forwards the request to the chosen instance (then to others while a
 /// connect fails and one is left) and relays the answer.
 pub async fn forward(
     fast: &FastPath,
     client: &mut Stream,
-    head: &RequestHeader,
-    names: &[(http::HeaderName, Bytes)],
-    keep_alive: bool,
+    request: &Request<'_>,
     early: &mut BytesMut,
+    timer: &mut ConnectionTimer,
     ctx: &mut RequestCtx,
 ) -> Answer {
-    let out = match upstream_head(head, names, ctx) {
+    let head = request.head;
+    let out = match upstream_head(head, request.fields, ctx) {
         Ok(out) => out,
         Err(error) => return failed(client, head, &error, ctx).await,
     };
     let waited = tokio::select! {
-        exchanged = exchange(fast, &out, ctx) => Some(exchanged),
+        exchanged = exchange(fast, &out, timer, ctx) => Some(exchanged),
         () = hang_up(client, early) => None,
     };
-    let (instance, peer, response, buf) = match waited {
+    let exchanged = match waited {
         Some(Ok(exchanged)) => exchanged,
         Some(Err(error)) => return failed(client, head, &error, ctx).await,
         None => {
@@ -84,17 +94,17 @@ pub async fn forward(
             return Answer::NONE;
         }
     };
-    relay(fast, client, instance, &peer, head, response, buf, keep_alive, ctx).await
+    relay(fast, client, exchanged, request, timer, ctx).await
 }
 
 /// The head the instance gets. When the route edits nothing but the
 /// forwarding fields (no header edits, rewrite, trace context or credential
-/// to strip), it is written straight from the client's fields, less the
-/// hop-by-hop ones, and the forwarding fields; otherwise through a header
-/// map, as `HttpProxy` builds it.
+/// to strip), it is written straight from the client's lines that may go on
+/// (see `head::Parsed::fields`) and the forwarding fields; otherwise
+/// through a header map, as `HttpProxy` builds it.
 fn upstream_head(
     head: &RequestHeader,
-    names: &[(http::HeaderName, Bytes)],
+    received: &[(http::HeaderName, &[u8])],
     ctx: &RequestCtx,
 ) -> pingora_error::Result<Bytes> {
     let mut out = BytesMut::with_capacity(1024);
@@ -108,17 +118,15 @@ fn upstream_head(
         Some(fwd) => {
             let edits = forwarding::edits(head, &fwd)?;
             head::write_request_line(&mut out, head, head.raw_path());
-            let replaced = |name: &http::HeaderName| {
-                forwarding::is_hop_by_hop(name) || edits.iter().any(|(edited, _)| edited.name() == name)
-            };
-            head::write_fields(&mut out, &head.headers, names, replaced, &edits);
+            let replaced = |name: &http::HeaderName| edits.iter().any(|(edited, _)| edited.name() == name);
+            head::write_received_fields(&mut out, received, replaced, &edits);
         }
         None => {
             let mut upstream = head.clone();
             forwarding::strip_request_hop_by_hop(&mut upstream);
             Gateway::prepare_upstream_request(&mut upstream, ctx)?;
             head::write_request_line(&mut out, &upstream, upstream.raw_path());
-            head::write_fields(&mut out, &upstream.headers, names, |_| false, &[]);
+            head::write_fields(&mut out, &upstream.headers, received, |_| false, &[]);
         }
     }
     Ok(out.freeze())
@@ -140,11 +148,21 @@ async fn hang_up(client: &mut Stream, early: &mut BytesMut) {
 
 /// An instance's connection, how it was reached, its response head and
 /// what was read with it.
-type Exchanged = (Stream, HttpPeer, RawResponse, Bytes);
+struct Exchanged {
+    instance: Stream,
+    peer: HttpPeer,
+    response: RawResponse,
+    read: Bytes,
+}
 
 /// Sends the head to an instance and reads its response head, trying the
 /// next instance while connecting fails.
-async fn exchange(fast: &FastPath, out: &Bytes, ctx: &mut RequestCtx) -> Result<Exchanged, Box<Error>> {
+async fn exchange(
+    fast: &FastPath,
+    out: &Bytes,
+    timer: &mut ConnectionTimer,
+    ctx: &mut RequestCtx,
+) -> Result<Exchanged, Box<Error>> {
     loop {
         let Some(addr) = ctx.next_network_instance() else {
             return Err(upstream_error(ErrorType::ConnectRefused, "no instance left to try"));
@@ -165,7 +183,7 @@ async fn exchange(fast: &FastPath, out: &Bytes, ctx: &mut RequestCtx) -> Result<
         }
         metrics().upstream_connection(reused);
         let wait = peer.options.read_timeout.unwrap_or(Duration::from_secs(60));
-        let mut answer = round_trip(&mut instance, out, wait).await;
+        let mut answer = round_trip(&mut instance, out, wait, timer).await;
         if reused && matches!(&answer, Err(RoundTrip::Closed)) {
             // The instance closed the pooled connection as it was taken:
             // the request never reached it, so a new connection may carry it.
@@ -173,10 +191,15 @@ async fn exchange(fast: &FastPath, out: &Bytes, ctx: &mut RequestCtx) -> Result<
                 .await
                 .map_err(|e| failure::connect_failed(ctx, &addr, e.into_up()))?;
             metrics().upstream_connection(false);
-            answer = round_trip(&mut instance, out, wait).await;
+            answer = round_trip(&mut instance, out, wait, timer).await;
         }
-        let (response, buf) = answer.map_err(|e| e.into_error(addr))?;
-        return Ok((instance, peer, response, buf));
+        let (response, read) = answer.map_err(|e| e.into_error(addr))?;
+        return Ok(Exchanged {
+            instance,
+            peer,
+            response,
+            read,
+        });
     }
 }
 
@@ -198,7 +221,12 @@ impl RoundTrip {
 
 /// Writes the request head and reads the response head (skipping `100
 /// Continue` and other interim answers), within `wait`.
-async fn round_trip(instance: &mut Stream, out: &Bytes, wait: Duration) -> Result<(RawResponse, Bytes), RoundTrip> {
+async fn round_trip(
+    instance: &mut Stream,
+    out: &Bytes,
+    wait: Duration,
+    timer: &mut ConnectionTimer,
+) -> Result<(RawResponse, Bytes), RoundTrip> {
     let trip = async {
         if instance.write_all(out).await.is_err() || instance.flush().await.is_err() {
             return Err(RoundTrip::Closed);
@@ -246,9 +274,9 @@ async fn round_trip(instance: &mut Stream, out: &Bytes, wait: Duration) -> Resul
             }
         }
     };
-    match tokio::time::timeout(wait, trip).await {
-        Ok(result) => result,
-        Err(_) => Err(RoundTrip::Failed(upstream_error(
+    match timer.within(wait, trip).await {
+        Some(result) => result,
+        None => Err(RoundTrip::Failed(upstream_error(
             ErrorType::ReadTimedout,
             "no response in time",
         ))),
@@ -265,18 +293,21 @@ fn thaw(bytes: Bytes) -> BytesMut {
 /// Sends the response head and passes the body through; the instance's
 /// connection goes back to the pool when the body ended where its framing
 /// says.
-#[allow(clippy::too_many_arguments)]
 async fn relay(
     fast: &FastPath,
     client: &mut Stream,
-    mut instance: Stream,
-    peer: &HttpPeer,
-    request: &RequestHeader,
-    response: RawResponse,
-    read: Bytes,
-    keep_alive: bool,
+    exchanged: Exchanged,
+    forwarded: &Request<'_>,
+    timer: &mut ConnectionTimer,
     ctx: &mut RequestCtx,
 ) -> Answer {
+    let Exchanged {
+        mut instance,
+        peer,
+        response,
+        read,
+    } = exchanged;
+    let request = forwarded.head;
     ctx.upstream_answered.get_or_insert_with(Instant::now);
     if let Some(trace) = ctx.trace.as_mut() {
         trace.attempt_answered(response.status.as_u16());
@@ -289,7 +320,7 @@ async fn relay(
         let error = upstream_error(ErrorType::InvalidHTTPHeader, "101 without an upgrade");
         return failed(client, request, &error, ctx).await;
     }
-    let keep_alive = keep_alive && framing != Framing::UntilClose;
+    let keep_alive = forwarded.keep_alive && framing != Framing::UntilClose;
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let len = response.len;
     let mut out = BytesMut::with_capacity(len + 512);
@@ -299,9 +330,9 @@ async fn relay(
         true => respond::gateway_headers(ctx)
             .map(|own| response.write_passthrough(&mut out, framing == Framing::Chunked, &own, connection))
             .map(|()| None),
-        false => edited_head(&response, framing, edits, connection, ctx).map(|(head, names)| {
+        false => edited_head(&response, framing, edits, connection, ctx).map(|Parsed { head, fields, .. }| {
             head::write_status_line(&mut out, &head);
-            head::write_fields(&mut out, &head.headers, &names, |_| false, &[]);
+            head::write_fields(&mut out, &head.headers, &fields, |_| false, &[]);
             Some(head)
         }),
     };
@@ -325,7 +356,7 @@ async fn relay(
     let mut body_done = done;
     if sent && !done {
         let wait = peer.options.read_timeout.unwrap_or(Duration::from_secs(60));
-        match pass_body(client, &mut instance, &mut body_end, wait).await {
+        match pass_body(client, &mut instance, &mut body_end, wait, timer).await {
             Passed::Done { extra } => {
                 instance_reusable &= !extra;
                 body_done = true;
@@ -348,30 +379,26 @@ async fn relay(
 /// The response head with the route's edits applied, like `HttpProxy`'s
 /// (hop-by-hop fields removed, the route's response headers, the
 /// gateway's), and the names as received.
-fn edited_head(
-    response: &RawResponse,
+fn edited_head<'a>(
+    response: &'a RawResponse,
     framing: Framing,
     edits: &[crate::routing::filters::HeaderFilter],
     connection: &'static str,
     ctx: &RequestCtx,
-) -> pingora_error::Result<(ResponseHeader, Vec<(http::HeaderName, Bytes)>)> {
-    let Some(Parsed {
-        head: mut edited,
-        names,
-        ..
-    }) = response.to_head()
-    else {
+) -> pingora_error::Result<Parsed<'a, ResponseHeader>> {
+    let Some(mut parsed) = response.to_head() else {
         return Err(upstream_error(ErrorType::InvalidHTTPHeader, "invalid response field"));
     };
+    let edited = &mut parsed.head;
     if framing == Framing::Chunked {
         edited.remove_header(&http::header::CONTENT_LENGTH);
     }
-    forwarding::strip_response_hop_by_hop(&mut edited);
-    filters::apply(edits, &mut edited)?;
-    respond::add_gateway_headers(&mut edited, ctx)?;
+    forwarding::strip_response_hop_by_hop(edited);
+    filters::apply(edits, edited)?;
+    respond::add_gateway_headers(edited, ctx)?;
     edited.insert_header(DATE, get_cached_date())?;
     edited.insert_header(CONNECTION, connection)?;
-    Ok((edited, names))
+    Ok(parsed)
 }
 
 /// How the rest of a body went.
@@ -387,12 +414,18 @@ enum Passed {
 }
 
 /// Reads the body's remainder from the instance and writes it to the client.
-async fn pass_body(client: &mut Stream, instance: &mut Stream, end: &mut BodyEnd, wait: Duration) -> Passed {
+async fn pass_body(
+    client: &mut Stream,
+    instance: &mut Stream,
+    end: &mut BodyEnd,
+    wait: Duration,
+    timer: &mut ConnectionTimer,
+) -> Passed {
     let mut buf = BytesMut::with_capacity(BODY_READ_SIZE);
     loop {
         buf.clear();
-        let n = match tokio::time::timeout(wait, instance.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
+        let n = match timer.within(wait, instance.read_buf(&mut buf)).await {
+            Some(Ok(n)) if n > 0 => n,
             _ => return Passed::InstanceEnded,
         };
         let (take, done, extra) = match end.take(&buf[..n]) {

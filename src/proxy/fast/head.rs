@@ -11,6 +11,7 @@
 //! answers errors, so this parser never has to.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRANSFER_ENCODING, UPGRADE};
@@ -28,19 +29,22 @@ const MAX_FIELDS: usize = 64;
 /// allows a request); more is a 502.
 const MAX_RESPONSE_FIELDS: usize = Limits::MAX_HEADERS_CEILING;
 
-/// A head and the names of its fields as received, in order.
-pub struct Parsed<H> {
+/// A head and its fields as received, in order.
+pub struct Parsed<'a, H> {
     pub head: H,
-    /// Raw names, parallel to the fields as received (`names[i].0` is the
-    /// lowercase name the head's map uses).
-    pub names: Vec<(HeaderName, Bytes)>,
+    /// The fields as received: the lowercase name the head's map uses, and
+    /// the field's bytes from its name on (see [`spelled`]), borrowed from
+    /// the bytes read. For a request: only those an instance may get (not
+    /// hop-by-hop, not stripped on entry), each with its whole line
+    /// through CRLF.
+    pub fields: Vec<(HeaderName, &'a [u8])>,
     /// Bytes of the head, request line through the empty line.
     pub len: usize,
 }
 
 /// A request the fast path can take.
-pub struct FastRequest {
-    pub parsed: Parsed<RequestHeader>,
+pub struct FastRequest<'a> {
+    pub parsed: Parsed<'a, RequestHeader>,
     /// The client asked to close the connection after the response.
     pub close: bool,
 }
@@ -49,15 +53,15 @@ pub struct FastRequest {
 // Made once per request and taken apart at once: boxing the large variant
 // would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-pub enum RequestRead {
-    Fast(FastRequest),
+pub enum RequestRead<'a> {
+    Fast(FastRequest<'a>),
     /// Not whole, or not for the fast path: `HttpProxy` reads it.
     Handoff,
 }
 
 /// Parses the request head at the start of `buf` (see the module docs for
 /// what qualifies).
-pub fn parse_request(buf: &Bytes, limits: &Limits) -> RequestRead {
+pub fn parse_request<'a>(buf: &'a Bytes, limits: &Limits) -> RequestRead<'a> {
     let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let mut request = httparse::Request::new(&mut []);
     let len = match request.parse_with_uninit_headers(buf, &mut fields) {
@@ -77,14 +81,22 @@ pub fn parse_request(buf: &Bytes, limits: &Limits) -> RequestRead {
         || request.headers.len() > limits.max_headers
         || request_line > Limits::MAX_REQUEST_LINE
         || !path.starts_with('/')
-        || has_bare_lf(&buf[..len])
+        || crlf_after(&buf[..len], 0).is_none()
+        || !buf[..len].ends_with(b"\r\n")
     {
         return RequestRead::Handoff;
     }
-    let Ok(mut head) = RequestHeader::build_no_case(method, path.as_bytes(), Some(request.headers.len())) else {
+    // Origin-form only (a fragment is for `HttpProxy` to strip); the target
+    // shares the read buffer.
+    if memchr::memchr(b'#', path.as_bytes()).is_some() {
+        return RequestRead::Handoff;
+    }
+    let Ok(uri) = http::Uri::from_maybe_shared(buf.slice_ref(path.as_bytes())) else {
         return RequestRead::Handoff;
     };
-    let mut names = Vec::with_capacity(request.headers.len());
+    // Room for the fields the gateway adds on the way to the instance.
+    let mut headers = HeaderMap::with_capacity(request.headers.len() + 8);
+    let mut fields = Vec::with_capacity(request.headers.len());
     let mut hosts = 0;
     let mut close = false;
     for field in request.headers.iter() {
@@ -106,16 +118,31 @@ pub fn parse_request(buf: &Bytes, limits: &Limits) -> RequestRead {
                 None => return RequestRead::Handoff,
             }
         }
-        if head.append_header(name.clone(), value).is_err() {
+        let Some(line_end) = crlf_after(&buf[..len], span(buf, field.value).end) else {
+            return RequestRead::Handoff;
+        };
+        // What `begin_request` would strip is left out here already.
+        if forwarding::stripped_on_entry(&name, limits.allow_underscores_in_headers) {
+            continue;
+        }
+        if !forwarding::is_hop_by_hop(&name) {
+            let from = span(buf, field.name.as_bytes()).start;
+            fields.push((name.clone(), &buf[from..line_end]));
+        }
+        if headers.try_append(name, value).is_err() {
             return RequestRead::Handoff;
         }
-        names.push((name, buf.slice_ref(field.name.as_bytes())));
     }
     if hosts != 1 {
         return RequestRead::Handoff;
     }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.headers = headers;
+    let head = RequestHeader::from(parts);
     RequestRead::Fast(FastRequest {
-        parsed: Parsed { head, names, len },
+        parsed: Parsed { head, fields, len },
         close,
     })
 }
@@ -135,9 +162,12 @@ fn connection_asks_close(value: &HeaderValue) -> Option<bool> {
     Some(close)
 }
 
-/// A line feed without its carriage return (refused by the strict parser).
-fn has_bare_lf(head: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', head).any(|at| at == 0 || head[at - 1] != b'\r')
+/// Where the line holding `at` ends, just past its CRLF; `None` for a bare
+/// LF (the strict parser refuses it, so such a request is `HttpProxy`'s to
+/// answer).
+fn crlf_after(buf: &[u8], at: usize) -> Option<usize> {
+    let lf = at + memchr::memchr(b'\n', &buf[at..])?;
+    (lf > 0 && buf[lf - 1] == b'\r').then_some(lf + 1)
 }
 
 /// An instance's response head as received: its fields are not put in a
@@ -145,9 +175,11 @@ fn has_bare_lf(head: &[u8]) -> bool {
 pub struct RawResponse {
     pub status: StatusCode,
     pub http10: bool,
-    reason: Bytes,
+    /// The bytes read, which the spans below index.
+    read: Bytes,
+    reason: Range<usize>,
     /// `(name, value)` as received, in order.
-    pub fields: Vec<(Bytes, Bytes)>,
+    fields: Vec<(Range<usize>, Range<usize>)>,
     /// Bytes of the head.
     pub len: usize,
 }
@@ -174,28 +206,41 @@ pub fn parse_response(buf: &Bytes) -> ResponseRead {
     let Some(status) = response.code.and_then(|code| StatusCode::from_u16(code).ok()) else {
         return ResponseRead::Invalid;
     };
-    let reason = response.reason.map_or_else(Bytes::new, |r| buf.slice_ref(r.as_bytes()));
+    let reason = response.reason.map_or(0..0, |r| span(buf, r.as_bytes()));
     let fields = response
         .headers
         .iter()
-        .map(|field| (buf.slice_ref(field.name.as_bytes()), buf.slice_ref(field.value)))
+        .map(|field| (span(buf, field.name.as_bytes()), span(buf, field.value)))
         .collect();
     ResponseRead::Complete(RawResponse {
         status,
         http10: response.version == Some(0),
+        read: buf.clone(),
         reason,
         fields,
         len,
     })
 }
 
+/// Where `part`, a slice of `buf`, lies in it.
+fn span(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
 impl RawResponse {
-    /// The values of field `name` (lowercase), as received.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+    /// The fields as received, in order: `(name, value)`.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
         self.fields
             .iter()
+            .map(|(name, value)| (&self.read[name.clone()], &self.read[value.clone()]))
+    }
+
+    /// The values of field `name` (lowercase), as received.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        self.fields()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| &v[..])
+            .map(|(_, v)| v)
     }
 
     /// Whether a `Connection` field says `close` (or the instance speaks HTTP/1.0).
@@ -208,21 +253,21 @@ impl RawResponse {
 
     /// The head in a header map, for the route's edits, with the names as
     /// received; `None` when a field is not valid HTTP.
-    pub fn to_head(&self) -> Option<Parsed<ResponseHeader>> {
+    pub fn to_head(&self) -> Option<Parsed<'_, ResponseHeader>> {
         let mut head = ResponseHeader::build_no_case(self.status, Some(self.fields.len())).ok()?;
         if self.http10 {
             head.set_version(http::Version::HTTP_10);
         }
-        let mut names = Vec::with_capacity(self.fields.len());
+        let mut fields = Vec::with_capacity(self.fields.len());
         for (name, value) in &self.fields {
-            let header = HeaderName::from_bytes(name).ok()?;
-            head.append_header(header.clone(), HeaderValue::from_maybe_shared(value.clone()).ok()?)
-                .ok()?;
-            names.push((header, name.clone()));
+            let header = HeaderName::from_bytes(&self.read[name.clone()]).ok()?;
+            let field = HeaderValue::from_maybe_shared(self.read.slice(value.clone())).ok()?;
+            head.append_header(header.clone(), field).ok()?;
+            fields.push((header, &self.read[name.start..value.end]));
         }
         Some(Parsed {
             head,
-            names,
+            fields,
             len: self.len,
         })
     }
@@ -243,12 +288,12 @@ impl RawResponse {
         out.put_slice(self.status.as_str().as_bytes());
         out.put_u8(b' ');
         match self.reason.is_empty() {
-            false => out.put_slice(&self.reason),
+            false => out.put_slice(&self.read[self.reason.clone()]),
             true => out.put_slice(self.status.canonical_reason().unwrap_or("").as_bytes()),
         }
         out.put_slice(b"\r\n");
         let nominated: Vec<&[u8]> = self.values("connection").flat_map(tokens).collect();
-        for (name, value) in &self.fields {
+        for (name, value) in self.fields() {
             let dropped = forwarding::is_response_hop_by_hop(name)
                 || name.eq_ignore_ascii_case(b"date")
                 || (chunked && name.eq_ignore_ascii_case(b"content-length"))
@@ -288,6 +333,11 @@ fn put_raw(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
+/// A field's name as received, from its entry in [`Parsed::fields`].
+fn spelled<'a>((name, from_name): &(HeaderName, &'a [u8])) -> &'a [u8] {
+    &from_name[..name.as_str().len()]
+}
+
 /// Appends `headers` to `out` in the map's order (the order received, for
 /// what was received), each under its name as received when it was,
 /// except those `skip` names; then `extra` (the fields set to a value);
@@ -295,7 +345,7 @@ fn put_raw(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 pub fn write_fields(
     out: &mut BytesMut,
     headers: &HeaderMap,
-    names: &[(HeaderName, Bytes)],
+    received: &[(HeaderName, &[u8])],
     skip: impl Fn(&HeaderName) -> bool,
     extra: &[(&'static StaticHeaderName, Option<HeaderValue>)],
 ) {
@@ -305,16 +355,37 @@ pub fn write_fields(
         if skip(name) {
             continue;
         }
-        let found = (hint..names.len()).chain(0..hint).find(|&i| names[i].0 == *name);
+        let found = (hint..received.len()).chain(0..hint).find(|&i| received[i].0 == *name);
         let spelled = match found {
             Some(i) => {
                 hint = i;
-                &names[i].1[..]
+                spelled(&received[i])
             }
             None => name.as_str().as_bytes(),
         };
         put_field(out, spelled, value);
     }
+    write_extra(out, extra);
+}
+
+/// Appends a request's fields exactly as received — each line as it came,
+/// in the order it came — except those `skip` names; then `extra`; then
+/// the empty line. Only for a head nothing edited since it was parsed.
+pub fn write_received_fields(
+    out: &mut BytesMut,
+    received: &[(HeaderName, &[u8])],
+    skip: impl Fn(&HeaderName) -> bool,
+    extra: &[(&'static StaticHeaderName, Option<HeaderValue>)],
+) {
+    for (name, line) in received {
+        if !skip(name) {
+            out.put_slice(line);
+        }
+    }
+    write_extra(out, extra);
+}
+
+fn write_extra(out: &mut BytesMut, extra: &[(&'static StaticHeaderName, Option<HeaderValue>)]) {
     for (name, value) in extra {
         if let Some(value) = value {
             put_field(out, name.name().as_str().as_bytes(), value);
@@ -346,4 +417,71 @@ pub fn write_status_line(out: &mut BytesMut, head: &ResponseHeader) {
         .unwrap_or("");
     out.put_slice(reason.as_bytes());
     out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The kept lines `(name, line)`, the names in the map, and `close`.
+    type Taken = (Vec<(String, String)>, Vec<String>, bool);
+
+    fn parse(text: &str) -> Option<Taken> {
+        let buf = Bytes::copy_from_slice(text.as_bytes());
+        let limits = Limits {
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            read_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_request_body: 1 << 20,
+            read_body_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
+            max_connections: 100,
+            allow_underscores_in_headers: false,
+        };
+        match parse_request(&buf, &limits) {
+            RequestRead::Fast(request) => {
+                let fields = request
+                    .parsed
+                    .fields
+                    .iter()
+                    .map(|(name, line)| (name.to_string(), String::from_utf8_lossy(line).into_owned()))
+                    .collect();
+                let map = request.parsed.head.headers.keys().map(|n| n.to_string()).collect();
+                Some((fields, map, request.close))
+            }
+            RequestRead::Handoff => None,
+        }
+    }
+
+    #[test]
+    fn lines_an_instance_may_get_are_kept_whole_and_the_rest_only_in_the_map_or_nowhere() {
+        let (fields, map, close) = parse(
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Kept:  spaced \r\nConnection: close\r\n\
+             X_Under: 1\r\nX-Unkey-Principal: {}\r\nKeep-Alive: 5\r\n\r\n",
+        )
+        .expect("taken");
+        let expected = [("host", "Host: x\r\n"), ("x-kept", "X-Kept:  spaced \r\n")];
+        assert_eq!(fields, expected.map(|(n, l)| (n.to_string(), l.to_string())));
+        // Hop-by-hop fields stay in the map for the gateway to read; what
+        // the gateway strips on entry is not there at all.
+        assert_eq!(map, ["host", "x-kept", "connection", "keep-alive"]);
+        assert!(close);
+    }
+
+    #[test]
+    fn a_bare_lf_anywhere_or_a_fragment_leaves_the_request_to_the_full_proxy() {
+        for text in [
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n\n",
+            "GET / HTTP/1.1\r\nX-A: 1\r\nHost: x\n\n",
+            "GET /#frag HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert!(parse(text).is_none(), "{text:?}");
+        }
+        assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_some());
+    }
 }

@@ -17,6 +17,7 @@ mod exchange;
 mod framing;
 mod head;
 mod rewind;
+mod timer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ use crate::upstream::{Protocol, Target};
 use exchange::Answer;
 use head::{FastRequest, RequestRead};
 use rewind::Rewind;
+use timer::ConnectionTimer;
 
 /// Room for a request head read in one go (larger heads go to `HttpProxy`).
 const READ_SIZE: usize = 4096;
@@ -99,6 +101,7 @@ impl FastPath {
         };
         let mut pending = Bytes::new();
         let mut first = true;
+        let mut timer = ConnectionTimer::new();
         loop {
             if pending.is_empty() {
                 let limits = &self.gateway.snapshot.load().limits;
@@ -107,7 +110,7 @@ impl FastPath {
                 } else {
                     limits.idle_timeout
                 };
-                match read_some(&mut client, wait).await {
+                match read_some(&mut client, wait, &mut timer).await {
                     Some(read) => pending = read,
                     None => return,
                 }
@@ -118,7 +121,7 @@ impl FastPath {
                     let rest = pending.slice(request.parsed.len..);
                     let mut early = BytesMut::new();
                     match self
-                        .serve_request(&mut client, peer, request, &mut early, shutdown)
+                        .serve_request(&mut client, peer, request, &mut early, &mut timer, shutdown)
                         .await
                     {
                         Next::Handoff => Next::Handoff,
@@ -178,8 +181,9 @@ impl FastPath {
         &self,
         client: &mut Stream,
         peer: Peer,
-        request: FastRequest,
+        request: FastRequest<'_>,
         early: &mut BytesMut,
+        timer: &mut ConnectionTimer,
         shutdown: &ShutdownWatch,
     ) -> Next {
         let FastRequest { parsed, close } = request;
@@ -201,7 +205,12 @@ impl FastPath {
         let keep_alive = !close && !snapshot.limits.idle_timeout.is_zero() && !*shutdown.borrow();
         let answer = match admitted {
             Ok(Admitted::Forward) => {
-                exchange::forward(self, client, &head, &parsed.names, keep_alive, early, &mut ctx).await
+                let request = exchange::Request {
+                    head: &head,
+                    fields: &parsed.fields,
+                    keep_alive,
+                };
+                exchange::forward(self, client, &request, early, timer, &mut ctx).await
             }
             // `takes` leaves redirect routes and echo instances to `HttpProxy`.
             Ok(Admitted::Redirect(..) | Admitted::Echo) => {
@@ -254,13 +263,8 @@ fn joined(first: Bytes, then: Bytes) -> Bytes {
 
 /// Waits for bytes from the client (at most `wait`, when it is not zero).
 /// `None`: closed, failed or timed out — nothing to answer.
-async fn read_some(client: &mut Stream, wait: Duration) -> Option<Bytes> {
+async fn read_some(client: &mut Stream, wait: Duration, timer: &mut ConnectionTimer) -> Option<Bytes> {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
-    let read = client.read_buf(&mut buf);
-    let n = if wait.is_zero() {
-        read.await.ok()?
-    } else {
-        tokio::time::timeout(wait, read).await.ok()?.ok()?
-    };
+    let n = timer.within(wait, client.read_buf(&mut buf)).await?.ok()?;
     (n > 0).then(|| buf.freeze())
 }
