@@ -79,7 +79,10 @@ pub async fn forward(
         Ok(out) => out,
         Err(error) => return failed(client, head, &error, ctx).await,
     };
+    // The exchange first: once it is done the client's socket is not polled
+    // again (each poll goes through every layer of its stream).
     let waited = tokio::select! {
+        biased;
         exchanged = exchange(fast, &out, timer, ctx) => Some(exchanged),
         () = hang_up(client, early) => None,
     };

@@ -300,13 +300,14 @@ impl TransportConnector {
     /// If a [Stream] is dropped instead of being returned via this function. it will be closed.
     pub fn release_stream(
         &self,
-        mut stream: Stream,
+        stream: Stream,
         key: u64, // usually peer.reuse_hash()
         idle_timeout: Option<Duration>,
     ) {
-        if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
-            return;
-        }
+        // keygate patch 24: not tested here. A connection is tested when it is
+        // taken (and by the sweeper while it waits), which is what decides
+        // whether a request uses it; testing it on the way in as well cost
+        // every proxied request a second pass through the stream's layers.
         debug!("Try to keepalive client session");
         // keygate patch 9: parked without a task; see `idle`.
         self.connection_pool.put(key, stream, idle_timeout);
