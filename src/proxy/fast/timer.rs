@@ -1,8 +1,11 @@
 //! One timer per client connection for all of its waits (the next request,
 //! an instance's answer, each read of a body). A timer made and dropped per
-//! wait enters and leaves tokio's timer wheel under its lock every time;
-//! this one enters once, and moving its deadline later — what each new
-//! wait does — is a single atomic store.
+//! wait enters and leaves tokio's timer wheel every time. This one is armed
+//! lazily, as nginx arms its timers: a wait that ends later than the armed
+//! time only notes its deadline, and when the armed time comes first the
+//! timer is re-armed for the deadline then in force. On a busy connection
+//! whose waits keep ending later, it is re-armed about once per timeout
+//! rather than once per wait.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,12 +16,19 @@ use tokio::time::{Instant, Sleep};
 /// The connection's timer.
 pub struct ConnectionTimer {
     sleep: Pin<Box<Sleep>>,
+    /// When `sleep` fires (never later than `deadline`).
+    armed: Instant,
+    /// When the current wait ends.
+    deadline: Instant,
 }
 
 impl ConnectionTimer {
     pub fn new() -> Self {
+        let armed = Instant::now() + Duration::from_secs(3600);
         Self {
-            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            sleep: Box::pin(tokio::time::sleep_until(armed)),
+            armed,
+            deadline: armed,
         }
     }
 
@@ -28,12 +38,29 @@ impl ConnectionTimer {
         if wait.is_zero() {
             return Some(work.await);
         }
-        self.sleep.as_mut().reset(Instant::now() + wait);
-        tokio::select! {
-            biased;
-            done = work => Some(done),
-            () = self.sleep.as_mut() => None,
+        self.deadline = Instant::now() + wait;
+        if self.deadline < self.armed {
+            self.arm();
         }
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut work => return Some(done),
+                () = self.sleep.as_mut() => {
+                    if Instant::now() >= self.deadline {
+                        return None;
+                    }
+                    // Armed for an earlier wait: on to this one's deadline.
+                    self.arm();
+                }
+            }
+        }
+    }
+
+    fn arm(&mut self) {
+        self.armed = self.deadline;
+        self.sleep.as_mut().reset(self.deadline);
     }
 }
 
@@ -56,5 +83,21 @@ mod tests {
         assert_eq!(timer.within(Duration::from_millis(100), slow).await, None);
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(timer.within(Duration::ZERO, async { 1 }).await, Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_longer_than_the_armed_time_still_gets_its_whole_time() {
+        let mut timer = ConnectionTimer::new();
+        // Armed for 1 s by a short wait that finished at once.
+        assert_eq!(timer.within(Duration::from_secs(1), async { 1 }).await, Some(1));
+        // A 10 s wait outlives that arming: 5 s of work completes ...
+        let started = Instant::now();
+        let five = tokio::time::sleep(Duration::from_secs(5));
+        assert_eq!(timer.within(Duration::from_secs(10), five).await, Some(()));
+        // ... and 20 s does not, ending at the wait's own deadline.
+        let twenty = tokio::time::sleep(Duration::from_secs(20));
+        assert_eq!(timer.within(Duration::from_secs(10), twenty).await, None);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(15) && waited < Duration::from_secs(16), "{waited:?}");
     }
 }
