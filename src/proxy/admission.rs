@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType};
 use pingora_http::RequestHeader;
@@ -15,6 +16,7 @@ use pingora_http::RequestHeader;
 use super::context::{RequestCtx, RouteInfo};
 use super::{filters, forwarding, Gateway};
 use crate::errors::{ErrorCode, GatewayError};
+use crate::net::{canonical_ip, ip_text};
 use crate::policy::{Progress, RequestView};
 use crate::routing::filters::RedirectFrom;
 use crate::runtime::{Deployment, Snapshot};
@@ -26,10 +28,23 @@ use crate::upstream::{Picker, Protocol, Target};
 const H2C_MAX_STREAMS: usize = 100;
 
 /// What the connection says about the request: who sent it, over what.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Peer {
-    pub ip: Option<IpAddr>,
-    pub https: bool,
+    ip: Option<IpAddr>,
+    https: bool,
+    /// `ip` as an X-Forwarded-For value, made once per connection.
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Peer {
+    pub fn new(ip: Option<IpAddr>, https: bool) -> Self {
+        let forwarded_for = ip.and_then(|ip| HeaderValue::from_str(&ip_text(canonical_ip(ip))).ok());
+        Self {
+            ip,
+            https,
+            forwarded_for,
+        }
+    }
 }
 
 /// What admission decided.
@@ -55,7 +70,12 @@ impl Gateway {
     /// Loads the snapshot and works out who is asking; removes headers only
     /// the gateway may set before anything looks at the request. Returns the
     /// snapshot so the caller can apply its connection limits.
-    pub(super) fn begin_request(&self, request: &mut RequestHeader, peer: Peer, ctx: &mut RequestCtx) -> Arc<Snapshot> {
+    pub(super) fn begin_request(
+        &self,
+        request: &mut RequestHeader,
+        peer: &Peer,
+        ctx: &mut RequestCtx,
+    ) -> Arc<Snapshot> {
         ctx.started = Some(Instant::now());
         let snapshot = self.snapshot.load_full();
         ctx.peer_trusted = peer.ip.is_some_and(|ip| snapshot.trusted_proxies.contains(ip));
@@ -71,7 +91,7 @@ impl Gateway {
         ctx.client_ip = peer
             .ip
             .map(|ip| forwarding::client_ip(request, ip, &snapshot.trusted_proxies));
-        ctx.peer_ip = peer.ip;
+        ctx.peer_forwarded_for = peer.forwarded_for.clone();
         ctx.snapshot = Some(snapshot.clone());
         snapshot
     }
@@ -272,7 +292,7 @@ impl Gateway {
     pub(super) fn forwarding(ctx: &RequestCtx) -> Option<forwarding::Forwarding<'_>> {
         let deployment = ctx.deployment()?;
         Some(forwarding::Forwarding {
-            peer: ctx.peer_ip,
+            peer: ctx.peer_forwarded_for.as_ref(),
             peer_trusted: ctx.peer_trusted,
             https: ctx.https,
             request_id: &ctx.request_id,

@@ -20,8 +20,8 @@ pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
     pub request_id: RequestId,
     pub started: Option<Instant>,
-    /// The TCP peer.
-    pub peer_ip: Option<IpAddr>,
+    /// The TCP peer's address as an X-Forwarded-For value.
+    pub peer_forwarded_for: Option<http::HeaderValue>,
     /// The client: the TCP peer, or from a trusted proxy the right-most untrusted X-Forwarded-For address.
     pub client_ip: Option<IpAddr>,
     /// The TCP peer is in `trusted_proxies`.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::header::{HeaderValue, HOST};
 use pingora_http::{RequestHeader, StaticHeaderName};
 
-use crate::net::{canonical_ip, ip_text, IpSet};
+use crate::net::{canonical_ip, IpSet};
 use crate::policy::Credential;
 use crate::telemetry::RequestId;
 
@@ -146,7 +146,8 @@ pub fn original_host(request: &RequestHeader) -> Option<&str> {
 
 /// What the forwarding headers are computed from.
 pub struct Forwarding<'a> {
-    pub peer: Option<IpAddr>,
+    /// The TCP peer's address, as text.
+    pub peer: Option<&'a HeaderValue>,
     pub peer_trusted: bool,
     pub https: bool,
     pub request_id: &'a RequestId,
@@ -186,12 +187,16 @@ pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error
 /// X-Request-Id, X-Deployment-Id, X-Unkey-Principal.
 pub fn edits(request: &RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Result<Vec<FieldEdit>> {
     let mut edits = Vec::with_capacity(6);
-    if let Some(peer) = fwd.peer.map(canonical_ip) {
-        let value = match (fwd.peer_trusted, joined(request, X_FORWARDED_FOR.name())) {
-            (true, Some(chain)) => format!("{chain}, {}", ip_text(peer)),
-            _ => ip_text(peer),
+    if let Some(peer) = fwd.peer {
+        let chain = fwd
+            .peer_trusted
+            .then(|| joined(request, X_FORWARDED_FOR.name()))
+            .flatten();
+        let value = match chain {
+            Some(chain) => value_of(format!("{chain}, {}", String::from_utf8_lossy(peer.as_bytes())))?,
+            None => peer.clone(),
         };
-        edits.push((&X_FORWARDED_FOR, Some(value_of(value)?)));
+        edits.push((&X_FORWARDED_FOR, Some(value)));
     }
     if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_HOST.name())) {
         // The Host field's value, shared, not copied.
@@ -452,8 +457,9 @@ mod tests {
         ];
         let request_id = RequestId::from_trusted(&HeaderValue::from_static("req_x")).unwrap();
         let deployment_id = HeaderValue::from_static("dep");
+        let peer = HeaderValue::from_static("10.0.0.1");
         let fwd = |trusted| Forwarding {
-            peer: Some(ip("10.0.0.1")),
+            peer: Some(&peer),
             peer_trusted: trusted,
             https: false,
             request_id: &request_id,

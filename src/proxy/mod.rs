@@ -274,11 +274,11 @@ impl Gateway {
     /// Applies the connection's settings for this request and begins it
     /// (see [`Gateway::begin_request`]).
     fn begin(&self, session: &mut Session, ctx: &mut RequestCtx) {
-        let peer = Peer {
-            ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
-            https: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
-        };
-        let snapshot = self.begin_request(session.req_header_mut(), peer, ctx);
+        let peer = Peer::new(
+            session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        );
+        let snapshot = self.begin_request(session.req_header_mut(), &peer, ctx);
         let idle = snapshot.limits.idle_timeout.as_secs();
         session.set_keepalive((idle > 0).then_some(idle));
         let body_timeout = snapshot.limits.read_body_timeout;

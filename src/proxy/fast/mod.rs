@@ -93,12 +93,12 @@ impl ServerApp for FastPath {
 impl FastPath {
     /// Serves the connection's requests in order until it closes.
     async fn serve(self: &Arc<Self>, mut client: Stream, shutdown: &ShutdownWatch) {
-        let peer = Peer {
-            ip: client
+        let peer = Peer::new(
+            client
                 .get_socket_digest()
                 .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip())),
-            https: client.get_ssl_digest().is_some(),
-        };
+            client.get_ssl_digest().is_some(),
+        );
         let mut pending = Bytes::new();
         let mut first = true;
         let mut timer = ConnectionTimer::new();
@@ -121,7 +121,7 @@ impl FastPath {
                     let rest = pending.slice(request.parsed.len..);
                     let mut early = BytesMut::new();
                     match self
-                        .serve_request(&mut client, peer, request, &mut early, &mut timer, shutdown)
+                        .serve_request(&mut client, &peer, request, &mut early, &mut timer, shutdown)
                         .await
                     {
                         Next::Handoff => Next::Handoff,
@@ -180,7 +180,7 @@ impl FastPath {
     async fn serve_request(
         &self,
         client: &mut Stream,
-        peer: Peer,
+        peer: &Peer,
         request: FastRequest<'_>,
         early: &mut BytesMut,
         timer: &mut ConnectionTimer,

@@ -98,6 +98,9 @@ mod tests {
         let twenty = tokio::time::sleep(Duration::from_secs(20));
         assert_eq!(timer.within(Duration::from_secs(10), twenty).await, None);
         let waited = started.elapsed();
-        assert!(waited >= Duration::from_secs(15) && waited < Duration::from_secs(16), "{waited:?}");
+        assert!(
+            waited >= Duration::from_secs(15) && waited < Duration::from_secs(16),
+            "{waited:?}"
+        );
     }
 }
