@@ -34,18 +34,28 @@ pub fn ip_text(ip: IpAddr) -> String {
 }
 
 /// Appends an address as text. An IPv4 address — nearly every client — is
-/// written octet by octet: `Display` goes through the formatting machinery,
-/// a measurable part of a proxied request's cost.
+/// written digit by digit into a buffer on the stack: `Display` goes
+/// through the formatting machinery, a measurable part of a proxied
+/// request's cost.
 pub fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                out.push_str(digits.format(octet));
+                for (place, shown) in [(100, octet >= 100), (10, octet >= 10), (1, true)] {
+                    if shown {
+                        text[len] = b'0' + octet / place % 10;
+                        len += 1;
+                    }
+                }
             }
+            // Digits and dots only.
+            out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
         }
         IpAddr::V6(v6) => {
             use std::fmt::Write as _;

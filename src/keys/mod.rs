@@ -74,8 +74,10 @@ pub struct KeyService {
     shared_credits: Option<Arc<SharedCredits>>,
     /// API keys' credits in `state.database`; `None`: spent from [`Self::ledger`].
     store_credits: Option<Arc<SharedCredits>>,
-    found: moka::sync::Cache<KeyHash, Arc<ActiveKey>>,
-    missing: moka::sync::Cache<KeyHash, ()>,
+    /// Keyed by the key's SHA-256, looked up on every authenticated
+    /// request: hashed with ahash (randomly keyed) rather than SipHash.
+    found: moka::sync::Cache<KeyHash, Arc<ActiveKey>, ahash::RandomState>,
+    missing: moka::sync::Cache<KeyHash, (), ahash::RandomState>,
     /// Bumped by every invalidation: a lookup that raced with one does not cache.
     generation: AtomicU64,
 }
@@ -148,11 +150,11 @@ impl KeyService {
                 .max_capacity(FOUND_CAPACITY)
                 .time_to_live(found_ttl)
                 .support_invalidation_closures()
-                .build(),
+                .build_with_hasher(ahash::RandomState::new()),
             missing: moka::sync::Cache::builder()
                 .max_capacity(MISSING_CAPACITY)
                 .time_to_live(MISSING_TTL)
-                .build(),
+                .build_with_hasher(ahash::RandomState::new()),
             generation: AtomicU64::new(0),
         })
     }

@@ -58,15 +58,13 @@ impl KeyAuth {
 
     fn read<'r>(location: &'r Location, head: &'r http::request::Parts) -> Option<std::borrow::Cow<'r, str>> {
         match location {
-            Location::Bearer => head
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, key)| key.trim())
-                .filter(|key| !key.is_empty())
-                .map(std::borrow::Cow::Borrowed),
+            Location::Bearer => {
+                // `Bearer <key>`, the scheme in any case (RFC 6750 §2.1).
+                let value = head.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+                let (scheme, key) = value.split_at_checked("bearer".len())?;
+                let key = key.strip_prefix(' ')?.trim();
+                (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(std::borrow::Cow::Borrowed(key))
+            }
             Location::Header { name, strip_prefix } => head
                 .headers
                 .get_all(name)
@@ -208,5 +206,31 @@ impl Policy for KeyAuth {
             Verdict::Unavailable(_) => ErrorCode::StoreUnavailable,
         };
         Outcome::Reject(GatewayError::new(code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_key_is_read_in_any_scheme_case_and_anything_else_is_none() {
+        let read = |value: &str| {
+            let head = crate::routing::request_head("GET", "/", &[("authorization", value)]);
+            KeyAuth::read(&Location::Bearer, &head).map(|key| key.into_owned())
+        };
+        for (value, key) in [
+            ("Bearer k1", Some("k1")),
+            ("bearer   k2  ", Some("k2")),
+            ("  BEARER k3", Some("k3")),
+            ("Bearer", None),
+            ("Bearer   ", None),
+            ("Bearerk", None),
+            ("Bearer\tk", None),
+            ("Basic k", None),
+            ("Bear k", None),
+        ] {
+            assert_eq!(read(value).as_deref(), key, "{value:?}");
+        }
     }
 }
