@@ -47,6 +47,17 @@ impl Peer {
     }
 }
 
+/// What the request's header map holds on the way in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// Every field the client sent.
+    AsReceived,
+    /// Already without the fields no request keeps past the door
+    /// (`forwarding::stripped_on_entry`): the fast path's parser leaves
+    /// them out.
+    Stripped,
+}
+
 /// What admission decided.
 pub enum Admitted {
     /// Forward to a network instance.
@@ -68,19 +79,23 @@ pub enum Admission {
 
 impl Gateway {
     /// Loads the snapshot and works out who is asking; removes headers only
-    /// the gateway may set before anything looks at the request. Returns the
-    /// snapshot so the caller can apply its connection limits.
+    /// the gateway may set (unless `entry` says they are gone already)
+    /// before anything looks at the request. Returns the snapshot so the
+    /// caller can apply its connection limits.
     pub(super) fn begin_request(
         &self,
         request: &mut RequestHeader,
         peer: &Peer,
+        entry: Entry,
         ctx: &mut RequestCtx,
     ) -> Arc<Snapshot> {
         ctx.started = Some(Instant::now());
         let snapshot = self.snapshot.load_full();
         ctx.peer_trusted = peer.ip.is_some_and(|ip| snapshot.trusted_proxies.contains(ip));
         ctx.https = peer.https;
-        forwarding::strip_on_entry(request, snapshot.limits.allow_underscores_in_headers);
+        if entry == Entry::AsReceived {
+            forwarding::strip_on_entry(request, snapshot.limits.allow_underscores_in_headers);
+        }
         forwarding::ignore_gateway_header_nominations(request);
         ctx.request_id = ctx
             .peer_trusted

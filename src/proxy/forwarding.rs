@@ -340,8 +340,12 @@ pub fn is_response_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// Whether `name` is a hop-by-hop field a request never takes to an instance.
+/// Most names are told apart by their length alone.
 pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    static LENGTHS: std::sync::LazyLock<u64> =
+        std::sync::LazyLock::new(|| HOP_BY_HOP.iter().fold(0, |lengths, h| lengths | 1 << h.as_str().len()));
+    let len = name.as_str().len();
+    len < 64 && *LENGTHS & 1 << len != 0 && HOP_BY_HOP.contains(name)
 }
 
 /// Removes hop-by-hop fields, and those the `Connection` header nominates,
@@ -424,6 +428,25 @@ mod tests {
                 true => vec!["accept", "x_unkey_principal"],
             };
             assert_eq!(left, expected);
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_known_and_others_of_their_length_are_not() {
+        assert!(HOP_BY_HOP.iter().all(is_hop_by_hop));
+        let long = "x-".repeat(40);
+        for other in [
+            "host",
+            "user-agent",
+            "accept",
+            "x-connection",
+            "trailers",
+            long.as_str(),
+        ] {
+            assert!(
+                !is_hop_by_hop(&http::HeaderName::from_bytes(other.as_bytes()).unwrap()),
+                "{other}"
+            );
         }
     }
 

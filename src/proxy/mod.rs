@@ -26,7 +26,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use admission::{https_redirect, Admission, Admitted, Peer};
+use admission::{https_redirect, Admission, Admitted, Entry, Peer};
 pub use context::RequestCtx;
 pub use fast::FastPath;
 
@@ -278,7 +278,7 @@ impl Gateway {
             session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
             session.digest().is_some_and(|d| d.ssl_digest.is_some()),
         );
-        let snapshot = self.begin_request(session.req_header_mut(), &peer, ctx);
+        let snapshot = self.begin_request(session.req_header_mut(), &peer, Entry::AsReceived, ctx);
         let idle = snapshot.limits.idle_timeout.as_secs();
         session.set_keepalive((idle > 0).then_some(idle));
         let body_timeout = snapshot.limits.read_body_timeout;

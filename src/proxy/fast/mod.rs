@@ -32,7 +32,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_proxy::{HttpProxy, ProxyHttp};
 use tokio::io::AsyncReadExt;
 
-use super::admission::{https_redirect, Admission, Admitted, Peer};
+use super::admission::{https_redirect, Admission, Admitted, Entry, Peer};
 use super::{finish, Gateway, RequestCtx};
 use crate::errors::ErrorCode;
 use crate::runtime::Deployment;
@@ -189,7 +189,8 @@ impl FastPath {
         let FastRequest { parsed, close } = request;
         let mut head = parsed.head;
         let mut ctx = self.gateway.new_ctx();
-        let snapshot = self.gateway.begin_request(&mut head, peer, &mut ctx);
+        // The parser left out what the gateway strips on entry.
+        let snapshot = self.gateway.begin_request(&mut head, peer, Entry::Stripped, &mut ctx);
         let Some(deployment) = self.takes(&head, &mut ctx) else {
             return Next::Handoff;
         };
