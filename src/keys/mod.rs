@@ -13,6 +13,7 @@
 pub mod catalogue;
 pub mod changes;
 pub mod credits;
+mod hash_memo;
 pub mod migrate;
 pub mod model;
 pub mod permissions;
@@ -35,7 +36,7 @@ use arc_swap::{ArcSwap, Guard};
 use catalogue::CatalogueStore;
 use changes::Change;
 use credits::{period_of, CreditAccount, CreditLedger};
-use model::{hash_key, Balance, KeyHash, Refill, StoredKey};
+use model::{Balance, KeyHash, Refill, StoredKey};
 use roles::RoleGrants;
 use shared_credits::{RedisLedger, SharedCredits};
 pub use statics::StaticKeys;
@@ -468,7 +469,7 @@ impl KeyService {
 
     /// Verifies a presented key, checks in the documented order (docs/config.md, `keyauth`).
     pub async fn verify(&self, statics: &StaticKeys, plaintext: &str, request: &VerifyRequest<'_>) -> Verification {
-        let hash = hash_key(plaintext);
+        let hash = hash_memo::hash_key_remembered(plaintext);
         match self.lookup(statics, &hash).await {
             Ok(key) => {
                 if let Some(key) = &key {
