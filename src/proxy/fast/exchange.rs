@@ -58,7 +58,8 @@ impl Answer {
 /// The client's request as the fast path forwards it.
 pub struct Request<'a> {
     pub head: &'a RequestHeader,
-    /// The field names as received (see `head::Parsed`).
+    /// The fields an instance may get, with their lines as received (see
+    /// `head::Parsed::fields`).
     pub fields: &'a [(http::HeaderName, &'a [u8])],
     /// The client connection may serve another request after this one.
     pub keep_alive: bool,
