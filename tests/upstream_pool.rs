@@ -2,7 +2,7 @@
 //! requests reuse one connection to the instance, and a pooled connection
 //! the instance closed while idle is never used for a request (which would
 //! then fail), and asking for a connection does not carry the connect
-//! state (patch 19).
+//! state (patch 19). Reads on pingora's streams are not timed (patch 25).
 
 mod support;
 
@@ -139,4 +139,31 @@ fn asking_for_an_upstream_connection_is_a_small_future() {
         eprintln!("{what}: {size} bytes");
         assert!(size <= limit, "{what}'s future is {size} bytes (limit {limit})");
     }
+}
+
+/// Patch 25: a read that had to wait reads no clock for a pending-time
+/// total nothing uses (two clock reads per waiting read before).
+#[tokio::test]
+async fn a_read_that_waited_is_not_timed() {
+    use pingora_core::protocols::l4::stream::Stream;
+    use pingora_core::protocols::GetTimingDigest;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (go, ready) = tokio::sync::oneshot::channel::<()>();
+    let writer = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        ready.await.unwrap();
+        socket.write_all(b"late").await.unwrap();
+    });
+    let mut stream: Stream = tokio::net::TcpStream::connect(addr).await.unwrap().into();
+    let mut buf = [0; 4];
+    {
+        let mut read = std::pin::pin!(stream.read_exact(&mut buf));
+        assert!(futures_util::poll!(read.as_mut()).is_pending(), "nothing was sent yet");
+        go.send(()).unwrap();
+        tokio::time::timeout(WAIT, read).await.unwrap().unwrap();
+    }
+    assert_eq!(&buf, b"late");
+    assert_eq!(stream.get_read_pending_time(), Duration::ZERO);
+    writer.await.unwrap();
 }

@@ -116,12 +116,13 @@ impl Gateway {
         let Some(snapshot) = ctx.snapshot.as_ref() else {
             return;
         };
-        ctx.trace = snapshot.services.tracing.start_request(&ServerRequest {
+        let (https, client_ip, request_id) = (ctx.https, ctx.client_ip, &ctx.request_id);
+        ctx.trace = snapshot.services.tracing.start_request(|| ServerRequest {
             head: request,
             host: forwarding::original_host(request),
-            https: ctx.https,
-            client_ip: ctx.client_ip,
-            request_id: ctx.request_id.as_str(),
+            https,
+            client_ip,
+            request_id: request_id.as_str(),
         });
         if let Some(parent) = ctx.trace.as_ref().and_then(RequestTrace::policy_parent) {
             ctx.policy.trace_policies(parent);
@@ -277,6 +278,7 @@ impl Gateway {
     /// attempt started.
     pub(super) fn instance_peer(addr: SocketAddr, upgrade: bool, ctx: &mut RequestCtx) -> HttpPeer {
         let mut peer = HttpPeer::new(addr, false, String::new());
+        let now = Instant::now();
         if let Some(snapshot) = ctx.snapshot() {
             let limits = &snapshot.limits;
             let timeout = ctx
@@ -284,7 +286,9 @@ impl Gateway {
                 .as_ref()
                 .and_then(|r| r.rule.timeout)
                 .unwrap_or(limits.request_timeout);
-            let remaining = timeout.saturating_sub(ctx.total_time()).max(Duration::from_millis(1));
+            let remaining = timeout
+                .saturating_sub(ctx.total_time(now))
+                .max(Duration::from_millis(1));
             peer.options.connection_timeout = Some(limits.connect_timeout);
             peer.options.read_timeout = Some(remaining);
             peer.options.write_timeout = Some(remaining);
@@ -294,7 +298,7 @@ impl Gateway {
             peer.options.set_http_version(2, 2);
             peer.options.max_h2_streams = H2C_MAX_STREAMS;
         }
-        ctx.upstream_started = Some(Instant::now());
+        ctx.upstream_started = Some(now);
         if let Some(trace) = ctx.trace.as_mut() {
             trace.start_attempt(addr);
         }

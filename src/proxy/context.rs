@@ -76,11 +76,11 @@ impl RequestCtx {
         self.route.as_ref().and_then(|r| r.deployment.as_ref())
     }
 
-    /// Time waiting on the instance so far.
-    pub fn instance_time(&self) -> Duration {
+    /// Time waiting on the instance, as of `now`.
+    pub fn instance_time(&self, now: Instant) -> Duration {
         match (self.upstream_started, self.upstream_answered) {
             (Some(start), Some(end)) => end.saturating_duration_since(start),
-            (Some(start), None) => start.elapsed(),
+            (Some(start), None) => now.saturating_duration_since(start),
             _ => Duration::ZERO,
         }
     }
@@ -90,8 +90,11 @@ impl RequestCtx {
         self.trace.as_ref().map(|t| t.trace_id().to_string())
     }
 
-    pub fn total_time(&self) -> Duration {
-        self.started.map_or(Duration::ZERO, |s| s.elapsed())
+    /// Time since the request began, as of `now` (callers pass a clock
+    /// reading they need anyway: each read costs as much as a dozen fields).
+    pub fn total_time(&self, now: Instant) -> Duration {
+        self.started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 
     /// Takes the next instance to try (the one chosen at admission first)

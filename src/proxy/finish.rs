@@ -2,14 +2,14 @@
 //! durations, the dashboard's recent requests, the logging policy's record
 //! and the trace.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use pingora_http::RequestHeader;
 
 use super::context::RequestCtx;
 use super::forwarding;
-use crate::clock::now_ms;
+use crate::clock::unix_ms_at;
 use crate::errors::ErrorCode;
 use crate::policy::redact::{redact_query, CredentialNames};
 use crate::policy::RequestSummary;
@@ -19,10 +19,17 @@ use crate::telemetry::{metrics, Label, RequestLabels};
 
 /// Records the finished request: `status` is what the client was sent (0
 /// when the connection failed before a response head went out), with the
-/// response's fields when they were kept.
-pub fn record(request: &RequestHeader, status: u16, response_headers: Option<&HeaderMap>, ctx: &mut RequestCtx) {
+/// response's fields when they were kept. Returns when it ended (a clock
+/// reading the caller may reuse).
+pub fn record(
+    request: &RequestHeader,
+    status: u16,
+    response_headers: Option<&HeaderMap>,
+    ctx: &mut RequestCtx,
+) -> Instant {
+    let ended = Instant::now();
     if ctx.started.is_none() {
-        return;
+        return ended;
     }
     let (host, deployment) = match &ctx.route {
         Some(route) => (
@@ -38,15 +45,15 @@ pub fn record(request: &RequestHeader, status: u16, response_headers: Option<&He
         status,
         error_code: ctx.error.map_or("", ErrorCode::code),
     });
-    let total = ctx.total_time();
-    let instance = ctx.instance_time();
+    let total = ctx.total_time(ended);
+    let instance = ctx.instance_time(ended);
     match ctx.deployment() {
         Some(deployment) => deployment
             .durations
             .observe(total, ctx.upstream_started.map(|_| instance)),
         None => m.observe_unrouted(total),
     }
-    remember(request, ctx, status, total, instance);
+    remember(request, ctx, status, ended, (total, instance));
     let deployment_id = ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &*d.id);
     ctx.policy.finish(&RequestSummary {
         request,
@@ -67,6 +74,7 @@ pub fn record(request: &RequestHeader, status: u16, response_headers: Option<&He
             error_code: ctx.error.map(ErrorCode::code),
         });
     }
+    ended
 }
 
 /// What the process log says about a request when proxying it failed:
@@ -94,9 +102,15 @@ pub fn summary(request: &RequestHeader, ctx: &RequestCtx) -> String {
 
 /// Keeps the request in the dashboard's recent requests: what was asked
 /// (the path, never the query), the answer, the caller's subject.
-fn remember(request: &RequestHeader, ctx: &RequestCtx, status: u16, total: Duration, instance: Duration) {
+fn remember(
+    request: &RequestHeader,
+    ctx: &RequestCtx,
+    status: u16,
+    ended: Instant,
+    (total, instance): (Duration, Duration),
+) {
     recent().record(&Answered {
-        at: now_ms(),
+        at: unix_ms_at(ended),
         method: request.method.as_str(),
         host: forwarding::original_host(request).unwrap_or_default(),
         path: request.uri.path(),

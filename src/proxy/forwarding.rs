@@ -2,6 +2,7 @@
 //! it asked for, which deployment answers. Client-supplied identity headers
 //! are removed before anything else looks at the request.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::header::{HeaderValue, HOST};
@@ -157,8 +158,10 @@ pub struct Forwarding<'a> {
     pub principal: Option<&'a str>,
 }
 
-/// One forwarding field: set to the value, or removed (`None`).
-pub type FieldEdit = (&'static StaticHeaderName, Option<HeaderValue>);
+/// One forwarding field: set to the value, or removed (`None`). Values the
+/// request already holds (its id, the deployment's, the peer's address) are
+/// borrowed: the fast path writes them out without a copy.
+pub type FieldEdit<'a> = (&'static StaticHeaderName, Option<Cow<'a, HeaderValue>>);
 
 /// Sets the forwarding headers on the request as it goes to the instance.
 pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Result<()> {
@@ -174,7 +177,7 @@ pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error
     }
     for (name, value) in edits(request, fwd)? {
         match value {
-            Some(value) => request.insert_static_header(name, value),
+            Some(value) => request.insert_static_header(name, value.into_owned()),
             None => drop(request.remove_header(name.name())),
         }
     }
@@ -185,7 +188,7 @@ pub fn apply(request: &mut RequestHeader, fwd: &Forwarding<'_>) -> pingora_error
 /// replacing any field of its name: X-Forwarded-For (appended to a trusted
 /// proxy's chain), X-Forwarded-Host and -Proto (a trusted proxy's kept),
 /// X-Request-Id, X-Deployment-Id, X-Unkey-Principal.
-pub fn edits(request: &RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Result<Vec<FieldEdit>> {
+pub fn edits<'a>(request: &RequestHeader, fwd: &Forwarding<'a>) -> pingora_error::Result<Vec<FieldEdit<'a>>> {
     let mut edits = Vec::with_capacity(6);
     if let Some(peer) = fwd.peer {
         let chain = fwd
@@ -193,27 +196,35 @@ pub fn edits(request: &RequestHeader, fwd: &Forwarding<'_>) -> pingora_error::Re
             .then(|| joined(request, X_FORWARDED_FOR.name()))
             .flatten();
         let value = match chain {
-            Some(chain) => value_of(format!("{chain}, {}", String::from_utf8_lossy(peer.as_bytes())))?,
-            None => peer.clone(),
+            Some(chain) => Cow::Owned(value_of(format!(
+                "{chain}, {}",
+                String::from_utf8_lossy(peer.as_bytes())
+            ))?),
+            None => Cow::Borrowed(peer),
         };
         edits.push((&X_FORWARDED_FOR, Some(value)));
     }
     if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_HOST.name())) {
         // The Host field's value, shared, not copied.
-        let host = request.headers.get(HOST).filter(|v| v.to_str().is_ok()).cloned();
+        let host = request
+            .headers
+            .get(HOST)
+            .filter(|v| v.to_str().is_ok())
+            .cloned()
+            .map(Cow::Owned);
         edits.push((&X_FORWARDED_HOST, host));
     }
     if !(fwd.peer_trusted && request.headers.contains_key(X_FORWARDED_PROTO.name())) {
         let proto = HeaderValue::from_static(if fwd.https { "https" } else { "http" });
-        edits.push((&X_FORWARDED_PROTO, Some(proto)));
+        edits.push((&X_FORWARDED_PROTO, Some(Cow::Owned(proto))));
     }
-    edits.push((&X_REQUEST_ID, Some(fwd.request_id.header())));
+    edits.push((&X_REQUEST_ID, Some(Cow::Borrowed(fwd.request_id.value()))));
     let deployment_id = fwd.deployment_id.ok_or_else(|| {
         pingora_error::Error::explain(pingora_error::ErrorType::InvalidHTTPHeader, "invalid deployment id")
     })?;
-    edits.push((&X_DEPLOYMENT_ID, Some(deployment_id.clone())));
+    edits.push((&X_DEPLOYMENT_ID, Some(Cow::Borrowed(deployment_id))));
     if let Some(principal) = fwd.principal {
-        edits.push((&X_UNKEY_PRINCIPAL, Some(value_of(principal)?)));
+        edits.push((&X_UNKEY_PRINCIPAL, Some(Cow::Owned(value_of(principal)?))));
     }
     Ok(edits)
 }

@@ -1,6 +1,8 @@
 //! Responses the gateway writes itself, and the headers every response gets
 //! (X-Request-Id, Server-Timing).
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::HeaderValue;
@@ -27,8 +29,10 @@ pub fn gateway_headers(ctx: &RequestCtx) -> pingora_error::Result<Vec<(&'static 
     let mut headers = Vec::with_capacity(8);
     headers.push((&X_REQUEST_ID, ctx.request_id.header()));
     headers.extend(ctx.policy.response_headers(ctx.error));
-    let instance = ctx.instance_time();
-    let gateway = ctx.total_time().saturating_sub(instance);
+    // Written as the instance's answer arrives: the time it did stands for now.
+    let now = ctx.upstream_answered.unwrap_or_else(Instant::now);
+    let instance = ctx.instance_time(now);
+    let gateway = ctx.total_time(now).saturating_sub(instance);
     let mut timing = String::with_capacity(48);
     timing.push_str("gateway;dur=");
     push_ms(&mut timing, gateway);

@@ -44,7 +44,12 @@ pub fn normalize_request_host(raw: &str) -> Cow<'_, str> {
         // IPv6 literal: keep up to the closing bracket.
         raw.find(']').map_or(raw, |end| &raw[..=end])
     } else {
-        raw.rsplit_once(':').map_or(raw, |(host, _port)| host)
+        // A byte search: hosts are short, and `rsplit_once(char)` is a
+        // general pattern search (this runs on every request).
+        raw.as_bytes()
+            .iter()
+            .rposition(|&b| b == b':')
+            .map_or(raw, |colon| &raw[..colon])
     };
     let host = without_port.strip_suffix('.').unwrap_or(without_port);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {

@@ -63,6 +63,11 @@ impl RequestId {
     pub fn header(&self) -> HeaderValue {
         self.0.clone()
     }
+
+    /// The id as a field value, borrowed.
+    pub fn value(&self) -> &HeaderValue {
+        &self.0
+    }
 }
 
 impl Default for RequestId {

@@ -17,7 +17,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::framing::{self, ChunkedEnd, Framing};
-use super::head::{self, Parsed, RawResponse, ResponseRead};
+use super::head::{self, Parsed, RawResponse, ResponseRead, Role};
 use super::timer::ConnectionTimer;
 use super::FastPath;
 use crate::errors::{ErrorCode, GatewayError};
@@ -187,7 +187,9 @@ async fn exchange(
         }
         metrics().upstream_connection(reused);
         let wait = peer.options.read_timeout.unwrap_or(Duration::from_secs(60));
-        let mut answer = round_trip(&mut instance, out, wait, timer).await;
+        // The instance's time counts from when it was chosen, connecting included.
+        let since = ctx.upstream_started.unwrap_or_else(Instant::now);
+        let mut answer = round_trip(&mut instance, out, since, wait, timer).await;
         if reused && matches!(&answer, Err(RoundTrip::Closed)) {
             // The instance closed the pooled connection as it was taken:
             // the request never reached it, so a new connection may carry it.
@@ -195,7 +197,7 @@ async fn exchange(
                 .await
                 .map_err(|e| failure::connect_failed(ctx, &addr, e.into_up()))?;
             metrics().upstream_connection(false);
-            answer = round_trip(&mut instance, out, wait, timer).await;
+            answer = round_trip(&mut instance, out, since, wait, timer).await;
         }
         let (response, read) = answer.map_err(|e| e.into_error(addr))?;
         return Ok(Exchanged {
@@ -224,10 +226,11 @@ impl RoundTrip {
 }
 
 /// Writes the request head and reads the response head (skipping `100
-/// Continue` and other interim answers), within `wait`.
+/// Continue` and other interim answers), within `wait` from `since`.
 async fn round_trip(
     instance: &mut Stream,
     out: &Bytes,
+    since: Instant,
     wait: Duration,
     timer: &mut ConnectionTimer,
 ) -> Result<(RawResponse, Bytes), RoundTrip> {
@@ -278,7 +281,7 @@ async fn round_trip(
             }
         }
     };
-    match timer.within(wait, trip).await {
+    match timer.within(since.into(), wait, trip).await {
         Some(result) => result,
         None => Err(RoundTrip::Failed(upstream_error(
             ErrorType::ReadTimedout,
@@ -354,7 +357,7 @@ async fn relay(
     let sent = write_all(client, &out).await;
     // A chunked response that also declared a length is read as chunked, but
     // its connection is not trusted with another request (RFC 9112 §6.3).
-    let declared_both = framing == Framing::Chunked && response.values("content-length").next().is_some();
+    let declared_both = framing == Framing::Chunked && response.values(Role::ContentLength).next().is_some();
     let mut instance_reusable = !extra && !declared_both && !response.closes() && framing != Framing::UntilClose;
     let mut client_reusable = sent && keep_alive;
     let mut body_done = done;
@@ -428,7 +431,10 @@ async fn pass_body(
     let mut buf = BytesMut::with_capacity(BODY_READ_SIZE);
     loop {
         buf.clear();
-        let n = match timer.within(wait, instance.read_buf(&mut buf)).await {
+        let n = match timer
+            .within(Instant::now().into(), wait, instance.read_buf(&mut buf))
+            .await
+        {
             Some(Ok(n)) if n > 0 => n,
             _ => return Passed::InstanceEnded,
         };

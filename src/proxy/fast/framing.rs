@@ -4,7 +4,7 @@
 
 use http::{Method, StatusCode};
 
-use super::head::RawResponse;
+use super::head::{RawResponse, Role};
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub fn of_response(method: &Method, response: &RawResponse) -> Option<Framing> {
     {
         return Some(Framing::Empty);
     }
-    let codings = response.values("transfer-encoding");
+    let codings = response.values(Role::TransferEncoding);
     if codings.clone().next().is_some() {
         let last = codings
             .flat_map(|v| v.split(|b| *b == b','))
@@ -39,7 +39,7 @@ pub fn of_response(method: &Method, response: &RawResponse) -> Option<Framing> {
         return last.eq_ignore_ascii_case(b"chunked").then_some(Framing::Chunked);
     }
     let mut length = None;
-    for value in response.values("content-length") {
+    for value in response.values(Role::ContentLength) {
         for item in value.split(|b| *b == b',') {
             let item = item.trim_ascii();
             if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {

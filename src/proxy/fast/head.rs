@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use pingora_core::protocols::http::date::get_cached_date;
 use pingora_http::{RequestHeader, ResponseHeader, StaticHeaderName};
 
-use crate::proxy::forwarding;
+use crate::proxy::forwarding::{self, FieldEdit};
 use crate::runtime::Limits;
 
 /// Fields a request head may hold without leaving the fast path. More go
@@ -178,8 +178,8 @@ pub struct RawResponse {
     /// The bytes read, which the spans below index.
     read: Bytes,
     reason: Range<usize>,
-    /// `(name, value)` as received, in order.
-    fields: Vec<(Range<usize>, Range<usize>)>,
+    /// As received, in order.
+    fields: Vec<ResponseField>,
     /// Bytes of the head.
     pub len: usize,
 }
@@ -191,6 +191,43 @@ pub enum ResponseRead {
     Partial,
     /// Not a valid HTTP/1 response head.
     Invalid,
+}
+
+/// A response field: where its name and value lie in the bytes read, and
+/// what the fast path does with it.
+struct ResponseField {
+    role: Role,
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+/// What a response field is to the fast path, told from its name once, as
+/// the head is parsed: the framing, the connection's fate and the
+/// pass-through all look at every field.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Date,
+    /// Another hop-by-hop field (never passed on).
+    HopByHop,
+    Other,
+}
+
+impl Role {
+    fn of(name: &[u8]) -> Self {
+        // By length first: most names are none of these.
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            4 if is(b"date") => Role::Date,
+            10 if is(b"connection") => Role::Connection,
+            14 if is(b"content-length") => Role::ContentLength,
+            17 if is(b"transfer-encoding") => Role::TransferEncoding,
+            _ if forwarding::is_response_hop_by_hop(name) => Role::HopByHop,
+            _ => Role::Other,
+        }
+    }
 }
 
 /// Parses the response head at the start of `buf`.
@@ -210,7 +247,11 @@ pub fn parse_response(buf: &Bytes) -> ResponseRead {
     let fields = response
         .headers
         .iter()
-        .map(|field| (span(buf, field.name.as_bytes()), span(buf, field.value)))
+        .map(|field| ResponseField {
+            role: Role::of(field.name.as_bytes()),
+            name: span(buf, field.name.as_bytes()),
+            value: span(buf, field.value),
+        })
         .collect();
     ResponseRead::Complete(RawResponse {
         status,
@@ -229,25 +270,20 @@ fn span(buf: &[u8], part: &[u8]) -> Range<usize> {
 }
 
 impl RawResponse {
-    /// The fields as received, in order: `(name, value)`.
-    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+    /// The values of the fields of `role` (not `Other` or `HopByHop`,
+    /// which are many names), as received.
+    pub fn values(&self, role: Role) -> impl Iterator<Item = &[u8]> + Clone {
         self.fields
             .iter()
-            .map(|(name, value)| (&self.read[name.clone()], &self.read[value.clone()]))
-    }
-
-    /// The values of field `name` (lowercase), as received.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
-        self.fields()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+            .filter(move |field| field.role == role)
+            .map(|field| &self.read[field.value.clone()])
     }
 
     /// Whether a `Connection` field says `close` (or the instance speaks HTTP/1.0).
     pub fn closes(&self) -> bool {
         self.http10
             || self
-                .values("connection")
+                .values(Role::Connection)
                 .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(b"close")))
     }
 
@@ -259,7 +295,7 @@ impl RawResponse {
             head.set_version(http::Version::HTTP_10);
         }
         let mut fields = Vec::with_capacity(self.fields.len());
-        for (name, value) in &self.fields {
+        for ResponseField { name, value, .. } in &self.fields {
             let header = HeaderName::from_bytes(&self.read[name.clone()]).ok()?;
             let field = HeaderValue::from_maybe_shared(self.read.slice(value.clone())).ok()?;
             head.append_header(header.clone(), field).ok()?;
@@ -292,21 +328,23 @@ impl RawResponse {
             true => out.put_slice(self.status.canonical_reason().unwrap_or("").as_bytes()),
         }
         out.put_slice(b"\r\n");
-        let nominated: Vec<&[u8]> = self.values("connection").flat_map(tokens).collect();
-        for (name, value) in self.fields() {
-            let dropped = forwarding::is_response_hop_by_hop(name)
-                || name.eq_ignore_ascii_case(b"date")
-                || (chunked && name.eq_ignore_ascii_case(b"content-length"))
-                || own
-                    .iter()
-                    .any(|(o, _)| name.eq_ignore_ascii_case(o.name().as_str().as_bytes()))
-                || nominated.iter().any(|n| {
-                    name.eq_ignore_ascii_case(n)
-                        && !n.eq_ignore_ascii_case(b"content-length")
-                        && !n.eq_ignore_ascii_case(b"transfer-encoding")
-                });
-            if !dropped {
-                put_raw(out, name, value);
+        // Names `Connection` nominates, never the framing fields (those have
+        // roles of their own below).
+        let nominated: Vec<&[u8]> = self.values(Role::Connection).flat_map(tokens).collect();
+        for field in &self.fields {
+            let name = &self.read[field.name.clone()];
+            let kept = match field.role {
+                Role::Connection | Role::HopByHop | Role::Date => false,
+                Role::ContentLength => !chunked,
+                Role::TransferEncoding => true,
+                Role::Other => {
+                    !own.iter()
+                        .any(|(o, _)| name.eq_ignore_ascii_case(o.name().as_str().as_bytes()))
+                        && !nominated.iter().any(|n| name.eq_ignore_ascii_case(n))
+                }
+            };
+            if kept {
+                put_raw(out, name, &self.read[field.value.clone()]);
             }
         }
         for (name, value) in own {
@@ -347,7 +385,7 @@ pub fn write_fields(
     headers: &HeaderMap,
     received: &[(HeaderName, &[u8])],
     skip: impl Fn(&HeaderName) -> bool,
-    extra: &[(&'static StaticHeaderName, Option<HeaderValue>)],
+    extra: &[FieldEdit<'_>],
 ) {
     // Fields mostly come in the order received: look from where the last one was found.
     let mut hint = 0;
@@ -375,7 +413,7 @@ pub fn write_received_fields(
     out: &mut BytesMut,
     received: &[(HeaderName, &[u8])],
     skip: impl Fn(&HeaderName) -> bool,
-    extra: &[(&'static StaticHeaderName, Option<HeaderValue>)],
+    extra: &[FieldEdit<'_>],
 ) {
     for (name, line) in received {
         if !skip(name) {
@@ -385,7 +423,7 @@ pub fn write_received_fields(
     write_extra(out, extra);
 }
 
-fn write_extra(out: &mut BytesMut, extra: &[(&'static StaticHeaderName, Option<HeaderValue>)]) {
+fn write_extra(out: &mut BytesMut, extra: &[FieldEdit<'_>]) {
     for (name, value) in extra {
         if let Some(value) = value {
             put_field(out, name.name().as_str().as_bytes(), value);
@@ -422,6 +460,7 @@ pub fn write_status_line(out: &mut BytesMut, head: &ResponseHeader) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::forwarding::X_REQUEST_ID;
     use std::time::Duration;
 
     /// The kept lines `(name, line)`, the names in the map, and `close`.
@@ -483,5 +522,40 @@ mod tests {
             assert!(parse(text).is_none(), "{text:?}");
         }
         assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_some());
+    }
+
+    fn passed_through(text: &str, chunked: bool) -> String {
+        let ResponseRead::Complete(response) = parse_response(&Bytes::copy_from_slice(text.as_bytes())) else {
+            panic!("not a complete response head: {text:?}");
+        };
+        let own = [(&X_REQUEST_ID, HeaderValue::from_static("req_1"))];
+        let mut out = BytesMut::new();
+        response.write_passthrough(&mut out, chunked, &own, "keep-alive");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn a_passed_through_head_loses_hop_by_hop_nominated_and_own_fields_whatever_their_case() {
+        let out = passed_through(
+            "HTTP/1.1 200 OK\r\nCONNECTION: x-secret, Content-Length\r\nX-Secret: 1\r\nkeep-alive: 5\r\n\
+             DATE: old\r\nx-request-id: theirs\r\nContent-Length: 2\r\nX-Kept: yes\r\nUpgrade: h2c\r\n\r\n",
+            false,
+        );
+        let lines: Vec<&str> = out.split("\r\n").collect();
+        assert_eq!(lines[0], "HTTP/1.1 200 OK");
+        // Content-Length stays although nominated: framing is never a Connection option.
+        assert_eq!(lines[1..4], ["Content-Length: 2", "X-Kept: yes", "x-request-id: req_1"]);
+        assert!(lines[4].starts_with("date: ") && lines[4] != "date: old", "{out}");
+        assert_eq!(lines[5..], ["connection: keep-alive", "", ""]);
+    }
+
+    #[test]
+    fn a_chunked_head_keeps_its_coding_and_drops_a_length_beside_it() {
+        let out = passed_through(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\nTe: x\r\n\r\n",
+            true,
+        );
+        assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
+        assert!(!out.contains("Content-Length") && !out.contains("Te:"), "{out}");
     }
 }

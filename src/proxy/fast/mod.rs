@@ -20,7 +20,7 @@ mod rewind;
 mod timer;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -102,6 +102,8 @@ impl FastPath {
         let mut pending = Bytes::new();
         let mut first = true;
         let mut timer = ConnectionTimer::new();
+        // The latest clock reading: the next request's wait counts from it.
+        let mut last = Instant::now();
         loop {
             if pending.is_empty() {
                 let limits = &self.gateway.snapshot.load().limits;
@@ -110,7 +112,7 @@ impl FastPath {
                 } else {
                     limits.idle_timeout
                 };
-                match read_some(&mut client, wait, &mut timer).await {
+                match read_some(&mut client, last, wait, &mut timer).await {
                     Some(read) => pending = read,
                     None => return,
                 }
@@ -124,9 +126,10 @@ impl FastPath {
                         .serve_request(&mut client, &peer, request, &mut early, &mut timer, shutdown)
                         .await
                     {
-                        Next::Handoff => Next::Handoff,
-                        next => {
+                        (Next::Handoff, _) => Next::Handoff,
+                        (next, ended) => {
                             pending = joined(rest, early.freeze());
+                            last = ended;
                             next
                         }
                     }
@@ -146,6 +149,7 @@ impl FastPath {
                     Some((stream, unread)) => {
                         client = stream;
                         pending = unread;
+                        last = Instant::now();
                     }
                     None => return,
                 },
@@ -176,7 +180,7 @@ impl FastPath {
     }
 
     /// One request, start to end, or [`Next::Handoff`] before anything
-    /// was done with it.
+    /// was done with it; with when it ended.
     async fn serve_request(
         &self,
         client: &mut Stream,
@@ -185,14 +189,14 @@ impl FastPath {
         early: &mut BytesMut,
         timer: &mut ConnectionTimer,
         shutdown: &ShutdownWatch,
-    ) -> Next {
+    ) -> (Next, Instant) {
         let FastRequest { parsed, close } = request;
         let mut head = parsed.head;
         let mut ctx = self.gateway.new_ctx();
         // The parser left out what the gateway strips on entry.
         let snapshot = self.gateway.begin_request(&mut head, peer, Entry::Stripped, &mut ctx);
         let Some(deployment) = self.takes(&head, &mut ctx) else {
-            return Next::Handoff;
+            return (Next::Handoff, Instant::now());
         };
         metrics().http1_request(true);
         Gateway::start_trace(&head, &mut ctx);
@@ -225,12 +229,13 @@ impl FastPath {
             head: sent,
             reusable,
         } = answer;
-        finish::record(&head, status, sent.as_ref().map(|h| &h.headers), &mut ctx);
-        if reusable && keep_alive {
+        let ended = finish::record(&head, status, sent.as_ref().map(|h| &h.headers), &mut ctx);
+        let next = if reusable && keep_alive {
             Next::KeepAlive
         } else {
             Next::Close
-        }
+        };
+        (next, ended)
     }
 
     /// The deployment, when the fast path serves this request; `None` for
@@ -262,10 +267,13 @@ fn joined(first: Bytes, then: Bytes) -> Bytes {
     both.freeze()
 }
 
-/// Waits for bytes from the client (at most `wait`, when it is not zero).
-/// `None`: closed, failed or timed out — nothing to answer.
-async fn read_some(client: &mut Stream, wait: Duration, timer: &mut ConnectionTimer) -> Option<Bytes> {
+/// Waits for bytes from the client (at most `wait` from `since`, when it is
+/// not zero). `None`: closed, failed or timed out — nothing to answer.
+async fn read_some(client: &mut Stream, since: Instant, wait: Duration, timer: &mut ConnectionTimer) -> Option<Bytes> {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
-    let n = timer.within(wait, client.read_buf(&mut buf)).await?.ok()?;
+    let n = timer
+        .within(since.into(), wait, client.read_buf(&mut buf))
+        .await?
+        .ok()?;
     (n > 0).then(|| buf.freeze())
 }

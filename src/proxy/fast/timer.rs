@@ -32,13 +32,14 @@ impl ConnectionTimer {
         }
     }
 
-    /// `work`, given at most `wait` from now (zero: no limit); `None` when
-    /// the time ran out first.
-    pub async fn within<F: Future>(&mut self, wait: Duration, work: F) -> Option<F::Output> {
+    /// `work`, given at most `wait` from `since` (zero: no limit); `None`
+    /// when the time ran out first. `since` is a clock reading the caller
+    /// took anyway (a request's start or end), not a read of its own.
+    pub async fn within<F: Future>(&mut self, since: Instant, wait: Duration, work: F) -> Option<F::Output> {
         if wait.is_zero() {
             return Some(work.await);
         }
-        self.deadline = Instant::now() + wait;
+        self.deadline = since + wait;
         if self.deadline < self.armed {
             self.arm();
         }
@@ -71,36 +72,65 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn work_finishes_or_time_runs_out_and_the_timer_serves_again() {
         let mut timer = ConnectionTimer::new();
-        assert_eq!(timer.within(Duration::from_secs(1), async { 7 }).await, Some(7));
+        assert_eq!(
+            timer.within(Instant::now(), Duration::from_secs(1), async { 7 }).await,
+            Some(7)
+        );
         let slow = tokio::time::sleep(Duration::from_secs(5));
-        assert_eq!(timer.within(Duration::from_secs(1), slow).await, None);
+        assert_eq!(timer.within(Instant::now(), Duration::from_secs(1), slow).await, None);
         // After it fired, a later deadline holds again.
         let quick = tokio::time::sleep(Duration::from_millis(500));
-        assert_eq!(timer.within(Duration::from_secs(1), quick).await, Some(()));
+        assert_eq!(
+            timer.within(Instant::now(), Duration::from_secs(1), quick).await,
+            Some(())
+        );
         // A shorter wait than the last one still ends in time.
         let slow = tokio::time::sleep(Duration::from_secs(30));
         let started = Instant::now();
-        assert_eq!(timer.within(Duration::from_millis(100), slow).await, None);
+        assert_eq!(
+            timer.within(Instant::now(), Duration::from_millis(100), slow).await,
+            None
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert_eq!(timer.within(Duration::ZERO, async { 1 }).await, Some(1));
+        assert_eq!(timer.within(Instant::now(), Duration::ZERO, async { 1 }).await, Some(1));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_longer_than_the_armed_time_still_gets_its_whole_time() {
         let mut timer = ConnectionTimer::new();
         // Armed for 1 s by a short wait that finished at once.
-        assert_eq!(timer.within(Duration::from_secs(1), async { 1 }).await, Some(1));
+        assert_eq!(
+            timer.within(Instant::now(), Duration::from_secs(1), async { 1 }).await,
+            Some(1)
+        );
         // A 10 s wait outlives that arming: 5 s of work completes ...
         let started = Instant::now();
         let five = tokio::time::sleep(Duration::from_secs(5));
-        assert_eq!(timer.within(Duration::from_secs(10), five).await, Some(()));
+        assert_eq!(
+            timer.within(Instant::now(), Duration::from_secs(10), five).await,
+            Some(())
+        );
         // ... and 20 s does not, ending at the wait's own deadline.
         let twenty = tokio::time::sleep(Duration::from_secs(20));
-        assert_eq!(timer.within(Duration::from_secs(10), twenty).await, None);
+        assert_eq!(
+            timer.within(Instant::now(), Duration::from_secs(10), twenty).await,
+            None
+        );
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_secs(15) && waited < Duration::from_secs(16),
             "{waited:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_counts_from_the_reading_it_is_given() {
+        let mut timer = ConnectionTimer::new();
+        let since = Instant::now();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        // 5 s from a reading taken 3 s ago: 2 s are left.
+        let slow = tokio::time::sleep(Duration::from_secs(30));
+        assert_eq!(timer.within(since, Duration::from_secs(5), slow).await, None);
+        assert_eq!(since.elapsed(), Duration::from_secs(5));
     }
 }

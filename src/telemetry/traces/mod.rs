@@ -130,11 +130,12 @@ impl Tracing {
     }
 
     /// Starts the server span of a request (continuing the caller's trace
-    /// from `traceparent`/`tracestate`); `None` when tracing is off.
-    pub fn start_request(&self, request: &ServerRequest<'_>) -> Option<RequestTrace> {
+    /// from `traceparent`/`tracestate`); `None` when tracing is off, and
+    /// then `request` is not even made.
+    pub fn start_request<'a>(&self, request: impl FnOnce() -> ServerRequest<'a>) -> Option<RequestTrace> {
         let current = self.0.current.load();
         let pipeline = current.as_ref()?;
-        Some(pipeline.start_request(request))
+        Some(pipeline.start_request(&request()))
     }
 
     /// Exports what is queued (bounded by a timeout) and stops: at exit.

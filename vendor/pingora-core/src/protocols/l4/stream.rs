@@ -536,7 +536,6 @@ pub struct Stream {
     offload_wait_duration: Option<Duration>,
     /// The distributed tracing object for this stream
     pub tracer: Option<Tracer>,
-    read_pending_time: AccumulatedDuration,
     write_pending_time: AccumulatedDuration,
     /// Last rx timestamp associated with the last recvmsg call.
     pub rx_ts: Option<SystemTime>,
@@ -657,7 +656,6 @@ impl From<TcpStream> for Stream {
             proxy_digest: None,
             socket_digest: None,
             tracer: None,
-            read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -680,7 +678,6 @@ impl From<virt::VirtualSocketStream> for Stream {
             proxy_digest: None,
             socket_digest: None,
             tracer: None,
-            read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -704,7 +701,6 @@ impl From<UnixStream> for Stream {
             proxy_digest: None,
             socket_digest: None,
             tracer: None,
-            read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -770,10 +766,6 @@ impl GetTimingDigest for Stream {
             offload_wait_duration: self.offload_wait_duration,
         }));
         digest
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.read_pending_time.total
     }
 
     fn get_write_pending_time(&self) -> Duration {
@@ -859,7 +851,8 @@ impl AsyncRead for Stream {
         } else {
             Pin::new(&mut self.stream_mut()).poll_read(cx, buf)
         };
-        self.read_pending_time.poll_time(&result);
+        // keygate patch 25: reads are not timed (two clock reads per read
+        // that waited); `get_read_pending_time` is zero.
         self.rx_ts = self.stream().get_ref().rx_ts;
         result
     }
