@@ -26,7 +26,8 @@
 #      keep-alive connection (curl), each answered 200 — dumps again and
 #      divides the instructions of that dump by N
 #   4. prints instructions per request and the ratio to nginx; with TOP=n,
-#      keygate's n costliest functions (inclusive, per request)
+#      keygate's n costliest functions (inclusive, per request; keygate+policies'
+#      when keygate did not run)
 #
 # Targets: nginx (worker_processes 1, master_process off, upstream keepalive),
 # pingora-core only and bare pingora (examples/pingora_core_baseline.rs and
@@ -195,15 +196,20 @@ for t in "${targets[@]}"; do
 done
 
 if ((TOP > 0)); then
-    # Frames holding more than 90 % of the total are the runtime's (thread
-    # start, task poll): left out.
-    printf '\nkeygate: the %s costliest functions, instructions per request (inclusive)\n' "$TOP"
-    callgrind_annotate --inclusive=yes "$TMP/keygate"/callgrind.out* 2>/dev/null |
-        awk -v n="$N" -v total="${IR[keygate]}" -v top="$TOP" '
-            / PROGRAM TOTALS/ { next }
-            match($0, /^ *[0-9,]+ \(/) {
-                v = $1; gsub(",", "", v); v /= n
-                name = $0; sub(/^[^)]*\) +/, "", name); sub(/^[^:]*:/, "", name); sub(/ \[[^]]*\]$/, "", name)
-                if (v < 0.9 * total && shown++ < top) printf "%10.0f  %s\n", v, name
-            }'
+    # The costliest functions of keygate, or of keygate+policies when only
+    # that one ran. Frames holding more than 90 % of the total are the
+    # runtime's (thread start, task poll): left out.
+    top_target=keygate
+    [[ -n ${IR[keygate]:-} ]] || top_target=keygate+policies
+    if [[ -n ${IR[$top_target]:-} ]]; then
+        printf '\n%s: the %s costliest functions, instructions per request (inclusive)\n' "$top_target" "$TOP"
+        callgrind_annotate --inclusive=yes "$TMP/$top_target"/callgrind.out* 2>/dev/null |
+            awk -v n="$N" -v total="${IR[$top_target]}" -v top="$TOP" '
+                / PROGRAM TOTALS/ { next }
+                match($0, /^ *[0-9,]+ \(/) {
+                    v = $1; gsub(",", "", v); v /= n
+                    name = $0; sub(/^[^)]*\) +/, "", name); sub(/^[^:]*:/, "", name); sub(/ \[[^]]*\]$/, "", name)
+                    if (v < 0.9 * total && shown++ < top) printf "%10.0f  %s\n", v, name
+                }'
+    fi
 fi

@@ -60,9 +60,15 @@ impl KeyAuth {
         match location {
             Location::Bearer => {
                 // `Bearer <key>`, the scheme in any case (RFC 6750 §2.1).
-                let value = head.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+                // Field values are ASCII here (`to_str`): ASCII trims suffice.
+                let value = head
+                    .headers
+                    .get(http::header::AUTHORIZATION)?
+                    .to_str()
+                    .ok()?
+                    .trim_ascii();
                 let (scheme, key) = value.split_at_checked("bearer".len())?;
-                let key = key.strip_prefix(' ')?.trim();
+                let key = key.strip_prefix(' ')?.trim_ascii();
                 (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(std::borrow::Cow::Borrowed(key))
             }
             Location::Header { name, strip_prefix } => head

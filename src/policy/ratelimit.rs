@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{CompileError, Outcome, Policy, PolicyState, RequestView, Resources};
 use crate::config::policy::{IdentifierSpec, RateLimitSpec};
 use crate::errors::ErrorCode;
-use crate::net::push_ip;
+use crate::net::IpText;
 use crate::ratelimit::{identifier_of, push_part, window_ms, LimitRequest, RateLimiter};
 
 /// The most identifier parts one bucket key may have.
@@ -94,13 +94,14 @@ impl RateLimit {
         bucket.push_str(&self.prefix);
         let mut principal: Option<Option<Value>> = None;
         let mut scratch = String::new();
+        let mut ip_text;
         for part in &self.parts {
             scratch.clear();
             let value: &str = match part {
                 Part::RemoteIp => match request.client_ip {
                     Some(ip) => {
-                        push_ip(&mut scratch, ip);
-                        &scratch
+                        ip_text = IpText::of(ip);
+                        ip_text.as_str()
                     }
                     None => UNKNOWN,
                 },

@@ -16,7 +16,7 @@ use pingora_http::RequestHeader;
 use super::context::{RequestCtx, RouteInfo};
 use super::{filters, forwarding, Gateway};
 use crate::errors::{ErrorCode, GatewayError};
-use crate::net::{canonical_ip, ip_text};
+use crate::net::{canonical_ip, IpText};
 use crate::policy::{Progress, RequestView};
 use crate::routing::filters::RedirectFrom;
 use crate::runtime::{Deployment, Snapshot};
@@ -38,7 +38,7 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(ip: Option<IpAddr>, https: bool) -> Self {
-        let forwarded_for = ip.and_then(|ip| HeaderValue::from_str(&ip_text(canonical_ip(ip))).ok());
+        let forwarded_for = ip.and_then(|ip| HeaderValue::from_str(IpText::of(canonical_ip(ip)).as_str()).ok());
         Self {
             ip,
             https,

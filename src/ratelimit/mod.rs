@@ -137,7 +137,9 @@ impl RateLimiter {
 pub fn push_part(bucket: &mut String, part: &str) {
     bucket.push(':');
     let mut rest = part;
-    while let Some(at) = rest.find([':', '\\']) {
+    // A byte search: parts are short, and a char-set `find` is a general
+    // pattern search (this runs for every rate-limited request).
+    while let Some(at) = rest.bytes().position(|b| b == b':' || b == b'\\') {
         bucket.push_str(&rest[..at]);
         bucket.push('\\');
         bucket.push_str(&rest[at..=at]);
