@@ -146,6 +146,26 @@ async fn get_twice(pieces: &'static [&'static [u8]], path: &str, body: &[u8]) ->
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_response_head_in_pieces_after_an_interim_answer_arrives_whole_and_its_connection_is_reused() {
+    let (responses, accepted) = get_twice(
+        &[
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nConte",
+            b"nt-Length: 5\r\nX-Pie",
+            b"ce: 1\r\n\r\nhel",
+            b"lo",
+        ],
+        "/pieces",
+        b"hello",
+    )
+    .await;
+    for response in &responses {
+        assert_eq!(response.header("x-piece"), Some("1"), "{response:?}");
+        assert_eq!(response.header("link"), None, "the interim answer is not passed on");
+    }
+    assert_eq!(accepted, 1, "the connection is reused once the body ended");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bytes_past_a_responses_end_are_dropped_with_the_instance_connection() {
     let (_, accepted) = get_twice(
         &[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"],

@@ -11,11 +11,12 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, DATE};
 use pingora_core::protocols::http::date::get_cached_date;
 use pingora_core::protocols::Stream;
-use pingora_core::upstreams::peer::{HttpPeer, Peer as _};
+use pingora_core::upstreams::peer::Peer as _;
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::fitted;
 use super::framing::{self, ChunkedEnd, Framing};
 use super::head::{self, Parsed, RawResponse, ResponseRead, Role};
 use super::timer::ConnectionTimer;
@@ -27,6 +28,8 @@ use crate::telemetry::metrics;
 
 /// Room for an instance's response head; a larger one is a 502.
 const MAX_RESPONSE_HEAD: usize = 64 << 10;
+/// How long an instance may take when its peer has no read timeout.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes of a pipelined request read while the previous one waits.
 const EARLY_LIMIT: usize = 64 << 10;
 /// Bytes read from an instance at a time.
@@ -41,7 +44,8 @@ pub struct Answer {
     pub status: u16,
     /// The head sent, when it was built in a header map (the gateway's own
     /// answers, edited responses); a response passed through has none.
-    pub head: Option<ResponseHeader>,
+    /// (Boxed: rare, and an answer is handed up through three calls.)
+    pub head: Option<Box<ResponseHeader>>,
     /// The client connection is in a state to read its next request.
     pub reusable: bool,
 }
@@ -150,13 +154,21 @@ async fn hang_up(client: &mut Stream, early: &mut BytesMut) {
     std::future::pending().await
 }
 
-/// An instance's connection, how it was reached, its response head and
-/// what was read with it.
+/// An instance's connection, what the pool and the body's reads need to
+/// know of how it was reached, its response head and what was read with it.
 struct Exchanged {
     instance: Stream,
-    peer: HttpPeer,
+    reached: Reached,
     response: RawResponse,
     read: Bytes,
+}
+
+/// Of the `HttpPeer` a connection was taken for (~700 bytes, not carried
+/// along): its pool key and timeouts.
+struct Reached {
+    pool_key: u64,
+    idle_timeout: Option<Duration>,
+    read_timeout: Duration,
 }
 
 /// Sends the head to an instance and reads its response head, trying the
@@ -186,7 +198,7 @@ async fn exchange(
             endpoint.connected();
         }
         metrics().upstream_connection(reused);
-        let wait = peer.options.read_timeout.unwrap_or(Duration::from_secs(60));
+        let wait = peer.options.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
         // The instance's time counts from when it was chosen, connecting included.
         let since = ctx.upstream_started.unwrap_or_else(Instant::now);
         let mut answer = round_trip(&mut instance, out, since, wait, timer).await;
@@ -202,7 +214,11 @@ async fn exchange(
         let (response, read) = answer.map_err(|e| e.into_error(addr))?;
         return Ok(Exchanged {
             instance,
-            peer,
+            reached: Reached {
+                pool_key: peer.reuse_hash(),
+                idle_timeout: peer.options.idle_timeout,
+                read_timeout: wait,
+            },
             response,
             read,
         });
@@ -238,34 +254,39 @@ async fn round_trip(
         if instance.write_all(out).await.is_err() || instance.flush().await.is_err() {
             return Err(RoundTrip::Closed);
         }
-        let mut buf = BytesMut::with_capacity(READ_SIZE);
+        // The start of a response head that did not come in one read.
+        let mut head_so_far = BytesMut::new();
         loop {
-            let n = match instance.read_buf(&mut buf).await {
-                Ok(n) => n,
-                Err(_) if buf.is_empty() => return Err(RoundTrip::Closed),
+            let chunk = match fitted::read(instance, READ_SIZE).await {
+                Ok(chunk) => chunk,
+                Err(_) if head_so_far.is_empty() => return Err(RoundTrip::Closed),
                 Err(e) => {
                     return Err(RoundTrip::Failed(
                         Error::because(ErrorType::ReadError, "reading the response", e).into_up(),
                     ))
                 }
             };
-            if n == 0 {
-                return Err(match buf.is_empty() {
+            if chunk.is_empty() {
+                return Err(match head_so_far.is_empty() {
                     true => RoundTrip::Closed,
                     false => RoundTrip::Failed(upstream_error(ErrorType::ConnectionClosed, "response head cut short")),
                 });
             }
+            let mut read = match head_so_far.is_empty() {
+                true => chunk,
+                false => {
+                    head_so_far.extend_from_slice(&chunk);
+                    std::mem::take(&mut head_so_far).freeze()
+                }
+            };
             loop {
-                // Frozen so the head's values share the bytes read; thawed
-                // again (without a copy: nothing else holds them) to read more.
-                let read = std::mem::take(&mut buf).freeze();
                 match head::parse_response(&read) {
                     ResponseRead::Complete(parsed) if parsed.status.is_informational() && parsed.status != 101 => {
-                        buf = thaw(read.slice(parsed.len..));
+                        read = read.slice(parsed.len..);
                     }
                     ResponseRead::Complete(parsed) => return Ok((parsed, read)),
                     ResponseRead::Partial if read.len() < MAX_RESPONSE_HEAD => {
-                        buf = thaw(read);
+                        head_so_far.extend_from_slice(&read);
                         break;
                     }
                     _ => {
@@ -276,9 +297,6 @@ async fn round_trip(
                     }
                 }
             }
-            if buf.capacity() == buf.len() {
-                buf.reserve(READ_SIZE);
-            }
         }
     };
     match timer.within(since.into(), wait, trip).await {
@@ -288,13 +306,6 @@ async fn round_trip(
             "no response in time",
         ))),
     }
-}
-
-/// `bytes` to read more into: the same memory when nothing else holds it.
-fn thaw(bytes: Bytes) -> BytesMut {
-    bytes
-        .try_into_mut()
-        .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
 }
 
 /// Sends the response head and passes the body through; the instance's
@@ -310,7 +321,7 @@ async fn relay(
 ) -> Answer {
     let Exchanged {
         mut instance,
-        peer,
+        reached,
         response,
         read,
     } = exchanged;
@@ -340,7 +351,7 @@ async fn relay(
         false => edited_head(&response, framing, edits, connection, ctx).map(|Parsed { head, fields, .. }| {
             head::write_status_line(&mut out, &head);
             head::write_fields(&mut out, &head.headers, &fields, |_| false, &[]);
-            Some(head)
+            Some(Box::new(head))
         }),
     };
     let kept = match kept {
@@ -362,8 +373,7 @@ async fn relay(
     let mut client_reusable = sent && keep_alive;
     let mut body_done = done;
     if sent && !done {
-        let wait = peer.options.read_timeout.unwrap_or(Duration::from_secs(60));
-        match pass_body(client, &mut instance, &mut body_end, wait, timer).await {
+        match pass_body(client, &mut instance, &mut body_end, reached.read_timeout, timer).await {
             Passed::Done { extra } => {
                 instance_reusable &= !extra;
                 body_done = true;
@@ -374,7 +384,7 @@ async fn relay(
     }
     if body_done && instance_reusable {
         fast.instances()
-            .release_stream(instance, peer.reuse_hash(), peer.options.idle_timeout);
+            .release_stream(instance, reached.pool_key, reached.idle_timeout);
     }
     Answer {
         status: response.status.as_u16(),
@@ -531,7 +541,7 @@ async fn send(client: &mut Stream, mut response: ResponseHeader, body: Bytes, ke
     let sent = write_all(client, &out).await;
     Answer {
         status: response.status.as_u16(),
-        head: Some(response),
+        head: Some(Box::new(response)),
         reusable: sent && keep_alive,
     }
 }

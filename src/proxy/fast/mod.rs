@@ -14,6 +14,7 @@
 //! connection comes back afterwards.
 
 mod exchange;
+mod fitted;
 mod framing;
 mod head;
 mod rewind;
@@ -30,7 +31,6 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::{HttpProxy, ProxyHttp};
-use tokio::io::AsyncReadExt;
 
 use super::admission::{https_redirect, Admission, Admitted, Entry, Peer};
 use super::{finish, Gateway, RequestCtx};
@@ -270,10 +270,9 @@ fn joined(first: Bytes, then: Bytes) -> Bytes {
 /// Waits for bytes from the client (at most `wait` from `since`, when it is
 /// not zero). `None`: closed, failed or timed out — nothing to answer.
 async fn read_some(client: &mut Stream, since: Instant, wait: Duration, timer: &mut ConnectionTimer) -> Option<Bytes> {
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
-    let n = timer
-        .within(since.into(), wait, client.read_buf(&mut buf))
+    let read = timer
+        .within(since.into(), wait, fitted::read(client, READ_SIZE))
         .await?
         .ok()?;
-    (n > 0).then(|| buf.freeze())
+    (!read.is_empty()).then_some(read)
 }
