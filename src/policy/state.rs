@@ -102,7 +102,7 @@ impl PolicyState {
             return Vec::new();
         }
         let rate_limited = refused_with == Some(ErrorCode::RateLimited);
-        crate::ratelimit::headers(&self.limits, rate_limited, crate::clock::now_ms())
+        crate::ratelimit::headers(&self.limits, rate_limited.then(crate::clock::now_ms))
     }
 
     /// Called once, when the response is done.

@@ -167,14 +167,11 @@ pub fn window_ms(window: Duration) -> u64 {
     (window.as_millis() as u64).max(1)
 }
 
-/// `X-RateLimit-Limit/Remaining/Reset` (and `Retry-After` when
-/// `rate_limited`) from the most restrictive decision: lowest remaining,
-/// ties broken by lowest limit.
-pub fn headers(
-    decisions: &[Decision],
-    rate_limited: bool,
-    now_ms: i64,
-) -> Vec<(&'static StaticHeaderName, HeaderValue)> {
+/// `X-RateLimit-Limit/Remaining/Reset` from the most restrictive decision
+/// (lowest remaining, ties broken by lowest limit), and `Retry-After` when
+/// the request was refused as rate limited at `refused_at_ms` (the clock is
+/// read only for those).
+pub fn headers(decisions: &[Decision], refused_at_ms: Option<i64>) -> Vec<(&'static StaticHeaderName, HeaderValue)> {
     let Some(chosen) = decisions.iter().min_by_key(|d| (d.remaining, d.limit)) else {
         return Vec::new();
     };
@@ -183,7 +180,7 @@ pub fn headers(
     out.push((&LIMIT, HeaderValue::from(chosen.limit)));
     out.push((&REMAINING, HeaderValue::from(chosen.remaining)));
     out.push((&RESET, HeaderValue::from(reset_secs)));
-    if rate_limited {
+    if let Some(now_ms) = refused_at_ms {
         let wait = ((chosen.reset_ms - now_ms) + 999).div_euclid(1000).max(1);
         out.push((&RETRY_AFTER, HeaderValue::from(wait)));
     }
@@ -279,7 +276,7 @@ mod tests {
             remaining,
             reset_ms: 5_500,
         };
-        let h = headers(&[d(5, 10), d(2, 100), d(2, 50)], true, 4_000);
+        let h = headers(&[d(5, 10), d(2, 100), d(2, 50)], Some(4_000));
         let get = |name: &str| {
             h.iter()
                 .find(|(n, _)| n.name() == name)
@@ -289,8 +286,6 @@ mod tests {
         assert_eq!(get("x-ratelimit-remaining").as_deref(), Some("2"));
         assert_eq!(get("x-ratelimit-reset").as_deref(), Some("6"));
         assert_eq!(get("retry-after").as_deref(), Some("2"));
-        assert!(headers(&[d(1, 1)], false, 0)
-            .iter()
-            .all(|(n, _)| n.name() != "retry-after"));
+        assert!(headers(&[d(1, 1)], None).iter().all(|(n, _)| n.name() != "retry-after"));
     }
 }
