@@ -53,7 +53,7 @@ pub fn record(
             .observe(total, ctx.upstream_started.map(|_| instance)),
         None => m.observe_unrouted(total),
     }
-    remember(request, ctx, status, ended, (total, instance));
+    remember(request, ctx, status, ended, total, instance);
     let deployment_id = ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &*d.id);
     ctx.policy.finish(&RequestSummary {
         request,
@@ -107,7 +107,8 @@ fn remember(
     ctx: &RequestCtx,
     status: u16,
     ended: Instant,
-    (total, instance): (Duration, Duration),
+    total: Duration,
+    instance: Duration,
 ) {
     recent().record(&Answered {
         at: unix_ms_at(ended),
