@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 
 use super::logging::LogCapture;
 use crate::errors::ErrorCode;
@@ -91,18 +91,25 @@ impl PolicyState {
         }
     }
 
-    /// Headers the response gets from the policies that ran: the rate-limit
-    /// headers of the most restrictive limit (`Retry-After` when the request
-    /// was refused with `rate_limited`).
-    pub fn response_headers(
+    /// The fields the response gets from the policies that ran, to `field`:
+    /// the rate-limit fields of the most restrictive limit (`Retry-After`
+    /// when the request was refused with `rate_limited`).
+    pub fn response_fields(
         &self,
         refused_with: Option<ErrorCode>,
-    ) -> Vec<(&'static pingora_http::StaticHeaderName, HeaderValue)> {
+        field: impl FnMut(&'static pingora_http::StaticHeaderName, &[&[u8]]),
+    ) {
         if self.limits.is_empty() {
-            return Vec::new();
+            return;
         }
         let rate_limited = refused_with == Some(ErrorCode::RateLimited);
-        crate::ratelimit::headers(&self.limits, rate_limited.then(crate::clock::now_ms))
+        crate::ratelimit::fields(&self.limits, rate_limited.then(crate::clock::now_ms), field);
+    }
+
+    /// Whether [`Self::response_fields`] sets a field named `name` (any case).
+    pub fn sets_response_field(&self, refused_with: Option<ErrorCode>, name: &[u8]) -> bool {
+        let rate_limited = refused_with == Some(ErrorCode::RateLimited);
+        crate::ratelimit::sets_field(&self.limits, rate_limited, name)
     }
 
     /// Called once, when the response is done.

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-use http::HeaderValue;
 use pingora_http::{RequestHeader, ResponseHeader, StaticHeaderName};
 use pingora_proxy::Session;
 
@@ -17,43 +16,64 @@ static SERVER_TIMING: StaticHeaderName = StaticHeaderName::lowercase("server-tim
 
 /// Adds the headers every response carries (replacing any of the same name).
 pub fn add_gateway_headers(response: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
-    for (name, value) in gateway_headers(ctx)? {
-        response.insert_static_header(name, value);
-    }
-    Ok(())
+    let mut invalid = None;
+    gateway_fields(ctx, |name, value| match value_of(value.concat()) {
+        Ok(value) => response.insert_static_header(name, value),
+        Err(error) => invalid = Some(error),
+    });
+    invalid.map_or(Ok(()), Err)
 }
 
-/// The headers every response carries: X-Request-Id, the policies' (rate
-/// limits), Server-Timing.
-pub fn gateway_headers(ctx: &RequestCtx) -> pingora_error::Result<Vec<(&'static StaticHeaderName, HeaderValue)>> {
-    let mut headers = Vec::with_capacity(8);
-    headers.push((&X_REQUEST_ID, ctx.request_id.header()));
-    headers.extend(ctx.policy.response_headers(ctx.error));
+/// The fields every response carries, to `field` in order: X-Request-Id,
+/// the policies' (rate limits), Server-Timing. A value comes in pieces, so
+/// the fast path writes it out without joining them or allocating.
+pub fn gateway_fields(ctx: &RequestCtx, mut field: impl FnMut(&'static StaticHeaderName, &[&[u8]])) {
+    field(&X_REQUEST_ID, &[ctx.request_id.value().as_bytes()]);
+    ctx.policy.response_fields(ctx.error, &mut field);
     // Written as the instance's answer arrives: the time it did stands for now.
     let now = ctx.upstream_answered.unwrap_or_else(Instant::now);
     let instance = ctx.instance_time(now);
     let gateway = ctx.total_time(now).saturating_sub(instance);
-    let mut timing = String::with_capacity(48);
-    timing.push_str("gateway;dur=");
-    push_ms(&mut timing, gateway);
-    if ctx.upstream_started.is_some() {
-        timing.push_str(", instance;dur=");
-        push_ms(&mut timing, instance);
+    let (mut gateway_ms, mut instance_ms) = (Millis::default(), Millis::default());
+    let [g0, g1, g2, g3] = gateway_ms.pieces(gateway);
+    match ctx.upstream_started {
+        Some(_) => {
+            let [i0, i1, i2, i3] = instance_ms.pieces(instance);
+            let timing: [&[u8]; 10] = [b"gateway;dur=", g0, g1, g2, g3, b", instance;dur=", i0, i1, i2, i3];
+            field(&SERVER_TIMING, &timing);
+        }
+        None => field(&SERVER_TIMING, &[&b"gateway;dur="[..], g0, g1, g2, g3]),
     }
-    headers.push((&SERVER_TIMING, value_of(timing)?));
-    Ok(headers)
 }
 
-/// Milliseconds with three decimals (`1.234`), without float formatting or
-/// the `fmt` machinery (this runs on every response).
-fn push_ms(out: &mut String, duration: std::time::Duration) {
-    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-    let mut digits = itoa::Buffer::new();
-    out.push_str(digits.format(micros / 1000));
-    out.push('.');
-    let fraction = digits.format(micros % 1000);
-    out.push_str(&"00"[..3 - fraction.len()]);
-    out.push_str(fraction);
+/// Whether the gateway sets a response field named `name` (as received, in
+/// any case): an instance's field of that name gives way to the gateway's.
+pub fn sets_gateway_field(ctx: &RequestCtx, name: &[u8]) -> bool {
+    let is = |field: &StaticHeaderName| name.eq_ignore_ascii_case(field.name().as_str().as_bytes());
+    is(&X_REQUEST_ID) || is(&SERVER_TIMING) || ctx.policy.sets_response_field(ctx.error, name)
+}
+
+/// A duration as milliseconds with three decimals (`1.234`), in pieces,
+/// without float formatting or the `fmt` machinery (this runs on every
+/// response).
+#[derive(Default)]
+struct Millis {
+    whole: itoa::Buffer,
+    fraction: itoa::Buffer,
+}
+
+impl Millis {
+    fn pieces(&mut self, duration: std::time::Duration) -> [&[u8]; 4] {
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        let whole = self.whole.format(micros / 1000);
+        let fraction = self.fraction.format(micros % 1000);
+        [
+            whole.as_bytes(),
+            b".",
+            &b"00"[..3 - fraction.len()],
+            fraction.as_bytes(),
+        ]
+    }
 }
 
 /// The gateway's own answer `error`, in the shape of every gateway error
@@ -161,15 +181,16 @@ async fn write(session: &mut Session, response: ResponseHeader, body: Bytes) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::push_ms;
+    use super::Millis;
     use std::time::Duration;
 
     #[test]
     fn milliseconds_with_three_decimals() {
         for (micros, text) in [(1_234, "1.234"), (5, "0.005"), (0, "0.000"), (61_000_070, "61000.070")] {
-            let mut out = String::new();
-            push_ms(&mut out, Duration::from_micros(micros));
-            assert_eq!(out, text);
+            assert_eq!(
+                Millis::default().pieces(Duration::from_micros(micros)).concat(),
+                text.as_bytes()
+            );
         }
     }
 }

@@ -19,7 +19,6 @@ mod window;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
 use pingora_http::StaticHeaderName;
 
 use overrides::Overrides;
@@ -170,21 +169,32 @@ pub fn window_ms(window: Duration) -> u64 {
 /// `X-RateLimit-Limit/Remaining/Reset` from the most restrictive decision
 /// (lowest remaining, ties broken by lowest limit), and `Retry-After` when
 /// the request was refused as rate limited at `refused_at_ms` (the clock is
-/// read only for those).
-pub fn headers(decisions: &[Decision], refused_at_ms: Option<i64>) -> Vec<(&'static StaticHeaderName, HeaderValue)> {
+/// read only for those), each passed to `field` with its value as digits.
+/// Nothing is allocated: this runs for every rate-limited response.
+pub fn fields(
+    decisions: &[Decision],
+    refused_at_ms: Option<i64>,
+    mut field: impl FnMut(&'static StaticHeaderName, &[&[u8]]),
+) {
     let Some(chosen) = decisions.iter().min_by_key(|d| (d.remaining, d.limit)) else {
-        return Vec::new();
+        return;
     };
+    let mut digits = itoa::Buffer::new();
+    field(&LIMIT, &[digits.format(chosen.limit).as_bytes()]);
+    field(&REMAINING, &[digits.format(chosen.remaining).as_bytes()]);
     let reset_secs = (chosen.reset_ms + 999).div_euclid(1000);
-    let mut out = Vec::with_capacity(4);
-    out.push((&LIMIT, HeaderValue::from(chosen.limit)));
-    out.push((&REMAINING, HeaderValue::from(chosen.remaining)));
-    out.push((&RESET, HeaderValue::from(reset_secs)));
+    field(&RESET, &[digits.format(reset_secs).as_bytes()]);
     if let Some(now_ms) = refused_at_ms {
         let wait = ((chosen.reset_ms - now_ms) + 999).div_euclid(1000).max(1);
-        out.push((&RETRY_AFTER, HeaderValue::from(wait)));
+        field(&RETRY_AFTER, &[digits.format(wait).as_bytes()]);
     }
-    out
+}
+
+/// Whether [`fields`] sets a field named `name` (any case) for these
+/// decisions, `refused` or not: an instance's field of that name gives way.
+pub fn sets_field(decisions: &[Decision], refused: bool, name: &[u8]) -> bool {
+    let is = |field: &StaticHeaderName| name.eq_ignore_ascii_case(field.name().as_str().as_bytes());
+    !decisions.is_empty() && (is(&LIMIT) || is(&REMAINING) || is(&RESET) || (refused && is(&RETRY_AFTER)))
 }
 
 static LIMIT: StaticHeaderName = StaticHeaderName::lowercase("x-ratelimit-limit");
@@ -269,23 +279,40 @@ mod tests {
     }
 
     #[test]
-    fn headers_come_from_the_most_restrictive() {
+    fn fields_come_from_the_most_restrictive_and_name_what_they_set() {
         let d = |remaining, limit| Decision {
             allowed: true,
             limit,
             remaining,
             reset_ms: 5_500,
         };
-        let h = headers(&[d(5, 10), d(2, 100), d(2, 50)], Some(4_000));
-        let get = |name: &str| {
-            h.iter()
-                .find(|(n, _)| n.name() == name)
-                .map(|(_, v)| v.to_str().unwrap().to_string())
+        let collect = |decisions: &[Decision], refused_at_ms| {
+            let mut out = Vec::new();
+            fields(decisions, refused_at_ms, |name, value| {
+                out.push((
+                    name.name().as_str().to_string(),
+                    String::from_utf8(value.concat()).unwrap(),
+                ))
+            });
+            out
         };
-        assert_eq!(get("x-ratelimit-limit").as_deref(), Some("50"));
-        assert_eq!(get("x-ratelimit-remaining").as_deref(), Some("2"));
-        assert_eq!(get("x-ratelimit-reset").as_deref(), Some("6"));
-        assert_eq!(get("retry-after").as_deref(), Some("2"));
-        assert!(headers(&[d(1, 1)], None).iter().all(|(n, _)| n.name() != "retry-after"));
+        let decisions = [d(5, 10), d(2, 100), d(2, 50)];
+        let set = collect(&decisions, Some(4_000));
+        let get = |name: &str| set.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("x-ratelimit-limit"), Some("50"));
+        assert_eq!(get("x-ratelimit-remaining"), Some("2"));
+        assert_eq!(get("x-ratelimit-reset"), Some("6"));
+        assert_eq!(get("retry-after"), Some("2"));
+        for (name, _) in &set {
+            assert!(
+                sets_field(&decisions, true, name.to_ascii_uppercase().as_bytes()),
+                "{name}"
+            );
+        }
+        let allowed = collect(&[d(1, 1)], None);
+        assert!(allowed.iter().all(|(n, _)| n != "retry-after"));
+        assert!(!sets_field(&[d(1, 1)], false, b"Retry-After"));
+        assert!(collect(&[], None).is_empty());
+        assert!(!sets_field(&[], false, b"x-ratelimit-limit"));
     }
 }

@@ -47,14 +47,21 @@ impl PathPrefix {
 /// Candidate keys for a request path, longest first, ending with the root:
 /// `/api/x/` → `/api/x`, `/api`, `/`.
 pub fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    let mut next = Some(path.trim_end_matches('/'));
+    // Byte searches: `rfind(char)` and `trim_end_matches(char)` are general
+    // pattern searches, and this runs for every request a prefix route takes.
+    let last_segment_end = path.as_bytes().iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+    let mut next = Some(&path[..last_segment_end]);
     std::iter::from_fn(move || {
         let current = next?;
         if current.is_empty() {
             next = None;
             return Some("/");
         }
-        next = current.rfind('/').map(|i| &current[..i]);
+        next = current
+            .as_bytes()
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map(|i| &current[..i]);
         Some(current)
     })
 }
@@ -76,6 +83,8 @@ mod tests {
         assert_eq!(ancestors("/api/x/").collect::<Vec<_>>(), ["/api/x", "/api", "/"]);
         assert_eq!(ancestors("/").collect::<Vec<_>>(), ["/"]);
         assert_eq!(ancestors("/apix").collect::<Vec<_>>(), ["/apix", "/"]);
+        assert_eq!(ancestors("//").collect::<Vec<_>>(), ["/"]);
+        assert_eq!(ancestors("/é/ü//").collect::<Vec<_>>(), ["/é/ü", "/é", "/"]);
     }
 
     #[test]

@@ -345,9 +345,20 @@ async fn relay(
     let edits = ctx.route.as_ref().map_or(&[][..], |r| &r.rule.response_headers[..]);
     let kept = match edits.is_empty() {
         // Nothing to edit: the fields go out as they came, without a header map.
-        true => respond::gateway_headers(ctx)
-            .map(|own| response.write_passthrough(&mut out, framing == Framing::Chunked, &own, connection))
-            .map(|()| None),
+        true => {
+            response.write_passthrough(
+                &mut out,
+                framing == Framing::Chunked,
+                |name| respond::sets_gateway_field(ctx, name),
+                |out| {
+                    respond::gateway_fields(ctx, |name, value| {
+                        head::put_pieces(out, name.name().as_str().as_bytes(), value)
+                    })
+                },
+                connection,
+            );
+            Ok(None)
+        }
         false => edited_head(&response, framing, edits, connection, ctx).map(|Parsed { head, fields, .. }| {
             head::write_status_line(&mut out, &head);
             head::write_fields(&mut out, &head.headers, &fields, |_| false, &[]);

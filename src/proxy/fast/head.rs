@@ -17,7 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use pingora_core::protocols::http::date::get_cached_date;
-use pingora_http::{RequestHeader, ResponseHeader, StaticHeaderName};
+use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::proxy::forwarding::{self, FieldEdit};
 use crate::runtime::Limits;
@@ -166,6 +166,10 @@ fn connection_asks_close(value: &HeaderValue) -> Option<bool> {
 /// LF (the strict parser refuses it, so such a request is `HttpProxy`'s to
 /// answer).
 fn crlf_after(buf: &[u8], at: usize) -> Option<usize> {
+    // A field's value mostly ends right at its CRLF: no search for that.
+    if buf.get(at..at + 2) == Some(b"\r\n") {
+        return Some(at + 2);
+    }
     let lf = at + memchr::memchr(b'\n', &buf[at..])?;
     (lf > 0 && buf[lf - 1] == b'\r').then_some(lf + 1)
 }
@@ -311,13 +315,14 @@ impl RawResponse {
     /// Appends the head as the client gets it, without a header map: the
     /// status line; the fields as received, less the hop-by-hop ones (and
     /// those `Connection` nominates), `Date`, `Content-Length` beside a
-    /// chunked body, and any the gateway sets itself (`own`); then `own`,
-    /// `Date`, `Connection: {connection}`.
+    /// chunked body, and any the gateway sets itself (`replaced` names
+    /// them); then what `own` writes, `Date`, `Connection: {connection}`.
     pub fn write_passthrough(
         &self,
         out: &mut BytesMut,
         chunked: bool,
-        own: &[(&'static StaticHeaderName, HeaderValue)],
+        replaced: impl Fn(&[u8]) -> bool,
+        own: impl FnOnce(&mut BytesMut),
         connection: &str,
     ) {
         out.put_slice(b"HTTP/1.1 ");
@@ -337,19 +342,13 @@ impl RawResponse {
                 Role::Connection | Role::HopByHop | Role::Date => false,
                 Role::ContentLength => !chunked,
                 Role::TransferEncoding => true,
-                Role::Other => {
-                    !own.iter()
-                        .any(|(o, _)| name.eq_ignore_ascii_case(o.name().as_str().as_bytes()))
-                        && !nominated.iter().any(|n| name.eq_ignore_ascii_case(n))
-                }
+                Role::Other => !replaced(name) && !nominated.iter().any(|n| name.eq_ignore_ascii_case(n)),
             };
             if kept {
                 put_raw(out, name, &self.read[field.value.clone()]);
             }
         }
-        for (name, value) in own {
-            put_field(out, name.name().as_str().as_bytes(), value);
-        }
+        own(out);
         put_field(out, b"date", &get_cached_date());
         put_raw(out, b"connection", connection.as_bytes());
         out.put_slice(b"\r\n");
@@ -362,6 +361,16 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|b| *b == b',')
         .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())
+}
+
+/// Appends a field whose value comes in pieces.
+pub fn put_pieces(out: &mut BytesMut, name: &[u8], value: &[&[u8]]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    for piece in value {
+        out.put_slice(piece);
+    }
+    out.put_slice(b"\r\n");
 }
 
 fn put_raw(out: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -528,9 +537,15 @@ mod tests {
         let ResponseRead::Complete(response) = parse_response(&Bytes::copy_from_slice(text.as_bytes())) else {
             panic!("not a complete response head: {text:?}");
         };
-        let own = [(&X_REQUEST_ID, HeaderValue::from_static("req_1"))];
+        let own = X_REQUEST_ID.name().as_str().as_bytes();
         let mut out = BytesMut::new();
-        response.write_passthrough(&mut out, chunked, &own, "keep-alive");
+        response.write_passthrough(
+            &mut out,
+            chunked,
+            |name| name.eq_ignore_ascii_case(own),
+            |out| put_pieces(out, own, &[b"req_", b"1"]),
+            "keep-alive",
+        );
         String::from_utf8_lossy(&out).into_owned()
     }
 
