@@ -277,33 +277,60 @@ impl Gateway {
     /// an h2c deployment (unless the request upgrades). Marks when the
     /// attempt started.
     pub(super) fn instance_peer(addr: SocketAddr, upgrade: bool, ctx: &mut RequestCtx) -> HttpPeer {
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let attempt = Self::start_attempt(addr, ctx);
+        Self::peer_for(addr, upgrade, &attempt, ctx)
+    }
+
+    /// Marks when the attempt to reach `addr` started; its timeouts.
+    pub(super) fn start_attempt(addr: SocketAddr, ctx: &mut RequestCtx) -> Attempt {
         let now = Instant::now();
-        if let Some(snapshot) = ctx.snapshot() {
-            let limits = &snapshot.limits;
-            let timeout = ctx
-                .route
-                .as_ref()
-                .and_then(|r| r.rule.timeout)
-                .unwrap_or(limits.request_timeout);
-            let remaining = timeout
-                .saturating_sub(ctx.total_time(now))
-                .max(Duration::from_millis(1));
-            peer.options.connection_timeout = Some(limits.connect_timeout);
-            peer.options.read_timeout = Some(remaining);
-            peer.options.write_timeout = Some(remaining);
+        let attempt = match ctx.snapshot() {
+            Some(snapshot) => {
+                let limits = &snapshot.limits;
+                let timeout = ctx
+                    .route
+                    .as_ref()
+                    .and_then(|r| r.rule.timeout)
+                    .unwrap_or(limits.request_timeout);
+                Attempt {
+                    connect: Some(limits.connect_timeout),
+                    remaining: Some(
+                        timeout
+                            .saturating_sub(ctx.total_time(now))
+                            .max(Duration::from_millis(1)),
+                    ),
+                }
+            }
+            None => Attempt::default(),
+        };
+        ctx.upstream_started = Some(now);
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.start_attempt(addr);
         }
+        attempt
+    }
+
+    /// The peer that reaches `addr` with `attempt`'s timeouts.
+    pub(super) fn peer_for(addr: SocketAddr, upgrade: bool, attempt: &Attempt, ctx: &RequestCtx) -> HttpPeer {
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = attempt.connect;
+        peer.options.read_timeout = attempt.remaining;
+        peer.options.write_timeout = attempt.remaining;
         let h2c = ctx.deployment().is_some_and(|d| d.protocol == Protocol::H2c);
         if h2c && !upgrade {
             peer.options.set_http_version(2, 2);
             peer.options.max_h2_streams = H2C_MAX_STREAMS;
         }
-        ctx.upstream_started = Some(now);
-        if let Some(trace) = ctx.trace.as_mut() {
-            trace.start_attempt(addr);
-        }
         peer
     }
+}
+
+/// The timeouts of one attempt to reach an instance.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Attempt {
+    pub connect: Option<Duration>,
+    /// What is left of the route's request timeout, for reads and writes.
+    pub remaining: Option<Duration>,
 }
 
 impl Gateway {

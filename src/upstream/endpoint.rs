@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Where an endpoint is.
@@ -72,6 +73,9 @@ pub struct Endpoint {
     in_flight: AtomicUsize,
     /// The base of `ejected_until` and `trial_until`.
     born: Instant,
+    /// The key of this endpoint's idle HTTP/1 connections in the connection
+    /// pool: worked out once, by the proxy (see [`Self::pool_key`]).
+    pool_key: OnceLock<u64>,
 }
 
 impl Endpoint {
@@ -86,7 +90,15 @@ impl Endpoint {
             generation: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
             born: Instant::now(),
+            pool_key: OnceLock::new(),
         }
+    }
+
+    /// The key of this endpoint's idle HTTP/1 connections in the connection
+    /// pool, `compute`d on first use: it hashes the same for every request,
+    /// so no request hashes it again.
+    pub fn pool_key(&self, compute: impl FnOnce() -> u64) -> u64 {
+        *self.pool_key.get_or_init(compute)
     }
 
     /// Milliseconds since this endpoint was created (never 0, which means "not ejected").

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, DATE};
 use pingora_core::protocols::http::date::get_cached_date;
+use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora_core::protocols::Stream;
-use pingora_core::upstreams::peer::Peer as _;
+use pingora_core::upstreams::peer::{HttpPeer, Peer as _};
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -163,11 +164,10 @@ struct Exchanged {
     read: Bytes,
 }
 
-/// Of the `HttpPeer` a connection was taken for (~700 bytes, not carried
-/// along): its pool key and timeouts.
+/// How a connection was reached: the key it goes back to the pool under,
+/// and how long a read may wait.
 struct Reached {
     pool_key: u64,
-    idle_timeout: Option<Duration>,
     read_timeout: Duration,
 }
 
@@ -183,29 +183,41 @@ async fn exchange(
         let Some(addr) = ctx.next_network_instance() else {
             return Err(upstream_error(ErrorType::ConnectRefused, "no instance left to try"));
         };
-        let peer = Gateway::instance_peer(addr, false, ctx);
-        let (mut instance, reused) = match fast.instances().get_stream(&peer).await {
-            Ok(connected) => connected,
-            Err(error) => {
-                let error = failure::connect_failed(ctx, &addr, error.into_up());
-                if error.retry() {
-                    continue;
+        let attempt = Gateway::start_attempt(addr, ctx);
+        let pool_key = match &ctx.instance {
+            Some(endpoint) => endpoint.pool_key(|| pool_key_of(addr)),
+            None => pool_key_of(addr),
+        };
+        // The peer (~700 bytes) is built only to open a connection.
+        let connect = |ctx: &RequestCtx| {
+            let peer = Gateway::peer_for(addr, false, &attempt, ctx);
+            async move { Box::pin(fast.instances().new_stream(&peer)).await }
+        };
+        let (mut instance, reused) = match fast.instances().reused_stream_by_key(pool_key, &PeerAddr::Inet(addr)) {
+            Some(pooled) => (pooled, true),
+            None => match connect(ctx).await {
+                Ok(connected) => (connected, false),
+                Err(error) => {
+                    let error = failure::connect_failed(ctx, &addr, error.into_up());
+                    if error.retry() {
+                        continue;
+                    }
+                    return Err(error);
                 }
-                return Err(error);
-            }
+            },
         };
         if let Some(endpoint) = &ctx.instance {
             endpoint.connected();
         }
         metrics().upstream_connection(reused);
-        let wait = peer.options.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
+        let wait = attempt.remaining.unwrap_or(DEFAULT_READ_TIMEOUT);
         // The instance's time counts from when it was chosen, connecting included.
         let since = ctx.upstream_started.unwrap_or_else(Instant::now);
         let mut answer = round_trip(&mut instance, out, since, wait, timer).await;
         if reused && matches!(&answer, Err(RoundTrip::Closed)) {
             // The instance closed the pooled connection as it was taken:
             // the request never reached it, so a new connection may carry it.
-            instance = Box::pin(fast.instances().new_stream(&peer))
+            instance = connect(ctx)
                 .await
                 .map_err(|e| failure::connect_failed(ctx, &addr, e.into_up()))?;
             metrics().upstream_connection(false);
@@ -215,14 +227,20 @@ async fn exchange(
         return Ok(Exchanged {
             instance,
             reached: Reached {
-                pool_key: peer.reuse_hash(),
-                idle_timeout: peer.options.idle_timeout,
+                pool_key,
                 read_timeout: wait,
             },
             response,
             read,
         });
     }
+}
+
+/// The key the connection pool keeps `addr`'s HTTP/1 connections under:
+/// the hash of the peer [`Gateway::peer_for`] builds for it, which `HttpProxy`
+/// uses too (timeouts are not part of it), so both paths share them.
+fn pool_key_of(addr: SocketAddr) -> u64 {
+    HttpPeer::new(addr, false, String::new()).reuse_hash()
 }
 
 /// Why a round trip failed.
@@ -394,8 +412,7 @@ async fn relay(
         }
     }
     if body_done && instance_reusable {
-        fast.instances()
-            .release_stream(instance, reached.pool_key, reached.idle_timeout);
+        fast.instances().release_stream(instance, reached.pool_key, None);
     }
     Answer {
         status: response.status.as_u16(),
@@ -566,4 +583,28 @@ fn upstream_error(kind: ErrorType, context: impl Into<pingora_error::ImmutStr>) 
     let mut error = Error::explain(kind, context);
     error.esource = ErrorSource::Upstream;
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pingora_core::upstreams::peer::Peer as _;
+
+    use super::pool_key_of;
+    use crate::proxy::admission::Attempt;
+    use crate::proxy::context::RequestCtx;
+    use crate::proxy::Gateway;
+
+    #[test]
+    fn the_pool_key_is_the_hash_of_the_peer_a_request_connects_with() {
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let attempt = Attempt {
+            connect: Some(Duration::from_secs(1)),
+            remaining: Some(Duration::from_millis(1234)),
+        };
+        let peer = Gateway::peer_for(addr, false, &attempt, &RequestCtx::default());
+        assert_eq!(pool_key_of(addr), peer.reuse_hash());
+        assert_ne!(pool_key_of(addr), pool_key_of("127.0.0.1:8081".parse().unwrap()));
+    }
 }

@@ -99,12 +99,9 @@ impl IdlePool {
         loop {
             let mut idle = {
                 let mut slots = self.slots.lock();
-                let list = slots.by_key.get_mut(&key)?;
-                let idle = list.pop();
-                if list.is_empty() {
-                    slots.by_key.remove(&key);
-                }
-                let idle = idle?;
+                // keygate patch 26: an emptied list stays (the sweep removes
+                // it), so the next release of this key does not allocate one.
+                let idle = slots.by_key.get_mut(&key)?.pop()?;
                 slots.count -= 1;
                 idle
             };
@@ -151,7 +148,8 @@ impl IdlePool {
     }
 
     fn start_sweeper(self: &Arc<Self>) {
-        if self.sweeper.swap(true, Ordering::Relaxed) {
+        // keygate patch 26: a plain load on every release; the swap only once.
+        if self.sweeper.load(Ordering::Relaxed) || self.sweeper.swap(true, Ordering::Relaxed) {
             return;
         }
         let pool: Weak<Self> = Arc::downgrade(self);

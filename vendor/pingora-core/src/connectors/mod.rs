@@ -25,6 +25,9 @@ mod tls;
 use crate::tls::connectors as tls;
 
 use crate::protocols::l4::ext::attach_connect_local_addr;
+use crate::protocols::l4::socket::SocketAddr as PeerAddr;
+#[cfg(unix)]
+use crate::protocols::ConnFdReusable;
 use crate::protocols::{GetSocketDigest, Stream};
 use crate::server::configuration::ServerConf;
 use crate::upstreams::peer::{Peer, ALPN};
@@ -192,9 +195,14 @@ const DEFAULT_POOL_SIZE: usize = 128;
 /// (no digest, a peer reached through a proxy, `0.0.0.0`).
 #[cfg(unix)]
 fn connected_to<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    digest_says_connected_to(peer.address(), stream) || peer.matches_fd(stream.id())
+}
+
+/// Whether the address the stream's socket digest read is `addr`.
+#[cfg(unix)]
+fn digest_says_connected_to(addr: &PeerAddr, stream: &Stream) -> bool {
     let digest = stream.get_socket_digest();
-    let known = digest.as_deref().and_then(|digest| digest.peer_addr());
-    known == Some(peer.address()) || peer.matches_fd(stream.id())
+    digest.as_deref().and_then(|digest| digest.peer_addr()) == Some(addr)
 }
 
 impl TransportConnector {
@@ -287,6 +295,20 @@ impl TransportConnector {
                 if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket)) {
                     return Some(stream);
                 }
+            }
+        }
+    }
+
+    /// keygate patch 26: an idle connection to `addr` (reached directly, not
+    /// through a proxy) pooled under `key`, for a caller that keeps the
+    /// peer's [`Peer::reuse_hash`] instead of building the peer and hashing
+    /// it for every request. Checked as [`Self::reused_stream`] checks.
+    #[cfg(unix)]
+    pub fn reused_stream_by_key(&self, key: u64, addr: &PeerAddr) -> Option<Stream> {
+        loop {
+            let stream = self.connection_pool.take(key)?;
+            if digest_says_connected_to(addr, &stream) || addr.check_fd_match(stream.id()) {
+                return Some(stream);
             }
         }
     }
