@@ -29,10 +29,41 @@ static HOST_TITLED: StaticHeaderName = StaticHeaderName::new("host", "Host");
 /// Rack) read `X_Unkey_Principal` as `X-Unkey-Principal`, so such a field
 /// could pass for one only the gateway sets (nginx drops them too).
 pub fn stripped_on_entry(name: &http::HeaderName, allow_underscores: bool) -> bool {
+    entry_role(name, allow_underscores) == EntryRole::Stripped
+}
+
+/// What becomes of a request field on the way in, told from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryRole {
+    /// Removed at the door ([`stripped_on_entry`]).
+    Stripped,
+    /// For the gateway to read; never sent to an instance.
+    HopByHop,
+    Forwarded,
+}
+
+/// What becomes of a request field named `name`: one pass over the name,
+/// as every field of every request is asked (most names are told apart by
+/// their length alone).
+pub fn entry_role(name: &http::HeaderName, allow_underscores: bool) -> EntryRole {
+    static LENGTHS: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+        let gateway_set = [X_UNKEY_PRINCIPAL.name(), X_DEPLOYMENT_ID.name()];
+        (HOP_BY_HOP.iter().chain(gateway_set)).fold(0, |lengths, name| lengths | 1 << name.as_str().len())
+    });
     let text = name.as_str();
-    (!allow_underscores && text.bytes().any(|b| b == b'_'))
-        || text == X_UNKEY_PRINCIPAL.name().as_str()
-        || text == X_DEPLOYMENT_ID.name().as_str()
+    let len = text.len();
+    if len < 64 && *LENGTHS & 1 << len != 0 {
+        if text == X_UNKEY_PRINCIPAL.name().as_str() || text == X_DEPLOYMENT_ID.name().as_str() {
+            return EntryRole::Stripped;
+        }
+        if HOP_BY_HOP.contains(name) {
+            return EntryRole::HopByHop;
+        }
+    }
+    if !allow_underscores && memchr::memchr(b'_', text.as_bytes()).is_some() {
+        return EntryRole::Stripped;
+    }
+    EntryRole::Forwarded
 }
 
 /// Removes every field [`stripped_on_entry`] names, in any case. Allocates
@@ -443,8 +474,17 @@ mod tests {
     }
 
     #[test]
-    fn hop_by_hop_names_are_known_and_others_of_their_length_are_not() {
-        assert!(HOP_BY_HOP.iter().all(is_hop_by_hop));
+    fn entry_roles_know_hop_by_hop_and_gateway_names_and_not_others_of_their_length() {
+        let role =
+            |name: &str, underscores| entry_role(&http::HeaderName::from_bytes(name.as_bytes()).unwrap(), underscores);
+        assert!(HOP_BY_HOP
+            .iter()
+            .all(|name| entry_role(name, false) == EntryRole::HopByHop));
+        for stripped in ["x-unkey-principal", "x-deployment-id", "x_unkey_principal", "my_header"] {
+            assert_eq!(role(stripped, false), EntryRole::Stripped, "{stripped}");
+        }
+        assert_eq!(role("my_header", true), EntryRole::Forwarded);
+        assert_eq!(role("x-unkey-principal", true), EntryRole::Stripped);
         let long = "x-".repeat(40);
         for other in [
             "host",
@@ -452,12 +492,10 @@ mod tests {
             "accept",
             "x-connection",
             "trailers",
+            "x-deployment-ix",
             long.as_str(),
         ] {
-            assert!(
-                !is_hop_by_hop(&http::HeaderName::from_bytes(other.as_bytes()).unwrap()),
-                "{other}"
-            );
+            assert_eq!(role(other, false), EntryRole::Forwarded, "{other}");
         }
     }
 

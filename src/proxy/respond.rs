@@ -34,16 +34,14 @@ pub fn gateway_fields(ctx: &RequestCtx, mut field: impl FnMut(&'static StaticHea
     let now = ctx.upstream_answered.unwrap_or_else(Instant::now);
     let instance = ctx.instance_time(now);
     let gateway = ctx.total_time(now).saturating_sub(instance);
-    let (mut gateway_ms, mut instance_ms) = (Millis::default(), Millis::default());
-    let [g0, g1, g2, g3] = gateway_ms.pieces(gateway);
-    match ctx.upstream_started {
-        Some(_) => {
-            let [i0, i1, i2, i3] = instance_ms.pieces(instance);
-            let timing: [&[u8]; 10] = [b"gateway;dur=", g0, g1, g2, g3, b", instance;dur=", i0, i1, i2, i3];
-            field(&SERVER_TIMING, &timing);
-        }
-        None => field(&SERVER_TIMING, &[&b"gateway;dur="[..], g0, g1, g2, g3]),
+    let mut timing = Timing::default();
+    timing.push(b"gateway;dur=");
+    timing.push_ms(gateway);
+    if ctx.upstream_started.is_some() {
+        timing.push(b", instance;dur=");
+        timing.push_ms(instance);
     }
+    field(&SERVER_TIMING, &[timing.as_bytes()]);
 }
 
 /// Whether the gateway sets a response field named `name` (as received, in
@@ -53,26 +51,41 @@ pub fn sets_gateway_field(ctx: &RequestCtx, name: &[u8]) -> bool {
     is(&X_REQUEST_ID) || is(&SERVER_TIMING) || ctx.policy.sets_response_field(ctx.error, name)
 }
 
-/// A duration as milliseconds with three decimals (`1.234`), in pieces,
-/// without float formatting or the `fmt` machinery (this runs on every
-/// response).
-#[derive(Default)]
-struct Millis {
-    whole: itoa::Buffer,
-    fraction: itoa::Buffer,
+/// The Server-Timing value, written on the stack and handed on whole:
+/// copying it out piece by piece cost more than formatting it.
+struct Timing {
+    /// Room for both durations at their longest (20 digits each).
+    bytes: [u8; 96],
+    len: usize,
 }
 
-impl Millis {
-    fn pieces(&mut self, duration: std::time::Duration) -> [&[u8]; 4] {
+impl Default for Timing {
+    fn default() -> Self {
+        Self { bytes: [0; 96], len: 0 }
+    }
+}
+
+impl Timing {
+    fn push(&mut self, piece: &[u8]) {
+        let end = self.len + piece.len();
+        if let Some(room) = self.bytes.get_mut(self.len..end) {
+            room.copy_from_slice(piece);
+            self.len = end;
+        }
+    }
+
+    /// Milliseconds with three decimals (`1.234`), without float formatting
+    /// or the `fmt` machinery (this runs on every response).
+    fn push_ms(&mut self, duration: std::time::Duration) {
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        let whole = self.whole.format(micros / 1000);
-        let fraction = self.fraction.format(micros % 1000);
-        [
-            whole.as_bytes(),
-            b".",
-            &b"00"[..3 - fraction.len()],
-            fraction.as_bytes(),
-        ]
+        self.push(itoa::Buffer::new().format(micros / 1000).as_bytes());
+        let fraction = micros % 1000;
+        let digit = |place: u64| b'0' + (fraction / place % 10) as u8;
+        self.push(&[b'.', digit(100), digit(10), digit(1)]);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -181,16 +194,26 @@ async fn write(session: &mut Session, response: ResponseHeader, body: Bytes) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::Millis;
+    use super::Timing;
     use std::time::Duration;
 
     #[test]
     fn milliseconds_with_three_decimals() {
         for (micros, text) in [(1_234, "1.234"), (5, "0.005"), (0, "0.000"), (61_000_070, "61000.070")] {
-            assert_eq!(
-                Millis::default().pieces(Duration::from_micros(micros)).concat(),
-                text.as_bytes()
-            );
+            let mut timing = Timing::default();
+            timing.push_ms(Duration::from_micros(micros));
+            assert_eq!(timing.as_bytes(), text.as_bytes());
         }
+    }
+
+    #[test]
+    fn the_longest_timing_fits() {
+        let mut timing = Timing::default();
+        timing.push(b"gateway;dur=");
+        timing.push_ms(Duration::MAX);
+        timing.push(b", instance;dur=");
+        timing.push_ms(Duration::MAX);
+        let text = String::from_utf8(timing.as_bytes().to_vec()).unwrap();
+        assert_eq!(text.matches(&u64::MAX.to_string()[..17]).count(), 2, "{text}");
     }
 }

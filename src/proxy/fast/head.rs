@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use pingora_core::protocols::http::date::get_cached_date;
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::proxy::forwarding::{self, FieldEdit};
+use crate::proxy::forwarding::{self, EntryRole, FieldEdit};
 use crate::runtime::Limits;
 
 /// Fields a request head may hold without leaving the fast path. More go
@@ -121,13 +121,14 @@ pub fn parse_request<'a>(buf: &'a Bytes, limits: &Limits) -> RequestRead<'a> {
         let Some(line_end) = crlf_after(&buf[..len], span(buf, field.value).end) else {
             return RequestRead::Handoff;
         };
-        // What `begin_request` would strip is left out here already.
-        if forwarding::stripped_on_entry(&name, limits.allow_underscores_in_headers) {
-            continue;
-        }
-        if !forwarding::is_hop_by_hop(&name) {
-            let from = span(buf, field.name.as_bytes()).start;
-            fields.push((name.clone(), &buf[from..line_end]));
+        match forwarding::entry_role(&name, limits.allow_underscores_in_headers) {
+            // What `begin_request` would strip is left out here already.
+            EntryRole::Stripped => continue,
+            EntryRole::HopByHop => {}
+            EntryRole::Forwarded => {
+                let from = span(buf, field.name.as_bytes()).start;
+                fields.push((name.clone(), &buf[from..line_end]));
+            }
         }
         if headers.try_append(name, value).is_err() {
             return RequestRead::Handoff;
