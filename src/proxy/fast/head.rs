@@ -81,14 +81,16 @@ pub fn parse_request<'a>(buf: &'a Bytes, limits: &Limits) -> RequestRead<'a> {
         || request.headers.len() > limits.max_headers
         || request_line > Limits::MAX_REQUEST_LINE
         || !path.starts_with('/')
-        || crlf_after(&buf[..len], 0).is_none()
+        // The request line ends at least this far in: where it does when
+        // single spaces separate its parts (the only spelling accepted).
+        || crlf_after(&buf[..len], request_line - 2).is_none()
         || !buf[..len].ends_with(b"\r\n")
     {
         return RequestRead::Handoff;
     }
     // Origin-form only (a fragment is for `HttpProxy` to strip); the target
     // shares the read buffer.
-    if memchr::memchr(b'#', path.as_bytes()).is_some() {
+    if path.as_bytes().contains(&b'#') {
         return RequestRead::Handoff;
     }
     let Ok(uri) = http::Uri::from_maybe_shared(buf.slice_ref(path.as_bytes())) else {
