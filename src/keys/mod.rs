@@ -18,7 +18,7 @@ pub mod migrate;
 pub mod model;
 pub mod permissions;
 mod postgres;
-mod principal;
+pub mod principal;
 pub mod roles;
 mod shared_credits;
 mod sqlite;

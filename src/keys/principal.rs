@@ -1,8 +1,12 @@
 //! The Principal v1 JSON (docs/api.md) for a key, forwarded to instances
 //! as `X-Unkey-Principal`. Everything but the credit balance is fixed per
 //! key (and role catalogue), so it is rendered once into two halves when
-//! the key is loaded; a request only splices in its balance.
+//! the key is loaded; a request only splices in its balance. A key without
+//! a balance forwards one header value made at load, shared by every
+//! request.
 
+use bytes::Bytes;
+use http::HeaderValue;
 use serde_json::{json, Value};
 
 use super::model::KeyRecord;
@@ -14,6 +18,8 @@ pub struct PrincipalTemplate {
     head: String,
     /// From `"meta"` to the end.
     tail: String,
+    /// The whole Principal without a balance, as forwarded.
+    fixed: HeaderValue,
 }
 
 impl PrincipalTemplate {
@@ -48,21 +54,38 @@ impl PrincipalTemplate {
             }
         }
         tail.push_str("}}}");
-        Self { head, tail }
+        let fixed = header_json(format!("{head}{tail}"));
+        Self { head, tail, fixed }
     }
 
-    /// The compact JSON with `credits` (the balance after this request) when the key is limited.
-    pub fn render(&self, credits: Option<i64>) -> String {
-        let mut out = String::with_capacity(self.head.len() + self.tail.len() + 24);
+    /// The compact JSON, as a header value, with `credits` (the balance
+    /// after this request) when the key is limited.
+    pub fn render(&self, credits: Option<i64>) -> HeaderValue {
+        let Some(credits) = credits else {
+            return self.fixed.clone();
+        };
+        let mut out = String::with_capacity(self.head.len() + self.tail.len() + 32);
         out.push_str(&self.head);
-        if let Some(credits) = credits {
-            out.push_str(r#""credits":"#);
-            out.push_str(&credits.to_string());
-            out.push(',');
-        }
+        out.push_str(r#""credits":"#);
+        out.push_str(itoa::Buffer::new().format(credits));
+        out.push(',');
         out.push_str(&self.tail);
-        out
+        header_json(out)
     }
+}
+
+/// Compact JSON as a header value. serde_json escapes every control
+/// character but DEL, the one other byte no field may carry; DEL can only
+/// stand inside a string, where `\u007f` means the same, so it is escaped
+/// here and any Principal can be forwarded.
+pub fn header_json(json: String) -> HeaderValue {
+    let json = match json.contains('\u{7f}') {
+        true => json.replace('\u{7f}', "\\u007f"),
+        false => json,
+    };
+    // Every byte left is one a field may carry; `null` stands for what
+    // cannot happen rather than a panic.
+    HeaderValue::from_maybe_shared(Bytes::from(json)).unwrap_or_else(|_| HeaderValue::from_static("null"))
 }
 
 fn quote(text: &str) -> String {
@@ -98,7 +121,7 @@ mod tests {
     fn minimal_principal() {
         let p = PrincipalTemplate::new(&record(), &[]);
         assert_eq!(
-            p.render(None),
+            p.render(None).to_str().unwrap(),
             r#"{"version":"v1","subject":"key_3x","type":"API_KEY","source":{"key":{"keyId":"key_3x","keySpaceId":"ks_main","meta":{}}}}"#
         );
     }
@@ -115,8 +138,20 @@ mod tests {
         r.identity = Some(identity);
         let p = PrincipalTemplate::new(&r, &r.permissions);
         assert_eq!(
-            p.render(Some(4900)),
+            p.render(Some(4900)).to_str().unwrap(),
             r#"{"version":"v1","subject":"user_42","type":"API_KEY","identity":{"externalId":"user_42","meta":{"plan":"pro"}},"source":{"key":{"keyId":"key_3x","keySpaceId":"ks_main","name":"ACME prod","expiresAt":1717200000000,"credits":4900,"meta":{},"roles":["admin"],"permissions":["api.read"]}}}"#
         );
+    }
+
+    #[test]
+    fn a_del_in_a_value_is_escaped_and_every_principal_is_a_header_value() {
+        let mut r = record();
+        r.meta.insert("odd".into(), json!("a\u{7f}b\tc\u{1}é"));
+        let p = PrincipalTemplate::new(&r, &[]);
+        for value in [p.render(None), p.render(Some(7))] {
+            let json: Value = serde_json::from_slice(value.as_bytes()).unwrap();
+            assert_eq!(json["source"]["key"]["meta"]["odd"], "a\u{7f}b\tc\u{1}é");
+            assert!(!value.as_bytes().contains(&0x7f));
+        }
     }
 }

@@ -167,7 +167,7 @@ impl ActiveKey {
     }
 
     /// The Principal JSON with the balance after this request.
-    pub fn principal_json(&self, credits: Option<i64>) -> String {
+    pub fn principal_json(&self, credits: Option<i64>) -> http::HeaderValue {
         self.resolved.load().principal.render(credits)
     }
 }

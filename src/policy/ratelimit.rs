@@ -119,8 +119,11 @@ impl RateLimit {
                 Part::Path => request.head.uri.path(),
                 Part::PrincipalField(path) => {
                     // Parsed at most once per request, and only by a policy that reads a field.
-                    let parsed = principal
-                        .get_or_insert_with(|| state.principal().and_then(|p| serde_json::from_str(&p.json).ok()));
+                    let parsed = principal.get_or_insert_with(|| {
+                        state
+                            .principal()
+                            .and_then(|p| serde_json::from_slice(p.json.as_bytes()).ok())
+                    });
                     match parsed.as_ref().and_then(|json| field(json, path)) {
                         None | Some(Value::Null) => UNKNOWN,
                         Some(Value::String(text)) => {
@@ -243,7 +246,7 @@ mod tests {
         let state = PolicyState {
             principal: principal.map(|json| Principal {
                 subject: "user_1".into(),
-                json: json.into(),
+                json: http::HeaderValue::from_str(json).unwrap(),
             }),
             ..Default::default()
         };

@@ -17,8 +17,9 @@ use crate::telemetry::traces::{SpanParent, TraceId};
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub subject: String,
-    /// The Principal v1 JSON, serialised once.
-    pub json: String,
+    /// The Principal v1 JSON, serialised once, as the header value it is
+    /// forwarded as (see `keys::principal::header_json`).
+    pub json: http::HeaderValue,
 }
 
 /// Where a verified credential was, so it can be removed before the request

@@ -343,7 +343,7 @@ impl Gateway {
             https: ctx.https,
             request_id: &ctx.request_id,
             deployment_id: deployment.id_header.as_ref(),
-            principal: ctx.policy.principal().map(|p| p.json.as_str()),
+            principal: ctx.policy.principal().map(|p| &p.json),
         })
     }
 }

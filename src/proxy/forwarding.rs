@@ -188,7 +188,7 @@ pub struct Forwarding<'a> {
     /// `None` when the deployment's id is no valid field value.
     pub deployment_id: Option<&'a HeaderValue>,
     /// The Principal JSON when an auth policy succeeded.
-    pub principal: Option<&'a str>,
+    pub principal: Option<&'a HeaderValue>,
 }
 
 /// One forwarding field: set to the value, or removed (`None`). Values the
@@ -257,7 +257,7 @@ pub fn edits<'a>(request: &RequestHeader, fwd: &Forwarding<'a>) -> pingora_error
     })?;
     edits.push((&X_DEPLOYMENT_ID, Some(Cow::Borrowed(deployment_id))));
     if let Some(principal) = fwd.principal {
-        edits.push((&X_UNKEY_PRINCIPAL, Some(Cow::Owned(value_of(principal)?))));
+        edits.push((&X_UNKEY_PRINCIPAL, Some(Cow::Borrowed(principal))));
     }
     Ok(edits)
 }

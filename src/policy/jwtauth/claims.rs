@@ -125,7 +125,10 @@ pub fn principal(subject: String, header: &Header, payload: &Value) -> Result<Pr
         r#"{{"version":"v1","subject":{},"type":"JWT","source":{{"jwt":{{"header":{header},"payload":{payload}}}}}}}"#,
         Value::String(subject.clone())
     );
-    Ok(Principal { subject, json })
+    Ok(Principal {
+        subject,
+        json: crate::keys::principal::header_json(json),
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +188,7 @@ mod tests {
         let p = principal("user_1".into(), &header, &json!({"sub": "user_1", "org_id": "o"})).unwrap();
         assert_eq!(p.subject, "user_1");
         assert_eq!(
-            p.json,
+            p.json.to_str().unwrap(),
             r#"{"version":"v1","subject":"user_1","type":"JWT","source":{"jwt":{"header":{"alg":"RS256","kid":"k1"},"payload":{"org_id":"o","sub":"user_1"}}}}"#
         );
     }
