@@ -237,3 +237,56 @@ async fn a_chunked_response_that_also_declares_a_length_is_read_as_chunked_on_a_
     }
     assert_eq!(accepted, 2, "the connection that declared both is not reused");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateways_own_response_fields_replace_an_instances_and_the_rest_pass() {
+    // The instance sends every field the gateway may set, in odd case, plus
+    // a Retry-After of its own: the request is allowed, so that one is the
+    // instance's to send.
+    let up = scripted(
+        &[
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: theirs\r\nSERVER-TIMING: theirs\r\n\
+            x-ratelimit-limit: 999\r\nX-RateLimit-Remaining: 999\r\nX-Ratelimit-Reset: 1\r\n\
+            Retry-After: 30\r\nX-Kept: yes\r\n\r\nok",
+        ],
+        false,
+    )
+    .await;
+    let gw = Gateway::start(&format!(
+        "limits:\n  idle_timeout: 60s\ndeployments:\n  - id: dep_fast\n    instances: [\"{}\"]\n    policies:\n      \
+         - {{id: rl, ratelimit: {{limit: 5, window: 60s}}}}\nroutes:\n  - host: \"{HOST}\"\n    deployment: dep_fast\n",
+        up.addr
+    ))
+    .await;
+    let mut conn = RawConn::connect(gw.http).await;
+    let response = conn.roundtrip(&get("/own")).await.unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(String::from_utf8_lossy(&response.body), "ok");
+    let all = |name: &str| -> Vec<&str> {
+        response
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let id = all("x-request-id");
+    assert!(id.len() == 1 && id[0].starts_with("req_"), "{id:?}");
+    let timing = all("server-timing");
+    assert!(timing.len() == 1 && timing[0].starts_with("gateway;dur="), "{timing:?}");
+    assert_eq!(all("x-ratelimit-limit"), ["5"]);
+    assert_eq!(all("x-ratelimit-remaining"), ["4"]);
+    assert_eq!(all("x-ratelimit-reset").len(), 1);
+    assert_ne!(all("x-ratelimit-reset"), ["1"]);
+    assert_eq!(
+        all("retry-after"),
+        ["30"],
+        "not refused: the instance's Retry-After passes"
+    );
+    assert_eq!(all("x-kept"), ["yes"]);
+    assert_eq!(
+        gw.metric("keygate_http1_requests_total{path=\"fast\"}").await,
+        1.0,
+        "served by the fast path"
+    );
+}
