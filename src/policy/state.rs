@@ -98,7 +98,7 @@ impl PolicyState {
     pub fn response_fields(
         &self,
         refused_with: Option<ErrorCode>,
-        field: impl FnMut(&'static pingora_http::StaticHeaderName, &[&[u8]]),
+        field: impl FnMut(&'static pingora_http::StaticHeaderName, &[u8]),
     ) {
         if self.limits.is_empty() {
             return;

@@ -174,19 +174,19 @@ pub fn window_ms(window: Duration) -> u64 {
 pub fn fields(
     decisions: &[Decision],
     refused_at_ms: Option<i64>,
-    mut field: impl FnMut(&'static StaticHeaderName, &[&[u8]]),
+    mut field: impl FnMut(&'static StaticHeaderName, &[u8]),
 ) {
     let Some(chosen) = decisions.iter().min_by_key(|d| (d.remaining, d.limit)) else {
         return;
     };
     let mut digits = itoa::Buffer::new();
-    field(&LIMIT, &[digits.format(chosen.limit).as_bytes()]);
-    field(&REMAINING, &[digits.format(chosen.remaining).as_bytes()]);
+    field(&LIMIT, digits.format(chosen.limit).as_bytes());
+    field(&REMAINING, digits.format(chosen.remaining).as_bytes());
     let reset_secs = (chosen.reset_ms + 999).div_euclid(1000);
-    field(&RESET, &[digits.format(reset_secs).as_bytes()]);
+    field(&RESET, digits.format(reset_secs).as_bytes());
     if let Some(now_ms) = refused_at_ms {
         let wait = ((chosen.reset_ms - now_ms) + 999).div_euclid(1000).max(1);
-        field(&RETRY_AFTER, &[digits.format(wait).as_bytes()]);
+        field(&RETRY_AFTER, digits.format(wait).as_bytes());
     }
 }
 
@@ -291,7 +291,7 @@ mod tests {
             fields(decisions, refused_at_ms, |name, value| {
                 out.push((
                     name.name().as_str().to_string(),
-                    String::from_utf8(value.concat()).unwrap(),
+                    String::from_utf8(value.to_vec()).unwrap(),
                 ))
             });
             out

@@ -370,7 +370,7 @@ async fn relay(
                 |name| respond::sets_gateway_field(ctx, name),
                 |out| {
                     respond::gateway_fields(ctx, |name, value| {
-                        head::put_pieces(out, name.name().as_str().as_bytes(), value)
+                        head::put_raw(out, name.name().as_str().as_bytes(), value)
                     })
                 },
                 connection,
@@ -412,6 +412,8 @@ async fn relay(
         }
     }
     if body_done && instance_reusable {
+        // No deadline of its own, as for `HttpProxy`'s peers: the pool's
+        // sweep closes what the instance closed.
         fast.instances().release_stream(instance, reached.pool_key, None);
     }
     Answer {

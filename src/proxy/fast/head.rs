@@ -366,17 +366,8 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-/// Appends a field whose value comes in pieces.
-pub fn put_pieces(out: &mut BytesMut, name: &[u8], value: &[&[u8]]) {
-    out.put_slice(name);
-    out.put_slice(b": ");
-    for piece in value {
-        out.put_slice(piece);
-    }
-    out.put_slice(b"\r\n");
-}
-
-fn put_raw(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+/// Appends a field from its name and value bytes.
+pub fn put_raw(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(name);
     out.put_slice(b": ");
     out.put_slice(value);
@@ -546,7 +537,7 @@ mod tests {
             &mut out,
             chunked,
             |name| name.eq_ignore_ascii_case(own),
-            |out| put_pieces(out, own, &[b"req_", b"1"]),
+            |out| put_raw(out, own, b"req_1"),
             "keep-alive",
         );
         String::from_utf8_lossy(&out).into_owned()
