@@ -173,7 +173,7 @@ fn crlf_after(buf: &[u8], at: usize) -> Option<usize> {
     if buf.get(at..at + 2) == Some(b"\r\n") {
         return Some(at + 2);
     }
-    let lf = at + memchr::memchr(b'\n', &buf[at..])?;
+    let lf = at + memchr::memchr(b'\n', buf.get(at..)?)?;
     (lf > 0 && buf[lf - 1] == b'\r').then_some(lf + 1)
 }
 
