@@ -383,15 +383,6 @@ pub fn is_response_hop_by_hop(name: &[u8]) -> bool {
         .any(|field| name.eq_ignore_ascii_case(field.as_str().as_bytes()))
 }
 
-/// Whether `name` is a hop-by-hop field a request never takes to an instance.
-/// Most names are told apart by their length alone.
-pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
-    static LENGTHS: std::sync::LazyLock<u64> =
-        std::sync::LazyLock::new(|| HOP_BY_HOP.iter().fold(0, |lengths, h| lengths | 1 << h.as_str().len()));
-    let len = name.as_str().len();
-    len < 64 && *LENGTHS & 1 << len != 0 && HOP_BY_HOP.contains(name)
-}
-
 /// Removes hop-by-hop fields, and those the `Connection` header nominates,
 /// from a request, as pingora does before sending it to an instance.
 pub fn strip_request_hop_by_hop(request: &mut RequestHeader) {
