@@ -562,6 +562,13 @@ async fn a_websocket_stays_open_on_the_deployment_a_promote_replaced() {
     let gw = Gateway::start(&config("1h")).await;
     let first = create(&gw, "production", "main", "1111111", &chat.addr_str()).await;
     wait_status(&gw, &first, "ready").await;
+    // Ready is recorded before the routing table that serves it is swapped
+    // in: wait until the host is routed (a plain GET is no handshake, so
+    // `accepted` below still counts only the socket).
+    poll_until("api.kg.test routed", WAIT, || async {
+        (served_by(&gw, "api.kg.test").await != "404").then_some(())
+    })
+    .await;
     let (mut ws, response) = ws_connect(gw.http, "api.kg.test", "/chat").await.expect("upgrade");
     assert_eq!(response.status(), 101);
     assert_eq!(
