@@ -53,8 +53,9 @@ pub enum Entry {
     /// Every field the client sent.
     AsReceived,
     /// Already without the fields no request keeps past the door
-    /// (`forwarding::stripped_on_entry`): the fast path's parser leaves
-    /// them out.
+    /// (`forwarding::stripped_on_entry`), and with a `Connection` field
+    /// that nominates nothing: the fast path's parser leaves the former out
+    /// and takes only `close` and `keep-alive` in the latter.
     Stripped,
 }
 
@@ -95,8 +96,8 @@ impl Gateway {
         ctx.https = peer.https;
         if entry == Entry::AsReceived {
             forwarding::strip_on_entry(request, snapshot.limits.allow_underscores_in_headers);
+            forwarding::ignore_gateway_header_nominations(request);
         }
-        forwarding::ignore_gateway_header_nominations(request);
         ctx.request_id = ctx
             .peer_trusted
             .then(|| request.headers.get(forwarding::X_REQUEST_ID.name()))
