@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod routing;
 pub mod runtime;
+pub mod stack_text;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::stack_text::StackText;
+
 /// A set of CIDR blocks.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IpSet(Vec<IpNet>);
@@ -30,25 +32,22 @@ impl IpSet {
 /// `X-Forwarded-For` value is made from it without an allocation). An IPv4
 /// address — nearly every client — is written digit by digit: `Display`
 /// goes through the formatting machinery, a measurable part of a proxied
-/// request's cost.
-pub struct IpText {
-    /// Room for the longest IPv6 text (`ffff:…:255.255.255.255`).
-    bytes: [u8; 45],
-    len: usize,
-}
+/// request's cost. 45 bytes: the longest IPv6 text
+/// (`ffff:…:255.255.255.255`).
+pub struct IpText(StackText<45>);
 
 impl IpText {
     pub fn of(ip: IpAddr) -> Self {
-        let mut text = IpText { bytes: [0; 45], len: 0 };
+        let mut text = StackText::default();
         match ip {
             IpAddr::V4(v4) => {
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        text.push(b'.');
+                        text.push(b".");
                     }
                     for (place, shown) in [(100, octet >= 100), (10, octet >= 10), (1, true)] {
                         if shown {
-                            text.push(b'0' + octet / place % 10);
+                            text.push(&[b'0' + octet / place % 10]);
                         }
                     }
                 }
@@ -59,27 +58,12 @@ impl IpText {
                 let _ = write!(text, "{v6}");
             }
         }
-        text
+        IpText(text)
     }
 
     pub fn as_str(&self) -> &str {
         // Only ASCII digits, hex letters, dots and colons are written.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
-    }
-
-    fn push(&mut self, byte: u8) {
-        self.bytes[self.len] = byte;
-        self.len += 1;
-    }
-}
-
-impl std::fmt::Write for IpText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        room.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 }
 

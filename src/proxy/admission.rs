@@ -285,7 +285,7 @@ impl Gateway {
     /// Marks when the attempt to reach `addr` started; its timeouts.
     pub(super) fn start_attempt(addr: SocketAddr, ctx: &mut RequestCtx) -> Attempt {
         let now = Instant::now();
-        let attempt = match ctx.snapshot() {
+        let (connect, remaining) = match ctx.snapshot() {
             Some(snapshot) => {
                 let limits = &snapshot.limits;
                 let timeout = ctx
@@ -293,16 +293,17 @@ impl Gateway {
                     .as_ref()
                     .and_then(|r| r.rule.timeout)
                     .unwrap_or(limits.request_timeout);
-                Attempt {
-                    connect: Some(limits.connect_timeout),
-                    remaining: Some(
-                        timeout
-                            .saturating_sub(ctx.total_time(now))
-                            .max(Duration::from_millis(1)),
-                    ),
-                }
+                let remaining = timeout
+                    .saturating_sub(ctx.total_time(now))
+                    .max(Duration::from_millis(1));
+                (Some(limits.connect_timeout), Some(remaining))
             }
-            None => Attempt::default(),
+            None => (None, None),
+        };
+        let attempt = Attempt {
+            started: now,
+            connect,
+            remaining,
         };
         ctx.upstream_started = Some(now);
         if let Some(trace) = ctx.trace.as_mut() {
@@ -326,9 +327,10 @@ impl Gateway {
     }
 }
 
-/// The timeouts of one attempt to reach an instance.
-#[derive(Debug, Default, Clone, Copy)]
+/// One attempt to reach an instance: when it started, and its timeouts.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Attempt {
+    pub started: Instant,
     pub connect: Option<Duration>,
     /// What is left of the route's request timeout, for reads and writes.
     pub remaining: Option<Duration>,

@@ -11,6 +11,7 @@ use pingora_proxy::Session;
 use super::context::RequestCtx;
 use crate::errors::{self, GatewayError, Representation, DEFAULT_DOCS_BASE};
 use crate::proxy::forwarding::{value_of, X_REQUEST_ID};
+use crate::stack_text::StackText;
 
 static SERVER_TIMING: StaticHeaderName = StaticHeaderName::lowercase("server-timing");
 
@@ -37,10 +38,10 @@ pub fn gateway_fields(ctx: &RequestCtx, mut field: impl FnMut(&'static StaticHea
     let gateway = ctx.total_time(now).saturating_sub(instance);
     let mut timing = Timing::default();
     timing.push(b"gateway;dur=");
-    timing.push_ms(gateway);
+    push_ms(&mut timing, gateway);
     if ctx.upstream_started.is_some() {
         timing.push(b", instance;dur=");
-        timing.push_ms(instance);
+        push_ms(&mut timing, instance);
     }
     field(&SERVER_TIMING, timing.as_bytes());
 }
@@ -52,42 +53,19 @@ pub fn sets_gateway_field(ctx: &RequestCtx, name: &[u8]) -> bool {
     is(&X_REQUEST_ID) || is(&SERVER_TIMING) || ctx.policy.sets_response_field(ctx.error, name)
 }
 
-/// The Server-Timing value, written on the stack and handed on whole:
-/// copying it out piece by piece cost more than formatting it.
-struct Timing {
-    /// Room for both durations at their longest (20 digits each).
-    bytes: [u8; 96],
-    len: usize,
-}
+/// The Server-Timing value: room for both durations at their longest (20
+/// digits each). Written on the stack and handed on whole: copying it out
+/// piece by piece cost more than formatting it.
+type Timing = StackText<96>;
 
-impl Default for Timing {
-    fn default() -> Self {
-        Self { bytes: [0; 96], len: 0 }
-    }
-}
-
-impl Timing {
-    fn push(&mut self, piece: &[u8]) {
-        let end = self.len + piece.len();
-        if let Some(room) = self.bytes.get_mut(self.len..end) {
-            room.copy_from_slice(piece);
-            self.len = end;
-        }
-    }
-
-    /// Milliseconds with three decimals (`1.234`), without float formatting
-    /// or the `fmt` machinery (this runs on every response).
-    fn push_ms(&mut self, duration: std::time::Duration) {
-        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        self.push(itoa::Buffer::new().format(micros / 1000).as_bytes());
-        let fraction = micros % 1000;
-        let digit = |place: u64| b'0' + (fraction / place % 10) as u8;
-        self.push(&[b'.', digit(100), digit(10), digit(1)]);
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
+/// Appends milliseconds with three decimals (`1.234`), without float
+/// formatting or the `fmt` machinery (this runs on every response).
+fn push_ms(timing: &mut Timing, duration: std::time::Duration) {
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    timing.push(itoa::Buffer::new().format(micros / 1000).as_bytes());
+    let fraction = micros % 1000;
+    let digit = |place: u64| b'0' + (fraction / place % 10) as u8;
+    timing.push(&[b'.', digit(100), digit(10), digit(1)]);
 }
 
 /// The gateway's own answer `error`, in the shape of every gateway error
@@ -195,14 +173,14 @@ async fn write(session: &mut Session, response: ResponseHeader, body: Bytes) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::Timing;
+    use super::{push_ms, Timing};
     use std::time::Duration;
 
     #[test]
     fn milliseconds_with_three_decimals() {
         for (micros, text) in [(1_234, "1.234"), (5, "0.005"), (0, "0.000"), (61_000_070, "61000.070")] {
             let mut timing = Timing::default();
-            timing.push_ms(Duration::from_micros(micros));
+            push_ms(&mut timing, Duration::from_micros(micros));
             assert_eq!(timing.as_bytes(), text.as_bytes());
         }
     }
@@ -211,9 +189,9 @@ mod tests {
     fn the_longest_timing_fits() {
         let mut timing = Timing::default();
         timing.push(b"gateway;dur=");
-        timing.push_ms(Duration::MAX);
+        push_ms(&mut timing, Duration::MAX);
         timing.push(b", instance;dur=");
-        timing.push_ms(Duration::MAX);
+        push_ms(&mut timing, Duration::MAX);
         let text = String::from_utf8(timing.as_bytes().to_vec()).unwrap();
         assert_eq!(text.matches(&u64::MAX.to_string()[..17]).count(), 2, "{text}");
     }

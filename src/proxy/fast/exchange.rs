@@ -212,7 +212,7 @@ async fn exchange(
         metrics().upstream_connection(reused);
         let wait = attempt.remaining.unwrap_or(DEFAULT_READ_TIMEOUT);
         // The instance's time counts from when it was chosen, connecting included.
-        let since = ctx.upstream_started.unwrap_or_else(Instant::now);
+        let since = attempt.started;
         let mut answer = round_trip(&mut instance, out, since, wait, timer).await;
         if reused && matches!(&answer, Err(RoundTrip::Closed)) {
             // The instance closed the pooled connection as it was taken:
@@ -602,6 +602,7 @@ mod tests {
     fn the_pool_key_is_the_hash_of_the_peer_a_request_connects_with() {
         let addr = "127.0.0.1:8080".parse().unwrap();
         let attempt = Attempt {
+            started: std::time::Instant::now(),
             connect: Some(Duration::from_secs(1)),
             remaining: Some(Duration::from_millis(1234)),
         };
