@@ -14,6 +14,7 @@ pub mod catalogue;
 pub mod changes;
 pub mod credits;
 mod hash_memo;
+mod hot;
 pub mod migrate;
 pub mod model;
 pub mod permissions;
@@ -29,7 +30,7 @@ pub mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
 use arc_swap::{ArcSwap, Guard};
@@ -76,11 +77,23 @@ pub struct KeyService {
     /// API keys' credits in `state.database`; `None`: spent from [`Self::ledger`].
     store_credits: Option<Arc<SharedCredits>>,
     /// Keyed by the key's SHA-256, looked up on every authenticated
-    /// request: hashed with ahash (randomly keyed) rather than SipHash.
-    found: moka::sync::Cache<KeyHash, Arc<ActiveKey>, ahash::RandomState>,
+    /// request the thread's [`hot`] keys miss: hashed with ahash (randomly
+    /// keyed) rather than SipHash.
+    found: moka::sync::Cache<KeyHash, Found, ahash::RandomState>,
+    found_ttl: Duration,
     missing: moka::sync::Cache<KeyHash, (), ahash::RandomState>,
-    /// Bumped by every invalidation: a lookup that raced with one does not cache.
+    /// Moves before and after every invalidation (see [`Self::invalidating`]).
     generation: AtomicU64,
+    /// This service's number in the threads' [`hot`] keys.
+    id: u64,
+}
+
+/// A key in the shared cache, and when its time to live there ends (which
+/// bounds its copies in the threads' [`hot`] keys too).
+#[derive(Clone)]
+struct Found {
+    key: Arc<ActiveKey>,
+    until: Instant,
 }
 
 /// What a snapshot holds of keys: the service and this config's static keys.
@@ -152,11 +165,13 @@ impl KeyService {
                 .time_to_live(found_ttl)
                 .support_invalidation_closures()
                 .build_with_hasher(ahash::RandomState::new()),
+            found_ttl,
             missing: moka::sync::Cache::builder()
                 .max_capacity(MISSING_CAPACITY)
                 .time_to_live(MISSING_TTL)
                 .build_with_hasher(ahash::RandomState::new()),
             generation: AtomicU64::new(0),
+            id: hot::service_id(),
         })
     }
 
@@ -305,8 +320,7 @@ impl KeyService {
         self.roles
             .store(Arc::new(RoleGrants::new(generation, self.catalogue.role_grants()?)));
         if records_rewritten {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            self.found.invalidate_all();
+            self.invalidating(|| self.found.invalidate_all());
         }
         Ok(())
     }
@@ -319,20 +333,34 @@ impl KeyService {
     }
 
     fn identity_changed_here(&self, external_id: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
         let external_id = external_id.to_string();
-        let of_identity = move |_: &KeyHash, key: &Arc<ActiveKey>| {
-            key.record
+        let of_identity = move |_: &KeyHash, found: &Found| {
+            found
+                .key
+                .record
                 .identity
                 .as_ref()
                 .is_some_and(|i| i.external_id == external_id)
         };
-        if let Err(e) = self.found.invalidate_entries_if(of_identity) {
-            // The cache supports invalidation closures (see `with_store`); should
-            // that ever fail, forgetting everything beats serving stale meta.
-            tracing::warn!("cannot invalidate an identity's keys alone ({e}); forgetting every cached key");
-            self.found.invalidate_all();
-        }
+        self.invalidating(|| {
+            if let Err(e) = self.found.invalidate_entries_if(of_identity) {
+                // The cache supports invalidation closures (see `with_store`); should
+                // that ever fail, forgetting everything beats serving stale meta.
+                tracing::warn!("cannot invalidate an identity's keys alone ({e}); forgetting every cached key");
+                self.found.invalidate_all();
+            }
+        });
+    }
+
+    /// Runs `drop`, which drops cached keys, between two moves of the
+    /// generation. The one before: a lookup that read the store meanwhile
+    /// does not cache what it read. The one after: what a thread took from
+    /// the shared cache meanwhile, perhaps just before `drop` removed it,
+    /// is not served again from its hot keys.
+    fn invalidating(&self, drop: impl FnOnce()) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        drop();
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Rate-limit overrides changed: the limiter applies the stored ones from now on.
@@ -374,9 +402,10 @@ impl KeyService {
             }
             Change::Everything => {
                 self.records_changed.send_modify(|n| *n += 1);
-                self.generation.fetch_add(1, Ordering::AcqRel);
-                self.found.invalidate_all();
-                self.missing.invalidate_all();
+                self.invalidating(|| {
+                    self.found.invalidate_all();
+                    self.missing.invalidate_all();
+                });
                 self.roles_changed_here(true)
                     .and_then(|()| self.overrides_changed_here())
             }
@@ -445,22 +474,35 @@ impl KeyService {
         if let Some(key) = statics.by_hash(hash) {
             return Ok(Some(key.clone()));
         }
-        if let Some(key) = self.found.get(hash) {
+        let stamp = hot::Stamp {
+            service: self.id,
+            generation: self.generation.load(Ordering::Acquire),
+        };
+        if let Some(key) = hot::get(stamp, hash) {
+            return Ok(Some(key));
+        }
+        if let Some(Found { key, until }) = self.found.get(hash) {
+            hot::put(stamp, *hash, until, key.clone());
             return Ok(Some(key));
         }
         if self.missing.contains_key(hash) {
             return Ok(None);
         }
-        let generation = self.generation.load(Ordering::Acquire);
         let store = self.store.clone();
         let wanted = *hash;
         let loaded = tokio::task::spawn_blocking(move || store.key_by_hash(&wanted))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
         let active = loaded.map(|stored| Arc::new(self.activate(stored)));
-        if self.generation.load(Ordering::Acquire) == generation {
+        if self.generation.load(Ordering::Acquire) == stamp.generation {
             match &active {
-                Some(key) => self.found.insert(*hash, key.clone()),
+                Some(key) => self.found.insert(
+                    *hash,
+                    Found {
+                        key: key.clone(),
+                        until: Instant::now() + self.found_ttl,
+                    },
+                ),
                 None => self.missing.insert(*hash, ()),
             }
         }
@@ -497,9 +539,10 @@ impl KeyService {
     }
 
     fn forget_here(&self, hash: &KeyHash) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.found.invalidate(hash);
-        self.missing.invalidate(hash);
+        self.invalidating(|| {
+            self.found.invalidate(hash);
+            self.missing.invalidate(hash);
+        });
     }
 
     /// The balance as it stands now (live account if any, else as stored).
@@ -629,5 +672,109 @@ fn flush_loop(service: Weak<KeyService>) {
         if let Err(e) = service.flush_credits() {
             tracing::warn!("cannot persist credit balances (retrying): {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{hash_key, KeyRecord, Keyspace};
+
+    const KEY: &str = "sk_hot_key";
+
+    fn stored(tag: &str) -> StoredKey {
+        let mut meta = serde_json::Map::new();
+        meta.insert("tag".into(), tag.into());
+        StoredKey {
+            hash: hash_key(KEY),
+            record: KeyRecord {
+                id: "key_hot".into(),
+                keyspace_id: "ks_hot".into(),
+                start: "sk_h".into(),
+                name: None,
+                meta,
+                identity: None,
+                roles: vec![],
+                permissions: vec![],
+                expires: None,
+                enabled: true,
+                credits: None,
+                ratelimits: vec![],
+                created_at: 0,
+                updated_at: 0,
+            },
+            balance: None,
+        }
+    }
+
+    fn service(found_ttl: Duration) -> Arc<KeyService> {
+        let store = Arc::new(sqlite::SqliteStore::in_memory().unwrap());
+        let service =
+            KeyService::with_store(store, RateLimiter::default(), CreditSharing::default(), found_ttl).unwrap();
+        let keyspace = Keyspace {
+            id: "ks_hot".into(),
+            name: "hot".into(),
+            created_at: 0,
+        };
+        service.store().create_keyspace(&keyspace).unwrap();
+        Arc::new(service)
+    }
+
+    /// The key's `tag`, or `None` when it does not verify.
+    async fn tag_of(service: &KeyService) -> Option<String> {
+        let request = VerifyRequest {
+            keyspaces: None,
+            cost: 0,
+            ratelimits: &[],
+            permissions: None,
+        };
+        let verified = service.verify(&StaticKeys::default(), KEY, &request).await;
+        match verified.verdict {
+            Verdict::Valid => Some(verified.key?.record.meta["tag"].as_str()?.to_string()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_made_here_is_seen_at_once_though_the_thread_keeps_the_key_hot() {
+        let service = service(EMBEDDED_FOUND_TTL);
+        service.insert_key(&stored("one")).unwrap();
+        // The first read fills the caches; the second is served hot.
+        assert_eq!(tag_of(&service).await.as_deref(), Some("one"));
+        assert_eq!(tag_of(&service).await.as_deref(), Some("one"));
+        service.update_key(&stored("two"), CreditChange::Keep).unwrap();
+        assert_eq!(tag_of(&service).await.as_deref(), Some("two"));
+        assert_eq!(tag_of(&service).await.as_deref(), Some("two"));
+        service.apply(Change::Everything);
+        assert_eq!(tag_of(&service).await.as_deref(), Some("two"));
+        service.delete_key("key_hot", true).unwrap();
+        assert_eq!(tag_of(&service).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_change_written_behind_the_services_back_is_seen_once_the_cache_time_is_up() {
+        let ttl = Duration::from_millis(50);
+        let service = service(ttl);
+        service.insert_key(&stored("one")).unwrap();
+        assert_eq!(tag_of(&service).await.as_deref(), Some("one"));
+        // As the CLI writing the embedded store directly: no invalidation.
+        service
+            .store()
+            .update_key(&stored("two"), &mut || BalanceWrite::Keep)
+            .unwrap();
+        assert_eq!(tag_of(&service).await.as_deref(), Some("one"), "cached within its time");
+        // Waiting out the time to live is what this test is about.
+        std::thread::sleep(ttl * 2);
+        assert_eq!(tag_of(&service).await.as_deref(), Some("two"));
+    }
+
+    #[tokio::test]
+    async fn a_threads_hot_keys_belong_to_the_service_that_verified_them() {
+        let holder = service(EMBEDDED_FOUND_TTL);
+        let other = service(EMBEDDED_FOUND_TTL);
+        holder.insert_key(&stored("one")).unwrap();
+        assert_eq!(tag_of(&holder).await.as_deref(), Some("one"));
+        assert_eq!(tag_of(&holder).await.as_deref(), Some("one"));
+        assert_eq!(tag_of(&other).await, None);
     }
 }
