@@ -7,6 +7,8 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use hashbrown::hash_table::Entry;
+
 use super::window::Window;
 use super::{Decision, LimitRequest};
 
@@ -20,7 +22,9 @@ const MAX_REFRESH: usize = 10_000;
 /// keys; keys are at most 256 bytes, see `policy::ratelimit`).
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 
-type Map = hashbrown::HashMap<Box<str>, Window, ahash::RandomState>;
+/// A shard's windows by bucket, each found under the one hash that also
+/// chose the shard (see [`Table::place`]).
+type Map = hashbrown::HashTable<(Box<str>, Window)>;
 
 #[derive(Default)]
 struct Shard {
@@ -60,8 +64,16 @@ impl Table {
         }
     }
 
-    fn shard_of(&self, bucket: &str) -> usize {
-        (self.hasher.hash_one(bucket) as usize) % SHARDS
+    /// The bucket's shard and its hash there: one hash per bucket and call.
+    fn place(&self, bucket: &str) -> Place {
+        let hash = self.hasher.hash_one(bucket);
+        // The shard comes from bits a shard's table does not place by (it
+        // takes the low bits, and the top seven as tags), so a shard's
+        // buckets still spread over its table.
+        Place {
+            shard: (hash >> 32) as usize % SHARDS,
+            hash,
+        }
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
@@ -70,8 +82,9 @@ impl Table {
 
     /// One limit: decided, and with `commit` counted when allowed.
     pub fn check_one(&self, request: &LimitRequest<'_>, commit: bool, now_ms: i64) -> Decision {
-        let mut shard = self.lock(self.shard_of(request.bucket));
-        let window = shard.window(request, now_ms, self.shard_capacity);
+        let place = self.place(request.bucket);
+        let mut shard = self.lock(place.shard);
+        let window = shard.window(place.hash, request, now_ms, self);
         let mut decision = decide(window, request, now_ms);
         if commit && decision.allowed {
             decision = count(window, request, now_ms);
@@ -89,8 +102,8 @@ impl Table {
             return vec![self.check_one(one, commit, now_ms)];
         }
         // Lock each shard once, in ascending order: no deadlock between requests.
-        let slots: Vec<usize> = requests.iter().map(|r| self.shard_of(r.bucket)).collect();
-        let mut order = slots.clone();
+        let places: Vec<Place> = requests.iter().map(|r| self.place(r.bucket)).collect();
+        let mut order: Vec<usize> = places.iter().map(|p| p.shard).collect();
         order.sort_unstable();
         order.dedup();
         let mut guards: Vec<MutexGuard<'_, Shard>> = order.iter().map(|&s| self.lock(s)).collect();
@@ -98,22 +111,22 @@ impl Table {
 
         let mut decisions: Vec<Decision> = requests
             .iter()
-            .zip(&slots)
-            .map(|(request, &slot)| {
-                let window = guards[guard_of(slot)].window(request, now_ms, self.shard_capacity);
+            .zip(&places)
+            .map(|(request, place)| {
+                let window = guards[guard_of(place.shard)].window(place.hash, request, now_ms, self);
                 decide(window, request, now_ms)
             })
             .collect();
         if commit && decisions.iter().all(|d| d.allowed) {
-            for ((request, &slot), decision) in requests.iter().zip(&slots).zip(&mut decisions) {
-                let shard = &mut guards[guard_of(slot)];
-                *decision = count(shard.window(request, now_ms, self.shard_capacity), request, now_ms);
+            for ((request, place), decision) in requests.iter().zip(&places).zip(&mut decisions) {
+                let shard = &mut guards[guard_of(place.shard)];
+                *decision = count(shard.window(place.hash, request, now_ms, self), request, now_ms);
             }
         }
         if self.shared {
-            for (request, &slot) in requests.iter().zip(&slots) {
-                let shard = &mut guards[guard_of(slot)];
-                if shard.window(request, now_ms, self.shard_capacity).mark_used(now_ms) {
+            for (request, place) in requests.iter().zip(&places) {
+                let shard = &mut guards[guard_of(place.shard)];
+                if shard.window(place.hash, request, now_ms, self).mark_used(now_ms) {
                     shard.queue.push(request.bucket.into());
                 }
             }
@@ -132,7 +145,7 @@ impl Table {
             let mut guard = self.lock(shard);
             let shard = &mut *guard;
             for bucket in std::mem::take(&mut shard.queue) {
-                let Some(window) = shard.windows.get_mut(&bucket) else {
+                let Some(window) = shard.get_mut(self.place(&bucket).hash, &bucket) else {
                     continue;
                 };
                 let recent = now_ms - window.touched_ms < RECENT_MS;
@@ -166,8 +179,9 @@ impl Table {
     /// Applies what the shared store answered for `pushed`: the replicas'
     /// totals of its window and of the one before.
     pub fn merge(&self, pushed: &Pending, total: u64, previous_total: u64) {
-        let mut shard = self.lock(self.shard_of(&pushed.bucket));
-        let Some(window) = shard.windows.get_mut(&pushed.bucket) else {
+        let place = self.place(&pushed.bucket);
+        let mut shard = self.lock(place.shard);
+        let Some(window) = shard.get_mut(place.hash, &pushed.bucket) else {
             return;
         };
         if window.index == pushed.index {
@@ -181,18 +195,18 @@ impl Table {
     /// Whether this replica has not used `bucket` for [`RECENT_MS`] (or never):
     /// its counts may be far behind the other replicas'.
     pub fn is_cold(&self, bucket: &str, now_ms: i64) -> bool {
-        let shard = self.lock(self.shard_of(bucket));
-        shard
-            .windows
-            .get(bucket)
+        let place = self.place(bucket);
+        self.lock(place.shard)
+            .get_mut(place.hash, bucket)
             .is_none_or(|w| now_ms - w.touched_ms >= RECENT_MS)
     }
 
     /// Takes in the replicas' totals read for a cold bucket, and marks it
     /// used so the synchronisation keeps it current.
     pub fn warm(&self, request: &LimitRequest<'_>, now_ms: i64, total: u64, previous_total: u64) {
-        let mut shard = self.lock(self.shard_of(request.bucket));
-        let window = shard.window(request, now_ms, self.shard_capacity);
+        let place = self.place(request.bucket);
+        let mut shard = self.lock(place.shard);
+        let window = shard.window(place.hash, request, now_ms, self);
         window.current = window.current.max(total.saturating_add(window.pending));
         window.previous = window.previous.max(previous_total);
         if window.mark_used(now_ms) {
@@ -202,8 +216,9 @@ impl Table {
 
     /// Puts back what could not be pushed, for the next try.
     pub fn requeue(&self, pushed: Pending) {
-        let mut shard = self.lock(self.shard_of(&pushed.bucket));
-        let Some(window) = shard.windows.get_mut(&pushed.bucket) else {
+        let place = self.place(&pushed.bucket);
+        let mut shard = self.lock(place.shard);
+        let Some(window) = shard.get_mut(place.hash, &pushed.bucket) else {
             return;
         };
         if window.index == pushed.index {
@@ -221,17 +236,33 @@ impl Table {
     }
 }
 
+/// Where a bucket's window is kept.
+#[derive(Clone, Copy)]
+struct Place {
+    shard: usize,
+    hash: u64,
+}
+
 impl Shard {
-    /// The bucket's window, rolled to `now_ms`; created if new.
-    fn window(&mut self, request: &LimitRequest<'_>, now_ms: i64, capacity: usize) -> &mut Window {
-        if !self.windows.contains_key(request.bucket) {
-            self.make_room(now_ms, capacity);
+    fn get_mut(&mut self, hash: u64, bucket: &str) -> Option<&mut Window> {
+        self.windows
+            .find_mut(hash, |(kept, _)| **kept == *bucket)
+            .map(|(_, window)| window)
+    }
+
+    /// The bucket's window, rolled to `now_ms`; created if new (`hash` is
+    /// its [`Table::place`]).
+    fn window(&mut self, hash: u64, request: &LimitRequest<'_>, now_ms: i64, table: &Table) -> &mut Window {
+        let bucket = request.bucket;
+        if self.get_mut(hash, bucket).is_none() {
+            self.make_room(now_ms, table);
         }
         let window_ms = super::window::clamp(request.window_ms);
-        let window = self
-            .windows
-            .entry_ref(request.bucket)
-            .or_insert_with(|| Window::new(window_ms));
+        let rehash = |(kept, _): &(Box<str>, Window)| table.hasher.hash_one(&**kept);
+        let (_, window) = match self.windows.entry(hash, |(kept, _)| **kept == *bucket, rehash) {
+            Entry::Occupied(kept) => kept.into_mut(),
+            Entry::Vacant(vacant) => vacant.insert((bucket.into(), Window::new(window_ms))).into_mut(),
+        };
         if window.window_ms != window_ms {
             // The limit's window changed (a reload): start over.
             *window = Window::new(window_ms);
@@ -244,16 +275,19 @@ impl Shard {
     /// that sweep kept (amortised O(1) per insert); at capacity, forgets an
     /// arbitrary bucket — under a flood of identifiers some counts are lost
     /// rather than memory.
-    fn make_room(&mut self, now_ms: i64, capacity: usize) {
+    fn make_room(&mut self, now_ms: i64, table: &Table) {
         self.inserts += 1;
         if self.inserts >= self.kept.max(64) {
-            self.windows.retain(|_, w| !w.is_spent(now_ms));
+            self.windows.retain(|(_, w)| !w.is_spent(now_ms));
             self.inserts = 0;
             self.kept = self.windows.len();
         }
-        if self.windows.len() >= capacity {
-            if let Some(bucket) = self.windows.keys().next().cloned() {
-                self.windows.remove(&bucket);
+        if self.windows.len() >= table.shard_capacity {
+            let any = self.windows.iter().next();
+            if let Some((hash, at)) = any.map(|(bucket, _)| (table.hasher.hash_one(&**bucket), bucket.as_ptr())) {
+                if let Ok(entry) = self.windows.find_entry(hash, |(kept, _)| kept.as_ptr() == at) {
+                    entry.remove();
+                }
             }
         }
     }
