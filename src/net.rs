@@ -2,7 +2,7 @@
 //! canonical form and the CIDR sets they are checked against (trusted
 //! proxies, `ip` policies).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
@@ -40,18 +40,9 @@ impl IpText {
     pub fn of(ip: IpAddr) -> Self {
         let mut text = StackText::default();
         match ip {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        text.push(b".");
-                    }
-                    for (place, shown) in [(100, octet >= 100), (10, octet >= 10), (1, true)] {
-                        if shown {
-                            text.push(&[b'0' + octet / place % 10]);
-                        }
-                    }
-                }
-            }
+            IpAddr::V4(v4) => ipv4_bytes(v4, |byte| {
+                text.push(&[byte]);
+            }),
             IpAddr::V6(v6) => {
                 use std::fmt::Write as _;
                 // Never longer than the room above.
@@ -64,6 +55,26 @@ impl IpText {
     pub fn as_str(&self) -> &str {
         // Only ASCII digits, hex letters, dots and colons are written.
         std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
+    }
+}
+
+/// Appends an IPv4 address's text to `out` (as [`IpText`] writes it, and
+/// without the check that turns its bytes into a `str`).
+pub fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    ipv4_bytes(ip, |byte| out.push(char::from(byte)));
+}
+
+/// An IPv4 address's text, byte by byte: digits and dots.
+fn ipv4_bytes(ip: Ipv4Addr, mut put: impl FnMut(u8)) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            put(b'.');
+        }
+        for (place, shown) in [(100, octet >= 100), (10, octet >= 10), (1, true)] {
+            if shown {
+                put(b'0' + octet / place % 10);
+            }
+        }
     }
 }
 
@@ -94,6 +105,11 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(IpText::of(ip).as_str(), ip.to_string());
+            if let IpAddr::V4(v4) = ip {
+                let mut pushed = String::from("x");
+                push_ipv4(&mut pushed, v4);
+                assert_eq!(pushed, format!("x{ip}"));
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 //! identifiers they match (the parts joined by `:`).
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use http::HeaderName;
 use serde_json::Value;
@@ -15,7 +16,7 @@ use serde_json::Value;
 use super::{CompileError, Outcome, Policy, PolicyState, RequestView, Resources};
 use crate::config::policy::{IdentifierSpec, RateLimitSpec};
 use crate::errors::ErrorCode;
-use crate::net::IpText;
+use crate::net::{push_ipv4, IpText};
 use crate::ratelimit::{identifier_of, push_part, window_ms, LimitRequest, RateLimiter};
 
 /// The most identifier parts one bucket key may have.
@@ -99,6 +100,12 @@ impl RateLimit {
             scratch.clear();
             let value: &str = match part {
                 Part::RemoteIp => match request.client_ip {
+                    // Digits and dots, nothing to escape: written straight in.
+                    Some(IpAddr::V4(v4)) => {
+                        bucket.push(':');
+                        push_ipv4(&mut bucket, v4);
+                        continue;
+                    }
                     Some(ip) => {
                         ip_text = IpText::of(ip);
                         ip_text.as_str()

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use http::HeaderName;
+use smallvec::SmallVec;
 
 use super::logging::LogCapture;
 use crate::errors::ErrorCode;
@@ -52,8 +53,9 @@ pub struct RequestSummary<'a> {
 pub struct PolicyState {
     pub(super) principal: Option<Principal>,
     /// Every rate limit evaluated for this request (policy, key and identity
-    /// limits); the response gets the most restrictive one's headers.
-    pub(super) limits: Vec<Decision>,
+    /// limits); the response gets the most restrictive one's headers. A
+    /// request meets one or two: kept inline, not allocated per request.
+    pub(super) limits: SmallVec<[Decision; 2]>,
     /// Armed by a `logging` policy: the record this request will write.
     pub(super) log: Option<LogCapture>,
     pub(super) credential: Option<Credential>,
