@@ -116,7 +116,7 @@ fn remember(
         host: forwarding::original_host(request).unwrap_or_default(),
         path: request.uri.path(),
         status,
-        deployment: ctx.route.as_ref().and_then(|r| r.deployment.as_ref()).map(|d| &d.id),
+        deployment: ctx.deployment().map(|d| (&d.id, d.recent_series())),
         total_us: total.as_micros() as u64,
         instance_us: ctx.upstream_started.map(|_| instance.as_micros() as u64),
         error_code: ctx.error.map(ErrorCode::code),

@@ -178,6 +178,7 @@ fn compile_deployment(
     Ok(Deployment {
         instances: InstanceSet::new(id.clone(), entries, &services.endpoints),
         durations: Deployment::durations_of(&id),
+        recent_series: std::sync::OnceLock::new(),
         id_header: http::HeaderValue::from_str(&id).ok(),
         id,
         environment: spec.environment.as_str().into(),

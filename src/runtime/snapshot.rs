@@ -5,7 +5,7 @@
 
 use http::HeaderValue;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::errors::ErrorCode;
@@ -14,6 +14,7 @@ use crate::net::IpSet;
 use crate::policy::PolicyChain;
 use crate::routing::{Backends, RouteTable};
 use crate::state::StateSettings;
+use crate::telemetry::recent::{recent, Series};
 use crate::telemetry::request_log::RequestLogSettings;
 use crate::telemetry::traces::TracingSettings;
 use crate::telemetry::{metrics, Durations, Label};
@@ -46,6 +47,8 @@ pub struct Deployment {
     pub policies: PolicyChain,
     /// Its latency histograms, resolved once.
     pub durations: Durations,
+    /// Its series in the dashboard's recent requests, resolved on its first request.
+    pub recent_series: OnceLock<Arc<Series>>,
 }
 
 impl Deployment {
@@ -68,7 +71,14 @@ impl Deployment {
             openapi: None,
             policies,
             durations,
+            recent_series: OnceLock::new(),
         }
+    }
+
+    /// Its series in the dashboard's recent requests (a deployment that
+    /// never answered has none to show).
+    pub fn recent_series(&self) -> &Series {
+        self.recent_series.get_or_init(|| recent().series_of(&self.id))
     }
 
     /// The latency histograms of the deployment `id`.

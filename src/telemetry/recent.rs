@@ -73,7 +73,8 @@ pub struct Answered<'a> {
     /// The path only.
     pub path: &'a str,
     pub status: u16,
-    pub deployment: Option<&'a Arc<str>>,
+    /// The deployment's id and its series here (see [`Recent::series_of`]).
+    pub deployment: Option<(&'a Arc<str>, &'a Series)>,
     pub total_us: u64,
     pub instance_us: Option<u64>,
     pub error_code: Option<&'static str>,
@@ -108,7 +109,7 @@ impl RecentRequest {
         replace_text(&mut self.host, answered.host);
         replace_text(&mut self.path, answered.path);
         self.status = answered.status;
-        match answered.deployment {
+        match answered.deployment.map(|(id, _)| id) {
             Some(id) if self.deployment.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, id)) => {}
             other => self.deployment = other.cloned(),
         }
@@ -160,14 +161,10 @@ impl Default for Recent {
 impl Recent {
     /// Records an answered request (its `seq` is assigned here).
     pub fn record(&self, request: &Answered<'_>) {
-        if let Some(deployment) = request.deployment {
+        if let Some((_, series)) = request.deployment {
             // Server errors, and requests that got no answer at all.
             let error = request.status >= 500 || request.status == 0;
-            let latency = Duration::from_micros(request.total_us);
-            match self.series.load().get(deployment) {
-                Some(series) => series.record(request.at, latency, error),
-                None => self.add_series(deployment).record(request.at, latency, error),
-            }
+            series.record(request.at, Duration::from_micros(request.total_us), error);
         }
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let slot = &self.slots[(seq % RING_SIZE as u64) as usize];
@@ -211,8 +208,12 @@ impl Recent {
         (last > 0).then_some(last)
     }
 
-    /// `deployment`'s series, added unless another request just did.
-    fn add_series(&self, deployment: &Arc<str>) -> Arc<Series> {
+    /// `deployment`'s series, added on its first call. A deployment keeps
+    /// what this returns, so a request records into it without a lookup.
+    pub fn series_of(&self, deployment: &Arc<str>) -> Arc<Series> {
+        if let Some(series) = self.series.load().get(deployment) {
+            return series.clone();
+        }
         let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.series.load_full();
         if let Some(series) = current.get(deployment) {
@@ -227,7 +228,7 @@ impl Recent {
 }
 
 /// One deployment's minutes, in a ring indexed by minute.
-struct Series {
+pub struct Series {
     minutes: [Minute; MINUTES],
     /// When its last request was answered (unix ms; 0: none yet), for
     /// archiving idle previews.
@@ -242,6 +243,14 @@ impl Default for Minute {
             errors: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series")
+            .field("last", &self.last)
+            .finish_non_exhaustive()
     }
 }
 
@@ -352,7 +361,7 @@ fn percentile(counts: &[u64], q: f64) -> u64 {
 mod tests {
     use super::*;
 
-    fn request<'a>(host: &'a str, deployment: Option<&'a Arc<str>>, status: u16) -> Answered<'a> {
+    fn request<'a>(host: &'a str, deployment: Option<(&'a Arc<str>, &'a Series)>, status: u16) -> Answered<'a> {
         Answered {
             at: 120_000,
             method: "GET",
@@ -387,11 +396,12 @@ mod tests {
     fn a_reused_slot_holds_only_the_new_request() {
         let recent = Recent::default();
         let dep: Arc<str> = Arc::from("dep");
+        let series = recent.series_of(&dep);
         let first = Answered {
             subject: Some("key_first"),
             error_code: Some("RATE_LIMITED"),
             request_id: "req_first_long_id",
-            ..request("first.example", Some(&dep), 429)
+            ..request("first.example", Some((&dep, &series)), 429)
         };
         recent.record(&first);
         for _ in 0..RING_SIZE {
@@ -407,7 +417,7 @@ mod tests {
             && r.status == 200));
         recent.record(&Answered {
             subject: Some("key_2"),
-            ..request("c", Some(&dep), 200)
+            ..request("c", Some((&dep, &series)), 200)
         });
         let (newest, _) = recent.after(RING_SIZE as u64 + 1);
         assert_eq!(newest.len(), 1);
@@ -425,8 +435,17 @@ mod tests {
     fn series_count_requests_errors_and_latency_per_minute() {
         let recent = Recent::default();
         let dep: Arc<str> = Arc::from("dep");
-        recent.record(&request("a", Some(&dep), 200));
-        recent.record(&request("a", Some(&dep), 502));
+        assert!(
+            recent.series(150_000).is_empty(),
+            "no series before its deployment asks for one"
+        );
+        let series = recent.series_of(&dep);
+        assert!(
+            Arc::ptr_eq(&series, &recent.series_of(&dep)),
+            "one series per deployment"
+        );
+        recent.record(&request("a", Some((&dep, &series)), 200));
+        recent.record(&request("a", Some((&dep, &series)), 502));
         let series = recent.series(150_000);
         assert_eq!(series.len(), 1);
         let minutes = &series[0].1;
