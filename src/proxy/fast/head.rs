@@ -19,6 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use pingora_core::protocols::http::date::get_cached_date;
 use pingora_http::{RequestHeader, ResponseHeader};
 
+use super::names;
 use crate::proxy::forwarding::{self, EntryRole, FieldEdit};
 use crate::runtime::Limits;
 
@@ -102,8 +103,8 @@ pub fn parse_request<'a>(buf: &'a Bytes, limits: &Limits) -> RequestRead<'a> {
     let mut hosts = 0;
     let mut close = false;
     for field in request.headers.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(field.name.as_bytes()),
+        let (Some((name, role)), Ok(value)) = (
+            names::parse(field.name.as_bytes(), limits.allow_underscores_in_headers),
             HeaderValue::from_maybe_shared(buf.slice_ref(field.value)),
         ) else {
             return RequestRead::Handoff;
@@ -123,7 +124,7 @@ pub fn parse_request<'a>(buf: &'a Bytes, limits: &Limits) -> RequestRead<'a> {
         let Some(line_end) = crlf_after(&buf[..len], span(buf, field.value).end) else {
             return RequestRead::Handoff;
         };
-        match forwarding::entry_role(&name, limits.allow_underscores_in_headers) {
+        match role {
             // What `begin_request` would strip is left out here already.
             EntryRole::Stripped => continue,
             EntryRole::HopByHop => {}

@@ -17,6 +17,7 @@ mod exchange;
 mod fitted;
 mod framing;
 mod head;
+mod names;
 mod rewind;
 mod timer;
 
