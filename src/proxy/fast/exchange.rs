@@ -127,7 +127,9 @@ fn upstream_head(
         Some(fwd) => {
             let edits = forwarding::edits(head, &fwd)?;
             head::write_request_line(&mut out, head, head.raw_path());
-            let replaced = |name: &http::HeaderName| edits.iter().any(|(edited, _)| edited.name() == name);
+            let replaced = |name: &http::HeaderName| {
+                forwarding::may_be_edited(name) && edits.iter().any(|(edited, _)| edited.name() == name)
+            };
             head::write_received_fields(&mut out, received, replaced, &edits);
         }
         None => {
