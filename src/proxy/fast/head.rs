@@ -348,8 +348,15 @@ impl RawResponse {
                 Role::TransferEncoding => true,
                 Role::Other => !replaced(name) && !nominated.iter().any(|n| name.eq_ignore_ascii_case(n)),
             };
-            if kept {
-                put_raw(out, name, &self.read[field.value.clone()]);
+            if !kept {
+                continue;
+            }
+            // The line as received when it ends right after the value (one
+            // copy); else rewritten, ending in CRLF.
+            let end = field.value.end;
+            match self.read.get(end..end + 2) {
+                Some(b"\r\n") => out.put_slice(&self.read[field.name.start..end + 2]),
+                _ => put_raw(out, name, &self.read[field.value.clone()]),
             }
         }
         own(out);
@@ -542,6 +549,20 @@ mod tests {
             "keep-alive",
         );
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn a_passed_through_field_keeps_its_line_or_is_rewritten_to_end_in_crlf() {
+        let out = passed_through(
+            "HTTP/1.1 200 OK\r\nX-Spaced:   v\r\nX-Trailing: w \t\r\nX-Bare: b\nX-Empty:\r\n\r\n",
+            false,
+        );
+        let lines: Vec<&str> = out.split("\r\n").collect();
+        assert_eq!(
+            lines[1..5],
+            ["X-Spaced:   v", "X-Trailing: w", "X-Bare: b", "X-Empty:"],
+            "{out:?}"
+        );
     }
 
     #[test]
