@@ -13,9 +13,9 @@ use crate::clock::unix_ms_at;
 use crate::errors::ErrorCode;
 use crate::policy::redact::{redact_query, CredentialNames};
 use crate::policy::RequestSummary;
+use crate::telemetry::metrics;
 use crate::telemetry::recent::{recent, Answered};
 use crate::telemetry::traces::{RequestTrace, ServerOutcome};
-use crate::telemetry::{metrics, Label, RequestLabels};
 
 /// Records the finished request: `status` is what the client was sent (0
 /// when the connection failed before a response head went out), with the
@@ -31,20 +31,13 @@ pub fn record(
     if ctx.started.is_none() {
         return ended;
     }
-    let (host, deployment) = match &ctx.route {
-        Some(route) => (
-            Label(Some(route.host_label.clone())),
-            Label(route.deployment.as_ref().map(|d| d.id.clone())),
-        ),
-        None => (Label::default(), Label::default()),
-    };
     let m = metrics();
-    m.record_request(&RequestLabels {
-        host,
-        deployment,
+    m.record_request(
+        ctx.route.as_ref().map(|route| &route.host_label),
+        ctx.deployment().map(|d| &d.id),
         status,
-        error_code: ctx.error.map_or("", ErrorCode::code),
-    });
+        ctx.error.map_or("", ErrorCode::code),
+    );
     let total = ctx.total_time(ended);
     let instance = ctx.instance_time(ended);
     match ctx.deployment() {

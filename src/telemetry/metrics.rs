@@ -5,7 +5,7 @@
 //! error codes), never from what a client sends, so a flood of random
 //! hosts or paths adds no series.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -28,7 +28,18 @@ pub struct RequestLabels {
 /// A label value shared with the snapshot (route host, deployment id), so
 /// counting a request clones a pointer instead of allocating a string.
 #[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
-pub struct Label(pub Option<std::sync::Arc<str>>);
+pub struct Label(pub Option<Arc<str>>);
+
+impl Label {
+    /// Whether this is the label `value` (the same shared text, mostly).
+    fn is(&self, value: Option<&Arc<str>>) -> bool {
+        match (&self.0, value) {
+            (Some(kept), Some(value)) => Arc::ptr_eq(kept, value) || kept == value,
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
 
 impl EncodeLabelValue for Label {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -433,12 +444,29 @@ impl Metrics {
     /// labels under a lock, so each thread keeps the last few series it
     /// counted (a series is never removed, so a kept counter stays the
     /// exported one).
-    pub fn record_request(&self, labels: &RequestLabels) {
-        RECENT_REQUEST_SERIES.with_borrow_mut(|recent| match recent.iter().position(|(l, _)| l == labels) {
+    /// The labels are borrowed from the route: a series the thread kept is
+    /// found without cloning them.
+    pub fn record_request(
+        &self,
+        host: Option<&Arc<str>>,
+        deployment: Option<&Arc<str>>,
+        status: u16,
+        error_code: &'static str,
+    ) {
+        let same = |l: &RequestLabels| {
+            l.status == status && l.error_code == error_code && l.host.is(host) && l.deployment.is(deployment)
+        };
+        RECENT_REQUEST_SERIES.with_borrow_mut(|recent| match recent.iter().position(|(l, _)| same(l)) {
             Some(at) => {
                 recent[at].1.inc();
             }
             None => {
+                let labels = &RequestLabels {
+                    host: Label(host.cloned()),
+                    deployment: Label(deployment.cloned()),
+                    status,
+                    error_code,
+                };
                 let counter = self.requests.get_or_create(labels).clone();
                 counter.inc();
                 if recent.len() == RECENT_SERIES {

@@ -8,7 +8,7 @@ pub mod recent;
 pub mod request_log;
 pub mod traces;
 
-pub use metrics::{metrics, Durations, Exposition, Label, Metrics, Part, RequestLabels};
+pub use metrics::{metrics, Durations, Exposition, Label, Metrics, Part};
 
 use http::HeaderValue;
 use rand::Rng;
