@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use keygate::telemetry::recent::{Answered, Recent};
+use keygate::telemetry::recent::{Answered, Recent, Series};
 
-fn request(deployment: &Arc<str>) -> Answered<'_> {
+fn request<'a>(deployment: &'a Arc<str>, series: &'a Series) -> Answered<'a> {
     Answered {
         at: 1_764_900_000_000,
         method: "GET",
         host: "api.example.com",
         path: "/v1/orders/12345",
         status: 200,
-        deployment: Some(deployment),
+        deployment: Some((deployment, series)),
         total_us: 1_250,
         instance_us: Some(900),
         error_code: None,
@@ -25,8 +25,10 @@ fn request(deployment: &Arc<str>) -> Answered<'_> {
 fn record(c: &mut Criterion) {
     let recent = Recent::default();
     let deployment: Arc<str> = Arc::from("dep_api");
+    // Resolved once, as a deployment holds it.
+    let series = recent.series_of(&deployment);
     c.bench_function("recent/record one request", |b| {
-        b.iter(|| recent.record(&request(&deployment)))
+        b.iter(|| recent.record(&request(&deployment, &series)))
     });
 }
 
