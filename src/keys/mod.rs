@@ -688,20 +688,8 @@ mod tests {
         StoredKey {
             hash: hash_key(KEY),
             record: KeyRecord {
-                id: "key_hot".into(),
-                keyspace_id: "ks_hot".into(),
-                start: "sk_h".into(),
-                name: None,
                 meta,
-                identity: None,
-                roles: vec![],
-                permissions: vec![],
-                expires: None,
-                enabled: true,
-                credits: None,
-                ratelimits: vec![],
-                created_at: 0,
-                updated_at: 0,
+                ..KeyRecord::bare("key_hot", "ks_hot", "sk_h")
             },
             balance: None,
         }

@@ -201,6 +201,29 @@ pub fn normalized(mut list: Vec<String>) -> Vec<String> {
     list
 }
 
+/// Records for tests: an enabled key with nothing else set.
+#[cfg(test)]
+impl KeyRecord {
+    pub(crate) fn bare(id: &str, keyspace_id: &str, start: &str) -> Self {
+        Self {
+            id: id.into(),
+            keyspace_id: keyspace_id.into(),
+            start: start.into(),
+            name: None,
+            meta: Map::new(),
+            identity: None,
+            roles: vec![],
+            permissions: vec![],
+            expires: None,
+            enabled: true,
+            credits: None,
+            ratelimits: vec![],
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

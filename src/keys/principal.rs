@@ -96,25 +96,9 @@ fn quote(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::keys::model::Identity;
-    use serde_json::Map;
 
     fn record() -> KeyRecord {
-        KeyRecord {
-            id: "key_3x".into(),
-            keyspace_id: "ks_main".into(),
-            start: "sk_ab".into(),
-            name: None,
-            meta: Map::new(),
-            identity: None,
-            roles: vec![],
-            permissions: vec![],
-            expires: None,
-            enabled: true,
-            credits: None,
-            ratelimits: vec![],
-            created_at: 0,
-            updated_at: 0,
-        }
+        KeyRecord::bare("key_3x", "ks_main", "sk_ab")
     }
 
     #[test]
