@@ -40,22 +40,29 @@ impl HostPattern {
 /// The request's host reduced to what routes match on: lowercase, without
 /// port or trailing dot. Borrows when nothing needs changing.
 pub fn normalize_request_host(raw: &str) -> Cow<'_, str> {
-    let without_port = if raw.starts_with('[') {
+    if raw.starts_with('[') {
         // IPv6 literal: keep up to the closing bracket.
-        raw.find(']').map_or(raw, |end| &raw[..=end])
-    } else {
-        // A byte search: hosts are short, and `rsplit_once(char)` is a
-        // general pattern search (this runs on every request).
-        raw.as_bytes()
-            .iter()
-            .rposition(|&b| b == b':')
-            .map_or(raw, |colon| &raw[..colon])
-    };
-    let host = without_port.strip_suffix('.').unwrap_or(without_port);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
+        let literal = raw.find(']').map_or(raw, |end| &raw[..=end]);
+        let literal = literal.strip_suffix('.').unwrap_or(literal);
+        return lowercase(literal, literal.bytes().any(|b| b.is_ascii_uppercase()));
+    }
+    // One pass finds the port's colon (the last one) and any uppercase
+    // letter: hosts are short, and this runs on every request.
+    let (mut end, mut upper) = (raw.len(), false);
+    for (at, b) in raw.bytes().enumerate() {
+        if b == b':' {
+            end = at;
+        }
+        upper |= b.is_ascii_uppercase();
+    }
+    let host = &raw[..end];
+    lowercase(host.strip_suffix('.').unwrap_or(host), upper)
+}
+
+fn lowercase(host: &str, upper: bool) -> Cow<'_, str> {
+    match upper {
+        true => Cow::Owned(host.to_ascii_lowercase()),
+        false => Cow::Borrowed(host),
     }
 }
 
@@ -84,6 +91,14 @@ mod tests {
         assert_eq!(normalize_request_host("api.example.com."), "api.example.com");
         assert_eq!(normalize_request_host("api.example.com.:443"), "api.example.com");
         assert_eq!(normalize_request_host("[::1]:8080"), "[::1]");
+        assert_eq!(normalize_request_host("[FE80::1]:8080"), "[fe80::1]");
+        assert_eq!(normalize_request_host("Localhost"), "localhost");
+        assert_eq!(
+            normalize_request_host("a.b:c:8080"),
+            "a.b:c",
+            "the last colon starts the port"
+        );
         assert!(matches!(normalize_request_host("localhost"), Cow::Borrowed(_)));
+        assert!(matches!(normalize_request_host("localhost:80"), Cow::Borrowed(_)));
     }
 }
