@@ -225,9 +225,10 @@ pub fn may_be_edited(name: &http::HeaderName) -> bool {
 }
 
 /// The forwarding fields the request gets on its way to the instance, each
-/// replacing any field of its name (every name passes [`may_be_edited`]): X-Forwarded-For (appended to a trusted
+/// replacing any field of its name: X-Forwarded-For (appended to a trusted
 /// proxy's chain), X-Forwarded-Host and -Proto (a trusted proxy's kept),
-/// X-Request-Id, X-Deployment-Id, X-Unkey-Principal.
+/// X-Request-Id, X-Deployment-Id, X-Unkey-Principal. Every name passes
+/// [`may_be_edited`].
 pub fn edits<'a>(request: &RequestHeader, fwd: &Forwarding<'a>) -> pingora_error::Result<Vec<FieldEdit<'a>>> {
     let mut edits = Vec::with_capacity(6);
     if let Some(peer) = fwd.peer {

@@ -443,9 +443,8 @@ impl Metrics {
     /// Counts a request under its labels. The family's lookup hashes four
     /// labels under a lock, so each thread keeps the last few series it
     /// counted (a series is never removed, so a kept counter stays the
-    /// exported one).
-    /// The labels are borrowed from the route: a series the thread kept is
-    /// found without cloning them.
+    /// exported one). The labels are borrowed from the route: a series the
+    /// thread kept is found without cloning them.
     pub fn record_request(
         &self,
         host: Option<&Arc<str>>,

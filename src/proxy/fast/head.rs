@@ -171,11 +171,16 @@ fn connection_asks_close(value: &HeaderValue) -> Option<bool> {
 /// answer).
 fn crlf_after(buf: &[u8], at: usize) -> Option<usize> {
     // A field's value mostly ends right at its CRLF: no search for that.
-    if buf.get(at..at + 2) == Some(b"\r\n") {
+    if crlf_at(buf, at) {
         return Some(at + 2);
     }
     let lf = at + memchr::memchr(b'\n', buf.get(at..)?)?;
     (lf > 0 && buf[lf - 1] == b'\r').then_some(lf + 1)
+}
+
+/// Whether a CRLF starts at `at`.
+fn crlf_at(buf: &[u8], at: usize) -> bool {
+    buf.get(at..at + 2) == Some(b"\r\n")
 }
 
 /// An instance's response head as received: its fields are not put in a
@@ -354,9 +359,9 @@ impl RawResponse {
             // The line as received when it ends right after the value (one
             // copy); else rewritten, ending in CRLF.
             let end = field.value.end;
-            match self.read.get(end..end + 2) {
-                Some(b"\r\n") => out.put_slice(&self.read[field.name.start..end + 2]),
-                _ => put_raw(out, name, &self.read[field.value.clone()]),
+            match crlf_at(&self.read, end) {
+                true => out.put_slice(&self.read[field.name.start..end + 2]),
+                false => put_raw(out, name, &self.read[field.value.clone()]),
             }
         }
         own(out);

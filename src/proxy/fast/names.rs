@@ -48,10 +48,13 @@ fn slot_of(raw: &[u8], seed: u64) -> usize {
 /// field on the way in. `None`: not a valid name.
 pub fn parse(raw: &[u8], allow_underscores: bool) -> Option<(HeaderName, EntryRole)> {
     let role = |roles: [EntryRole; 2]| roles[usize::from(allow_underscores)];
-    if raw.len() > MAX_KEPT {
+    let parsed = || {
         let name = HeaderName::from_bytes(raw).ok()?;
-        let role = forwarding::entry_role(&name, allow_underscores);
-        return Some((name, role));
+        let roles = [false, true].map(|allowed| forwarding::entry_role(&name, allowed));
+        Some((name, roles))
+    };
+    if raw.len() > MAX_KEPT {
+        return parsed().map(|(name, roles)| (name, role(roles)));
     }
     KNOWN.with(|(seed, known)| {
         let slot = slot_of(raw, *seed);
@@ -59,8 +62,7 @@ pub fn parse(raw: &[u8], allow_underscores: bool) -> Option<(HeaderName, EntryRo
         match &known[slot] {
             Some(kept) if *kept.raw == *raw => Some((kept.name.clone(), role(kept.roles))),
             _ => {
-                let name = HeaderName::from_bytes(raw).ok()?;
-                let roles = [false, true].map(|allowed| forwarding::entry_role(&name, allowed));
+                let (name, roles) = parsed()?;
                 known[slot] = Some(Known {
                     raw: raw.into(),
                     name: name.clone(),
