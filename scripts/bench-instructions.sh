@@ -16,7 +16,8 @@
 # all, so read it beside bench-proxy.sh's CPU µs per request, not instead.
 #
 # What it does:
-#   1. cargo build --profile $PROFILE --bin keygate --example bench_upstream
+#   1. cargo build --profile $PROFILE --bin keygate, then (a second build,
+#      so that keygate is the binary that is shipped) --example bench_upstream
 #      --example pingora_baseline --example pingora_core_baseline (SKIP_BUILD=1 skips)
 #   2. starts examples/bench_upstream on $UPSTREAM (natively)
 #   3. for each target, one after the other: starts it under
@@ -87,7 +88,11 @@ NGINX=$(find_sbin nginx)
 
 if [[ $SKIP_BUILD != 1 ]]; then
     log "building $PROFILE binaries"
-    cargo build --profile "$PROFILE" --bin keygate --example bench_upstream --example pingora_baseline --example pingora_core_baseline
+    # keygate on its own: built beside the examples it would get their
+    # dev-dependencies' features, and so other code and symbols than the
+    # binary that is shipped (and link/keygate.order is made for).
+    cargo build --profile "$PROFILE" --bin keygate
+    cargo build --profile "$PROFILE" --example bench_upstream --example pingora_baseline --example pingora_core_baseline
 fi
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 for b in keygate examples/bench_upstream examples/pingora_baseline examples/pingora_core_baseline; do

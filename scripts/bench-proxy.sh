@@ -8,8 +8,9 @@
 #     PROFILE=release DURATION=2s WARMUP=1s ROUNDS=1 scripts/bench-proxy.sh   # a quick try
 #
 # What it does:
-#   1. cargo build --profile $PROFILE --bin keygate --example bench_upstream --example pingora_baseline
-#      --example pingora_core_baseline
+#   1. cargo build --profile $PROFILE --bin keygate, then (a second build,
+#      so that keygate is the binary that is shipped) --example bench_upstream
+#      --example pingora_baseline --example pingora_core_baseline
 #      (PROFILE [production]: what is shipped; `release` builds faster)
 #      (skip with SKIP_BUILD=1; the binaries must then already exist)
 #   2. with a TLS scenario: a self-signed ECDSA P-256 certificate for
@@ -401,7 +402,11 @@ done
 # ---------------------------------------------------------------- build
 if [[ $SKIP_BUILD != 1 ]]; then
     log "building $PROFILE binaries (keygate, bench_upstream, pingora_baseline, pingora_core_baseline, otlp_sink)"
-    timeout "$BUILD_TIMEOUT" cargo build --profile "$PROFILE" --bin keygate --example bench_upstream --example pingora_baseline --example pingora_core_baseline \
+    # keygate on its own: built beside the examples it would get their
+    # dev-dependencies' features, and so other code and symbols than the
+    # binary that is shipped (and link/keygate.order is made for).
+    timeout "$BUILD_TIMEOUT" cargo build --profile "$PROFILE" --bin keygate
+    timeout "$BUILD_TIMEOUT" cargo build --profile "$PROFILE" --example bench_upstream --example pingora_baseline --example pingora_core_baseline \
         --example otlp_sink
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
