@@ -38,7 +38,10 @@ fn hot_code_first() {
     if !wanted || !lld_by_default || !order.exists() {
         return;
     }
-    println!("cargo:rustc-link-arg-bin=keygate=-Wl,--symbol-ordering-file={}", order.display());
+    println!(
+        "cargo:rustc-link-arg-bin=keygate=-Wl,--symbol-ordering-file={}",
+        order.display()
+    );
     println!("cargo:rustc-link-arg-bin=keygate=-Wl,--no-warn-symbol-ordering");
 }
 

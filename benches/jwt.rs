@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -104,7 +104,7 @@ fn jwt(c: &mut Criterion) {
         .expect("valid request")
         .into_parts()
         .0;
-    let view = RequestView::new(&head, None);
+    let view = RequestView::new(&head, None, Instant::now());
 
     // The first request fetches the key set; every later one uses the cache.
     let mut state = PolicyState::default();

@@ -3,6 +3,8 @@
 //! expiry, credits, permission query) and the Principal JSON must together
 //! stay well under 5 µs.
 
+use std::time::Instant;
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
 use keygate::keys::model::{hash_key, CreditPlan, KeyRecord, StoredKey};
@@ -46,6 +48,7 @@ fn verify(c: &mut Criterion) {
         cost: 1,
         ratelimits: &[],
         permissions: query.as_ref(),
+        at: Instant::now(),
     };
     // The first verification reads the store and fills the cache.
     let warm = runtime.block_on(service.verify(&statics, STORE_KEY, &request));

@@ -6,6 +6,7 @@ mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
@@ -72,7 +73,7 @@ fn evaluate(chain: &PolicyChain, view: &RequestView<'_>, state: &mut PolicyState
 fn policy_chain(c: &mut Criterion) {
     let chain = chain();
     let head = request();
-    let view = RequestView::new(&head, Some("203.0.113.9".parse().expect("valid ip")));
+    let view = RequestView::new(&head, Some("203.0.113.9".parse().expect("valid ip")), Instant::now());
     let mut state = PolicyState::default();
 
     // The regex engine creates its matching cache on first use; after that

@@ -9,6 +9,8 @@
 
 mod support;
 
+use std::time::Instant;
+
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use futures_util::FutureExt;
 use keygate::config::policy::PolicySpec;
@@ -67,7 +69,7 @@ fn policy(c: &mut Criterion) {
         .expect("valid request")
         .into_parts()
         .0;
-    let view = RequestView::new(&head, Some("203.0.113.9".parse().expect("valid ip")));
+    let view = RequestView::new(&head, Some("203.0.113.9".parse().expect("valid ip")), Instant::now());
     c.bench_function("ratelimit policy: remote_ip + header, allowed", |b| {
         b.iter_batched_ref(
             PolicyState::default,

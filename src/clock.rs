@@ -1,9 +1,14 @@
 //! Wall-clock time as keygate measures it: unix milliseconds, the unit of
-//! key expiry, credit refills and epoch-aligned rate-limit windows.
+//! key expiry, credit refills and epoch-aligned rate-limit windows; and the
+//! HTTP `Date` field. A request reads the monotonic clock when it arrives
+//! and when it ends; these turn those readings into wall-clock time.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::LazyLock;
-use std::time::Instant;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use http::HeaderValue;
 
 /// Milliseconds since the unix epoch.
 pub fn now_ms() -> i64 {
@@ -40,6 +45,26 @@ pub fn unix_ms_at(instant: Instant) -> i64 {
     at + OFFSET.load(Ordering::Relaxed)
 }
 
+/// The `Date` field for the second `instant` falls in, from a reading the
+/// caller took anyway: each thread formats it once a second.
+pub fn http_date_at(instant: Instant) -> HeaderValue {
+    let second = unix_ms_at(instant).div_euclid(1000);
+    DATE.with_borrow_mut(|(shown, date)| {
+        if *shown != second {
+            let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(second).unwrap_or(0));
+            if let Ok(formatted) = HeaderValue::try_from(httpdate::fmt_http_date(at)) {
+                (*shown, *date) = (second, formatted);
+            }
+        }
+        date.clone()
+    })
+}
+
+thread_local! {
+    /// The unix second last formatted by [`http_date_at`] on this thread, and its text.
+    static DATE: RefCell<(i64, HeaderValue)> = RefCell::new((i64::MIN, HeaderValue::from_static("")));
+}
+
 /// Signed milliseconds from [`ORIGIN`] to `instant`.
 fn ms_since_origin(instant: Instant) -> i64 {
     let origin = *ORIGIN;
@@ -52,7 +77,7 @@ fn ms_since_origin(instant: Instant) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::SystemTime;
 
     #[test]
     fn a_monotonic_reading_maps_to_the_wall_clock() {
@@ -68,5 +93,20 @@ mod tests {
         if let Some(a_minute_ago) = now.checked_sub(Duration::from_secs(60)) {
             assert!((59_998..=60_002).contains(&(mapped - unix_ms_at(a_minute_ago))));
         }
+    }
+
+    #[test]
+    fn the_date_field_is_the_second_the_reading_falls_in() {
+        let now = Instant::now();
+        let shown = httpdate::parse_http_date(http_date_at(now).to_str().unwrap()).unwrap();
+        let wall = SystemTime::now();
+        let behind = wall.duration_since(shown).unwrap();
+        assert!(behind < Duration::from_millis(1_100), "{behind:?}");
+        // A reading a minute later is a minute later, though this thread
+        // formatted the first one a moment ago.
+        let later = httpdate::parse_http_date(http_date_at(now + Duration::from_secs(60)).to_str().unwrap()).unwrap();
+        let apart = later.duration_since(shown).unwrap().as_secs();
+        assert!((59..=61).contains(&apart), "{apart} s");
+        assert_eq!(http_date_at(now), http_date_at(now), "one second, one text");
     }
 }

@@ -7,6 +7,8 @@
 //! known credential without the right to administer, 403
 //! `authorization:forbidden`.
 
+use std::time::Instant;
+
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
@@ -43,7 +45,11 @@ pub async fn require_root_key(root_keys: &[Box<str>], headers: &HeaderMap, keys:
     if is_root_key(root_keys, presented) {
         return Ok(());
     }
-    match keys.service.lookup(&keys.statics, &hash_key(presented)).await {
+    match keys
+        .service
+        .lookup(&keys.statics, &hash_key(presented), Instant::now())
+        .await
+    {
         Ok(Some(key)) => Err(GatewayError::with_detail(
             ErrorCode::AuthorizationForbidden,
             format!(

@@ -51,12 +51,11 @@ fn slot_of(hash: &KeyHash) -> usize {
     usize::from(hash[0]) % SLOTS
 }
 
-/// The key with `hash` if this thread took it under `stamp` and its time is not up.
-pub(super) fn get(stamp: Stamp, hash: &KeyHash) -> Option<Arc<ActiveKey>> {
+/// The key with `hash` if this thread took it under `stamp` and its time was
+/// not up `at`.
+pub(super) fn get(stamp: Stamp, hash: &KeyHash, at: Instant) -> Option<Arc<ActiveKey>> {
     HOT.with_borrow(|hot| match &hot[slot_of(hash)] {
-        Some(entry) if entry.stamp == stamp && entry.hash == *hash && Instant::now() < entry.until => {
-            Some(entry.key.clone())
-        }
+        Some(entry) if entry.stamp == stamp && entry.hash == *hash && at < entry.until => Some(entry.key.clone()),
         _ => None,
     })
 }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::clock::now_ms;
+use crate::clock::{now_ms, unix_ms_at};
 use arc_swap::{ArcSwap, Guard};
 use catalogue::CatalogueStore;
 use changes::Change;
@@ -470,7 +470,15 @@ impl KeyService {
     }
 
     /// The key with this hash: static, cached, or read from the store.
-    pub async fn lookup(&self, statics: &StaticKeys, hash: &KeyHash) -> Result<Option<Arc<ActiveKey>>, StoreError> {
+    /// `at` is now, or a moment ago the caller read anyway: a key this thread
+    /// holds is served while the shared cache's entry it came from was
+    /// fresh at `at`.
+    pub async fn lookup(
+        &self,
+        statics: &StaticKeys,
+        hash: &KeyHash,
+        at: Instant,
+    ) -> Result<Option<Arc<ActiveKey>>, StoreError> {
         if let Some(key) = statics.by_hash(hash) {
             return Ok(Some(key.clone()));
         }
@@ -478,7 +486,7 @@ impl KeyService {
             service: self.id,
             generation: self.generation.load(Ordering::Acquire),
         };
-        if let Some(key) = hot::get(stamp, hash) {
+        if let Some(key) = hot::get(stamp, hash, at) {
             return Ok(Some(key));
         }
         if let Some(Found { key, until }) = self.found.get(hash) {
@@ -512,12 +520,12 @@ impl KeyService {
     /// Verifies a presented key, checks in the documented order (docs/config.md, `keyauth`).
     pub async fn verify(&self, statics: &StaticKeys, plaintext: &str, request: &VerifyRequest<'_>) -> Verification {
         let hash = hash_memo::hash_key_remembered(plaintext);
-        match self.lookup(statics, &hash).await {
+        match self.lookup(statics, &hash, request.at).await {
             Ok(key) => {
                 if let Some(key) = &key {
                     key.refresh(&self.roles.load());
                 }
-                verify::verify(key, request, &self.limiter, now_ms()).await
+                verify::verify(key, request, &self.limiter, unix_ms_at(request.at)).await
             }
             Err(e) => {
                 tracing::error!("key lookup failed: {e}");
@@ -708,19 +716,39 @@ mod tests {
         Arc::new(service)
     }
 
-    /// The key's `tag`, or `None` when it does not verify.
-    async fn tag_of(service: &KeyService) -> Option<String> {
+    /// The key verified as presented `at`.
+    async fn presented_at(service: &KeyService, at: Instant) -> Verification {
         let request = VerifyRequest {
             keyspaces: None,
             cost: 0,
             ratelimits: &[],
             permissions: None,
+            at,
         };
-        let verified = service.verify(&StaticKeys::default(), KEY, &request).await;
+        service.verify(&StaticKeys::default(), KEY, &request).await
+    }
+
+    /// The key's `tag`, or `None` when it does not verify.
+    async fn tag_of(service: &KeyService) -> Option<String> {
+        let verified = presented_at(service, Instant::now()).await;
         match verified.verdict {
             Verdict::Valid => Some(verified.key?.record.meta["tag"].as_str()?.to_string()),
             _ => None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_key_is_checked_as_of_when_it_was_presented() {
+        let service = service(EMBEDDED_FOUND_TTL);
+        let mut key = stored("one");
+        key.record.expires = Some(now_ms() + 60_000);
+        service.insert_key(&key).unwrap();
+        let now = Instant::now();
+        assert_eq!(presented_at(&service, now).await.verdict, Verdict::Valid);
+        // Held hot now, but presented after both its expiry and the time
+        // its cached copy may be served.
+        let later = now + EMBEDDED_FOUND_TTL + Duration::from_secs(120);
+        assert_eq!(presented_at(&service, later).await.verdict, Verdict::Expired);
     }
 
     #[tokio::test]

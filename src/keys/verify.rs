@@ -6,6 +6,7 @@
 //! concurrent requests can never overspend.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
@@ -191,6 +192,10 @@ pub struct VerifyRequest<'a> {
     pub cost: i64,
     pub ratelimits: &'a [LimitRef],
     pub permissions: Option<&'a PermissionQuery>,
+    /// When the key was presented: its expiry, its credits' refills and its
+    /// rate-limit windows count from here (the gateway passes the moment it
+    /// received the request, read once per request).
+    pub at: Instant,
 }
 
 /// The result, in the documented order of checks.

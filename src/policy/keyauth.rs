@@ -185,6 +185,7 @@ impl Policy for KeyAuth {
             cost: self.cost,
             ratelimits: &self.ratelimits,
             permissions: self.permissions.as_ref(),
+            at: request.received,
         };
         let result = self.keys.service.verify(&self.keys.statics, &key, &verify).await;
         state.limits.extend(result.limits.iter().map(|l| l.decision));

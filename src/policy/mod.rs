@@ -24,6 +24,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
@@ -45,6 +46,10 @@ pub struct RequestView<'a> {
     pub head: &'a http::request::Parts,
     /// The client IP (the trusted-proxy rule applied).
     pub client_ip: Option<IpAddr>,
+    /// When the gateway received the request: what the policies' clocks
+    /// (key expiry, cached keys, rate-limit windows) read, so that a
+    /// request reads the clock once, not once per policy.
+    pub received: Instant,
     /// The whole request body, when a policy that needs it (`openapi`) made
     /// the proxy buffer it; see [`PolicyChain::evaluate_from`].
     pub body: Option<&'a Bytes>,
@@ -52,10 +57,11 @@ pub struct RequestView<'a> {
 
 impl<'a> RequestView<'a> {
     /// A view of the head only (no buffered body).
-    pub fn new(head: &'a http::request::Parts, client_ip: Option<IpAddr>) -> Self {
+    pub fn new(head: &'a http::request::Parts, client_ip: Option<IpAddr>, received: Instant) -> Self {
         Self {
             head,
             client_ip,
+            received,
             body: None,
         }
     }
@@ -301,7 +307,7 @@ impl PolicyChain {
         stop_for_body: bool,
     ) -> Result<Progress, GatewayError> {
         for (index, policy) in self.policies.iter().enumerate().skip(start) {
-            if !policy.conditions.iter().all(|c| c.matches(request)) {
+            if !policy.conditions.iter().all(|c| c.matches(request.head)) {
                 continue;
             }
             if policy.action.authenticates() && state.principal.is_some() {
@@ -370,7 +376,7 @@ mod tests {
 
     async fn run(chain: &PolicyChain, target: &str, ip: &str) -> Result<(), ErrorCode> {
         let head = http::Request::get(target).body(()).unwrap().into_parts().0;
-        let view = RequestView::new(&head, Some(ip.parse().unwrap()));
+        let view = RequestView::new(&head, Some(ip.parse().unwrap()), Instant::now());
         chain
             .evaluate(&view, &mut PolicyState::default())
             .await

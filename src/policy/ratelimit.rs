@@ -221,7 +221,7 @@ impl Policy for RateLimit {
             window_ms: overridden.as_ref().map_or(self.window_ms, |o| o.duration_ms),
             cost: 1,
         };
-        let now = crate::clock::now_ms();
+        let now = crate::clock::unix_ms_at(request.received);
         self.limiter.prime(std::slice::from_ref(&limit), now).await;
         let decision = self.limiter.check_one(&limit, true, now);
         state.limits.push(decision);
@@ -237,6 +237,7 @@ impl Policy for RateLimit {
 mod tests {
     use super::*;
     use crate::policy::Principal;
+    use std::time::Instant;
 
     fn policy(yaml: &str) -> RateLimit {
         let spec: RateLimitSpec = serde_saphyr::from_str(yaml).unwrap();
@@ -249,7 +250,7 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let head = builder.body(()).unwrap().into_parts().0;
-        let view = RequestView::new(&head, Some("10.0.0.1".parse().unwrap()));
+        let view = RequestView::new(&head, Some("10.0.0.1".parse().unwrap()), Instant::now());
         let state = PolicyState {
             principal: principal.map(|json| Principal {
                 subject: "user_1".into(),
@@ -324,7 +325,7 @@ mod tests {
                     .unwrap()
                     .into_parts()
                     .0;
-                let view = RequestView::new(&head, None);
+                let view = RequestView::new(&head, None, Instant::now());
                 matches!(
                     policy.evaluate(&view, &mut PolicyState::default()).await,
                     Outcome::Continue
@@ -340,6 +341,29 @@ mod tests {
         assert!(!admitted("vip:1").await);
         assert!(admitted("other").await);
         assert!(!admitted("other").await, "the policy's own limit");
+    }
+
+    #[tokio::test]
+    async fn windows_count_from_when_the_request_was_received() {
+        let policy = policy("{limit: 1, window: 60s, identifiers: [remote_ip: {}]}");
+        let head = http::Request::get("/").body(()).unwrap().into_parts().0;
+        let admitted = |received: Instant| {
+            let (policy, head) = (&policy, &head);
+            async move {
+                let view = RequestView::new(head, Some("10.0.0.1".parse().unwrap()), received);
+                matches!(
+                    policy.evaluate(&view, &mut PolicyState::default()).await,
+                    Outcome::Continue
+                )
+            }
+        };
+        let now = Instant::now();
+        let Some(two_windows_ago) = now.checked_sub(std::time::Duration::from_secs(120)) else {
+            return; // a machine up for less than two minutes
+        };
+        assert!(admitted(two_windows_ago).await);
+        assert!(!admitted(two_windows_ago).await, "the limit, in that window");
+        assert!(admitted(now).await, "received two windows later: a fresh window");
     }
 
     #[test]

@@ -178,7 +178,7 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Admission {
         if let Some(deployment) = &deployment {
-            let view = RequestView::new(request, ctx.client_ip);
+            let view = RequestView::new(request, ctx.client_ip, ctx.received());
             match deployment.policies.evaluate_from(0, &view, &mut ctx.policy).await {
                 Ok(Progress::Done) => {}
                 Ok(Progress::NeedsBody(resume)) => {
@@ -203,7 +203,7 @@ impl Gateway {
     ) -> Result<Admitted, GatewayError> {
         let view = RequestView {
             body: Some(body),
-            ..RequestView::new(request, ctx.client_ip)
+            ..RequestView::new(request, ctx.client_ip, ctx.received())
         };
         deployment
             .policies

@@ -90,6 +90,12 @@ impl RequestCtx {
         self.trace.as_ref().map(|t| t.trace_id().to_string())
     }
 
+    /// When the request was received (the reading its beginning took; now,
+    /// for a request that has not begun).
+    pub fn received(&self) -> Instant {
+        self.started.unwrap_or_else(Instant::now)
+    }
+
     /// Time since the request began, as of `now` (callers pass a clock
     /// reading they need anyway: each read costs as much as a dozen fields).
     pub fn total_time(&self, now: Instant) -> Duration {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use crate::policy::matcher::Condition;
-use crate::policy::RequestView;
 
 use super::filters::{HeaderFilter, Redirect, Rewrite};
 
@@ -63,10 +62,6 @@ impl RouteRule {
 
     /// Whether the request satisfies every match expression.
     pub fn admits(&self, head: &http::request::Parts) -> bool {
-        if self.conditions.is_empty() {
-            return true;
-        }
-        let view = RequestView::new(head, None);
-        self.conditions.iter().all(|c| c.matches(&view))
+        self.conditions.iter().all(|c| c.matches(head))
     }
 }

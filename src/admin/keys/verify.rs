@@ -2,6 +2,8 @@
 //! Unkey's answer (HTTP 200 and `valid: false` with a code for a rejected
 //! key); and `keys.whoami`: the key behind a plaintext, verifying nothing.
 
+use std::time::Instant;
+
 use serde_json::{json, Value};
 
 use super::shapes::{identity_json, key_json};
@@ -66,6 +68,7 @@ pub(in crate::admin) async fn verify_key(body: &[u8], keys: &Keys) -> Answer {
         cost,
         ratelimits: &limits,
         permissions: permissions.as_ref(),
+        at: Instant::now(),
     };
     let result = keys.service.verify(&keys.statics, &key, &request).await;
     if let Verdict::Unavailable(message) = &result.verdict {
@@ -130,7 +133,7 @@ pub(in crate::admin) async fn whoami(body: &[u8], keys: &Keys) -> Answer {
     let key = required(key, "key")?;
     let found = keys
         .service
-        .lookup(&keys.statics, &hash_key(&key))
+        .lookup(&keys.statics, &hash_key(&key), Instant::now())
         .await
         .map_err(internal)?;
     let Some(active) = found else {

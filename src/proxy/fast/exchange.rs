@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, DATE};
-use pingora_core::protocols::http::date::get_cached_date;
+use http::HeaderValue;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora_core::protocols::Stream;
 use pingora_core::upstreams::peer::{HttpPeer, Peer as _};
@@ -346,7 +346,7 @@ async fn relay(
         read,
     } = exchanged;
     let request = forwarded.head;
-    ctx.upstream_answered.get_or_insert_with(Instant::now);
+    let answered = *ctx.upstream_answered.get_or_insert_with(Instant::now);
     if let Some(trace) = ctx.trace.as_mut() {
         trace.attempt_answered(response.status.as_u16());
     }
@@ -362,6 +362,7 @@ async fn relay(
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let len = response.len;
     let mut out = BytesMut::with_capacity(len + 512);
+    let date = crate::clock::http_date_at(answered);
     let edits = ctx.route.as_ref().map_or(&[][..], |r| &r.rule.response_headers[..]);
     let kept = match edits.is_empty() {
         // Nothing to edit: the fields go out as they came, without a header map.
@@ -375,15 +376,18 @@ async fn relay(
                         head::put_raw(out, name.name().as_str().as_bytes(), value)
                     })
                 },
+                &date,
                 connection,
             );
             Ok(None)
         }
-        false => edited_head(&response, framing, edits, connection, ctx).map(|Parsed { head, fields, .. }| {
-            head::write_status_line(&mut out, &head);
-            head::write_fields(&mut out, &head.headers, &fields, |_| false, &[]);
-            Some(Box::new(head))
-        }),
+        false => {
+            edited_head(&response, framing, edits, &date, connection, ctx).map(|Parsed { head, fields, .. }| {
+                head::write_status_line(&mut out, &head);
+                head::write_fields(&mut out, &head.headers, &fields, |_| false, &[]);
+                Some(Box::new(head))
+            })
+        }
     };
     let kept = match kept {
         Ok(kept) => kept,
@@ -432,6 +436,7 @@ fn edited_head<'a>(
     response: &'a RawResponse,
     framing: Framing,
     edits: &[crate::routing::filters::HeaderFilter],
+    date: &HeaderValue,
     connection: &'static str,
     ctx: &RequestCtx,
 ) -> pingora_error::Result<Parsed<'a, ResponseHeader>> {
@@ -445,7 +450,7 @@ fn edited_head<'a>(
     forwarding::strip_response_hop_by_hop(edited);
     filters::apply(edits, edited)?;
     respond::add_gateway_headers(edited, ctx)?;
-    edited.insert_header(DATE, get_cached_date())?;
+    edited.insert_header(DATE, date.clone())?;
     edited.insert_header(CONNECTION, connection)?;
     Ok(parsed)
 }
@@ -564,7 +569,7 @@ async fn failed(client: &mut Stream, request: &RequestHeader, error: &Error, ctx
 
 /// Writes a complete response of the gateway's own.
 async fn send(client: &mut Stream, mut response: ResponseHeader, body: Bytes, keep_alive: bool) -> Answer {
-    let _ = response.insert_header(DATE, get_cached_date());
+    let _ = response.insert_header(DATE, crate::clock::http_date_at(Instant::now()));
     let _ = response.insert_header(CONNECTION, if keep_alive { "keep-alive" } else { "close" });
     let mut out = BytesMut::with_capacity(512 + body.len());
     head::write_status_line(&mut out, &response);

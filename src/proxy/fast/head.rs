@@ -16,7 +16,6 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use pingora_core::protocols::http::date::get_cached_date;
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::names;
@@ -325,13 +324,14 @@ impl RawResponse {
     /// status line; the fields as received, less the hop-by-hop ones (and
     /// those `Connection` nominates), `Date`, `Content-Length` beside a
     /// chunked body, and any the gateway sets itself (`replaced` names
-    /// them); then what `own` writes, `Date`, `Connection: {connection}`.
+    /// them); then what `own` writes, `date`, `Connection: {connection}`.
     pub fn write_passthrough(
         &self,
         out: &mut BytesMut,
         chunked: bool,
         replaced: impl Fn(&[u8]) -> bool,
         own: impl FnOnce(&mut BytesMut),
+        date: &HeaderValue,
         connection: &str,
     ) {
         out.put_slice(b"HTTP/1.1 ");
@@ -365,7 +365,7 @@ impl RawResponse {
             }
         }
         own(out);
-        put_field(out, b"date", &get_cached_date());
+        put_field(out, b"date", date);
         put_raw(out, b"connection", connection.as_bytes());
         out.put_slice(b"\r\n");
     }
@@ -551,6 +551,7 @@ mod tests {
             chunked,
             |name| name.eq_ignore_ascii_case(own),
             |out| put_raw(out, own, b"req_1"),
+            &HeaderValue::from_static("Mon, 07 Dec 2026 06:00:00 GMT"),
             "keep-alive",
         );
         String::from_utf8_lossy(&out).into_owned()
