@@ -62,7 +62,7 @@ pub fn http_date_at(instant: Instant) -> HeaderValue {
 
 thread_local! {
     /// The unix second last formatted by [`http_date_at`] on this thread, and its text.
-    static DATE: RefCell<(i64, HeaderValue)> = RefCell::new((i64::MIN, HeaderValue::from_static("")));
+    static DATE: RefCell<(i64, HeaderValue)> = const { RefCell::new((i64::MIN, HeaderValue::from_static(""))) };
 }
 
 /// Signed milliseconds from [`ORIGIN`] to `instant`.
