@@ -3,7 +3,7 @@
 //! HTTP `Date` field. A request reads the monotonic clock when it arrives
 //! and when it ends; these turn those readings into wall-clock time.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -33,6 +33,11 @@ static OFFSET_TAKEN: AtomicI64 = AtomicI64::new(i64::MIN);
 /// turns that reading into the time it is listed under, without a second
 /// clock read per request (the wall clock is read once a second).
 pub fn unix_ms_at(instant: Instant) -> i64 {
+    if let Some((last, ms)) = LAST.get() {
+        if last == instant {
+            return ms;
+        }
+    }
     let at = ms_since_origin(instant);
     if at.saturating_sub(OFFSET_TAKEN.load(Ordering::Relaxed)) >= OFFSET_REFRESH_MS {
         let now = Instant::now();
@@ -42,7 +47,9 @@ pub fn unix_ms_at(instant: Instant) -> i64 {
         OFFSET.store(now_ms() - taken, Ordering::Relaxed);
         OFFSET_TAKEN.store(taken, Ordering::Relaxed);
     }
-    at + OFFSET.load(Ordering::Relaxed)
+    let ms = at + OFFSET.load(Ordering::Relaxed);
+    LAST.set(Some((instant, ms)));
+    ms
 }
 
 /// The `Date` field for the second `instant` falls in, from a reading the
@@ -61,6 +68,10 @@ pub fn http_date_at(instant: Instant) -> HeaderValue {
 }
 
 thread_local! {
+    /// The reading this thread last turned into unix milliseconds, and
+    /// those: a request's policies ask for the same one (keyauth, then
+    /// ratelimit).
+    static LAST: Cell<Option<(Instant, i64)>> = const { Cell::new(None) };
     /// The unix second last formatted by [`http_date_at`] on this thread, and its text.
     static DATE: RefCell<(i64, HeaderValue)> = const { RefCell::new((i64::MIN, HeaderValue::from_static(""))) };
 }

@@ -11,13 +11,15 @@ use http::HeaderName;
 
 use crate::proxy::forwarding::{self, EntryRole};
 
-/// Names a thread keeps (each in one of two slots, [`slots_of`]; a power
+/// Names a thread keeps (each in one of two slots, [`mix_of`]; a power
 /// of two).
 const SLOTS: usize = 256;
 /// Longer names are parsed each time (the usual ones are far shorter).
 const MAX_KEPT: usize = 48;
 
 struct Known {
+    /// Its [`mix_of`], compared before the bytes.
+    mix: u64,
     /// The name as received (any case).
     raw: Box<[u8]>,
     name: HeaderName,
@@ -26,30 +28,32 @@ struct Known {
 }
 
 thread_local! {
-    static KNOWN: RefCell<Vec<Option<Known>>> = RefCell::new((0..SLOTS).map(|_| None).collect());
+    static KNOWN: RefCell<[Option<Known>; SLOTS]> = const { RefCell::new([const { None }; SLOTS]) };
 }
 
-/// A name's two slots: its first and last eight bytes and its length,
-/// mixed by one multiply (a general hash costs more than the rest of a
-/// lookup; a slot's bytes are compared in full anyway), and two bit ranges
-/// of the result. The mix is fixed, not seeded: a seed would not stop a
-/// client from pushing names out (a few hundred names do that), and with a
-/// random one, two of a client's few names shared their slot in about one
-/// thread in ten and pushed each other out on every request for the
-/// thread's life. Fixed, the names clients usually send are known to sit
-/// together (a test pins it).
-fn slots_of(raw: &[u8]) -> [usize; 2] {
+/// A name's mix: its first and last eight bytes and its length, mixed by
+/// one multiply (a general hash costs more than the rest of a lookup; a
+/// slot's bytes are compared in full anyway). Its two slots are two bit
+/// ranges of it ([`slots_of`]). The mix is fixed, not seeded: a seed would
+/// not stop a client from pushing names out (a few hundred names do that),
+/// and with a random one (and one slot of 64), two of a client's few names
+/// shared a slot in a few threads in a hundred (4.6 % for curl's three)
+/// and pushed each other out on every request for the thread's life.
+/// Fixed, the names clients usually send are known to sit together (a test
+/// pins it).
+fn mix_of(raw: &[u8]) -> u64 {
     let eight = |bytes: &[u8]| <[u8; 8]>::try_from(bytes).map_or(0, u64::from_le_bytes);
     let (head, tail) = match raw.len() {
         0..8 => (raw.iter().fold(0u64, |word, &b| word << 8 | u64::from(b)), 0),
         len => (eight(&raw[..8]), eight(&raw[len - 8..])),
     };
-    let mixed = (head ^ tail.rotate_left(29) ^ raw.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (head ^ tail.rotate_left(29) ^ raw.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The two slots of a name whose mix is `mix`.
+fn slots_of(mix: u64) -> [usize; 2] {
     let bits = SLOTS.trailing_zeros();
-    [
-        (mixed >> (64 - bits)) as usize,
-        (mixed >> (64 - 2 * bits)) as usize % SLOTS,
-    ]
+    [(mix >> (64 - bits)) as usize, (mix >> (64 - 2 * bits)) as usize % SLOTS]
 }
 
 /// The field name `raw`, as received, parsed; and what becomes of the
@@ -70,29 +74,38 @@ fn parsed(raw: &[u8]) -> Option<(HeaderName, [EntryRole; 2])> {
 }
 
 /// `raw` as `known` keeps it, else parsed and kept there.
+#[inline]
 fn kept_or_parsed(known: &mut [Option<Known>], raw: &[u8]) -> Option<(HeaderName, [EntryRole; 2])> {
-    let slots = slots_of(raw);
-    if let Some(kept) = slots
-        .iter()
-        .find_map(|&slot| known[slot].as_ref().filter(|k| *k.raw == *raw))
-    {
-        return Some((kept.name.clone(), kept.roles));
+    let mix = mix_of(raw);
+    for slot in slots_of(mix) {
+        if let Some(kept) = &known[slot] {
+            if kept.mix == mix && *kept.raw == *raw {
+                return Some((kept.name.clone(), kept.roles));
+            }
+        }
     }
+    parse_and_keep(known, raw, mix)
+}
+
+/// `raw`, not kept: parsed, and put in an empty slot of its two; else in
+/// the first, whose name moves to its own other slot if that one is empty.
+#[cold]
+fn parse_and_keep(known: &mut [Option<Known>], raw: &[u8], mix: u64) -> Option<(HeaderName, [EntryRole; 2])> {
     let (name, roles) = parsed(raw)?;
-    // An empty slot of the two; else the first, whose name moves to its
-    // own other slot if that one is empty.
+    let slots = slots_of(mix);
     let slot = slots
         .into_iter()
         .find(|&slot| known[slot].is_none())
         .unwrap_or(slots[0]);
     if let Some(kept) = &known[slot] {
-        let [one, two] = slots_of(&kept.raw);
+        let [one, two] = slots_of(kept.mix);
         let other = if one == slot { two } else { one };
         if known[other].is_none() {
             known.swap(slot, other);
         }
     }
     known[slot] = Some(Known {
+        mix,
         raw: raw.into(),
         name: name.clone(),
         roles,
@@ -189,7 +202,7 @@ mod tests {
             .iter()
             .flat_map(|n| [n.to_string(), n.to_ascii_lowercase()])
             .collect();
-        let mut known: Vec<Option<Known>> = (0..SLOTS).map(|_| None).collect();
+        let mut known: [Option<Known>; SLOTS] = [const { None }; SLOTS];
         for _ in 0..2 {
             for raw in &names {
                 kept_or_parsed(&mut known, raw.as_bytes());
