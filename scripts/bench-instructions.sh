@@ -40,6 +40,7 @@
 # admin API, in-memory ratelimit; the chain scripts/bench-proxy.sh uses).
 #
 # Settings: N [2000]  TOP [0]  PROFILE [release]  SKIP_BUILD [0]
+#   KEYGATE_BIN [target/$PROFILE/keygate] (another keygate binary: scripts/build-pgo.sh's, say)
 #   TARGETS [all five: "nginx pingora-core-only bare-pingora keygate keygate+policies"]
 #   KEEP [0] (1 keeps the callgrind files, named at the end, for callgrind_annotate --tree=caller)
 #   UPSTREAM [127.0.0.1:9300]  PORT [18300] (targets use PORT..PORT+4, keygate's admin PORT+10..)
@@ -95,8 +96,9 @@ if [[ $SKIP_BUILD != 1 ]]; then
     cargo build --profile "$PROFILE" --example bench_upstream --example pingora_baseline --example pingora_core_baseline
 fi
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
-for b in keygate examples/bench_upstream examples/pingora_baseline examples/pingora_core_baseline; do
-    [[ -x $BIN/$b ]] || die "missing $BIN/$b"
+KEYGATE_BIN=${KEYGATE_BIN:-$BIN/keygate}
+for b in "$KEYGATE_BIN" "$BIN"/examples/{bench_upstream,pingora_baseline,pingora_core_baseline}; do
+    [[ -x $b ]] || die "missing $b"
 done
 
 "$BIN/examples/bench_upstream" "$UPSTREAM" >"$TMP/upstream.log" 2>&1 &
@@ -194,10 +196,11 @@ IR[nginx]=0
 wanted nginx && measure nginx "$PORT" "Authorization: Bearer none" "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log"
 wanted pingora-core-only && measure pingora-core-only $((PORT + 1)) "Authorization: Bearer none" "$BIN/examples/pingora_core_baseline" "127.0.0.1:$((PORT + 1))" "$UPSTREAM"
 wanted bare-pingora && measure bare-pingora $((PORT + 2)) "Authorization: Bearer none" "$BIN/examples/pingora_baseline" "127.0.0.1:$((PORT + 2))" "$UPSTREAM"
-wanted keygate && measure keygate $((PORT + 3)) "Authorization: Bearer none" "$BIN/keygate" run --config "$TMP/keygate/keygate.yaml"
-wanted keygate+policies && measure keygate+policies $((PORT + 4)) key "$BIN/keygate" run --config "$TMP/keygate+policies/keygate.yaml"
+wanted keygate && measure keygate $((PORT + 3)) "Authorization: Bearer none" "$KEYGATE_BIN" run --config "$TMP/keygate/keygate.yaml"
+wanted keygate+policies && measure keygate+policies $((PORT + 4)) key "$KEYGATE_BIN" run --config "$TMP/keygate+policies/keygate.yaml"
 
-printf '\nuser-space instructions per request (GET /small, keep-alive, %s requests, %s build)\n' "$N" "$PROFILE"
+printf '\nuser-space instructions per request (GET /small, keep-alive, %s requests, %s build; keygate: %s)\n' \
+    "$N" "$PROFILE" "${KEYGATE_BIN#$ROOT/}"
 printf '%-20s %12s %10s\n' target instructions "x nginx"
 for t in "${targets[@]}"; do
     printf '%-20s %12s %10s\n' "$t" "${IR[$t]}" "$(awk -v a="${IR[$t]}" -v b="${IR[nginx]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"

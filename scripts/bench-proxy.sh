@@ -88,6 +88,9 @@
 #   BASELINE [1]    0: no bare pingora and pingora-core targets
 #   DIRECT [1]      also benchmark the upstream directly (plain HTTP scenarios)
 #   PROFILE [production]  SKIP_BUILD [0]  BUILD_TIMEOUT [3600]  APT_TIMEOUT [600]
+#   KEYGATE_BIN [target/$PROFILE/keygate]  another keygate binary to measure
+#                   (scripts/build-pgo.sh's, say); the examples still come from
+#                   target/$PROFILE
 #   KEEP_TMP [0]    keep the temp dir (configs, logs, certificate, raw wrk output)
 #   RATELIMIT [0]   1: also run keygate with only a `ratelimit` policy, in memory
 #                   (kg-rl) and shared through a redis-server the script starts
@@ -410,7 +413,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
         --example otlp_sink
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-KEYGATE_BIN=$TARGET_DIR/$PROFILE/keygate
+KEYGATE_BIN=${KEYGATE_BIN:-$TARGET_DIR/$PROFILE/keygate}
 UPSTREAM_BIN=$TARGET_DIR/$PROFILE/examples/bench_upstream
 BASELINE_BIN=$TARGET_DIR/$PROFILE/examples/pingora_baseline
 PCORE_BIN=$TARGET_DIR/$PROFILE/examples/pingora_core_baseline

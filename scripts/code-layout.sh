@@ -17,13 +17,12 @@
 #   1. cargo build --profile $PROFILE --bin keygate, then --example
 #      bench_upstream on its own (SKIP_BUILD=1 skips)
 #   2. starts examples/bench_upstream, then keygate under
-#      `valgrind --tool=callgrind --demangle=no` with one worker thread,
-#      plain HTTP, HTTPS (a self-signed certificate), the admin API, one
-#      route without policies and one with the benchmarks' policy chain
-#   3. drives what a gateway does: start-up, an API key created through the
-#      admin API, small and 1 MiB keep-alive requests over HTTP and HTTPS,
-#      HTTP/2, full TLS handshakes, 16 connections at once, the
-#      dashboard's stats, a config reload
+#      `valgrind --tool=callgrind --demangle=no`, configured and driven by
+#      scripts/bench/workload.sh (shared with scripts/build-pgo.sh): one
+#      worker thread, plain HTTP, HTTPS, the admin API, a route without
+#      policies and one with the benchmarks' policy chain; start-up, an API
+#      key, small and 1 MiB keep-alive requests, HTTP/2, full TLS
+#      handshakes, 16 connections at once, the dashboard's stats, a reload
 #   4. writes every keygate function that ran, by instructions spent in it
 #      (most first), to link/keygate.order, and reports the layout
 #
@@ -110,39 +109,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$TMP/tls" "$TMP/state"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=localhost \
-    -addext subjectAltName=DNS:localhost,DNS:pol.localhost \
-    -keyout "$TMP/tls/default.key" -out "$TMP/tls/default.crt" >"$TMP/openssl.log" 2>&1 ||
-    die "openssl could not make a certificate"
-HTTP=127.0.0.1:$PORT HTTPS=127.0.0.1:$((PORT + 1)) ADMIN=127.0.0.1:$((PORT + 10))
-cat >"$TMP/keygate.yaml" <<EOF
-listen:
-  http: "$HTTP"
-  https: "$HTTPS"
-  admin: "$ADMIN"
-  threads: 1
-tls:
-  redirect_http: false
-  certs_dir: "$TMP/tls"
-state:
-  dir: $TMP/state
-admin:
-  root_keys: ["$ROOT_KEY"]
-keyspaces:
-  - id: ks_bench
-deployments:
-  - id: plain
-    instances: ["$UPSTREAM"]
-  - id: guarded
-    instances: ["$UPSTREAM"]
-$(cat "$ROOT/scripts/bench/policy-chain.yaml")
-routes:
-  - host: localhost
-    deployment: plain
-  - host: pol.localhost
-    deployment: guarded
-EOF
+source "$ROOT/scripts/bench/workload.sh"
+workload_config
 
 "$BIN/examples/bench_upstream" "$UPSTREAM" >"$TMP/upstream.log" 2>&1 &
 PIDS+=($!)
@@ -152,39 +120,9 @@ KEYGATE=$!
 PIDS+=($KEYGATE)
 
 log "starting keygate under callgrind (~50x slower than native)"
-for _ in $(seq 1 300); do
-    curl -s -o /dev/null -H 'Host: localhost' "http://$HTTP/small" && break
-    kill -0 "$KEYGATE" 2>/dev/null || die "keygate exited: $(tail -5 "$TMP/keygate.log")"
-    sleep 0.2
-done
-admin() { curl -sS -X POST -H "Authorization: Bearer $ROOT_KEY" -H 'Content-Type: application/json' -d "$2" "http://$ADMIN/$1"; }
-KEY=$(admin v2/keys.createKey '{"apiId": "ks_bench", "name": "layout"}' | sed -n 's/.*"key" *: *"\([^"]*\)".*/\1/p')
-[[ -n $KEY ]] || die "the admin API did not create a key"
-AUTH="Authorization: Bearer $KEY"
-tls=(-sk --resolve "localhost:${HTTPS##*:}:127.0.0.1" --resolve "pol.localhost:${HTTPS##*:}:127.0.0.1")
-
+workload_wait "$KEYGATE"
 log "driving requests"
-expect_200() { # label, then curl arguments; each URL's status on its own line
-    local codes
-    codes=$(curl -s --no-progress-meter -o /dev/null -w '%{http_code}\n' "${@:2}" | sort -u | tr '\n' ' ')
-    [[ $codes == "200 " ]] || die "$1: answered $codes"
-}
-expect_200 "http" -H 'Host: localhost' "http://$HTTP/small?[1-300]"
-expect_200 "http, policies" -H 'Host: pol.localhost' -H "$AUTH" "http://$HTTP/small?[1-300]"
-expect_200 "https" "${tls[@]}" "https://localhost:${HTTPS##*:}/small?[1-300]"
-expect_200 "https, policies" "${tls[@]}" -H "$AUTH" "https://pol.localhost:${HTTPS##*:}/small?[1-300]"
-expect_200 "h2" "${tls[@]}" --http2 "https://localhost:${HTTPS##*:}/small?[1-100]"
-expect_200 "1 MiB" -H 'Host: localhost' "http://$HTTP/1m?[1-20]"
-expect_200 "1 MiB, https" "${tls[@]}" "https://localhost:${HTTPS##*:}/1m?[1-20]"
-for _ in $(seq 1 10); do expect_200 "handshake" "${tls[@]}" "https://localhost:${HTTPS##*:}/small"; done
-# Sixteen connections at once: curl --parallel rather than wrk, which stops
-# with requests in flight. (No metrics scrape: callgrind 3.19 aborts on the
-# process collector's auxv probe in rustix.)
-expect_200 "http, 16 at once" -Z --parallel-max 16 -H 'Host: localhost' "http://$HTTP/small?[1-2000]"
-expect_200 "https, policies, 16 at once" -Z --parallel-max 16 "${tls[@]}" -H "$AUTH" "https://pol.localhost:${HTTPS##*:}/small?[1-1000]"
-curl -sf -o /dev/null -H "Authorization: Bearer $ROOT_KEY" "http://$ADMIN/v1/stats" || die "stats failed"
-admin v1/admin.reload '{}' >/dev/null || die "reload failed"
-expect_200 "after the reload" -H 'Host: localhost' "http://$HTTP/small?[1-50]"
+workload_drive
 
 # A dump, not a signal: callgrind writes its file on `--dump` and keygate
 # stays up until it is killed with the rest.

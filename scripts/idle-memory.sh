@@ -17,7 +17,7 @@
 #
 # Environment (defaults in brackets): PROFILE [release]  CONNS [5000]
 #   SETTLE [5s]  KG_HTTP [127.0.0.1:18090]  KG_ADMIN [127.0.0.1:19990]
-#   SKIP_BUILD [0]
+#   SKIP_BUILD [0]  KEYGATE_BIN [target/$PROFILE/keygate] (another keygate binary)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ KG_ADMIN=${KG_ADMIN:-127.0.0.1:19990}
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     cargo build --profile "$PROFILE" --bin keygate
 fi
-BIN=target/$PROFILE/keygate
+BIN=${KEYGATE_BIN:-target/$PROFILE/keygate}
 TMP=$(mktemp -d)
 KG_PID=
 cleanup() {
