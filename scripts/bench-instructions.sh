@@ -60,31 +60,18 @@ ROOT_KEY=e07c6dbefc2c57c957c290720b166f44ac4447c4269e9ee0
 
 log() { printf '[instructions] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+source "$ROOT/scripts/bench/common.sh"
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer (got '$N')"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/keygate-instructions.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-    wait 2>/dev/null
-    if [[ $rc == 0 && $KEEP != 1 ]]; then rm -rf "$TMP"; else log "temp dir kept: $TMP"; fi
-}
-trap cleanup EXIT
+bench_tmp instructions
 
 find_sbin() { command -v "$1" 2>/dev/null || { [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1"; } || true; }
 missing=()
 command -v valgrind >/dev/null || missing+=(valgrind)
 command -v curl >/dev/null || missing+=(curl)
 [[ -n $(find_sbin nginx) ]] || missing+=(nginx-light)
-if ((${#missing[@]})); then
-    log "installing: ${missing[*]}"
-    sudo=(); [[ $(id -u) == 0 ]] || sudo=(sudo -n)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        die "could not install ${missing[*]}"
-fi
+bench_apt_install ${missing[@]+"${missing[@]}"} ||
+    die "could not install ${missing[*]}"
 NGINX=$(find_sbin nginx)
 
 if [[ $SKIP_BUILD != 1 ]]; then

@@ -41,6 +41,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 log() { printf '[build-pgo] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+source "$ROOT/scripts/bench/common.sh"
 
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 LLVM_MAJOR=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
@@ -50,27 +51,14 @@ PROFDATA=$(command -v "llvm-profdata-$LLVM_MAJOR" || true)
 missing=()
 for tool in curl openssl; do command -v $tool >/dev/null || missing+=($tool); done
 [[ -n $PROFDATA ]] || missing+=("llvm-$LLVM_MAJOR")
-if ((${#missing[@]})); then
-    log "installing: ${missing[*]}"
-    sudo=(); [[ $(id -u) == 0 ]] || sudo=(sudo -n)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        die "could not install ${missing[*]} (rustc's LLVM is $LLVM_MAJOR: its profiles need that llvm-profdata)"
-    PROFDATA=$(command -v "llvm-profdata-$LLVM_MAJOR") || die "llvm-profdata-$LLVM_MAJOR not found"
-fi
+bench_apt_install ${missing[@]+"${missing[@]}"} ||
+    die "could not install ${missing[*]} (rustc's LLVM is $LLVM_MAJOR: its profiles need that llvm-profdata)"
+[[ -n $PROFDATA ]] || PROFDATA=$(command -v "llvm-profdata-$LLVM_MAJOR") || die "llvm-profdata-$LLVM_MAJOR not found"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/keygate-pgo.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-    wait 2>/dev/null
-    if [[ $rc == 0 ]]; then rm -rf "$TMP"; else log "temp dir kept: $TMP"; fi
-}
-trap cleanup EXIT
+bench_tmp pgo
 
-# Fixed paths, so that a second run reuses what the first one compiled.
+# Fixed paths, so that a second run reuses what the first one compiled
+# (rustc lists the profile among every crate's inputs: a new one rebuilds them).
 COUNTS=$TARGET/pgo-generate/counts
 PROFILE_DATA=$TARGET/pgo/keygate.profdata
 rm -rf "$COUNTS"

@@ -51,6 +51,7 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 
 log() { printf '[code-layout] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+source "$ROOT/scripts/bench/common.sh"
 
 # How much of the order file the binary matches, and how far the code it
 # names is spread (pages, 64 KiB fault-around windows, span).
@@ -80,13 +81,8 @@ fi
 
 missing=()
 for tool in valgrind curl openssl; do command -v $tool >/dev/null || missing+=($tool); done
-if ((${#missing[@]})); then
-    log "installing: ${missing[*]}"
-    sudo=(); [[ $(id -u) == 0 ]] || sudo=(sudo -n)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        die "could not install ${missing[*]}"
-fi
+bench_apt_install ${missing[@]+"${missing[@]}"} ||
+    die "could not install ${missing[*]}"
 
 if [[ $SKIP_BUILD != 1 ]]; then
     log "building $PROFILE binaries"
@@ -98,16 +94,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
 fi
 for b in keygate examples/bench_upstream; do [[ -x $BIN/$b ]] || die "missing $BIN/$b"; done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/keygate-code-layout.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-    wait 2>/dev/null
-    if [[ $rc == 0 ]]; then rm -rf "$TMP"; else log "temp dir kept: $TMP"; fi
-}
-trap cleanup EXIT
+bench_tmp code-layout
 
 source "$ROOT/scripts/bench/workload.sh"
 workload_config
