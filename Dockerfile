@@ -2,7 +2,7 @@
 #
 # keygate container image.
 #
-#   docker build -t keygate .
+#   docker build -t keygate .               # --build-arg PGO=1: faster binary, slower build
 #   docker run -d --name keygate -p 8080:8080 -p 9901:9901 keygate
 #   curl http://localhost:8080/hello          # built-in echo instance
 #   curl http://localhost:9901/healthz
@@ -31,14 +31,26 @@ COPY . .
 #   docker build --build-arg KEYGATE_COMMIT=$(git rev-parse --short=12 HEAD) .
 ARG KEYGATE_COMMIT=unknown
 
+# Profile-guided optimisation (9-20 % more requests per CPU, two whole
+# builds: ~25 min on two cores) with scripts/build-pgo.sh, which installs
+# the llvm-profdata of the image's rustc from apt and fails when Debian has
+# none for that LLVM version:
+#   docker build --build-arg PGO=1 -t keygate .
+ARG PGO=0
+
 # The registry and target dir are cache mounts, so rebuilds after a source
 # change reuse compiled dependencies; the binary is copied out of the mount,
 # stripped of its symbols (`install -s`).
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --profile production --locked --bin keygate \
- && install -D -s -m 0755 target/production/keygate /out/keygate
+    if [ "$PGO" = 1 ]; then \
+        scripts/build-pgo.sh > /tmp/built; \
+    else \
+        cargo build --profile production --locked --bin keygate \
+        && echo target/production/keygate > /tmp/built; \
+    fi \
+ && install -D -s -m 0755 "$(tail -n 1 /tmp/built)" /out/keygate
 
 ############################ runtime ############################
 FROM debian:bookworm-slim

@@ -3,7 +3,9 @@
 //! (counted in `keygate_http1_requests{path}`), and how it passes a
 //! response through — chunked bodies split across reads, bytes past a
 //! response's end, a body delimited by the instance closing, ambiguous
-//! lengths — and when it may reuse the instance's connection.
+//! lengths, large bodies passed in the kernel (spliced) whole, cut short
+//! or followed by stray bytes — and when it may reuse the instance's
+//! connection.
 
 mod support;
 
@@ -32,10 +34,17 @@ struct Scripted {
 }
 
 async fn scripted(pieces: &'static [&'static [u8]], close_after: bool) -> Scripted {
+    serve_pieces(pieces.iter().map(|p| p.to_vec()).collect(), close_after).await
+}
+
+/// [`scripted`] with pieces made at run time.
+async fn serve_pieces(pieces: Vec<Vec<u8>>, close_after: bool) -> Scripted {
+    let pieces = Arc::new(pieces);
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
     let (addr, _task) = serve_loopback(move |mut stream: TcpStream| {
         counter.fetch_add(1, Ordering::SeqCst);
+        let pieces = pieces.clone();
         async move {
             let mut buf = Vec::new();
             loop {
@@ -50,7 +59,7 @@ async fn scripted(pieces: &'static [&'static [u8]], close_after: bool) -> Script
                     }
                 };
                 buf.drain(..head_end);
-                for piece in pieces {
+                for piece in pieces.iter() {
                     if stream.write_all(piece).await.is_err() || stream.flush().await.is_err() {
                         return;
                     }
@@ -289,4 +298,140 @@ async fn the_gateways_own_response_fields_replace_an_instances_and_the_rest_pass
         1.0,
         "served by the fast path"
     );
+}
+
+/// A body no 64 KiB piece of which equals the one before (251 is prime),
+/// so bytes passed out of order would show.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// A 200 head for a body of `len` bytes.
+fn head_for(len: usize) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").into_bytes()
+}
+
+/// Reads one response head and exactly `len` body bytes, or what came
+/// before the connection closed.
+async fn read_large(client: &mut TcpStream, len: usize) -> (String, Vec<u8>) {
+    let mut received = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    let head_end = loop {
+        if let Some(p) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match client.read(&mut chunk).await.unwrap() {
+            0 => panic!("closed before the head: {}", String::from_utf8_lossy(&received)),
+            n => received.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let mut body = received.split_off(head_end);
+    while body.len() < len {
+        match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&received).to_string(), body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_are_passed_whole_in_order_and_both_connections_are_reused() {
+    let body = patterned(3 << 20);
+    // The head and the body's start in one write, the rest in pieces of
+    // uneven sizes, as an instance's writes arrive.
+    let mut first = head_for(body.len());
+    first.extend_from_slice(&body[..1000]);
+    let pieces = vec![first, body[1000..700_000].to_vec(), body[700_000..].to_vec()];
+    let up = serve_pieces(pieces, false).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
+    let mut client = TcpStream::connect(gw.http).await.unwrap();
+    for i in 0..3 {
+        client.write_all(&get("/large")).await.unwrap();
+        let (head, received) = tokio::time::timeout(Duration::from_secs(30), read_large(&mut client, body.len()))
+            .await
+            .expect("the body arrives");
+        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+        assert_eq!(received.len(), body.len(), "request {i}");
+        assert!(received == body, "request {i}: the body arrives as sent");
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "the instance connection is reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_body_the_instance_cuts_short_ends_the_client_connection_and_the_next_gets_a_new_one() {
+    let body = patterned(1 << 20);
+    let mut first = head_for(body.len());
+    first.extend_from_slice(&body[..300_000]);
+    let up = serve_pieces(vec![first], true).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
+    for i in 0..2 {
+        let mut client = TcpStream::connect(gw.http).await.unwrap();
+        client.write_all(&get("/cut")).await.unwrap();
+        let (head, received) = tokio::time::timeout(Duration::from_secs(30), read_large(&mut client, body.len()))
+            .await
+            .expect("the client connection is closed, not left waiting");
+        assert!(head.starts_with("HTTP/1.1 200"), "attempt {i}: {head}");
+        assert_eq!(
+            received,
+            body[..300_000],
+            "attempt {i}: what the instance sent, then the end"
+        );
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        2,
+        "a connection that ended early is not reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_past_a_large_body_never_reach_the_next_request() {
+    let body = patterned(1 << 20);
+    let mut first = head_for(body.len());
+    first.extend_from_slice(&body[..1000]);
+    let mut rest = body[1000..].to_vec();
+    rest.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray");
+    let up = serve_pieces(vec![first, rest], false).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
+    let mut client = TcpStream::connect(gw.http).await.unwrap();
+    for i in 0..2 {
+        client.write_all(&get("/stray")).await.unwrap();
+        let (head, received) = tokio::time::timeout(Duration::from_secs(30), read_large(&mut client, body.len()))
+            .await
+            .expect("the body arrives");
+        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+        assert!(received == body, "request {i}: the body, not the stray response");
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        2,
+        "the connection that sent more than its response is not reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_during_a_large_body_does_not_disturb_the_next() {
+    let body = patterned(4 << 20);
+    let mut first = head_for(body.len());
+    first.extend_from_slice(&body[..1000]);
+    let up = serve_pieces(vec![first, body[1000..].to_vec()], false).await;
+    let gw = gateway_to(&up.addr.to_string()).await;
+    let mut leaving = TcpStream::connect(gw.http).await.unwrap();
+    leaving.write_all(&get("/leave")).await.unwrap();
+    let mut start = [0u8; 1024];
+    let n = leaving.read(&mut start).await.unwrap();
+    assert!(start[..n].starts_with(b"HTTP/1.1 200"));
+    drop(leaving);
+    let mut client = TcpStream::connect(gw.http).await.unwrap();
+    client.write_all(&get("/stay")).await.unwrap();
+    let (head, received) = tokio::time::timeout(Duration::from_secs(30), read_large(&mut client, body.len()))
+        .await
+        .expect("the next client gets its body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(received == body, "the next client's body is whole");
 }

@@ -20,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::fitted;
 use super::framing::{self, ChunkedEnd, Framing};
 use super::head::{self, Parsed, RawResponse, ResponseRead, Role};
+#[cfg(target_os = "linux")]
+use super::splice;
 use super::timer::ConnectionTimer;
 use super::FastPath;
 use crate::errors::{ErrorCode, GatewayError};
@@ -475,6 +477,10 @@ async fn pass_body(
     wait: Duration,
     timer: &mut ConnectionTimer,
 ) -> Passed {
+    #[cfg(target_os = "linux")]
+    if let Some(passed) = pass_body_in_kernel(client, instance, end, wait, timer).await {
+        return passed;
+    }
     let mut buf = BytesMut::with_capacity(BODY_READ_SIZE);
     loop {
         buf.clear();
@@ -496,6 +502,34 @@ async fn pass_body(
             return Passed::Done { extra };
         }
     }
+}
+
+/// A large body of known length between plain TCP sockets, spliced (see
+/// [`splice`]); `None` when it is not one (nothing was read). Bytes the
+/// instance sent past the body stay in its socket, where the pool's test
+/// of a connection it hands out finds them.
+#[cfg(target_os = "linux")]
+async fn pass_body_in_kernel(
+    client: &Stream,
+    instance: &Stream,
+    end: &mut BodyEnd,
+    wait: Duration,
+    timer: &mut ConnectionTimer,
+) -> Option<Passed> {
+    let BodyEnd::Left(left) = *end else {
+        return None;
+    };
+    if left < splice::MIN_LEFT {
+        return None;
+    }
+    let (to, from) = (splice::plain_tcp(client)?, splice::plain_tcp(instance)?);
+    let passed = match splice::body(to, from, left, wait, timer).await? {
+        splice::Spliced::Done => Passed::Done { extra: false },
+        splice::Spliced::ClientGone => Passed::ClientGone,
+        splice::Spliced::InstanceEnded => Passed::InstanceEnded,
+    };
+    *end = BodyEnd::Left(0);
+    Some(passed)
 }
 
 /// Where the body being relayed ends.

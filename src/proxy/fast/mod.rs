@@ -19,6 +19,8 @@ mod framing;
 mod head;
 mod names;
 mod rewind;
+#[cfg(target_os = "linux")]
+mod splice;
 mod timer;
 
 use std::sync::Arc;

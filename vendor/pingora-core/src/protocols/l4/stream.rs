@@ -560,6 +560,28 @@ impl Stream {
         self.offload_wait_duration = offload_wait_duration;
     }
 
+    /// keygate patch 27: the TCP socket under this stream, for a caller that
+    /// moves a body between two sockets inside the kernel (`splice(2)`).
+    /// `None` unless the stream is TCP and no byte waits in user space in
+    /// front of it (a rewound read, the read buffer, the write buffer), so
+    /// nothing is reordered by going around the buffers.
+    pub fn unbuffered_tcp(&self) -> Option<&TcpStream> {
+        if !self.rewind_read_buf.is_empty() {
+            return None;
+        }
+        let stream = self.stream();
+        let buffered = match stream {
+            BufferedStream::UnbufferedRead(writer) => !writer.buffer().is_empty(),
+            BufferedStream::BufferedRead(reader) => {
+                !reader.buffer().is_empty() || !reader.get_ref().buffer().is_empty()
+            }
+        };
+        match &stream.get_ref().stream {
+            RawStream::Tcp(s) if !buffered => Some(s),
+            _ => None,
+        }
+    }
+
     /// set TCP nodelay for this connection if `self` is TCP
     pub fn set_nodelay(&mut self) -> Result<()> {
         match &self.stream_mut().get_mut().stream {
