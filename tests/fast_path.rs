@@ -335,23 +335,38 @@ async fn read_large(client: &mut TcpStream, len: usize) -> (String, Vec<u8>) {
     (String::from_utf8_lossy(&received).to_string(), body)
 }
 
+/// The head and the body's first `first` bytes, one write of an instance.
+fn head_and_start(body: &[u8], first: usize) -> Vec<u8> {
+    let mut piece = head_for(body.len());
+    piece.extend_from_slice(&body[..first]);
+    piece
+}
+
+/// Sends `GET path` on `client` and reads a 200 with a body of `len`
+/// bytes, or what came of it before the connection closed.
+async fn get_large(client: &mut TcpStream, path: &str, len: usize) -> Vec<u8> {
+    client.write_all(&get(path)).await.unwrap();
+    let (head, body) = tokio::time::timeout(Duration::from_secs(30), read_large(client, len))
+        .await
+        .expect("the body ends, or the connection closes, in time");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn large_bodies_are_passed_whole_in_order_and_both_connections_are_reused() {
     let body = patterned(3 << 20);
-    // The head and the body's start in one write, the rest in pieces of
-    // uneven sizes, as an instance's writes arrive.
-    let mut first = head_for(body.len());
-    first.extend_from_slice(&body[..1000]);
-    let pieces = vec![first, body[1000..700_000].to_vec(), body[700_000..].to_vec()];
+    // The body's rest in pieces of uneven sizes, as an instance's writes arrive.
+    let pieces = vec![
+        head_and_start(&body, 1000),
+        body[1000..700_000].to_vec(),
+        body[700_000..].to_vec(),
+    ];
     let up = serve_pieces(pieces, false).await;
     let gw = gateway_to(&up.addr.to_string()).await;
     let mut client = TcpStream::connect(gw.http).await.unwrap();
     for i in 0..3 {
-        client.write_all(&get("/large")).await.unwrap();
-        let (head, received) = tokio::time::timeout(Duration::from_secs(30), read_large(&mut client, body.len()))
-            .await
-            .expect("the body arrives");
-        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+        let received = get_large(&mut client, "/large", body.len()).await;
         assert_eq!(received.len(), body.len(), "request {i}");
         assert!(received == body, "request {i}: the body arrives as sent");
     }
@@ -365,17 +380,11 @@ async fn large_bodies_are_passed_whole_in_order_and_both_connections_are_reused(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_body_the_instance_cuts_short_ends_the_client_connection_and_the_next_gets_a_new_one() {
     let body = patterned(1 << 20);
-    let mut first = head_for(body.len());
-    first.extend_from_slice(&body[..300_000]);
-    let up = serve_pieces(vec![first], true).await;
+    let up = serve_pieces(vec![head_and_start(&body, 300_000)], true).await;
     let gw = gateway_to(&up.addr.to_string()).await;
     for i in 0..2 {
         let mut client = TcpStream::connect(gw.http).await.unwrap();
-        client.write_all(&get("/cut")).await.unwrap();
-        let (head, received) = tokio::time::timeout(Duration::from_secs(30), read_large(&mut client, body.len()))
-            .await
-            .expect("the client connection is closed, not left waiting");
-        assert!(head.starts_with("HTTP/1.1 200"), "attempt {i}: {head}");
+        let received = get_large(&mut client, "/cut", body.len()).await;
         assert_eq!(
             received,
             body[..300_000],
@@ -392,19 +401,13 @@ async fn a_large_body_the_instance_cuts_short_ends_the_client_connection_and_the
 #[tokio::test(flavor = "multi_thread")]
 async fn bytes_past_a_large_body_never_reach_the_next_request() {
     let body = patterned(1 << 20);
-    let mut first = head_for(body.len());
-    first.extend_from_slice(&body[..1000]);
     let mut rest = body[1000..].to_vec();
     rest.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray");
-    let up = serve_pieces(vec![first, rest], false).await;
+    let up = serve_pieces(vec![head_and_start(&body, 1000), rest], false).await;
     let gw = gateway_to(&up.addr.to_string()).await;
     let mut client = TcpStream::connect(gw.http).await.unwrap();
     for i in 0..2 {
-        client.write_all(&get("/stray")).await.unwrap();
-        let (head, received) = tokio::time::timeout(Duration::from_secs(30), read_large(&mut client, body.len()))
-            .await
-            .expect("the body arrives");
-        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+        let received = get_large(&mut client, "/stray", body.len()).await;
         assert!(received == body, "request {i}: the body, not the stray response");
     }
     assert_eq!(
@@ -417,9 +420,7 @@ async fn bytes_past_a_large_body_never_reach_the_next_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_leaves_during_a_large_body_does_not_disturb_the_next() {
     let body = patterned(4 << 20);
-    let mut first = head_for(body.len());
-    first.extend_from_slice(&body[..1000]);
-    let up = serve_pieces(vec![first, body[1000..].to_vec()], false).await;
+    let up = serve_pieces(vec![head_and_start(&body, 1000), body[1000..].to_vec()], false).await;
     let gw = gateway_to(&up.addr.to_string()).await;
     let mut leaving = TcpStream::connect(gw.http).await.unwrap();
     leaving.write_all(&get("/leave")).await.unwrap();
@@ -428,10 +429,6 @@ async fn a_client_that_leaves_during_a_large_body_does_not_disturb_the_next() {
     assert!(start[..n].starts_with(b"HTTP/1.1 200"));
     drop(leaving);
     let mut client = TcpStream::connect(gw.http).await.unwrap();
-    client.write_all(&get("/stay")).await.unwrap();
-    let (head, received) = tokio::time::timeout(Duration::from_secs(30), read_large(&mut client, body.len()))
-        .await
-        .expect("the next client gets its body");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let received = get_large(&mut client, "/stay", body.len()).await;
     assert!(received == body, "the next client's body is whole");
 }
