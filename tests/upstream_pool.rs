@@ -3,6 +3,7 @@
 //! the instance closed while idle is never used for a request (which would
 //! then fail), and asking for a connection does not carry the connect
 //! state (patch 19). Reads on pingora's streams are not timed (patch 25).
+//! Each worker thread reuses only the connections it opened (patch 28).
 
 mod support;
 
@@ -35,6 +36,31 @@ async fn a_thousand_keep_alive_requests_use_one_upstream_connection() {
         1,
         "every request after the first reused the pooled connection"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_worker_thread_keeps_its_own_upstream_connections() {
+    let up = Upstream::counting("per-thread").await;
+    let gw = Gateway::start(&format!(
+        "listen:\n  http: \"@HTTP@\"\n  admin: \"@ADMIN@\"\n  threads: 2\nlimits:\n  idle_timeout: 60s\n{}",
+        one_route("threads.test", "dep_threads", &[&up.addr_str()])
+    ))
+    .await;
+    // Sixteen client connections, one request at a time: each lands on
+    // either worker thread (at random), and a thread reuses only the
+    // instance connections it opened itself. A pool shared by both would
+    // carry all sixteen requests over one connection. (All sixteen on one
+    // thread: a chance of 1 in 32,768.)
+    let mut clients = Vec::new();
+    for i in 0..16 {
+        let mut client = RawConn::connect(gw.http).await;
+        let request = format!("GET /{i} HTTP/1.1\r\nHost: threads.test\r\n\r\n");
+        let response = client.roundtrip(request.as_bytes()).await.unwrap();
+        assert_eq!(response.status, 200, "request {i}");
+        clients.push(client);
+    }
+    assert_eq!(up.hits(), 16);
+    assert_eq!(up.connections(), 2, "one instance connection per worker thread");
 }
 
 /// An instance that answers one request per connection with keep-alive

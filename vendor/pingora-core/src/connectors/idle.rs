@@ -34,11 +34,34 @@ impl Idle {
     }
 }
 
+/// keygate patch 28: a connection is parked under the worker thread that
+/// released it as well as its peer, and only that thread takes it again.
+/// Each of a no-steal server's threads runs its own tokio runtime, and a
+/// socket stays registered with the runtime that opened it: taken by
+/// another thread, its every readiness event came through the opener's
+/// I/O driver and a cross-thread wake-up. Like nginx's per-worker
+/// keep-alive caches, each thread now keeps its own.
+type SlotKey = (u64, u64);
+
+thread_local! {
+    /// This thread's number among those that used a pool.
+    static WORKER: u64 = {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+/// `key` as this thread parks and takes it.
+fn slot_key(key: u64) -> SlotKey {
+    (WORKER.with(|worker| *worker), key)
+}
+
 #[derive(Default)]
 struct Slots {
-    /// Keyed by the peer's reuse hash, looked up twice per proxied request:
-    /// hashed with ahash rather than the standard library's SipHash.
-    by_key: HashMap<u64, Vec<Idle>, ahash::RandomState>,
+    /// Keyed by the worker thread and the peer's reuse hash, looked up twice
+    /// per proxied request: hashed with ahash rather than the standard
+    /// library's SipHash.
+    by_key: HashMap<SlotKey, Vec<Idle>, ahash::RandomState>,
     count: usize,
 }
 
@@ -84,7 +107,7 @@ impl IdlePool {
             } else {
                 None
             };
-            slots.by_key.entry(key).or_default().push(idle);
+            slots.by_key.entry(slot_key(key)).or_default().push(idle);
             slots.count += 1;
             evicted
         };
@@ -101,7 +124,7 @@ impl IdlePool {
                 let mut slots = self.slots.lock();
                 // keygate patch 26: an emptied list stays (the sweep removes
                 // it), so the next release of this key does not allocate one.
-                let idle = slots.by_key.get_mut(&key)?.pop()?;
+                let idle = slots.by_key.get_mut(&slot_key(key))?.pop()?;
                 slots.count -= 1;
                 idle
             };
