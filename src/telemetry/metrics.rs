@@ -12,9 +12,10 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 
+use super::histogram::ShardedHistogram;
 use super::process::ProcessCollector;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,10 +84,10 @@ pub struct DurationLabels {
 /// label hashing or map lookup.
 #[derive(Debug, Clone)]
 pub struct Durations {
-    total: Histogram,
-    gateway: Histogram,
+    total: ShardedHistogram,
+    gateway: ShardedHistogram,
     /// None for requests no route matched: they have no `instance` series.
-    instance: Option<Histogram>,
+    instance: Option<ShardedHistogram>,
 }
 
 impl Durations {
@@ -165,7 +166,7 @@ const DECISIONS: [&str; 2] = ["allow", "deny"];
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    durations: Family<DurationLabels, Histogram>,
+    durations: Family<DurationLabels, ShardedHistogram>,
     pub config_reloads: Counter,
     pub config_reload_errors: Counter,
     pub upstream_connect_failures: Counter,
@@ -200,8 +201,8 @@ impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<DurationLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0005, 2.5, 14))
+        let durations = Family::<DurationLabels, ShardedHistogram>::new_with_constructor(|| {
+            ShardedHistogram::new(exponential_buckets(0.0005, 2.5, 14))
         });
         let config_reloads = Counter::default();
         let config_reload_errors = Counter::default();
@@ -497,7 +498,7 @@ impl Metrics {
         unrouted.observe(total, None);
     }
 
-    fn duration_histogram(&self, deployment: &Label, part: Part) -> Histogram {
+    fn duration_histogram(&self, deployment: &Label, part: Part) -> ShardedHistogram {
         let labels = DurationLabels {
             deployment: deployment.clone(),
             part,

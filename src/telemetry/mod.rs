@@ -2,6 +2,7 @@
 //! (Prometheus, served by the admin listener) and traces (OpenTelemetry,
 //! exported to a collector: [`traces`]).
 
+mod histogram;
 mod metrics;
 mod process;
 pub mod recent;
