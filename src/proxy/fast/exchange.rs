@@ -512,24 +512,22 @@ async fn pass_body(
 async fn pass_body_in_kernel(
     client: &Stream,
     instance: &Stream,
-    end: &mut BodyEnd,
+    end: &BodyEnd,
     wait: Duration,
     timer: &mut ConnectionTimer,
 ) -> Option<Passed> {
-    let BodyEnd::Left(left) = *end else {
+    let &BodyEnd::Left(left) = end else {
         return None;
     };
     if left < splice::MIN_LEFT {
         return None;
     }
     let (to, from) = (splice::plain_tcp(client)?, splice::plain_tcp(instance)?);
-    let passed = match splice::body(to, from, left, wait, timer).await? {
+    Some(match splice::body(to, from, left, wait, timer).await? {
         splice::Spliced::Done => Passed::Done { extra: false },
         splice::Spliced::ClientGone => Passed::ClientGone,
         splice::Spliced::InstanceEnded => Passed::InstanceEnded,
-    };
-    *end = BodyEnd::Left(0);
-    Some(passed)
+    })
 }
 
 /// Where the body being relayed ends.
